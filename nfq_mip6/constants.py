@@ -1,0 +1,54 @@
+"""RFC 6275 §12 protocol constants and §13 configuration variable defaults.
+
+Times are in seconds (float where the RFC allows fractions). Lifetimes on the wire are 16-bit
+counts of 4-second units (§6.1.7); ``LIFETIME_UNIT`` converts.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# RFC 6275 §12: protocol constants.
+DHAAD_RETRIES: Final = 4
+INITIAL_BINDACK_TIMEOUT: Final = 1.0
+INITIAL_DHAAD_TIMEOUT: Final = 3.0
+INITIAL_SOLICIT_TIMER: Final = 3.0
+MAX_BINDACK_TIMEOUT: Final = 32.0
+MAX_NONCE_LIFETIME: Final = 240.0
+MAX_TOKEN_LIFETIME: Final = 210.0
+MAX_UPDATE_RATE: Final = 3  # Binding Updates per second to one destination (§11.8)
+PREFIX_ADV_RETRIES: Final = 3
+PREFIX_ADV_TIMEOUT: Final = 3.0
+MAX_RR_BINDING_LIFETIME: Final = 420  # seconds (105 units of 4 s)
+
+# RFC 6275 §13: configuration variables (defaults).
+INITIAL_BINDACK_TIMEOUT_FIRST_REG: Final = 1.5  # InitialBindackTimeoutFirstReg
+MAX_MOB_PFX_ADV_INTERVAL: Final = 86400.0
+MIN_MOB_PFX_ADV_INTERVAL: Final = 600.0
+MIN_DELAY_BETWEEN_RAS: Final = 3.0
+
+# §6.1.7: the lifetime field counts 4-second units; 65535 × 4 = 262140 s.
+LIFETIME_UNIT: Final = 4
+MAX_LIFETIME_UNITS: Final = 0xFFFF
+MAX_LIFETIME_SECONDS: Final = MAX_LIFETIME_UNITS * LIFETIME_UNIT
+
+# Policy caps for home registrations (facts §8.2): UMIP HaMaxBindingLife vs MIPL MAX_LIFETIME.
+DEFAULT_HA_MAX_BINDING_LIFETIME: Final = MAX_LIFETIME_SECONDS
+MIPL_HA_MAX_BINDING_LIFETIME: Final = 1000
+
+# RFC 4861 constants used by the Home Agent's proxy ND (§10.4.1).
+MAX_NEIGHBOR_ADVERTISEMENT: Final = 3
+MAX_ANYCAST_DELAY_TIME: Final = 1.0
+
+# §6.5: a DHAAD reply is truncated to fit 1280 octets: (1280 − 40 − 8) / 16 = 77 addresses.
+DHAAD_REPLY_MAX_ADDRESSES: Final = 77
+
+# §5.2.3: CN node key length and nonce size (UMIP uses 8-octet nonces, 16 in circulation).
+KCN_LENGTH: Final = 20
+NONCE_LENGTH: Final = 8
+COOKIE_LENGTH: Final = 8
+KEYGEN_TOKEN_LENGTH: Final = 8
+AUTHENTICATOR_LENGTH: Final = 12
+
+# §9.5.1: sequence numbers compare modulo 2^16.
+SEQUENCE_MODULUS: Final = 0x10000
