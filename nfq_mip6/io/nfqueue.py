@@ -1,0 +1,87 @@
+"""NFQUEUE adapter (NetfilterQueue 1.1.0): the only module importing ``netfilterqueue``.
+
+The agent loop watches :meth:`QueueAdapter.fileno` and calls :meth:`QueueAdapter.on_readable`,
+which drains the socket (``run(block=False)`` reads until EAGAIN) and hands each payload to
+the handler. The handler's :class:`~nfq_mip6.runtime.base.Verdict` is applied here; an
+exception from the handler is logged and the packet dropped (never left unverdicted).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from nfq_mip6.runtime.base import Verdict, VerdictKind
+
+__all__ = ["QueueAdapter"]
+
+log = logging.getLogger(__name__)
+
+# Large enough for a whole packet; NFQUEUE segments GSO packets before queueing
+# (NetfilterQueue does not set F_GSO), so MTU-sized packets are the norm.
+MAX_PACKET_LEN = 0xFFFF
+RCVBUF_BYTES = 8 * 1024 * 1024
+
+
+class QueueAdapter:
+    """Binds NFQUEUE ``queue_num`` and applies verdicts from ``handler(payload, now)``."""
+
+    def __init__(
+        self,
+        queue_num: int,
+        handler: Callable[[bytes, float], Verdict],
+        clock: Callable[[], float],
+    ) -> None:
+        from netfilterqueue import NetfilterQueue
+
+        self.queue_num = queue_num
+        self._handler = handler
+        self._clock = clock
+        self.stats: dict[str, int] = {"accepted": 0, "dropped": 0, "rewritten": 0, "errors": 0}
+        self._nfq: Any = NetfilterQueue()
+        self._nfq.bind(queue_num, self._on_packet, max_len=4096)
+        self._fd: int = self._nfq.get_fd()
+        try:  # a burst of BUs must not overflow the default small receive buffer
+            sock = socket.socket(fileno=socket.dup(self._fd))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, 33, RCVBUF_BYTES)  # SO_RCVBUFFORCE
+            finally:
+                sock.close()
+        except OSError as exc:
+            log.debug("could not raise the NFQUEUE receive buffer: %s", exc)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def on_readable(self) -> None:
+        """Drain every queued packet (the fd is readable)."""
+        try:
+            self._nfq.run(block=False)
+        except OSError as exc:  # ENOBUFS is handled inside NetfilterQueue; anything else: log
+            log.warning("NFQUEUE receive failed: %s", exc)
+
+    def _on_packet(self, packet: Any) -> None:
+        try:
+            verdict = self._handler(packet.get_payload(), self._clock())
+        except Exception:  # a bug in the runtime must not leave the packet queued forever
+            log.exception("runtime failed on a queued packet; dropping it")
+            self.stats["errors"] += 1
+            verdict = Verdict.drop()
+        if verdict.kind == VerdictKind.ACCEPT:
+            packet.accept()
+            self.stats["accepted"] += 1
+        elif verdict.kind == VerdictKind.REWRITE and verdict.payload is not None:
+            packet.set_payload(verdict.payload)
+            packet.accept()
+            self.stats["rewritten"] += 1
+        else:
+            packet.drop()
+            self.stats["dropped"] += 1
+
+    def close(self) -> None:
+        try:
+            self._nfq.unbind()
+        except OSError as exc:
+            log.debug("NFQUEUE unbind: %s", exc)
