@@ -1,0 +1,568 @@
+"""Mobile Node kernel data plane on the seg6 backend (RFC 6275 §11.2–§11.5, dataplane notes Q3/Q7).
+
+Away from home the MN keeps its Home Address (HoA) usable by applications and reverse-tunnels
+everything sent from it to the Home Agent; packets the HA tunnels to the care-of address (CoA)
+are decapsulated by the kernel. Steady-state data never reaches userspace.
+
+Design choices (kernel 6.18 without ip6tnl/sit/MIPv6):
+
+* **HoA while away: a /128 on ``lo``** (``nodad noprefixroute``), removed from the interface.
+  Applications can still bind to it and receive on it, and the kernel does not answer Neighbor
+  Solicitations for it on the visited link, since Linux answers NS only for addresses on the
+  receiving interface (the MN must not defend the HoA away from home: the HA proxies it at
+  home, §10.4.1). We do not keep it on ``eth0`` with ``nodad`` because that address would still
+  be defended on the visited link and would add a bogus on-link home-prefix route.
+* **Reverse tunnel (MN → HA, §11.3.1)**: policy rule ``from HoA lookup <reverse table>`` and,
+  in that table, ``default encap seg6 mode encap.red segs <HA> dev <if>``: plain IPv6-in-IPv6
+  (outer next header 41, no SRH). The outer source is the per-netns ``ip sr tunsrc`` (there is
+  no per-route source on 6.18), set to the CoA on every move.
+* **Decapsulation (HA → MN)**: rule ``to <CoA> ipproto 41 lookup <decap table>`` with route
+  ``<CoA>/128 encap seg6local action End.DT6 table local``: the inner packet is delivered
+  locally (End.DX6 cannot deliver locally, notes Q3). The ``local`` rule (pref 0) must come
+  after the decap rule, so it is moved to pref 1000 while away and put back at home.
+* Rule order: decap 100 < local 1000 < from-HoA 1100 < main 32766 (traffic from the HoA to a
+  local address stays local).
+* On a CoA change the new decap rule and route are added before the old ones are removed.
+
+pyroute2 0.9.7 silently turns seg6 mode ``encap.red`` into ``encap`` (with an SRH, notes Q4);
+:func:`ensure_pyroute2_encap_red` patches its mode table (idempotent).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import subprocess
+import time
+from dataclasses import dataclass
+from ipaddress import IPv6Address, IPv6Interface, IPv6Network
+from typing import Any, Final
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+LOG = logging.getLogger(__name__)
+
+AF_INET6: Final = 10
+RT_TABLE_LOCAL: Final = 255
+RT_TABLE_MAIN: Final = 254
+IPPROTO_IPV6: Final = 41
+IFA_F_NODAD: Final = 0x02
+IFA_F_OPTIMISTIC: Final = 0x04
+IFA_F_DADFAILED: Final = 0x08
+IFA_F_HOMEADDRESS: Final = 0x10
+IFA_F_DEPRECATED: Final = 0x20
+IFA_F_TENTATIVE: Final = 0x40
+IFA_F_PERMANENT: Final = 0x80
+IFA_F_NOPREFIXROUTE: Final = 0x200
+RTPROT_KERNEL: Final = 2
+RTPROT_RA: Final = 9
+ENOMEM_RETRIES: Final = 5
+ENOMEM_RETRY_DELAY: Final = 0.01  # notes Q4: a retry after 10 ms always succeeded
+
+
+class DataplaneError(RuntimeError):
+    """A kernel operation of the MN data plane failed (message says which)."""
+
+
+def ensure_pyroute2_encap_red() -> None:
+    """Teach pyroute2 0.9.7 the seg6 modes it lacks (dataplane notes Q4). Idempotent."""
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    srh: Any = rtmsg.seg6_encap_info.ipv6_sr_hdr
+    if srh.encapmodes.get("encap.red") == 3:
+        return
+    srh.encapmodes.update({"l2encap": 2, "encap.red": 3, "l2encap.red": 4})
+    srh.r_encapmodes = {value: key for key, value in srh.encapmodes.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class MobileNodeTables:
+    """Routing tables and rule priorities owned by the MN data plane."""
+
+    reverse_tunnel_table: int = 206
+    decap_table: int = 207
+    decap_rule_priority: int = 100
+    local_rule_priority: int = 1000
+    home_address_rule_priority: int = 1100
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceAddress:
+    """An IPv6 address on the MN's interface, as the kernel reports it."""
+
+    interface: IPv6Interface
+    flags: int
+    valid_lifetime: float | None  # None = forever
+    preferred_lifetime: float | None
+
+    @property
+    def address(self) -> IPv6Address:
+        return self.interface.ip
+
+    @property
+    def usable(self) -> bool:
+        """Usable as a source: not tentative (unless optimistic) and DAD did not fail."""
+        if self.flags & IFA_F_DADFAILED:
+            return False
+        return not (self.flags & IFA_F_TENTATIVE) or bool(self.flags & IFA_F_OPTIMISTIC)
+
+
+def _lifetime(value: int) -> float | None:
+    return None if value == 0xFFFFFFFF else float(value)
+
+
+class MobileNodeDataplane:
+    """Applies the MN's data-plane actions to the kernel of the current (or a named) netns.
+
+    Args:
+        interface: the MN's single network interface (``eth0`` in the HOWTO test bed).
+        home_address: the HoA with its home prefix length (``fec0:106:2700::4/64``).
+        netns: operate in that named netns (tests); ``None`` = the current one (the agent).
+        tables: table numbers and rule priorities.
+    """
+
+    def __init__(
+        self,
+        interface: str,
+        home_address: IPv6Interface,
+        *,
+        netns: str | None = None,
+        tables: MobileNodeTables | None = None,
+    ) -> None:
+        ensure_pyroute2_encap_red()
+        self.interface = interface
+        self.home_address = home_address
+        self.netns = netns
+        self.tables = tables or MobileNodeTables()
+        self._ipr: Any = IPRoute(netns=netns) if netns else IPRoute()
+        links = self._ipr.link_lookup(ifname=interface)
+        if not links:
+            self._ipr.close()
+            raise DataplaneError(f"interface {interface!r} not found")
+        self.ifindex: int = links[0]
+        self.lo_index: int = self._ipr.link_lookup(ifname="lo")[0]
+        self.care_of_address: IPv6Address | None = None
+        self.home_agent: IPv6Address | None = None
+        self.home_address_away = False
+        self.local_rule_moved = False
+        self.operations = 0
+
+    # ---------------------------------------------------------------- helpers
+
+    def _retry(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run one netlink request, retrying on ENOMEM (percpu dst_cache, notes Q4)."""
+        for attempt in range(ENOMEM_RETRIES):
+            try:
+                self.operations += 1
+                return func(*args, **kwargs)
+            except NetlinkError as exc:
+                if exc.code == errno.ENOMEM and attempt + 1 < ENOMEM_RETRIES:
+                    time.sleep(ENOMEM_RETRY_DELAY)
+                    continue
+                raise DataplaneError(f"{what}: {exc}") from exc
+        raise DataplaneError(f"{what}: ENOMEM")  # pragma: no cover - loop always returns/raises
+
+    def _quiet(self, what: str, func: Any, *args: Any, **kwargs: Any) -> bool:
+        """Run a removal; a missing object (ENOENT/ESRCH/EADDRNOTAVAIL) is not an error."""
+        try:
+            self.operations += 1
+            func(*args, **kwargs)
+            return True
+        except NetlinkError as exc:
+            if exc.code in (errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENODEV):
+                return False
+            raise DataplaneError(f"{what}: {exc}") from exc
+
+    def _run_ip(self, *args: str) -> None:
+        command = ["ip"]
+        if self.netns:
+            command += ["-n", self.netns]
+        command += list(args)
+        self.operations += 1
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise DataplaneError(f"{' '.join(command)}: {result.stderr.strip()}")
+
+    def set_tunnel_source(self, address: IPv6Address | None) -> None:
+        """``ip sr tunsrc set`` (per netns; ``None`` resets to ``::``)."""
+        self._run_ip("sr", "tunsrc", "set", str(address or IPv6Address("::")))
+
+    def _rules(self) -> list[Any]:
+        return list(self._ipr.get_rules(family=AF_INET6))
+
+    def _has_rule(self, priority: int, table: int) -> bool:
+        for rule in self._rules():
+            if (
+                rule.get_attr("FRA_PRIORITY", 0) == priority
+                and (rule.get_attr("FRA_TABLE") or rule["table"]) == table
+            ):
+                return True
+        return False
+
+    # ---------------------------------------------------------------- the local rule
+
+    def move_local_rule(self) -> None:
+        """Put the ``local`` table lookup after the decap rule (pref 0 → 1000, notes Q3)."""
+        if self.local_rule_moved:
+            return
+        priority = self.tables.local_rule_priority
+        if not self._has_rule(priority, RT_TABLE_LOCAL):
+            self._retry(
+                "add local rule",
+                self._ipr.rule,
+                "add",
+                family=AF_INET6,
+                priority=priority,
+                table=RT_TABLE_LOCAL,
+            )
+        self._quiet(
+            "del local rule 0",
+            self._ipr.rule,
+            "del",
+            family=AF_INET6,
+            priority=0,
+            table=RT_TABLE_LOCAL,
+        )
+        self.local_rule_moved = True
+
+    def restore_local_rule(self) -> None:
+        """Put the ``local`` rule back at pref 0 (at home, or on stop)."""
+        if not self._has_rule(0, RT_TABLE_LOCAL):
+            self._retry(
+                "add local rule 0",
+                self._ipr.rule,
+                "add",
+                family=AF_INET6,
+                priority=0,
+                table=RT_TABLE_LOCAL,
+            )
+        self._quiet(
+            "del moved local rule",
+            self._ipr.rule,
+            "del",
+            family=AF_INET6,
+            priority=self.tables.local_rule_priority,
+            table=RT_TABLE_LOCAL,
+        )
+        self.local_rule_moved = False
+
+    # ---------------------------------------------------------------- home address
+
+    def move_home_address_away(self) -> None:
+        """RFC 6275 §11.5.1: the HoA leaves the interface (not defended on the visited link)
+        and lives on ``lo`` as a /128, still usable by applications."""
+        hoa = str(self.home_address.ip)
+        self._retry(
+            "add HoA on lo",
+            self._ipr.addr,
+            "replace",
+            index=self.lo_index,
+            address=hoa,
+            prefixlen=128,
+            IFA_FLAGS=IFA_F_NODAD | IFA_F_NOPREFIXROUTE,
+        )
+        self._quiet(
+            "del HoA on interface",
+            self._ipr.addr,
+            "del",
+            index=self.ifindex,
+            address=hoa,
+            prefixlen=self.home_address.network.prefixlen,
+        )
+        self.home_address_away = True
+
+    def move_home_address_home(self) -> None:
+        """RFC 6275 §11.5.5: the HoA goes back on the home interface (no DAD: it is ours and
+        the HA proxied it until the de-registration)."""
+        hoa = str(self.home_address.ip)
+        self._retry(
+            "add HoA on interface",
+            self._ipr.addr,
+            "replace",
+            index=self.ifindex,
+            address=hoa,
+            prefixlen=self.home_address.network.prefixlen,
+            IFA_FLAGS=IFA_F_NODAD,
+        )
+        self._quiet(
+            "del HoA on lo", self._ipr.addr, "del", index=self.lo_index, address=hoa, prefixlen=128
+        )
+        self.home_address_away = False
+
+    # ---------------------------------------------------------------- the MN–HA tunnel
+
+    def install_reverse_tunnel(self, care_of_address: IPv6Address, home_agent: IPv6Address) -> None:
+        """Create or re-point the bidirectional MN–HA tunnel (§11.3.1) for a (new) CoA."""
+        tables = self.tables
+        old_coa = self.care_of_address
+        self.move_local_rule()
+        # 1. decapsulation for the new CoA first (make-before-break)
+        if old_coa != care_of_address:
+            self._retry(
+                "add decap route",
+                self._ipr.route,
+                "replace",
+                family=AF_INET6,
+                dst=f"{care_of_address}/128",
+                oif=self.ifindex,
+                table=tables.decap_table,
+                encap={"type": "seg6local", "action": "End.DT6", "table": RT_TABLE_LOCAL},
+            )
+            self._retry(
+                "add decap rule",
+                self._ipr.rule,
+                "add",
+                family=AF_INET6,
+                priority=tables.decap_rule_priority,
+                dst=str(care_of_address),
+                dst_len=128,
+                ip_proto=IPPROTO_IPV6,
+                table=tables.decap_table,
+            )
+        # 2. outer source = the CoA
+        self.set_tunnel_source(care_of_address)
+        # 3. everything from the HoA into the tunnel to the HA
+        if home_agent != self.home_agent or old_coa is None:
+            self._retry(
+                "add reverse tunnel route",
+                self._ipr.route,
+                "replace",
+                family=AF_INET6,
+                dst="::/0",
+                oif=self.ifindex,
+                table=tables.reverse_tunnel_table,
+                encap={"type": "seg6", "mode": "encap.red", "segs": [str(home_agent)]},
+            )
+        if not self._has_rule(tables.home_address_rule_priority, tables.reverse_tunnel_table):
+            self._retry(
+                "add from-HoA rule",
+                self._ipr.rule,
+                "add",
+                family=AF_INET6,
+                priority=tables.home_address_rule_priority,
+                src=str(self.home_address.ip),
+                src_len=128,
+                table=tables.reverse_tunnel_table,
+            )
+        # 4. break: the old CoA's decapsulation
+        if old_coa is not None and old_coa != care_of_address:
+            self._remove_decap(old_coa)
+        self.care_of_address = care_of_address
+        self.home_agent = home_agent
+        LOG.info(
+            "reverse tunnel %s -> %s (HoA %s)", care_of_address, home_agent, self.home_address.ip
+        )
+
+    def _remove_decap(self, care_of_address: IPv6Address) -> None:
+        tables = self.tables
+        self._quiet(
+            "del decap rule",
+            self._ipr.rule,
+            "del",
+            family=AF_INET6,
+            priority=tables.decap_rule_priority,
+            dst=str(care_of_address),
+            dst_len=128,
+            ip_proto=IPPROTO_IPV6,
+            table=tables.decap_table,
+        )
+        self._quiet(
+            "del decap route",
+            self._ipr.route,
+            "del",
+            family=AF_INET6,
+            dst=f"{care_of_address}/128",
+            table=tables.decap_table,
+        )
+
+    def remove_reverse_tunnel(self) -> None:
+        """Remove the tunnel, its rules and routes (back home, §11.5.5, or on stop)."""
+        tables = self.tables
+        self._quiet(
+            "del from-HoA rule",
+            self._ipr.rule,
+            "del",
+            family=AF_INET6,
+            priority=tables.home_address_rule_priority,
+            src=str(self.home_address.ip),
+            src_len=128,
+            table=tables.reverse_tunnel_table,
+        )
+        self._quiet(
+            "del reverse tunnel route",
+            self._ipr.route,
+            "del",
+            family=AF_INET6,
+            dst="::/0",
+            table=tables.reverse_tunnel_table,
+        )
+        if self.care_of_address is not None:
+            self._remove_decap(self.care_of_address)
+        # any leftovers (e.g. from a crashed previous run)
+        for rule in self._rules():
+            if (
+                rule.get_attr("FRA_PRIORITY", 0) == tables.decap_rule_priority
+                and (rule.get_attr("FRA_TABLE") or rule["table"]) == tables.decap_table
+            ):
+                self._quiet("del stale decap rule", self._ipr.rule, "del", **_rule_key(rule))
+        self._flush_table(tables.decap_table)
+        self._flush_table(tables.reverse_tunnel_table)
+        self.set_tunnel_source(None)
+        self.restore_local_rule()
+        self.care_of_address = None
+        self.home_agent = None
+
+    def _flush_table(self, table: int) -> None:
+        for route in self._ipr.get_routes(family=AF_INET6, table=table):
+            if route.get_attr("RTA_TABLE", route["table"]) != table:
+                continue
+            dst = route.get_attr("RTA_DST") or "::"
+            self._quiet(
+                "flush route",
+                self._ipr.route,
+                "del",
+                family=AF_INET6,
+                dst=f"{dst}/{route['dst_len']}",
+                table=table,
+            )
+
+    # ---------------------------------------------------------------- visited-link state
+
+    def interface_addresses(self) -> list[InterfaceAddress]:
+        """Global (non-link-local) IPv6 addresses on the interface."""
+        result: list[InterfaceAddress] = []
+        for msg in self._ipr.get_addr(family=AF_INET6, index=self.ifindex):
+            address = msg.get_attr("IFA_ADDRESS")
+            if address is None:
+                continue
+            iface = IPv6Interface(f"{address}/{msg['prefixlen']}")
+            if iface.ip.is_link_local:
+                continue
+            flags = msg.get_attr("IFA_FLAGS") or msg["flags"]
+            cache = msg.get_attr("IFA_CACHEINFO")
+            valid = preferred = None
+            if cache is not None:
+                valid = _lifetime(cache["ifa_valid"])
+                preferred = _lifetime(cache["ifa_preferred"])
+            result.append(InterfaceAddress(iface, int(flags), valid, preferred))
+        return result
+
+    def purge_visited_link_state(
+        self, keep_prefixes: tuple[IPv6Network, ...], keep_router: IPv6Address | None
+    ) -> list[IPv6Interface]:
+        """Remove addresses and RA-learned routes of links the MN left (HOWTO FAQ 6, notes Q6).
+
+        Addresses outside ``keep_prefixes`` (except the HoA itself) are deleted, as are default
+        routes via other routers and prefix routes outside ``keep_prefixes`` on the interface
+        (otherwise the old home prefix would stay on-link and hide the HA). Returns what was
+        removed.
+        """
+        removed: list[IPv6Interface] = []
+        for entry in self.interface_addresses():
+            if entry.address == self.home_address.ip:
+                continue
+            if any(entry.address in prefix for prefix in keep_prefixes):
+                continue
+            if self._quiet(
+                "del stale address",
+                self._ipr.addr,
+                "del",
+                index=self.ifindex,
+                address=str(entry.address),
+                prefixlen=entry.interface.network.prefixlen,
+            ):
+                removed.append(entry.interface)
+        for route in self._ipr.get_routes(family=AF_INET6, table=RT_TABLE_MAIN):
+            if route.get_attr("RTA_OIF") != self.ifindex:
+                continue
+            dst = route.get_attr("RTA_DST")
+            gateway = route.get_attr("RTA_GATEWAY")
+            if dst is None and route["dst_len"] == 0:
+                if (
+                    gateway is not None
+                    and keep_router is not None
+                    and (IPv6Address(gateway) == keep_router)
+                ):
+                    continue
+                if route["proto"] != RTPROT_RA:
+                    continue
+                self._quiet(
+                    "del stale default route",
+                    self._ipr.route,
+                    "del",
+                    family=AF_INET6,
+                    dst="::/0",
+                    gateway=gateway,
+                    oif=self.ifindex,
+                )
+                continue
+            if dst is None:
+                continue
+            network = IPv6Network(f"{dst}/{route['dst_len']}")
+            if network.is_link_local or network.is_multicast or network.prefixlen == 128:
+                continue
+            if network in keep_prefixes:
+                continue
+            if self.home_address_away is False and self.home_address.ip in network:
+                continue
+            self._quiet(
+                "del stale prefix route",
+                self._ipr.route,
+                "del",
+                family=AF_INET6,
+                dst=str(network),
+                oif=self.ifindex,
+            )
+        if removed:
+            LOG.info(
+                "removed addresses of links left behind: %s", ", ".join(str(i) for i in removed)
+            )
+        return removed
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "backend": "seg6",
+            "care_of_address": str(self.care_of_address) if self.care_of_address else None,
+            "home_agent": str(self.home_agent) if self.home_agent else None,
+            "home_address_away": self.home_address_away,
+            "operations": self.operations,
+        }
+
+    def cleanup(self) -> None:
+        """Remove every agent-owned kernel object and put the HoA back on the interface."""
+        try:
+            self.remove_reverse_tunnel()
+        finally:
+            if self.home_address_away:
+                self.move_home_address_home()
+
+    def close(self) -> None:
+        self._ipr.close()
+
+
+def _rule_key(rule: Any) -> dict[str, Any]:
+    key: dict[str, Any] = {
+        "family": AF_INET6,
+        "priority": rule.get_attr("FRA_PRIORITY", 0),
+        "table": rule.get_attr("FRA_TABLE") or rule["table"],
+    }
+    dst = rule.get_attr("FRA_DST")
+    if dst is not None:
+        key["dst"] = dst
+        key["dst_len"] = rule["dst_len"]
+    proto = rule.get_attr("FRA_IP_PROTO")
+    if proto is not None:
+        key["ip_proto"] = proto
+    return key
+
+
+__all__ = [
+    "DataplaneError",
+    "InterfaceAddress",
+    "MobileNodeDataplane",
+    "MobileNodeTables",
+    "ensure_pyroute2_encap_red",
+]
