@@ -7,11 +7,22 @@ on-the-wire 4-second units; ``lifetime_seconds`` converts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from enum import IntEnum, IntFlag
 from ipaddress import IPv6Address
+from struct import Struct
 
-from nfq_mip6.wire.options import MobilityOption
+from nfq_mip6.wire.checksum import mh_checksum, pseudo_header_checksum
+from nfq_mip6.wire.errors import MalformedPacket
+from nfq_mip6.wire.options import (
+    AUTHENTICATOR_LENGTH,
+    BindingAuthorizationData,
+    MobilityOption,
+    decode_options,
+    encode_options,
+)
 
 IPPROTO_MH = 135
 IPPROTO_NONE = 59
@@ -141,6 +152,9 @@ class BindingUpdate:
     flags: BUFlags
     lifetime: int
     options: tuple[MobilityOption, ...] = ()
+    authorization_data_misplaced: bool = field(default=False, compare=False)
+    """Set by the parser: a Binding Authorization Data option is followed by another option or
+    by padding. A CN MUST then silently discard the BU (§6.2.7, §9.5.1). Ignored by builders."""
 
     @property
     def lifetime_seconds(self) -> int:
@@ -156,6 +170,8 @@ class BindingAck:
     sequence: int
     lifetime: int
     options: tuple[MobilityOption, ...] = ()
+    authorization_data_misplaced: bool = field(default=False, compare=False)
+    """Set by the parser, as for :class:`BindingUpdate` (an MN checks a CN's BA the same way)."""
 
     @property
     def lifetime_seconds(self) -> int:
@@ -190,3 +206,216 @@ MobilityMessage = (
     | BindingError
     | UnknownMobilityMessage
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Codec (RFC 6275 §6.1). Layout of every message:
+#   Payload Proto(8) | Header Len(8) | MH Type(8) | Reserved(8) | Checksum(16) | data ...
+# total length = (Header Len + 1) * 8 octets.
+# ---------------------------------------------------------------------------------------------
+
+MH_HEADER = Struct("!BBBBH")
+"""payload proto, header len, MH type, reserved, checksum."""
+
+MIN_HEADER_LEN: dict[int, int] = {
+    MHType.BRR: 0,
+    MHType.HOTI: 1,
+    MHType.COTI: 1,
+    MHType.HOT: 2,
+    MHType.COT: 2,
+    MHType.BU: 1,
+    MHType.BA: 1,
+    MHType.BE: 2,
+}
+"""§9.2 and Linux ``mip6_mh_filter``: the smallest legal Header Len per known type (§1.1)."""
+
+_FIXED_LENGTH: dict[int, int] = {0: 2, 1: 10, 2: 10, 3: 18, 4: 18, 5: 6, 6: 6, 7: 18}
+"""Octets of type-specific fixed data after the 6-octet common header."""
+
+MAX_MH_LENGTH = 256 * 8
+
+_BU = Struct("!HHH")  # sequence, flags, lifetime
+_BA = Struct("!BBHH")  # status, flags, sequence, lifetime
+_TEST = Struct("!H8s8s")  # nonce index, cookie, keygen token
+_BE = Struct("!BB16s")  # status, reserved, home address
+_TEST_INIT = Struct("!H8s")  # reserved, cookie
+
+AuthenticatorFunction = Callable[[bytes], bytes]
+"""Given the BAD "MH Data" (§6.2.7) returns the 12-octet authenticator."""
+
+
+def _fixed_part(msg: MobilityMessage) -> tuple[int, bytes]:
+    if isinstance(msg, BindingUpdate):
+        return MHType.BU, _BU.pack(msg.sequence, int(msg.flags), msg.lifetime)
+    if isinstance(msg, BindingAck):
+        return MHType.BA, _BA.pack(msg.status, int(msg.flags), msg.sequence, msg.lifetime)
+    if isinstance(msg, HomeTest | CareofTest):
+        if len(msg.cookie) != 8 or len(msg.keygen_token) != 8:
+            raise MalformedPacket("HoT/CoT cookie and keygen token must be 8 octets each")
+        mh_type = MHType.HOT if isinstance(msg, HomeTest) else MHType.COT
+        return mh_type, _TEST.pack(msg.nonce_index, msg.cookie, msg.keygen_token)
+    if isinstance(msg, HomeTestInit | CareofTestInit):
+        if len(msg.cookie) != 8:
+            raise MalformedPacket("HoTI/CoTI cookie must be 8 octets")
+        mh_type = MHType.HOTI if isinstance(msg, HomeTestInit) else MHType.COTI
+        return mh_type, _TEST_INIT.pack(0, msg.cookie)
+    if isinstance(msg, BindingError):
+        return MHType.BE, _BE.pack(msg.status, 0, msg.home_address.packed)
+    if isinstance(msg, BindingRefreshRequest):
+        return MHType.BRR, b"\x00\x00"
+    raise MalformedPacket(f"not a mobility message: {msg!r}")
+
+
+def build_mh_unchecksummed(msg: MobilityMessage) -> bytearray:
+    """The MH bytes of ``msg`` with the checksum field zero (Payload Proto = 59, §6.1.1).
+
+    Options are laid out with their ``8n+k`` alignment from the MH start, padding inserted
+    before each option as needed and at the end (never after a final BAD option).
+    """
+    try:
+        if isinstance(msg, UnknownMobilityMessage):
+            body = bytes(msg.data)
+            total = max(8, 6 + len(body) + (-(6 + len(body)) % 8))
+            out = bytearray(MH_HEADER.pack(IPPROTO_NONE, total // 8 - 1, msg.mh_type, 0, 0))
+            out += body + bytes(total - 6 - len(body))
+        else:
+            mh_type, fixed = _fixed_part(msg)
+            start = 6 + len(fixed)
+            opts = encode_options(msg.options, start)
+            total = start + len(opts)
+            if total > MAX_MH_LENGTH:
+                raise MalformedPacket(f"mobility header of {total} octets exceeds 2048")
+            out = bytearray(MH_HEADER.pack(IPPROTO_NONE, total // 8 - 1, mh_type, 0, 0))
+            out += fixed
+            out += opts
+    except MalformedPacket:
+        raise
+    except (struct.error, ValueError, OverflowError, TypeError, AttributeError) as exc:
+        raise MalformedPacket(f"cannot encode {msg!r}: {exc}") from exc
+    if len(out) > MAX_MH_LENGTH:
+        raise MalformedPacket(f"mobility header of {len(out)} octets exceeds 2048")
+    return out
+
+
+def finalize_mh(mh: bytes | bytearray, src: IPv6Address, dst: IPv6Address) -> bytes:
+    """Write the §6.1.1 checksum into ``mh`` (pseudo-header src/dst as for :func:`build_mh`)."""
+    out = bytearray(mh)
+    out[4:6] = b"\x00\x00"
+    out[4:6] = pseudo_header_checksum(src, dst, IPPROTO_MH, out).to_bytes(2, "big")
+    return bytes(out)
+
+
+def authenticator_input(mh: bytes | bytearray) -> bytes:
+    """The BAD "MH Data" (RFC 6275 §6.2.7, §5.2.6) of an MH whose last option is the BAD.
+
+    That is the MH from the Payload Proto octet up to but excluding the 12-octet authenticator,
+    with the checksum field as zero; the BAD's own type and length octets are included. The
+    authenticator is then ``First(96, HMAC_SHA1(Kbm, care-of address | correspondent | this))``.
+
+    Works on a received MH (check ``authorization_data_misplaced`` is False first: then the BAD
+    occupies the last 14 octets) as well as on a built one.
+    """
+    if len(mh) < 8 + 14 or bytes(mh[-14:-12]) != b"\x05\x0c":
+        raise MalformedPacket("the last 14 octets of the MH are not a Binding Authorization Data")
+    return bytes(mh[:4]) + b"\x00\x00" + bytes(mh[6 : len(mh) - AUTHENTICATOR_LENGTH])
+
+
+def build_mh(
+    msg: MobilityMessage,
+    src: IPv6Address,
+    dst: IPv6Address,
+    authenticator: AuthenticatorFunction | None = None,
+) -> bytes:
+    """Encode ``msg`` as a complete Mobility Header with its checksum.
+
+    ``src``/``dst`` are the **pseudo-header** addresses (§6.1.1): pass the home address as
+    ``src`` when the packet will carry a Home Address option, and the RH2 home address as
+    ``dst`` when it will carry a type 2 routing header.
+
+    ``authenticator`` (BU to a CN, BA from a CN, §6.2.7): a function from the MH Data to the
+    12-octet authenticator. The builder then ensures a BAD option is last (it fills a BAD that
+    is already the last option, e.g. with a 12-zero-octet placeholder, or appends one), hands
+    :func:`authenticator_input` of the encoded MH to the function, writes the result into the
+    BAD and only then computes the checksum.
+    """
+    if authenticator is not None:
+        if isinstance(msg, UnknownMobilityMessage):
+            raise MalformedPacket("cannot authenticate an unknown mobility message")
+        options = msg.options
+        if not options or not isinstance(options[-1], BindingAuthorizationData):
+            options = (*options, BindingAuthorizationData(bytes(AUTHENTICATOR_LENGTH)))
+            msg = _with_options(msg, options)
+        mh = build_mh_unchecksummed(msg)
+        value = authenticator(authenticator_input(mh))
+        if len(value) != AUTHENTICATOR_LENGTH:
+            raise MalformedPacket("the authenticator function must return 12 octets")
+        mh[-AUTHENTICATOR_LENGTH:] = value
+    else:
+        mh = build_mh_unchecksummed(msg)
+    return finalize_mh(mh, src, dst)
+
+
+def _with_options(msg: MobilityMessage, options: tuple[MobilityOption, ...]) -> MobilityMessage:
+    return replace(msg, options=options)  # type: ignore[arg-type]
+
+
+def verify_mh_checksum(mh: bytes | bytearray, src: IPv6Address, dst: IPv6Address) -> bool:
+    """True when the received MH's checksum is right (pseudo-header addresses as in §6.1.1)."""
+    return pseudo_header_checksum(src, dst, IPPROTO_MH, mh) == 0
+
+
+def compute_mh_checksum(mh: bytes | bytearray, src: IPv6Address, dst: IPv6Address) -> int:
+    """The checksum ``mh`` should carry (its own checksum field is ignored)."""
+    return mh_checksum(src, dst, mh)
+
+
+def parse_mh(buf: bytes | bytearray | memoryview) -> MobilityMessage:
+    """Decode one Mobility Header (exactly ``(Header Len + 1) * 8`` octets).
+
+    Structure only: the checksum, Payload Proto and minimum Header Len are the receiver's
+    §9.2 checks (:mod:`nfq_mip6.wire.validate`). Reserved fields are ignored. MH types ≥ 8 give
+    :class:`UnknownMobilityMessage`. Raises :class:`MalformedPacket` on anything else.
+    """
+    if not isinstance(buf, bytes):
+        buf = bytes(buf)
+    size = len(buf)
+    if size < 8:
+        raise MalformedPacket(f"mobility header of {size} octets is shorter than 8")
+    header_len = buf[1]
+    mh_type = buf[2]
+    if (header_len + 1) * 8 != size:
+        raise MalformedPacket(f"Header Len {header_len} does not match {size} octets")
+    fixed = _FIXED_LENGTH.get(mh_type)
+    if fixed is None:
+        return UnknownMobilityMessage(mh_type, buf[6:])
+    start = 6 + fixed
+    if start > size:
+        raise MalformedPacket(f"MH type {mh_type} needs {start} octets, got {size}")
+    options, misplaced = decode_options(buf, start, size)
+    if mh_type == 5:
+        sequence, flags, lifetime = _BU.unpack_from(buf, 6)
+        return BindingUpdate(sequence, BUFlags(flags), lifetime, options, misplaced)
+    if mh_type == 6:
+        status, ba_flags, sequence, lifetime = _BA.unpack_from(buf, 6)
+        return BindingAck(status, BAFlags(ba_flags), sequence, lifetime, options, misplaced)
+    if mh_type == 0:
+        return BindingRefreshRequest(options)
+    if mh_type in (1, 2):
+        cookie = buf[8:16]
+        if mh_type == 1:
+            return HomeTestInit(cookie, options)
+        return CareofTestInit(cookie, options)
+    if mh_type in (3, 4):
+        nonce_index, cookie, token = _TEST.unpack_from(buf, 6)
+        if mh_type == 3:
+            return HomeTest(nonce_index, cookie, token, options)
+        return CareofTest(nonce_index, cookie, token, options)
+    status, _reserved, home = _BE.unpack_from(buf, 6)
+    return BindingError(status, IPv6Address(home), options)
+
+
+def mh_type_of(msg: MobilityMessage) -> int:
+    """The MH Type value ``msg`` is encoded with."""
+    if isinstance(msg, UnknownMobilityMessage):
+        return msg.mh_type
+    return _fixed_part(msg)[0]

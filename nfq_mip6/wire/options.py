@@ -7,9 +7,14 @@ option's ``8n+k`` alignment, counted from the first octet of the Mobility Header
 
 from __future__ import annotations
 
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from ipaddress import IPv6Address
+from struct import Struct
+
+from nfq_mip6.wire.errors import MalformedPacket
 
 
 class MobilityOptionType(IntEnum):
@@ -113,3 +118,178 @@ MobilityOption = (
     | MessageIdentifier
     | UnknownOption
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Codec. Offsets are counted from the first octet of the Mobility Header (RFC 6275 §6.2).
+# ---------------------------------------------------------------------------------------------
+
+
+AUTHENTICATOR_LENGTH = 12
+"""§6.2.7: the BAD authenticator is First(96, HMAC_SHA1(...))."""
+
+_U16 = Struct("!H")
+_U16x2 = Struct("!HH")
+_AUTH_HEAD = Struct("!BI")
+_U64 = Struct("!Q")
+
+
+def option_alignment(option: MobilityOption) -> tuple[int, int]:
+    """Alignment ``(x, y)`` meaning "the option type octet sits at offset x·n + y".
+
+    * BRA 2n (§6.2.4), AltCoA 8n+6 (§6.2.5), Nonce Indices 2n (§6.2.6), BAD 8n+2 (§6.2.7);
+    * MN-ID: RFC 4283 §3 states no alignment requirement;
+    * Authentication: RFC 4285 §5 "The alignment requirement for this option is 4n + 1",
+      which puts the 32-bit SPI on a 4-octet boundary;
+    * Mesg-ID: RFC 4285 §6, 8n + 2;
+    * unknown options: none (we only ever re-emit them as received).
+    """
+    if isinstance(option, AlternateCareofAddress):
+        return (8, 6)
+    if isinstance(option, BindingAuthorizationData | MessageIdentifier):
+        return (8, 2)
+    if isinstance(option, BindingRefreshAdvice | NonceIndices):
+        return (2, 0)
+    if isinstance(option, AuthenticationOption):
+        return (4, 1)
+    return (1, 0)
+
+
+def _tlv(option_type: int, data: bytes) -> bytes:
+    if len(data) > 255:
+        raise MalformedPacket(f"mobility option {option_type}: {len(data)} data octets > 255")
+    return bytes((option_type, len(data))) + data
+
+
+def encode_option(option: MobilityOption) -> bytes:
+    """The TLV bytes of one option (no padding)."""
+    try:
+        if isinstance(option, AlternateCareofAddress):
+            return b"\x03\x10" + option.address.packed
+        if isinstance(option, NonceIndices):
+            return b"\x04\x04" + _U16x2.pack(option.home_nonce_index, option.careof_nonce_index)
+        if isinstance(option, BindingAuthorizationData):
+            if len(option.authenticator) != AUTHENTICATOR_LENGTH:
+                raise MalformedPacket("binding authorization data: authenticator must be 12 octets")
+            return b"\x05\x0c" + option.authenticator
+        if isinstance(option, BindingRefreshAdvice):
+            return b"\x02\x02" + _U16.pack(option.interval)
+        if isinstance(option, MobileNodeIdentifier):
+            return _tlv(MobilityOptionType.MN_ID, bytes((option.subtype,)) + option.identifier)
+        if isinstance(option, AuthenticationOption):
+            head = _AUTH_HEAD.pack(option.subtype, option.spi)
+            return _tlv(MobilityOptionType.AUTHENTICATION, head + option.data)
+        if isinstance(option, MessageIdentifier):
+            return b"\x0a\x08" + _U64.pack(option.identifier)
+        if option.option_type in (MobilityOptionType.PAD1, MobilityOptionType.PADN):
+            raise MalformedPacket("padding is inserted by the builder, not passed as an option")
+        return _tlv(option.option_type, option.data)
+    except MalformedPacket:
+        raise
+    except (struct.error, ValueError, OverflowError, TypeError) as exc:
+        raise MalformedPacket(f"cannot encode {option!r}: {exc}") from exc
+
+
+def padding(length: int) -> bytes:
+    """Pad1 for one octet, PadN (type 1, zero data) otherwise (§6.2.2, §6.2.3)."""
+    if length <= 0:
+        return b""
+    if length == 1:
+        return b"\x00"
+    return bytes((1, length - 2)) + bytes(length - 2)
+
+
+def encode_options(options: Sequence[MobilityOption], start: int) -> bytes:
+    """Options laid out from MH offset ``start``, padded to the end of the MH (8-octet multiple).
+
+    Each option is preceded by the padding its alignment needs. The final padding goes after the
+    last option, except that a Binding Authorization Data option placed last needs none: at
+    8n+2 its 14 octets end on an 8-octet boundary (§6.2.7, "MUST be the last option" and no
+    trailing padding, §9.5.1).
+    """
+    out = bytearray()
+    offset = start
+    for option in options:
+        modulus, remainder = option_alignment(option)
+        pad = (remainder - offset) % modulus
+        if pad:
+            out += padding(pad)
+            offset += pad
+        encoded = encode_option(option)
+        out += encoded
+        offset += len(encoded)
+    tail = (-offset) % 8
+    if tail:
+        out += padding(tail)
+    return bytes(out)
+
+
+def decode_options(buf: bytes, start: int, end: int) -> tuple[tuple[MobilityOption, ...], bool]:
+    """Parse options in ``buf[start:end]`` (offsets from the MH start).
+
+    Returns ``(options, bad_misplaced)``: padding is dropped; options of unknown type are kept
+    as :class:`UnknownOption` (§6.2.1, receivers skip them); ``bad_misplaced`` is True when a
+    Binding Authorization Data option is followed by anything at all (another option or
+    padding), which makes a CN silently discard the BU (§6.2.7, §9.5.1).
+    """
+    options: list[MobilityOption] = []
+    bad_seen = False
+    misplaced = False
+    offset = start
+    while offset < end:
+        option_type = buf[offset]
+        if bad_seen:
+            misplaced = True
+        if option_type == 0:  # Pad1
+            offset += 1
+            continue
+        if offset + 2 > end:
+            raise MalformedPacket(f"mobility option at offset {offset} truncated")
+        length = buf[offset + 1]
+        data_start = offset + 2
+        offset = data_start + length
+        if offset > end:
+            raise MalformedPacket(f"mobility option type {option_type} overruns the header")
+        if option_type == 1:  # PadN
+            continue
+        data = buf[data_start:offset]
+        options.append(_decode_option(option_type, data))
+        if option_type == 5:
+            bad_seen = True
+    return tuple(options), misplaced
+
+
+def _expect(option_type: int, data: bytes, length: int) -> None:
+    if len(data) != length:
+        raise MalformedPacket(
+            f"mobility option type {option_type}: length {len(data)}, expected {length}"
+        )
+
+
+def _decode_option(option_type: int, data: bytes) -> MobilityOption:
+    if option_type == 3:
+        _expect(3, data, 16)
+        return AlternateCareofAddress(IPv6Address(data))
+    if option_type == 4:
+        _expect(4, data, 4)
+        home, careof = _U16x2.unpack(data)
+        return NonceIndices(home, careof)
+    if option_type == 5:
+        _expect(5, data, AUTHENTICATOR_LENGTH)
+        return BindingAuthorizationData(data)
+    if option_type == 2:
+        _expect(2, data, 2)
+        return BindingRefreshAdvice(_U16.unpack(data)[0])
+    if option_type == 8:
+        if not data:
+            raise MalformedPacket("MN-ID option without a subtype")
+        return MobileNodeIdentifier(data[0], data[1:])
+    if option_type == 9:
+        if len(data) < 5:
+            raise MalformedPacket("authentication option shorter than subtype + SPI")
+        subtype, spi = _AUTH_HEAD.unpack_from(data)
+        return AuthenticationOption(subtype, spi, data[5:])
+    if option_type == 10:
+        _expect(10, data, 8)
+        return MessageIdentifier(_U64.unpack(data)[0])
+    return UnknownOption(option_type, data)
