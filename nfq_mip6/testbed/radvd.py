@@ -1,0 +1,85 @@
+"""radvd configurations of the HOWTO's routers (§4.2.3 AR, §4.2.4 HA, §5.5 AR2).
+
+The HOWTO's values are kept except for the advertisement intervals: RFC 6275 §7.5 lets
+routers serving mobile nodes advertise much faster than RFC 4861 (MinRtrAdvInterval down
+to 0.03 s, MaxRtrAdvInterval down to 0.07 s), and radvd accepts such values when
+``AdvIntervalOpt`` or ``AdvHomeAgentFlag`` is on. We use 0.05 s .. 1.5 s, so that a
+moving MN hears an unsolicited RA within 1.5 s even when it sends no Router Solicitation.
+
+``deploy/radvd/*.conf`` are these renderings (a test keeps them in sync).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from nfq_mip6.testbed.topology import VISITNET2_PREFIX, VISITNET_PREFIX
+
+# RFC 6275 §7.5: MinRtrAdvInterval >= 0.03 s, MaxRtrAdvInterval >= 0.07 s.
+MIN_RTR_ADV_INTERVAL: Final = "0.05"
+MAX_RTR_ADV_INTERVAL: Final = "1.5"
+MIN_DELAY_BETWEEN_RAS: Final = "0.05"
+
+
+def home_agent_config(interface: str = "eth0") -> str:
+    """HOWTO §4.2.4: the HA advertises the home prefix with the Home Agent (H) flag.
+
+    ``AdvIntervalOpt`` is on (the HOWTO has it off): the Advertisement Interval option
+    (RFC 6275 §7.3) is what lets the MN notice quickly that it has left home (HOWTO FAQ 10).
+    """
+    return f"""\
+# Home Agent (Linux Mobile IPv6 HOWTO §4.2.4), fast intervals of RFC 6275 §7.5
+interface {interface}
+{{
+    AdvSendAdvert on;
+    MinRtrAdvInterval {MIN_RTR_ADV_INTERVAL};
+    MaxRtrAdvInterval {MAX_RTR_ADV_INTERVAL};
+    MinDelayBetweenRAs {MIN_DELAY_BETWEEN_RAS};
+    AdvIntervalOpt on;
+    AdvHomeAgentFlag on;
+    HomeAgentLifetime 10000;
+    HomeAgentPreference 20;
+    AdvHomeAgentInfo on;
+    prefix fec0:106:2700::2/64
+    {{
+        AdvRouterAddr on;
+        AdvOnLink on;
+        AdvAutonomous on;
+        AdvPreferredLifetime 10000;
+        AdvValidLifetime 12000;
+    }};
+}};
+"""
+
+
+def access_router_config(prefix: str, interface: str = "eth1", title: str = "AR") -> str:
+    """HOWTO §4.2.3 (AR on visitnet) and §5.5 (AR2 on visitnet2)."""
+    return f"""\
+# Access Router {title} (Linux Mobile IPv6 HOWTO §4.2.3, §5.5), fast intervals of RFC 6275 §7.5
+interface {interface}
+{{
+    AdvSendAdvert on;
+    AdvIntervalOpt on;
+    MinRtrAdvInterval {MIN_RTR_ADV_INTERVAL};
+    MaxRtrAdvInterval {MAX_RTR_ADV_INTERVAL};
+    MinDelayBetweenRAs {MIN_DELAY_BETWEEN_RAS};
+    AdvHomeAgentFlag off;
+    prefix {prefix}
+    {{
+        AdvOnLink on;
+        AdvAutonomous on;
+        AdvRouterAddr on;
+    }};
+}};
+"""
+
+
+def radvd_config(node: str) -> str:
+    """The radvd.conf of a test-bed node ("ha", "ar", "ar2")."""
+    if node == "ha":
+        return home_agent_config()
+    if node == "ar":
+        return access_router_config(VISITNET_PREFIX, title="AR")
+    if node == "ar2":
+        return access_router_config(VISITNET2_PREFIX, title="AR2")
+    raise KeyError(f"node {node!r} runs no radvd")

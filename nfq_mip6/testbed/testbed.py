@@ -1,0 +1,717 @@
+"""The HOWTO's test bed (§4, §5) built from network namespaces, bridges, veths and radvd.
+
+Theory of operation
+-------------------
+``Testbed(prefix).up()`` creates one namespace per node (``<prefix>-ha``, ``-r``, ``-ar``,
+``-ar2``, ``-cn``, ``-mn``) and a switch namespace (``<prefix>-sw``) holding one bridge per
+link (``homenet``, ``internet``, ``visitnet``, ``visitnet2``). Each node interface is one
+end of a veth pair; the other end (``<node>-<ifname>``) is a bridge port in the switch
+namespace, so nothing of the test bed is visible in the host's namespace.
+
+Every name it creates is recorded in a state file (``/run/nfq-mip6-testbed/<prefix>/
+state.json``) *before* it is created, so ``down()`` removes everything even after a crash
+halfway through ``up()``. ``up()`` refuses to touch namespaces that exist but are not in
+its record. radvd runs once per advertising router, with its config, pid file and log in
+``/run/nfq-mip6-testbed/<prefix>/<node>/``.
+
+``move(link)`` is the HOWTO's ``iwconfig eth0 essid visitnet``: the switch end of the MN's
+veth goes down, is re-mastered to another bridge and comes up again, so the MN sees its
+carrier drop and return. Linux sends no Router Solicitation on carrier regain; the MN
+learns about the new link from the next unsolicited RA (radvd sends one at least every
+1.5 s) or from an RS that its agent (or a test, with ``rdisc6``) sends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import itertools
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Final
+
+from nfq_mip6.testbed.netns import (
+    Command,
+    TestbedError,
+    as_argv,
+    ip,
+    kill_netns_processes,
+    list_netns,
+    netns_available,
+    pid_alive,
+    run,
+    sysctl,
+    terminate_pids,
+)
+from nfq_mip6.testbed.radvd import radvd_config
+from nfq_mip6.testbed.topology import (
+    LINKS,
+    MN_INTERFACE,
+    MN_LINK_BRIDGE,
+    MN_LINKS,
+    NODE_NAMES,
+    NODES,
+    SWITCH_SYSCTLS,
+    MnLink,
+    interface_sysctls,
+    node_spec,
+    sysctls,
+)
+
+DEFAULT_PREFIX: Final = "nfqm"
+DEFAULT_RUN_DIR: Final = Path("/run/nfq-mip6-testbed")
+STATE_VERSION: Final = 1
+SWITCH: Final = "sw"
+_PREFIX_RE: Final = re.compile(r"^[a-z][a-z0-9]{0,10}$")
+
+
+# ---------------------------------------------------------------------------------------
+# Nodes
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A namespace of the test bed; commands run in it through ``ip netns exec``."""
+
+    name: str
+    netns: str
+
+    def argv(self, cmd: Command) -> list[str]:
+        return ["ip", "netns", "exec", self.netns, *as_argv(cmd)]
+
+    def run(
+        self,
+        cmd: Command,
+        *,
+        check: bool = True,
+        timeout: float = 10.0,
+        input_text: str | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``cmd`` in this node and wait; raises ``CommandFailed`` if ``check``."""
+        return run(self.argv(cmd), check=check, timeout=timeout, input_text=input_text)
+
+    def popen(
+        self,
+        cmd: Command,
+        *,
+        stdout: int | IO[Any] | None = subprocess.PIPE,
+        stderr: int | IO[Any] | None = subprocess.PIPE,
+        stdin: int | IO[Any] | None = subprocess.DEVNULL,
+        new_session: bool = False,
+    ) -> subprocess.Popen[str]:
+        """Start ``cmd`` in this node (text mode). The caller waits for or kills it;
+        ``Testbed.down()`` kills whatever is left in the namespace."""
+        return subprocess.Popen(
+            self.argv(cmd),
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            text=True,
+            start_new_session=new_session,
+        )
+
+    def ipv6_addresses(self, ifname: str, link_local: bool = False) -> list[str]:
+        """Addresses of ``ifname`` (``ip -6 addr show``), without prefix length; the
+        HOWTO's fec0::/10 addresses have scope "site", so no scope filter is used."""
+        done = self.run(["ip", "-6", "-j", "addr", "show", "dev", ifname])
+        links = json.loads(done.stdout or "[]")
+        return [
+            str(info["local"])
+            for link in links
+            for info in link.get("addr_info", [])
+            if info.get("family") == "inet6"
+            and info.get("scope") != "host"
+            and (link_local or info.get("scope") != "link")
+        ]
+
+    def ipv6_routes(self, *selector: str) -> list[dict[str, Any]]:
+        done = self.run(["ip", "-6", "-j", "route", "show", *selector])
+        routes: list[dict[str, Any]] = json.loads(done.stdout or "[]")
+        return routes
+
+
+# ---------------------------------------------------------------------------------------
+# State file
+
+
+@dataclass(slots=True)
+class _State:
+    prefix: str
+    namespaces: list[str] = field(default_factory=list)
+    radvd_pidfiles: dict[str, str] = field(default_factory=dict)
+    radvd_pids: dict[str, int] = field(default_factory=dict)
+    mn_link: str = "home"
+    complete: bool = False
+    version: int = STATE_VERSION
+
+    @classmethod
+    def from_json(cls, text: str) -> _State:
+        raw = json.loads(text)
+        if not isinstance(raw, dict) or raw.get("version") != STATE_VERSION:
+            raise ValueError("unknown state file version")
+        return cls(
+            prefix=str(raw["prefix"]),
+            namespaces=[str(n) for n in raw.get("namespaces", [])],
+            radvd_pidfiles={str(k): str(v) for k, v in raw.get("radvd_pidfiles", {}).items()},
+            radvd_pids={str(k): int(v) for k, v in raw.get("radvd_pids", {}).items()},
+            mn_link=str(raw.get("mn_link", "home")),
+            complete=bool(raw.get("complete", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TestbedStatus:
+    __test__ = False
+
+    prefix: str
+    state_file: str
+    recorded: bool
+    complete: bool
+    namespaces: dict[str, bool]  # name -> exists
+    radvd: dict[str, int | None]  # node -> live pid
+    mn_link: str | None
+    mn_addresses: tuple[str, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return (
+            self.recorded
+            and self.complete
+            and all(self.namespaces.values())
+            and all(pid is not None for pid in self.radvd.values())
+        )
+
+    def format(self) -> str:
+        lines = [
+            f"test bed {self.prefix!r}: "
+            + ("up" if self.healthy else "partly up" if self.recorded else "down"),
+            f"  state file: {self.state_file}" + ("" if self.recorded else " (none)"),
+        ]
+        for name, exists in self.namespaces.items():
+            lines.append(f"  netns {name:<16} {'present' if exists else 'absent'}")
+        for node, pid in self.radvd.items():
+            lines.append(f"  radvd on {node:<10} {f'pid {pid}' if pid else 'not running'}")
+        if self.mn_link is not None:
+            lines.append(f"  MN attached to: {self.mn_link}")
+            for address in self.mn_addresses:
+                lines.append(f"    {MN_INTERFACE} {address}")
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self) | {"healthy": self.healthy}, indent=2)
+
+
+# ---------------------------------------------------------------------------------------
+# Ping stream
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    """A run of consecutive unanswered echo requests."""
+
+    first_seq: int
+    last_seq: int
+    seconds: float  # number of lost requests x interval
+
+
+@dataclass(frozen=True, slots=True)
+class PingResult:
+    sent: int
+    received: int
+    interval_s: float
+    max_gap_s: float  # longest time between two consecutive replies (ping -D timestamps)
+    outages: tuple[Outage, ...]
+
+    @property
+    def loss(self) -> float:
+        return 0.0 if self.sent == 0 else 1.0 - min(self.received, self.sent) / self.sent
+
+    def summary(self) -> str:
+        text = (
+            f"{self.sent} sent, {self.received} received, {self.loss:.1%} loss, "
+            f"longest gap between replies {self.max_gap_s * 1000:.0f} ms"
+        )
+        if self.outages:
+            worst = max(self.outages, key=lambda o: o.seconds)
+            text += (
+                f", {len(self.outages)} outage(s), longest {worst.seconds * 1000:.0f} ms "
+                f"(seq {worst.first_seq}-{worst.last_seq})"
+            )
+        return text
+
+
+_REPLY_RE: Final = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)")
+_SUMMARY_RE: Final = re.compile(r"(\d+) packets transmitted, (\d+) received")
+
+
+class PingStream:
+    """``ping -i 1/rate`` from a node, collecting reply timestamps until ``stop()``."""
+
+    def __init__(
+        self, node: Node, destination: str, rate_pps: int = 100, source: str | None = None
+    ) -> None:
+        if not 1 <= rate_pps <= 500:
+            raise ValueError("rate_pps must be within 1..500")
+        self.node = node
+        self.destination = destination
+        self.interval_s = round(1.0 / rate_pps, 3)
+        self.source = source
+        self._proc: subprocess.Popen[str] | None = None
+        self._lines: list[str] = []
+        self._reader: threading.Thread | None = None
+
+    def start(self) -> PingStream:
+        argv = ["ping", "-6", "-n", "-D", "-O", "-W", "1", "-i", f"{self.interval_s:.3f}"]
+        if self.source:
+            argv += ["-I", self.source]
+        self._proc = self.node.popen([*argv, self.destination], stderr=subprocess.STDOUT)
+        proc = self._proc
+
+        def read() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                self._lines.append(line.rstrip("\n"))
+
+        self._reader = threading.Thread(target=read, name="ping-stream", daemon=True)
+        self._reader.start()
+        return self
+
+    def stop(self) -> PingResult:
+        if self._proc is None:
+            raise TestbedError("ping stream was not started")
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+        try:
+            self._proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5.0)
+        return parse_ping_output(self._lines, self.interval_s)
+
+    def __enter__(self) -> PingStream:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self.stop()
+
+
+def parse_ping_output(lines: Sequence[str], interval_s: float) -> PingResult:
+    """Parse iputils ``ping -D -O`` output into counts, reply gaps and outages."""
+    replies: dict[int, float] = {}
+    sent = received = 0
+    for line in lines:
+        if match := _REPLY_RE.match(line):
+            seq = int(match.group(2))
+            replies.setdefault(seq, float(match.group(1)))
+        elif match := _SUMMARY_RE.search(line):
+            sent, received = int(match.group(1)), int(match.group(2))
+    if sent == 0:  # killed before the summary: estimate from what was seen
+        received = len(replies)
+        sent = max(replies, default=0)
+    seqs = sorted(replies)
+    times = [replies[s] for s in seqs]
+    max_gap = max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+    outages: list[Outage] = []
+    expected = 1
+    for seq in seqs:
+        if seq > expected:
+            outages.append(Outage(expected, seq - 1, (seq - expected) * interval_s))
+        expected = seq + 1
+    return PingResult(sent, received, interval_s, max_gap, tuple(outages))
+
+
+# ---------------------------------------------------------------------------------------
+# The test bed
+
+
+class Testbed:
+    """The HOWTO test bed under a name prefix (parallel sessions use different prefixes)."""
+
+    __test__ = False
+
+    def __init__(self, prefix: str = DEFAULT_PREFIX, run_dir: Path = DEFAULT_RUN_DIR) -> None:
+        if not _PREFIX_RE.match(prefix):
+            raise TestbedError(
+                f"bad prefix {prefix!r}: use 1-11 lower-case letters/digits, starting with a letter"
+            )
+        self.prefix = prefix
+        self.run_dir = run_dir / prefix
+        self.state_path = self.run_dir / "state.json"
+        self._lock_path = run_dir / f"{prefix}.lock"
+
+    # -- names ----------------------------------------------------------------------
+
+    def netns_name(self, node: str) -> str:
+        return f"{self.prefix}-{node}"
+
+    @property
+    def namespace_names(self) -> list[str]:
+        return [self.netns_name(SWITCH), *(self.netns_name(n) for n in NODE_NAMES)]
+
+    def node(self, name: str) -> Node:
+        if name != SWITCH:
+            node_spec(name)  # KeyError with the list of nodes
+        return Node(name, self.netns_name(name))
+
+    @property
+    def switch(self) -> Node:
+        return self.node(SWITCH)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def up(self, timeout: float = 15.0) -> None:
+        """Build the test bed; a no-op when it is already up and healthy.
+
+        Raises ``TestbedError`` when not root, or when a namespace with one of our
+        names exists but is not recorded in our state file.
+        """
+        _require_root()
+        with self._locked():
+            state = self._load_state()
+            existing = list_netns()
+            recorded = set(state.namespaces) if state else set()
+            foreign = [n for n in self.namespace_names if n in existing and n not in recorded]
+            if foreign:
+                raise TestbedError(
+                    f"network namespace(s) {', '.join(foreign)} exist but were not created by "
+                    f"this test bed (no record in {self.state_path}); use another --prefix, "
+                    f"or remove them with `nfq-mip6 testbed down --prefix {self.prefix} --force`"
+                )
+            if state is not None:
+                if state.complete and self._status(state).healthy:
+                    return
+                self._teardown(state)
+            self._build(timeout)
+
+    def down(self, force: bool = False) -> list[str]:
+        """Remove everything ``up()`` made (also after a failed ``up()``); returns the
+        namespaces removed. ``force`` also removes namespaces with our names that are
+        not recorded (e.g. after the state file was lost)."""
+        _require_root()
+        with self._locked():
+            state = self._load_state() or _State(self.prefix)
+            if force:
+                existing = list_netns()
+                state.namespaces += [
+                    n for n in self.namespace_names if n in existing and n not in state.namespaces
+                ]
+            removed = self._teardown(state)
+        # No trace: the lock file and the (then empty) run directory go too.
+        self._lock_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self._lock_path.parent.rmdir()
+        return removed
+
+    def status(self) -> TestbedStatus:
+        return self._status(self._load_state())
+
+    def move(self, mn_link: MnLink) -> None:
+        """Make the MN travel (HOWTO §5.2 ``iwconfig eth0 essid visitnet``): carrier down,
+        re-attach to the link's bridge, carrier up. Sends no Router Solicitation."""
+        if mn_link not in MN_LINKS:
+            raise TestbedError(f"unknown MN link {mn_link!r}; choose one of {', '.join(MN_LINKS)}")
+        with self._locked():
+            state = self._load_state()
+            if state is None or not state.complete:
+                raise TestbedError(f"test bed {self.prefix!r} is not up (nfq-mip6 testbed up)")
+            port = _port_name("mn", MN_INTERFACE)
+            sw = self.netns_name(SWITCH)
+            ip("link", "set", port, "down", netns=sw)
+            ip("link", "set", port, "master", MN_LINK_BRIDGE[mn_link], netns=sw)
+            ip("link", "set", port, "up", netns=sw)
+            state.mn_link = mn_link
+            self._save_state(state)
+
+    # -- helpers for tests and the demo ---------------------------------------------
+
+    def solicit_router(self, node: str = "mn", ifname: str = MN_INTERFACE) -> str:
+        """Send a Router Solicitation and return rdisc6's dump of the first RA."""
+        return self.node(node).run(["rdisc6", "-1", "-w", "1000", ifname], check=False).stdout
+
+    def wait_for_address(
+        self, prefix: str, node: str = "mn", ifname: str = MN_INTERFACE, timeout: float = 10.0
+    ) -> str:
+        """Poll until ``node`` has an address in ``prefix`` on ``ifname``; return it."""
+        network = ipaddress.IPv6Network(prefix)
+        deadline = time.monotonic() + timeout
+        target = self.node(node)
+        while True:
+            for address in target.ipv6_addresses(ifname):
+                if ipaddress.IPv6Address(address) in network:
+                    return address
+            if time.monotonic() > deadline:
+                raise TestbedError(f"{node} got no address in {prefix} on {ifname} in {timeout} s")
+            time.sleep(0.02)
+
+    @contextlib.contextmanager
+    def capture(
+        self, link: str, path: str | os.PathLike[str], node: str | None = None
+    ) -> Iterator[Path]:
+        """tcpdump to a pcap while the block runs. ``link`` is a bridge (``homenet``...)
+        watched from the switch, or an interface of ``node`` when ``node`` is given."""
+        where = self.node(node) if node else self.switch
+        if node is None and link not in LINKS:
+            raise TestbedError(f"unknown link {link!r}; choose one of {', '.join(LINKS)}")
+        pcap = Path(path)
+        proc = where.popen(
+            ["tcpdump", "-i", link, "-n", "-U", "-Z", "root", "-w", str(pcap)],
+            stdout=subprocess.DEVNULL,
+        )
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        if "listening on" not in first:
+            proc.kill()
+            proc.wait()
+            raise TestbedError(f"tcpdump on {link} failed: {first.strip()}")
+        try:
+            yield pcap
+        finally:
+            time.sleep(0.05)  # let the last packets reach the capture
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+
+    def ping_stream(
+        self, src_node: str, dst: str, rate_pps: int = 100, source: str | None = None
+    ) -> PingStream:
+        """A ping stream (not started): ``with tb.ping_stream("cn", HoA) as s: ...; s.stop()``."""
+        return PingStream(self.node(src_node), dst, rate_pps, source)
+
+    def iperf3(
+        self,
+        client: str,
+        server: str,
+        server_address: str,
+        seconds: float = 2.0,
+        udp: bool = False,
+        bitrate: str | None = None,
+        port: int = 5201,
+    ) -> dict[str, Any]:
+        """Run iperf3 from ``client`` to ``server_address`` (served in node ``server``);
+        returns the client's JSON report."""
+        srv = self.node(server).popen(
+            ["iperf3", "-s", "-1", "-B", server_address, "-p", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 5.0
+            while not self.node(server).run(["ss", "-Htln", f"sport = :{port}"]).stdout.strip():
+                if srv.poll() is not None or time.monotonic() > deadline:
+                    raise TestbedError(f"iperf3 server on {server} did not start")
+                time.sleep(0.02)
+            argv = ["iperf3", "-c", server_address, "-p", str(port), "-t", str(seconds), "-J"]
+            if udp:
+                argv += ["-u", "-b", bitrate or "100M"]
+            elif bitrate:
+                argv += ["-b", bitrate]
+            done = self.node(client).run(argv, check=False, timeout=seconds + 15.0)
+            report: dict[str, Any] = json.loads(done.stdout or "{}")
+            if done.returncode != 0 or "error" in report:
+                raise TestbedError(f"iperf3 failed: {report.get('error', done.stderr.strip())}")
+            return report
+        finally:
+            if srv.poll() is None:
+                srv.terminate()
+            srv.wait(timeout=5.0)
+
+    # -- internals ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock_path.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _load_state(self) -> _State | None:
+        try:
+            text = self.state_path.read_text()
+        except FileNotFoundError:
+            return None
+        try:
+            return _State.from_json(text)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TestbedError(
+                f"unreadable state file {self.state_path} ({exc}); inspect it, then remove it "
+                f"and run `nfq-mip6 testbed down --prefix {self.prefix} --force`"
+            ) from exc
+
+    def _save_state(self, state: _State) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(state), indent=2) + "\n")
+        tmp.replace(self.state_path)
+
+    def _status(self, state: _State | None) -> TestbedStatus:
+        existing = list_netns() if netns_available()[0] else set()
+        namespaces = {n: n in existing for n in self.namespace_names}
+        radvd: dict[str, int | None] = {}
+        mn_addresses: tuple[str, ...] = ()
+        if state is not None:
+            for node, pid in state.radvd_pids.items():
+                radvd[node] = pid if pid_alive(pid) else None
+            if namespaces.get(self.netns_name("mn")):
+                with contextlib.suppress(TestbedError):
+                    mn_addresses = tuple(self.node("mn").ipv6_addresses(MN_INTERFACE, True))
+        return TestbedStatus(
+            prefix=self.prefix,
+            state_file=str(self.state_path),
+            recorded=state is not None,
+            complete=bool(state and state.complete),
+            namespaces=namespaces,
+            radvd=radvd,
+            mn_link=state.mn_link if state else None,
+            mn_addresses=mn_addresses,
+        )
+
+    def _build(self, timeout: float) -> None:
+        state = _State(self.prefix)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._build_steps(state, timeout)
+        except BaseException:
+            # Leave nothing half-built behind (also on Ctrl-C).
+            self._teardown(state)
+            raise
+
+    def _build_steps(self, state: _State, timeout: float) -> None:
+        sw = self.netns_name(SWITCH)
+        # 1. Namespaces, recorded before they exist.
+        for name in self.namespace_names:
+            state.namespaces.append(name)
+            self._save_state(state)
+            run(["ip", "netns", "add", name])
+            ip("link", "set", "lo", "up", netns=name)
+        # 2. Sysctls (HOWTO §4.2.1) before any interface exists, so they are inherited.
+        sysctl(sw, SWITCH_SYSCTLS)
+        for spec in NODES:
+            sysctl(self.netns_name(spec.name), sysctls(spec))
+        # 3. One bridge per link: no STP, no forwarding delay, no multicast snooping
+        #    (a port that just joined must pass RAs, RSs and NSs at once).
+        for link in LINKS:
+            ip("link", "add", link, "type", "bridge", "stp_state", "0", "forward_delay", "0",
+               "mcast_snooping", "0", netns=sw)  # fmt: skip
+            ip("link", "set", link, "up", netns=sw)
+        # 4. Node interfaces: veth with the node end in the node's namespace.
+        for spec in NODES:
+            ns = self.netns_name(spec.name)
+            for iface in spec.interfaces:
+                port = _port_name(spec.name, iface.name)
+                peer = ["peer", "name", iface.name]
+                if iface.mac:
+                    peer += ["address", iface.mac]
+                ip("link", "add", port, "type", "veth", *peer, "netns", ns, netns=sw)
+            sysctl(
+                ns,
+                {k: v for i in spec.interfaces for k, v in interface_sysctls(spec, i.name).items()},
+            )
+            for iface in spec.interfaces:
+                for address in iface.addresses:
+                    ip("-6", "addr", "add", address, "dev", iface.name, "nodad", netns=ns)
+                ip("link", "set", iface.name, "up", netns=ns)
+                ip("link", "set", _port_name(spec.name, iface.name), "master", iface.link,
+                   "up", netns=sw)  # fmt: skip
+            for route in spec.routes:
+                ip("-6", "route", "add", route.destination, "via", route.gateway, netns=ns)
+        # 5. radvd on the HA and the access routers.
+        for spec in NODES:
+            if spec.radvd_interface is not None:
+                self._start_radvd(state, spec.name)
+        state.mn_link = "home"
+        state.complete = True
+        self._save_state(state)
+        # 6. Ready when the MN has its default router from the HA's RA.
+        self._wait_ready(timeout)
+
+    def _start_radvd(self, state: _State, node: str) -> None:
+        node_dir = self.run_dir / node
+        node_dir.mkdir(parents=True, exist_ok=True)
+        conf = node_dir / "radvd.conf"
+        conf.write_text(radvd_config(node))
+        conf.chmod(0o644)  # radvd refuses world-writable configs
+        pidfile = node_dir / "radvd.pid"
+        pidfile.unlink(missing_ok=True)
+        log = node_dir / "radvd.log"
+        with log.open("w") as log_file:
+            proc = self.node(node).popen(
+                ["radvd", "-n", "-C", str(conf), "-p", str(pidfile), "-m", "stderr"],
+                stdout=log_file,
+                stderr=log_file,
+                new_session=True,
+            )
+        state.radvd_pidfiles[node] = str(pidfile)
+        state.radvd_pids[node] = proc.pid
+        self._save_state(state)
+        deadline = time.monotonic() + 5.0
+        while not pidfile.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise TestbedError(f"radvd on {node} did not start: {log.read_text().strip()}")
+            time.sleep(0.01)
+
+    def _wait_ready(self, timeout: float) -> None:
+        mn = self.node("mn")
+        deadline = time.monotonic() + timeout
+        while not mn.ipv6_routes("default"):
+            if time.monotonic() > deadline:
+                raise TestbedError(
+                    f"the MN got no default route from the HA's Router Advertisements in "
+                    f"{timeout} s (radvd log: {self.run_dir / 'ha' / 'radvd.log'})"
+                )
+            time.sleep(0.02)
+
+    def _teardown(self, state: _State) -> list[str]:
+        # radvd first, by pid and pid file, then anything else in our namespaces.
+        pids = set(state.radvd_pids.values())
+        for pidfile in state.radvd_pidfiles.values():
+            with contextlib.suppress(OSError, ValueError):
+                pids.add(int(Path(pidfile).read_text().split()[0]))
+        terminate_pids(sorted(pids))
+        existing = list_netns()
+        removed: list[str] = []
+        for name in state.namespaces:
+            if name not in existing:
+                continue
+            kill_netns_processes(name)
+            run(["ip", "netns", "del", name], check=False)
+            removed.append(name)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        return removed
+
+
+def _port_name(node: str, ifname: str) -> str:
+    """The switch-side end of a node interface's veth (at most 15 characters)."""
+    return f"{node}-{ifname}"
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        raise TestbedError("the test bed needs root (network namespaces, bridges, radvd): use sudo")
+    ok, why = netns_available()
+    if not ok:
+        raise TestbedError(f"`ip netns` is not usable here: {why}")
