@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from nfq_mip6.constants import MAX_LIFETIME_SECONDS
+from nfq_mip6.control import DEFAULT_CONTROL_SOCKET
 
 __all__ = [
     "DEFAULT_CONTROL_SOCKET",
@@ -50,7 +51,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_CONTROL_SOCKET: Final = Path("/run/nfq-mip6/agent.sock")
 DEFAULT_STATE_DIR: Final = Path("/run/nfq-mip6")
 # The Prometheus "default port allocations" range 9100-9999 is fully allocated (node_exporter
 # is 9100); 10135 sits outside it (135 = the Mobility Header's protocol number). Not registered

@@ -1,0 +1,243 @@
+"""``nfq-mip6 stats | cache | bul | ro on|off|status`` and ``mipdiag -s|-c|-l``.
+
+Both talk to a running agent through its control socket (:mod:`nfq_mip6.control`). ``mipdiag``
+prints what MIPL 1.x's tool printed (Linux Mobile IPv6 HOWTO §5.2), line for line, so that HOWTO
+readers recognise it; ``nfq-mip6`` adds the columns MIPL did not have. ``--json`` prints the
+agent's answer as JSON for scripts. Exit status: 0 ok, 1 the agent is not running or refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from nfq_mip6.control import (
+    DEFAULT_CONTROL_SOCKET,
+    MIPL_STATISTICS,
+    ControlError,
+    request,
+)
+
+__all__ = [
+    "format_bul",
+    "format_cache",
+    "format_statistics",
+    "mipdiag",
+    "register",
+]
+
+# The control socket default; the environment override of the config key applies here too.
+CONTROL_SOCKET_ENV = "NFQ_MIP6_AGENT__CONTROL_SOCKET"
+
+
+def default_control_socket() -> Path:
+    return Path(os.environ.get(CONTROL_SOCKET_ENV) or DEFAULT_CONTROL_SOCKET)
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting (pure functions over the snapshot shapes of the contract).
+
+
+def format_statistics(stats: dict[str, Any]) -> list[str]:
+    """``mipdiag -s``: the title and the 19 MIPL counters, ``Name<pad to 26>: value``."""
+    counters = stats.get("counters", {})
+    lines = ["Mobile IPv6 Statistics"]
+    for name in MIPL_STATISTICS:
+        lines.append(f"{name:<26}: {counters.get(name, 0)}")
+    return lines
+
+
+def _table(header: list[str], min_widths: list[int], rows: list[list[str]]) -> list[str]:
+    widths = [max([w, *(len(row[i]) for row in rows)]) for i, w in enumerate(min_widths)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells))
+
+    return [line(header), *(line(row) for row in rows)]
+
+
+def format_cache(cache: dict[str, Any], *, extended: bool = False) -> list[str]:
+    """``mipdiag -c``: the binding cache table of the HOWTO §5.2.
+
+    MIPL's columns are ``Home Address`` (16 wide), ``Care-of Address`` (33), ``Lifetime`` (8) and
+    ``Type `` (5, with its trailing blank); widths grow with longer addresses. ``extended`` adds
+    the sequence number, flags and state (``nfq-mip6 cache``).
+    """
+    header = ["Home Address", "Care-of Address", "Lifetime", "Type "]
+    min_widths = [16, 33, 8, 5]
+    if extended:
+        header += ["Sequence", "Flags", "State"]
+        min_widths += [8, 5, 10]
+    rows: list[list[str]] = []
+    for binding in cache.get("bindings", []):
+        row = [
+            str(binding.get("home_address", "")),
+            str(binding.get("care_of_address", "")),
+            str(binding.get("lifetime", "")),
+            str(binding.get("type", "")),
+        ]
+        if extended:
+            row += [
+                str(binding.get("sequence", "")),
+                str(binding.get("flags", "")),
+                str(binding.get("state", "")),
+            ]
+        rows.append(row)
+    lines = _table(header, min_widths, rows)
+    if not extended:
+        # MIPL kept the padding of its last column ("Type " / "2    "); extended lines are
+        # stripped so that scripts reading text do not see trailing blanks.
+        return ["Mobile IPv6 Binding cache", *lines]
+    return ["Mobile IPv6 Binding cache", *(line.rstrip() for line in lines)]
+
+
+def format_bul(bul: dict[str, Any]) -> list[str]:
+    """``mipdiag -l``: the binding update list blocks of the HOWTO §5.2."""
+    lines = ["Mobile IPv6 Binding update list"]
+    for entry in bul.get("entries", []):
+        lines.append(f"Recipient CN: {entry.get('recipient', '')}")
+        lines.append(
+            f"BINDING home address: {entry.get('home_address', '')} "
+            f"care-of address: {entry.get('care_of_address', '')}"
+        )
+        lines.append(
+            f"        expires: {entry.get('expires', 0)} sequence: {entry.get('sequence', 0)} "
+            f"state: {entry.get('state', 0)}"
+        )
+        lines.append(
+            f"        delay: {entry.get('delay', 0)} max delay {entry.get('max_delay', 0)} "
+            f"callback time: {entry.get('callback_time', 0)}"
+        )
+    return lines
+
+
+def format_stats_extended(stats: dict[str, Any]) -> list[str]:
+    """``nfq-mip6 stats``: MIPL's block, then what this implementation adds."""
+    lines = format_statistics(stats)
+    nfqueue = stats.get("nfqueue", {})
+    ro = stats.get("route_optimization")
+    lines += [
+        "",
+        f"Role                      : {stats.get('role', '?')}",
+        f"Route optimization        : {'?' if ro is None else ('on' if ro else 'off')}",
+        f"Fast-path backend         : {stats.get('backend', '?')}",
+        f"Bindings                  : {stats.get('bindings', 0)}",
+        f"NFQUEUE accepted          : {nfqueue.get('accepted', 0)}",
+        f"NFQUEUE dropped           : {nfqueue.get('dropped', 0)}",
+        f"NFQUEUE rewritten         : {nfqueue.get('rewritten', 0)}",
+    ]
+    return lines
+
+
+def format_ro(answer: dict[str, Any]) -> list[str]:
+    return [f"route optimization: {'on' if answer.get('route_optimization') else 'off'}"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Running a command.
+
+
+def _ask(path: Path, command: dict[str, Any], err: TextIO, prog: str) -> dict[str, Any] | None:
+    try:
+        answer = request(path, command)
+    except ControlError as exc:
+        print(f"{prog}: {exc}", file=err)
+        return None
+    if not answer.get("ok", False):
+        print(f"{prog}: the agent refused {command['cmd']!r}: {answer.get('error', '?')}", file=err)
+        return None
+    return answer
+
+
+def _emit(answer: dict[str, Any], lines: list[str], as_json: bool, out: TextIO) -> None:
+    if as_json:
+        out.write(json.dumps(answer, indent=2, sort_keys=True) + "\n")
+    else:
+        out.write("".join(f"{line}\n" for line in lines))
+
+
+def _run(args: argparse.Namespace) -> int:
+    out: TextIO = sys.stdout
+    err: TextIO = sys.stderr
+    path: Path = args.control_socket or default_control_socket()
+    command: dict[str, Any] = {"cmd": args.control_cmd}
+    if args.control_cmd == "ro" and args.ro_action != "status":
+        command["set"] = args.ro_action == "on"
+    answer = _ask(path, command, err, "nfq-mip6")
+    if answer is None:
+        return 1
+    if args.control_cmd == "stats":
+        lines = format_stats_extended(answer)
+    elif args.control_cmd == "cache":
+        lines = format_cache(answer, extended=True)
+    elif args.control_cmd == "bul":
+        lines = format_bul(answer)
+    else:
+        lines = format_ro(answer)
+    _emit(answer, lines, args.json, out)
+    return 0
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the agent's answer as JSON")
+    parser.add_argument(
+        "--control-socket",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"agent control socket (default {DEFAULT_CONTROL_SOCKET}, or ${CONTROL_SOCKET_ENV})",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``stats``, ``cache``, ``bul`` and ``ro`` to ``nfq-mip6``."""
+    helps = {
+        "stats": "Mobile IPv6 statistics of the running agent (mipdiag -s)",
+        "cache": "binding cache of the running agent (mipdiag -c)",
+        "bul": "binding update list of the running Mobile Node (mipdiag -l)",
+    }
+    for name, text in helps.items():
+        parser = subparsers.add_parser(name, help=text, description=text)
+        _common(parser)
+        parser.set_defaults(func=_run, control_cmd=name)
+    parser = subparsers.add_parser(
+        "ro",
+        help="switch route optimization (return routability) on or off, or show it",
+        description="Route optimization: MIPL's accept_return_routability (HOWTO FAQ 4).",
+    )
+    parser.add_argument("ro_action", nargs="?", choices=("on", "off", "status"), default="status")
+    _common(parser)
+    parser.set_defaults(func=_run, control_cmd="ro")
+
+
+def mipdiag(argv: Sequence[str] | None = None) -> int:
+    """``mipdiag -s|-c|-l [--control-socket PATH] [--json]``: MIPL 1.x's diagnostic output."""
+    parser = argparse.ArgumentParser(
+        prog="mipdiag",
+        description="Mobile IPv6 diagnostics, as MIPL's mipdiag (Linux Mobile IPv6 HOWTO §5.2).",
+    )
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("-s", dest="what", action="store_const", const="stats", help="statistics")
+    group.add_argument("-c", dest="what", action="store_const", const="cache", help="binding cache")
+    group.add_argument(
+        "-l", dest="what", action="store_const", const="bul", help="binding update list"
+    )
+    _common(parser)
+    args = parser.parse_args(argv)
+    path: Path = args.control_socket or default_control_socket()
+    answer = _ask(path, {"cmd": args.what}, sys.stderr, "mipdiag")
+    if answer is None:
+        return 1
+    if args.what == "stats":
+        lines = format_statistics(answer)
+    elif args.what == "cache":
+        lines = format_cache(answer)
+    else:
+        lines = format_bul(answer)
+    _emit(answer, lines, args.json, sys.stdout)
+    return 0
