@@ -1,0 +1,731 @@
+"""Home Agent role (RFC 6275 §10): home registrations, proxy DAD/ND decisions, tunnels, DHAAD,
+mobile prefix answers. Sans-I/O: ``handle(event, now) -> list[Action]``.
+
+Theory of operation — a Binding Update with H = 1 goes through these checks, in this order
+(facts §8.1/§8.2, UMIP ``ha.c``):
+
+1. HoA (HAO, else source) and CoA (AltCoA, else source) must be routable unicast → else
+   silent discard; a home BU carrying Nonce Indices → silent discard (TAHI HA_2_2_7/8);
+   a BU not protected by the MN–HA SA → silent discard (§10.3.1).
+2. Not configured as a home agent → **131**.
+3. A correspondent (H = 0) binding exists for the HoA → **139**.
+4. The binding is waiting for proxy DAD → the retransmitted BU is ignored.
+5. A binding exists and the sequence number is not newer → **135** with the last accepted one.
+6. De-registration (lifetime 0 or CoA = HoA) without a binding → **133**.
+7. HoA not on a home prefix → **132**.
+8. No room → **130**.
+9. De-registration → remove tunnel and proxy ND, BA 0 with lifetime 0 and no BRA (§10.3.2).
+10. First registration → proxy DAD (``StartProxyDad``); the BA follows ``ProxyDadCompleted``
+    (0/1, or **134** when the address is in use). Otherwise update the binding at once.
+
+The BA is sent whatever the A bit says (TAHI HA_2_1_2), to the BU's source, with an RH2 = HoA
+when the BU had an HAO (§9.5.4). The granted lifetime is ≤ the BU's, ≤ the policy cap
+(default 262140 s, UMIP; MIPL used 1000 s) and ≤ the home prefix's remaining valid lifetime.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address, IPv6Network
+from typing import Final
+
+from nfq_mip6.constants import (
+    DEFAULT_HA_MAX_BINDING_LIFETIME,
+    DHAAD_REPLY_MAX_ADDRESSES,
+    LIFETIME_UNIT,
+    MAX_LIFETIME_UNITS,
+)
+from nfq_mip6.mobility.binding import (
+    BindingCache,
+    BindingCacheEntry,
+    BindingState,
+    seq_newer,
+)
+from nfq_mip6.mobility.common import (
+    BindingCacheRow,
+    binding_ack,
+    binding_cache_row,
+    binding_error,
+    is_unicast_routable,
+    link_local_for,
+)
+from nfq_mip6.mobility.correspondent import CorrespondentNode
+from nfq_mip6.mobility.events import (
+    Action,
+    BindingDeleted,
+    BindingExpired,
+    BindingRefreshed,
+    BindingRegistered,
+    BindingRejected,
+    DataplaneCountersSampled,
+    DhaadRequestReceived,
+    HomePrefixAdvertised,
+    InputEvent,
+    InstallHomeTunnel,
+    MessageDiscarded,
+    MobilePrefixSolicitationReceived,
+    MobilityMessageReceived,
+    ProxyDadCompleted,
+    RemoveHomeTunnel,
+    RouterAdvertisementReceived,
+    SendDhaadReply,
+    SendMobilePrefixAdvertisement,
+    StartProxyDad,
+    StartProxyNeighbor,
+    StopProxyNeighbor,
+)
+from nfq_mip6.mobility.stats import MobilityStats
+from nfq_mip6.wire.mh import (
+    BAStatus,
+    BEStatus,
+    BindingUpdate,
+    BUFlags,
+    MHType,
+    UnknownMobilityMessage,
+)
+from nfq_mip6.wire.options import (
+    AlternateCareofAddress,
+    BindingRefreshAdvice,
+    MobilityOption,
+    NonceIndices,
+)
+
+INFINITE_LIFETIME: Final = 0xFFFFFFFF
+"""RFC 4861 "infinity" for prefix lifetimes in an MPA."""
+
+
+@dataclass(frozen=True, slots=True)
+class HomeAgentConfig:
+    """Home agent policy.
+
+    Attributes:
+        address: the HA's global address on the home link (source of BAs, MPAs, DHAAD replies).
+        home_prefixes: the home link's prefixes; a HoA must be on one of them (else 132).
+        enabled: ``False`` makes every home registration fail with 131.
+        max_binding_lifetime: policy cap in seconds (UMIP HaMaxBindingLife 262140 s; MIPL 1000).
+        refresh_advice: Binding Refresh Advice interval in seconds (§6.2.4), sent only when
+            shorter than the granted lifetime; ``None`` = no BRA.
+        proxy_dad: run proxy DAD before accepting a first registration (§10.3.1).
+        dad_timeout: forget a pending registration whose DAD never completed after this long.
+        max_bindings: home registrations accepted at most (then 130); ``None`` = no limit.
+        preference: this HA's preference in its own DHAAD replies (Home Agent Information
+            option, §7.4; unsigned, 0xffff highest).
+    """
+
+    address: IPv6Address
+    home_prefixes: tuple[IPv6Network, ...]
+    enabled: bool = True
+    max_binding_lifetime: int = DEFAULT_HA_MAX_BINDING_LIFETIME
+    refresh_advice: int | None = None
+    proxy_dad: bool = True
+    dad_timeout: float = 10.0
+    max_bindings: int | None = None
+    preference: int = 0
+
+
+@dataclass(slots=True)
+class _PendingRegistration:
+    """A first registration waiting for proxy DAD: what the BA will need."""
+
+    bu: BindingUpdate
+    src: IPv6Address
+    dst: IPv6Address
+    hao: IPv6Address | None
+    care_of_address: IPv6Address
+    lifetime: int  # granted, seconds
+    status: int
+
+
+@dataclass(slots=True)
+class _HomeAgentListEntry:
+    """§10.5.1: one router that advertised itself as a home agent."""
+
+    preference: int
+    expires_at: float
+    addresses: tuple[IPv6Address, ...]
+    order: int
+
+
+@dataclass(frozen=True, slots=True)
+class HomeAgentListRow:
+    """One Home Agents List entry for operators."""
+
+    link_local: IPv6Address
+    preference: int
+    lifetime_remaining: int
+    addresses: tuple[IPv6Address, ...]
+
+
+@dataclass(slots=True)
+class _PrefixLifetime:
+    valid_until: float = math.inf
+    preferred_until: float = math.inf
+
+
+@dataclass(slots=True)
+class _HomePrefix:
+    network: IPv6Network
+    base: int
+    mask: int
+    lifetime: _PrefixLifetime = field(default_factory=_PrefixLifetime)
+
+
+class HomeAgent:
+    """RFC 6275 §10 home agent core. Owns the home-registration Binding Cache."""
+
+    def __init__(
+        self,
+        config: HomeAgentConfig,
+        *,
+        stats: MobilityStats | None = None,
+        correspondent: CorrespondentNode | None = None,
+    ) -> None:
+        self.config = config
+        self.stats = stats if stats is not None else MobilityStats()
+        self.cache = BindingCache()
+        self.correspondent = correspondent
+        if correspondent is not None:
+            correspondent.home_registrations = self.cache
+        self._pending: dict[IPv6Address, _PendingRegistration] = {}
+        self._prefixes = [
+            _HomePrefix(net, int(net.network_address), int(net.netmask))
+            for net in config.home_prefixes
+        ]
+        self._home_agents: dict[IPv6Address, _HomeAgentListEntry] = {}
+        self._ha_order = 0
+
+    # ----------------------------------------------------------------------------------------
+    # Driving the core
+    # ----------------------------------------------------------------------------------------
+
+    def handle(self, event: InputEvent, now: float) -> list[Action]:
+        """Process one input event; returns the actions to carry out, in order."""
+        if isinstance(event, MobilityMessageReceived):
+            return self._mobility_message(event, now)
+        if isinstance(event, ProxyDadCompleted):
+            return self._dad_completed(event, now)
+        if isinstance(event, RouterAdvertisementReceived):
+            self._router_advertisement(event, now)
+            return []
+        if isinstance(event, HomePrefixAdvertised):
+            return self._home_prefix_advertised(event, now)
+        if isinstance(event, DhaadRequestReceived):
+            return [self._dhaad_reply(event, now)]
+        if isinstance(event, MobilePrefixSolicitationReceived):
+            return self._mobile_prefix_solicitation(event, now)
+        if isinstance(event, DataplaneCountersSampled):
+            self.stats.NEncapsulations = event.encapsulations
+            self.stats.NDecapsulations = event.decapsulations
+            return []
+        if self.correspondent is not None:
+            return self.correspondent.handle(event, now)
+        return []
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """Expire bindings, pending DADs and Home Agents List entries due at ``now``."""
+        actions: list[Action] = []
+        for entry, previous in self.cache.pop_expired(now):
+            if previous is BindingState.DAD_PENDING:
+                self._pending.pop(entry.home_address, None)
+                actions.append(MessageDiscarded("proxy-dad-timeout", entry.care_of_address))
+                continue
+            # RFC 6275 §10.3.2 / §10.4: an expired binding is torn down like a de-registration.
+            actions += self._teardown(entry)
+            actions.append(BindingExpired(entry.home_address, entry.care_of_address, True))
+        for link_local, ha in list(self._home_agents.items()):
+            if ha.expires_at <= now:
+                del self._home_agents[link_local]
+        if self.correspondent is not None:
+            actions += self.correspondent.handle_timer(now)
+        return actions
+
+    def next_deadline(self) -> float | None:
+        deadlines = [self.cache.next_expiry()]
+        deadlines += [ha.expires_at for ha in self._home_agents.values()]
+        if self.correspondent is not None:
+            deadlines.append(self.correspondent.next_deadline())
+        present = [d for d in deadlines if d is not None and d != math.inf]
+        return min(present) if present else None
+
+    def check_home_address_option(
+        self, src: IPv6Address, home_address: IPv6Address, now: float
+    ) -> list[Action]:
+        """§9.3.1/§10.3.1: a packet with an HAO needs a binding HoA → ``src``; else BE 1."""
+        entry = self.cache.get(home_address)
+        if (
+            entry is not None
+            and entry.state is BindingState.REGISTERED
+            and entry.care_of_address == src
+        ):
+            return []
+        if self.correspondent is not None:
+            return self.correspondent.check_home_address_option(src, home_address, now)
+        error = binding_error(
+            status=BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_OPTION,
+            offending_src=src,
+            home_address=home_address,
+            local_address=self.config.address,
+        )
+        return [error] if error is not None else []
+
+    # ----------------------------------------------------------------------------------------
+    # Operator snapshots
+    # ----------------------------------------------------------------------------------------
+
+    def binding_cache_rows(self, now: float) -> list[BindingCacheRow]:
+        """``mipdiag -c``: every binding (home registrations, then correspondent ones)."""
+        rows = [binding_cache_row(entry, now) for entry in self.cache]
+        if self.correspondent is not None:
+            rows += self.correspondent.binding_cache_rows(now)
+        return rows
+
+    def home_agent_list_rows(self, now: float) -> list[HomeAgentListRow]:
+        return [
+            HomeAgentListRow(link_local, ha.preference, int(ha.expires_at - now), ha.addresses)
+            for link_local, ha in self._home_agents.items()
+        ]
+
+    # ----------------------------------------------------------------------------------------
+    # Mobility messages
+    # ----------------------------------------------------------------------------------------
+
+    def _mobility_message(self, event: MobilityMessageReceived, now: float) -> list[Action]:
+        message = event.message
+        if isinstance(message, BindingUpdate):
+            if message.flags & BUFlags.H:
+                return self._home_binding_update(event, message, now)
+            if self.correspondent is not None:
+                return self.correspondent.handle(event, now)
+            self.stats.NBindUpdatesRcvd += 1
+            self.stats.NBindUpdatesDropMisc += 1
+            return [MessageDiscarded("route-optimization-not-supported", event.src, MHType.BU)]
+        if isinstance(message, UnknownMobilityMessage):
+            # RFC 6275 §9.2: unknown MH type → BE status 2 to the source.
+            error = binding_error(
+                status=BEStatus.UNRECOGNIZED_MH_TYPE,
+                offending_src=event.src,
+                home_address=event.home_address,
+                local_address=self._local_address(event.dst),
+            )
+            return [error] if error is not None else []
+        if self.correspondent is not None:
+            return self.correspondent.handle(event, now)
+        return [MessageDiscarded("unexpected-mh-type", event.src, None)]
+
+    def _local_address(self, dst: IPv6Address) -> IPv6Address:
+        return dst if is_unicast_routable(dst) else self.config.address
+
+    def _reject(
+        self,
+        event: MobilityMessageReceived,
+        bu: BindingUpdate,
+        home_address: IPv6Address,
+        status: int,
+        sequence: int | None = None,
+    ) -> list[Action]:
+        ba = binding_ack(
+            status=status,
+            sequence=bu.sequence if sequence is None else sequence,
+            lifetime_units=0,
+            bu_src=event.src,
+            bu_dst=event.dst,
+            bu_home_address=event.home_address,
+            stats=self.stats,
+        )
+        return [ba, BindingRejected(home_address, event.src, True, status)]
+
+    def _discard(self, reason: str, event: MobilityMessageReceived) -> list[Action]:
+        return [MessageDiscarded(reason, event.src, MHType.BU)]
+
+    def _home_prefix_of(self, address: IPv6Address) -> _HomePrefix | None:
+        value = int(address)
+        for prefix in self._prefixes:
+            if value & prefix.mask == prefix.base:
+                return prefix
+        return None
+
+    def _home_binding_update(
+        self, event: MobilityMessageReceived, bu: BindingUpdate, now: float
+    ) -> list[Action]:
+        stats = self.stats
+        stats.NBindUpdatesRcvd += 1
+        home_address = event.home_address if event.home_address is not None else event.src
+        care_of_address = event.src
+        has_nonce_indices = False
+        for option in bu.options:
+            if isinstance(option, AlternateCareofAddress):
+                care_of_address = option.address
+            elif isinstance(option, NonceIndices):
+                has_nonce_indices = True
+
+        # 1. RFC 6275 §9.5.1: HoA and CoA must be routable unicast; silent discard otherwise
+        # (TAHI HA_2_2_9..14, the existing binding is kept).
+        if not is_unicast_routable(home_address) or not is_unicast_routable(care_of_address):
+            stats.NBindUpdatesDropInvalid += 1
+            return self._discard("address-not-unicast-routable", event)
+        # §6.2.6: Nonce Indices MUST NOT be in a home registration; HA drops (TAHI HA_2_2_7/8).
+        if has_nonce_indices:
+            stats.NBindUpdatesDropInvalid += 1
+            return self._discard("nonce-indices-in-home-bu", event)
+        # §10.3.1: the BU must be protected by the MN–HA security association.
+        if not event.ipsec_protected:
+            stats.NBindUpdatesDropAuth += 1
+            return self._discard("home-bu-not-protected", event)
+
+        # 2. §10.3.1: not a home agent → 131.
+        if not self.config.enabled:
+            return self._reject(event, bu, home_address, BAStatus.HOME_REGISTRATION_NOT_SUPPORTED)
+        # 3. §9.5.1: a correspondent binding exists → 139 (the stored flag is not changed).
+        if self.correspondent is not None and self.correspondent.has_binding(home_address):
+            return self._reject(
+                event, bu, home_address, BAStatus.REGISTRATION_TYPE_CHANGE_DISALLOWED
+            )
+
+        entry = self.cache.get(home_address)
+        # 4. UMIP: a retransmitted BU while proxy DAD runs is ignored.
+        if entry is not None and entry.state is BindingState.DAD_PENDING:
+            stats.NBindUpdatesDropMisc += 1
+            return self._discard("dad-in-progress", event)
+        # 5. §9.5.1: sequence number not newer → 135 with the last accepted number.
+        if entry is not None and not seq_newer(bu.sequence, entry.sequence):
+            return self._reject(
+                event,
+                bu,
+                home_address,
+                BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW,
+                sequence=entry.sequence,
+            )
+        deregistration = bu.lifetime == 0 or care_of_address == home_address
+        # 6. §10.3.2: de-registration without a binding → 133.
+        if deregistration and entry is None:
+            return self._reject(
+                event, bu, home_address, BAStatus.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE
+            )
+        # 7. §10.3.1: the HoA must be on-link on a home prefix → 132.
+        prefix = self._home_prefix_of(home_address)
+        if prefix is None or prefix.lifetime.valid_until <= now:
+            return self._reject(event, bu, home_address, BAStatus.NOT_HOME_SUBNET)
+
+        if deregistration:
+            assert entry is not None
+            return self._deregister(event, bu, entry)
+
+        # 8. Local policy: room for a new binding → else 130.
+        if (
+            entry is None
+            and self.config.max_bindings is not None
+            and len(self.cache) >= self.config.max_bindings
+        ):
+            return self._reject(event, bu, home_address, BAStatus.INSUFFICIENT_RESOURCES)
+
+        lifetime, status = self._grant(bu, prefix, now)
+        if entry is None:
+            return self._first_registration(
+                event, bu, home_address, care_of_address, lifetime, status, now
+            )
+        return self._update(event, bu, entry, care_of_address, lifetime, status, now)
+
+    def _grant(self, bu: BindingUpdate, prefix: _HomePrefix, now: float) -> tuple[int, int]:
+        """§10.3.1: granted lifetime (seconds, a multiple of 4) and status 0 or 1."""
+        lifetime = min(bu.lifetime * LIFETIME_UNIT, self.config.max_binding_lifetime)
+        valid_remaining = prefix.lifetime.valid_until - now
+        if valid_remaining < lifetime:
+            lifetime = int(valid_remaining)
+        lifetime_units = min(lifetime // LIFETIME_UNIT, MAX_LIFETIME_UNITS)
+        # Status 1 when the prefix is or becomes deprecated during the binding; lifetimes are
+        # compared in 4-second units (facts §1.4).
+        preferred_units = (prefix.lifetime.preferred_until - now) / LIFETIME_UNIT
+        status = (
+            BAStatus.ACCEPTED_PREFIX_DISCOVERY_NECESSARY
+            if preferred_units < lifetime_units
+            else BAStatus.ACCEPTED
+        )
+        return lifetime_units * LIFETIME_UNIT, int(status)
+
+    def _ba_options(self, lifetime: int) -> tuple[MobilityOption, ...]:
+        """§6.2.4/§10.3.1: optional BRA with an interval shorter than the granted lifetime."""
+        advice = self.config.refresh_advice
+        if advice is None:
+            return ()
+        units = advice // LIFETIME_UNIT
+        if 0 < units < lifetime // LIFETIME_UNIT:
+            return (BindingRefreshAdvice(units),)
+        return ()
+
+    def _accept_ba(
+        self,
+        event_src: IPv6Address,
+        event_dst: IPv6Address,
+        hao: IPv6Address | None,
+        bu: BindingUpdate,
+        lifetime: int,
+        status: int,
+    ) -> Action:
+        return binding_ack(
+            status=status,
+            sequence=bu.sequence,
+            lifetime_units=lifetime // LIFETIME_UNIT,
+            bu_src=event_src,
+            bu_dst=event_dst,
+            bu_home_address=hao,
+            options=self._ba_options(lifetime),
+            stats=self.stats,
+        )
+
+    def _first_registration(
+        self,
+        event: MobilityMessageReceived,
+        bu: BindingUpdate,
+        home_address: IPv6Address,
+        care_of_address: IPv6Address,
+        lifetime: int,
+        status: int,
+        now: float,
+    ) -> list[Action]:
+        link_local = link_local_for(home_address) if bu.flags & BUFlags.L else None
+        if not self.config.proxy_dad:
+            entry = BindingCacheEntry(
+                home_address,
+                care_of_address,
+                sequence=bu.sequence,
+                flags=int(bu.flags),
+                lifetime=lifetime,
+                now=now,
+                home_registration=True,
+                link_local=link_local,
+            )
+            self.cache.insert(entry)
+            return self._activated(entry, event.src, event.dst, event.home_address, bu, status)
+        # §10.3.1: proxy DAD for the HoA (and the link-local address if L = 1) before the BA.
+        entry = BindingCacheEntry(
+            home_address,
+            care_of_address,
+            sequence=bu.sequence,
+            flags=int(bu.flags),
+            lifetime=0,
+            now=now,
+            home_registration=True,
+            state=BindingState.DAD_PENDING,
+            link_local=link_local,
+        )
+        entry.expires_at = now + self.config.dad_timeout
+        self.cache.insert(entry)
+        self._pending[home_address] = _PendingRegistration(
+            bu, event.src, event.dst, event.home_address, care_of_address, lifetime, status
+        )
+        return [StartProxyDad(home_address, link_local)]
+
+    def _dad_completed(self, event: ProxyDadCompleted, now: float) -> list[Action]:
+        pending = self._pending.pop(event.home_address, None)
+        entry = self.cache.get(event.home_address)
+        if pending is None or entry is None or entry.state is not BindingState.DAD_PENDING:
+            return [MessageDiscarded("unexpected-dad-result", event.home_address)]
+        if event.duplicate:
+            # §10.3.1: DAD failed → 134, whatever the A bit (TAHI HA_2_4_x).
+            self.cache.remove(event.home_address, BindingState.DELETED)
+            ba = binding_ack(
+                status=BAStatus.DUPLICATE_ADDRESS_DETECTION_FAILED,
+                sequence=pending.bu.sequence,
+                lifetime_units=0,
+                bu_src=pending.src,
+                bu_dst=pending.dst,
+                bu_home_address=pending.hao,
+                stats=self.stats,
+            )
+            return [
+                ba,
+                BindingRejected(
+                    event.home_address,
+                    pending.care_of_address,
+                    True,
+                    BAStatus.DUPLICATE_ADDRESS_DETECTION_FAILED,
+                ),
+            ]
+        # The lifetime counts from now: DAD took about a second of it.
+        self.cache.register(
+            entry,
+            care_of_address=pending.care_of_address,
+            sequence=pending.bu.sequence,
+            flags=int(pending.bu.flags),
+            lifetime=pending.lifetime,
+            now=now,
+        )
+        return self._activated(
+            entry, pending.src, pending.dst, pending.hao, pending.bu, pending.status
+        )
+
+    def _activated(
+        self,
+        entry: BindingCacheEntry,
+        src: IPv6Address,
+        dst: IPv6Address,
+        hao: IPv6Address | None,
+        bu: BindingUpdate,
+        status: int,
+    ) -> list[Action]:
+        """A new home registration is in force: tunnel, proxy ND (§10.4.1), then the BA."""
+        return [
+            InstallHomeTunnel(entry.home_address, entry.care_of_address),
+            StartProxyNeighbor(entry.home_address, entry.link_local),
+            self._accept_ba(src, dst, hao, bu, entry.lifetime, status),
+            BindingRegistered(
+                entry.home_address,
+                entry.care_of_address,
+                True,
+                entry.care_of_address,
+                entry.lifetime,
+            ),
+        ]
+
+    def _update(
+        self,
+        event: MobilityMessageReceived,
+        bu: BindingUpdate,
+        entry: BindingCacheEntry,
+        care_of_address: IPv6Address,
+        lifetime: int,
+        status: int,
+        now: float,
+    ) -> list[Action]:
+        actions: list[Action] = []
+        if care_of_address != entry.care_of_address:
+            actions.append(InstallHomeTunnel(entry.home_address, care_of_address))
+        self.cache.register(
+            entry,
+            care_of_address=care_of_address,
+            sequence=bu.sequence,
+            flags=int(bu.flags),
+            lifetime=lifetime,
+            now=now,
+        )
+        actions.append(
+            self._accept_ba(event.src, event.dst, event.home_address, bu, lifetime, status)
+        )
+        actions.append(
+            BindingRefreshed(entry.home_address, care_of_address, True, care_of_address, lifetime)
+        )
+        return actions
+
+    def _deregister(
+        self, event: MobilityMessageReceived, bu: BindingUpdate, entry: BindingCacheEntry
+    ) -> list[Action]:
+        """§10.3.2: delete the binding, stop proxy ND, remove the tunnel; BA 0, lifetime 0."""
+        self.cache.remove(entry.home_address, BindingState.DELETED)
+        actions = self._teardown(entry)
+        actions.append(
+            binding_ack(
+                status=BAStatus.ACCEPTED,
+                sequence=bu.sequence,
+                lifetime_units=0,
+                bu_src=event.src,
+                bu_dst=event.dst,
+                bu_home_address=event.home_address,
+                stats=self.stats,
+            )
+        )
+        actions.append(BindingDeleted(entry.home_address, entry.care_of_address, True))
+        return actions
+
+    def _teardown(self, entry: BindingCacheEntry) -> list[Action]:
+        return [
+            RemoveHomeTunnel(entry.home_address),
+            StopProxyNeighbor(entry.home_address, entry.link_local),
+        ]
+
+    # ----------------------------------------------------------------------------------------
+    # Home prefixes, Home Agents List, DHAAD, mobile prefixes
+    # ----------------------------------------------------------------------------------------
+
+    def _home_prefix_advertised(self, event: HomePrefixAdvertised, now: float) -> list[Action]:
+        for prefix in self._prefixes:
+            if prefix.network == event.prefix:
+                prefix.lifetime.valid_until = (
+                    math.inf if event.valid_lifetime is None else now + event.valid_lifetime
+                )
+                prefix.lifetime.preferred_until = (
+                    math.inf if event.preferred_lifetime is None else now + event.preferred_lifetime
+                )
+                # §10.3.1: bindings must not outlive the prefix's valid lifetime.
+                for entry in self.cache:
+                    if (
+                        entry.state is BindingState.REGISTERED
+                        and self._home_prefix_of(entry.home_address) is prefix
+                        and entry.expires_at > prefix.lifetime.valid_until
+                    ):
+                        self.cache.set_expiry(entry, prefix.lifetime.valid_until)
+        return []
+
+    def _router_advertisement(self, event: RouterAdvertisementReceived, now: float) -> None:
+        """§10.5.1: maintain the Home Agents List from RAs with the H bit."""
+        lifetime = event.ha_lifetime if event.ha_lifetime is not None else event.router_lifetime
+        if not event.home_agent_flag or lifetime == 0:
+            self._home_agents.pop(event.source, None)
+            return
+        existing = self._home_agents.get(event.source)
+        addresses = event.global_addresses or (existing.addresses if existing else ())
+        self._ha_order += 1
+        self._home_agents[event.source] = _HomeAgentListEntry(
+            preference=event.ha_preference or 0,
+            expires_at=now + lifetime,
+            addresses=addresses,
+            order=existing.order if existing else self._ha_order,
+        )
+
+    def home_agent_addresses(self, now: float) -> list[IPv6Address]:
+        """Global HA addresses in decreasing preference (§10.5.1), this HA included."""
+        candidates: list[tuple[int, int, IPv6Address]] = []
+        if self.config.enabled:
+            candidates.append((self.config.preference, 0, self.config.address))
+        for ha in self._home_agents.values():
+            if ha.expires_at <= now:
+                continue
+            candidates += [(ha.preference, ha.order, address) for address in ha.addresses]
+        # Decreasing unsigned preference; equal preferences keep the order they were learnt
+        # (the RFC allows randomising; a stable order keeps tests deterministic).
+        candidates.sort(key=lambda item: (-item[0], item[1]))
+        seen: set[IPv6Address] = set()
+        ordered: list[IPv6Address] = []
+        for _, _, address in candidates:
+            if address not in seen:
+                seen.add(address)
+                ordered.append(address)
+        return ordered
+
+    def _dhaad_reply(self, event: DhaadRequestReceived, now: float) -> Action:
+        """§10.5: reply to the source, ≤ 77 addresses so it fits 1280 octets (TAHI HA_7_5_1)."""
+        addresses = self.home_agent_addresses(now)[:DHAAD_REPLY_MAX_ADDRESSES]
+        return SendDhaadReply(event.identifier, self.config.address, event.src, tuple(addresses))
+
+    def _mobile_prefix_solicitation(
+        self, event: MobilePrefixSolicitationReceived, now: float
+    ) -> list[Action]:
+        """§10.6.4: answer an MPS at once with the prefix list; BE 1 without a binding."""
+        if event.home_address is None:
+            return [MessageDiscarded("mps-without-home-address", event.src)]
+        entry = self.cache.get(event.home_address)
+        if entry is None or entry.state is not BindingState.REGISTERED:
+            # TAHI HA_8_1_3: an MPS with an HAO but no binding → BE 1.
+            return self.check_home_address_option(event.src, event.home_address, now)
+        remaining = int(entry.remaining(now))
+        prefixes: list[tuple[IPv6Network, int, int]] = []
+        for prefix in self._prefixes:
+            valid = _seconds(prefix.lifetime.valid_until, now)
+            preferred = _seconds(prefix.lifetime.preferred_until, now)
+            # TAHI HA_8_1_7: the valid lifetime is not below the binding's lifetime.
+            prefixes.append((prefix.network, max(valid, remaining), preferred))
+        return [
+            SendMobilePrefixAdvertisement(
+                event.identifier,
+                self.config.address,
+                event.src,
+                event.home_address,
+                tuple(prefixes),
+            )
+        ]
+
+
+def _seconds(until: float, now: float) -> int:
+    if until == math.inf:
+        return INFINITE_LIFETIME
+    return max(0, min(INFINITE_LIFETIME - 1, int(until - now)))

@@ -1,0 +1,103 @@
+"""Return routability crypto against the vectors of facts §7.1 (RFC 6275 §5.2.5–§5.2.6)."""
+
+from __future__ import annotations
+
+from ipaddress import IPv6Address
+
+from nfq_mip6.mobility.rr import (
+    NonceTable,
+    binding_management_key,
+    careof_keygen_token,
+    encode_bu_or_ba,
+    home_keygen_token,
+    mh_data_for_authenticator,
+    verify_authenticator,
+    with_authenticator,
+)
+from nfq_mip6.wire.mh import BindingUpdate, BUFlags
+from nfq_mip6.wire.options import AlternateCareofAddress, NonceIndices
+
+KCN = bytes(range(20))
+HOME_NONCE = b"\x11" * 8
+CAREOF_NONCE = b"\x22" * 8
+HOA = IPv6Address("2001:db8:a::100")
+COA = IPv6Address("2001:db8:f::1")
+CN = IPv6Address("2001:db8:c::1")
+
+
+def test_home_keygen_token_vector() -> None:
+    assert home_keygen_token(KCN, HOA, HOME_NONCE).hex() == "296f58748bb094c3"
+
+
+def test_careof_keygen_token_vector() -> None:
+    assert careof_keygen_token(KCN, COA, CAREOF_NONCE).hex() == "d12857cc9caa965c"
+
+
+def test_kbm_vector() -> None:
+    kbm = binding_management_key(
+        bytes.fromhex("296f58748bb094c3"), bytes.fromhex("d12857cc9caa965c")
+    )
+    assert kbm.hex() == "a587081709b15781c5921931341443b35ecefba7"
+
+
+def test_kbm_for_deletion_is_sha1_of_home_token() -> None:
+    kbm = binding_management_key(bytes.fromhex("296f58748bb094c3"), None)
+    assert kbm.hex() == "be540d9521c4a37eb64cff300996c74bcb6e2cf8"
+
+
+def _cn_bu() -> BindingUpdate:
+    kbm = bytes.fromhex("a587081709b15781c5921931341443b35ecefba7")
+    bu = BindingUpdate(7, BUFlags.A, 105, (NonceIndices(3, 4),))
+    signed = with_authenticator(bu, kbm, COA, CN)
+    assert isinstance(signed, BindingUpdate)
+    return signed
+
+
+def test_authenticator_vector_bu_to_cn() -> None:
+    encoded = encode_bu_or_ba(_cn_bu())
+    assert encoded.hex() == ("3b0305000000000780000069040400030004050c158994d2c435abdf457d6691")
+
+
+def test_verify_authenticator_ignores_checksum_field() -> None:
+    kbm = bytes.fromhex("a587081709b15781c5921931341443b35ecefba7")
+    wire = encode_bu_or_ba(_cn_bu(), checksum=0x12C5)
+    assert verify_authenticator(kbm, COA, CN, wire)
+    tampered = bytearray(wire)
+    tampered[7] ^= 1  # sequence number
+    assert not verify_authenticator(kbm, COA, CN, bytes(tampered))
+
+
+def test_verify_authenticator_rejects_bad_not_last() -> None:
+    kbm = bytes.fromhex("a587081709b15781c5921931341443b35ecefba7")
+    wire = encode_bu_or_ba(_cn_bu()) + bytes([1, 6]) + bytes(6)  # trailing PadN
+    assert not verify_authenticator(kbm, COA, CN, wire)
+
+
+def test_home_bu_layout_vector() -> None:
+    bu = BindingUpdate(1, BUFlags.A | BUFlags.H, 10, (AlternateCareofAddress(COA),))
+    assert encode_bu_or_ba(bu).hex() == (
+        "3b03050000000001c000000a0100031020010db8000f00000000000000000001"
+    )
+
+
+def test_mh_data_stops_before_authenticator() -> None:
+    data = mh_data_for_authenticator(_cn_bu())
+    assert data.hex().endswith("050c") and len(data) == 20
+
+
+def test_nonce_table_rotation_and_lifetime() -> None:
+    counter = iter(range(1, 1000))
+    table = NonceTable(lambda n: bytes([next(counter)]) * n, rotation_interval=30)
+    index0, nonce0 = table.current(0)
+    assert table.current(29) == (index0, nonce0)
+    index1, nonce1 = table.current(30)
+    assert index1 == (index0 + 1) & 0xFFFF and nonce1 != nonce0
+    assert table.lookup(index0, 239.9) == nonce0
+    assert table.lookup(index0, 240) is None  # MAX_NONCE_LIFETIME
+    assert table.lookup(index1, 240) == nonce1
+
+
+def test_nonce_indices_wrap_16_bits() -> None:
+    table = NonceTable(lambda n: bytes(n), rotation_interval=1, first_index=0xFFFF)
+    assert table.current(0)[0] == 0xFFFF
+    assert table.current(1)[0] == 0
