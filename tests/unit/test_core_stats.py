@@ -28,8 +28,8 @@ HOWTO_ORDER = (
 
 
 def test_stats_names_and_order_match_mipdiag() -> None:
-    assert list(MIPL_COUNTER_NAMES) == HOWTO_ORDER
+    assert MIPL_COUNTER_NAMES == HOWTO_ORDER
     stats = MobilityStats()
     stats.NBindAcksRcvd += 1
-    assert list(stats.as_dict()) == HOWTO_ORDER
+    assert tuple(stats.as_dict()) == HOWTO_ORDER
     assert stats.as_dict()["NBindAcksRcvd"] == 1
