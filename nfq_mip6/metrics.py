@@ -1,0 +1,277 @@
+"""Prometheus metrics of the agent (``nfq_mip6_*``), with a registry injected by the caller.
+
+Two kinds of metric:
+
+* event counters the runtime increments as things happen (:class:`AgentMetrics` methods:
+  Mobility Header messages by type, Binding Acknowledgements by status, malformed packets,
+  NFQUEUE verdicts, Binding Update processing latency, dataplane operations);
+* state read at scrape time by a custom collector from ``snapshot()`` (the control socket's
+  ``stats`` answer): the 19 MIPL statistics of ``mipdiag -s`` as ``nfq_mip6_<name>_total``
+  counters, the number of bindings by role and state, route optimization on/off, and the
+  fast-path backend.
+
+Every label is bounded (message type, status code, verdict, operation, role, state, backend):
+no label ever carries an address. The endpoint's default port is
+:data:`nfq_mip6.config.DEFAULT_METRICS_PORT` (10135).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import start_http_server as _prometheus_start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.registry import Collector
+
+from nfq_mip6 import __version__
+from nfq_mip6.control import MIPL_STATISTICS
+
+__all__ = [
+    "MIPL_METRIC_NAMES",
+    "AgentMetrics",
+    "start_http_server",
+]
+
+log = logging.getLogger(__name__)
+
+PREFIX: Final = "nfq_mip6"
+
+# MIPL statistic -> Prometheus counter name (without the "_total" the exposition adds).
+MIPL_METRIC_NAMES: Final[dict[str, str]] = {
+    "NEncapsulations": "encapsulations",
+    "NDecapsulations": "decapsulations",
+    "NBindUpdatesRcvd": "bind_updates_received",
+    "NBindAcksRcvd": "bind_acks_received",
+    "NBindNAcksRcvd": "bind_nacks_received",
+    "NBindRqsRcvd": "bind_requests_received",
+    "NBindUpdatesSent": "bind_updates_sent",
+    "NBindAcksSent": "bind_acks_sent",
+    "NBindNAcksSent": "bind_nacks_sent",
+    "NBindRqsSent": "bind_requests_sent",
+    "NBindUpdatesDropAuth": "bind_updates_dropped_auth",
+    "NBindUpdatesDropInvalid": "bind_updates_dropped_invalid",
+    "NBindUpdatesDropMisc": "bind_updates_dropped_misc",
+    "NBindAcksDropAuth": "bind_acks_dropped_auth",
+    "NBindAcksDropInvalid": "bind_acks_dropped_invalid",
+    "NBindAcksDropMisc": "bind_acks_dropped_misc",
+    "NBindRqsDropAuth": "bind_requests_dropped_auth",
+    "NBindRqsDropInvalid": "bind_requests_dropped_invalid",
+    "NBindRqsDropMisc": "bind_requests_dropped_misc",
+}
+assert tuple(MIPL_METRIC_NAMES) == MIPL_STATISTICS
+
+# RFC 6275 §6.1: Mobility Header types 0..7 (label values are bounded to these plus "other").
+MH_TYPE_NAMES: Final[dict[int, str]] = {
+    0: "brr",
+    1: "hoti",
+    2: "coti",
+    3: "hot",
+    4: "cot",
+    5: "bu",
+    6: "ba",
+    7: "be",
+}
+VERDICTS: Final = frozenset({"accept", "drop", "rewrite", "repeat"})
+ROLES: Final = frozenset({"ha", "mn", "cn"})
+BACKENDS: Final = frozenset({"seg6", "ip6tnl", "none", "fake", "auto"})
+BINDING_STATES: Final = frozenset({"registered", "cached", "dying", "dad", "pending", "all"})
+MAX_OPERATION_LABELS: Final = 32
+
+# BU handling is sub-millisecond to a few ms (parsing, netlink); buckets from 50 µs to 1 s.
+BU_LATENCY_BUCKETS: Final = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+
+
+def _mh_type_label(mh_type: object) -> str:
+    if isinstance(mh_type, int):  # IntEnum included
+        return MH_TYPE_NAMES.get(int(mh_type), "other")
+    text = str(mh_type).lower()
+    return text if text in MH_TYPE_NAMES.values() else "other"
+
+
+def _bounded(value: object, allowed: frozenset[str], fallback: str = "other") -> str:
+    text = str(value).lower()
+    return text if text in allowed else fallback
+
+
+class _StateCollector(Collector):
+    """Reads the agent's ``stats`` snapshot at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], Mapping[str, Any]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterable[Any]:
+        try:
+            stats = self._snapshot()
+        except Exception:  # the scrape must not fail because the agent is busy or stopping
+            log.debug("metrics snapshot failed", exc_info=True)
+            return
+        if not stats or not stats.get("ok", True):
+            return
+        counters = stats.get("counters") or {}
+        for mipl_name, metric_name in MIPL_METRIC_NAMES.items():
+            family = CounterMetricFamily(
+                f"{PREFIX}_{metric_name}",
+                f"MIPL statistic {mipl_name} (mipdiag -s)",
+            )
+            family.add_metric([], float(counters.get(mipl_name, 0)))
+            yield family
+
+        role = _bounded(stats.get("role", "unknown"), ROLES, "unknown")
+        bindings = GaugeMetricFamily(
+            f"{PREFIX}_bindings",
+            "Bindings held: binding cache (HA, CN) or binding update list (MN), by state",
+            labels=["role", "state"],
+        )
+        by_state = stats.get("bindings_by_state")
+        if isinstance(by_state, Mapping):
+            for state, count in sorted(by_state.items()):
+                bindings.add_metric([role, _bounded(state, BINDING_STATES)], float(count))
+        else:
+            bindings.add_metric([role, "all"], float(stats.get("bindings", 0) or 0))
+        yield bindings
+
+        if "route_optimization" in stats:
+            ro = GaugeMetricFamily(
+                f"{PREFIX}_route_optimization_enabled",
+                "1 when route optimization (return routability) is on",
+            )
+            ro.add_metric([], 1.0 if stats["route_optimization"] else 0.0)
+            yield ro
+
+        if "backend" in stats:
+            backend = InfoMetricFamily(
+                f"{PREFIX}_fastpath_backend",
+                "Kernel fast path used for tunnels (seg6 encap.red or ip6tnl)",
+            )
+            backend.add_metric([], {"backend": _bounded(stats["backend"], BACKENDS)})
+            yield backend
+
+
+class AgentMetrics:
+    """The agent's metrics in ``registry`` (a fresh ``CollectorRegistry`` per test)."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        snapshot: Callable[[], Mapping[str, Any]] = dict,
+    ) -> None:
+        self.registry = registry
+        self._lock = threading.Lock()
+        self._operations: set[str] = set()
+        build = Info(f"{PREFIX}_build", "nfq-mip6 build information", registry=registry)
+        build.info({"version": __version__})
+        self._mh_received = Counter(
+            f"{PREFIX}_mh_messages_received",
+            "Mobility Header messages received, by type (RFC 6275 §6.1)",
+            ["mh_type"],
+            registry=registry,
+        )
+        self._mh_sent = Counter(
+            f"{PREFIX}_mh_messages_sent",
+            "Mobility Header messages sent, by type",
+            ["mh_type"],
+            registry=registry,
+        )
+        self._malformed = Counter(
+            f"{PREFIX}_mh_messages_malformed",
+            "Malformed packets dropped (bad length, checksum, options)",
+            registry=registry,
+        )
+        self._ba_sent = Counter(
+            f"{PREFIX}_binding_acks_sent",
+            "Binding Acknowledgements sent, by status (RFC 6275 §6.1.8)",
+            ["ba_status"],
+            registry=registry,
+        )
+        self._nfqueue = Counter(
+            f"{PREFIX}_nfqueue_packets",
+            "Packets seen on NFQUEUE, by verdict",
+            ["verdict"],
+            registry=registry,
+        )
+        self._bu_latency = Histogram(
+            f"{PREFIX}_binding_update_processing_seconds",
+            "Time from a Binding Update's arrival to its verdict and answer",
+            buckets=BU_LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self._dataplane_ops = Counter(
+            f"{PREFIX}_dataplane_operations",
+            "Kernel fast-path operations (tunnel, route, proxy NDP), by operation",
+            ["op"],
+            registry=registry,
+        )
+        self._dataplane_errors = Counter(
+            f"{PREFIX}_dataplane_errors",
+            "Kernel fast-path operations that failed, by operation",
+            ["op"],
+            registry=registry,
+        )
+        self._config_loaded = Gauge(
+            f"{PREFIX}_last_config_load_timestamp_seconds",
+            "Unix time of the last successful configuration (re)load",
+            registry=registry,
+        )
+        registry.register(_StateCollector(snapshot))
+
+    # -- events (called by the runtime) -----------------------------------------------------
+    def mh_received(self, mh_type: int | str) -> None:
+        self._mh_received.labels(_mh_type_label(mh_type)).inc()
+
+    def mh_sent(self, mh_type: int | str) -> None:
+        self._mh_sent.labels(_mh_type_label(mh_type)).inc()
+
+    def ba_sent(self, status: int) -> None:
+        code = int(status)
+        self._ba_sent.labels(str(code) if 0 <= code <= 255 else "other").inc()
+
+    def malformed(self) -> None:
+        self._malformed.inc()
+
+    def nfqueue_verdict(self, verdict: str) -> None:
+        self._nfqueue.labels(_bounded(verdict, VERDICTS)).inc()
+
+    def observe_bu_latency(self, seconds: float) -> None:
+        self._bu_latency.observe(max(0.0, seconds))
+
+    def dataplane_op(self, op: str, ok: bool) -> None:
+        label = re.sub(r"[^a-z0-9_]", "_", str(op).lower())[:32] or "other"
+        with self._lock:
+            if label not in self._operations:
+                if len(self._operations) >= MAX_OPERATION_LABELS:
+                    label = "other"
+                else:
+                    self._operations.add(label)
+        self._dataplane_ops.labels(label).inc()
+        if not ok:
+            self._dataplane_errors.labels(label).inc()
+
+    def config_loaded(self, timestamp: float) -> None:
+        self._config_loaded.set(timestamp)
+
+
+def start_http_server(host: str, port: int, registry: CollectorRegistry) -> Any:
+    """Serve ``registry`` on ``http://host:port/metrics`` from a daemon thread.
+
+    Returns prometheus-client's ``(server, thread)``; ``server.shutdown()`` stops it.
+    """
+    return _prometheus_start_http_server(port, addr=host, registry=registry)

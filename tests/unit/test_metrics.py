@@ -1,0 +1,167 @@
+"""nfq_mip6.metrics: names, types, label bounds, counters moving, scrape-time state."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from nfq_mip6.control import MIPL_STATISTICS
+from nfq_mip6.metrics import MIPL_METRIC_NAMES, AgentMetrics, start_http_server
+from nfq_mip6.wire.mh import MHType
+
+STATS: dict[str, Any] = {
+    "ok": True,
+    "role": "ha",
+    "counters": dict.fromkeys(MIPL_STATISTICS, 0) | {"NBindUpdatesRcvd": 3, "NBindAcksSent": 2},
+    "route_optimization": False,
+    "backend": "seg6",
+    "bindings": 2,
+    "nfqueue": {"accepted": 1, "dropped": 0, "rewritten": 0},
+}
+
+
+def scrape(registry: CollectorRegistry) -> dict[str, tuple[str, list[Any]]]:
+    text = generate_latest(registry).decode()
+    return {
+        family.name: (family.type, list(family.samples))
+        for family in text_string_to_metric_families(text)
+    }
+
+
+def value(families: dict[str, tuple[str, list[Any]]], sample: str, **labels: str) -> float:
+    for _name, (_type, samples) in families.items():
+        for s in samples:
+            if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()):
+                return float(s.value)
+    raise KeyError(f"{sample} {labels}")
+
+
+def test_names_and_types() -> None:
+    registry = CollectorRegistry()
+    AgentMetrics(registry, lambda: STATS)
+    families = scrape(registry)
+    expected = {
+        # Info metrics reach the text format as gauges named *_info with value 1.
+        "nfq_mip6_build_info": "gauge",
+        "nfq_mip6_mh_messages_received": "counter",
+        "nfq_mip6_mh_messages_sent": "counter",
+        "nfq_mip6_mh_messages_malformed": "counter",
+        "nfq_mip6_binding_acks_sent": "counter",
+        "nfq_mip6_nfqueue_packets": "counter",
+        "nfq_mip6_binding_update_processing_seconds": "histogram",
+        "nfq_mip6_dataplane_operations": "counter",
+        "nfq_mip6_dataplane_errors": "counter",
+        "nfq_mip6_last_config_load_timestamp_seconds": "gauge",
+        "nfq_mip6_bindings": "gauge",
+        "nfq_mip6_route_optimization_enabled": "gauge",
+        "nfq_mip6_fastpath_backend_info": "gauge",
+    } | {f"nfq_mip6_{name}": "counter" for name in MIPL_METRIC_NAMES.values()}
+    assert {name: families[name][0] for name in expected} == expected
+    assert all(name.startswith("nfq_mip6_") for name in families)
+    assert value(families, "nfq_mip6_build_info", version=__import__("nfq_mip6").__version__) == 1
+
+
+def test_mipl_statistics_and_state_from_snapshot() -> None:
+    registry = CollectorRegistry()
+    AgentMetrics(registry, lambda: STATS)
+    families = scrape(registry)
+    assert len(MIPL_METRIC_NAMES) == 19
+    assert value(families, "nfq_mip6_bind_updates_received_total") == 3
+    assert value(families, "nfq_mip6_bind_acks_sent_total") == 2
+    assert value(families, "nfq_mip6_encapsulations_total") == 0
+    assert value(families, "nfq_mip6_bindings", role="ha", state="all") == 2
+    assert value(families, "nfq_mip6_route_optimization_enabled") == 0
+    assert value(families, "nfq_mip6_fastpath_backend_info", backend="seg6") == 1
+
+
+def test_bindings_by_state_and_bounded_labels() -> None:
+    registry = CollectorRegistry()
+    snapshot = STATS | {
+        "role": "fec0::1",
+        "backend": "2001:db8::1",
+        "bindings_by_state": {"registered": 4, "dad": 1, "fec0::4": 9},
+    }
+    AgentMetrics(registry, lambda: snapshot)
+    families = scrape(registry)
+    assert value(families, "nfq_mip6_bindings", role="unknown", state="registered") == 4
+    assert value(families, "nfq_mip6_bindings", role="unknown", state="other") == 9
+    assert value(families, "nfq_mip6_fastpath_backend_info", backend="other") == 1
+    text = generate_latest(registry).decode()
+    assert not re.search(r"[0-9a-f]+::[0-9a-f]", text), "an address leaked into a label"
+
+
+def test_counters_move() -> None:
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry, lambda: STATS)
+    metrics.mh_received(MHType.BU)
+    metrics.mh_received(5)
+    metrics.mh_received(99)
+    metrics.mh_sent(MHType.BA)
+    metrics.ba_sent(0)
+    metrics.ba_sent(129)
+    metrics.malformed()
+    metrics.nfqueue_verdict("accept")
+    metrics.nfqueue_verdict("drop")
+    metrics.nfqueue_verdict("rewrite")
+    metrics.nfqueue_verdict("fec0::1")
+    metrics.observe_bu_latency(0.0004)
+    metrics.dataplane_op("tunnel_add", True)
+    metrics.dataplane_op("tunnel_add", False)
+    metrics.config_loaded(1_700_000_000.0)
+    families = scrape(registry)
+    assert value(families, "nfq_mip6_mh_messages_received_total", mh_type="bu") == 2
+    assert value(families, "nfq_mip6_mh_messages_received_total", mh_type="other") == 1
+    assert value(families, "nfq_mip6_mh_messages_sent_total", mh_type="ba") == 1
+    assert value(families, "nfq_mip6_binding_acks_sent_total", ba_status="129") == 1
+    assert value(families, "nfq_mip6_mh_messages_malformed_total") == 1
+    assert value(families, "nfq_mip6_nfqueue_packets_total", verdict="rewrite") == 1
+    assert value(families, "nfq_mip6_nfqueue_packets_total", verdict="other") == 1
+    assert value(families, "nfq_mip6_binding_update_processing_seconds_count") == 1
+    assert value(families, "nfq_mip6_binding_update_processing_seconds_bucket", le="0.0005") == 1
+    assert value(families, "nfq_mip6_dataplane_operations_total", op="tunnel_add") == 2
+    assert value(families, "nfq_mip6_dataplane_errors_total", op="tunnel_add") == 1
+    assert value(families, "nfq_mip6_last_config_load_timestamp_seconds") == 1_700_000_000.0
+
+
+def test_operation_labels_are_bounded() -> None:
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry)
+    for i in range(100):
+        metrics.dataplane_op(f"op{i}", True)
+    families = scrape(registry)
+    samples = families["nfq_mip6_dataplane_operations"][1]
+    assert len({s.labels["op"] for s in samples}) <= 33
+    assert value(families, "nfq_mip6_dataplane_operations_total", op="other") == 68
+
+
+def test_failing_snapshot_does_not_break_the_scrape() -> None:
+    registry = CollectorRegistry()
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("agent stopping")
+
+    AgentMetrics(registry, broken)
+    families = scrape(registry)
+    assert "nfq_mip6_build_info" in families
+    assert "nfq_mip6_bindings" not in families
+
+
+def test_http_endpoint() -> None:
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry, lambda: STATS)
+    metrics.malformed()
+    server, thread = start_http_server("127.0.0.1", 0, registry)
+    try:
+        port = server.server_address[1]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+            body = reply.read().decode()
+        assert "nfq_mip6_mh_messages_malformed_total 1.0" in body
+        assert "nfq_mip6_bind_updates_received_total 3.0" in body
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
