@@ -1,0 +1,134 @@
+"""Load and unload the agent's ip6tables rule fragments (``rules/*.rules``).
+
+A fragment is ``ip6tables-restore --noflush`` input that only creates agent-owned chains
+(``NFQMIP6-…``) and hooks them into built-in chains with ``-I <BUILTIN> -j NFQMIP6-…``.
+Placeholders in braces (``{queue}``, ``{bypass}``, ``{ha_address}``, …) are filled by
+:meth:`RuleSet.render`. Unloading deletes exactly the hooks and chains the fragment declares,
+so nothing else in the tables is touched. Works with ip6tables-legacy and ip6tables-nft
+(whichever ``ip6tables`` is); do not load both backends in one netns.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["RuleSet", "RulesError", "chain_counters", "rules_path"]
+
+log = logging.getLogger(__name__)
+
+_HOOK = re.compile(r"^-[AI]\s+(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING)\s+(?:\d+\s+)?(.*)$")
+
+
+class RulesError(RuntimeError):
+    """ip6tables refused a rule fragment (the message carries ip6tables' own error)."""
+
+
+def rules_path(name: str) -> Path:
+    """``rules/<name>`` of the source tree (or of an installed copy next to the package)."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package.parent / "rules" / name, package / "rules" / name):
+        if candidate.exists():
+            return candidate
+    raise RulesError(f"rule file {name!r} not found (looked in {package.parent / 'rules'})")
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSet:
+    """A rendered fragment: its text and the (table, chain, hook spec) it declares."""
+
+    name: str
+    text: str
+
+    @classmethod
+    def from_file(cls, path: Path, params: Mapping[str, object]) -> RuleSet:
+        return cls(path.name, cls.render(path.read_text(), params))
+
+    @staticmethod
+    def render(template: str, params: Mapping[str, object]) -> str:
+        lines = []
+        for line in template.splitlines():
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            try:
+                lines.append(stripped.format(**params))
+            except KeyError as exc:
+                raise RulesError(f"rule template needs a value for {exc}") from None
+        return "\n".join(lines) + "\n"
+
+    def chains(self) -> list[tuple[str, str]]:
+        """(table, chain) of every agent-owned chain the fragment creates."""
+        table = ""
+        found: list[tuple[str, str]] = []
+        for line in self.text.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith(":"):
+                found.append((table, line[1:].split()[0]))
+        return found
+
+    def hooks(self) -> list[tuple[str, str, str]]:
+        """(table, built-in chain, rule spec) of every jump into an agent-owned chain."""
+        table = ""
+        found: list[tuple[str, str, str]] = []
+        for line in self.text.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+                continue
+            match = _HOOK.match(line)
+            if match:
+                found.append((table, match.group(1), match.group(2)))
+        return found
+
+    def load(self) -> None:
+        """Remove leftovers of a previous run, then ``ip6tables-restore --noflush``."""
+        self.unload()
+        result = subprocess.run(
+            ["ip6tables-restore", "--noflush", "--wait"],
+            input=self.text,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RulesError(f"ip6tables-restore {self.name}: {result.stderr.strip()}")
+        log.info("loaded %s (%d chains)", self.name, len(self.chains()))
+
+    def unload(self) -> None:
+        """Delete our hooks (every copy) and chains; missing ones are fine."""
+        for table, builtin, spec in self.hooks():
+            while _ip6tables("-t", table, "-D", builtin, *spec.split()) == 0:
+                pass
+        for table, chain in self.chains():
+            if _ip6tables("-t", table, "-F", chain) == 0:
+                _ip6tables("-t", table, "-X", chain)
+
+
+def _ip6tables(*args: str) -> int:
+    result = subprocess.run(
+        ["ip6tables", "--wait", *args], capture_output=True, text=True, check=False
+    )
+    return result.returncode
+
+
+def chain_counters(table: str, chain: str) -> list[tuple[int, int, str]]:
+    """(packets, bytes, rule text) for each rule of ``chain`` (``ip6tables -L -v -x -n``)."""
+    result = subprocess.run(
+        ["ip6tables", "--wait", "-t", table, "-L", chain, "-v", "-x", "-n"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    rows: list[tuple[int, int, str]] = []
+    if result.returncode != 0:
+        return rows
+    for line in result.stdout.splitlines()[2:]:
+        parts = line.split(None, 2)
+        if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
+            rows.append((int(parts[0]), int(parts[1]), parts[2]))
+    return rows

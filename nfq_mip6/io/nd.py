@@ -1,0 +1,236 @@
+"""Neighbor Discovery on the home link for the Home Agent (RFC 6275 §10.4.1, §10.3.1).
+
+* proxy ND answers come from the kernel (``proxy_ndp=1`` + ``ip -6 neigh add proxy``, see
+  :mod:`nfq_mip6.dataplane.netlink`); this module adds the unsolicited Neighbor
+  Advertisements the HA must send when it starts defending a home address (to ff02::1,
+  R = 0, S = 0, O = 1, Target Link-Layer Address = the HA's MAC, hop limit 255).
+* proxy DAD: a Neighbor Solicitation from ``::`` to the solicited-node group of the home
+  address (and of the link-local address when L = 1), then listen ~1 s (RetransTimer) for an
+  NA for that target or another node's DAD NS → ``duplicate``.
+
+Packets are sent whole through an ``IPV6_HDRINCL`` socket bound to the home interface (the
+source ``::`` cannot be chosen otherwise) and received on a raw ICMPv6 socket filtered to
+NS/NA. Nothing blocks: the agent loop calls :meth:`HomeLinkND.on_readable` and
+:meth:`HomeLinkND.poll`.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import struct
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address
+from pathlib import Path
+from typing import Final
+
+from nfq_mip6.constants import MAX_NEIGHBOR_ADVERTISEMENT
+from nfq_mip6.io.rawsock import IPV6_HDRINCL
+from nfq_mip6.wire import (
+    ALL_NODES,
+    MalformedPacket,
+    NAFlags,
+    NeighborAdvertisement,
+    NeighborSolicitation,
+    build_icmpv6_packet,
+    parse_icmpv6,
+    solicited_node_address,
+)
+
+__all__ = ["DadResult", "HomeLinkND"]
+
+log = logging.getLogger(__name__)
+
+ICMP6_FILTER: Final = 1  # IPPROTO_ICMPV6 level
+ND_NEIGHBOR_SOLICIT: Final = 135
+ND_NEIGHBOR_ADVERT: Final = 136
+UNSPECIFIED: Final = IPv6Address("::")
+DAD_WAIT_S: Final = 1.0  # RFC 4861 RetransTimer default, DupAddrDetectTransmits = 1
+UNSOLICITED_NA_INTERVAL_S: Final = 1.0
+SO_BINDTODEVICE: Final = 25
+
+
+@dataclass(frozen=True, slots=True)
+class DadResult:
+    """A finished proxy DAD: ``home_address`` of the request and whether it is in use."""
+
+    home_address: IPv6Address
+    duplicate: bool
+
+
+@dataclass(slots=True)
+class _DadRun:
+    home_address: IPv6Address
+    targets: frozenset[IPv6Address]
+    deadline: float
+    duplicate: bool = False
+
+
+@dataclass(slots=True)
+class _Announcements:
+    pending: list[tuple[float, IPv6Address, IPv6Address]] = field(default_factory=list)
+
+
+def _icmp6_filter(*allowed: int) -> bytes:
+    """``struct icmp6_filter``: a bit set means *block* that type."""
+    words = [0xFFFFFFFF] * 8
+    for icmp_type in allowed:
+        words[icmp_type >> 5] &= ~(1 << (icmp_type & 31))
+    return struct.pack("=8I", *words)
+
+
+def interface_mac(interface: str) -> bytes:
+    text = Path(f"/sys/class/net/{interface}/address").read_text().strip()
+    return bytes(int(part, 16) for part in text.split(":"))
+
+
+class HomeLinkND:
+    """Unsolicited NAs and proxy DAD on ``interface`` (open inside the HA's netns)."""
+
+    def __init__(self, interface: str, *, dad_wait: float = DAD_WAIT_S) -> None:
+        self.interface = interface
+        self.ifindex = socket.if_nametoindex(interface)
+        self.mac = interface_mac(interface)
+        self.dad_wait = dad_wait
+        self.stats = {"na_sent": 0, "dad_ns_sent": 0, "dad_duplicates": 0, "send_errors": 0}
+        self._rx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+        self._rx.setsockopt(
+            socket.IPPROTO_ICMPV6,
+            ICMP6_FILTER,
+            _icmp6_filter(ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT),
+        )
+        self._rx.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
+        self._rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        self._rx.setblocking(False)
+        self._tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self._tx.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
+        self._tx.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
+        # Our own DAD probe must not come back as "another node's DAD".
+        self._tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
+        self._tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, self.ifindex)
+        self._tx.setblocking(False)
+        self._dad: dict[IPv6Address, _DadRun] = {}
+        self._joined: dict[IPv6Address, int] = {}
+        self._announce = _Announcements()
+
+    def fileno(self) -> int:
+        return self._rx.fileno()
+
+    # -- sending ---------------------------------------------------------------------------
+    def _send(self, packet: bytes, dst: IPv6Address) -> None:
+        try:
+            self._tx.sendto(packet, (str(dst), 0, 0, self.ifindex))
+        except OSError as exc:
+            self.stats["send_errors"] += 1
+            log.warning("ND send to %s on %s failed: %s", dst, self.interface, exc)
+
+    def send_unsolicited_na(self, target: IPv6Address, source: IPv6Address) -> None:
+        """RFC 6275 §10.4.1: NA to all-nodes, R = 0, S = 0, O = 1, TLL = this HA's MAC."""
+        message = NeighborAdvertisement(target, NAFlags.OVERRIDE, self.mac)
+        self._send(build_icmpv6_packet(message, source, ALL_NODES, hop_limit=255), ALL_NODES)
+        self.stats["na_sent"] += 1
+
+    def announce(self, target: IPv6Address, source: IPv6Address, now: float) -> None:
+        """Send the unsolicited NA now and MAX_NEIGHBOR_ADVERTISEMENT - 1 more times later."""
+        self.send_unsolicited_na(target, source)
+        for n in range(1, MAX_NEIGHBOR_ADVERTISEMENT):
+            self._announce.pending.append((now + n * UNSOLICITED_NA_INTERVAL_S, target, source))
+
+    def cancel_announcements(self, target: IPv6Address) -> None:
+        self._announce.pending = [p for p in self._announce.pending if p[1] != target]
+
+    # -- proxy DAD -------------------------------------------------------------------------
+    def start_dad(
+        self, home_address: IPv6Address, link_local: IPv6Address | None, now: float
+    ) -> None:
+        """RFC 4862 §5.4.2 on behalf of the MN: NS from ``::`` to the solicited-node group."""
+        targets = frozenset(a for a in (home_address, link_local) if a is not None)
+        self._dad[home_address] = _DadRun(home_address, targets, now + self.dad_wait)
+        for target in targets:
+            group = solicited_node_address(target)
+            self._join(group)
+            packet = build_icmpv6_packet(NeighborSolicitation(target), UNSPECIFIED, group)
+            self._send(packet, group)
+            self.stats["dad_ns_sent"] += 1
+
+    def _join(self, group: IPv6Address) -> None:
+        count = self._joined.get(group, 0)
+        if count == 0:
+            mreq = group.packed + struct.pack("@I", self.ifindex)
+            try:
+                self._rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+            except OSError as exc:
+                log.debug("join %s: %s", group, exc)
+        self._joined[group] = count + 1
+
+    def _leave(self, group: IPv6Address) -> None:
+        count = self._joined.get(group, 0) - 1
+        if count > 0:
+            self._joined[group] = count
+            return
+        self._joined.pop(group, None)
+        mreq = group.packed + struct.pack("@I", self.ifindex)
+        try:
+            self._rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_LEAVE_GROUP, mreq)
+        except OSError as exc:
+            log.debug("leave %s: %s", group, exc)
+
+    # -- receiving -------------------------------------------------------------------------
+    def on_readable(self) -> None:
+        """Read every pending NS/NA; mark running DADs whose target was defended."""
+        while True:
+            try:
+                data, ancillary, _flags, addr = self._rx.recvmsg(2048, 256)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.debug("ND receive: %s", exc)
+                return
+            del ancillary
+            self._on_message(data, IPv6Address(addr[0].split("%")[0]))
+
+    def _on_message(self, data: bytes, source: IPv6Address) -> None:
+        if not self._dad:
+            return
+        try:
+            message = parse_icmpv6(data)
+        except MalformedPacket:
+            return
+        if isinstance(message, NeighborAdvertisement):
+            target = message.target
+        elif isinstance(message, NeighborSolicitation) and source == UNSPECIFIED:
+            target = message.target  # another node's DAD for the same address
+        else:
+            return
+        for run in self._dad.values():
+            if target in run.targets and not run.duplicate:
+                log.info("proxy DAD: %s is defended by %s", target, source)
+                run.duplicate = True
+
+    # -- timers ----------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        times = [run.deadline for run in self._dad.values()]
+        times += [p[0] for p in self._announce.pending]
+        return min(times) if times else None
+
+    def poll(self, now: float) -> list[DadResult]:
+        """Send due announcements; return the DADs that finished by ``now``."""
+        due = [p for p in self._announce.pending if p[0] <= now]
+        if due:
+            self._announce.pending = [p for p in self._announce.pending if p[0] > now]
+            for _, target, source in due:
+                self.send_unsolicited_na(target, source)
+        finished: list[DadResult] = []
+        for home_address, run in list(self._dad.items()):
+            if run.deadline <= now or run.duplicate:
+                del self._dad[home_address]
+                for target in run.targets:
+                    self._leave(solicited_node_address(target))
+                if run.duplicate:
+                    self.stats["dad_duplicates"] += 1
+                finished.append(DadResult(home_address, run.duplicate))
+        return finished
+
+    def close(self) -> None:
+        self._rx.close()
+        self._tx.close()
