@@ -199,13 +199,6 @@ class FallbackMobileNodeCore:
     def _moved(self, event: MovedToForeignLink, now: float) -> list[Action]:
         self.care_of_address = event.care_of_address
         self.coa_lifetime = event.coa_valid_lifetime
-        actions: list[Action] = []
-        if not self.away:
-            actions.append(HomeAddressAway(self.home_address))
-            self.away = True
-        actions.append(
-            InstallReverseTunnel(self.home_address, event.care_of_address, self.home_agent)
-        )
         first = self.entry is None or self.entry.care_of_address is None
         self.entry = _BulEntry(
             recipient=self.home_agent,
@@ -220,7 +213,14 @@ class FallbackMobileNodeCore:
             retransmit_at=None,
             first_registration=first,
         )
-        actions.append(self._send_bu(self.entry, now, retransmission=False))
+        # The BU goes first: the BU -> BA round trip overlaps the route changes below.
+        actions: list[Action] = [self._send_bu(self.entry, now, retransmission=False)]
+        if not self.away:
+            actions.append(HomeAddressAway(self.home_address))
+            self.away = True
+        actions.append(
+            InstallReverseTunnel(self.home_address, event.care_of_address, self.home_agent)
+        )
         return actions
 
     def _returned_home(self, now: float) -> list[Action]:
@@ -432,8 +432,11 @@ def _jumps_in(text: str) -> list[tuple[str, list[str]]]:
         line = line.strip()
         if line.startswith("*"):
             table = line[1:]
-        elif line.startswith("-A ") and not line.split()[1].startswith("NFQMIP6"):
-            result.append((table, line.split()[1:]))
+        elif line.startswith(("-A ", "-I ")) and not line.split()[1].startswith("NFQMIP6"):
+            words = line.split()[1:]
+            if line.startswith("-I ") and len(words) > 1 and words[1].isdigit():
+                del words[1]  # "-I CHAIN 1 spec" is deleted as "-D CHAIN spec"
+            result.append((table, words))
     return result
 
 
