@@ -13,6 +13,7 @@ from nfq_mip6.testbed.testbed import (
     Testbed,
     TestbedStatus,
     parse_ping_output,
+    unique_prefix,
 )
 from nfq_mip6.testbed.topology import MN_LINKS, MnLink, care_of_address
 
@@ -29,4 +30,5 @@ __all__ = [
     "TestbedStatus",
     "care_of_address",
     "parse_ping_output",
+    "unique_prefix",
 ]

@@ -35,7 +35,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -59,11 +59,13 @@ from nfq_mip6.testbed.topology import (
     LINKS,
     MN_INTERFACE,
     MN_LINK_BRIDGE,
+    MN_LINK_PREFIX,
     MN_LINKS,
     NODE_NAMES,
     NODES,
     SWITCH_SYSCTLS,
     MnLink,
+    care_of_address,
     interface_sysctls,
     node_spec,
     sysctls,
@@ -287,6 +289,11 @@ class PingStream:
         self._reader.start()
         return self
 
+    @property
+    def replies_so_far(self) -> int:
+        """Echo replies seen up to now (the stream keeps running)."""
+        return sum(1 for line in list(self._lines) if _REPLY_RE.match(line))
+
     def stop(self) -> PingResult:
         if self._proc is None:
             raise TestbedError("ping stream was not started")
@@ -357,6 +364,7 @@ class Testbed:
         self.run_dir = run_dir / prefix
         self.state_path = self.run_dir / "state.json"
         self._lock_path = run_dir / f"{prefix}.lock"
+        self.last_up_seconds: float | None = None  # how long the last up() took
 
     # -- names ----------------------------------------------------------------------
 
@@ -385,6 +393,7 @@ class Testbed:
         names exists but is not recorded in our state file.
         """
         _require_root()
+        started = time.monotonic()
         with self._locked():
             state = self._load_state()
             existing = list_netns()
@@ -398,9 +407,11 @@ class Testbed:
                 )
             if state is not None:
                 if state.complete and self._status(state).healthy:
+                    self.last_up_seconds = time.monotonic() - started
                     return
                 self._teardown(state)
             self._build(timeout)
+        self.last_up_seconds = time.monotonic() - started
 
     def down(self, force: bool = False) -> list[str]:
         """Remove everything ``up()`` made (also after a failed ``up()``); returns the
@@ -441,7 +452,41 @@ class Testbed:
             state.mn_link = mn_link
             self._save_state(state)
 
+    def reset_mn(self, timeout: float = 10.0) -> None:
+        """Bring the MN home and make it forget visited links (for tests): remove its
+        SLAAC addresses, RA-learnt routers and visited prefixes, then solicit the HA's RA
+        and wait until the home SLAAC address and default router are back."""
+        state = self._load_state()
+        if state is None or not state.complete:
+            raise TestbedError(f"test bed {self.prefix!r} is not up (nfq-mip6 testbed up)")
+        if state.mn_link != "home":
+            self.move("home")
+        mn = self.node("mn")
+        mn.run(["ip", "-6", "addr", "flush", "dev", MN_INTERFACE, "dynamic"], check=False)
+        mn.run(["ip", "-6", "route", "flush", "dev", MN_INTERFACE, "proto", "ra"], check=False)
+        for link in MN_LINKS:
+            if link != "home":
+                mn.run(["ip", "-6", "route", "del", MN_LINK_PREFIX[link]], check=False)
+        self.solicit_router()
+        home_slaac = care_of_address("home")
+        self.wait_until(
+            lambda: (
+                home_slaac in mn.ipv6_addresses(MN_INTERFACE) and bool(mn.ipv6_routes("default"))
+            ),
+            timeout,
+            "the MN's home SLAAC address and default router",
+        )
+
     # -- helpers for tests and the demo ---------------------------------------------
+
+    @staticmethod
+    def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        """Poll ``predicate`` every 20 ms; raise ``TestbedError`` naming ``what``."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TestbedError(f"timed out after {timeout} s waiting for {what}")
+            time.sleep(0.02)
 
     def solicit_router(self, node: str = "mn", ifname: str = MN_INTERFACE) -> str:
         """Send a Router Solicitation and return rdisc6's dump of the first RA."""
@@ -473,7 +518,7 @@ class Testbed:
             raise TestbedError(f"unknown link {link!r}; choose one of {', '.join(LINKS)}")
         pcap = Path(path)
         proc = where.popen(
-            ["tcpdump", "-i", link, "-n", "-U", "-Z", "root", "-w", str(pcap)],
+            ["tcpdump", "-i", link, "-n", "-U", "--immediate-mode", "-Z", "root", "-w", str(pcap)],
             stdout=subprocess.DEVNULL,
         )
         assert proc.stderr is not None
@@ -504,13 +549,16 @@ class Testbed:
         client: str,
         server: str,
         server_address: str,
-        seconds: float = 2.0,
+        seconds: int = 2,
         udp: bool = False,
         bitrate: str | None = None,
         port: int = 5201,
     ) -> dict[str, Any]:
         """Run iperf3 from ``client`` to ``server_address`` (served in node ``server``);
-        returns the client's JSON report."""
+        returns the client's JSON report. ``seconds`` is whole (iperf3 3.12 reads 0.5 as 0,
+        i.e. forever)."""
+        if seconds < 1:
+            raise ValueError("iperf3 duration must be at least 1 s")
         srv = self.node(server).popen(
             ["iperf3", "-s", "-1", "-B", server_address, "-p", str(port)],
             stdout=subprocess.DEVNULL,
@@ -702,6 +750,17 @@ class Testbed:
             removed.append(name)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         return removed
+
+
+def unique_prefix(tag: str = "t") -> str:
+    """A name prefix unique to this process: ``tag`` + the pid in base 36 (``t1x3k``)."""
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    number, text = os.getpid(), ""
+    while True:
+        number, rest = divmod(number, 36)
+        text = digits[rest] + text
+        if number == 0:
+            return f"{tag}{text}"
 
 
 def _port_name(node: str, ifname: str) -> str:

@@ -1,0 +1,57 @@
+"""Fixtures for integration tests on the HOWTO test bed (real namespaces, real kernel).
+
+* ``testbed`` (session): the whole test bed, built once with a prefix unique to this
+  pytest process (parallel sessions do not collide) and torn down at the end, even when
+  tests fail.
+* ``testbed_home`` (function): the same test bed with the MN reset to its home link
+  (visited-link addresses and routers forgotten), for tests that make it travel.
+* ``require_link_kind("ip6tnl")``: skip, with the kernel's reason, when a link type is
+  missing here.
+
+Mark tests with ``pytestmark = pytest.mark.netns``; ``tests/conftest.py`` skips them when
+not root or when ``ip netns`` is unavailable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from nfq_mip6.testbed import Testbed, unique_prefix
+from nfq_mip6.testbed.netns import probe_link_kind
+
+
+@pytest.fixture(scope="session")
+def testbed() -> Iterator[Testbed]:
+    bed = Testbed(unique_prefix("t"))
+    try:
+        bed.up()
+        yield bed
+    finally:
+        bed.down()
+
+
+@pytest.fixture
+def testbed_home(testbed: Testbed) -> Testbed:
+    """The session test bed with the MN back on its home link, as after ``up()``."""
+    testbed.reset_mn()
+    return testbed
+
+
+_link_kinds: dict[str, tuple[bool, str]] = {}
+
+
+@pytest.fixture(scope="session")
+def require_link_kind() -> Callable[[str], None]:
+    """``require_link_kind("ip6tnl")`` skips the test when the kernel cannot create it."""
+
+    def require(kind: str) -> None:
+        if kind not in _link_kinds:
+            probe = probe_link_kind(kind, f"{unique_prefix('p')}-probe")
+            _link_kinds[kind] = (probe.supported, probe.reason)
+        supported, reason = _link_kinds[kind]
+        if not supported:
+            pytest.skip(f"kernel has no {kind} links here: {reason}")
+
+    return require
