@@ -1,0 +1,709 @@
+"""Home Agent runtime: the pure core (:class:`nfq_mip6.mobility.home_agent.HomeAgent`) on the
+real kernel (RFC 6275 §10).
+
+Theory of operation:
+
+* ``rules/ha.rules`` queues, in the raw table, every Mobility Header to the HA (also behind an
+  HAO), any other packet to the HA with a Destination Options header or an RH2, and DHAAD
+  requests to the home agents anycast address; in FORWARD, the first packet of each new flow
+  toward the home prefix (the slow path; bound HoAs have a seg6 route and never get there).
+* :meth:`HomeAgentRuntime.on_queued_packet` parses with :mod:`nfq_mip6.wire`, applies the
+  §9.2 checks (silent discard / Parameter Problem with pointer / BE 2), feeds the core and
+  carries out its actions: BAs (with an RH2 to the CoA when the BU had an HAO) as whole raw
+  packets, tunnels through :mod:`nfq_mip6.dataplane`, proxy ND and proxy DAD through
+  :mod:`nfq_mip6.io.nd`. Every MH consumed gets NF_DROP (the kernel has no MIPv6 and would
+  answer Parameter Problem); no packet with an HAO is ever given back unchanged.
+* Stop (SIGTERM): the ip6tables chains are removed; the kernel fast path (tunnel routes,
+  decap routes, policy rules, proxy entries) **stays**, so flows survive a restart, and the
+  binding cache is saved to ``<state_dir>/ha-bindings.json``. The next start restores the
+  bindings that have not expired and reconciles the kernel with them (no duplicates, nothing
+  stale). ``handle_control({"cmd": "flush"})`` removes everything the HA owns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv6Address, IPv6Interface, IPv6Network
+from pathlib import Path
+from typing import Any, Final
+
+from nfq_mip6 import __version__
+from nfq_mip6.dataplane import Dataplane, DataplaneError
+from nfq_mip6.mobility.binding import BindingCacheEntry, BindingState
+from nfq_mip6.mobility.events import (
+    Action,
+    BindingDeleted,
+    BindingEvent,
+    BindingExpired,
+    BindingRegistered,
+    BindingRejected,
+    DhaadRequestReceived,
+    InputEvent,
+    InstallHomeTunnel,
+    MessageDiscarded,
+    MobilePrefixSolicitationReceived,
+    MobilityMessageReceived,
+    ProxyDadCompleted,
+    RemoveHomeTunnel,
+    SendDhaadReply,
+    SendMobilePrefixAdvertisement,
+    SendMobilityMessage,
+    StartProxyDad,
+    StartProxyNeighbor,
+    StopProxyNeighbor,
+)
+from nfq_mip6.mobility.home_agent import HomeAgent
+from nfq_mip6.mobility.home_agent import HomeAgentConfig as CoreHomeAgentConfig
+from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
+from nfq_mip6.runtime.base import RuntimeContext, Verdict
+from nfq_mip6.wire import (
+    IPPROTO_MH,
+    Accepted,
+    BindingAck,
+    BindingErrorRequired,
+    DhaadReply,
+    DhaadRequest,
+    MalformedPacket,
+    MHType,
+    MobilePrefixAdvertisement,
+    MobilePrefixSolicitation,
+    ParameterProblem,
+    ParameterProblemMessage,
+    ParsedPacket,
+    PrefixInformation,
+    SilentDiscard,
+    build_icmpv6_packet,
+    build_ipv6_packet,
+    build_mh,
+    encapsulate,
+    home_agents_anycast,
+    parse_icmpv6,
+    parse_ipv6,
+    strip_hao_to_home_source,
+    validate_mh,
+)
+from nfq_mip6.wire.mh import BindingError as BindingErrorMessage
+
+__all__ = ["HomeAgentRuntime", "HomeLinkAddressing", "resolve_home_link"]
+
+log = logging.getLogger("nfq_mip6.ha")
+
+IPPROTO_ICMPV6: Final = 58
+ICMPV6_PARAMETER_PROBLEM: Final = 4
+MIN_MTU: Final = 1280
+STATE_FILE: Final = "ha-bindings.json"
+TUNNEL_OVERHEAD: Final = 40  # one IPv6 header (encap.red, no SRH)
+
+
+@dataclass(frozen=True, slots=True)
+class HomeLinkAddressing:
+    """Where the HA serves: its home interface, its address there and the home prefix."""
+
+    interface: str
+    address: IPv6Address
+    prefix: IPv6Network
+    mtu: int
+
+
+def _ip_json(*args: str) -> Any:
+    import subprocess
+
+    result = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise DataplaneError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+    return json.loads(result.stdout or "[]")
+
+
+def resolve_home_link(
+    interface: str | None, address: IPv6Address | None, prefix: IPv6Network | None
+) -> HomeLinkAddressing:
+    """Fill in what the configuration leaves out (legacy files name no interface).
+
+    No interface → the first interface carrying a global IPv6 address (the HOWTO's HA has one
+    home interface). No address/prefix → that interface's global address and its prefix.
+    """
+    links = _ip_json("-6", "addr", "show", "scope", "global")
+    for link in links:
+        name = str(link.get("ifname", ""))
+        if interface is not None and name != interface:
+            continue
+        for info in link.get("addr_info", []):
+            if info.get("family") != "inet6" or info.get("scope") != "global":
+                continue
+            iface = IPv6Interface(f"{info['local']}/{info['prefixlen']}")
+            if address is not None and iface.ip != address and prefix is None:
+                continue
+            return HomeLinkAddressing(
+                interface=name,
+                address=address if address is not None else iface.ip,
+                prefix=prefix if prefix is not None else iface.network,
+                mtu=int(link.get("mtu", 1500)),
+            )
+        if interface is not None and address is not None and prefix is not None:
+            return HomeLinkAddressing(interface, address, prefix, int(link.get("mtu", 1500)))
+    where = f"interface {interface}" if interface else "any interface"
+    raise DataplaneError(f"no global IPv6 address on {where}: cannot derive the home link")
+
+
+class HomeAgentRuntime:
+    """:class:`~nfq_mip6.runtime.base.RoleRuntime` for ``role = "ha"``.
+
+    The constructor arguments exist for tests: ``dataplane_factory`` builds the data plane
+    from the resolved home link (default: the kernel), ``nd_factory`` the ND helper (``None``
+    result = no ND socket), ``load_rules`` whether to load ``rules/ha.rules``.
+    """
+
+    def __init__(
+        self,
+        *,
+        dataplane_factory: Callable[[HomeLinkAddressing, str], Dataplane] | None = None,
+        nd_factory: Callable[[HomeLinkAddressing], Any] | None = None,
+        load_rules: bool = True,
+        home_link: HomeLinkAddressing | None = None,
+    ) -> None:
+        self._dataplane_factory = dataplane_factory
+        self._nd_factory = nd_factory
+        self._load_rules = load_rules
+        self._home_link = home_link
+        self.ctx: RuntimeContext | None = None
+        self.core: HomeAgent | None = None
+        self.dataplane: Dataplane | None = None
+        self.nd: Any = None
+        self.rules: Any = None
+        self.link: HomeLinkAddressing | None = None
+        self.counters: dict[str, int] = {
+            "malformed": 0,
+            "parameter_problems_sent": 0,
+            "binding_errors_sent": 0,
+            "silent_discards": 0,
+            "hao_rewritten": 0,
+            "rh2_dropped": 0,
+            "slow_path_accepted": 0,
+            "slow_path_tunnelled": 0,
+            "send_errors": 0,
+            "dataplane_errors": 0,
+        }
+        self._bu_started: float | None = None
+        self._state_path: Path | None = None
+
+    # ------------------------------------------------------------------------------------
+    # Lifecycle
+    # ------------------------------------------------------------------------------------
+    def start(self, ctx: RuntimeContext) -> None:
+        from nfq_mip6.dataplane.netlink import NetlinkDataplane, detect_tunnel_backend
+
+        self.ctx = ctx
+        config = ctx.config
+        ha_config = config.ha
+        link = self._home_link or resolve_home_link(
+            config.interface,
+            ha_config.address if ha_config else None,
+            ha_config.home_prefix if ha_config else None,
+        )
+        self.link = link
+        requested = ha_config.tunnel_backend if ha_config else "auto"
+        if self._dataplane_factory is not None:
+            self.dataplane = self._dataplane_factory(link, requested)
+        else:
+            backend = detect_tunnel_backend(requested)
+            log.info("tunnel backend: %s (configured %s)", backend, requested)
+            self.dataplane = NetlinkDataplane(
+                link.interface, link.address, link.prefix, backend=backend
+            )
+        self.dataplane.setup()
+        self.core = HomeAgent(
+            CoreHomeAgentConfig(
+                address=link.address,
+                home_prefixes=(link.prefix,),
+                max_binding_lifetime=ha_config.max_binding_lifetime if ha_config else 262140,
+                max_bindings=ha_config.max_tunnel_nr if ha_config else None,
+            )
+        )
+        self._state_path = Path(config.state_dir) / STATE_FILE
+        self._restore_bindings(ctx.clock())
+        if self._nd_factory is not None:
+            self.nd = self._nd_factory(link)
+        else:
+            from nfq_mip6.io.nd import HomeLinkND
+
+            self.nd = HomeLinkND(link.interface)
+        if self.nd is not None:
+            ctx.add_reader(self.nd.fileno(), self.nd.on_readable)
+        if self._load_rules:
+            from nfq_mip6.io.iptables import RuleSet, rules_path
+
+            mss = max(MIN_MTU, link.mtu) - TUNNEL_OVERHEAD - 40 - 20
+            self.rules = RuleSet.from_file(
+                rules_path("ha.rules"),
+                {
+                    "queue": ctx.queue_num,
+                    "bypass": " --queue-bypass" if ctx.queue_bypass else "",
+                    "ha_address": link.address,
+                    "home_prefix": link.prefix,
+                    "ha_anycast": home_agents_anycast(link.prefix),
+                    "mss": mss,
+                    "mss_above": mss + 1,
+                },
+            )
+            self.rules.load()
+        log.info(
+            "home agent %s on %s serving %s (%s backend, %d binding(s) restored)",
+            link.address, link.interface, link.prefix, self.dataplane.backend,
+            len(self.core.cache),
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.rules is not None:
+            try:
+                self.rules.unload()
+            except Exception:
+                log.exception("removing ha.rules failed")
+        if self.core is not None and self.ctx is not None:
+            self._save_bindings(self.ctx.clock())
+        if self.nd is not None:
+            if self.ctx is not None:
+                self.ctx.remove_reader(self.nd.fileno())
+            self.nd.close()
+            self.nd = None
+        if self.dataplane is not None:
+            # Kernel tunnels stay (flows survive a restart; the next start reconciles).
+            self.dataplane.shutdown(flush=False)
+
+    # ------------------------------------------------------------------------------------
+    # Persistence across restarts
+    # ------------------------------------------------------------------------------------
+    def _save_bindings(self, now: float) -> None:
+        assert self.core is not None
+        if self._state_path is None:
+            return
+        wall = time.time()
+        rows = [
+            {
+                "home_address": str(entry.home_address),
+                "care_of_address": str(entry.care_of_address),
+                "sequence": entry.sequence,
+                "flags": entry.flags,
+                "lifetime": entry.lifetime,
+                "expires_wall": wall + entry.remaining(now),
+                "link_local": str(entry.link_local) if entry.link_local else None,
+            }
+            for entry in self.core.cache
+            if entry.state is BindingState.REGISTERED and entry.home_registration
+        ]
+        try:
+            self._state_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"version": __version__, "bindings": rows}))
+            os.replace(tmp, self._state_path)
+        except OSError as exc:
+            log.warning("could not save the binding cache to %s: %s", self._state_path, exc)
+
+    def _restore_bindings(self, now: float) -> None:
+        """Load saved bindings that have not expired; make the kernel match them."""
+        assert self.core is not None and self.dataplane is not None
+        rows: list[dict[str, Any]] = []
+        if self._state_path is not None and self._state_path.exists():
+            try:
+                rows = json.loads(self._state_path.read_text()).get("bindings", [])
+            except (OSError, ValueError) as exc:
+                log.warning("ignoring unreadable %s: %s", self._state_path, exc)
+        wall = time.time()
+        for row in rows:
+            try:
+                remaining = float(row["expires_wall"]) - wall
+                if remaining <= 0:
+                    continue
+                hoa = IPv6Address(row["home_address"])
+                if hoa in self.core.cache:
+                    continue
+                entry = BindingCacheEntry(
+                    hoa,
+                    IPv6Address(row["care_of_address"]),
+                    sequence=int(row["sequence"]),
+                    flags=int(row["flags"]),
+                    lifetime=int(row["lifetime"]),
+                    now=now,
+                    home_registration=True,
+                    link_local=IPv6Address(row["link_local"]) if row.get("link_local") else None,
+                )
+                entry.expires_at = now + remaining
+                self.core.cache.insert(entry)
+            except (KeyError, ValueError, TypeError) as exc:
+                log.warning("ignoring a bad saved binding %r: %s", row, exc)
+        wanted = {
+            e.home_address: e.care_of_address
+            for e in self.core.cache
+            if e.state is BindingState.REGISTERED
+        }
+        self.dataplane.reconcile(wanted)
+        prefix = self.link.prefix if self.link is not None else None
+        for hoa in set(self.dataplane.proxies()) - set(wanted):
+            if prefix is not None and hoa in prefix:  # a proxy left by a previous run
+                self.dataplane.remove_proxy(hoa)
+        for entry in self.core.cache:
+            self.dataplane.add_proxy(entry.home_address)
+
+    # ------------------------------------------------------------------------------------
+    # Queued packets
+    # ------------------------------------------------------------------------------------
+    def on_queued_packet(self, payload: bytes, now: float) -> Verdict:
+        try:
+            packet = parse_ipv6(payload)
+        except MalformedPacket as exc:
+            self._malformed(f"unparsable IPv6 packet: {exc}")
+            return Verdict.drop()
+        if packet.upper_layer == IPPROTO_MH:
+            return self._on_mobility_header(packet, now)
+        if packet.rh2_address is not None:
+            # An HA is never the final destination of an RH2 (§6.4 is for the MN).
+            self.counters["rh2_dropped"] += 1
+            return Verdict.drop()
+        if packet.home_address is not None:
+            return self._on_home_address_option(packet, now)
+        if packet.upper_layer == IPPROTO_ICMPV6 and packet.dst != self._address:
+            return self._on_icmp_to_anycast(packet, now)
+        return self._slow_path(packet, payload, now)
+
+    @property
+    def _address(self) -> IPv6Address:
+        assert self.link is not None
+        return self.link.address
+
+    def _malformed(self, reason: str) -> None:
+        self.counters["malformed"] += 1
+        log.debug("dropping a malformed packet: %s", reason)
+        if self.ctx is not None and self.ctx.metrics is not None:
+            self.ctx.metrics.malformed()
+
+    def _on_mobility_header(self, packet: ParsedPacket, now: float) -> Verdict:
+        """RFC 6275 §9.2 then the core; the MH is always consumed (NF_DROP)."""
+        assert self.core is not None
+        started = time.perf_counter()
+        verdict = validate_mh(packet)
+        mh_type = (
+            packet.raw[packet.upper_offset + 2] if packet.end > packet.upper_offset + 2 else -1
+        )
+        metrics = self.ctx.metrics if self.ctx is not None else None
+        if metrics is not None and mh_type >= 0:
+            metrics.mh_received(mh_type)
+        if isinstance(verdict, SilentDiscard):
+            self.counters["silent_discards"] += 1
+            if mh_type == MHType.BU:
+                self.core.stats.NBindUpdatesRcvd += 1
+                self.core.stats.NBindUpdatesDropInvalid += 1
+            log.info("MH from %s silently discarded: %s", packet.src, verdict.reason)
+            return Verdict.drop()
+        if isinstance(verdict, ParameterProblem):
+            # §9.2: ICMPv6 Parameter Problem code 0, pointer to the offending field.
+            self._send_parameter_problem(packet, verdict)
+            return Verdict.drop()
+        if isinstance(verdict, BindingErrorRequired):
+            # §9.2 / §9.3.3: unknown MH type → Binding Error status 2.
+            self._perform(
+                [
+                    SendMobilityMessage(
+                        BindingErrorMessage(verdict.status, verdict.home_address),
+                        packet.dst if not packet.dst.is_multicast else self._address,
+                        verdict.to,
+                    )
+                ],
+                now,
+            )
+            self.counters["binding_errors_sent"] += 1
+            return Verdict.drop()
+        assert isinstance(verdict, Accepted)
+        event = MobilityMessageReceived(
+            message=verdict.message,
+            src=packet.src,
+            dst=packet.dst,
+            home_address=packet.home_address,
+            routing_address=packet.rh2_address,
+            mh_bytes=packet.upper_layer_bytes,
+        )
+        self._bu_started = started if mh_type == MHType.BU else None
+        self._feed(event, now)
+        if self._bu_started is not None and metrics is not None:
+            metrics.observe_bu_latency(time.perf_counter() - started)
+        self._bu_started = None
+        return Verdict.drop()
+
+    def _send_parameter_problem(self, packet: ParsedPacket, problem: ParameterProblem) -> None:
+        invoking = packet.raw[: MIN_MTU - 48]  # RFC 4443 §2.4(c): fit in the minimum MTU
+        message = ParameterProblemMessage(problem.code, problem.pointer, invoking)
+        src = packet.dst if not packet.dst.is_multicast else self._address
+        self._send(build_icmpv6_packet(message, src, problem.to, hop_limit=64))
+        self.counters["parameter_problems_sent"] += 1
+        log.info("Parameter Problem to %s: %s", problem.to, problem.reason)
+
+    def _on_home_address_option(self, packet: ParsedPacket, now: float) -> Verdict:
+        """§9.3.1/§10.3.1: a non-MH packet with an HAO (e.g. an MPS) needs a binding."""
+        assert self.core is not None and packet.home_address is not None
+        errors = self.core.check_home_address_option(packet.src, packet.home_address, now)
+        if errors:
+            self._perform(errors, now)
+            return Verdict.drop()
+        if packet.upper_layer == IPPROTO_ICMPV6:
+            try:
+                message = parse_icmpv6(packet.upper_layer_bytes)
+            except MalformedPacket:
+                message = None
+            if isinstance(message, MobilePrefixSolicitation):
+                self._feed(
+                    MobilePrefixSolicitationReceived(
+                        message.identifier, packet.src, packet.home_address
+                    ),
+                    now,
+                )
+                return Verdict.drop()
+        rewritten = strip_hao_to_home_source(packet.raw)
+        if rewritten is None:
+            self._malformed("cannot strip the Home Address option")
+            return Verdict.drop()
+        self.counters["hao_rewritten"] += 1
+        return Verdict.rewrite(rewritten)
+
+    def _on_icmp_to_anycast(self, packet: ParsedPacket, now: float) -> Verdict:
+        """§10.5: DHAAD Request to the home agents anycast address."""
+        try:
+            message = parse_icmpv6(packet.upper_layer_bytes)
+        except MalformedPacket:
+            return self._slow_path(packet, packet.raw, now)
+        if isinstance(message, DhaadRequest):
+            self._feed(DhaadRequestReceived(message.identifier, packet.src, packet.dst), now)
+            return Verdict.drop()
+        return self._slow_path(packet, packet.raw, now)
+
+    def _slow_path(self, packet: ParsedPacket, payload: bytes, now: float) -> Verdict:
+        """FORWARD: a new flow toward the home prefix without a fast-path entry.
+
+        A registered HoA whose kernel route is missing (install failed, or between the BA and
+        the route) is tunnelled from userspace (RFC 2473 encapsulation, §10.4.2) and the
+        original dropped; anything else (a node at home) continues normally.
+        """
+        assert self.core is not None
+        entry = self.core.cache.get(packet.dst)
+        if entry is None or entry.state is not BindingState.REGISTERED:
+            self.counters["slow_path_accepted"] += 1
+            return Verdict.accept()
+        try:
+            self._send(encapsulate(payload, self._address, entry.care_of_address))
+        except MalformedPacket:
+            return Verdict.drop()
+        self.counters["slow_path_tunnelled"] += 1
+        self.core.stats.NEncapsulations += 1
+        return Verdict.drop()
+
+    # ------------------------------------------------------------------------------------
+    # Core and actions
+    # ------------------------------------------------------------------------------------
+    def _feed(self, event: InputEvent, now: float) -> None:
+        assert self.core is not None
+        self._perform(self.core.handle(event, now), now)
+
+    def _send(self, packet: bytes) -> None:
+        assert self.ctx is not None
+        try:
+            self.ctx.send_packet(packet)
+        except (OSError, ValueError) as exc:
+            self.counters["send_errors"] += 1
+            log.warning("sending a %d-octet packet failed: %s", len(packet), exc)
+
+    def _perform(self, actions: list[Action], now: float) -> None:
+        for action in actions:
+            try:
+                self._perform_one(action, now)
+            except DataplaneError as exc:
+                self.counters["dataplane_errors"] += 1
+                log.error("%s failed: %s", type(action).__name__, exc)
+                self._dataplane_metric(type(action).__name__, ok=False)
+
+    def _dataplane_metric(self, op: str, *, ok: bool) -> None:
+        if self.ctx is not None and self.ctx.metrics is not None:
+            self.ctx.metrics.dataplane_op(op, ok)
+
+    def _perform_one(self, action: Action, now: float) -> None:
+        assert self.dataplane is not None
+        if isinstance(action, SendMobilityMessage):
+            self._send_mobility_message(action)
+        elif isinstance(action, InstallHomeTunnel):
+            self.dataplane.install_tunnel(action.home_address, action.care_of_address)
+            self._dataplane_metric("install_tunnel", ok=True)
+        elif isinstance(action, RemoveHomeTunnel):
+            self.dataplane.remove_tunnel(action.home_address)
+            self._dataplane_metric("remove_tunnel", ok=True)
+        elif isinstance(action, StartProxyNeighbor):
+            for address in (action.home_address, action.link_local):
+                if address is None:
+                    continue
+                self.dataplane.add_proxy(address)
+                if self.nd is not None:
+                    self.nd.announce(address, self._address, now)
+        elif isinstance(action, StopProxyNeighbor):
+            for address in (action.home_address, action.link_local):
+                if address is None:
+                    continue
+                self.dataplane.remove_proxy(address)
+                if self.nd is not None:
+                    self.nd.cancel_announcements(address)
+        elif isinstance(action, StartProxyDad):
+            if self.nd is not None:
+                self.nd.start_dad(action.home_address, action.link_local, now)
+            else:  # no ND socket (tests): nobody defends the address
+                self._feed(ProxyDadCompleted(action.home_address, duplicate=False), now)
+        elif isinstance(action, SendDhaadReply):
+            reply = DhaadReply(action.identifier, action.home_agents)
+            src = action.src if action.src is not None else self._address
+            self._send(build_icmpv6_packet(reply, src, action.dst, hop_limit=64))
+        elif isinstance(action, SendMobilePrefixAdvertisement):
+            prefixes = tuple(
+                PrefixInformation(net.network_address, net.prefixlen, True, True, False, v, p)
+                for net, v, p in action.prefixes
+            )
+            mpa = MobilePrefixAdvertisement(action.identifier, prefixes=prefixes)
+            self._send(
+                build_icmpv6_packet(
+                    mpa, action.src, action.dst, hop_limit=64, rh2_address=action.home_address
+                )
+            )
+        elif isinstance(action, BindingEvent):
+            self._log_binding_event(action)
+        elif isinstance(action, MessageDiscarded):
+            log.info("discarded from %s: %s", action.src, action.reason)
+        else:
+            log.debug("ignoring action %r", action)
+
+    def _send_mobility_message(self, action: SendMobilityMessage) -> None:
+        # §6.1.1 checksum over the pseudo-header with the HoA (HAO) / final destination (RH2).
+        pseudo_src = action.home_address or action.src
+        pseudo_dst = action.routing_address or action.dst
+        mh = build_mh(action.message, pseudo_src, pseudo_dst)
+        packet = build_ipv6_packet(
+            action.src,
+            action.dst,
+            IPPROTO_MH,
+            mh,
+            hop_limit=64,
+            home_address=action.home_address,
+            rh2_address=action.routing_address,
+        )
+        if action.via_tunnel:
+            packet = encapsulate(packet, self._address, action.dst)
+        self._send(packet)
+        metrics = self.ctx.metrics if self.ctx is not None else None
+        if metrics is not None:
+            metrics.mh_sent(mh[2])
+            if isinstance(action.message, BindingAck):
+                metrics.ba_sent(action.message.status)
+
+    def _log_binding_event(self, event: BindingEvent) -> None:
+        if isinstance(event, BindingRejected):
+            log.info("binding for %s rejected: status %d", event.home_address, event.status)
+        elif isinstance(event, BindingRegistered):
+            log.info(
+                "binding %s -> %s registered for %d s",
+                event.home_address, event.care_of_address, event.lifetime,
+            )  # fmt: skip
+        elif isinstance(event, BindingDeleted | BindingExpired):
+            log.info("binding for %s %s", event.home_address, type(event).__name__[7:].lower())
+        else:
+            log.debug("%r", event)
+
+    # ------------------------------------------------------------------------------------
+    # Timers
+    # ------------------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        deadlines = []
+        if self.core is not None:
+            deadlines.append(self.core.next_deadline())
+        if self.nd is not None:
+            deadlines.append(self.nd.next_deadline())
+        present = [d for d in deadlines if d is not None]
+        return min(present) if present else None
+
+    def on_timer(self, now: float) -> None:
+        assert self.core is not None
+        if self.nd is not None:
+            for result in self.nd.poll(now):
+                self._feed(ProxyDadCompleted(result.home_address, result.duplicate), now)
+        self._perform(self.core.handle_timer(now), now)
+
+    # ------------------------------------------------------------------------------------
+    # Control socket
+    # ------------------------------------------------------------------------------------
+    def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request.get("cmd")
+        if self.core is None or self.dataplane is None or self.ctx is None:
+            return {"ok": False, "error": "home agent not started"}
+        now = self.ctx.clock()
+        if cmd == "stats":
+            return self._stats_snapshot()
+        if cmd == "cache":
+            rows = self.core.binding_cache_rows(now)
+            return {
+                "ok": True,
+                "bindings": [
+                    {
+                        "home_address": str(row.home_address),
+                        "care_of_address": str(row.care_of_address),
+                        "lifetime": row.lifetime_remaining,
+                        "type": row.mipl_type,
+                        "sequence": row.sequence,
+                        "flags": row.flags,
+                        "state": row.state,
+                    }
+                    for row in rows
+                ],
+            }
+        if cmd == "bul":
+            return {"ok": True, "entries": []}  # an HA sends no Binding Updates
+        if cmd == "ro":
+            if "set" in request:
+                return {"ok": False, "error": "route optimization is a MN/CN setting"}
+            return {"ok": True, "route_optimization": False}
+        if cmd == "reload":
+            return {"ok": True, "reloaded": []}
+        if cmd == "flush":
+            self.dataplane.remove_tunnels(list(self.dataplane.tunnels()))
+            return {"ok": True}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _stats_snapshot(self) -> dict[str, Any]:
+        assert self.core is not None and self.dataplane is not None and self.ctx is not None
+        counters = self.core.stats.as_dict()
+        nfq = dict(self.ctx.stats or {})
+        extra = dict(self.counters)
+        extra["reverse_tunnel_rejected"] = self._reverse_tunnel_rejected()
+        return {
+            "ok": True,
+            "role": "ha",
+            "counters": {name: counters[name] for name in MIPL_COUNTER_NAMES},
+            "route_optimization": False,
+            "backend": self.dataplane.backend,
+            "bindings": len(self.core.cache),
+            "nfqueue": {
+                "accepted": nfq.get("accepted", 0),
+                "dropped": nfq.get("dropped", 0),
+                "rewritten": nfq.get("rewritten", 0),
+            },
+            "home_agent": extra,
+            "dataplane": {
+                "tunnel_installs": self.dataplane.counters.tunnel_installs,
+                "tunnel_replacements": self.dataplane.counters.tunnel_replacements,
+                "tunnel_removals": self.dataplane.counters.tunnel_removals,
+                "enomem_retries": self.dataplane.counters.enomem_retries,
+                "errors": self.dataplane.counters.errors,
+            },
+        }
+
+    def _reverse_tunnel_rejected(self) -> int:
+        """Packets of the ``-p 41 -j DROP`` rule in NFQMIP6-HA-IN (unregistered outer src)."""
+        if self.rules is None:
+            return 0
+        from nfq_mip6.io.iptables import chain_counters
+
+        return sum(p for p, _b, _r in chain_counters("filter", "NFQMIP6-HA-IN"))
