@@ -213,11 +213,14 @@ class FallbackMobileNodeCore:
             retransmit_at=None,
             first_registration=first,
         )
-        # The BU goes first: the BU -> BA round trip overlaps the route changes below.
-        actions: list[Action] = [self._send_bu(self.entry, now, retransmission=False)]
+        # The HoA (and with it the on-link home prefix) leaves the interface first, else the
+        # BU to the HA would be resolved on the visited link; then the BU, whose BU -> BA
+        # round trip overlaps the tunnel installation.
+        actions: list[Action] = []
         if not self.away:
             actions.append(HomeAddressAway(self.home_address))
             self.away = True
+        actions.append(self._send_bu(self.entry, now, retransmission=False))
         actions.append(
             InstallReverseTunnel(self.home_address, event.care_of_address, self.home_agent)
         )
@@ -614,7 +617,14 @@ class MobileNodeRuntime:
                 else:
                     self._note(now, "home")
                 self.counters["moves"] += 1
-                self._apply(self.core.handle(decision, now), now)
+                actions = self.core.handle(decision, now)
+                if isinstance(decision, MovedToForeignLink):
+                    # kernel constraint: the HoA's on-link home prefix must be gone before
+                    # any BU is routed (else the HA is resolved on the visited link)
+                    actions = [a for a in actions if isinstance(a, HomeAddressAway)] + [
+                        a for a in actions if not isinstance(a, HomeAddressAway)
+                    ]
+                self._apply(actions, now)
 
     def _send_router_solicitation(self) -> None:
         if self.monitor is not None:

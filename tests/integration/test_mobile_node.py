@@ -1,0 +1,243 @@
+"""The Mobile Node agent on the real kernel (RFC 6275 §11), against a static Home Agent.
+
+The HA side here is plain kernel configuration made with ``ip`` in the HA namespace (proxy
+NDP, a seg6 encap.red route to the CoA, End.DX6 for the reverse tunnel) plus one Binding
+Acknowledgement built with :mod:`nfq_mip6.wire` and sent from the HA namespace: the MN agent
+is exercised alone, independently of the Home Agent runtime (``test_journey.py`` runs both).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from ipaddress import IPv6Address
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nfq_mip6.control import ControlError, request
+from nfq_mip6.testbed import Testbed, care_of_address
+from nfq_mip6.testbed.testbed import Node
+from nfq_mip6.testbed.topology import HA_ADDRESS, MN_HOME_ADDRESS
+from nfq_mip6.wire import (
+    BAFlags,
+    BindingAck,
+    BindingUpdate,
+    build_ipv6_packet,
+    build_mh,
+    parse_and_validate_mh,
+    parse_ipv6,
+)
+from nfq_mip6.wire.mh import IPPROTO_MH
+from nfq_mip6.wire.validate import Accepted
+
+pytestmark = pytest.mark.netns
+
+REPO = Path(__file__).resolve().parents[2]
+MN_CONFIG = REPO / "deploy" / "network-mip6.conf.mn"
+HOA = IPv6Address(MN_HOME_ADDRESS)
+HA = IPv6Address(HA_ADDRESS)
+VISIT_COA = care_of_address("visitnet")
+DX6_TAIL = ("nh6", "::", "dev", "eth0", "table", "100")
+
+
+@contextlib.contextmanager
+def running_agent(node: Node, config: Path, socket_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """``nfq-mip6 run`` in ``node``'s namespace until the block ends (SIGTERM, then kill)."""
+    log_path = socket_path.with_suffix(".log")
+    with log_path.open("w") as log:
+        proc = node.popen(
+            [
+                sys.executable,
+                "-m",
+                "nfq_mip6",
+                "run",
+                "--config",
+                str(config),
+                "--control-socket",
+                str(socket_path),
+                "--log-level",
+                "INFO",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: _answers(socket_path) or proc.poll() is not None, 15.0)
+        if proc.poll() is not None:
+            raise AssertionError(f"agent exited {proc.returncode}: {log_path.read_text()}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _answers(socket_path: Path) -> bool:
+    try:
+        return bool(request(socket_path, {"cmd": "version"}, timeout=0.5).get("ok"))
+    except ControlError:
+        return False
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
+    """Poll every 20 ms; False on timeout (the caller asserts with a useful message)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
+
+
+def bul(socket_path: Path) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = request(socket_path, {"cmd": "bul"})["entries"]
+    return entries
+
+
+def mobility_headers(pcap: Path) -> list[tuple[Any, Any]]:
+    """(ParsedPacket, MobilityMessage) of every valid MH packet in a capture."""
+    from scapy.layers.inet6 import IPv6
+    from scapy.utils import rdpcap
+
+    found = []
+    for frame in rdpcap(str(pcap)):
+        if IPv6 not in frame:
+            continue
+        raw = bytes(frame[IPv6])
+        verdict = parse_and_validate_mh(raw)
+        if isinstance(verdict, Accepted):
+            found.append((parse_ipv6(raw), verdict.message))
+    return found
+
+
+@contextlib.contextmanager
+def static_home_agent(node: Node, care_of: IPv6Address) -> Iterator[None]:
+    """The HA's kernel fast path for one binding, made by hand (dataplane notes Q3, Q7)."""
+    commands = [
+        ["sysctl", "-qw", "net.ipv6.neigh.eth0.proxy_delay=0"],
+        f"ip -6 neigh add proxy {HOA} dev eth0".split(),
+        f"ip -6 route add {HOA}/128 encap seg6 mode encap.red segs {care_of} dev eth0".split(),
+        f"ip sr tunsrc set {HA}".split(),
+        f"ip -6 rule add pref 100 to {HA}/128 ipproto 41 lookup 100".split(),
+        ["ip", "-6", "rule", "add", "pref", "1000", "lookup", "local"],
+        ["ip", "-6", "rule", "del", "pref", "0", "lookup", "local"],
+        [*f"ip -6 route add {HA}/128 encap seg6local action End.DX6".split(), *DX6_TAIL],
+    ]
+    try:
+        for command in commands:
+            node.run(command)
+        # the HA advertises the proxied HoA (RFC 6275 §10.4.1: unsolicited NA, O = 1)
+        node.run(["ip", "-6", "neigh", "flush", "dev", "eth0"], check=False)
+        yield
+    finally:
+        for command in (
+            ["ip", "-6", "neigh", "del", "proxy", str(HOA), "dev", "eth0"],
+            ["ip", "-6", "route", "del", f"{HOA}/128"],
+            ["ip", "sr", "tunsrc", "set", "::"],
+            ["ip", "-6", "rule", "del", "pref", "100"],
+            ["ip", "-6", "rule", "add", "pref", "0", "lookup", "local"],
+            ["ip", "-6", "rule", "del", "pref", "1000", "lookup", "local"],
+            ["ip", "-6", "route", "flush", "table", "100"],
+        ):
+            node.run(command, check=False)
+
+
+def send_binding_ack(node: Node, sequence: int, care_of: IPv6Address, lifetime: int) -> None:
+    """A BA (status 0) from the HA to the CoA with an RH2 = HoA (§6.1.8, §9.5.4)."""
+    ba = BindingAck(0, BAFlags.NONE, sequence, lifetime)
+    mh = build_mh(ba, HA, HOA)
+    packet = build_ipv6_packet(HA, care_of, IPPROTO_MH, mh, rh2_address=HOA)
+    script = (
+        "import socket,sys;s=socket.socket(socket.AF_INET6,socket.SOCK_RAW,socket.IPPROTO_RAW);"
+        "s.setsockopt(socket.IPPROTO_IPV6,36,1);p=bytes.fromhex(sys.argv[1]);"
+        "s.sendto(p,(sys.argv[2],0))"
+    )
+    node.run([sys.executable, "-c", script, packet.hex(), str(care_of)])
+
+
+def kernel_state(mn: Node) -> dict[str, str]:
+    return {
+        "rules": mn.run(["ip", "-6", "rule"]).stdout,
+        # a table with no routes left does not exist: empty output
+        "tunnel": mn.run(["ip", "-6", "route", "show", "table", "206"], check=False).stdout,
+        "decap": mn.run(["ip", "-6", "route", "show", "table", "207"], check=False).stdout,
+        "lo": mn.run(["ip", "-6", "addr", "show", "dev", "lo"]).stdout,
+        "tunsrc": mn.run(["ip", "sr", "tunsrc", "show"]).stdout,
+        "raw": mn.run(["ip6tables", "-w", "-t", "raw", "-S"]).stdout,
+    }
+
+
+def test_mobile_node_registers_tunnels_and_returns_home(
+    testbed_home: Testbed, tmp_path: Path
+) -> None:
+    bed = testbed_home
+    mn, ha, cn = bed.node("mn"), bed.node("ha"), bed.node("cn")
+    control = tmp_path / "mn.sock"
+    with running_agent(mn, MN_CONFIG, control):
+        assert "NFQMIP6-MN" in kernel_state(mn)["raw"]
+        # HOWTO §5.2: travel to visitnet; the agent solicits, gets the CoA, sends the BU.
+        with bed.capture("visitnet", tmp_path / "visitnet.pcap") as pcap:
+            bed.move("visitnet")
+            assert wait_until(lambda: bool(bul(control)), 10.0), "no BUL entry after the move"
+            time.sleep(0.2)
+        entry = bul(control)[0]
+        assert entry["care_of_address"] == VISIT_COA
+        assert entry["recipient"] == HA_ADDRESS and entry["state"] == 0
+        bus = [(p, m) for p, m in mobility_headers(pcap) if isinstance(m, BindingUpdate)]
+        assert bus, "no Binding Update on the visited link"
+        packet, message = bus[0]
+        # §11.7.1: from the CoA to the HA, HAO = HoA, A and H set, Alternate CoA = the CoA
+        assert (str(packet.src), packet.dst, packet.home_address) == (VISIT_COA, HA, HOA)
+        assert message.flags & 0xC000 == 0xC000
+        assert any(getattr(o, "address", None) == IPv6Address(VISIT_COA) for o in message.options)
+        state = kernel_state(mn)
+        assert "encap.red" in state["tunnel"] and HA_ADDRESS in state["tunnel"]
+        assert "End.DT6" in state["decap"] and VISIT_COA in state["decap"]
+        assert MN_HOME_ADDRESS in state["lo"] and VISIT_COA in state["tunsrc"]
+        assert f"to {VISIT_COA} ipproto ipv6 lookup 207" in state["rules"]
+
+        # The BA (with an RH2, which this kernel would drop) is taken from NFQUEUE.
+        send_binding_ack(ha, int(entry["sequence"]), IPv6Address(VISIT_COA), 250)
+        assert wait_until(lambda: bul(control)[0]["state"] == 1, 5.0), bul(control)
+        assert bul(control)[0]["expires"] > 900
+        stats = request(control, {"cmd": "stats"})
+        assert stats["counters"]["NBindAcksRcvd"] == 1
+
+        # Data through the tunnels: CN -> HA -> (encap.red) -> MN (End.DT6), and back.
+        with static_home_agent(ha, IPv6Address(VISIT_COA)):
+            done = cn.run(["ping", "-6", "-c", "3", "-i", "0.2", "-W", "2", MN_HOME_ADDRESS])
+            assert " 0% packet loss" in done.stdout, done.stdout
+
+        # HOWTO §5.6: home again; tunnel gone, HoA back on eth0, de-registration BU sent.
+        with bed.capture("homenet", tmp_path / "homenet.pcap") as pcap:
+            bed.move("home")
+            assert wait_until(
+                lambda: (
+                    MN_HOME_ADDRESS in mn.ipv6_addresses("eth0")
+                    and "206" not in kernel_state(mn)["rules"]
+                ),
+                10.0,
+            ), kernel_state(mn)
+            assert wait_until(
+                lambda: any(isinstance(m, BindingUpdate) for _p, m in mobility_headers(pcap)),
+                5.0,
+            )
+        dereg = [(p, m) for p, m in mobility_headers(pcap) if isinstance(m, BindingUpdate)]
+        packet, message = dereg[0]
+        assert (packet.src, packet.dst, packet.home_address, message.lifetime) == (HOA, HA, None, 0)
+        assert VISIT_COA not in mn.ipv6_addresses("eth0")  # HOWTO FAQ 6: stale CoA removed
+        state = kernel_state(mn)
+        assert state["tunnel"].strip() == "" and state["decap"].strip() == ""
+        assert "0:\tfrom all lookup local" in state["rules"]
+    # stop() removed the rules
+    assert "NFQMIP6-MN" not in kernel_state(mn)["raw"]
