@@ -20,7 +20,7 @@ def ones_complement_sum(data: bytes | bytearray | memoryview) -> int:
     buffer read as one big integer modulo 0xFFFF, except that a non-zero buffer never sums to
     0 (it sums to 0xFFFF, "negative zero"). One big-integer operation instead of a Python loop.
     """
-    raw = bytes(data)
+    raw = data if isinstance(data, bytes) else bytes(data)
     if len(raw) & 1:
         raw += b"\x00"
     value = int.from_bytes(raw, "big")

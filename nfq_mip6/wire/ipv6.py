@@ -41,7 +41,7 @@ ROUTING_TYPE_2 = 2
 RH2_LENGTH = 24
 HAO_DESTOPTS_LENGTH = 24
 
-_IPV6 = Struct("!IHBB16s16s")
+_IPV6 = Struct("!IHBB16s16s")  # version/class/flow, payload length, next header, hop limit
 _OPTION_HEADERS = frozenset((IPPROTO_HOPOPTS, IPPROTO_DSTOPTS))
 
 
@@ -62,27 +62,74 @@ class ParsedPacket:
     octets after it are ignored). ``upper_layer`` is the protocol that ends the walk (59 when
     nothing follows; 44 for a non-first fragment, whose ``upper_offset`` is then the fragment
     header's offset).
+
+    Only offsets are stored (the walk runs per queued packet); addresses and header fields are
+    read from ``raw`` when asked for, so keep the object rather than re-reading properties in
+    a tight loop.
     """
 
     raw: bytes
-    src: IPv6Address
-    dst: IPv6Address
-    hop_limit: int
-    traffic_class: int
-    flow_label: int
-    headers: tuple[ExtensionHeader, ...]
+    chain: tuple[tuple[int, int, int], ...]
+    """``(header type, offset, length)`` per extension header; see :attr:`headers`."""
     upper_layer: int
     upper_offset: int
     end: int
-    home_address: IPv6Address | None = None
     hao_offset: int | None = None
     """Offset of the HAO's option type octet (inside a Destination Options header)."""
-    rh2_address: IPv6Address | None = None
     rh2_offset: int | None = None
-    rh2_segments_left: int | None = None
-    rh2_valid: bool = False
-    """§6.4 / §11.3.3: Hdr Ext Len = 2 and Segments Left = 1 (else silently discard)."""
     fragmented: bool = False
+
+    @property
+    def src(self) -> IPv6Address:
+        return IPv6Address(self.raw[8:24])
+
+    @property
+    def dst(self) -> IPv6Address:
+        return IPv6Address(self.raw[24:40])
+
+    @property
+    def hop_limit(self) -> int:
+        return self.raw[7]
+
+    @property
+    def traffic_class(self) -> int:
+        return ((self.raw[0] & 0x0F) << 4) | (self.raw[1] >> 4)
+
+    @property
+    def flow_label(self) -> int:
+        raw = self.raw
+        return ((raw[1] & 0x0F) << 16) | (raw[2] << 8) | raw[3]
+
+    @property
+    def headers(self) -> tuple[ExtensionHeader, ...]:
+        return tuple(ExtensionHeader(t, o, n) for t, o, n in self.chain)
+
+    @property
+    def header_types(self) -> tuple[int, ...]:
+        return tuple(t for t, _o, _n in self.chain)
+
+    @property
+    def home_address(self) -> IPv6Address | None:
+        """The Home Address option's address (§6.3), or None."""
+        hao = self.hao_offset
+        return None if hao is None else IPv6Address(self.raw[hao + 2 : hao + 18])
+
+    @property
+    def rh2_address(self) -> IPv6Address | None:
+        """The type 2 routing header's home address (§6.4), or None."""
+        rh2 = self.rh2_offset
+        return None if rh2 is None else IPv6Address(self.raw[rh2 + 8 : rh2 + 24])
+
+    @property
+    def rh2_segments_left(self) -> int | None:
+        rh2 = self.rh2_offset
+        return None if rh2 is None else self.raw[rh2 + 3]
+
+    @property
+    def rh2_valid(self) -> bool:
+        """§6.4 / §11.3.3: Hdr Ext Len = 2 and Segments Left = 1 (else silently discard)."""
+        rh2 = self.rh2_offset
+        return rh2 is not None and self.raw[rh2 + 1] == 2 and self.raw[rh2 + 3] == 1
 
     @property
     def upper_layer_bytes(self) -> bytes:
@@ -91,16 +138,16 @@ class ParsedPacket:
     @property
     def checksum_source(self) -> IPv6Address:
         """The pseudo-header source: the HAO home address if present (§6.1.1), else ``src``."""
-        return self.home_address if self.home_address is not None else self.src
+        hao = self.hao_offset
+        raw = self.raw
+        return IPv6Address(raw[8:24] if hao is None else raw[hao + 2 : hao + 18])
 
     @property
     def checksum_destination(self) -> IPv6Address:
         """The pseudo-header destination: the final destination (RH2 address) or ``dst``."""
-        return self.rh2_address if self.rh2_address is not None else self.dst
-
-    @property
-    def header_types(self) -> tuple[int, ...]:
-        return tuple(h.header_type for h in self.headers)
+        rh2 = self.rh2_offset
+        raw = self.raw
+        return IPv6Address(raw[24:40] if rh2 is None else raw[rh2 + 8 : rh2 + 24])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,32 +248,14 @@ def parse_ipv6(raw: bytes | bytearray | memoryview) -> ParsedPacket:
     if not isinstance(raw, bytes):
         raw = bytes(raw)
     headers, upper, upper_offset, end, hao, rh2, fragmented = _walk(raw)
-    word, _plen, _nh, hop_limit, src, dst = _IPV6.unpack_from(raw)
-    home_address = IPv6Address(raw[hao + 2 : hao + 18]) if hao >= 0 else None
-    rh2_address = None
-    rh2_segments_left = None
-    rh2_valid = False
-    if rh2 >= 0:
-        rh2_address = IPv6Address(raw[rh2 + 8 : rh2 + 24])
-        rh2_segments_left = raw[rh2 + 3]
-        rh2_valid = raw[rh2 + 1] == 2 and rh2_segments_left == 1
     return ParsedPacket(
         raw,
-        IPv6Address(src),
-        IPv6Address(dst),
-        hop_limit,
-        (word >> 20) & 0xFF,
-        word & 0xFFFFF,
-        tuple(ExtensionHeader(t, o, n) for t, o, n in headers),
+        tuple(headers),
         upper,
         upper_offset,
         end,
-        home_address,
         hao if hao >= 0 else None,
-        rh2_address,
         rh2 if rh2 >= 0 else None,
-        rh2_segments_left,
-        rh2_valid,
         fragmented,
     )
 

@@ -240,6 +240,25 @@ _TEST = Struct("!H8s8s")  # nonce index, cookie, keygen token
 _BE = Struct("!BB16s")  # status, reserved, home address
 _TEST_INIT = Struct("!H8s")  # reserved, cookie
 
+_BU_FLAGS: dict[int, BUFlags] = {}
+_BA_FLAGS: dict[int, BAFlags] = {}
+
+
+def _bu_flags(value: int) -> BUFlags:
+    """IntFlag construction is slow; received flag words repeat, so memoise them."""
+    flags = _BU_FLAGS.get(value)
+    if flags is None:
+        flags = _BU_FLAGS[value] = BUFlags(value)
+    return flags
+
+
+def _ba_flags(value: int) -> BAFlags:
+    flags = _BA_FLAGS.get(value)
+    if flags is None:
+        flags = _BA_FLAGS[value] = BAFlags(value)
+    return flags
+
+
 AuthenticatorFunction = Callable[[bytes], bytes]
 """Given the BAD "MH Data" (§6.2.7) returns the 12-octet authenticator."""
 
@@ -394,10 +413,10 @@ def parse_mh(buf: bytes | bytearray | memoryview) -> MobilityMessage:
     options, misplaced = decode_options(buf, start, size)
     if mh_type == 5:
         sequence, flags, lifetime = _BU.unpack_from(buf, 6)
-        return BindingUpdate(sequence, BUFlags(flags), lifetime, options, misplaced)
+        return BindingUpdate(sequence, _bu_flags(flags), lifetime, options, misplaced)
     if mh_type == 6:
         status, ba_flags, sequence, lifetime = _BA.unpack_from(buf, 6)
-        return BindingAck(status, BAFlags(ba_flags), sequence, lifetime, options, misplaced)
+        return BindingAck(status, _ba_flags(ba_flags), sequence, lifetime, options, misplaced)
     if mh_type == 0:
         return BindingRefreshRequest(options)
     if mh_type in (1, 2):

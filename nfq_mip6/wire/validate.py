@@ -38,16 +38,20 @@ UNSPECIFIED = IPv6Address("::")
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """The MH passed §9.2; type-specific processing may start.
-
-    ``home_address`` is the HAO's address (None without an HAO); ``source`` is the IPv6 source
-    as received (the care-of address when there is an HAO).
-    """
+    """The MH passed §9.2; type-specific processing may start."""
 
     message: MobilityMessage
     packet: ParsedPacket
-    home_address: IPv6Address | None
-    source: IPv6Address
+
+    @property
+    def home_address(self) -> IPv6Address | None:
+        """The HAO's address (None without an HAO)."""
+        return self.packet.home_address
+
+    @property
+    def source(self) -> IPv6Address:
+        """The IPv6 source as received (the care-of address when there is an HAO)."""
+        return self.packet.src
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +101,16 @@ def validate_mh(packet: ParsedPacket) -> MHVerdict:
     size = len(mh)
     if size < 6:
         return SilentDiscard("truncated mobility header")
-    # §6.1.1 / §9.2: checksum over the pseudo-header (HoA from the HAO, final destination)
-    # and the MH as received; a correct one sums to zero.
-    home = packet.home_address
-    source = home if home is not None else packet.src
-    rh2 = packet.rh2_address
-    destination = rh2 if rh2 is not None else packet.dst
-    pseudo = source.packed + destination.packed + size.to_bytes(4, "big") + b"\x00\x00\x00\x87"
+    # §6.1.1 / §9.2: checksum over the pseudo-header (HoA from the HAO, final destination from
+    # the RH2) and the MH as received; a correct one sums to zero.
+    hao = packet.hao_offset
+    rh2 = packet.rh2_offset
+    pseudo = (
+        (raw[8:24] if hao is None else raw[hao + 2 : hao + 18])
+        + (raw[24:40] if rh2 is None else raw[rh2 + 8 : rh2 + 24])
+        + size.to_bytes(4, "big")
+        + b"\x00\x00\x00\x87"
+    )
     if internet_checksum(pseudo + mh) != 0:
         return SilentDiscard("bad mobility header checksum")
     if mh[0] != IPPROTO_NONE:
@@ -114,6 +121,7 @@ def validate_mh(packet: ParsedPacket) -> MHVerdict:
     if minimum is None:
         if not is_unicast(packet.src):
             return SilentDiscard(f"unknown MH type {mh_type} from a non-unicast source")
+        home = packet.home_address
         return BindingErrorRequired(
             BEStatus.UNRECOGNIZED_MH_TYPE,
             home if home is not None else UNSPECIFIED,
@@ -130,7 +138,7 @@ def validate_mh(packet: ParsedPacket) -> MHVerdict:
         message = parse_mh(mh)
     except MalformedPacket as exc:
         return SilentDiscard(f"malformed mobility header: {exc}")
-    return Accepted(message, packet, home, packet.src)
+    return Accepted(message, packet)
 
 
 def parse_and_validate_mh(raw: bytes) -> MHVerdict:
