@@ -1,0 +1,1097 @@
+"""Mobile Node role (RFC 6275 §11): Binding Update List, home registration, movement, return
+routability and correspondent registrations. Sans-I/O: ``handle(event, now) -> list[Action]``.
+
+Theory of operation:
+
+* The **Binding Update List** (§11.1) has one :class:`BindingUpdateListEntry` per destination:
+  the home agent (home registration) and each correspondent node using route optimization.
+* **Home registration** (§11.7.1): BU with A|H (and L if configured), HAO = HoA, AltCoA = CoA,
+  lifetime ≤ min(configured, remaining CoA lifetime), from the CoA to the HA. Unanswered BUs are
+  retransmitted after 1.5 s for a first registration (InitialBindackTimeoutFirstReg, it covers
+  the HA's proxy DAD) and 1 s otherwise, doubling up to 32 s and then continuing at 32 s;
+  every (re)transmission carries a new sequence number (§11.8). No destination gets more than
+  MAX_UPDATE_RATE = 3 BUs per second.
+* **BA** (§11.7.3): the sequence number must match the outstanding BU (except status 135,
+  whose BA carries the HA's last accepted number: resend with that + 1). Status < 128 means
+  accepted; 1 additionally asks for a Mobile Prefix Solicitation. The binding is refreshed
+  at the BRA interval when present, else at 80 % of the granted lifetime, counted from when
+  the BU was sent.
+* **Movement** (§11.5): a new CoA sends a new home BU and re-runs the care-of half of return
+  routability for each correspondent. Back on the home link, the MN de-registers (BU from
+  the HoA, no HAO, lifetime 0); when the BA arrives it removes the tunnel, puts the HoA back
+  on the home interface and multicasts a Neighbor Advertisement for it (§11.5.5).
+* **Return routability** (§11.6): HoTI through the reverse tunnel (src HoA), CoTI directly
+  (src CoA); a HoT/CoT is accepted only with the outstanding cookie, from the CN, to the
+  right address. Tokens are used for MAX_TOKEN_LIFETIME = 210 s. Then the CN BU carries
+  Nonce Indices and a BAD (§11.7.2); the CN's BA must carry a valid BAD.
+* **Fallback to the tunnel**: BE 2 from a CN, an ICMP Parameter Problem code 1 (the CN does not
+  know MH), or ``ro off`` stop route optimization with that CN.
+* **DHAAD** (§11.4.1) when no HA is configured: request to the home prefix's home-agents
+  anycast address, retransmitted after 3 s, doubling, 4 times; the HAs are tried in order.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+from ipaddress import IPv6Address, IPv6Network
+
+from nfq_mip6.constants import (
+    COOKIE_LENGTH,
+    DEFAULT_HA_MAX_BINDING_LIFETIME,
+    DHAAD_RETRIES,
+    INITIAL_BINDACK_TIMEOUT,
+    INITIAL_BINDACK_TIMEOUT_FIRST_REG,
+    INITIAL_DHAAD_TIMEOUT,
+    LIFETIME_UNIT,
+    MAX_BINDACK_TIMEOUT,
+    MAX_LIFETIME_UNITS,
+    MAX_RR_BINDING_LIFETIME,
+    MAX_TOKEN_LIFETIME,
+    MAX_UPDATE_RATE,
+)
+from nfq_mip6.mobility.binding import seq_next
+from nfq_mip6.mobility.common import binding_error, flags_text
+from nfq_mip6.mobility.events import (
+    Action,
+    BindingDeleted,
+    BindingExpired,
+    BindingRefreshed,
+    BindingRegistered,
+    BindingRejected,
+    DataPacketFromCorrespondent,
+    DataplaneCountersSampled,
+    HomeAddressAtHome,
+    HomeAddressAway,
+    HomeAgentDiscovered,
+    IcmpErrorReceived,
+    InputEvent,
+    InstallReverseTunnel,
+    InstallRouteOptimization,
+    MessageDiscarded,
+    MobilePrefixAdvertisementReceived,
+    MobilityMessageReceived,
+    MovedToForeignLink,
+    RemoveReverseTunnel,
+    RemoveRouteOptimization,
+    ReturnedToHomeLink,
+    RouteOptimizationSwitched,
+    RouterLost,
+    SendDhaadRequest,
+    SendMobilePrefixSolicitation,
+    SendMobilityMessage,
+    SendNeighborAdvertisement,
+    SendRouterSolicitation,
+)
+from nfq_mip6.mobility.rr import (
+    MhDataEncoder,
+    RandomBytes,
+    binding_management_key,
+    mh_data_for_authenticator,
+    verify_authenticator,
+    with_authenticator,
+)
+from nfq_mip6.mobility.stats import MobilityStats
+from nfq_mip6.wire.mh import (
+    BAStatus,
+    BEStatus,
+    BindingAck,
+    BindingError,
+    BindingRefreshRequest,
+    BindingUpdate,
+    BUFlags,
+    CareofTest,
+    CareofTestInit,
+    HomeTest,
+    HomeTestInit,
+    MHType,
+    UnknownMobilityMessage,
+)
+from nfq_mip6.wire.options import (
+    AlternateCareofAddress,
+    BindingRefreshAdvice,
+    NonceIndices,
+)
+
+ICMPV6_PARAMETER_PROBLEM = 4
+PARAMETER_PROBLEM_UNRECOGNIZED_NEXT_HEADER = 1
+PARAMETER_PROBLEM_UNRECOGNIZED_OPTION = 2
+REFRESH_FRACTION = 0.8
+"""Refresh a binding after this fraction of its granted lifetime when the HA sent no BRA."""
+
+
+@dataclass(frozen=True, slots=True)
+class MobileNodeConfig:
+    """Mobile node settings (network-mip6.conf / UMIP ``mip6d.conf`` equivalents).
+
+    Attributes:
+        home_address: the MN's home address.
+        home_prefix: the home link prefix (for the DHAAD anycast address and home detection).
+        home_agent: the HA's address; ``None`` = find one with DHAAD (§11.4.1).
+        home_registration_lifetime: requested home binding lifetime in seconds
+            (UMIP MnMaxHaBindingLife, 262140 s).
+        correspondent_lifetime: requested CN binding lifetime (≤ MAX_RR_BINDING_LIFETIME).
+        route_optimization: initial ``ro on|off`` state.
+        link_local_compatibility: set the L flag in home registrations (§6.1.7).
+        first_registration_timeout: InitialBindackTimeoutFirstReg (§13), 1.5 s.
+    """
+
+    home_address: IPv6Address
+    home_prefix: IPv6Network
+    home_agent: IPv6Address | None = None
+    home_registration_lifetime: int = DEFAULT_HA_MAX_BINDING_LIFETIME
+    correspondent_lifetime: int = MAX_RR_BINDING_LIFETIME
+    route_optimization: bool = True
+    link_local_compatibility: bool = False
+    first_registration_timeout: float = INITIAL_BINDACK_TIMEOUT_FIRST_REG
+
+
+class Location(Enum):
+    UNKNOWN = "unknown"
+    HOME = "home"
+    AWAY = "away"
+
+
+class BulState(Enum):
+    """State of one Binding Update List entry."""
+
+    RR_PENDING = "rr-pending"
+    """CN: waiting for HoT and/or CoT before a BU can be sent."""
+    REGISTERING = "registering"
+    """A BU is outstanding and no binding is in force yet."""
+    BOUND = "bound"
+    """The binding is acknowledged and in force."""
+    REFRESHING = "refreshing"
+    """The binding is in force and a refreshing BU is outstanding."""
+    DEREGISTERING = "deregistering"
+    """A de-registration BU (lifetime 0) is outstanding."""
+
+
+_AWAITING_ACK = frozenset({BulState.REGISTERING, BulState.REFRESHING, BulState.DEREGISTERING})
+_IN_FORCE = frozenset({BulState.BOUND, BulState.REFRESHING})
+
+
+class BindingUpdateListEntry:
+    """§11.1: what the MN sent to one destination, and the return routability state."""
+
+    __slots__ = (
+        "auth_care_of_address",
+        "bound_once",
+        "care_of_address",
+        "careof_cookie",
+        "careof_nonce_index",
+        "careof_token",
+        "careof_token_at",
+        "careof_token_coa",
+        "deferred",
+        "destination",
+        "expires_at",
+        "home_address",
+        "home_cookie",
+        "home_nonce_index",
+        "home_registration",
+        "home_token",
+        "home_token_at",
+        "kbm",
+        "lifetime_granted",
+        "lifetime_requested",
+        "next_retransmit_at",
+        "refresh_at",
+        "retransmit_delay",
+        "route_installed",
+        "rr_delay",
+        "rr_next_at",
+        "send_times",
+        "sent_at",
+        "sent_flags",
+        "sequence",
+        "state",
+    )
+
+    def __init__(
+        self,
+        destination: IPv6Address,
+        home_address: IPv6Address,
+        care_of_address: IPv6Address,
+        *,
+        home_registration: bool,
+        sequence: int,
+    ) -> None:
+        self.destination = destination
+        self.home_address = home_address
+        self.care_of_address = care_of_address
+        self.home_registration = home_registration
+        self.sequence = sequence
+        self.state = BulState.REGISTERING
+        self.sent_flags = 0
+        self.lifetime_requested = 0
+        self.lifetime_granted = 0
+        self.sent_at = -math.inf
+        self.expires_at = -math.inf
+        self.refresh_at = math.inf
+        self.retransmit_delay = INITIAL_BINDACK_TIMEOUT
+        self.next_retransmit_at = math.inf
+        self.deferred = False
+        self.send_times: deque[float] = deque(maxlen=MAX_UPDATE_RATE)
+        self.bound_once = False
+        self.route_installed = False
+        # Return routability (CN entries only).
+        self.home_cookie: bytes | None = None
+        self.careof_cookie: bytes | None = None
+        self.home_token: bytes | None = None
+        self.home_nonce_index = 0
+        self.home_token_at = -math.inf
+        self.careof_token: bytes | None = None
+        self.careof_nonce_index = 0
+        self.careof_token_at = -math.inf
+        self.careof_token_coa: IPv6Address | None = None
+        self.rr_delay = INITIAL_BINDACK_TIMEOUT
+        self.rr_next_at = math.inf
+        self.kbm = b""
+        self.auth_care_of_address = care_of_address
+
+    def __repr__(self) -> str:
+        return (
+            f"BindingUpdateListEntry({self.destination}: {self.home_address} -> "
+            f"{self.care_of_address}, seq={self.sequence}, state={self.state.value})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BindingUpdateListRow:
+    """One ``mipdiag -l`` / ``nfq-mip6 bul`` row (MIPL: recipient, HoA, CoA, expires,
+    sequence, state, delay, max delay, callback time)."""
+
+    destination: IPv6Address
+    home_registration: bool
+    home_address: IPv6Address
+    care_of_address: IPv6Address
+    lifetime_remaining: int
+    lifetime_granted: int
+    flags: str
+    sequence: int
+    state: str
+    retransmit_delay: float
+    max_delay: float
+    refresh_in: int | None
+
+
+@dataclass(slots=True)
+class _Dhaad:
+    identifier: int
+    retransmissions: int
+    delay: float
+    next_at: float
+
+
+class MobileNode:
+    """RFC 6275 §11 mobile node core."""
+
+    def __init__(
+        self,
+        config: MobileNodeConfig,
+        *,
+        random_bytes: RandomBytes = os.urandom,
+        stats: MobilityStats | None = None,
+        encode_mh_data: MhDataEncoder = mh_data_for_authenticator,
+    ) -> None:
+        self.config = config
+        self.stats = stats if stats is not None else MobilityStats()
+        self._random_bytes = random_bytes
+        self._encode_mh_data = encode_mh_data
+        self.location = Location.UNKNOWN
+        self.care_of_address: IPv6Address | None = None
+        self.coa_valid_until = math.inf
+        self.home_agent = config.home_agent
+        self.route_optimization = config.route_optimization
+        self.bul: dict[IPv6Address, BindingUpdateListEntry] = {}
+        self._ha_candidates: list[IPv6Address] = []
+        self._dhaad: _Dhaad | None = None
+        self._no_route_optimization: set[IPv6Address] = set()
+        self._wanted_correspondents: set[IPv6Address] = set()
+        self._mps_identifier = 0
+
+    # ----------------------------------------------------------------------------------------
+    # Driving the core
+    # ----------------------------------------------------------------------------------------
+
+    def handle(self, event: InputEvent, now: float) -> list[Action]:
+        if isinstance(event, MobilityMessageReceived):
+            return self._mobility_message(event, now)
+        if isinstance(event, MovedToForeignLink):
+            return self._moved(event, now)
+        if isinstance(event, ReturnedToHomeLink):
+            return self._returned_home(now)
+        if isinstance(event, RouterLost):
+            return [SendRouterSolicitation()]
+        if isinstance(event, HomeAgentDiscovered):
+            return self._home_agents_discovered(event, now)
+        if isinstance(event, IcmpErrorReceived):
+            return self._icmp_error(event)
+        if isinstance(event, RouteOptimizationSwitched):
+            return self._switch(event.enabled)
+        if isinstance(event, DataPacketFromCorrespondent):
+            return self._data_from_correspondent(event.correspondent, now)
+        if isinstance(event, MobilePrefixAdvertisementReceived):
+            return []  # §11.4.3: prefix changes are the runtime's (address configuration).
+        if isinstance(event, DataplaneCountersSampled):
+            self.stats.NEncapsulations = event.encapsulations
+            self.stats.NDecapsulations = event.decapsulations
+        return []
+
+    def handle_timer(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for entry in list(self.bul.values()):
+            if self.bul.get(entry.destination) is not entry:
+                continue
+            actions += self._entry_timer(entry, now)
+        dhaad = self._dhaad
+        if dhaad is not None and dhaad.next_at <= now:
+            actions += self._dhaad_retransmit(dhaad, now)
+        return actions
+
+    def next_deadline(self) -> float | None:
+        deadlines: list[float] = []
+        for entry in self.bul.values():
+            if entry.state in _AWAITING_ACK or entry.deferred:
+                deadlines.append(entry.next_retransmit_at)
+            if entry.state is BulState.RR_PENDING:
+                deadlines.append(entry.rr_next_at)
+            if entry.state is BulState.BOUND:
+                deadlines.append(entry.refresh_at)
+            if entry.state in _IN_FORCE:
+                deadlines.append(entry.expires_at)
+        if self._dhaad is not None:
+            deadlines.append(self._dhaad.next_at)
+        finite = [d for d in deadlines if d != math.inf]
+        return min(finite) if finite else None
+
+    # ----------------------------------------------------------------------------------------
+    # Operator snapshots
+    # ----------------------------------------------------------------------------------------
+
+    def binding_update_list_rows(self, now: float) -> list[BindingUpdateListRow]:
+        """``mipdiag -l``: one row per destination, the home agent first."""
+        rows = []
+        for entry in sorted(self.bul.values(), key=lambda e: not e.home_registration):
+            remaining = max(0, int(entry.expires_at - now)) if entry.state in _IN_FORCE else 0
+            refresh_in = (
+                max(0, int(entry.refresh_at - now)) if entry.state is BulState.BOUND else None
+            )
+            rows.append(
+                BindingUpdateListRow(
+                    destination=entry.destination,
+                    home_registration=entry.home_registration,
+                    home_address=entry.home_address,
+                    care_of_address=entry.care_of_address,
+                    lifetime_remaining=remaining,
+                    lifetime_granted=entry.lifetime_granted,
+                    flags=flags_text(entry.sent_flags),
+                    sequence=entry.sequence,
+                    state=entry.state.value,
+                    retransmit_delay=entry.retransmit_delay,
+                    max_delay=MAX_BINDACK_TIMEOUT,
+                    refresh_in=refresh_in,
+                )
+            )
+        return rows
+
+    @property
+    def home_entry(self) -> BindingUpdateListEntry | None:
+        if self.home_agent is None:
+            return None
+        entry = self.bul.get(self.home_agent)
+        return entry if entry is not None and entry.home_registration else None
+
+    # ----------------------------------------------------------------------------------------
+    # Sending Binding Updates (§11.7, §11.8)
+    # ----------------------------------------------------------------------------------------
+
+    def _initial_sequence(self) -> int:
+        # §11.7.1 / facts §6: the RFC recommends a random initial sequence number.
+        return int.from_bytes(self._random_bytes(2), "big")
+
+    def _coa_remaining(self, now: float) -> float:
+        return self.coa_valid_until - now
+
+    def _transmit(self, entry: BindingUpdateListEntry, now: float) -> list[Action]:
+        """Send the entry's next BU (new sequence number), honouring MAX_UPDATE_RATE."""
+        times = entry.send_times
+        if len(times) == MAX_UPDATE_RATE and now - times[0] < 1.0:
+            # §11.8: at most MAX_UPDATE_RATE BUs per second to one destination.
+            entry.deferred = True
+            entry.next_retransmit_at = times[0] + 1.0
+            return []
+        entry.deferred = False
+        times.append(now)
+        entry.sequence = seq_next(entry.sequence)
+        entry.sent_at = now
+        entry.next_retransmit_at = now + entry.retransmit_delay
+        self.stats.NBindUpdatesSent += 1
+        if entry.home_registration:
+            return [self._home_bu(entry, now)]
+        return [self._correspondent_bu(entry, now)]
+
+    def _home_bu(self, entry: BindingUpdateListEntry, now: float) -> SendMobilityMessage:
+        hoa = self.config.home_address
+        flags = BUFlags.A | BUFlags.H
+        if self.config.link_local_compatibility:
+            flags |= BUFlags.L
+        entry.sent_flags = int(flags)
+        if entry.state is BulState.DEREGISTERING:
+            # §11.5.5: from the HoA, no HAO, lifetime 0 (CoA = HoA).
+            entry.lifetime_requested = 0
+            bu = BindingUpdate(entry.sequence, flags, 0)
+            return SendMobilityMessage(bu, hoa, entry.destination)
+        coa = entry.care_of_address
+        # §11.7.1: lifetime ≤ the remaining CoA lifetime and the configured maximum.
+        lifetime = min(
+            float(self.config.home_registration_lifetime),
+            self._coa_remaining(now),
+            MAX_LIFETIME_UNITS * LIFETIME_UNIT,
+        )
+        units = max(1, int(lifetime) // LIFETIME_UNIT)
+        entry.lifetime_requested = units * LIFETIME_UNIT
+        bu = BindingUpdate(entry.sequence, flags, units, (AlternateCareofAddress(coa),))
+        return SendMobilityMessage(bu, coa, entry.destination, home_address=hoa)
+
+    def _correspondent_bu(self, entry: BindingUpdateListEntry, now: float) -> SendMobilityMessage:
+        hoa = self.config.home_address
+        deletion = entry.state is BulState.DEREGISTERING
+        flags = BUFlags.A  # H = 0, K = 0 towards a CN (§6.1.7)
+        entry.sent_flags = int(flags)
+        assert entry.home_token is not None
+        if deletion:
+            units = 0
+            kbm = binding_management_key(entry.home_token, None)
+            coa = hoa if self.location is not Location.AWAY else entry.care_of_address
+        else:
+            # §11.7.2: ≤ 420 s, ≤ the home registration's and the CoA's remaining lifetimes.
+            home = self.home_entry
+            home_remaining = home.expires_at - now if home is not None else 0.0
+            lifetime = min(
+                float(self.config.correspondent_lifetime),
+                float(MAX_RR_BINDING_LIFETIME),
+                home_remaining,
+                self._coa_remaining(now),
+            )
+            units = max(1, int(lifetime) // LIFETIME_UNIT)
+            assert entry.careof_token is not None
+            kbm = binding_management_key(entry.home_token, entry.careof_token)
+            coa = entry.care_of_address
+        entry.lifetime_requested = units * LIFETIME_UNIT
+        entry.kbm = kbm
+        entry.auth_care_of_address = coa
+        indices = NonceIndices(entry.home_nonce_index, entry.careof_nonce_index)
+        bu = with_authenticator(
+            BindingUpdate(entry.sequence, flags, units, (indices,)),
+            kbm,
+            coa,
+            entry.destination,
+            self._encode_mh_data,
+        )
+        if coa == hoa:
+            return SendMobilityMessage(bu, hoa, entry.destination)
+        return SendMobilityMessage(bu, coa, entry.destination, home_address=hoa)
+
+    def _start_home_registration(self, now: float) -> list[Action]:
+        ha = self.home_agent
+        coa = self.care_of_address
+        if ha is None or coa is None:
+            return []
+        entry = self.bul.get(ha)
+        if entry is None:
+            entry = BindingUpdateListEntry(
+                ha,
+                self.config.home_address,
+                coa,
+                home_registration=True,
+                sequence=self._initial_sequence(),
+            )
+            self.bul[ha] = entry
+        entry.care_of_address = coa
+        first = not entry.bound_once or entry.state not in _IN_FORCE
+        entry.state = BulState.REFRESHING if entry.state in _IN_FORCE else BulState.REGISTERING
+        # §11.8: 1.5 s for a first home registration (DAD at the HA), 1 s otherwise.
+        entry.retransmit_delay = (
+            self.config.first_registration_timeout if first else INITIAL_BINDACK_TIMEOUT
+        )
+        return self._transmit(entry, now)
+
+    def _entry_timer(self, entry: BindingUpdateListEntry, now: float) -> list[Action]:
+        actions: list[Action] = []
+        if entry.state in _IN_FORCE and entry.expires_at <= now:
+            actions += self._binding_lapsed(entry, now)
+            if self.bul.get(entry.destination) is not entry:
+                return actions
+        if entry.state in _AWAITING_ACK and entry.next_retransmit_at <= now:
+            if not entry.deferred:
+                # §11.8: exponential back-off up to MAX_BINDACK_TIMEOUT, then keep going.
+                entry.retransmit_delay = min(entry.retransmit_delay * 2, MAX_BINDACK_TIMEOUT)
+            if entry.home_registration:
+                actions += self._transmit(entry, now)
+            elif (
+                entry.state is BulState.DEREGISTERING
+                and entry.retransmit_delay >= MAX_BINDACK_TIMEOUT
+            ):
+                self.bul.pop(entry.destination, None)  # give up deleting the CN binding
+            else:
+                actions += self._correspondent_progress(entry, now, retransmit=True)
+        elif entry.state is BulState.BOUND and entry.refresh_at <= now:
+            entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
+            if entry.home_registration:
+                entry.state = BulState.REFRESHING
+                actions += self._transmit(entry, now)
+            else:
+                actions += self._correspondent_progress(entry, now)
+        elif entry.state is BulState.RR_PENDING and entry.rr_next_at <= now:
+            entry.rr_delay = min(entry.rr_delay * 2, MAX_BINDACK_TIMEOUT)
+            actions += self._send_test_inits(entry, now)
+        return actions
+
+    def _binding_lapsed(self, entry: BindingUpdateListEntry, now: float) -> list[Action]:
+        """The binding's lifetime ran out before a refresh was acknowledged."""
+        actions: list[Action] = [
+            BindingExpired(entry.home_address, entry.destination, entry.home_registration)
+        ]
+        if entry.home_registration:
+            # Keep retransmitting the refresh; the tunnel stays until we move or go home.
+            entry.state = BulState.REGISTERING
+            return actions
+        return actions + self._drop_correspondent(entry, deleted=False)
+
+    # ----------------------------------------------------------------------------------------
+    # Movement (§11.5)
+    # ----------------------------------------------------------------------------------------
+
+    def _moved(self, event: MovedToForeignLink, now: float) -> list[Action]:
+        actions: list[Action] = []
+        if self.location is not Location.AWAY:
+            # §11.5.1: away from home the HoA is not defended on the visited link.
+            actions.append(HomeAddressAway(self.config.home_address))
+        same_coa = self.location is Location.AWAY and event.care_of_address == self.care_of_address
+        self.location = Location.AWAY
+        self.care_of_address = event.care_of_address
+        self.coa_valid_until = (
+            math.inf if event.coa_valid_lifetime is None else now + event.coa_valid_lifetime
+        )
+        if same_coa:
+            return actions
+        if self.home_agent is None:
+            return actions + self._dhaad_start(now)
+        actions += self._start_home_registration(now)
+        # Correspondents: the old CoA is gone; fall back to the tunnel until the new CoA is
+        # registered with them (care-of half of return routability again, §11.6).
+        for entry in list(self.bul.values()):
+            if entry.home_registration:
+                continue
+            actions += self._uninstall_route(entry)
+            entry.care_of_address = event.care_of_address
+            entry.state = BulState.RR_PENDING
+            entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
+            entry.rr_delay = INITIAL_BINDACK_TIMEOUT
+            entry.rr_next_at = math.inf
+            entry.home_cookie = entry.careof_cookie = None
+            # The HoTI needs the tunnel to the new CoA: wait for the home BA.
+        return actions
+
+    def _returned_home(self, now: float) -> list[Action]:
+        was = self.location
+        self.location = Location.HOME
+        self.care_of_address = self.config.home_address
+        self.coa_valid_until = math.inf
+        self._dhaad = None
+        actions: list[Action] = []
+        for entry in list(self.bul.values()):
+            if not entry.home_registration:
+                actions += self._correspondent_go_home(entry, now)
+        home = self.home_entry
+        if home is None:
+            if was is Location.AWAY:
+                actions.append(HomeAddressAtHome(self.config.home_address))
+                actions.append(SendNeighborAdvertisement(self.config.home_address))
+            return actions
+        # §11.5.5: de-register from the home address, no HAO, lifetime 0, A = H = 1.
+        home.care_of_address = self.config.home_address
+        home.state = BulState.DEREGISTERING
+        home.retransmit_delay = INITIAL_BINDACK_TIMEOUT
+        return actions + self._transmit(home, now)
+
+    def _home_bound(self) -> bool:
+        home = self.home_entry
+        return home is not None and home.state in _IN_FORCE
+
+    def _home_deregistered(self, entry: BindingUpdateListEntry) -> list[Action]:
+        """§11.5.5 after the de-registration BA: tunnel down, HoA home, NA for it."""
+        del self.bul[entry.destination]
+        hoa = self.config.home_address
+        return [
+            RemoveReverseTunnel(hoa),
+            HomeAddressAtHome(hoa),
+            SendNeighborAdvertisement(hoa),
+            BindingDeleted(hoa, entry.destination, True),
+        ]
+
+    # ----------------------------------------------------------------------------------------
+    # DHAAD (§11.4.1)
+    # ----------------------------------------------------------------------------------------
+
+    def home_agents_anycast(self) -> IPv6Address:
+        """RFC 2526: the Mobile IPv6 Home-Agents anycast address of the home prefix."""
+        prefix = self.config.home_prefix
+        host_bits = 128 - prefix.prefixlen
+        host_mask = (1 << host_bits) - 1
+        anycast_id = host_mask - 1  # all ones except the low bit: anycast ID 126 (0x7e)
+        if prefix.prefixlen == 64:
+            anycast_id &= ~(1 << 57)  # EUI-64 format: the universal/local bit is 0
+        return IPv6Address(int(prefix.network_address) | anycast_id)
+
+    def _dhaad_start(self, now: float) -> list[Action]:
+        identifier = int.from_bytes(self._random_bytes(2), "big")
+        self._dhaad = _Dhaad(identifier, 0, INITIAL_DHAAD_TIMEOUT, now + INITIAL_DHAAD_TIMEOUT)
+        return [self._dhaad_request(identifier)]
+
+    def _dhaad_request(self, identifier: int) -> SendDhaadRequest:
+        assert self.care_of_address is not None
+        return SendDhaadRequest(identifier, self.care_of_address, self.home_agents_anycast())
+
+    def _dhaad_retransmit(self, dhaad: _Dhaad, now: float) -> list[Action]:
+        if dhaad.retransmissions >= DHAAD_RETRIES:
+            self._dhaad = None
+            return [MessageDiscarded("dhaad-no-reply")]
+        dhaad.retransmissions += 1
+        dhaad.delay *= 2
+        dhaad.next_at = now + dhaad.delay
+        return [self._dhaad_request(dhaad.identifier)]
+
+    def _home_agents_discovered(self, event: HomeAgentDiscovered, now: float) -> list[Action]:
+        dhaad = self._dhaad
+        if dhaad is None or event.identifier != dhaad.identifier or not event.home_agents:
+            return [MessageDiscarded("unexpected-dhaad-reply", event.src)]
+        self._dhaad = None
+        self._ha_candidates = list(event.home_agents)
+        self.home_agent = self._ha_candidates.pop(0)
+        return self._start_home_registration(now)
+
+    def _try_next_home_agent(self, now: float) -> list[Action]:
+        """TAHI MN-5-1-2-1-028/029: after a failure try the next HA from the DHAAD reply."""
+        if not self._ha_candidates or self.config.home_agent is not None:
+            return []
+        self.home_agent = self._ha_candidates.pop(0)
+        return self._start_home_registration(now)
+
+    # ----------------------------------------------------------------------------------------
+    # Mobility messages
+    # ----------------------------------------------------------------------------------------
+
+    def _mobility_message(self, event: MobilityMessageReceived, now: float) -> list[Action]:
+        message = event.message
+        if isinstance(message, BindingAck):
+            return self._binding_ack(event, message, now)
+        if isinstance(message, BindingRefreshRequest):
+            return self._refresh_request(event, now)
+        if isinstance(message, HomeTest | CareofTest):
+            return self._test(event, message, now)
+        if isinstance(message, BindingError):
+            return self._binding_error(event, message, now)
+        if isinstance(message, UnknownMobilityMessage):
+            local = self.care_of_address or self.config.home_address
+            error = binding_error(
+                status=BEStatus.UNRECOGNIZED_MH_TYPE,
+                offending_src=event.src,
+                home_address=event.home_address,
+                local_address=local,
+            )
+            return [error] if error is not None else []
+        return [MessageDiscarded("unexpected-mh-type", event.src, None)]
+
+    def _binding_ack(
+        self, event: MobilityMessageReceived, ba: BindingAck, now: float
+    ) -> list[Action]:
+        stats = self.stats
+        stats.NBindAcksRcvd += 1
+        if ba.status >= 128:
+            stats.NBindNAcksRcvd += 1
+        entry = self.bul.get(event.src)
+        if entry is None or entry.state not in _AWAITING_ACK:
+            stats.NBindAcksDropMisc += 1
+            return [MessageDiscarded("unexpected-binding-ack", event.src, MHType.BA)]
+        if entry.home_registration and not event.ipsec_protected:
+            stats.NBindAcksDropAuth += 1
+            return [MessageDiscarded("binding-ack-not-protected", event.src, MHType.BA)]
+        status = ba.status
+        if status == BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW:
+            # §11.7.3: resend with the HA's/CN's last accepted sequence number + 1.
+            entry.sequence = ba.sequence
+            entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
+            rejected = BindingRejected(
+                entry.home_address, entry.destination, entry.home_registration, status
+            )
+            return [rejected, *self._resend(entry, now)]
+        if ba.sequence != entry.sequence:
+            # §11.7.3: must match the outstanding BU (TAHI MN-2-2-1-1-017).
+            stats.NBindAcksDropInvalid += 1
+            return [MessageDiscarded("binding-ack-sequence-mismatch", event.src, MHType.BA)]
+        # §11.7.3: a CN's BA must carry a valid BAD (last option).
+        if (
+            not entry.home_registration
+            and status < 128
+            and not verify_authenticator(
+                entry.kbm, entry.auth_care_of_address, entry.destination, event.mh_bytes
+            )
+        ):
+            stats.NBindAcksDropAuth += 1
+            return [MessageDiscarded("binding-ack-bad-authenticator", event.src, MHType.BA)]
+        if entry.home_registration:
+            return self._home_binding_ack(entry, ba, now)
+        return self._correspondent_binding_ack(entry, ba, now)
+
+    def _resend(self, entry: BindingUpdateListEntry, now: float) -> list[Action]:
+        if entry.home_registration:
+            return self._transmit(entry, now)
+        return self._correspondent_progress(entry, now, retransmit=True)
+
+    def _schedule_refresh(
+        self, entry: BindingUpdateListEntry, ba: BindingAck, granted: int
+    ) -> None:
+        """§11.7.3: refresh at the BRA interval, else before the granted lifetime ends."""
+        entry.lifetime_granted = granted
+        entry.expires_at = entry.sent_at + granted
+        interval = granted * REFRESH_FRACTION
+        for option in ba.options:
+            if isinstance(option, BindingRefreshAdvice) and 0 < option.interval_seconds < granted:
+                interval = option.interval_seconds
+        entry.refresh_at = entry.sent_at + interval
+        entry.next_retransmit_at = math.inf
+        entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
+
+    def _home_binding_ack(
+        self, entry: BindingUpdateListEntry, ba: BindingAck, now: float
+    ) -> list[Action]:
+        status = ba.status
+        hoa = self.config.home_address
+        if entry.state is BulState.DEREGISTERING:
+            # §11.5.5: accepted, or 133 (the HA had no binding): we are home either way.
+            if status < 128 or status == BAStatus.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE:
+                return self._home_deregistered(entry)
+            entry.next_retransmit_at = math.inf
+            entry.state = BulState.BOUND
+            return [BindingRejected(hoa, entry.destination, True, status)]
+        if status >= 128:
+            del self.bul[entry.destination]
+            actions: list[Action] = [BindingRejected(hoa, entry.destination, True, status)]
+            if entry.route_installed:
+                actions.append(RemoveReverseTunnel(hoa))
+            return actions + self._try_next_home_agent(now)
+        granted = ba.lifetime * LIFETIME_UNIT
+        if granted == 0:
+            del self.bul[entry.destination]
+            return [BindingDeleted(hoa, entry.destination, True)]
+        was_bound = entry.bound_once and entry.route_installed
+        self._schedule_refresh(entry, ba, granted)
+        entry.state = BulState.BOUND
+        entry.bound_once = True
+        actions = []
+        # §11.3.1: data traffic waits for the BA; now tunnel it through the HA.
+        actions.append(InstallReverseTunnel(hoa, entry.care_of_address, entry.destination))
+        entry.route_installed = True
+        event_cls = BindingRefreshed if was_bound else BindingRegistered
+        actions.append(event_cls(hoa, entry.destination, True, entry.care_of_address, granted))
+        if status == BAStatus.ACCEPTED_PREFIX_DISCOVERY_NECESSARY:
+            # §11.4.2: the home prefix is changing: solicit the prefix list.
+            self._mps_identifier = (self._mps_identifier + 1) & 0xFFFF
+            actions.append(
+                SendMobilePrefixSolicitation(
+                    self._mps_identifier, entry.care_of_address, entry.destination, hoa
+                )
+            )
+        # Correspondents waiting for the tunnel (HoTI goes through it) can start now.
+        for cn_entry in list(self.bul.values()):
+            if (
+                not cn_entry.home_registration
+                and cn_entry.state is BulState.RR_PENDING
+                and cn_entry.home_cookie is None
+                and cn_entry.careof_cookie is None
+            ):
+                actions += self._correspondent_progress(cn_entry, now)
+        for correspondent in sorted(self._wanted_correspondents):
+            actions += self._data_from_correspondent(correspondent, now)
+        self._wanted_correspondents.clear()
+        return actions
+
+    def _refresh_request(self, event: MobilityMessageReceived, now: float) -> list[Action]:
+        """§11.7.4: answer a BRR from a node in the BUL with a new BU; ignore the others."""
+        self.stats.NBindRqsRcvd += 1
+        entry = self.bul.get(event.src)
+        if entry is None or entry.state not in _IN_FORCE:
+            self.stats.NBindRqsDropMisc += 1
+            return [MessageDiscarded("unexpected-binding-refresh-request", event.src, MHType.BRR)]
+        entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
+        if entry.home_registration:
+            entry.state = BulState.REFRESHING
+            return self._transmit(entry, now)
+        return self._correspondent_progress(entry, now)
+
+    def _binding_error(
+        self, event: MobilityMessageReceived, error: BindingError, now: float
+    ) -> list[Action]:
+        """§11.3.6: BE 2 → stop RO with that CN; BE 1 → register again if RO is wanted."""
+        entry = self.bul.get(event.src)
+        if entry is None:
+            return [MessageDiscarded("unexpected-binding-error", event.src, MHType.BE)]
+        if entry.home_registration:
+            if error.status == BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_OPTION and (
+                self.location is Location.AWAY
+            ):
+                entry.state = BulState.REGISTERING
+                entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
+                return self._transmit(entry, now)
+            return []
+        if error.status == BEStatus.UNRECOGNIZED_MH_TYPE:
+            self._no_route_optimization.add(entry.destination)
+            return self._drop_correspondent(entry, deleted=True)
+        if self.route_optimization and self.location is Location.AWAY:
+            entry.state = BulState.RR_PENDING
+            return self._uninstall_route(entry) + self._correspondent_progress(entry, now)
+        return self._drop_correspondent(entry, deleted=True)
+
+    def _icmp_error(self, event: IcmpErrorReceived) -> list[Action]:
+        """§11.3.5: a CN that does not understand MH (or the HAO) gets no more RO."""
+        if event.icmp_type != ICMPV6_PARAMETER_PROBLEM:
+            return []
+        entry = self.bul.get(event.source)
+        if entry is None or entry.home_registration:
+            if event.code == PARAMETER_PROBLEM_UNRECOGNIZED_NEXT_HEADER:
+                self._no_route_optimization.add(event.source)
+            return []
+        if event.code == PARAMETER_PROBLEM_UNRECOGNIZED_OPTION and entry.state in _IN_FORCE:
+            return []  # TAHI MN-4-2-2-2-011: ignore from an already registered CN.
+        if event.code in (
+            PARAMETER_PROBLEM_UNRECOGNIZED_NEXT_HEADER,
+            PARAMETER_PROBLEM_UNRECOGNIZED_OPTION,
+        ):
+            self._no_route_optimization.add(entry.destination)
+            return self._drop_correspondent(entry, deleted=True)
+        return []
+
+    def _switch(self, enabled: bool) -> list[Action]:
+        self.route_optimization = enabled
+        if enabled:
+            return []
+        actions: list[Action] = []
+        for entry in list(self.bul.values()):
+            if not entry.home_registration:
+                actions += self._drop_correspondent(entry, deleted=True)
+        self._wanted_correspondents.clear()
+        return actions
+
+    # ----------------------------------------------------------------------------------------
+    # Return routability and correspondent registrations (§11.6, §11.7.2)
+    # ----------------------------------------------------------------------------------------
+
+    def _data_from_correspondent(self, correspondent: IPv6Address, now: float) -> list[Action]:
+        if (
+            not self.route_optimization
+            or self.location is not Location.AWAY
+            or correspondent in self.bul
+            or correspondent in self._no_route_optimization
+            or correspondent == self.home_agent
+            or correspondent == self.config.home_address
+        ):
+            return []
+        if not self._home_bound():
+            self._wanted_correspondents.add(correspondent)
+            return []
+        assert self.care_of_address is not None
+        entry = BindingUpdateListEntry(
+            correspondent,
+            self.config.home_address,
+            self.care_of_address,
+            home_registration=False,
+            sequence=self._initial_sequence(),
+        )
+        entry.state = BulState.RR_PENDING
+        self.bul[correspondent] = entry
+        return self._correspondent_progress(entry, now)
+
+    def _tokens_needed(self, entry: BindingUpdateListEntry, now: float) -> tuple[bool, bool]:
+        deletion = entry.state is BulState.DEREGISTERING
+        need_home = entry.home_token is None or now - entry.home_token_at >= MAX_TOKEN_LIFETIME
+        need_careof = not deletion and (
+            entry.careof_token is None
+            or now - entry.careof_token_at >= MAX_TOKEN_LIFETIME
+            or entry.careof_token_coa != entry.care_of_address
+        )
+        return need_home, need_careof
+
+    def _correspondent_progress(
+        self, entry: BindingUpdateListEntry, now: float, *, retransmit: bool = False
+    ) -> list[Action]:
+        """Send the CN BU if valid tokens are at hand, else (re)start return routability."""
+        need_home, need_careof = self._tokens_needed(entry, now)
+        if not need_home and not need_careof:
+            if entry.state is not BulState.DEREGISTERING:
+                entry.state = (
+                    BulState.REFRESHING if entry.state in _IN_FORCE else BulState.REGISTERING
+                )
+            if not retransmit:
+                entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
+            return self._transmit(entry, now)
+        if entry.state is not BulState.DEREGISTERING:
+            entry.state = BulState.RR_PENDING
+        entry.next_retransmit_at = math.inf
+        # §11.8: HoTI/CoTI retransmissions use the INITIAL_BINDACK_TIMEOUT back-off.
+        entry.rr_delay = (
+            min(entry.rr_delay * 2, MAX_BINDACK_TIMEOUT) if retransmit else INITIAL_BINDACK_TIMEOUT
+        )
+        if need_home:
+            entry.home_cookie = self._random_bytes(COOKIE_LENGTH)
+        if need_careof:
+            entry.careof_cookie = self._random_bytes(COOKIE_LENGTH)
+        return self._send_test_inits(entry, now)
+
+    def _send_test_inits(self, entry: BindingUpdateListEntry, now: float) -> list[Action]:
+        """§11.6.1: HoTI through the reverse tunnel from the HoA; CoTI directly from the CoA."""
+        actions: list[Action] = []
+        hoa = self.config.home_address
+        entry.rr_next_at = now + entry.rr_delay
+        if entry.state is BulState.DEREGISTERING:
+            entry.next_retransmit_at = entry.rr_next_at
+        if entry.home_cookie is not None:
+            away = self.location is Location.AWAY
+            actions.append(
+                SendMobilityMessage(
+                    HomeTestInit(entry.home_cookie), hoa, entry.destination, via_tunnel=away
+                )
+            )
+        if entry.careof_cookie is not None:
+            actions.append(
+                SendMobilityMessage(
+                    CareofTestInit(entry.careof_cookie),
+                    entry.care_of_address,
+                    entry.destination,
+                )
+            )
+        return actions
+
+    def _test(
+        self, event: MobilityMessageReceived, message: HomeTest | CareofTest, now: float
+    ) -> list[Action]:
+        """§11.6.2: accept a HoT/CoT only with the outstanding cookie, from the CN, to the
+        right address (a HoT through the tunnel while away)."""
+        entry = self.bul.get(event.src)
+        if entry is None or entry.home_registration:
+            return [MessageDiscarded("unexpected-test", event.src, None)]
+        if isinstance(message, HomeTest):
+            if (
+                entry.home_cookie is None
+                or message.cookie != entry.home_cookie
+                or event.dst != self.config.home_address
+                or (self.location is Location.AWAY and not event.via_tunnel)
+            ):
+                return [MessageDiscarded("home-test-mismatch", event.src, MHType.HOT)]
+            entry.home_cookie = None
+            entry.home_token = message.keygen_token
+            entry.home_nonce_index = message.nonce_index
+            entry.home_token_at = now
+        else:
+            if (
+                entry.careof_cookie is None
+                or message.cookie != entry.careof_cookie
+                or event.dst != entry.care_of_address
+            ):
+                return [MessageDiscarded("careof-test-mismatch", event.src, MHType.COT)]
+            entry.careof_cookie = None
+            entry.careof_token = message.keygen_token
+            entry.careof_nonce_index = message.nonce_index
+            entry.careof_token_at = now
+            entry.careof_token_coa = entry.care_of_address
+        if entry.home_cookie is None and entry.careof_cookie is None:
+            entry.rr_next_at = math.inf
+            if entry.state in (BulState.RR_PENDING, BulState.DEREGISTERING):
+                return self._correspondent_progress(entry, now)
+        return []
+
+    def _correspondent_binding_ack(
+        self, entry: BindingUpdateListEntry, ba: BindingAck, now: float
+    ) -> list[Action]:
+        status = ba.status
+        hoa = self.config.home_address
+        if entry.state is BulState.DEREGISTERING:
+            del self.bul[entry.destination]
+            return [BindingDeleted(hoa, entry.destination, False)]
+        if status in (
+            BAStatus.EXPIRED_HOME_NONCE_INDEX,
+            BAStatus.EXPIRED_CAREOF_NONCE_INDEX,
+            BAStatus.EXPIRED_NONCES,
+        ):
+            # §11.7.3: get fresh tokens for the expired nonce(s) and try again.
+            if status != BAStatus.EXPIRED_CAREOF_NONCE_INDEX:
+                entry.home_token = None
+            if status != BAStatus.EXPIRED_HOME_NONCE_INDEX:
+                entry.careof_token = None
+            rejected = BindingRejected(hoa, entry.destination, False, status)
+            return [rejected, *self._correspondent_progress(entry, now)]
+        if status >= 128:
+            self._no_route_optimization.add(entry.destination)
+            rejected = BindingRejected(hoa, entry.destination, False, status)
+            return [rejected, *self._drop_correspondent(entry, deleted=False)]
+        granted = ba.lifetime * LIFETIME_UNIT
+        if granted == 0:
+            return self._drop_correspondent(entry, deleted=True)
+        was_bound = entry.state is BulState.REFRESHING
+        self._schedule_refresh(entry, ba, granted)
+        entry.state = BulState.BOUND
+        entry.bound_once = True
+        actions: list[Action] = []
+        if not entry.route_installed or not was_bound:
+            actions.append(InstallRouteOptimization(hoa, entry.care_of_address, entry.destination))
+            entry.route_installed = True
+        event_cls = BindingRefreshed if was_bound else BindingRegistered
+        actions.append(event_cls(hoa, entry.destination, False, entry.care_of_address, granted))
+        return actions
+
+    def _uninstall_route(self, entry: BindingUpdateListEntry) -> list[Action]:
+        if not entry.route_installed:
+            return []
+        entry.route_installed = False
+        return [RemoveRouteOptimization(self.config.home_address, entry.destination)]
+
+    def _drop_correspondent(self, entry: BindingUpdateListEntry, *, deleted: bool) -> list[Action]:
+        """Stop route optimization with this CN: traffic falls back to the HA tunnel."""
+        self.bul.pop(entry.destination, None)
+        actions = self._uninstall_route(entry)
+        if deleted and entry.bound_once:
+            actions.append(BindingDeleted(self.config.home_address, entry.destination, False))
+        return actions
+
+    def _correspondent_go_home(self, entry: BindingUpdateListEntry, now: float) -> list[Action]:
+        """§11.5.5: back home, delete the CN binding (BU from the HoA, lifetime 0) if one is
+        in force; the route optimization stops at once either way."""
+        actions = self._uninstall_route(entry)
+        if entry.state not in _IN_FORCE or not self.route_optimization:
+            self.bul.pop(entry.destination, None)
+            return actions
+        entry.care_of_address = self.config.home_address
+        entry.state = BulState.DEREGISTERING
+        entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
+        need_home, _ = self._tokens_needed(entry, now)
+        if need_home:
+            entry.home_cookie = self._random_bytes(COOKIE_LENGTH)
+            entry.careof_cookie = None
+            entry.rr_delay = INITIAL_BINDACK_TIMEOUT
+            return actions + self._send_test_inits(entry, now)
+        return actions + self._transmit(entry, now)
+
+
+__all__ = [
+    "BindingUpdateListEntry",
+    "BindingUpdateListRow",
+    "BulState",
+    "Location",
+    "MobileNode",
+    "MobileNodeConfig",
+]
