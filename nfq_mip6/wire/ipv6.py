@@ -144,10 +144,16 @@ class ParsedPacket:
 
     @property
     def checksum_destination(self) -> IPv6Address:
-        """The pseudo-header destination: the final destination (RH2 address) or ``dst``."""
+        """The pseudo-header destination: the final destination (RFC 8200 §8.1).
+
+        That is the RH2 home address while the RH2 still has a segment left (as a packet sent
+        by a CN or HA arrives), else ``dst``.
+        """
         rh2 = self.rh2_offset
         raw = self.raw
-        return IPv6Address(raw[24:40] if rh2 is None else raw[rh2 + 8 : rh2 + 24])
+        if rh2 is None or raw[rh2 + 3] == 0:
+            return IPv6Address(raw[24:40])
+        return IPv6Address(raw[rh2 + 8 : rh2 + 24])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -374,6 +374,18 @@ def build_mh(
     return finalize_mh(mh, src, dst)
 
 
+def mh_data_for_authenticator(msg: BindingUpdate | BindingAck) -> bytes:
+    """The BAD "MH Data" (§6.2.7) this codec will authenticate when it encodes ``msg``.
+
+    ``msg`` may end with a BAD (its authenticator value is irrelevant) or carry none (one is
+    appended, as :func:`build_mh` does). Fits ``nfq_mip6.mobility.rr.MhDataEncoder``.
+    """
+    options = msg.options
+    if not options or not isinstance(options[-1], BindingAuthorizationData):
+        msg = replace(msg, options=(*options, BindingAuthorizationData(bytes(12))))
+    return authenticator_input(build_mh_unchecksummed(msg))
+
+
 def _with_options(msg: MobilityMessage, options: tuple[MobilityOption, ...]) -> MobilityMessage:
     return replace(msg, options=options)  # type: ignore[arg-type]
 

@@ -102,12 +102,13 @@ def validate_mh(packet: ParsedPacket) -> MHVerdict:
     if size < 6:
         return SilentDiscard("truncated mobility header")
     # §6.1.1 / §9.2: checksum over the pseudo-header (HoA from the HAO, final destination from
-    # the RH2) and the MH as received; a correct one sums to zero.
+    # an RH2 with a segment left, RFC 8200 §8.1) and the MH as received; a correct one sums
+    # to zero.
     hao = packet.hao_offset
     rh2 = packet.rh2_offset
     pseudo = (
         (raw[8:24] if hao is None else raw[hao + 2 : hao + 18])
-        + (raw[24:40] if rh2 is None else raw[rh2 + 8 : rh2 + 24])
+        + (raw[24:40] if rh2 is None or raw[rh2 + 3] == 0 else raw[rh2 + 8 : rh2 + 24])
         + size.to_bytes(4, "big")
         + b"\x00\x00\x00\x87"
     )

@@ -197,3 +197,10 @@ def test_traffic_class_and_flow_label() -> None:
     assert packet.traffic_class == 0xB8 and packet.flow_label == 0x12345 and packet.hop_limit == 255
     scapy_packet = IPv6(raw)
     assert scapy_packet.tc == 0xB8 and scapy_packet.fl == 0x12345
+
+
+def test_checksum_destination_follows_segments_left() -> None:
+    raw = bytearray(build_ipv6_packet(HA, COA, 59, b"", rh2_address=HOA))
+    assert parse_ipv6(bytes(raw)).checksum_destination == HOA
+    raw[43] = 0  # already processed: the IPv6 destination is the final one (RFC 8200 §8.1)
+    assert parse_ipv6(bytes(raw)).checksum_destination == COA

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 from ipaddress import IPv6Address
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from nfq_mip6.wire import (
     build_mh_unchecksummed,
     compute_mh_checksum,
     mh_checksum,
+    mh_data_for_authenticator,
     parse_mh,
     verify_mh_checksum,
 )
@@ -246,3 +248,34 @@ def test_reserved_bits_are_ignored() -> None:
     built[3] = 0xFF  # MH Reserved
     built[6:8] = b"\xff\xff"  # BRR Reserved
     assert parse_mh(bytes(built)) == BindingRefreshRequest()
+
+
+def test_mh_data_for_authenticator_matches_build_and_rr_encoder() -> None:
+    messages = [
+        BindingUpdate(7, BUFlags.A, 0x69, (NonceIndices(3, 4),)),
+        BindingUpdate(
+            8,
+            BUFlags.A,
+            1,
+            (AlternateCareofAddress(COA), NonceIndices(1, 2), BindingAuthorizationData(bytes(12))),
+        ),
+        BindingAck(0, BAFlags.NONE, 8, 105, (BindingAuthorizationData(bytes(12)),)),
+        BindingAck(0, BAFlags.NONE, 9, 105, (BindingRefreshAdvice(3),)),
+    ]
+    rr = pytest.importorskip("nfq_mip6.mobility.rr")
+    for message in messages:
+        data = mh_data_for_authenticator(message)
+        seen: list[bytes] = []
+
+        def record(mh_data: bytes, seen: list[bytes] = seen) -> bytes:
+            seen.append(mh_data)
+            return bytes(12)
+
+        built = build_mh(message, HOA, CN, authenticator=record)
+        assert seen == [data]
+        assert authenticator_input(built) == data
+        if hasattr(rr, "mh_data_for_authenticator"):
+            options = message.options
+            if not options or not isinstance(options[-1], BindingAuthorizationData):
+                options = (*options, BindingAuthorizationData(bytes(12)))
+            assert rr.mh_data_for_authenticator(replace(message, options=options)) == data
