@@ -22,16 +22,34 @@ from nfq_mip6.wire import (
     BUFlags,
     CareofTest,
     CareofTestInit,
+    DestinationUnreachable,
+    DhaadReply,
+    DhaadRequest,
+    HomeAgentInformation,
     HomeTest,
     HomeTestInit,
+    ICMPv6Message,
     MalformedPacket,
     MessageIdentifier,
     MobileNodeIdentifier,
+    MobilePrefixAdvertisement,
+    MobilePrefixSolicitation,
     MobilityMessage,
     MobilityOption,
+    NAFlags,
+    NeighborAdvertisement,
+    NeighborSolicitation,
     NonceIndices,
+    ParameterProblemMessage,
+    PrefixInformation,
+    RAFlags,
+    RawNDOption,
+    RouterAdvertisement,
+    RouterSolicitation,
+    UnknownICMPv6,
     UnknownMobilityMessage,
     UnknownOption,
+    build_icmpv6,
     build_ipv6_packet,
     build_mh,
     decapsulate,
@@ -43,6 +61,7 @@ from nfq_mip6.wire import (
     parse_mh,
     strip_hao_to_home_source,
     strip_rh2_to_home_destination,
+    verify_icmpv6_checksum,
     verify_mh_checksum,
 )
 
@@ -211,3 +230,74 @@ def test_rewrites_round_trip_when_applicable(raw: bytes) -> None:
     with_rh2 = insert_rh2(raw, COA)
     if with_rh2 is not None:
         assert strip_rh2_to_home_destination(with_rh2) == raw[: parse_ipv6(raw).end]
+
+
+# --- ICMPv6 / ND -------------------------------------------------------------------------------
+
+
+u32 = st.integers(0, 2**32 - 1)
+macs = st.binary(min_size=6, max_size=6)
+raw_nd_options = st.builds(
+    RawNDOption,
+    st.sampled_from([10, 24, 25, 31, 200]),
+    st.integers(0, 3).flatmap(lambda n: st.binary(min_size=6 + 8 * n, max_size=6 + 8 * n)),
+)
+raw_nd_tuples = st.lists(raw_nd_options, max_size=3).map(tuple)
+prefixes = st.builds(
+    PrefixInformation,
+    addresses,
+    st.integers(0, 128),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    u32,
+    u32,
+)
+prefix_tuples = st.lists(prefixes, max_size=3).map(tuple)
+icmp_messages: st.SearchStrategy[ICMPv6Message] = st.one_of(
+    st.builds(DhaadRequest, u16, st.booleans()),
+    st.builds(DhaadReply, u16, st.lists(addresses, max_size=5).map(tuple), st.booleans()),
+    st.builds(MobilePrefixSolicitation, u16),
+    st.builds(
+        MobilePrefixAdvertisement, u16, st.booleans(), st.booleans(), prefix_tuples, raw_nd_tuples
+    ),
+    st.builds(RouterSolicitation, st.none() | macs, raw_nd_tuples),
+    st.builds(
+        RouterAdvertisement,
+        st.integers(0, 255),
+        st.builds(RAFlags, st.integers(0, 255)),
+        u16,
+        u32,
+        u32,
+        st.none() | macs,
+        st.none() | u32,
+        prefix_tuples,
+        st.none() | u32,
+        st.none() | st.builds(HomeAgentInformation, u16, u16),
+        raw_nd_tuples,
+    ),
+    st.builds(NeighborSolicitation, addresses, st.none() | macs, raw_nd_tuples),
+    st.builds(
+        NeighborAdvertisement,
+        addresses,
+        st.builds(NAFlags, st.sampled_from([0, 0x20, 0x40, 0x60, 0x80, 0xA0, 0xC0, 0xE0])),
+        st.none() | macs,
+        raw_nd_tuples,
+    ),
+    st.builds(ParameterProblemMessage, st.integers(0, 255), u32, st.binary(max_size=100)),
+    st.builds(DestinationUnreachable, st.integers(0, 255), st.binary(max_size=100)),
+    st.builds(
+        UnknownICMPv6,
+        st.sampled_from([3, 128, 129, 137, 200]),
+        st.integers(0, 255),
+        st.binary(max_size=40),
+    ),
+)
+
+
+@given(icmp_messages)
+@settings(max_examples=300)
+def test_icmpv6_build_parse_identity(message: ICMPv6Message) -> None:
+    built = build_icmpv6(message, SRC, DST)
+    assert verify_icmpv6_checksum(built, SRC, DST)
+    assert parse_icmpv6(built) == message
