@@ -67,7 +67,12 @@ TRANSITIONS: Final[dict[BindingState, frozenset[BindingState]]] = {
         }
     ),
     BindingState.REPLAY_GUARD: frozenset(
-        {BindingState.REGISTERED, BindingState.DELETED, BindingState.EXPIRED}
+        {
+            BindingState.REGISTERED,
+            BindingState.REPLAY_GUARD,  # a newer (retransmitted) deletion extends the guard
+            BindingState.DELETED,
+            BindingState.EXPIRED,
+        }
     ),
     BindingState.DELETED: frozenset(),
     BindingState.EXPIRED: frozenset(),
