@@ -87,8 +87,8 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 # Output
 
 
-def _say(text: str = "", out: IO[str] = sys.stdout) -> None:
-    print(text, file=out, flush=True)
+def _say(text: str = "", out: IO[str] | None = None) -> None:
+    print(text, file=out or sys.stdout, flush=True)
 
 
 def _banner(title: str) -> None:

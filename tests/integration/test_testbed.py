@@ -214,3 +214,39 @@ def test_link_kind_probe_answers_and_leaves_nothing_behind() -> None:
     ip6tnl = probe_link_kind("ip6tnl", probe_netns)
     assert ip6tnl.supported or ip6tnl.reason  # absent on our CI kernel: a reason is given
     assert probe_netns not in list_netns()
+
+
+@pytest.mark.netns
+def test_cli_up_move_status_down(capsys: pytest.CaptureFixture[str]) -> None:
+    from nfq_mip6.cli import main
+
+    prefix = unique_prefix("c")
+    try:
+        assert main(["testbed", "up", "--prefix", prefix]) == 0
+        assert main(["testbed", "move", "visitnet", "--solicit", "--prefix", prefix]) == 0
+        Testbed(prefix).wait_for_address(MN_LINK_PREFIX["visitnet"])
+        assert main(["testbed", "status", "--prefix", prefix]) == 0
+        out = capsys.readouterr().out
+        assert "MN attached to: visitnet" in out
+        assert care_of_address("visitnet") in out
+    finally:
+        assert main(["testbed", "down", "--prefix", prefix]) == 0
+    assert not {n for n in list_netns() if n.startswith(f"{prefix}-")}
+
+
+@pytest.mark.netns
+def test_demo_without_agents_walks_the_howto_and_cleans_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from nfq_mip6.cli import main
+
+    prefix = unique_prefix("d")
+    status = main(["demo", "--prefix", prefix, "--agents", "off", "--dwell", "0.2"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert "Mobile home agent         :          Yes" in out  # §4.2.4
+    for link in ("visitnet", "visitnet2"):
+        assert f"inet6 {care_of_address(link)}/64" in out  # §5.2, §5.5
+    assert "mipdiag -c    MISSING (no agents)" in out
+    assert f"test bed {prefix!r} removed" in out
+    assert not {n for n in list_netns() if n.startswith(f"{prefix}-")}
