@@ -30,6 +30,7 @@ pyroute2 0.9.7 silently turns seg6 mode ``encap.red`` into ``encap`` (with an SR
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import subprocess
@@ -147,6 +148,11 @@ class MobileNodeDataplane:
         self.home_address_away = False
         self.local_rule_moved = False
         self.operations = 0
+        self._genl: _Seg6Genl | None = None
+        self._decap_installed: set[IPv6Address] = set()
+        self._tunnel_source: IPv6Address | None = None
+        self._tunnel_route_installed = False
+        self._home_rule_installed = False
 
     # ---------------------------------------------------------------- helpers
 
@@ -185,8 +191,30 @@ class MobileNodeDataplane:
             raise DataplaneError(f"{' '.join(command)}: {result.stderr.strip()}")
 
     def set_tunnel_source(self, address: IPv6Address | None) -> None:
-        """``ip sr tunsrc set`` (per netns; ``None`` resets to ``::``)."""
-        self._run_ip("sr", "tunsrc", "set", str(address or IPv6Address("::")))
+        """``ip sr tunsrc set`` (per netns; ``None`` resets to ``::``).
+
+        Through the SEG6 generic netlink family (SEG6_CMD_SET_TUNSRC) in the current netns,
+        about 10 ms faster than running ``ip``; ``ip`` when a named netns is targeted or the
+        family is unavailable.
+        """
+        value = address or IPv6Address("::")
+        if self.netns is None:
+            try:
+                if self._genl is None:
+                    self._genl = _Seg6Genl()
+                self.operations += 1
+                self._genl.set_tunnel_source(value)
+                return
+            except Exception as exc:  # pyroute2 raises untyped errors here
+                LOG.debug("SEG6 generic netlink unavailable (%s): using ip sr tunsrc", exc)
+                self._close_genl()
+        self._run_ip("sr", "tunsrc", "set", str(value))
+
+    def _close_genl(self) -> None:
+        if self._genl is not None:
+            with contextlib.suppress(Exception):
+                self._genl.close()
+            self._genl = None
 
     def _rules(self) -> list[Any]:
         return list(self._ipr.get_rules(family=AF_INET6))
@@ -292,13 +320,14 @@ class MobileNodeDataplane:
 
     # ---------------------------------------------------------------- the MN–HA tunnel
 
-    def install_reverse_tunnel(self, care_of_address: IPv6Address, home_agent: IPv6Address) -> None:
-        """Create or re-point the bidirectional MN–HA tunnel (§11.3.1) for a (new) CoA."""
-        tables = self.tables
-        old_coa = self.care_of_address
+    def prepare_care_of_address(self, care_of_address: IPv6Address) -> None:
+        """Decapsulation for ``care_of_address`` and the tunnel source, ahead of the BA.
+
+        Harmless before the registration completes (nothing is tunnelled to a CoA the HA does
+        not know), and it takes the slow part (``ip sr tunsrc``) off the BA's critical path.
+        """
         self.move_local_rule()
-        # 1. decapsulation for the new CoA first (make-before-break)
-        if old_coa != care_of_address:
+        if care_of_address not in self._decap_installed:
             self._retry(
                 "add decap route",
                 self._ipr.route,
@@ -306,24 +335,37 @@ class MobileNodeDataplane:
                 family=AF_INET6,
                 dst=f"{care_of_address}/128",
                 oif=self.ifindex,
-                table=tables.decap_table,
+                table=self.tables.decap_table,
                 encap={"type": "seg6local", "action": "End.DT6", "table": RT_TABLE_LOCAL},
             )
-            self._retry(
-                "add decap rule",
-                self._ipr.rule,
-                "add",
-                family=AF_INET6,
-                priority=tables.decap_rule_priority,
-                dst=str(care_of_address),
-                dst_len=128,
-                ip_proto=IPPROTO_IPV6,
-                table=tables.decap_table,
-            )
-        # 2. outer source = the CoA
-        self.set_tunnel_source(care_of_address)
-        # 3. everything from the HoA into the tunnel to the HA
-        if home_agent != self.home_agent or old_coa is None:
+            try:
+                self._retry(
+                    "add decap rule",
+                    self._ipr.rule,
+                    "add",
+                    family=AF_INET6,
+                    priority=self.tables.decap_rule_priority,
+                    dst=str(care_of_address),
+                    dst_len=128,
+                    ip_proto=IPPROTO_IPV6,
+                    table=self.tables.decap_table,
+                )
+            except DataplaneError as exc:
+                if "exists" not in str(exc).lower():
+                    raise
+            self._decap_installed.add(care_of_address)
+        if self._tunnel_source != care_of_address:
+            self.set_tunnel_source(care_of_address)
+            self._tunnel_source = care_of_address
+
+    def install_reverse_tunnel(self, care_of_address: IPv6Address, home_agent: IPv6Address) -> None:
+        """Create or re-point the bidirectional MN–HA tunnel (§11.3.1) for a (new) CoA.
+
+        Make-before-break: the new CoA's decapsulation exists before the old one's goes.
+        """
+        tables = self.tables
+        self.prepare_care_of_address(care_of_address)
+        if home_agent != self.home_agent or not self._tunnel_route_installed:
             self._retry(
                 "add reverse tunnel route",
                 self._ipr.route,
@@ -334,20 +376,22 @@ class MobileNodeDataplane:
                 table=tables.reverse_tunnel_table,
                 encap={"type": "seg6", "mode": "encap.red", "segs": [str(home_agent)]},
             )
-        if not self._has_rule(tables.home_address_rule_priority, tables.reverse_tunnel_table):
-            self._retry(
-                "add from-HoA rule",
-                self._ipr.rule,
-                "add",
-                family=AF_INET6,
-                priority=tables.home_address_rule_priority,
-                src=str(self.home_address.ip),
-                src_len=128,
-                table=tables.reverse_tunnel_table,
-            )
-        # 4. break: the old CoA's decapsulation
-        if old_coa is not None and old_coa != care_of_address:
-            self._remove_decap(old_coa)
+            self._tunnel_route_installed = True
+        if not self._home_rule_installed:
+            if not self._has_rule(tables.home_address_rule_priority, tables.reverse_tunnel_table):
+                self._retry(
+                    "add from-HoA rule",
+                    self._ipr.rule,
+                    "add",
+                    family=AF_INET6,
+                    priority=tables.home_address_rule_priority,
+                    src=str(self.home_address.ip),
+                    src_len=128,
+                    table=tables.reverse_tunnel_table,
+                )
+            self._home_rule_installed = True
+        for old in sorted(self._decap_installed - {care_of_address}):
+            self._remove_decap(old)
         self.care_of_address = care_of_address
         self.home_agent = home_agent
         LOG.info(
@@ -356,6 +400,7 @@ class MobileNodeDataplane:
 
     def _remove_decap(self, care_of_address: IPv6Address) -> None:
         tables = self.tables
+        self._decap_installed.discard(care_of_address)
         self._quiet(
             "del decap rule",
             self._ipr.rule,
@@ -397,8 +442,8 @@ class MobileNodeDataplane:
             dst="::/0",
             table=tables.reverse_tunnel_table,
         )
-        if self.care_of_address is not None:
-            self._remove_decap(self.care_of_address)
+        for care_of_address in sorted(self._decap_installed):
+            self._remove_decap(care_of_address)
         # any leftovers (e.g. from a crashed previous run)
         for rule in self._rules():
             if (
@@ -409,9 +454,12 @@ class MobileNodeDataplane:
         self._flush_table(tables.decap_table)
         self._flush_table(tables.reverse_tunnel_table)
         self.set_tunnel_source(None)
+        self._tunnel_source = None
         self.restore_local_rule()
         self.care_of_address = None
         self.home_agent = None
+        self._tunnel_route_installed = False
+        self._home_rule_installed = False
 
     def _flush_table(self, table: int) -> None:
         for route in self._ipr.get_routes(family=AF_INET6, table=table):
@@ -540,7 +588,43 @@ class MobileNodeDataplane:
                 self.move_home_address_home()
 
     def close(self) -> None:
+        self._close_genl()
         self._ipr.close()
+
+
+SEG6_CMD_SET_TUNSRC: Final = 3  # linux/seg6_genl.h
+SEG6_GENL_VERSION: Final = 0
+
+
+class _Seg6Genl:
+    """The SEG6 generic netlink family, for ``ip sr tunsrc set`` without forking ``ip``."""
+
+    def __init__(self) -> None:
+        from pyroute2.netlink import genlmsg
+        from pyroute2.netlink.generic import GenericNetlinkSocket
+
+        class seg6msg(genlmsg):  # type: ignore[misc]
+            nla_map = (("SEG6_ATTR_UNSPEC", "none"), ("SEG6_ATTR_DST", "ip6addr"))
+
+        self._msg_class = seg6msg
+        self._sock: Any = GenericNetlinkSocket()
+        try:
+            self._sock.bind("SEG6", seg6msg)
+        except Exception:
+            self._sock.close()
+            raise
+
+    def set_tunnel_source(self, address: IPv6Address) -> None:
+        from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
+
+        msg = self._msg_class()
+        msg["cmd"] = SEG6_CMD_SET_TUNSRC
+        msg["version"] = SEG6_GENL_VERSION
+        msg["attrs"] = [("SEG6_ATTR_DST", str(address))]
+        self._sock.nlm_request(msg, msg_type=self._sock.prid, msg_flags=NLM_F_REQUEST | NLM_F_ACK)
+
+    def close(self) -> None:
+        self._sock.close()
 
 
 def _rule_key(rule: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ Theory of operation:
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import socket
 import subprocess
@@ -370,20 +371,50 @@ class FallbackMobileNodeCore:
 
 
 def _load_core(home_address: IPv6Interface, home_agent: IPv6Address, binding_lifetime: int) -> Any:
-    """The pure core's MobileNode if the module exists, else the fallback above."""
+    """The pure core's MobileNode (nfq_mip6.mobility.mobile_node), else the fallback above."""
     try:
-        import importlib
-
         core_module = importlib.import_module("nfq_mip6.mobility.mobile_node")
     except ImportError:
+        LOG.warning("nfq_mip6.mobility.mobile_node is missing: fallback home-registration core")
         return FallbackMobileNodeCore(home_address, home_agent, binding_lifetime)
-    factory = getattr(core_module, "create_mobile_node", None)
-    if factory is not None:
-        return factory(
-            home_address=home_address, home_agent=home_agent, binding_lifetime=binding_lifetime
+    config = core_module.MobileNodeConfig(
+        home_address=home_address.ip,
+        home_prefix=home_address.network,
+        home_agent=home_agent,
+        home_registration_lifetime=binding_lifetime,
+        # The MN data plane has no route-optimization fast path yet: everything goes through
+        # the home agent (MIPL accept_return_routability = 0, HOWTO FAQ 4).
+        route_optimization=False,
+    )
+    return core_module.MobileNode(config)
+
+
+def bul_entries(core: Any, now: float) -> list[dict[str, Any]]:
+    """The contract's ``bul`` rows (MIPL ``mipdiag -l`` columns) from either core."""
+    if hasattr(core, "bul_rows"):
+        rows: list[dict[str, Any]] = core.bul_rows(now)
+        return rows
+    result: list[dict[str, Any]] = []
+    for row in core.binding_update_list_rows(now):
+        in_force = row.state in ("bound", "refreshing")
+        result.append(
+            {
+                "recipient": str(row.destination),
+                "home_address": str(row.home_address),
+                "care_of_address": str(row.care_of_address),
+                "expires": row.lifetime_remaining,
+                "sequence": row.sequence,
+                # MIPL: 1 = acknowledged binding in force, 0 = waiting for the BA
+                "state": 1 if in_force else 0,
+                "state_name": row.state,
+                "flags": row.flags,
+                "delay": round(row.retransmit_delay),
+                "max_delay": round(row.max_delay),
+                "callback_time": row.refresh_in if row.refresh_in is not None else 0,
+                "home_registration": row.home_registration,
+            }
         )
-    LOG.warning("nfq_mip6.mobility.mobile_node has no create_mobile_node(); using the fallback")
-    return FallbackMobileNodeCore(home_address, home_agent, binding_lifetime)
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -617,14 +648,43 @@ class MobileNodeRuntime:
                 else:
                     self._note(now, "home")
                 self.counters["moves"] += 1
+                if isinstance(decision, ReturnedToHomeLink):
+                    self._prepare_kernel(decision)
+                    self._apply(self.core.handle(decision, now), now)
+                    continue
                 actions = self.core.handle(decision, now)
-                if isinstance(decision, MovedToForeignLink):
-                    # kernel constraint: the HoA's on-link home prefix must be gone before
-                    # any BU is routed (else the HA is resolved on the visited link)
-                    actions = [a for a in actions if isinstance(a, HomeAddressAway)] + [
-                        a for a in actions if not isinstance(a, HomeAddressAway)
-                    ]
-                self._apply(actions, now)
+                # Kernel constraint: the HoA's on-link home prefix must be gone before any BU
+                # is routed (else the HA is resolved on the visited link). Then the BUs, then
+                # the decapsulation for the new CoA, then the rest of the core's actions.
+                first: list[Action] = [a for a in actions if isinstance(a, HomeAddressAway)]
+                sends: list[Action] = [a for a in actions if isinstance(a, SendMobilityMessage)]
+                rest = [a for a in actions if a not in first and a not in sends]
+                self._apply(first + sends, now)
+                self._prepare_kernel(decision)
+                self._apply(rest, now)
+
+    def _prepare_kernel(self, decision: MovedToForeignLink | ReturnedToHomeLink) -> None:
+        """Kernel work that does not wait for the core's actions (all idempotent).
+
+        * Moved: decapsulation for the new CoA and the tunnel source are set up at once, so
+          that the HA's first tunnelled packet after it processes the BU is delivered; the
+          core's InstallReverseTunnel (after the BA, §11.3.1) then only re-points the rest.
+        * Home: this kernel answers Neighbor Solicitations only for addresses on the
+          receiving interface, and the de-registration BA is sent to the HoA on the home link
+          (§11.5.5): the HoA goes back on the interface and the tunnel rules go away before
+          the de-registration BU, not after its BA.
+        """
+        try:
+            if isinstance(decision, MovedToForeignLink):
+                self.dataplane.prepare_care_of_address(decision.care_of_address)
+            else:
+                if self.dataplane.care_of_address is not None or self.dataplane.local_rule_moved:
+                    self.dataplane.remove_reverse_tunnel()
+                if self.dataplane.home_address_away:
+                    self.dataplane.move_home_address_home()
+        except Exception as exc:
+            self.counters["dataplane_errors"] += 1
+            LOG.error("preparing the data plane failed: %s", exc)
 
     def _send_router_solicitation(self) -> None:
         if self.monitor is not None:
@@ -786,11 +846,7 @@ class MobileNodeRuntime:
         return MobilityStats().as_dict()
 
     def _bul_rows(self, now: float) -> list[dict[str, Any]]:
-        rows = getattr(self.core, "bul_rows", None)
-        if rows is None:
-            return []
-        result: list[dict[str, Any]] = rows(now)
-        return result
+        return [] if self.core is None else bul_entries(self.core, now)
 
     def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
         now = self.ctx.clock() if self.ctx is not None else 0.0

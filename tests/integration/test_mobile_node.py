@@ -200,8 +200,8 @@ def test_mobile_node_registers_tunnels_and_returns_home(
         assert (str(packet.src), packet.dst, packet.home_address) == (VISIT_COA, HA, HOA)
         assert message.flags & 0xC000 == 0xC000
         assert any(getattr(o, "address", None) == IPv6Address(VISIT_COA) for o in message.options)
+        # Decapsulation for the CoA and the tunnel source are ready before the BA.
         state = kernel_state(mn)
-        assert "encap.red" in state["tunnel"] and HA_ADDRESS in state["tunnel"]
         assert "End.DT6" in state["decap"] and VISIT_COA in state["decap"]
         assert MN_HOME_ADDRESS in state["lo"] and VISIT_COA in state["tunsrc"]
         assert f"to {VISIT_COA} ipproto ipv6 lookup 207" in state["rules"]
@@ -210,6 +210,10 @@ def test_mobile_node_registers_tunnels_and_returns_home(
         send_binding_ack(ha, int(entry["sequence"]), IPv6Address(VISIT_COA), 250)
         assert wait_until(lambda: bul(control)[0]["state"] == 1, 5.0), bul(control)
         assert bul(control)[0]["expires"] > 900
+        # §11.3.1: the reverse tunnel carries data once the binding is acknowledged.
+        state = kernel_state(mn)
+        assert "encap.red" in state["tunnel"] and HA_ADDRESS in state["tunnel"]
+        assert f"from {MN_HOME_ADDRESS} lookup 206" in state["rules"]
         stats = request(control, {"cmd": "stats"})
         assert stats["counters"]["NBindAcksRcvd"] == 1
 
