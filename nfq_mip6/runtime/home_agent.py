@@ -124,16 +124,18 @@ def resolve_home_link(
 ) -> HomeLinkAddressing:
     """Fill in what the configuration leaves out (legacy files name no interface).
 
-    No interface → the first interface carrying a global IPv6 address (the HOWTO's HA has one
-    home interface). No address/prefix → that interface's global address and its prefix.
+    No interface → the first interface carrying a global (or site-local) IPv6 address (the
+    HOWTO's HA has one home interface). No address/prefix → that interface's address and
+    its prefix.
     """
-    links = _ip_json("-6", "addr", "show", "scope", "global")
+    links = _ip_json("-6", "addr", "show")
     for link in links:
         name = str(link.get("ifname", ""))
         if interface is not None and name != interface:
             continue
         for info in link.get("addr_info", []):
-            if info.get("family") != "inet6" or info.get("scope") != "global":
+            # fec0::/10 (the HOWTO's site-local addresses) is scope "site".
+            if info.get("family") != "inet6" or info.get("scope") not in ("global", "site"):
                 continue
             iface = IPv6Interface(f"{info['local']}/{info['prefixlen']}")
             if address is not None and iface.ip != address and prefix is None:

@@ -1,0 +1,531 @@
+"""The Home Agent agent on the real kernel (RFC 6275 §10), against a scripted Mobile Node.
+
+``nfq-mip6 run`` runs as the HA in the test bed's HA namespace. The Mobile Node is a script:
+in the MN namespace, moved to visitnet, a small helper process sends whole IPv6 packets
+built here with :mod:`nfq_mip6.wire` (BUs with an HAO from the CoA) through an
+``IPV6_HDRINCL`` socket and reports what arrives from the HA on an ``AF_PACKET`` socket.
+The MN's kernel has no MIPv6; for the data tests its side of the tunnel is plain ``ip``
+configuration (End.DT6 decap, an encap.red reverse tunnel from the HoA).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv6Address
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nfq_mip6.control import ControlError, request
+from nfq_mip6.testbed import Testbed, care_of_address
+from nfq_mip6.testbed.testbed import Node
+from nfq_mip6.testbed.topology import (
+    CN_ADDRESS,
+    HA_ADDRESS,
+    HOME_PREFIX,
+    MN_HOME_ADDRESS,
+    MN_INTERFACE,
+    VISITNET_PREFIX,
+)
+from nfq_mip6.wire import (
+    BAFlags,
+    BAStatus,
+    BEStatus,
+    BindingAck,
+    BindingError,
+    BindingUpdate,
+    BUFlags,
+    NonceIndices,
+    build_ipv6_packet,
+    build_mh,
+    encapsulate,
+    finalize_mh,
+    parse_ipv6,
+    parse_mh,
+)
+from nfq_mip6.wire.mh import IPPROTO_MH
+
+pytestmark = pytest.mark.netns
+
+HA = IPv6Address(HA_ADDRESS)
+HOA = IPv6Address(MN_HOME_ADDRESS)
+CN = IPv6Address(CN_ADDRESS)
+COA = IPv6Address(care_of_address("visitnet"))
+WRONG_COA = IPv6Address("fec0:106:1100::99")
+QUEUE_NUM = 17
+MAX_LIFETIME = 400  # [ha] max_binding_lifetime in the test config (seconds)
+TUNNEL_TABLE = "6275"
+
+# The scripted MN: JSON commands on stdin, JSON answers on stdout.
+#   {"send": hex | null, "wait": s, "from": [addr...], "first": bool}
+# → the hex of every IPv6 packet from one of ``from`` received within ``wait`` seconds
+# (stops at the first one when ``first``).
+MN_HELPER = r"""
+import ipaddress, json, select, socket, sys, time
+rx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x86DD))
+rx.bind((sys.argv[1], 0x86DD))
+tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+tx.setsockopt(socket.IPPROTO_IPV6, 36, 1)
+print("ready", flush=True)
+for line in sys.stdin:
+    cmd = json.loads(line)
+    while select.select([rx], [], [], 0)[0]:
+        rx.recv(65535)
+    if cmd.get("send"):
+        pkt = bytes.fromhex(cmd["send"])
+        tx.sendto(pkt, (str(ipaddress.IPv6Address(pkt[24:40])), 0))
+    wanted = {ipaddress.IPv6Address(a).packed for a in cmd["from"]}
+    got, deadline = [], time.monotonic() + cmd["wait"]
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([rx], [], [], left)[0]:
+            break
+        data, addr = rx.recvfrom(65535)
+        if addr[2] == socket.PACKET_OUTGOING or data[8:24] not in wanted:
+            continue
+        got.append(data.hex())
+        if cmd.get("first"):
+            break
+    print(json.dumps(got), flush=True)
+"""
+
+
+class ScriptedMobileNode:
+    """The helper process in the MN namespace (see :data:`MN_HELPER`)."""
+
+    def __init__(self, node: Node) -> None:
+        self.proc = node.popen(
+            [sys.executable, "-c", MN_HELPER, MN_INTERFACE], stdin=subprocess.PIPE
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.strip() == "ready", line
+
+    def exchange(
+        self, packet: bytes | None, wait: float = 3.0, first: bool = True, sources: Any = (HA,)
+    ) -> list[bytes]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        cmd = {
+            "send": packet.hex() if packet else None,
+            "wait": wait,
+            "from": [str(s) for s in sources],
+            "first": first,
+        }
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return [bytes.fromhex(h) for h in json.loads(self.proc.stdout.readline())]
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def home_bu(
+    sequence: int,
+    lifetime_units: int = 0xFFFF,
+    home_address: IPv6Address = HOA,
+    care_of: IPv6Address = COA,
+    flags: BUFlags = BUFlags.A | BUFlags.H,
+    options: tuple[Any, ...] = (),
+) -> bytes:
+    """A home-registration BU from the CoA with an HAO (checksum over the HoA, §6.1.1)."""
+    mh = build_mh(BindingUpdate(sequence, flags, lifetime_units, options), home_address, HA)
+    return build_ipv6_packet(care_of, HA, IPPROTO_MH, mh, home_address=home_address)
+
+
+@dataclass(frozen=True)
+class ReceivedBA:
+    ba: BindingAck
+    src: IPv6Address
+    dst: IPv6Address
+    rh2_address: IPv6Address | None
+
+
+def binding_ack(replies: list[bytes]) -> ReceivedBA:
+    assert replies, "no answer from the home agent"
+    packet = parse_ipv6(replies[0])
+    assert packet.upper_layer == IPPROTO_MH, packet.header_types
+    message = parse_mh(packet.upper_layer_bytes)
+    assert isinstance(message, BindingAck), message
+    return ReceivedBA(message, packet.src, packet.dst, packet.rh2_address)
+
+
+@dataclass
+class AgentHandle:
+    proc: subprocess.Popen[str]
+    socket_path: Path
+    config: Path
+    log_path: Path
+
+    def control(self, cmd: str, **extra: Any) -> dict[str, Any]:
+        return request(self.socket_path, {"cmd": cmd, **extra})
+
+    def stats(self) -> dict[str, Any]:
+        return self.control("stats")
+
+
+def write_config(tmp: Path) -> Path:
+    config = tmp / "ha.toml"
+    config.write_text(
+        f"""role = "ha"
+interface = "eth0"
+log_level = "info"
+queue_num = {QUEUE_NUM}
+control_socket = "{tmp / "ha.sock"}"
+metrics_listen = ""
+state_dir = "{tmp / "state"}"
+
+[ha]
+max_binding_lifetime = {MAX_LIFETIME}
+max_tunnel_nr = 5
+"""
+    )
+    return config
+
+
+def start_agent(node: Node, config: Path, socket_path: Path) -> AgentHandle:
+    log_path = socket_path.with_suffix(".log")
+    log = log_path.open("a")
+    proc = node.popen(
+        [sys.executable, "-m", "nfq_mip6", "run", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    handle = AgentHandle(proc, socket_path, config, log_path)
+    deadline = time.monotonic() + 15
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"agent exited: {log_path.read_text()}")
+        with contextlib.suppress(ControlError, OSError):
+            if handle.stats().get("ok"):
+                return handle
+        if time.monotonic() > deadline:
+            raise AssertionError(f"agent did not come up: {log_path.read_text()}")
+        time.sleep(0.05)
+
+
+def stop_agent(handle: AgentHandle) -> int:
+    if handle.proc.poll() is None:
+        handle.proc.send_signal(signal.SIGTERM)
+        try:
+            handle.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            handle.proc.kill()
+            handle.proc.wait()
+    return handle.proc.returncode
+
+
+def flush_ha_kernel_state(node: Node) -> None:
+    """What a stopped HA deliberately leaves (tunnels, decap, rules, proxies): remove it."""
+    for table in ("6275", "6276"):
+        node.run(["ip", "-6", "route", "flush", "table", table], check=False)
+    for pref in ("940", "941"):
+        node.run(["ip", "-6", "rule", "del", "pref", pref], check=False)
+    node.run(["ip", "-6", "neigh", "flush", "proxy"], check=False)
+    node.run(["ip", "sr", "tunsrc", "set", "::"], check=False)
+
+
+def tunnel_routes(node: Node) -> list[dict[str, Any]]:
+    return node.ipv6_routes("table", TUNNEL_TABLE)
+
+
+def queued_total(node: Node) -> int:
+    """Packets NFQUEUE ever handed to our queue (``id_sequence`` of nfnetlink_queue)."""
+    text = node.run(["cat", "/proc/net/netfilter/nfnetlink_queue"]).stdout
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and int(fields[0]) == QUEUE_NUM:
+            return int(fields[7])
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
+# Fixtures
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def away_testbed(testbed: Testbed) -> Iterator[Testbed]:
+    """The MN on visitnet with its CoA; its HoA off eth0 (else the home prefix is on-link)."""
+    testbed.reset_mn()
+    mn = testbed.node("mn")
+    testbed.move("visitnet")
+    # Forget the home link: HoA, home SLAAC address, home prefix route, home routers.
+    mn.run(["ip", "-6", "addr", "flush", "dev", MN_INTERFACE, "scope", "site"], check=False)
+    mn.run(["ip", "-6", "route", "flush", "dev", MN_INTERFACE, "proto", "ra"], check=False)
+    mn.run(["ip", "-6", "route", "del", HOME_PREFIX, "dev", MN_INTERFACE], check=False)
+    testbed.solicit_router()
+    testbed.wait_for_address(VISITNET_PREFIX)
+    try:
+        yield testbed
+    finally:
+        mn.run(["ip", "-6", "addr", "add", f"{HOA}/64", "dev", MN_INTERFACE, "nodad"], check=False)
+        testbed.reset_mn()
+
+
+@pytest.fixture(scope="module")
+def agent(away_testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHandle]:
+    tmp = tmp_path_factory.mktemp("ha")
+    ha = away_testbed.node("ha")
+    flush_ha_kernel_state(ha)
+    handle = start_agent(ha, write_config(tmp), tmp / "ha.sock")
+    try:
+        yield handle
+    finally:
+        stop_agent(handle)
+        flush_ha_kernel_state(ha)
+
+
+@pytest.fixture(scope="module")
+def mn(away_testbed: Testbed) -> Iterator[ScriptedMobileNode]:
+    scripted = ScriptedMobileNode(away_testbed.node("mn"))
+    try:
+        yield scripted
+    finally:
+        scripted.close()
+
+
+@pytest.fixture(scope="module")
+def registered(agent: AgentHandle, mn: ScriptedMobileNode) -> ReceivedBA:
+    """One home registration (sequence 10), answered after proxy DAD."""
+    return binding_ack(mn.exchange(home_bu(10), wait=5.0))
+
+
+# ------------------------------------------------------------------------------------------
+# Registration (§10.3.1) and statuses
+# ------------------------------------------------------------------------------------------
+
+
+def test_registration_answers_ba_with_rh2_to_the_coa(
+    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed
+) -> None:
+    assert registered.ba.status == BAStatus.ACCEPTED
+    assert registered.ba.sequence == 10
+    assert (registered.src, registered.dst, registered.rh2_address) == (HA, COA, HOA)
+    # Lifetime capped by the HA's policy (65535 units asked).
+    assert registered.ba.lifetime_seconds == MAX_LIFETIME
+    ha = away_testbed.node("ha")
+    routes = tunnel_routes(ha)
+    assert [(r["dst"], r["encap"], r["mode"], r["segs"]) for r in routes] == [
+        (str(HOA), "seg6", "encap.red", [str(COA)])
+    ]
+    assert str(HOA) in ha.run(["ip", "-6", "neigh", "show", "proxy"]).stdout
+    cache = agent.control("cache")["bindings"]
+    assert [(b["home_address"], b["care_of_address"], b["state"]) for b in cache] == [
+        (str(HOA), str(COA), "registered")
+    ]
+    stats = agent.stats()
+    assert stats["backend"] == "seg6"
+    assert stats["counters"]["NBindAcksSent"] >= 1
+
+
+def test_old_sequence_gets_135_with_the_last_accepted(
+    registered: ReceivedBA, mn: ScriptedMobileNode
+) -> None:
+    answer = binding_ack(mn.exchange(home_bu(9)))
+    assert answer.ba.status == BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW
+    assert answer.ba.sequence == 10
+
+
+def test_home_address_off_the_home_prefix_gets_132(
+    agent: AgentHandle, mn: ScriptedMobileNode
+) -> None:
+    answer = binding_ack(mn.exchange(home_bu(1, home_address=IPv6Address("fec0:106:9999::4"))))
+    assert answer.ba.status == BAStatus.NOT_HOME_SUBNET
+
+
+def test_deregistration_without_binding_gets_133(
+    agent: AgentHandle, mn: ScriptedMobileNode
+) -> None:
+    other = IPv6Address("fec0:106:2700::77")
+    answer = binding_ack(mn.exchange(home_bu(1, lifetime_units=0, home_address=other)))
+    assert answer.ba.status == BAStatus.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE
+
+
+def test_silent_discards(
+    registered: ReceivedBA, agent: AgentHandle, mn: ScriptedMobileNode
+) -> None:
+    before = agent.stats()
+    bad_checksum = bytearray(home_bu(11))
+    bad_checksum[-10] ^= 0xFF  # inside the MH (the BU's lifetime), after the checksum
+    link_local_hao = home_bu(12, home_address=IPv6Address("fe80::4"))
+    nonce_indices = home_bu(13, options=(NonceIndices(1, 2),))
+    for packet in (bytes(bad_checksum), link_local_hao, nonce_indices):
+        assert mn.exchange(packet, wait=0.4) == []
+    after = agent.stats()
+    assert after["home_agent"]["silent_discards"] == before["home_agent"]["silent_discards"] + 1
+    dropped = after["counters"]["NBindUpdatesDropInvalid"]
+    assert dropped == before["counters"]["NBindUpdatesDropInvalid"] + 3
+    assert after["nfqueue"]["dropped"] >= before["nfqueue"]["dropped"] + 3
+
+
+def test_parameter_problem_points_at_the_bad_field(
+    agent: AgentHandle, mn: ScriptedMobileNode
+) -> None:
+    mh = bytearray(build_mh(BindingUpdate(20, BUFlags.A | BUFlags.H, 10), HOA, HA))
+    mh[0] = 6  # Payload Proto must be 59 (§9.2)
+    mh[4:6] = b"\0\0"
+    packet = build_ipv6_packet(COA, HA, IPPROTO_MH, finalize_mh(mh, HOA, HA), home_address=HOA)
+    replies = mn.exchange(packet)
+    assert replies, "no Parameter Problem"
+    reply = parse_ipv6(replies[0])
+    icmp = reply.upper_layer_bytes
+    assert reply.upper_layer == 58 and icmp[0] == 4 and icmp[1] == 0
+    mh_offset = 40 + 24  # IPv6 header + the Destination Options header with the HAO
+    assert int.from_bytes(icmp[4:8], "big") == mh_offset
+
+
+def test_unknown_mh_type_gets_binding_error_2(agent: AgentHandle, mn: ScriptedMobileNode) -> None:
+    mh = bytearray(8)
+    mh[0], mh[1], mh[2] = 59, 0, 42
+    packet = build_ipv6_packet(COA, HA, IPPROTO_MH, finalize_mh(mh, COA, HA))
+    replies = mn.exchange(packet)
+    assert replies, "no Binding Error"
+    message = parse_mh(parse_ipv6(replies[0]).upper_layer_bytes)
+    assert isinstance(message, BindingError)
+    assert message.status == BEStatus.UNRECOGNIZED_MH_TYPE
+
+
+# ------------------------------------------------------------------------------------------
+# Data plane (§10.4)
+# ------------------------------------------------------------------------------------------
+
+
+def test_cn_ping_is_tunnelled_to_the_coa(
+    registered: ReceivedBA, away_testbed: Testbed, tmp_path: Path
+) -> None:
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+    from scapy.utils import rdpcap
+
+    with away_testbed.capture("internet", tmp_path / "internet.pcap") as pcap:
+        away_testbed.node("cn").run(
+            ["ping", "-c", "2", "-i", "0.2", "-W", "1", str(HOA)], check=False
+        )
+    tunnelled = [
+        frame
+        for frame in rdpcap(str(pcap))
+        if IPv6 in frame
+        and frame[IPv6].nh == 41
+        and frame[IPv6].src == str(HA)
+        and frame[IPv6].dst == str(COA)
+        and ICMPv6EchoRequest in frame
+    ]
+    assert tunnelled, "no IPv6-in-IPv6 echo request from the HA to the CoA"
+    inner = tunnelled[0][IPv6].payload
+    assert (inner.src, inner.dst) == (str(CN), str(HOA))
+    assert 43 not in (frame[IPv6].nh for frame in tunnelled)  # encap.red: no SRH
+
+
+def test_reverse_tunnel_from_an_unregistered_source_is_dropped(
+    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed, mn: ScriptedMobileNode
+) -> None:
+    mn_node = away_testbed.node("mn")
+    mn_node.run(
+        ["ip", "-6", "addr", "add", f"{WRONG_COA}/64", "dev", MN_INTERFACE, "nodad"], check=False
+    )
+    try:
+        before = agent.stats()["home_agent"]["reverse_tunnel_rejected"]
+        inner = build_ipv6_packet(HOA, CN, 59, b"")
+        assert mn.exchange(encapsulate(inner, WRONG_COA, HA), wait=0.3, sources=(CN,)) == []
+        after = agent.stats()["home_agent"]["reverse_tunnel_rejected"]
+        assert after == before + 1
+    finally:
+        mn_node.run(
+            ["ip", "-6", "addr", "del", f"{WRONG_COA}/64", "dev", MN_INTERFACE], check=False
+        )
+
+
+@contextlib.contextmanager
+def mn_tunnel_endpoint(node: Node) -> Iterator[None]:
+    """The MN's side of the bidirectional tunnel, by hand (what the MN runtime does)."""
+    steps = [
+        ["ip", "-6", "addr", "add", f"{HOA}/128", "dev", "lo", "nodad"],
+        ["ip", "-6", "rule", "add", "pref", "100", "to", f"{COA}/128", "ipproto", "41",
+         "lookup", "100"],
+        ["ip", "-6", "rule", "add", "pref", "1000", "lookup", "local"],
+        ["ip", "-6", "rule", "del", "pref", "0", "lookup", "local"],
+        ["ip", "-6", "route", "add", f"{COA}/128", "encap", "seg6local", "action", "End.DT6",
+         "table", "local", "dev", MN_INTERFACE, "table", "100"],
+        ["ip", "-6", "rule", "add", "pref", "50", "from", str(HOA), "lookup", "200"],
+        ["ip", "-6", "route", "add", "default", "encap", "seg6", "mode", "encap.red", "segs",
+         str(HA), "dev", MN_INTERFACE, "table", "200"],
+    ]  # fmt: skip
+    undo = [
+        ["ip", "-6", "route", "flush", "table", "200"],
+        ["ip", "-6", "rule", "del", "pref", "50"],
+        ["ip", "-6", "route", "flush", "table", "100"],
+        ["ip", "-6", "rule", "add", "pref", "0", "lookup", "local"],
+        ["ip", "-6", "rule", "del", "pref", "1000", "lookup", "local"],
+        ["ip", "-6", "rule", "del", "pref", "100"],
+        ["ip", "-6", "addr", "del", f"{HOA}/128", "dev", "lo"],
+    ]
+    try:
+        for step in steps:
+            node.run(step)
+        yield
+    finally:
+        for step in undo:
+            node.run(step, check=False)
+
+
+def test_iperf3_through_the_tunnel_never_reaches_nfqueue(
+    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed
+) -> None:
+    ha = away_testbed.node("ha")
+    with mn_tunnel_endpoint(away_testbed.node("mn")):
+        ping = away_testbed.node("cn").run(["ping", "-c", "1", "-W", "2", str(HOA)], check=False)
+        assert ping.returncode == 0, ping.stdout
+        queued_before = queued_total(ha)
+        report = away_testbed.iperf3("cn", "mn", str(HOA), seconds=1, port=5299)
+        queued_after = queued_total(ha)
+    assert report["end"]["sum_received"]["bytes"] > 0
+    assert queued_after == queued_before
+
+
+# ------------------------------------------------------------------------------------------
+# De-registration and restart
+# ------------------------------------------------------------------------------------------
+
+
+def test_restart_keeps_the_tunnel_and_reconciles(
+    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed
+) -> None:
+    ha = away_testbed.node("ha")
+    assert stop_agent(agent) == 0
+    assert len(tunnel_routes(ha)) == 1  # the fast path stays while the agent is down
+    assert "NFQMIP6" not in ha.run(["ip6tables-save"]).stdout  # rules removed
+    # A stale route from "a previous life" must disappear at start.
+    ha.run(["ip", "-6", "route", "add", "fec0:106:2700::99/128", "encap", "seg6", "mode",
+            "encap.red", "segs", "fec0:106:1100::98", "dev", "eth0", "table", TUNNEL_TABLE,
+            "proto", "173"])  # fmt: skip
+    restarted = start_agent(ha, agent.config, agent.socket_path)
+    agent.proc = restarted.proc
+    routes = tunnel_routes(ha)
+    assert [(r["dst"], r["segs"]) for r in routes] == [(str(HOA), [str(COA)])]
+    cache = agent.control("cache")["bindings"]
+    assert [b["home_address"] for b in cache] == [str(HOA)]
+
+
+def test_deregistration_removes_tunnel_and_proxy(
+    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed, mn: ScriptedMobileNode
+) -> None:
+    answer = binding_ack(mn.exchange(home_bu(30, lifetime_units=0)))
+    assert answer.ba.status == BAStatus.ACCEPTED
+    assert answer.ba.lifetime == 0
+    assert answer.ba.flags == BAFlags.NONE
+    ha = away_testbed.node("ha")
+    assert tunnel_routes(ha) == []
+    assert str(HOA) not in ha.run(["ip", "-6", "neigh", "show", "proxy"]).stdout
+    assert agent.control("cache")["bindings"] == []
