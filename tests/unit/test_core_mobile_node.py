@@ -1,0 +1,432 @@
+"""Mobile node core: RFC 6275 §11 rules (facts §8.6), one rule per test."""
+
+from __future__ import annotations
+
+import itertools
+from ipaddress import IPv6Address, IPv6Network
+
+import pytest
+
+from nfq_mip6.mobility.events import (
+    Action,
+    BindingRejected,
+    DataPacketFromCorrespondent,
+    HomeAddressAtHome,
+    HomeAgentDiscovered,
+    IcmpErrorReceived,
+    InstallReverseTunnel,
+    InstallRouteOptimization,
+    MessageDiscarded,
+    MobilityMessageReceived,
+    MovedToForeignLink,
+    RemoveReverseTunnel,
+    RemoveRouteOptimization,
+    ReturnedToHomeLink,
+    RouterLost,
+    SendDhaadRequest,
+    SendMobilePrefixSolicitation,
+    SendMobilityMessage,
+    SendNeighborAdvertisement,
+    SendRouterSolicitation,
+)
+from nfq_mip6.mobility.mobile_node import BulState, MobileNode, MobileNodeConfig
+from nfq_mip6.mobility.rr import encode_bu_or_ba, with_authenticator
+from nfq_mip6.wire.mh import (
+    BAFlags,
+    BEStatus,
+    BindingAck,
+    BindingError,
+    BindingRefreshRequest,
+    BindingUpdate,
+    BUFlags,
+    CareofTest,
+    CareofTestInit,
+    HomeTest,
+    HomeTestInit,
+)
+from nfq_mip6.wire.options import AlternateCareofAddress, BindingRefreshAdvice
+
+HA = IPv6Address("2001:db8:a::1")
+HA2 = IPv6Address("2001:db8:a::2")
+HOA = IPv6Address("2001:db8:a::100")
+PREFIX = IPv6Network("2001:db8:a::/64")
+COA = IPv6Address("2001:db8:f::1")
+CN = IPv6Address("2001:db8:c::1")
+
+
+def make_mn(home_agent: IPv6Address | None = HA, **kwargs: object) -> MobileNode:
+    counter = itertools.count(1)
+    config = MobileNodeConfig(
+        home_address=HOA,
+        home_prefix=PREFIX,
+        home_agent=home_agent,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return MobileNode(config, random_bytes=lambda n: bytes([next(counter) & 0xFF]) * n)
+
+
+def sent_bus(actions: list[Action]) -> list[SendMobilityMessage]:
+    return [
+        a
+        for a in actions
+        if isinstance(a, SendMobilityMessage) and isinstance(a.message, BindingUpdate)
+    ]
+
+
+def the_bu(actions: list[Action]) -> tuple[SendMobilityMessage, BindingUpdate]:
+    (send,) = sent_bus(actions)
+    assert isinstance(send.message, BindingUpdate)
+    return send, send.message
+
+
+def ba_event(
+    status: int, seq: int, lifetime: int = 100, src: IPv6Address = HA, options: tuple = ()
+) -> MobilityMessageReceived:
+    ba = BindingAck(status, BAFlags.NONE, seq, lifetime, options)
+    return MobilityMessageReceived(ba, src, COA, routing_address=HOA)
+
+
+def away(mn: MobileNode, now: float = 0.0, lifetime: float | None = None) -> BindingUpdate:
+    return the_bu(mn.handle(MovedToForeignLink(COA, lifetime), now))[1]
+
+
+def bound(mn: MobileNode) -> BindingUpdate:
+    bu = away(mn)
+    mn.handle(ba_event(0, bu.sequence, bu.lifetime), 1.0)
+    return bu
+
+
+def test_mn_home_bu_has_a_h_hao_and_altcoa() -> None:
+    mn = make_mn()
+    send, bu = the_bu(mn.handle(MovedToForeignLink(COA, None), 0.0))
+    assert (send.src, send.dst, send.home_address, send.routing_address) == (COA, HA, HOA, None)
+    assert bu.flags == BUFlags.A | BUFlags.H
+    assert bu.options == (AlternateCareofAddress(COA),)
+
+
+def test_mn_home_bu_l_flag_when_configured() -> None:
+    mn = make_mn(link_local_compatibility=True)
+    assert away(mn).flags & BUFlags.L
+
+
+def test_mn_home_bu_lifetime_bounded_by_coa_lifetime() -> None:
+    mn = make_mn()
+    assert away(mn, lifetime=100.0).lifetime == 25
+
+
+def test_mn_home_bu_lifetime_bounded_by_configuration() -> None:
+    mn = make_mn(home_registration_lifetime=1000)
+    assert away(mn).lifetime == 250
+
+
+def test_mn_ba_accepted_installs_reverse_tunnel() -> None:
+    mn = make_mn()
+    bu = away(mn)
+    actions = mn.handle(ba_event(0, bu.sequence), 1.0)
+    assert InstallReverseTunnel(HOA, COA, HA) in actions
+    assert mn.home_entry is not None and mn.home_entry.state is BulState.BOUND
+
+
+@pytest.mark.parametrize("status", [2, 64, 127])
+def test_mn_ba_status_below_128_is_accepted(status: int) -> None:
+    mn = make_mn()
+    bu = away(mn)
+    mn.handle(ba_event(status, bu.sequence), 1.0)
+    assert mn.home_entry is not None and mn.home_entry.state is BulState.BOUND
+
+
+@pytest.mark.parametrize("status", [128, 132, 255])
+def test_mn_ba_status_128_or_more_is_rejected(status: int) -> None:
+    mn = make_mn()
+    bu = away(mn)
+    actions = mn.handle(ba_event(status, bu.sequence), 1.0)
+    assert BindingRejected(HOA, HA, True, status) in actions
+    assert mn.home_entry is None and mn.next_deadline() is None
+
+
+def test_mn_ba_mismatched_sequence_ignored() -> None:
+    mn = make_mn()
+    bu = away(mn)
+    actions = mn.handle(ba_event(0, (bu.sequence + 1) & 0xFFFF), 1.0)
+    assert all(isinstance(a, MessageDiscarded) for a in actions)
+    assert mn.home_entry is not None and mn.home_entry.state is BulState.REGISTERING
+
+
+@pytest.mark.parametrize(("last", "expected"), [(500, 501), (65535, 0)])
+def test_mn_ba_135_resends_with_last_accepted_plus_one(last: int, expected: int) -> None:
+    mn = make_mn()
+    away(mn)
+    actions = mn.handle(ba_event(135, last, 0), 0.5)
+    _, bu = the_bu(actions)
+    assert bu.sequence == expected
+
+
+def test_mn_ba_status_1_sends_mobile_prefix_solicitation() -> None:
+    mn = make_mn()
+    bu = away(mn)
+    actions = mn.handle(ba_event(1, bu.sequence), 1.0)
+    (mps,) = [a for a in actions if isinstance(a, SendMobilePrefixSolicitation)]
+    assert (mps.src, mps.dst, mps.home_address) == (COA, HA, HOA)
+
+
+def test_mn_shorter_granted_lifetime_refreshes_earlier() -> None:
+    mn = make_mn()
+    bu = away(mn)  # requested 262140 s
+    mn.handle(ba_event(0, bu.sequence, lifetime=25), 1.0)  # granted 100 s
+    assert mn.home_entry is not None
+    assert mn.home_entry.refresh_at == pytest.approx(80.0)
+    assert mn.next_deadline() == pytest.approx(80.0)
+    _, refresh = the_bu(mn.handle_timer(80.0))
+    assert refresh.sequence == (bu.sequence + 1) & 0xFFFF
+
+
+def test_mn_binding_refresh_advice_honoured() -> None:
+    mn = make_mn()
+    bu = away(mn)
+    mn.handle(ba_event(0, bu.sequence, lifetime=100, options=(BindingRefreshAdvice(10),)), 1.0)
+    assert mn.home_entry is not None and mn.home_entry.refresh_at == pytest.approx(40.0)
+
+
+def test_mn_brr_answered_with_new_bu() -> None:
+    mn = make_mn()
+    bu = bound(mn)
+    brr = MobilityMessageReceived(BindingRefreshRequest(), HA, HOA, via_tunnel=True)
+    _, refresh = the_bu(mn.handle(brr, 5.0))
+    assert refresh.sequence == (bu.sequence + 1) & 0xFFFF
+    assert mn.stats.NBindRqsRcvd == 1
+
+
+def test_mn_brr_from_unknown_node_ignored() -> None:
+    mn = make_mn()
+    bound(mn)
+    brr = MobilityMessageReceived(BindingRefreshRequest(), CN, HOA)
+    assert all(isinstance(a, MessageDiscarded) for a in mn.handle(brr, 5.0))
+
+
+def test_mn_retransmission_first_registration_1_5s_then_doubling() -> None:
+    mn = make_mn()
+    away(mn)
+    assert mn.next_deadline() == pytest.approx(1.5)
+    mn.handle_timer(1.5)
+    assert mn.next_deadline() == pytest.approx(4.5)
+
+
+def test_mn_retransmission_not_first_registration_1s() -> None:
+    mn = make_mn()
+    bound(mn)
+    mn.handle(MovedToForeignLink(IPv6Address("2001:db8:e::1"), None), 10.0)
+    assert mn.next_deadline() == pytest.approx(11.0)
+
+
+def test_mn_max_update_rate_three_per_second() -> None:
+    mn = make_mn()
+    sent = 0
+    for i in range(5):
+        actions = mn.handle(MovedToForeignLink(IPv6Address(f"2001:db8:e::{i + 1}"), None), i * 0.1)
+        sent += len(sent_bus(actions))
+    assert sent == 3
+    assert mn.next_deadline() == pytest.approx(1.0)
+    assert len(sent_bus(mn.handle_timer(1.0))) == 1
+
+
+def test_mn_returning_home_sends_deregistration_from_home_address() -> None:
+    mn = make_mn()
+    bound(mn)
+    send, bu = the_bu(mn.handle(ReturnedToHomeLink(), 10.0))
+    assert (send.src, send.dst, send.home_address) == (HOA, HA, None)
+    assert (bu.lifetime, bu.flags & (BUFlags.A | BUFlags.H)) == (0, BUFlags.A | BUFlags.H)
+    actions = mn.handle(ba_event(0, bu.sequence, 0), 10.1)
+    assert actions[:3] == [
+        RemoveReverseTunnel(HOA),
+        HomeAddressAtHome(HOA),
+        SendNeighborAdvertisement(HOA),
+    ]
+    assert mn.bul == {}
+
+
+def test_mn_deregistration_ba_133_still_means_home() -> None:
+    mn = make_mn()
+    bound(mn)
+    _, bu = the_bu(mn.handle(ReturnedToHomeLink(), 10.0))
+    actions = mn.handle(ba_event(133, bu.sequence, 0), 10.1)
+    assert HomeAddressAtHome(HOA) in actions
+
+
+def test_mn_router_lost_sends_router_solicitation() -> None:
+    assert make_mn().handle(RouterLost(), 0.0) == [SendRouterSolicitation()]
+
+
+def test_mn_home_agents_anycast_address() -> None:
+    assert make_mn().home_agents_anycast() == IPv6Address("2001:db8:a:0:fdff:ffff:ffff:fffe")
+
+
+def dhaad_requests(actions: list[Action]) -> list[SendDhaadRequest]:
+    return [a for a in actions if isinstance(a, SendDhaadRequest)]
+
+
+def test_mn_dhaad_retransmits_3s_doubling_4_times() -> None:
+    mn = make_mn(home_agent=None)
+    (request,) = dhaad_requests(mn.handle(MovedToForeignLink(COA, None), 0.0))
+    assert isinstance(request, SendDhaadRequest) and request.src == COA
+    assert request.dst == mn.home_agents_anycast()
+    times = []
+    while (deadline := mn.next_deadline()) is not None:
+        actions = mn.handle_timer(deadline)
+        if any(isinstance(a, SendDhaadRequest) for a in actions):
+            times.append(deadline)
+    assert times == [3.0, 9.0, 21.0, 45.0]
+
+
+def test_mn_dhaad_reply_tries_home_agents_in_order() -> None:
+    mn = make_mn(home_agent=None)
+    (request,) = dhaad_requests(mn.handle(MovedToForeignLink(COA, None), 0.0))
+    assert isinstance(request, SendDhaadRequest)
+    reply = HomeAgentDiscovered(request.identifier, HA, (HA, HA2))
+    send, bu = the_bu(mn.handle(reply, 0.5))
+    assert send.dst == HA
+    actions = mn.handle(ba_event(132, bu.sequence, 0), 1.0)
+    send2, _ = the_bu(actions)
+    assert send2.dst == HA2
+
+
+def test_mn_dhaad_reply_with_wrong_identifier_ignored() -> None:
+    mn = make_mn(home_agent=None)
+    (request,) = dhaad_requests(mn.handle(MovedToForeignLink(COA, None), 0.0))
+    assert isinstance(request, SendDhaadRequest)
+    reply = HomeAgentDiscovered((request.identifier + 1) & 0xFFFF, HA, (HA,))
+    assert all(isinstance(a, MessageDiscarded) for a in mn.handle(reply, 0.5))
+
+
+# --- return routability --------------------------------------------------------------------
+
+
+def start_rr(mn: MobileNode) -> tuple[HomeTestInit, CareofTestInit, list[Action]]:
+    bound(mn)
+    actions = mn.handle(DataPacketFromCorrespondent(CN), 2.0)
+    (hoti_send,) = [
+        a
+        for a in actions
+        if isinstance(a, SendMobilityMessage) and isinstance(a.message, HomeTestInit)
+    ]
+    (coti_send,) = [
+        a
+        for a in actions
+        if isinstance(a, SendMobilityMessage) and isinstance(a.message, CareofTestInit)
+    ]
+    assert isinstance(hoti_send.message, HomeTestInit)
+    assert isinstance(coti_send.message, CareofTestInit)
+    return hoti_send.message, coti_send.message, actions
+
+
+def test_mn_hoti_through_tunnel_from_hoa_coti_direct_from_coa() -> None:
+    mn = make_mn()
+    _, _, actions = start_rr(mn)
+    sends = [a for a in actions if isinstance(a, SendMobilityMessage)]
+    assert [(s.src, s.dst, s.via_tunnel) for s in sends] == [(HOA, CN, True), (COA, CN, False)]
+
+
+def test_mn_rr_waits_for_home_registration() -> None:
+    mn = make_mn()
+    bu = away(mn)
+    assert mn.handle(DataPacketFromCorrespondent(CN), 0.5) == []
+    actions = mn.handle(ba_event(0, bu.sequence), 1.0)
+    assert any(
+        isinstance(a, SendMobilityMessage) and isinstance(a.message, HomeTestInit) for a in actions
+    )
+
+
+def hot(cookie: bytes, via_tunnel: bool = True) -> MobilityMessageReceived:
+    return MobilityMessageReceived(HomeTest(3, cookie, b"H" * 8), CN, HOA, via_tunnel=via_tunnel)
+
+
+def cot(cookie: bytes) -> MobilityMessageReceived:
+    return MobilityMessageReceived(CareofTest(4, cookie, b"C" * 8), CN, COA)
+
+
+def test_mn_hot_with_wrong_cookie_ignored() -> None:
+    mn = make_mn()
+    start_rr(mn)
+    assert all(isinstance(a, MessageDiscarded) for a in mn.handle(hot(b"wrong!!!"), 2.1))
+
+
+def test_mn_hot_not_through_tunnel_ignored() -> None:
+    mn = make_mn()
+    hoti, _, _ = start_rr(mn)
+    actions = mn.handle(hot(hoti.cookie, via_tunnel=False), 2.1)
+    assert all(isinstance(a, MessageDiscarded) for a in actions)
+
+
+def complete_rr(mn: MobileNode) -> tuple[SendMobilityMessage, BindingUpdate]:
+    hoti, coti, _ = start_rr(mn)
+    assert mn.handle(hot(hoti.cookie), 2.1) == []
+    return the_bu(mn.handle(cot(coti.cookie), 2.2))
+
+
+def test_mn_cn_bu_has_nonce_indices_and_bad_last() -> None:
+    mn = make_mn()
+    send, bu = complete_rr(mn)
+    assert (send.src, send.dst, send.home_address) == (COA, CN, HOA)
+    assert bu.flags == BUFlags.A and bu.lifetime == 105
+    assert type(bu.options[0]).__name__ == "NonceIndices"
+    assert bu.options[0].home_nonce_index == 3 and bu.options[0].careof_nonce_index == 4  # type: ignore[union-attr]
+    assert type(bu.options[-1]).__name__ == "BindingAuthorizationData"
+
+
+def cn_ba(mn: MobileNode, seq: int, valid: bool = True) -> MobilityMessageReceived:
+    entry = mn.bul[CN]
+    ba = BindingAck(0, BAFlags.NONE, seq, 105)
+    signed = with_authenticator(ba, entry.kbm if valid else b"x" * 20, COA, CN)
+    return MobilityMessageReceived(
+        signed, CN, COA, routing_address=HOA, mh_bytes=encode_bu_or_ba(signed)
+    )
+
+
+def test_mn_cn_ba_with_valid_bad_installs_route_optimization() -> None:
+    mn = make_mn()
+    _, bu = complete_rr(mn)
+    actions = mn.handle(cn_ba(mn, bu.sequence), 2.3)
+    assert InstallRouteOptimization(HOA, COA, CN) in actions
+
+
+def test_mn_cn_ba_without_valid_bad_dropped() -> None:
+    mn = make_mn()
+    _, bu = complete_rr(mn)
+    actions = mn.handle(cn_ba(mn, bu.sequence, valid=False), 2.3)
+    assert all(isinstance(a, MessageDiscarded) for a in actions)
+    assert mn.stats.NBindAcksDropAuth == 1
+
+
+def test_mn_be2_from_cn_falls_back_to_tunnel() -> None:
+    mn = make_mn()
+    _, bu = complete_rr(mn)
+    mn.handle(cn_ba(mn, bu.sequence), 2.3)
+    be = MobilityMessageReceived(BindingError(BEStatus.UNRECOGNIZED_MH_TYPE, HOA), CN, COA)
+    actions = mn.handle(be, 3.0)
+    assert RemoveRouteOptimization(HOA, CN) in actions and CN not in mn.bul
+    assert mn.handle(DataPacketFromCorrespondent(CN), 4.0) == []  # no RO with that CN again
+
+
+def test_mn_icmp_parameter_problem_code1_stops_route_optimization() -> None:
+    mn = make_mn()
+    start_rr(mn)
+    mn.handle(IcmpErrorReceived(CN, 4, 1), 2.5)
+    assert CN not in mn.bul
+    assert mn.handle(DataPacketFromCorrespondent(CN), 4.0) == []
+
+
+def test_mn_icmp_code2_from_registered_cn_ignored() -> None:
+    mn = make_mn()
+    _, bu = complete_rr(mn)
+    mn.handle(cn_ba(mn, bu.sequence), 2.3)
+    assert mn.handle(IcmpErrorReceived(CN, 4, 2), 3.0) == []
+    assert CN in mn.bul
+
+
+def test_mn_binding_update_list_rows() -> None:
+    mn = make_mn()
+    bu = bound(mn)
+    (row,) = mn.binding_update_list_rows(64.0)
+    assert (row.destination, row.home_address, row.care_of_address) == (HA, HOA, COA)
+    assert row.home_registration and row.sequence == bu.sequence and row.state == "bound"
+    assert row.lifetime_remaining == bu.lifetime * 4 - 64  # counted from the BU sent at 0
+    assert row.max_delay == 32.0 and row.flags == "AH"
