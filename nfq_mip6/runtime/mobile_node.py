@@ -651,6 +651,7 @@ class MobileNodeRuntime:
                 if isinstance(decision, ReturnedToHomeLink):
                     self._prepare_kernel(decision)
                     self._apply(self.core.handle(decision, now), now)
+                    self._home_address_home()
                     continue
                 actions = self.core.handle(decision, now)
                 # Kernel constraint: the HoA's on-link home prefix must be gone before any BU
@@ -669,22 +670,33 @@ class MobileNodeRuntime:
         * Moved: decapsulation for the new CoA and the tunnel source are set up at once, so
           that the HA's first tunnelled packet after it processes the BU is delivered; the
           core's InstallReverseTunnel (after the BA, §11.3.1) then only re-points the rest.
-        * Home: this kernel answers Neighbor Solicitations only for addresses on the
-          receiving interface, and the de-registration BA is sent to the HoA on the home link
-          (§11.5.5): the HoA goes back on the interface and the tunnel rules go away before
-          the de-registration BU, not after its BA.
+        * Home: the tunnel rules go away before the de-registration BU (it must leave on the
+          home link), and see :meth:`_home_address_home` for the HoA.
         """
         try:
             if isinstance(decision, MovedToForeignLink):
                 self.dataplane.prepare_care_of_address(decision.care_of_address)
-            else:
-                if self.dataplane.care_of_address is not None or self.dataplane.local_rule_moved:
-                    self.dataplane.remove_reverse_tunnel()
-                if self.dataplane.home_address_away:
-                    self.dataplane.move_home_address_home()
+            elif self.dataplane.care_of_address is not None or self.dataplane.local_rule_moved:
+                self.dataplane.remove_reverse_tunnel()
         except Exception as exc:
             self.counters["dataplane_errors"] += 1
             LOG.error("preparing the data plane failed: %s", exc)
+
+    def _home_address_home(self) -> None:
+        """Back home, the HoA returns to the interface right after the de-registration BU.
+
+        Not before it: the BU's Neighbor Solicitation for the HA would then come from the HoA,
+        which the HA still proxies, and its answer would be tunnelled to the old CoA (§11.5.5
+        forbids using the HoA there). Not after the BA either: the BA is sent to the HoA on
+        the home link and this kernel answers Neighbor Solicitations only for addresses on
+        the receiving interface, not for one on ``lo``.
+        """
+        try:
+            if self.dataplane.home_address_away:
+                self.dataplane.move_home_address_home()
+        except Exception as exc:
+            self.counters["dataplane_errors"] += 1
+            LOG.error("moving the home address back failed: %s", exc)
 
     def _send_router_solicitation(self) -> None:
         if self.monitor is not None:
