@@ -170,8 +170,9 @@ class BindingCache:
     __slots__ = ("_entries", "_heap")
 
     def __init__(self) -> None:
-        self._entries: dict[IPv6Address, BindingCacheEntry] = {}
-        self._heap: list[tuple[float, int, IPv6Address]] = []
+        # Keyed by int(home address): hashing an int is much cheaper than an IPv6Address.
+        self._entries: dict[int, BindingCacheEntry] = {}
+        self._heap: list[tuple[float, int, int]] = []
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -180,10 +181,10 @@ class BindingCache:
         return iter(list(self._entries.values()))
 
     def __contains__(self, home_address: object) -> bool:
-        return home_address in self._entries
+        return isinstance(home_address, IPv6Address) and int(home_address) in self._entries
 
     def get(self, home_address: IPv6Address) -> BindingCacheEntry | None:
-        return self._entries.get(home_address)
+        return self._entries.get(int(home_address))
 
     def count(self, *, home_registration: bool | None = None) -> int:
         """Number of entries in force (REGISTERED or DAD_PENDING), optionally of one kind."""
@@ -195,21 +196,22 @@ class BindingCache:
         )
 
     def _schedule(self, entry: BindingCacheEntry) -> None:
-        heapq.heappush(self._heap, (entry.expires_at, id(entry), entry.home_address))
+        heapq.heappush(self._heap, (entry.expires_at, id(entry), int(entry.home_address)))
         if len(self._heap) > 64 and len(self._heap) > 2 * len(self._entries):
             self._compact()
 
     def _compact(self) -> None:
         self._heap = [
-            (entry.expires_at, id(entry), entry.home_address) for entry in self._entries.values()
+            (entry.expires_at, id(entry), key) for key, entry in self._entries.items()
         ]
         heapq.heapify(self._heap)
 
     def insert(self, entry: BindingCacheEntry) -> None:
         """Add a new entry; the home address must not be in the cache (a bug otherwise)."""
-        if entry.home_address in self._entries:
+        key = int(entry.home_address)
+        if key in self._entries:
             raise KeyError(f"binding for {entry.home_address} already exists")
-        self._entries[entry.home_address] = entry
+        self._entries[key] = entry
         self._schedule(entry)
 
     def register(
@@ -245,7 +247,7 @@ class BindingCache:
 
     def remove(self, home_address: IPv6Address, state: BindingState) -> BindingCacheEntry:
         """Remove an entry, moving it to the terminal ``state`` (DELETED or EXPIRED)."""
-        entry = self._entries.pop(home_address)
+        entry = self._entries.pop(int(home_address))
         entry._transition(state)
         return entry
 
@@ -253,8 +255,8 @@ class BindingCache:
         """The earliest ``expires_at`` of any entry, or ``None`` when the cache is empty."""
         heap = self._heap
         while heap:
-            expires_at, _, home_address = heap[0]
-            entry = self._entries.get(home_address)
+            expires_at, _, key = heap[0]
+            entry = self._entries.get(key)
             if entry is not None and entry.expires_at == expires_at:
                 return expires_at
             heapq.heappop(heap)
@@ -270,12 +272,12 @@ class BindingCache:
         expired: list[tuple[BindingCacheEntry, BindingState]] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
-            expires_at, _, home_address = heapq.heappop(heap)
-            entry = self._entries.get(home_address)
+            expires_at, _, key = heapq.heappop(heap)
+            entry = self._entries.get(key)
             if entry is None or entry.expires_at != expires_at:
                 continue  # stale heap item: the entry was refreshed or removed
             previous_state = entry.state
-            del self._entries[home_address]
+            del self._entries[key]
             entry._transition(BindingState.EXPIRED)
             expired.append((entry, previous_state))
         return expired

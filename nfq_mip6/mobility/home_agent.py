@@ -91,6 +91,9 @@ from nfq_mip6.wire.options import (
     NonceIndices,
 )
 
+_H_FLAG: Final = int(BUFlags.H)
+_L_FLAG: Final = int(BUFlags.L)
+
 INFINITE_LIFETIME: Final = 0xFFFFFFFF
 """RFC 4861 "infinity" for prefix lifetimes in an MPA."""
 
@@ -293,7 +296,7 @@ class HomeAgent:
     def _mobility_message(self, event: MobilityMessageReceived, now: float) -> list[Action]:
         message = event.message
         if isinstance(message, BindingUpdate):
-            if message.flags & BUFlags.H:
+            if int(message.flags) & _H_FLAG:
                 return self._home_binding_update(event, message, now)
             if self.correspondent is not None:
                 return self.correspondent.handle(event, now)
@@ -396,7 +399,7 @@ class HomeAgent:
                 BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW,
                 sequence=entry.sequence,
             )
-        deregistration = bu.lifetime == 0 or care_of_address == home_address
+        deregistration = bu.lifetime == 0 or int(care_of_address) == int(home_address)
         # 6. §10.3.2: de-registration without a binding → 133.
         if deregistration and entry is None:
             return self._reject(
@@ -483,7 +486,7 @@ class HomeAgent:
         status: int,
         now: float,
     ) -> list[Action]:
-        link_local = link_local_for(home_address) if bu.flags & BUFlags.L else None
+        link_local = link_local_for(home_address) if int(bu.flags) & _L_FLAG else None
         if not self.config.proxy_dad:
             entry = BindingCacheEntry(
                 home_address,
@@ -589,7 +592,7 @@ class HomeAgent:
         now: float,
     ) -> list[Action]:
         actions: list[Action] = []
-        if care_of_address != entry.care_of_address:
+        if int(care_of_address) != int(entry.care_of_address):
             actions.append(InstallHomeTunnel(entry.home_address, care_of_address))
         self.cache.register(
             entry,
