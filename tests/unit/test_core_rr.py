@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from ipaddress import IPv6Address
 
+import pytest
+
 from nfq_mip6.mobility.rr import (
     NonceTable,
     binding_management_key,
@@ -14,8 +16,14 @@ from nfq_mip6.mobility.rr import (
     verify_authenticator,
     with_authenticator,
 )
-from nfq_mip6.wire.mh import BindingUpdate, BUFlags
-from nfq_mip6.wire.options import AlternateCareofAddress, NonceIndices
+from nfq_mip6.wire import mh as wire_mh
+from nfq_mip6.wire.mh import BAFlags, BindingAck, BindingUpdate, BUFlags
+from nfq_mip6.wire.options import (
+    AlternateCareofAddress,
+    BindingAuthorizationData,
+    BindingRefreshAdvice,
+    NonceIndices,
+)
 
 KCN = bytes(range(20))
 HOME_NONCE = b"\x11" * 8
@@ -101,3 +109,21 @@ def test_nonce_indices_wrap_16_bits() -> None:
     table = NonceTable(lambda n: bytes(n), rotation_interval=1, first_index=0xFFFF)
     assert table.current(0)[0] == 0xFFFF
     assert table.current(1)[0] == 0
+
+
+_BAD = BindingAuthorizationData(bytes(12))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        BindingUpdate(7, BUFlags.A, 105, (NonceIndices(3, 4), _BAD)),
+        BindingUpdate(7, BUFlags.A, 105, (AlternateCareofAddress(COA), NonceIndices(3, 4), _BAD)),
+        BindingUpdate(9, BUFlags.A, 0, (BindingRefreshAdvice(2), NonceIndices(3, 4), _BAD)),
+        BindingAck(0, BAFlags.NONE, 7, 105, (_BAD,)),
+        BindingAck(0, BAFlags.NONE, 7, 105, (BindingRefreshAdvice(3), _BAD)),
+    ],
+)
+def test_mh_data_matches_the_wire_codec(message: BindingUpdate | BindingAck) -> None:
+    """The core signs exactly the octets the codec puts on the wire (same option layout)."""
+    assert mh_data_for_authenticator(message) == wire_mh.mh_data_for_authenticator(message)
