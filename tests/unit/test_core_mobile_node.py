@@ -80,7 +80,11 @@ def the_bu(actions: list[Action]) -> tuple[SendMobilityMessage, BindingUpdate]:
 
 
 def ba_event(
-    status: int, seq: int, lifetime: int = 100, src: IPv6Address = HA, options: tuple = ()
+    status: int,
+    seq: int,
+    lifetime: int = 100,
+    src: IPv6Address = HA,
+    options: tuple[BindingRefreshAdvice, ...] = (),
 ) -> MobilityMessageReceived:
     ba = BindingAck(status, BAFlags.NONE, seq, lifetime, options)
     return MobilityMessageReceived(ba, src, COA, routing_address=HOA)

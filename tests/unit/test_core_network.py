@@ -93,7 +93,12 @@ class Network:
         return cls(mn, ha, cn)
 
     def node(self, name: str) -> MobileNode | HomeAgent | CorrespondentNode:
-        return {"mn": self.mn, "ha": self.ha, "cn": self.cn}[name]
+        nodes: dict[str, MobileNode | HomeAgent | CorrespondentNode] = {
+            "mn": self.mn,
+            "ha": self.ha,
+            "cn": self.cn,
+        }
+        return nodes[name]
 
     # ---------------------------------------------------------------------------------------
 

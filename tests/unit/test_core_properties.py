@@ -87,7 +87,7 @@ def test_ha_dataplane_matches_binding_cache(ops: list[tuple[str, int, int, int, 
                         last_seq[hoa] = c
         elif op == "dad":
             hoa = HOAS[a]
-            actions = ha.handle(ProxyDadCompleted(hoa, duplicate=b), now)
+            actions = ha.handle(ProxyDadCompleted(hoa, duplicate=bool(b)), now)
         else:
             now += a
             actions = ha.handle_timer(now)
