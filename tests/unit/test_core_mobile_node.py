@@ -22,6 +22,7 @@ from nfq_mip6.mobility.events import (
     RemoveReverseTunnel,
     RemoveRouteOptimization,
     ReturnedToHomeLink,
+    RouteOptimizationSwitched,
     RouterLost,
     SendDhaadRequest,
     SendMobilePrefixSolicitation,
@@ -434,3 +435,62 @@ def test_mn_binding_update_list_rows() -> None:
     assert row.home_registration and row.sequence == bu.sequence and row.state == "bound"
     assert row.lifetime_remaining == bu.lifetime * 4 - 64  # counted from the BU sent at 0
     assert row.max_delay == 32.0 and row.flags == "AH"
+
+
+def bound_with_cn(mn: MobileNode) -> BindingUpdate:
+    _, bu = complete_rr(mn)
+    mn.handle(cn_ba(mn, bu.sequence), 2.3)
+    return bu
+
+
+def test_mn_cn_refresh_after_token_lifetime_runs_rr_again() -> None:
+    mn = make_mn()
+    bound_with_cn(mn)
+    entry = mn.bul[CN]
+    assert entry.refresh_at == pytest.approx(2.2 + 420 * 0.8)
+    actions = mn.handle_timer(entry.refresh_at)
+    # Tokens from t = 2.1/2.2 are older than MAX_TOKEN_LIFETIME (210 s): new RR first.
+    assert any(
+        isinstance(a, SendMobilityMessage) and isinstance(a.message, HomeTestInit) for a in actions
+    )
+    assert sent_bus(actions) == []
+
+
+def test_mn_cn_brr_within_token_lifetime_sends_bu_directly() -> None:
+    mn = make_mn()
+    bound_with_cn(mn)
+    brr = MobilityMessageReceived(BindingRefreshRequest(), CN, HOA, via_tunnel=True)
+    _, bu = the_bu(mn.handle(brr, 100.0))
+    assert bu.options[-1].__class__.__name__ == "BindingAuthorizationData"
+
+
+def test_mn_cn_bu_lifetime_bounded_by_home_registration() -> None:
+    mn = make_mn()
+    bu = away(mn)
+    mn.handle(ba_event(0, bu.sequence, lifetime=50), 1.0)  # home binding: 200 s from t = 0
+    mn.handle(DataPacketFromCorrespondent(CN), 2.0)
+    entry = mn.bul[CN]
+    assert entry.home_cookie is not None and entry.careof_cookie is not None
+    mn.handle(hot(entry.home_cookie), 2.1)
+    _, cn_bu = the_bu(mn.handle(cot(entry.careof_cookie), 2.2))
+    assert cn_bu.lifetime == int(200 - 2.2) // 4
+
+
+def test_mn_cn_bu_lifetime_bounded_by_coa_lifetime() -> None:
+    mn = make_mn()
+    bu = away(mn, lifetime=60.0)
+    mn.handle(ba_event(0, bu.sequence, lifetime=bu.lifetime), 1.0)
+    mn.handle(DataPacketFromCorrespondent(CN), 2.0)
+    entry = mn.bul[CN]
+    assert entry.home_cookie is not None and entry.careof_cookie is not None
+    mn.handle(hot(entry.home_cookie), 2.1)
+    _, cn_bu = the_bu(mn.handle(cot(entry.careof_cookie), 2.2))
+    assert cn_bu.lifetime * 4 <= 60 - 2.2
+
+
+def test_mn_route_optimization_off_removes_cn_routes() -> None:
+    mn = make_mn()
+    bound_with_cn(mn)
+    actions = mn.handle(RouteOptimizationSwitched(False), 5.0)
+    assert RemoveRouteOptimization(HOA, CN) in actions and CN not in mn.bul
+    assert mn.home_entry is not None  # the home registration stays
