@@ -50,9 +50,12 @@ DX6_TAIL = ("nh6", "::", "dev", "eth0", "table", "100")
 def running_agent(node: Node, config: Path, socket_path: Path) -> Iterator[subprocess.Popen[str]]:
     """``nfq-mip6 run`` in ``node``'s namespace until the block ends (SIGTERM, then kill)."""
     log_path = socket_path.with_suffix(".log")
+    state_dir = socket_path.with_suffix(".state")  # persistence private to this test
     with log_path.open("w") as log:
         proc = node.popen(
             [
+                "env",
+                f"NFQ_MIP6_AGENT__STATE_DIR={state_dir}",
                 sys.executable,
                 "-m",
                 "nfq_mip6",
