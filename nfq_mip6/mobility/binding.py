@@ -201,9 +201,7 @@ class BindingCache:
             self._compact()
 
     def _compact(self) -> None:
-        self._heap = [
-            (entry.expires_at, id(entry), key) for key, entry in self._entries.items()
-        ]
+        self._heap = [(entry.expires_at, id(entry), key) for key, entry in self._entries.items()]
         heapq.heapify(self._heap)
 
     def insert(self, entry: BindingCacheEntry) -> None:

@@ -49,6 +49,7 @@ from nfq_mip6.mobility.events import (
     BindingRegistered,
     BindingRejected,
     DataplaneCountersSampled,
+    IcmpErrorReceived,
     InputEvent,
     InstallRouteOptimization,
     MessageDiscarded,
@@ -86,6 +87,10 @@ from nfq_mip6.wire.mh import (
     UnknownMobilityMessage,
 )
 from nfq_mip6.wire.options import AlternateCareofAddress, NonceIndices
+
+ICMPV6_DESTINATION_UNREACHABLE = 1
+UNREACHABLE_THRESHOLD = 3
+"""§9.3.4: Destination Unreachable errors about a binding before it is deleted (UMIP: 3)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +135,7 @@ class CorrespondentNode:
         self.nonces = NonceTable(random_bytes, rotation_interval=config.nonce_rotation_interval)
         self._encode_mh_data = encode_mh_data
         self._brr_heap: list[tuple[float, float, IPv6Address]] = []
+        self._unreachable_counts: dict[IPv6Address, int] = {}
 
     # ----------------------------------------------------------------------------------------
     # Driving the core
@@ -140,6 +146,8 @@ class CorrespondentNode:
             return self._mobility_message(event, now)
         if isinstance(event, RouteOptimizationSwitched):
             return self._switch(event.enabled)
+        if isinstance(event, IcmpErrorReceived):
+            return self._icmp_error(event)
         if isinstance(event, DataplaneCountersSampled):
             self.stats.NEncapsulations = event.encapsulations
             self.stats.NDecapsulations = event.decapsulations
@@ -230,6 +238,30 @@ class CorrespondentNode:
     # ----------------------------------------------------------------------------------------
     # Messages
     # ----------------------------------------------------------------------------------------
+
+    def _icmp_error(self, event: IcmpErrorReceived) -> list[Action]:
+        """§9.3.4: persistent ICMP Destination Unreachable for a bound MN deletes the binding
+        (after UNREACHABLE_THRESHOLD errors, as UMIP does); later HAO packets get BE 1."""
+        destination = event.invoking_destination
+        if event.icmp_type != ICMPV6_DESTINATION_UNREACHABLE or destination is None:
+            return []
+        for entry in self.cache:
+            if entry.state is not BindingState.REGISTERED or destination not in (
+                entry.care_of_address,
+                entry.home_address,
+            ):
+                continue
+            count = self._unreachable_counts.get(entry.home_address, 0) + 1
+            self._unreachable_counts[entry.home_address] = count
+            if count < UNREACHABLE_THRESHOLD:
+                return []
+            del self._unreachable_counts[entry.home_address]
+            self.cache.remove(entry.home_address, BindingState.DELETED)
+            return [
+                RemoveRouteOptimization(entry.home_address),
+                BindingDeleted(entry.home_address, entry.care_of_address, False),
+            ]
+        return []
 
     def _switch(self, enabled: bool) -> list[Action]:
         self.route_optimization = enabled
@@ -460,6 +492,7 @@ class CorrespondentNode:
                     event_cls(home_address, care_of_address, False, care_of_address, lifetime)
                 )
             self._schedule_brr(entry)
+            self._unreachable_counts.pop(home_address, None)
         # §9.5.4: BA only when A = 1; it carries a BAD computed with Kbm.
         if bu.flags & BUFlags.A:
             ba = BindingAck(BAStatus.ACCEPTED, BAFlags.NONE, bu.sequence, lifetime // 4)

@@ -11,6 +11,7 @@ from nfq_mip6.mobility.correspondent import CorrespondentConfig, CorrespondentNo
 from nfq_mip6.mobility.events import (
     Action,
     BindingExpired,
+    IcmpErrorReceived,
     InstallRouteOptimization,
     MessageDiscarded,
     MobilityMessageReceived,
@@ -341,3 +342,13 @@ def test_cn_bu_with_bra_option_still_accepted() -> None:
     )
     _, ba = ba_of(cn.handle(event, 0.0))
     assert ba.status == 0
+
+
+def test_cn_persistent_destination_unreachable_deletes_binding() -> None:
+    cn = make_cn()
+    cn.handle(MobileSide(cn).bu(1, 0.0), 0.0)
+    error = IcmpErrorReceived(IPv6Address("2001:db8:f::fe"), 1, 3, invoking_destination=COA)
+    assert cn.handle(error, 1.0) == [] and cn.handle(error, 2.0) == []
+    actions = cn.handle(error, 3.0)
+    assert RemoveRouteOptimization(HOA) in actions and not cn.has_binding(HOA)
+    assert len(cn.check_home_address_option(COA, HOA, 4.0)) == 1  # then BE 1
