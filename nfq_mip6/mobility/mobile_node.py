@@ -46,6 +46,7 @@ from nfq_mip6.constants import (
     INITIAL_BINDACK_TIMEOUT,
     INITIAL_BINDACK_TIMEOUT_FIRST_REG,
     INITIAL_DHAAD_TIMEOUT,
+    INITIAL_SOLICIT_TIMER,
     LIFETIME_UNIT,
     MAX_BINDACK_TIMEOUT,
     MAX_LIFETIME_UNITS,
@@ -119,6 +120,8 @@ from nfq_mip6.wire.options import (
 ICMPV6_PARAMETER_PROBLEM = 4
 PARAMETER_PROBLEM_UNRECOGNIZED_NEXT_HEADER = 1
 PARAMETER_PROBLEM_UNRECOGNIZED_OPTION = 2
+MPS_RETRIES = 3
+"""Mobile Prefix Solicitation retransmissions before giving up (RFC 6275 sets no limit)."""
 REFRESH_FRACTION = 0.8
 """Refresh a binding after this fraction of its granted lifetime when the HA sent no BRA."""
 
@@ -313,6 +316,7 @@ class MobileNode:
         self._no_route_optimization: set[IPv6Address] = set()
         self._wanted_correspondents: set[IPv6Address] = set()
         self._mps_identifier = 0
+        self._mps: _Dhaad | None = None  # same retry bookkeeping as DHAAD
 
     # ----------------------------------------------------------------------------------------
     # Driving the core
@@ -336,7 +340,7 @@ class MobileNode:
         if isinstance(event, DataPacketFromCorrespondent):
             return self._data_from_correspondent(event.correspondent, now)
         if isinstance(event, MobilePrefixAdvertisementReceived):
-            return []  # §11.4.3: prefix changes are the runtime's (address configuration).
+            return self._mobile_prefix_advertisement(event)
         if isinstance(event, DataplaneCountersSampled):
             self.stats.NEncapsulations = event.encapsulations
             self.stats.NDecapsulations = event.decapsulations
@@ -351,6 +355,9 @@ class MobileNode:
         dhaad = self._dhaad
         if dhaad is not None and dhaad.next_at <= now:
             actions += self._dhaad_retransmit(dhaad, now)
+        mps = self._mps
+        if mps is not None and mps.next_at <= now:
+            actions += self._mps_retransmit(mps, now)
         return actions
 
     def next_deadline(self) -> float | None:
@@ -366,6 +373,8 @@ class MobileNode:
                 deadlines.append(entry.expires_at)
         if self._dhaad is not None:
             deadlines.append(self._dhaad.next_at)
+        if self._mps is not None:
+            deadlines.append(self._mps.next_at)
         finite = [d for d in deadlines if d != math.inf]
         return min(finite) if finite else None
 
@@ -684,6 +693,57 @@ class MobileNode:
         return self._start_home_registration(now)
 
     # ----------------------------------------------------------------------------------------
+    # Mobile prefix discovery (§11.4.2, §11.4.3)
+    # ----------------------------------------------------------------------------------------
+
+    def _mps_start(self, now: float) -> list[Action]:
+        if self._mps is not None:
+            return []  # one solicitation at a time
+        self._mps_identifier = (self._mps_identifier + 1) & 0xFFFF
+        self._mps = _Dhaad(
+            self._mps_identifier, 0, INITIAL_SOLICIT_TIMER, now + INITIAL_SOLICIT_TIMER
+        )
+        return self._mps_send()
+
+    def _mps_send(self) -> list[Action]:
+        home = self.home_entry
+        if self._mps is None or home is None or self.location is not Location.AWAY:
+            self._mps = None
+            return []
+        return [
+            SendMobilePrefixSolicitation(
+                self._mps.identifier,
+                home.care_of_address,
+                home.destination,
+                self.config.home_address,
+            )
+        ]
+
+    def _mps_retransmit(self, mps: _Dhaad, now: float) -> list[Action]:
+        """§11.4.2: retransmit after INITIAL_SOLICIT_TIMER (3 s), doubling, a few times."""
+        if mps.retransmissions >= MPS_RETRIES:
+            self._mps = None
+            return [MessageDiscarded("mps-no-reply")]
+        mps.retransmissions += 1
+        mps.delay = min(mps.delay * 2, MAX_BINDACK_TIMEOUT)
+        mps.next_at = now + mps.delay
+        return self._mps_send()
+
+    def _mobile_prefix_advertisement(
+        self, event: MobilePrefixAdvertisementReceived
+    ) -> list[Action]:
+        """§11.4.3: an MPA counts only if it comes from the HA with an RH2 and, when solicited,
+        echoes the identifier (TAHI MN-4-2-1-1-013/014). Prefix changes themselves are applied
+        by the runtime (address configuration)."""
+        if event.src != self.home_agent or not event.via_routing_header:
+            return [MessageDiscarded("mpa-not-from-home-agent", event.src)]
+        if self._mps is not None:
+            if event.identifier != self._mps.identifier:
+                return [MessageDiscarded("mpa-identifier-mismatch", event.src)]
+            self._mps = None
+        return []
+
+    # ----------------------------------------------------------------------------------------
     # Mobility messages
     # ----------------------------------------------------------------------------------------
 
@@ -802,12 +862,7 @@ class MobileNode:
         actions.append(event_cls(hoa, entry.destination, True, entry.care_of_address, granted))
         if status == BAStatus.ACCEPTED_PREFIX_DISCOVERY_NECESSARY:
             # §11.4.2: the home prefix is changing: solicit the prefix list.
-            self._mps_identifier = (self._mps_identifier + 1) & 0xFFFF
-            actions.append(
-                SendMobilePrefixSolicitation(
-                    self._mps_identifier, entry.care_of_address, entry.destination, hoa
-                )
-            )
+            actions += self._mps_start(now)
         # Correspondents waiting for the tunnel (HoTI goes through it) can start now.
         for cn_entry in list(self.bul.values()):
             if (

@@ -17,6 +17,7 @@ from nfq_mip6.mobility.events import (
     InstallReverseTunnel,
     InstallRouteOptimization,
     MessageDiscarded,
+    MobilePrefixAdvertisementReceived,
     MobilityMessageReceived,
     MovedToForeignLink,
     RemoveReverseTunnel,
@@ -494,3 +495,35 @@ def test_mn_route_optimization_off_removes_cn_routes() -> None:
     actions = mn.handle(RouteOptimizationSwitched(False), 5.0)
     assert RemoveRouteOptimization(HOA, CN) in actions and CN not in mn.bul
     assert mn.home_entry is not None  # the home registration stays
+
+
+def mps_times(mn: MobileNode, until: float) -> list[float]:
+    times = []
+    while (deadline := mn.next_deadline()) is not None and deadline <= until:
+        actions = mn.handle_timer(deadline)
+        if any(isinstance(a, SendMobilePrefixSolicitation) for a in actions):
+            times.append(deadline)
+    return times
+
+
+def test_mn_mps_retransmitted_3s_doubling_until_mpa() -> None:
+    mn = make_mn()
+    bu = away(mn)
+    mn.handle(ba_event(1, bu.sequence), 1.0)
+    assert mps_times(mn, 30.0) == [4.0, 10.0, 22.0]
+
+
+def test_mn_mpa_with_matching_identifier_stops_mps() -> None:
+    mn = make_mn()
+    bu = away(mn)
+    (mps,) = [
+        a
+        for a in mn.handle(ba_event(1, bu.sequence), 1.0)
+        if isinstance(a, SendMobilePrefixSolicitation)
+    ]
+    wrong = MobilePrefixAdvertisementReceived(mps.identifier + 1, HA, ())
+    assert all(isinstance(a, MessageDiscarded) for a in mn.handle(wrong, 2.0))
+    not_from_ha = MobilePrefixAdvertisementReceived(mps.identifier, CN, ())
+    assert all(isinstance(a, MessageDiscarded) for a in mn.handle(not_from_ha, 2.0))
+    assert mn.handle(MobilePrefixAdvertisementReceived(mps.identifier, HA, ()), 2.0) == []
+    assert mps_times(mn, 30.0) == []
