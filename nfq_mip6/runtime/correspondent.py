@@ -1,0 +1,600 @@
+"""Correspondent Node runtime: the pure core (:class:`nfq_mip6.mobility.correspondent.
+CorrespondentNode`) and the route-optimization data path on the real kernel (RFC 6275 §9).
+
+Theory of operation:
+
+* ``rules/cn.rules`` queues, in raw PREROUTING, every Mobility Header to this node, every
+  local packet with a Destination Options header (an HAO) and every Type 2 Routing Header;
+  it creates the mangle OUTPUT chain ``NFQMIP6-CN-OUT`` that holds one rule per binding,
+  ``-d <HoA>/128 -j NFQUEUE``, added and removed as bindings come and go
+  (:class:`BindingRules`).
+* Data packets take the byte-level fast path of :mod:`nfq_mip6.runtime.ro_datapath`:
+  outbound to a bound HoA → destination := CoA plus an RH2 (§9.3.2; the kernel re-routes the
+  reinjected packet at LOCAL_OUT); inbound with an HAO from the binding's CoA → source :=
+  HoA, HAO removed (§9.3.1). No parsing into objects, no scapy.
+* Anything the fast path does not take goes through :mod:`nfq_mip6.wire`: Mobility Headers
+  get the §9.2 checks (silent discard, Parameter Problem with pointer, BE 2) and then the
+  core (HoTI → HoT, CoTI → CoT, BU → BA with BAD / 136 / 137 / 138 …), and are always
+  consumed (NF_DROP); an HAO without a matching binding is dropped with a Binding Error
+  status 1 (§9.3.1, §9.3.3; rate-limited); an RH2 is dropped (TAHI CN-6-5).
+* Replies (HoT, CoT, BA with an RH2 to the CoA, BE, BRR) are whole IPv6 packets sent through
+  ``ctx.send_packet`` (IPV6_HDRINCL): the kernel refuses an RH2 through socket options.
+* ``ro off`` (control socket, ``accept_return_routability`` on reload): the core drops every
+  binding and invalidates its nonces; HoTI/CoTI/BU are then discarded, so mobile nodes keep
+  using their home agent. ``ro on`` takes effect for the next return-routability exchange.
+* Kernel Mobile IPv6 (``CONFIG_IPV6_MIP6`` with xfrm route-optimization states, as UMIP uses)
+  is detected and reported (``kernel_mip6`` in ``stats``) but not used: this project's target
+  kernels lack it, and the NFQUEUE data path works without it.
+* Stop: the rules (and with them the per-binding rules) are removed; CN bindings are soft
+  state and are not kept (a mobile node re-runs return routability, §5.2.9).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import subprocess
+import time
+from collections.abc import Callable
+from ipaddress import IPv6Address
+from pathlib import Path
+from typing import Any, Final
+
+from nfq_mip6.mobility.correspondent import CorrespondentConfig, CorrespondentNode
+from nfq_mip6.mobility.events import (
+    Action,
+    BindingDeleted,
+    BindingEvent,
+    BindingExpired,
+    BindingRefreshed,
+    BindingRegistered,
+    BindingRejected,
+    InputEvent,
+    InstallRouteOptimization,
+    MessageDiscarded,
+    MobilityMessageReceived,
+    RemoveRouteOptimization,
+    RouteOptimizationSwitched,
+    SendMobilityMessage,
+)
+from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
+from nfq_mip6.runtime.base import RuntimeContext, Verdict
+from nfq_mip6.runtime.ro_datapath import cn_inbound, cn_outbound
+from nfq_mip6.wire import (
+    IPPROTO_MH,
+    Accepted,
+    BindingAck,
+    BindingErrorRequired,
+    MalformedPacket,
+    MHType,
+    ParameterProblem,
+    ParameterProblemMessage,
+    ParsedPacket,
+    SilentDiscard,
+    build_icmpv6_packet,
+    build_ipv6_packet,
+    build_mh,
+    insert_rh2,
+    mh_data_for_authenticator,
+    parse_ipv6,
+    strip_hao_to_home_source,
+    validate_mh,
+)
+from nfq_mip6.wire.mh import BindingError as BindingErrorMessage
+
+__all__ = [
+    "BindingRules",
+    "CorrespondentRuntime",
+    "detect_kernel_mip6",
+    "resolve_local_address",
+]
+
+log = logging.getLogger("nfq_mip6.cn")
+
+MIN_MTU: Final = 1280
+OUTPUT_CHAIN: Final = "NFQMIP6-CN-OUT"
+BE_RATE_PER_S: Final = 10.0
+"""§9.3.3: Binding Errors are rate-limited like ICMPv6 errors (token bucket, this many per s)."""
+BE_BURST: Final = 10.0
+
+
+def resolve_local_address(interface: str | None) -> tuple[str, IPv6Address]:
+    """The CN's interface and its first global (or site-local) address (``ip -j addr``)."""
+    result = subprocess.run(
+        ["ip", "-j", "-6", "addr", "show"], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise OSError(f"ip -6 addr show: {result.stderr.strip()}")
+    for link in json.loads(result.stdout or "[]"):
+        name = str(link.get("ifname", ""))
+        if name == "lo" or (interface is not None and name != interface):
+            continue
+        for info in link.get("addr_info", []):
+            if info.get("family") == "inet6" and info.get("scope") in ("global", "site"):
+                return name, IPv6Address(info["local"])
+    where = f"interface {interface}" if interface else "any interface"
+    raise OSError(f"no global IPv6 address on {where}: the correspondent node needs one")
+
+
+def detect_kernel_mip6(config_path: Path = Path("/proc/config.gz")) -> bool | None:
+    """Does the kernel have ``CONFIG_IPV6_MIP6`` (HAO/RH2 processing with xfrm RO states)?
+
+    ``None`` when it cannot be told (no ``/proc/config.gz``); then the ``mip6`` module's
+    presence in ``/sys/module`` decides if it is loaded.
+    """
+    try:
+        with gzip.open(config_path, "rt") as config:
+            for line in config:
+                if line.startswith("CONFIG_IPV6_MIP6="):
+                    return line.strip().split("=", 1)[1] in ("y", "m")
+        return False
+    except OSError:
+        return True if Path("/sys/module/mip6").exists() else None
+
+
+class BindingRules:
+    """The per-binding ``-d <HoA>/128 -j NFQUEUE`` rules of ``NFQMIP6-CN-OUT`` (mangle)."""
+
+    def __init__(
+        self,
+        queue_num: int,
+        bypass: bool,
+        run: Callable[[list[str]], int] | None = None,
+    ) -> None:
+        self._target = ["-j", "NFQUEUE", "--queue-num", str(queue_num)]
+        if bypass:
+            self._target.append("--queue-bypass")
+        self._run = run or _ip6tables
+        self.installed: set[IPv6Address] = set()
+
+    def _spec(self, home_address: IPv6Address) -> list[str]:
+        return ["-d", f"{home_address}/128", *self._target]
+
+    def add(self, home_address: IPv6Address) -> bool:
+        if home_address in self.installed:
+            return True
+        code = self._run(["-t", "mangle", "-A", OUTPUT_CHAIN, *self._spec(home_address)])
+        if code == 0:
+            self.installed.add(home_address)
+        return code == 0
+
+    def remove(self, home_address: IPv6Address) -> bool:
+        if home_address not in self.installed:
+            return True
+        self.installed.discard(home_address)
+        return self._run(["-t", "mangle", "-D", OUTPUT_CHAIN, *self._spec(home_address)]) == 0
+
+
+def _ip6tables(args: list[str]) -> int:
+    result = subprocess.run(
+        ["ip6tables", "--wait", *args], capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        log.warning("ip6tables %s: %s", " ".join(args), result.stderr.strip())
+    return result.returncode
+
+
+class CorrespondentRuntime:
+    """:class:`~nfq_mip6.runtime.base.RoleRuntime` for ``role = "cn"`` (``FUNCTIONALITY=cn``).
+
+    The constructor arguments exist for tests: ``load_rules`` whether to load
+    ``rules/cn.rules`` and the per-binding rules, ``address`` the CN address (default: the
+    interface's global address), ``random_bytes`` the core's randomness.
+    """
+
+    def __init__(
+        self,
+        *,
+        load_rules: bool = True,
+        address: IPv6Address | None = None,
+        random_bytes: Callable[[int], bytes] | None = None,
+    ) -> None:
+        self._load_rules = load_rules
+        self._address_override = address
+        self._random_bytes = random_bytes
+        self.ctx: RuntimeContext | None = None
+        self.core: CorrespondentNode | None = None
+        self.address: IPv6Address | None = None
+        self.interface: str | None = None
+        self.rules: Any = None
+        self.binding_rules: BindingRules | None = None
+        self.kernel_mip6: bool | None = None
+        self.bindings: dict[bytes, bytes] = {}
+        """The data path's view: HoA octets → CoA octets of every binding in force."""
+        self.counters: dict[str, int] = {
+            "rh2_inserted": 0,
+            "hao_stripped": 0,
+            "malformed": 0,
+            "parameter_problems_sent": 0,
+            "binding_errors_sent": 0,
+            "binding_errors_rate_limited": 0,
+            "silent_discards": 0,
+            "rh2_dropped": 0,
+            "accepted_unchanged": 0,
+            "send_errors": 0,
+            "rule_errors": 0,
+        }
+        self._be_tokens = BE_BURST
+        self._be_refilled = 0.0
+
+    # ------------------------------------------------------------------------------------
+    # Lifecycle
+    # ------------------------------------------------------------------------------------
+    def start(self, ctx: RuntimeContext) -> None:
+        self.ctx = ctx
+        config = ctx.config
+        if self._address_override is not None:
+            self.address = self._address_override
+            self.interface = config.interface
+        else:
+            self.interface, self.address = resolve_local_address(config.interface)
+        kwargs: dict[str, Any] = {"encode_mh_data": mh_data_for_authenticator}
+        if self._random_bytes is not None:
+            kwargs["random_bytes"] = self._random_bytes
+        self.core = CorrespondentNode(
+            CorrespondentConfig(address=self.address, route_optimization=config.route_optimization),
+            **kwargs,
+        )
+        self.kernel_mip6 = detect_kernel_mip6()
+        if self.kernel_mip6:
+            log.info("kernel has CONFIG_IPV6_MIP6; the NFQUEUE data path is used regardless")
+        self._be_refilled = ctx.clock()
+        if self._load_rules:
+            from nfq_mip6.io.iptables import RuleSet, rules_path
+
+            self.rules = RuleSet.from_file(
+                rules_path("cn.rules"),
+                {"queue": ctx.queue_num, "bypass": " --queue-bypass" if ctx.queue_bypass else ""},
+            )
+            self.rules.load()
+            self.binding_rules = BindingRules(ctx.queue_num, ctx.queue_bypass)
+        log.info(
+            "correspondent node %s on %s, route optimization %s",
+            self.address, self.interface or "?", "on" if config.route_optimization else "off",
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        if self.rules is not None:
+            try:
+                self.rules.unload()  # flushes NFQMIP6-CN-OUT with the per-binding rules
+            except Exception:
+                log.exception("removing cn.rules failed")
+            self.rules = None
+        if self.binding_rules is not None:
+            self.binding_rules.installed.clear()
+        self.bindings.clear()
+
+    # ------------------------------------------------------------------------------------
+    # Queued packets
+    # ------------------------------------------------------------------------------------
+    def on_queued_packet(self, payload: bytes, now: float) -> Verdict:
+        bindings = self.bindings
+        if bindings:
+            out = cn_outbound(payload, bindings)
+            if out is not None:
+                self.counters["rh2_inserted"] += 1
+                return Verdict.rewrite(out)
+            out = cn_inbound(payload, bindings)
+            if out is not None:
+                self.counters["hao_stripped"] += 1
+                return Verdict.rewrite(out)
+        return self._slow_path(payload, now)
+
+    def _slow_path(self, payload: bytes, now: float) -> Verdict:
+        try:
+            packet = parse_ipv6(payload)
+        except MalformedPacket as exc:
+            self._malformed(f"unparsable IPv6 packet: {exc}")
+            return Verdict.drop()
+        if packet.raw[24:40] in self.bindings:
+            return self._outbound_general(packet)
+        if packet.upper_layer == IPPROTO_MH:
+            return self._on_mobility_header(packet, now)
+        if packet.rh2_address is not None:
+            # A correspondent node that is not a mobile node discards RH2 packets (TAHI CN-6-5).
+            self.counters["rh2_dropped"] += 1
+            return Verdict.drop()
+        if packet.home_address is not None:
+            return self._on_home_address_option(packet, now)
+        self.counters["accepted_unchanged"] += 1
+        return Verdict.accept()
+
+    def _outbound_general(self, packet: ParsedPacket) -> Verdict:
+        """A packet to a bound HoA the fast path left alone (MH, unusual header chain)."""
+        if packet.upper_layer == IPPROTO_MH:
+            # §6.1: HoT and BRR go to the HoA through the home agent, never with an RH2.
+            self.counters["accepted_unchanged"] += 1
+            return Verdict.accept()
+        care_of = self.bindings[packet.raw[24:40]]
+        out = insert_rh2(packet.raw, IPv6Address(care_of))
+        if out is None:
+            self.counters["accepted_unchanged"] += 1
+            return Verdict.accept()
+        self.counters["rh2_inserted"] += 1
+        return Verdict.rewrite(out)
+
+    def _on_home_address_option(self, packet: ParsedPacket, now: float) -> Verdict:
+        """§9.3.1: an HAO is accepted only with a binding HoA → this source; else BE 1."""
+        assert self.core is not None and packet.home_address is not None
+        errors = self.core.check_home_address_option(
+            packet.src, packet.home_address, now, packet.dst
+        )
+        if errors:
+            self._perform(errors, now)
+            return Verdict.drop()
+        rewritten = strip_hao_to_home_source(packet.raw)
+        if rewritten is None:
+            self._malformed("cannot strip the Home Address option")
+            return Verdict.drop()
+        self.counters["hao_stripped"] += 1
+        return Verdict.rewrite(rewritten)
+
+    def _malformed(self, reason: str) -> None:
+        self.counters["malformed"] += 1
+        log.debug("dropping a malformed packet: %s", reason)
+        if self.ctx is not None and self.ctx.metrics is not None:
+            self.ctx.metrics.malformed()
+
+    def _on_mobility_header(self, packet: ParsedPacket, now: float) -> Verdict:
+        """RFC 6275 §9.2 then the core; the MH is always consumed (NF_DROP)."""
+        assert self.core is not None
+        verdict = validate_mh(packet)
+        mh_type = (
+            packet.raw[packet.upper_offset + 2] if packet.end > packet.upper_offset + 2 else -1
+        )
+        metrics = self.ctx.metrics if self.ctx is not None else None
+        if metrics is not None and mh_type >= 0:
+            metrics.mh_received(mh_type)
+        if isinstance(verdict, SilentDiscard):
+            self.counters["silent_discards"] += 1
+            if mh_type == MHType.BU:
+                self.core.stats.NBindUpdatesRcvd += 1
+                self.core.stats.NBindUpdatesDropInvalid += 1
+            log.info("MH from %s silently discarded: %s", packet.src, verdict.reason)
+            return Verdict.drop()
+        if isinstance(verdict, ParameterProblem):
+            self._send_parameter_problem(packet, verdict)
+            return Verdict.drop()
+        if isinstance(verdict, BindingErrorRequired):
+            # §9.2: unknown MH type → Binding Error status 2 to the source.
+            self._perform(
+                [
+                    SendMobilityMessage(
+                        BindingErrorMessage(verdict.status, verdict.home_address),
+                        packet.dst if not packet.dst.is_multicast else self._address,
+                        verdict.to,
+                    )
+                ],
+                now,
+            )
+            return Verdict.drop()
+        assert isinstance(verdict, Accepted)
+        event = MobilityMessageReceived(
+            message=verdict.message,
+            src=packet.src,
+            dst=packet.dst,
+            home_address=packet.home_address,
+            routing_address=packet.rh2_address,
+            mh_bytes=packet.upper_layer_bytes,
+        )
+        started = time.perf_counter()
+        self._feed(event, now)
+        if mh_type == MHType.BU and metrics is not None:
+            metrics.observe_bu_latency(time.perf_counter() - started)
+        return Verdict.drop()
+
+    def _send_parameter_problem(self, packet: ParsedPacket, problem: ParameterProblem) -> None:
+        invoking = packet.raw[: MIN_MTU - 48]  # RFC 4443 §2.4(c): fit in the minimum MTU
+        message = ParameterProblemMessage(problem.code, problem.pointer, invoking)
+        src = packet.dst if not packet.dst.is_multicast else self._address
+        self._send(build_icmpv6_packet(message, src, problem.to, hop_limit=64))
+        self.counters["parameter_problems_sent"] += 1
+        log.info("Parameter Problem to %s: %s", problem.to, problem.reason)
+
+    @property
+    def _address(self) -> IPv6Address:
+        assert self.address is not None
+        return self.address
+
+    # ------------------------------------------------------------------------------------
+    # Core and actions
+    # ------------------------------------------------------------------------------------
+    def _feed(self, event: InputEvent, now: float) -> None:
+        assert self.core is not None
+        self._perform(self.core.handle(event, now), now)
+
+    def _send(self, packet: bytes) -> None:
+        assert self.ctx is not None
+        try:
+            self.ctx.send_packet(packet)
+        except (OSError, ValueError) as exc:
+            self.counters["send_errors"] += 1
+            log.warning("sending a %d-octet packet failed: %s", len(packet), exc)
+
+    def _perform(self, actions: list[Action], now: float) -> None:
+        for action in actions:
+            if isinstance(action, SendMobilityMessage):
+                self._send_mobility_message(action, now)
+            elif isinstance(action, InstallRouteOptimization):
+                self._install(action.home_address, action.care_of_address)
+            elif isinstance(action, RemoveRouteOptimization):
+                self._remove(action.home_address)
+            elif isinstance(action, BindingEvent):
+                self._log_binding_event(action)
+            elif isinstance(action, MessageDiscarded):
+                self.counters["silent_discards"] += 1
+                log.info("discarded from %s: %s", action.src, action.reason)
+            else:
+                log.debug("ignoring action %r", action)
+
+    def _install(self, home_address: IPv6Address, care_of_address: IPv6Address) -> None:
+        """§9.3.2: from now on, packets to the HoA go to the CoA with an RH2."""
+        self.bindings[home_address.packed] = care_of_address.packed
+        if self.binding_rules is not None:
+            ok = self.binding_rules.add(home_address)
+            if not ok:
+                self.counters["rule_errors"] += 1
+            self._dataplane_metric("install_route_optimization", ok=ok)
+
+    def _remove(self, home_address: IPv6Address) -> None:
+        self.bindings.pop(home_address.packed, None)
+        if self.binding_rules is not None:
+            ok = self.binding_rules.remove(home_address)
+            if not ok:
+                self.counters["rule_errors"] += 1
+            self._dataplane_metric("remove_route_optimization", ok=ok)
+
+    def _dataplane_metric(self, op: str, *, ok: bool) -> None:
+        if self.ctx is not None and self.ctx.metrics is not None:
+            self.ctx.metrics.dataplane_op(op, ok)
+
+    def _binding_error_allowed(self, now: float) -> bool:
+        """§9.3.3: token bucket, :data:`BE_RATE_PER_S` per second, burst :data:`BE_BURST`."""
+        self._be_tokens = min(BE_BURST, self._be_tokens + (now - self._be_refilled) * BE_RATE_PER_S)
+        self._be_refilled = now
+        if self._be_tokens < 1.0:
+            return False
+        self._be_tokens -= 1.0
+        return True
+
+    def _send_mobility_message(self, action: SendMobilityMessage, now: float) -> None:
+        message = action.message
+        if isinstance(message, BindingErrorMessage):
+            if not self._binding_error_allowed(now):
+                self.counters["binding_errors_rate_limited"] += 1
+                return
+            self.counters["binding_errors_sent"] += 1
+        # §6.1.1 checksum over the pseudo-header with the HoA (HAO) / final destination (RH2).
+        pseudo_src = action.home_address or action.src
+        pseudo_dst = action.routing_address or action.dst
+        mh = build_mh(message, pseudo_src, pseudo_dst)
+        packet = build_ipv6_packet(
+            action.src,
+            action.dst,
+            IPPROTO_MH,
+            mh,
+            hop_limit=64,
+            home_address=action.home_address,
+            rh2_address=action.routing_address,
+        )
+        self._send(packet)
+        metrics = self.ctx.metrics if self.ctx is not None else None
+        if metrics is not None:
+            metrics.mh_sent(mh[2])
+            if isinstance(message, BindingAck):
+                metrics.ba_sent(message.status)
+
+    def _log_binding_event(self, event: BindingEvent) -> None:
+        if isinstance(event, BindingRejected):
+            log.info("binding for %s rejected: status %d", event.home_address, event.status)
+        elif isinstance(event, BindingRegistered | BindingRefreshed):
+            log.info(
+                "binding %s -> %s %s for %d s",
+                event.home_address, event.care_of_address,
+                "registered" if isinstance(event, BindingRegistered) else "refreshed",
+                event.lifetime,
+            )  # fmt: skip
+        elif isinstance(event, BindingDeleted | BindingExpired):
+            log.info("binding for %s %s", event.home_address, type(event).__name__[7:].lower())
+        else:
+            log.debug("%r", event)
+
+    # ------------------------------------------------------------------------------------
+    # Timers
+    # ------------------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        return None if self.core is None else self.core.next_deadline()
+
+    def on_timer(self, now: float) -> None:
+        assert self.core is not None
+        self._perform(self.core.handle_timer(now), now)
+
+    # ------------------------------------------------------------------------------------
+    # Control socket
+    # ------------------------------------------------------------------------------------
+    def set_route_optimization(self, enabled: bool) -> bool:
+        """The run-time switch (``nfq-mip6 ro on|off``); returns the new state."""
+        assert self.core is not None and self.ctx is not None
+        if enabled != self.core.route_optimization:
+            log.info("route optimization switched %s", "on" if enabled else "off")
+        self._feed(RouteOptimizationSwitched(enabled), self.ctx.clock())
+        return self.core.route_optimization
+
+    def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
+        cmd = request.get("cmd")
+        if self.core is None or self.ctx is None:
+            return {"ok": False, "error": "correspondent node not started"}
+        now = self.ctx.clock()
+        if cmd == "stats":
+            return self._stats_snapshot()
+        if cmd == "cache":
+            return {
+                "ok": True,
+                "bindings": [
+                    {
+                        "home_address": str(row.home_address),
+                        "care_of_address": str(row.care_of_address),
+                        "lifetime": row.lifetime_remaining,
+                        "type": row.mipl_type,
+                        "sequence": row.sequence,
+                        "flags": row.flags,
+                        "state": row.state,
+                    }
+                    for row in self.core.binding_cache_rows(now)
+                ],
+            }
+        if cmd == "bul":
+            return {"ok": True, "entries": []}  # a correspondent node sends no BUs
+        if cmd == "ro":
+            if "set" in request:
+                value = request["set"]
+                if not isinstance(value, bool):
+                    return {"ok": False, "error": "ro set wants true or false"}
+                return {"ok": True, "route_optimization": self.set_route_optimization(value)}
+            return {"ok": True, "route_optimization": self.core.route_optimization}
+        if cmd == "reload":
+            return self._reload()
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _reload(self) -> dict[str, Any]:
+        """SIGHUP: re-read the configuration; ``route_optimization`` (legacy
+        ``accept_return_routability``) is applied without a restart."""
+        assert self.ctx is not None and self.core is not None
+        from nfq_mip6.config import ConfigError, load_config
+
+        try:
+            new = load_config(Path(self.ctx.config.source))
+        except (ConfigError, OSError, ValueError) as exc:
+            log.error("reload failed: %s", exc)
+            return {"ok": False, "error": str(exc)}
+        reloaded: list[str] = []
+        if new.route_optimization != self.core.route_optimization:
+            self.set_route_optimization(new.route_optimization)
+            reloaded.append(f"route_optimization: {'on' if new.route_optimization else 'off'}")
+        return {"ok": True, "reloaded": reloaded}
+
+    def _stats_snapshot(self) -> dict[str, Any]:
+        assert self.core is not None and self.ctx is not None
+        counters = self.core.stats.as_dict()
+        nfq = dict(self.ctx.stats or {})
+        return {
+            "ok": True,
+            "role": "cn",
+            "counters": {name: counters[name] for name in MIPL_COUNTER_NAMES},
+            "route_optimization": self.core.route_optimization,
+            "backend": "nfqueue-ro",
+            "bindings": len(self.core.binding_cache_rows(self.ctx.clock())),
+            "nfqueue": {
+                "accepted": nfq.get("accepted", 0),
+                "dropped": nfq.get("dropped", 0),
+                "rewritten": nfq.get("rewritten", 0),
+            },
+            "correspondent": {
+                "address": str(self.address),
+                "kernel_mip6": self.kernel_mip6,
+                "datapath": "nfqueue",
+                "binding_rules": len(self.binding_rules.installed) if self.binding_rules else 0,
+                "counters": dict(self.counters),
+            },
+        }

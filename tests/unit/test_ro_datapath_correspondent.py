@@ -1,0 +1,348 @@
+"""CorrespondentRuntime without the kernel: packets in (as NFQUEUE would hand them), verdicts
+and sent packets out. A scripted mobile node runs return routability with ``nfq_mip6.wire``
+and ``nfq_mip6.mobility.rr`` (RFC 6275 §5.2, §9.2–§9.5, facts §7–§8.5)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nfq_mip6.config import load_config
+from nfq_mip6.mobility import rr
+from nfq_mip6.runtime.base import RuntimeContext, VerdictKind
+from nfq_mip6.runtime.correspondent import BindingRules, CorrespondentRuntime
+from nfq_mip6.runtime.ro_datapath import cn_outbound, mn_outbound
+from nfq_mip6.wire import (
+    Accepted,
+    BAStatus,
+    BindingAck,
+    BindingError,
+    BindingUpdate,
+    BUFlags,
+    CareofTest,
+    CareofTestInit,
+    HomeTest,
+    HomeTestInit,
+    NonceIndices,
+    UnknownMobilityMessage,
+    build_ipv6_packet,
+    build_mh,
+    parse_and_validate_mh,
+    parse_ipv6,
+)
+
+HOA = IPv6Address("fec0:106:2700::4")
+COA = IPv6Address("fec0:106:1100:0:290:7dff:fef3:31a")
+COA2 = IPv6Address("fec0:106:1000:0:290:7dff:fef3:31a")
+CN = IPv6Address("fec0:106:2300::10")
+
+
+@dataclass
+class Clock:
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Harness:
+    runtime: CorrespondentRuntime
+    clock: Clock
+    sent: list[bytes] = field(default_factory=list)
+
+    def queue(self, packet: bytes) -> Any:
+        return self.runtime.on_queued_packet(packet, self.clock())
+
+    def replies(self) -> list[tuple[Any, Any]]:
+        """(ParsedPacket, message) of the MH packets sent since the last call."""
+        out = []
+        for raw in self.sent:
+            verdict = parse_and_validate_mh(raw)
+            assert isinstance(verdict, Accepted), verdict
+            out.append((parse_ipv6(raw), verdict.message))
+        self.sent.clear()
+        return out
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Harness:
+    config_file = tmp_path / "cn.toml"
+    config_file.write_text('role = "cn"\ninterface = "eth0"\nroute_optimization = true\n')
+    config = load_config(config_file, environ={})
+    clock = Clock()
+    sent: list[bytes] = []
+    runtime = CorrespondentRuntime(load_rules=False, address=CN)
+    ctx = RuntimeContext(
+        config=config,
+        send_packet=sent.append,
+        add_reader=lambda fd, cb: None,
+        remove_reader=lambda fd: None,
+        metrics=None,
+        logger=logging.getLogger("test"),
+        clock=clock,
+        stats={"accepted": 0, "dropped": 0, "rewritten": 0},
+    )
+    runtime.start(ctx)
+    return Harness(runtime, clock, sent)
+
+
+def mh_packet(
+    message: Any, src: IPv6Address, dst: IPv6Address, home_address: IPv6Address | None = None
+) -> bytes:
+    mh = build_mh(message, home_address or src, dst)
+    return build_ipv6_packet(src, dst, 135, mh, home_address=home_address)
+
+
+def run_rr(h: Harness, coa: IPv6Address = COA) -> tuple[HomeTest, CareofTest]:
+    """HoTI from the HoA (as decapsulated by the HA), CoTI from the CoA → HoT, CoT."""
+    v1 = h.queue(mh_packet(HomeTestInit(b"H" * 8), HOA, CN))
+    v2 = h.queue(mh_packet(CareofTestInit(b"C" * 8), coa, CN))
+    assert v1.kind == VerdictKind.DROP and v2.kind == VerdictKind.DROP
+    (hot_pkt, hot), (cot_pkt, cot) = h.replies()
+    assert isinstance(hot, HomeTest) and isinstance(cot, CareofTest)
+    assert (hot_pkt.src, hot_pkt.dst, hot.cookie) == (CN, HOA, b"H" * 8)
+    assert (cot_pkt.src, cot_pkt.dst, cot.cookie) == (CN, coa, b"C" * 8)
+    return hot, cot
+
+
+def bu_packet(
+    hot: HomeTest,
+    cot: CareofTest,
+    *,
+    coa: IPv6Address = COA,
+    sequence: int = 1,
+    lifetime: int = 105,
+    authenticate: bool = True,
+    tamper: bool = False,
+    indices: NonceIndices | None = None,
+    options_after_bad: bool = False,
+) -> bytes:
+    kbm = rr.binding_management_key(hot.keygen_token, cot.keygen_token)
+    nonce = indices or NonceIndices(hot.nonce_index, cot.nonce_index)
+    bu = BindingUpdate(sequence, BUFlags.A, lifetime, (nonce,))
+
+    def auth(data: bytes) -> bytes:
+        value = rr.authenticator(kbm, coa, CN, data)
+        return bytes(b ^ 0xFF for b in value) if tamper else value
+
+    if not authenticate:
+        return mh_packet(bu, coa, CN, home_address=HOA)
+    mh = build_mh(bu, HOA, CN, authenticator=auth)
+    if options_after_bad:  # append a PadN(4) after the BAD, fix lengths and checksum
+        from nfq_mip6.wire.checksum import mh_checksum
+
+        body = bytearray(mh + b"\x01\x02\x00\x00\x00\x00\x00\x00"[:8])
+        body[1] = len(body) // 8 - 1
+        body[4:6] = b"\x00\x00"
+        body[4:6] = mh_checksum(HOA, CN, bytes(body)).to_bytes(2, "big")
+        mh = bytes(body)
+    return build_ipv6_packet(coa, CN, 135, mh, home_address=HOA)
+
+
+def test_return_routability_and_binding(harness: Harness) -> None:
+    hot, cot = run_rr(harness)
+    verdict = harness.queue(bu_packet(hot, cot))
+    assert verdict.kind == VerdictKind.DROP
+    [(ba_pkt, ba)] = harness.replies()
+    assert isinstance(ba, BindingAck) and ba.status == BAStatus.ACCEPTED
+    assert ba.lifetime == 105  # 420 s cap (MAX_RR_BINDING_LIFETIME)
+    # §9.5.4: to the CoA with an RH2 carrying the HoA, BAD verifies with Kbm.
+    assert ba_pkt.dst == COA and ba_pkt.rh2_address == HOA and ba_pkt.src == CN
+    kbm = rr.binding_management_key(hot.keygen_token, cot.keygen_token)
+    assert rr.verify_authenticator(kbm, COA, CN, ba_pkt.upper_layer_bytes)
+    cache = harness.runtime.handle_control({"cmd": "cache"})["bindings"]
+    assert [(b["home_address"], b["care_of_address"], b["type"]) for b in cache] == [
+        (str(HOA), str(COA), 1)
+    ]
+    # Data path both ways.
+    echo = build_ipv6_packet(CN, HOA, 59, b"")
+    out = harness.queue(echo)
+    assert out.kind == VerdictKind.REWRITE and out.payload == cn_outbound(
+        echo, {HOA.packed: COA.packed}
+    )
+    reply = mn_outbound(build_ipv6_packet(HOA, CN, 59, b""), HOA.packed, {CN.packed: COA.packed})
+    assert reply is not None
+    back = harness.queue(reply)
+    assert back.kind == VerdictKind.REWRITE and parse_ipv6(back.payload or b"").src == HOA
+    stats = harness.runtime.handle_control({"cmd": "stats"})
+    assert stats["route_optimization"] is True and stats["bindings"] == 1
+    assert stats["counters"]["NBindUpdatesRcvd"] == 1
+    assert stats["counters"]["NBindAcksSent"] == 1
+
+
+def test_hao_without_binding_gets_binding_error_1(harness: Harness) -> None:
+    data = mn_outbound(build_ipv6_packet(HOA, CN, 59, b""), HOA.packed, {CN.packed: COA.packed})
+    assert data is not None
+    assert harness.queue(data).kind == VerdictKind.DROP
+    [(be_pkt, be)] = harness.replies()
+    assert isinstance(be, BindingError) and be.status == 1 and be.home_address == HOA
+    assert be_pkt.dst == COA and be_pkt.rh2_address is None
+
+
+def test_hao_from_another_coa_gets_binding_error_1(harness: Harness) -> None:
+    hot, cot = run_rr(harness)
+    harness.queue(bu_packet(hot, cot))
+    harness.replies()
+    data = mn_outbound(build_ipv6_packet(HOA, CN, 59, b""), HOA.packed, {CN.packed: COA2.packed})
+    assert data is not None
+    assert harness.queue(data).kind == VerdictKind.DROP
+    [(be_pkt, be)] = harness.replies()
+    assert isinstance(be, BindingError) and be.status == 1 and be_pkt.dst == COA2
+    assert harness.runtime.bindings == {HOA.packed: COA.packed}  # unchanged (CN-6-2-x)
+
+
+def test_unknown_mh_type_gets_binding_error_2(harness: Harness) -> None:
+    packet = mh_packet(UnknownMobilityMessage(8, b"\x00" * 10), COA, CN)
+    assert harness.queue(packet).kind == VerdictKind.DROP
+    [(be_pkt, be)] = harness.replies()
+    assert isinstance(be, BindingError) and be.status == 2 and be_pkt.dst == COA
+
+
+def test_rh2_to_the_correspondent_is_dropped(harness: Harness) -> None:
+    packet = build_ipv6_packet(COA, CN, 59, b"", rh2_address=HOA)
+    assert harness.queue(packet).kind == VerdictKind.DROP
+    assert harness.sent == []
+
+
+@pytest.mark.parametrize(
+    "forgery",
+    ["wrong_authenticator", "missing_bad", "bad_not_last", "stale_nonce_index"],
+)
+def test_forged_binding_updates_create_no_binding(harness: Harness, forgery: str) -> None:
+    hot, cot = run_rr(harness)
+    if forgery == "wrong_authenticator":
+        packet = bu_packet(hot, cot, tamper=True)
+    elif forgery == "missing_bad":
+        packet = bu_packet(hot, cot, authenticate=False)
+    elif forgery == "bad_not_last":
+        packet = bu_packet(hot, cot, options_after_bad=True)
+    else:
+        packet = bu_packet(hot, cot, indices=NonceIndices(hot.nonce_index + 100, 7777))
+    assert harness.queue(packet).kind == VerdictKind.DROP
+    replies = harness.replies()
+    if forgery == "stale_nonce_index":
+        # §9.5.1: unknown indices → BA 138 (both), without BAD, even with A = 0.
+        [(_pkt, ba)] = replies
+        assert isinstance(ba, BindingAck) and ba.status == BAStatus.EXPIRED_NONCES
+        assert not ba.options
+    else:
+        assert replies == []  # silently discarded, by the authenticator check (not §9.2)
+        counters = harness.runtime.handle_control({"cmd": "stats"})["counters"]
+        assert counters["NBindUpdatesDropAuth"] == 1
+    assert harness.runtime.bindings == {}
+    assert harness.runtime.handle_control({"cmd": "cache"})["bindings"] == []
+
+
+def test_expired_nonces_give_136_137_138(harness: Harness) -> None:
+    hot, cot = run_rr(harness)
+    harness.clock.now += 60
+    hot2, cot2 = run_rr(harness)
+    assert hot2.nonce_index != hot.nonce_index
+    harness.clock.now += 200  # the first nonces are now older than MAX_NONCE_LIFETIME
+    cases = [
+        (NonceIndices(hot.nonce_index, cot2.nonce_index), BAStatus.EXPIRED_HOME_NONCE_INDEX),
+        (NonceIndices(hot2.nonce_index, cot.nonce_index), BAStatus.EXPIRED_CAREOF_NONCE_INDEX),
+        (NonceIndices(hot.nonce_index, cot.nonce_index), BAStatus.EXPIRED_NONCES),
+    ]
+    for sequence, (indices, status) in enumerate(cases, start=1):
+        harness.queue(bu_packet(hot2, cot2, indices=indices, sequence=sequence))
+        [(pkt, ba)] = harness.replies()
+        assert isinstance(ba, BindingAck) and ba.status == status
+        assert pkt.dst == COA and pkt.rh2_address == HOA
+    assert harness.runtime.bindings == {}
+
+
+def test_binding_follows_a_new_care_of_address(harness: Harness) -> None:
+    hot, cot = run_rr(harness)
+    harness.queue(bu_packet(hot, cot))
+    harness.replies()
+    _hot, cot2 = run_rr(harness, coa=COA2)
+    harness.queue(bu_packet(hot, cot2, coa=COA2, sequence=2))
+    [(pkt, ba)] = harness.replies()
+    assert isinstance(ba, BindingAck) and ba.status == 0 and pkt.dst == COA2
+    assert harness.runtime.bindings == {HOA.packed: COA2.packed}
+
+
+def test_binding_refresh_request_before_expiry(harness: Harness) -> None:
+    hot, cot = run_rr(harness)
+    harness.queue(bu_packet(hot, cot, lifetime=20))  # 80 s
+    harness.replies()
+    deadline = harness.runtime.next_deadline()
+    assert deadline is not None
+    harness.clock.now = deadline
+    harness.runtime.on_timer(harness.clock.now)
+    [(pkt, brr)] = harness.replies()
+    assert type(brr).__name__ == "BindingRefreshRequest" and pkt.dst == HOA
+    harness.clock.now += 100
+    harness.runtime.on_timer(harness.clock.now)
+    assert harness.runtime.bindings == {}
+
+
+def test_ro_switch_off_drops_bindings_and_stops_answering(harness: Harness) -> None:
+    hot, cot = run_rr(harness)
+    harness.queue(bu_packet(hot, cot))
+    harness.replies()
+    answer = harness.runtime.handle_control({"cmd": "ro", "set": False})
+    assert answer == {"ok": True, "route_optimization": False}
+    assert harness.runtime.bindings == {}
+    harness.queue(mh_packet(HomeTestInit(b"H" * 8), HOA, CN))
+    assert harness.sent == []
+    assert harness.runtime.handle_control({"cmd": "ro"})["route_optimization"] is False
+    assert harness.runtime.handle_control({"cmd": "stats"})["route_optimization"] is False
+    assert harness.runtime.handle_control({"cmd": "ro", "set": "yes"})["ok"] is False
+    harness.runtime.handle_control({"cmd": "ro", "set": True})
+    run_rr(harness)
+
+
+def test_reload_applies_accept_return_routability(harness: Harness, tmp_path: Path) -> None:
+    legacy = tmp_path / "network-mip6.conf"
+    legacy.write_text("FUNCTIONALITY=cn\nDEBUGLEVEL=1\naccept_return_routability=no\n")
+    ctx = harness.runtime.ctx
+    assert ctx is not None
+    import dataclasses
+
+    harness.runtime.ctx = dataclasses.replace(
+        ctx, config=dataclasses.replace(ctx.config, source=legacy)
+    )
+    answer = harness.runtime.handle_control({"cmd": "reload"})
+    assert answer["ok"] is True and answer["reloaded"]
+    assert harness.runtime.handle_control({"cmd": "ro"})["route_optimization"] is False
+
+
+def test_outbound_mobility_header_to_bound_home_address_is_not_rewritten(
+    harness: Harness,
+) -> None:
+    hot, cot = run_rr(harness)
+    harness.queue(bu_packet(hot, cot))
+    harness.replies()
+    # A HoT sent by the agent itself to the HoA comes back through NFQMIP6-CN-OUT.
+    hot_again = mh_packet(HomeTest(1, b"x" * 8, b"y" * 8), CN, HOA)
+    assert harness.queue(hot_again).kind == VerdictKind.ACCEPT
+
+
+def test_malformed_packets_are_dropped_and_counted(harness: Harness) -> None:
+    assert harness.queue(b"\x60\x00").kind == VerdictKind.DROP
+    assert harness.runtime.counters["malformed"] == 1
+
+
+def test_binding_rules_add_remove_commands() -> None:
+    calls: list[list[str]] = []
+
+    def run(args: list[str]) -> int:
+        calls.append(args)
+        return 0
+
+    rules = BindingRules(3, True, run=run)
+    assert rules.add(HOA) and rules.add(HOA)
+    assert rules.remove(HOA) and rules.remove(HOA)
+    spec = ["-d", f"{HOA}/128", "-j", "NFQUEUE", "--queue-num", "3", "--queue-bypass"]
+    assert calls == [
+        ["-t", "mangle", "-A", "NFQMIP6-CN-OUT", *spec],
+        ["-t", "mangle", "-D", "NFQMIP6-CN-OUT", *spec],
+    ]
