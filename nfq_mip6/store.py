@@ -1,0 +1,378 @@
+"""Crash-safe persistence of protocol state in SQLite (WAL), under ``config.state_dir``.
+
+What is stored (one database, ``<state_dir>/nfq-mip6.sqlite3``, one table per kind):
+
+* ``bindings`` — the HA's home registrations (and a CN's bindings), keyed by
+  ``(role, home address)``: CoA, sequence number, flags, granted lifetime, the link-local
+  address proxied with it, and the **absolute expiry time on the wall clock** (Unix seconds).
+  On restart the remaining lifetime is ``expires_wall - time.time()``: lifetimes continue
+  where they were, and what expired while the agent was down is dropped.
+* ``binding_update_list`` — the MN's BUL entries (recipient, HoA, CoA, sequence, expiry),
+  so that a restarted MN continues its sequence numbers (RFC 6275 §11.7.1: a lower one
+  would be refused with 135).
+* ``node_keys`` — a CN's Kcn and its current nonce index (RFC 6275 §5.2.3/§5.2.7), so that
+  keygen tokens handed out before a restart stay valid.
+* ``values`` — small JSON values, e.g. the RFC 4285 last accepted Mesg-ID per SPI
+  (``auth.timestamps``), so a replay of a pre-restart BU is still refused.
+
+Write ordering (documented contract with the runtimes): a binding change is **committed
+before the BA that announces it is sent**. A crash between the commit and the BA loses only
+that BA; the MN retransmits its BU (RFC 6275 §11.8, INITIAL_BINDACK_TIMEOUT back-off) and the
+restarted HA answers it from the restored binding (the retransmission carries a new sequence
+number or, for the same one, is answered with 135 and the MN resynchronises). The other order
+could acknowledge a binding that is then lost. Each write is one transaction; WAL with
+``synchronous=NORMAL`` survives a process crash (kill -9) without losing committed
+transactions; ``durable=True`` selects ``synchronous=FULL`` to survive power loss as well.
+
+MIPL statistics counters are not persisted: they restart from zero (like MIPL's
+``/proc/net/mip6_stat`` after a module reload).
+
+The store never raises into the packet path for I/O problems: :class:`StoreError` is the only
+exception, and runtimes log it and continue with the in-memory state.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from ipaddress import IPv6Address
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = [
+    "DATABASE_NAME",
+    "SCHEMA_VERSION",
+    "StateStore",
+    "StoreError",
+    "StoredBinding",
+    "StoredBulEntry",
+    "StoredNodeKey",
+]
+
+log = logging.getLogger("nfq_mip6.store")
+
+DATABASE_NAME: Final = "nfq-mip6.sqlite3"
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS bindings (
+    role TEXT NOT NULL,
+    home_address TEXT NOT NULL,
+    care_of_address TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
+    lifetime INTEGER NOT NULL,
+    expires_wall REAL NOT NULL,
+    link_local TEXT,
+    PRIMARY KEY (role, home_address)
+);
+CREATE TABLE IF NOT EXISTS binding_update_list (
+    recipient TEXT NOT NULL,
+    home_address TEXT NOT NULL,
+    care_of_address TEXT,
+    sequence INTEGER NOT NULL,
+    home_registration INTEGER NOT NULL,
+    lifetime INTEGER NOT NULL,
+    expires_wall REAL NOT NULL,
+    PRIMARY KEY (recipient, home_address)
+);
+CREATE TABLE IF NOT EXISTS node_keys (
+    role TEXT PRIMARY KEY,
+    node_key BLOB NOT NULL,
+    nonce_index INTEGER NOT NULL,
+    saved_wall REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS "values" (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+class StoreError(Exception):
+    """The state database cannot be opened, read or written."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBinding:
+    """One Binding Cache entry as persisted (``role`` "ha" for home registrations)."""
+
+    role: str
+    home_address: IPv6Address
+    care_of_address: IPv6Address
+    sequence: int
+    flags: int
+    lifetime: int
+    """Granted lifetime in seconds (as in the BA)."""
+    expires_wall: float
+    """Absolute expiry, Unix time."""
+    link_local: IPv6Address | None = None
+
+    def remaining(self, wall_now: float) -> float:
+        return self.expires_wall - wall_now
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBulEntry:
+    """One Binding Update List entry of an MN."""
+
+    recipient: IPv6Address
+    home_address: IPv6Address
+    care_of_address: IPv6Address | None
+    sequence: int
+    home_registration: bool
+    lifetime: int
+    expires_wall: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredNodeKey:
+    """A CN's node key (Kcn) and nonce index. ``repr`` hides the key."""
+
+    role: str
+    node_key: bytes
+    nonce_index: int
+    saved_wall: float
+
+    def __repr__(self) -> str:
+        return (
+            f"StoredNodeKey(role={self.role!r}, node_key=<redacted>, "
+            f"nonce_index={self.nonce_index})"
+        )
+
+
+class StateStore:
+    """The SQLite state database. One connection, used from the agent's single thread.
+
+    Args:
+        path: the database file (parent directories are created with mode 0700).
+        durable: ``synchronous=FULL`` (survives power loss) instead of ``NORMAL`` (survives
+            process crashes).
+    """
+
+    def __init__(self, path: Path, *, durable: bool = False) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._db.executescript(_SCHEMA)
+            self._check_version()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+        self.path.chmod(0o600)
+        self.writes = 0
+
+    @classmethod
+    def in_state_dir(cls, state_dir: Path, *, durable: bool = False) -> StateStore:
+        return cls(Path(state_dir) / DATABASE_NAME, durable=durable)
+
+    def __repr__(self) -> str:
+        return f"StateStore({str(self.path)!r})"
+
+    def close(self) -> None:
+        try:
+            self._db.close()
+        except sqlite3.Error as exc:
+            log.warning("closing %s: %s", self.path, exc)
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_version(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            self._db.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            self.writes += 1
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return list(self._db.execute(sql, args).fetchall())
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: {exc}") from exc
+
+    # ----------------------------------------------------------------------------------------
+    # Binding cache
+    # ----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _binding_args(row: StoredBinding) -> tuple[Any, ...]:
+        return (
+            row.role,
+            str(row.home_address),
+            str(row.care_of_address),
+            row.sequence,
+            row.flags,
+            row.lifetime,
+            row.expires_wall,
+            str(row.link_local) if row.link_local is not None else None,
+        )
+
+    def apply_binding_changes(
+        self,
+        upserts: Iterable[StoredBinding] = (),
+        deletions: Iterable[tuple[str, IPv6Address]] = (),
+    ) -> None:
+        """Insert/replace and delete bindings in **one** transaction (commit before the BA)."""
+        upsert_args = [self._binding_args(row) for row in upserts]
+        delete_args = [(role, str(hoa)) for role, hoa in deletions]
+        if not upsert_args and not delete_args:
+            return
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?)", upsert_args
+            )
+            db.executemany("DELETE FROM bindings WHERE role = ? AND home_address = ?", delete_args)
+
+    def save_binding(self, row: StoredBinding) -> None:
+        self.apply_binding_changes(upserts=(row,))
+
+    def delete_binding(self, role: str, home_address: IPv6Address) -> None:
+        self.apply_binding_changes(deletions=((role, home_address),))
+
+    def replace_bindings(self, role: str, rows: Iterable[StoredBinding]) -> None:
+        """The whole binding cache of ``role`` becomes ``rows`` (one transaction)."""
+        args = [self._binding_args(row) for row in rows]
+        with self._transaction() as db:
+            db.execute("DELETE FROM bindings WHERE role = ?", (role,))
+            db.executemany("INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?)", args)
+
+    def bindings(self, role: str, *, wall_now: float | None = None) -> list[StoredBinding]:
+        """Stored bindings of ``role``; with ``wall_now``, only those not yet expired (and the
+        expired ones are deleted). Rows that do not parse are skipped with a warning."""
+        rows: list[StoredBinding] = []
+        expired: list[tuple[str, IPv6Address]] = []
+        for raw in self._query(
+            "SELECT role, home_address, care_of_address, sequence, flags, lifetime, "
+            "expires_wall, link_local FROM bindings WHERE role = ? ORDER BY home_address",
+            (role,),
+        ):
+            try:
+                row = StoredBinding(
+                    role=str(raw[0]),
+                    home_address=IPv6Address(raw[1]),
+                    care_of_address=IPv6Address(raw[2]),
+                    sequence=int(raw[3]) & 0xFFFF,
+                    flags=int(raw[4]),
+                    lifetime=int(raw[5]),
+                    expires_wall=float(raw[6]),
+                    link_local=IPv6Address(raw[7]) if raw[7] else None,
+                )
+            except (ValueError, TypeError) as exc:
+                log.warning("%s: skipping a bad stored binding %r: %s", self.path, raw, exc)
+                continue
+            if wall_now is not None and row.expires_wall <= wall_now:
+                expired.append((row.role, row.home_address))
+                continue
+            rows.append(row)
+        if expired:
+            self.apply_binding_changes(deletions=expired)
+        return rows
+
+    # ----------------------------------------------------------------------------------------
+    # Binding Update List (MN)
+    # ----------------------------------------------------------------------------------------
+
+    def replace_bul(self, entries: Iterable[StoredBulEntry]) -> None:
+        args = [
+            (
+                str(e.recipient),
+                str(e.home_address),
+                str(e.care_of_address) if e.care_of_address is not None else None,
+                e.sequence,
+                int(e.home_registration),
+                e.lifetime,
+                e.expires_wall,
+            )
+            for e in entries
+        ]
+        with self._transaction() as db:
+            db.execute("DELETE FROM binding_update_list")
+            db.executemany("INSERT INTO binding_update_list VALUES (?, ?, ?, ?, ?, ?, ?)", args)
+
+    def bul_entries(self) -> list[StoredBulEntry]:
+        out: list[StoredBulEntry] = []
+        for raw in self._query(
+            "SELECT recipient, home_address, care_of_address, sequence, home_registration, "
+            "lifetime, expires_wall FROM binding_update_list ORDER BY recipient"
+        ):
+            try:
+                out.append(
+                    StoredBulEntry(
+                        recipient=IPv6Address(raw[0]),
+                        home_address=IPv6Address(raw[1]),
+                        care_of_address=IPv6Address(raw[2]) if raw[2] else None,
+                        sequence=int(raw[3]) & 0xFFFF,
+                        home_registration=bool(raw[4]),
+                        lifetime=int(raw[5]),
+                        expires_wall=float(raw[6]),
+                    )
+                )
+            except (ValueError, TypeError) as exc:
+                log.warning("%s: skipping a bad stored BUL entry %r: %s", self.path, raw, exc)
+        return out
+
+    # ----------------------------------------------------------------------------------------
+    # CN node key and nonce index
+    # ----------------------------------------------------------------------------------------
+
+    def save_node_key(self, role: str, node_key: bytes, nonce_index: int, wall_now: float) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO node_keys VALUES (?, ?, ?, ?)",
+                (role, node_key, nonce_index & 0xFFFF, wall_now),
+            )
+
+    def node_key(self, role: str) -> StoredNodeKey | None:
+        rows = self._query(
+            "SELECT role, node_key, nonce_index, saved_wall FROM node_keys WHERE role = ?",
+            (role,),
+        )
+        if not rows:
+            return None
+        role_, key, index, saved = rows[0]
+        return StoredNodeKey(str(role_), bytes(key), int(index), float(saved))
+
+    # ----------------------------------------------------------------------------------------
+    # Small JSON values
+    # ----------------------------------------------------------------------------------------
+
+    def set_value(self, key: str, value: Any) -> None:
+        text = json.dumps(value, sort_keys=True)
+        with self._transaction() as db:
+            db.execute('INSERT OR REPLACE INTO "values" VALUES (?, ?)', (key, text))
+
+    def get_value(self, key: str, default: Any = None) -> Any:
+        rows = self._query('SELECT value FROM "values" WHERE key = ?', (key,))
+        if not rows:
+            return default
+        try:
+            return json.loads(rows[0][0])
+        except ValueError:
+            log.warning("%s: value %r is not JSON; ignored", self.path, key)
+            return default
