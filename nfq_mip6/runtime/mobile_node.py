@@ -711,8 +711,12 @@ class MobileNodeRuntime:
             LOG.error("purging visited-link state failed: %s", exc)
 
     def _note(self, now: float, what: str) -> None:
+        """Event log for operators and the handover benchmark (timestamped when it happens,
+        on the agent's monotonic clock, not at the start of the batch being handled)."""
+        if self.ctx is not None:
+            now = self.ctx.clock()
         self.events.append((now, what))
-        del self.events[:-64]
+        del self.events[:-1024]
         LOG.info("%s", what)
 
     # -- actions ---------------------------------------------------------------------------
