@@ -30,6 +30,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -452,6 +453,58 @@ class Testbed:
             state.mn_link = mn_link
             self._save_state(state)
 
+    def reset(self, timeout: float = 10.0) -> None:
+        """Put the whole test bed back to the state ``up()`` left it in (for tests that
+        share one test bed): every node's kernel state that agents touch is restored
+        (:meth:`restore_baseline`), then the MN comes home (:meth:`reset_mn`)."""
+        for spec in NODES:
+            self.restore_baseline(spec.name)
+        self.reset_mn(timeout)
+
+    def restore_baseline(self, node: str) -> None:
+        """Undo what an agent or a test may have left in ``node``: policy rules, routing
+        tables other than main/local, routes added to main (tunnels, host routes), proxy
+        neighbours, the seg6 tunnel source, addresses on ``lo``, ip6tables rules in the
+        raw/mangle/filter tables, and the HOWTO sysctls."""
+        spec = node_spec(node)
+        target = self.node(node)
+        values = sysctls(spec)
+        for iface in spec.interfaces:
+            values |= interface_sysctls(spec, iface.name)
+        script = [
+            _BASELINE_SCRIPT,
+            shlex.join(["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in values.items())]),
+            # addresses on lo other than ::1 (e.g. a home address parked there)
+            "ip -6 -o addr show dev lo | awk '$4 != \"::1/128\" {print $4}' |"
+            ' while read a; do ip -6 addr del "$a" dev lo; done',
+        ]
+        for iface in spec.interfaces:
+            for address in iface.addresses:
+                script.append(shlex.join(["ip", "-6", "addr", "replace", address, "dev",
+                                          iface.name, "nodad"]))  # fmt: skip
+            script.append(shlex.join(["ip", "link", "set", iface.name, "up"]))
+        target.run(["sh", "-c", "\n".join(script)], check=False)
+        wanted = {(r.destination, r.gateway) for r in spec.routes}
+        present: set[tuple[str, str]] = set()
+        flushed: set[str] = set()
+        for route in target.ipv6_routes("table", "all"):
+            table = str(route.get("table", "main"))
+            dst = str(route.get("dst", ""))
+            if table not in ("main", "local"):
+                if table not in flushed:
+                    target.run(["ip", "-6", "route", "flush", "table", table], check=False)
+                    flushed.add(table)
+                continue
+            if table != "main" or route.get("protocol") in ("kernel", "ra"):
+                continue
+            key = (dst, str(route.get("gateway", "")))
+            if key in wanted and "encap" not in route:
+                present.add(key)
+                continue
+            target.run(["ip", "-6", "route", "del", dst, "table", "main"], check=False)
+        for destination, gateway in sorted(wanted - present):
+            target.run(["ip", "-6", "route", "replace", destination, "via", gateway])
+
     def reset_mn(self, timeout: float = 10.0) -> None:
         """Bring the MN home and make it forget visited links (for tests): remove its
         SLAAC addresses, RA-learnt routers and visited prefixes, then solicit the HA's RA
@@ -750,6 +803,20 @@ class Testbed:
             removed.append(name)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         return removed
+
+
+# Policy rules back to the kernel's defaults, no proxy neighbours and an empty neighbour
+# cache (no stale proxied entries pointing at the HA), no seg6 tunnel source,
+# empty raw/mangle/filter tables (the agents' NFQUEUE rules).
+_BASELINE_SCRIPT: Final = """\
+ip -6 rule flush
+ip -6 rule show pref 0 | grep -q . || ip -6 rule add pref 0 lookup local
+ip -6 rule add pref 32766 lookup main
+ip -6 neigh flush proxy
+ip -6 neigh flush all
+ip sr tunsrc set ::
+printf '*raw\\nCOMMIT\\n*mangle\\nCOMMIT\\n*filter\\nCOMMIT\\n' | ip6tables-restore -w
+"""
 
 
 def unique_prefix(tag: str = "t") -> str:

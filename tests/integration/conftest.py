@@ -3,8 +3,10 @@
 * ``testbed`` (session): the whole test bed, built once with a prefix unique to this
   pytest process (parallel sessions do not collide) and torn down at the end, even when
   tests fail.
-* ``testbed_home`` (function): the same test bed with the MN reset to its home link
-  (visited-link addresses and routers forgotten), for tests that make it travel.
+* ``testbed_home`` (function): the same test bed reset to its state after ``up()``
+  (``Testbed.reset()``: policy rules, extra routes and tables, proxy neighbours,
+  ip6tables rules and addresses on ``lo`` removed on every node; the MN back home with
+  visited-link addresses and routers forgotten), for tests that make it travel.
 * ``require_link_kind("ip6tnl")``: skip, with the kernel's reason, when a link type is
   missing here.
 
@@ -34,8 +36,9 @@ def testbed() -> Iterator[Testbed]:
 
 @pytest.fixture
 def testbed_home(testbed: Testbed) -> Testbed:
-    """The session test bed with the MN back on its home link, as after ``up()``."""
-    testbed.reset_mn()
+    """The session test bed as after ``up()``: kernel state left by earlier tests and
+    agents removed on every node, the MN back on its home link."""
+    testbed.reset()
     return testbed
 
 

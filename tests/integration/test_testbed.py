@@ -19,9 +19,11 @@ from nfq_mip6.testbed import radvd as radvd_module
 from nfq_mip6.testbed.netns import list_netns, run
 from nfq_mip6.testbed.topology import (
     HA_ADDRESS,
+    LINKS,
     MN_HOME_ADDRESS,
     MN_LINK_PREFIX,
     NODE_NAMES,
+    NODES,
     node_addresses,
 )
 
@@ -153,7 +155,8 @@ def test_ping_stream_and_iperf3_between_cn_and_home(testbed_home: Testbed) -> No
 
 @pytest.mark.netns
 def test_up_is_idempotent_and_down_leaves_no_trace() -> None:
-    links_before = run(["ip", "-o", "link", "show"]).stdout.count("\n")
+    ours = {*LINKS, *(f"{n.name}-{i.name}" for n in NODES for i in n.interfaces)}
+    root_links_before = _root_links()
     bed = Testbed(unique_prefix("u"))
     try:
         bed.up()
@@ -169,7 +172,14 @@ def test_up_is_idempotent_and_down_leaves_no_trace() -> None:
     assert not bed.run_dir.exists()
     for pid in radvd_pids:
         assert not Path(f"/proc/{pid}").exists()
-    assert run(["ip", "-o", "link", "show"]).stdout.count("\n") == links_before
+    # Nothing in the host's namespace (other sessions may add their own links meanwhile).
+    assert not (_root_links() - root_links_before) & ours
+
+
+def _root_links() -> set[str]:
+    """Names of the links in the host's (pytest's) namespace."""
+    lines = run(["ip", "-o", "link", "show"]).stdout.splitlines()
+    return {line.split(":")[1].strip().split("@")[0] for line in lines}
 
 
 @pytest.mark.netns
