@@ -6,13 +6,17 @@ Theory of operation:
   link/address events (rtnetlink); :class:`~nfq_mip6.runtime.movement.MovementDetector` turns
   them into :class:`MovedToForeignLink` / :class:`ReturnedToHomeLink` for the core, plus
   Router Solicitations and purges of visited-link state that this runtime performs itself.
-* The core (``nfq_mip6.mobility.mobile_node.MobileNode`` when it exists, otherwise the
-  :class:`FallbackMobileNodeCore` below) returns actions: BUs to send, tunnel and home-address
-  changes for :class:`~nfq_mip6.dataplane.mobile_node.MobileNodeDataplane`, NAs, MPSs.
+* The core (:class:`nfq_mip6.mobility.mobile_node.MobileNode`) returns actions: BUs to send,
+  tunnel and home-address changes for
+  :class:`~nfq_mip6.dataplane.mobile_node.MobileNodeDataplane`, NAs, MPSs.
 * Binding Acknowledgements arrive with a Type 2 Routing Header, which this kernel drops
   (no CONFIG_IPV6_MIP6): the rules in ``rules/mn.rules`` queue raw PREROUTING ``-m rt
-  --rt-type 2`` and ``-p mh`` packets; MH packets are consumed here (NF_DROP), other RH2
-  packets (route-optimised data) are rewritten to their home destination and accepted.
+  --rt-type 2`` and ``-p mh`` packets; MH packets and Mobile Prefix Advertisements are
+  consumed here (NF_DROP), other RH2 packets (route-optimised data) are rewritten to their
+  home destination and accepted.
+* Kernel constraints the core does not know about are handled here, each explained where
+  it is: the order of the HoA move and the BU, decapsulation prepared ahead of the BA, and
+  the HoA back on the interface right after the de-registration BU.
 * BUs are whole IPv6 packets built with :mod:`nfq_mip6.wire` (source = the CoA, HAO = the
   HoA, Alternate CoA option) sent through ``ctx.send_packet`` (IPV6_HDRINCL).
 """
@@ -20,34 +24,22 @@ Theory of operation:
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import socket
-import subprocess
-from dataclasses import dataclass
-from enum import IntEnum
 from ipaddress import IPv6Address, IPv6Interface
-from pathlib import Path
 from typing import Any, Final
 
-from nfq_mip6.constants import (
-    INITIAL_BINDACK_TIMEOUT,
-    INITIAL_BINDACK_TIMEOUT_FIRST_REG,
-    LIFETIME_UNIT,
-    MAX_BINDACK_TIMEOUT,
-    MAX_LIFETIME_UNITS,
-)
+from nfq_mip6.io.iptables import RuleSet, rules_path
 from nfq_mip6.mobility.events import (
     Action,
     BindingDeleted,
     BindingEvent,
     BindingRegistered,
-    BindingRejected,
     HomeAddressAtHome,
     HomeAddressAway,
-    InputEvent,
     InstallReverseTunnel,
     MessageDiscarded,
+    MobilePrefixAdvertisementReceived,
     MobilityMessageReceived,
     MovedToForeignLink,
     RemoveReverseTunnel,
@@ -72,30 +64,29 @@ from nfq_mip6.runtime.movement import (
 from nfq_mip6.wire import (
     ALL_NODES,
     Accepted,
-    AlternateCareofAddress,
-    BAStatus,
     BindingAck,
-    BindingRefreshRequest,
     BindingUpdate,
-    BUFlags,
     MalformedPacket,
+    MobilePrefixAdvertisement,
     MobilePrefixSolicitation,
     NAFlags,
     NeighborAdvertisement,
     build_icmpv6_packet,
     build_ipv6_packet,
     build_mh,
+    mh_type_of,
     parse_and_validate_mh,
+    parse_icmpv6,
     parse_ipv6,
     strip_rh2_to_home_destination,
+    verify_icmpv6_checksum,
 )
+from nfq_mip6.wire.checksum import IPPROTO_ICMPV6
 from nfq_mip6.wire.mh import IPPROTO_MH
 
 LOG = logging.getLogger("nfq_mip6.mn")
 
-RULES_CHAIN: Final = "NFQMIP6-MN"
-DEFAULT_BINDING_LIFETIME: Final = 1000  # seconds; MIPL's default (HOWTO §5.2 "expires: 936")
-REFRESH_FRACTION: Final = 0.8  # refresh a binding when 80 % of its lifetime has passed
+ICMPV6_MOBILE_PREFIX_ADVERTISEMENT: Final = 147
 INTERFACE_SYSCTLS: Final = {
     # RFC 4429 optimistic DAD: the new CoA is usable at once (dataplane notes Q6).
     "optimistic_dad": "1",
@@ -105,279 +96,11 @@ INTERFACE_SYSCTLS: Final = {
 }
 
 
-# --------------------------------------------------------------------------------------------
-# Fallback core. FALLBACK: the pure MobileNode of nfq_mip6.mobility did not exist when this
-# runtime was written; this minimal home-registration-only core speaks the same events/actions
-# contract (nfq_mip6.mobility.events) and is used only when that module cannot be imported.
-# --------------------------------------------------------------------------------------------
+def _make_core(home_address: IPv6Interface, home_agent: IPv6Address, binding_lifetime: int) -> Any:
+    """The pure core (``nfq_mip6.mobility.mobile_node``) configured for this node."""
+    from nfq_mip6.mobility.mobile_node import MobileNode, MobileNodeConfig
 
-
-class BulState(IntEnum):
-    """MIPL ``mipdiag -l`` state column: 0 waiting for the BA, 1 acknowledged."""
-
-    WAITING = 0
-    REGISTERED = 1
-
-
-@dataclass(slots=True)
-class _BulEntry:
-    recipient: IPv6Address
-    care_of_address: IPv6Address | None  # None: de-registration from home
-    sequence: int
-    requested_lifetime: int  # seconds
-    state: BulState
-    sent_at: float
-    retransmit_timeout: float
-    retransmit_at: float | None
-    granted_lifetime: int = 0
-    expires_at: float | None = None
-    refresh_at: float | None = None
-    first_registration: bool = True
-
-
-class FallbackMobileNodeCore:
-    """Home registration only (RFC 6275 §11.5–§11.8): BU/BA with retransmission, refresh,
-    de-registration at home. Replaced by ``nfq_mip6.mobility.mobile_node.MobileNode``."""
-
-    def __init__(
-        self,
-        home_address: IPv6Interface,
-        home_agent: IPv6Address,
-        binding_lifetime: int = DEFAULT_BINDING_LIFETIME,
-        initial_sequence: int = 0,
-    ) -> None:
-        self.home_address = home_address.ip
-        self.home_agent = home_agent
-        self.binding_lifetime = binding_lifetime
-        self.sequence = initial_sequence & 0xFFFF
-        self.care_of_address: IPv6Address | None = None
-        self.coa_lifetime: float | None = None
-        self.away = False
-        self.entry: _BulEntry | None = None
-        self.stats = MobilityStats()
-        self._mps_identifier = 0
-
-    # -- contract --------------------------------------------------------------------------
-    def handle(self, event: InputEvent, now: float) -> list[Action]:
-        if isinstance(event, MovedToForeignLink):
-            return self._moved(event, now)
-        if isinstance(event, ReturnedToHomeLink):
-            return self._returned_home(now)
-        if isinstance(event, MobilityMessageReceived):
-            return self._message(event, now)
-        return []
-
-    def handle_timer(self, now: float) -> list[Action]:
-        entry = self.entry
-        if entry is None:
-            return []
-        if entry.retransmit_at is not None and now >= entry.retransmit_at:
-            # §11.8: exponential back-off, a new sequence number each time.
-            entry.retransmit_timeout = min(entry.retransmit_timeout * 2, MAX_BINDACK_TIMEOUT)
-            return [self._send_bu(entry, now, retransmission=True)]
-        if entry.refresh_at is not None and now >= entry.refresh_at:
-            entry.refresh_at = None
-            entry.retransmit_timeout = INITIAL_BINDACK_TIMEOUT
-            return [self._send_bu(entry, now, retransmission=False)]
-        if entry.expires_at is not None and now >= entry.expires_at:
-            entry.expires_at = None
-        return []
-
-    def next_deadline(self) -> float | None:
-        entry = self.entry
-        if entry is None:
-            return None
-        times = [t for t in (entry.retransmit_at, entry.refresh_at) if t is not None]
-        return min(times) if times else None
-
-    # -- movement --------------------------------------------------------------------------
-    def _lifetime(self) -> int:
-        lifetime = self.binding_lifetime
-        if self.coa_lifetime is not None:  # §11.7.1: never beyond the CoA's valid lifetime
-            lifetime = min(lifetime, int(self.coa_lifetime))
-        return max(0, lifetime)
-
-    def _moved(self, event: MovedToForeignLink, now: float) -> list[Action]:
-        self.care_of_address = event.care_of_address
-        self.coa_lifetime = event.coa_valid_lifetime
-        first = self.entry is None or self.entry.care_of_address is None
-        self.entry = _BulEntry(
-            recipient=self.home_agent,
-            care_of_address=event.care_of_address,
-            sequence=self.sequence,
-            requested_lifetime=self._lifetime(),
-            state=BulState.WAITING,
-            sent_at=now,
-            retransmit_timeout=(
-                INITIAL_BINDACK_TIMEOUT_FIRST_REG if first else INITIAL_BINDACK_TIMEOUT
-            ),
-            retransmit_at=None,
-            first_registration=first,
-        )
-        # The HoA (and with it the on-link home prefix) leaves the interface first, else the
-        # BU to the HA would be resolved on the visited link; then the BU, whose BU -> BA
-        # round trip overlaps the tunnel installation.
-        actions: list[Action] = []
-        if not self.away:
-            actions.append(HomeAddressAway(self.home_address))
-            self.away = True
-        actions.append(self._send_bu(self.entry, now, retransmission=False))
-        actions.append(
-            InstallReverseTunnel(self.home_address, event.care_of_address, self.home_agent)
-        )
-        return actions
-
-    def _returned_home(self, now: float) -> list[Action]:
-        # §11.5.5: tunnel down, HoA back on the interface, de-registration from the HoA.
-        self.care_of_address = None
-        actions: list[Action] = []
-        if self.away:
-            actions += [
-                RemoveReverseTunnel(self.home_address),
-                HomeAddressAtHome(self.home_address),
-            ]
-            self.away = False
-        actions.append(SendNeighborAdvertisement(self.home_address))
-        self.entry = _BulEntry(
-            recipient=self.home_agent,
-            care_of_address=None,
-            sequence=self.sequence,
-            requested_lifetime=0,
-            state=BulState.WAITING,
-            sent_at=now,
-            retransmit_timeout=INITIAL_BINDACK_TIMEOUT,
-            retransmit_at=None,
-        )
-        actions.append(self._send_bu(self.entry, now, retransmission=False))
-        return actions
-
-    def _send_bu(
-        self, entry: _BulEntry, now: float, *, retransmission: bool
-    ) -> SendMobilityMessage:
-        self.sequence = (self.sequence + 1) & 0xFFFF
-        entry.sequence = self.sequence
-        entry.sent_at = now
-        entry.retransmit_at = now + entry.retransmit_timeout
-        self.stats.NBindUpdatesSent += 1
-        flags = BUFlags.A | BUFlags.H
-        units = min(MAX_LIFETIME_UNITS, -(-entry.requested_lifetime // LIFETIME_UNIT))
-        if entry.care_of_address is None:
-            # §11.5.5: de-registration from the home link, no HAO, lifetime 0.
-            bu = BindingUpdate(entry.sequence, flags, 0)
-            return SendMobilityMessage(bu, src=self.home_address, dst=entry.recipient)
-        # §11.7.1: source = CoA, HAO = HoA, Alternate CoA option = CoA.
-        bu = BindingUpdate(
-            entry.sequence, flags, units, (AlternateCareofAddress(entry.care_of_address),)
-        )
-        return SendMobilityMessage(
-            bu, src=entry.care_of_address, dst=entry.recipient, home_address=self.home_address
-        )
-
-    # -- messages --------------------------------------------------------------------------
-    def _message(self, event: MobilityMessageReceived, now: float) -> list[Action]:
-        message = event.message
-        entry = self.entry
-        if isinstance(message, BindingRefreshRequest):
-            # §11.7.4: answer from the BUL; a BRR from an unknown node is ignored.
-            self.stats.NBindRqsRcvd += 1
-            if entry is None or event.src != entry.recipient:
-                return [MessageDiscarded("brr-from-unknown-node", event.src, 0)]
-            entry.retransmit_timeout = INITIAL_BINDACK_TIMEOUT
-            return [self._send_bu(entry, now, retransmission=False)]
-        if not isinstance(message, BindingAck):
-            return [MessageDiscarded("unexpected-mh-at-mn", event.src, None)]
-        if entry is None or event.src != entry.recipient or message.sequence != entry.sequence:
-            if (
-                entry is not None
-                and message.status == BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW
-                and event.src == entry.recipient
-            ):
-                # §11.7.3: resend with the HA's last accepted sequence number + 1.
-                self.sequence = message.sequence
-                entry.retransmit_timeout = INITIAL_BINDACK_TIMEOUT
-                return [self._send_bu(entry, now, retransmission=False)]
-            self.stats.NBindAcksDropInvalid += 1
-            return [MessageDiscarded("ba-sequence-mismatch", event.src, 6)]
-        home = entry.care_of_address is None
-        if message.status >= 128:
-            self.stats.NBindNAcksRcvd += 1
-            entry.retransmit_at = None
-            if message.status == BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW:
-                self.sequence = message.sequence
-                entry.retransmit_timeout = INITIAL_BINDACK_TIMEOUT
-                return [self._send_bu(entry, now, retransmission=False)]
-            # retry later at the slowest rate (the HA may change its mind)
-            entry.refresh_at = now + MAX_BINDACK_TIMEOUT
-            return [
-                BindingRejected(
-                    self.home_address, entry.recipient, True, status=int(message.status)
-                )
-            ]
-        self.stats.NBindAcksRcvd += 1
-        entry.retransmit_at = None
-        entry.retransmit_timeout = INITIAL_BINDACK_TIMEOUT
-        if home:
-            self.entry = None
-            return [BindingDeleted(self.home_address, entry.recipient, True)]
-        granted = message.lifetime_seconds
-        entry.state = BulState.REGISTERED
-        entry.granted_lifetime = granted
-        entry.expires_at = entry.sent_at + granted
-        entry.refresh_at = entry.sent_at + granted * REFRESH_FRACTION if granted > 0 else None
-        actions: list[Action] = [
-            BindingRegistered(
-                self.home_address,
-                entry.recipient,
-                True,
-                care_of_address=entry.care_of_address,
-                lifetime=granted,
-            )
-        ]
-        if message.status == BAStatus.ACCEPTED_PREFIX_DISCOVERY_NECESSARY:
-            # §11.4.2: the home prefix information must be refreshed with an MPS.
-            self._mps_identifier = (self._mps_identifier + 1) & 0xFFFF
-            assert entry.care_of_address is not None
-            actions.append(
-                SendMobilePrefixSolicitation(
-                    self._mps_identifier,
-                    entry.care_of_address,
-                    entry.recipient,
-                    self.home_address,
-                )
-            )
-        return actions
-
-    # -- snapshots -------------------------------------------------------------------------
-    def bul_rows(self, now: float) -> list[dict[str, Any]]:
-        entry = self.entry
-        if entry is None:
-            return []
-        expires = 0 if entry.expires_at is None else max(0, round(entry.expires_at - now))
-        callback = 0 if entry.refresh_at is None else max(0, round(entry.refresh_at - now))
-        return [
-            {
-                "recipient": str(entry.recipient),
-                "home_address": str(self.home_address),
-                "care_of_address": str(entry.care_of_address or self.home_address),
-                "expires": expires,
-                "sequence": entry.sequence,
-                "state": int(entry.state),
-                "delay": round(entry.retransmit_timeout),
-                "max_delay": round(MAX_BINDACK_TIMEOUT),
-                "callback_time": callback,
-                "home_registration": True,
-            }
-        ]
-
-
-def _load_core(home_address: IPv6Interface, home_agent: IPv6Address, binding_lifetime: int) -> Any:
-    """The pure core's MobileNode (nfq_mip6.mobility.mobile_node), else the fallback above."""
-    try:
-        core_module = importlib.import_module("nfq_mip6.mobility.mobile_node")
-    except ImportError:
-        LOG.warning("nfq_mip6.mobility.mobile_node is missing: fallback home-registration core")
-        return FallbackMobileNodeCore(home_address, home_agent, binding_lifetime)
-    config = core_module.MobileNodeConfig(
+    config = MobileNodeConfig(
         home_address=home_address.ip,
         home_prefix=home_address.network,
         home_agent=home_agent,
@@ -386,14 +109,11 @@ def _load_core(home_address: IPv6Interface, home_agent: IPv6Address, binding_lif
         # the home agent (MIPL accept_return_routability = 0, HOWTO FAQ 4).
         route_optimization=False,
     )
-    return core_module.MobileNode(config)
+    return MobileNode(config)
 
 
 def bul_entries(core: Any, now: float) -> list[dict[str, Any]]:
-    """The contract's ``bul`` rows (MIPL ``mipdiag -l`` columns) from either core."""
-    if hasattr(core, "bul_rows"):
-        rows: list[dict[str, Any]] = core.bul_rows(now)
-        return rows
+    """The contract's ``bul`` rows (MIPL ``mipdiag -l`` columns) from the core's BUL."""
     result: list[dict[str, Any]] = []
     for row in core.binding_update_list_rows(now):
         in_force = row.state in ("bound", "refreshing")
@@ -415,80 +135,6 @@ def bul_entries(core: Any, now: float) -> list[dict[str, Any]]:
             }
         )
     return result
-
-
-# --------------------------------------------------------------------------------------------
-# ip6tables rules (rules/mn.rules, with an embedded copy if the file is not installed)
-# --------------------------------------------------------------------------------------------
-
-EMBEDDED_RULES: Final = """*raw
-:NFQMIP6-MN - [0:0]
--A PREROUTING -j NFQMIP6-MN
--A NFQMIP6-MN -m rt --rt-type 2 -j NFQUEUE --queue-num {queue}{bypass}
--A NFQMIP6-MN -p mh -j NFQUEUE --queue-num {queue}{bypass}
-COMMIT
-"""
-
-
-def _rules_text(queue: int, bypass: bool) -> str:
-    path = Path(__file__).resolve().parents[2] / "rules" / "mn.rules"
-    text = EMBEDDED_RULES
-    with contextlib.suppress(OSError):
-        text = path.read_text(encoding="utf-8")
-    return text.replace("{queue}", str(queue)).replace(
-        "{bypass}", " --queue-bypass" if bypass else ""
-    )
-
-
-def _ip6tables(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(args), input=stdin, capture_output=True, text=True, check=False, timeout=10
-    )
-
-
-def _chains_in(text: str) -> list[tuple[str, str]]:
-    """(table, chain) pairs of agent-owned chains declared in a rules fragment."""
-    table = ""
-    result: list[tuple[str, str]] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("*"):
-            table = line[1:]
-        elif line.startswith(":NFQMIP6"):
-            result.append((table, line[1:].split()[0]))
-    return result
-
-
-def _jumps_in(text: str) -> list[tuple[str, list[str]]]:
-    table = ""
-    result: list[tuple[str, list[str]]] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("*"):
-            table = line[1:]
-        elif line.startswith(("-A ", "-I ")) and not line.split()[1].startswith("NFQMIP6"):
-            words = line.split()[1:]
-            if line.startswith("-I ") and len(words) > 1 and words[1].isdigit():
-                del words[1]  # "-I CHAIN 1 spec" is deleted as "-D CHAIN spec"
-            result.append((table, words))
-    return result
-
-
-def unload_rules(text: str) -> None:
-    """Remove the jumps and the agent-owned chains of a rules fragment (never other chains)."""
-    for table, spec in _jumps_in(text):
-        while _ip6tables("ip6tables", "-w", "-t", table, "-D", *spec).returncode == 0:
-            pass
-    for table, chain in _chains_in(text):
-        _ip6tables("ip6tables", "-w", "-t", table, "-F", chain)
-        _ip6tables("ip6tables", "-w", "-t", table, "-X", chain)
-
-
-def load_rules(text: str) -> None:
-    unload_rules(text)  # idempotent after a crash
-    done = _ip6tables("ip6tables-restore", "-w", "--noflush", stdin=text)
-    if done.returncode != 0:
-        raise OSError(f"ip6tables-restore failed: {done.stderr.strip()}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -514,7 +160,7 @@ class MobileNodeRuntime:
         self.detector: MovementDetector | None = None
         self.monitor: MovementMonitor | None = None
         self.dataplane: Any = None
-        self.rules_text = ""
+        self.rules: RuleSet | None = None
         self.interface = "eth0"
         self.home_address: IPv6Interface | None = None
         self.home_agent: IPv6Address | None = None
@@ -544,10 +190,13 @@ class MobileNodeRuntime:
         self.home_agent = mn.home_agent
         self.interface = _pick_interface(ctx.config.interface, mn.home_address)
         self._set_sysctls()
-        self.core = _load_core(mn.home_address, mn.home_agent, mn.binding_lifetime)
+        self.core = _make_core(mn.home_address, mn.home_agent, mn.binding_lifetime)
         self.dataplane = MobileNodeDataplane(self.interface, mn.home_address)
-        self.rules_text = _rules_text(ctx.queue_num, ctx.queue_bypass)
-        load_rules(self.rules_text)
+        self.rules = RuleSet.from_file(
+            rules_path("mn.rules"),
+            {"queue": ctx.queue_num, "bypass": " --queue-bypass" if ctx.queue_bypass else ""},
+        )
+        self.rules.load()
         self.detector = MovementDetector(mn.home_address, mn.home_agent)
         self.monitor = MovementMonitor(self.interface)
         ctx.add_reader(self.monitor.ra_fd, self._on_ra_readable)
@@ -583,9 +232,9 @@ class MobileNodeRuntime:
             self.ctx.remove_reader(self.monitor.netlink_fd)
             self.monitor.close()
             self.monitor = None
-        if self.rules_text:
-            unload_rules(self.rules_text)
-            self.rules_text = ""
+        if self.rules is not None:
+            self.rules.unload()
+            self.rules = None
         if self.dataplane is not None:
             try:
                 self.dataplane.cleanup()
@@ -751,7 +400,7 @@ class MobileNodeRuntime:
                 self._note(now, f"bu seq={action.message.sequence} from {action.src}")
             if self.ctx.metrics is not None:
                 with contextlib.suppress(Exception):
-                    self.ctx.metrics.mh_sent(type(action.message).__name__)
+                    self.ctx.metrics.mh_sent(mh_type_of(action.message))
         elif isinstance(action, InstallReverseTunnel):
             self.dataplane.install_reverse_tunnel(action.care_of_address, action.home_agent)
             self._note(now, "tunnel installed")
@@ -813,15 +462,19 @@ class MobileNodeRuntime:
         try:
             packet = parse_ipv6(payload)
         except MalformedPacket:
-            self.counters["malformed"] += 1
+            self._count_malformed()
             return Verdict.drop()
         # §11.3.3: only a valid RH2 naming our own HoA is acceptable
         if packet.rh2_address is not None and (
             not packet.rh2_valid
             or (self.home_address is not None and packet.rh2_address != self.home_address.ip)
         ):
-            self.counters["malformed"] += 1
+            self._count_malformed()
             return Verdict.drop()
+        if packet.upper_layer == IPPROTO_ICMPV6 and packet.rh2_address is not None:
+            body = packet.upper_layer_bytes
+            if body[:1] == bytes((ICMPV6_MOBILE_PREFIX_ADVERTISEMENT,)):
+                return self._mobile_prefix_advertisement(packet, body, now)
         if packet.upper_layer != IPPROTO_MH:
             if packet.rh2_address is not None:
                 rewritten = strip_rh2_to_home_destination(payload)
@@ -832,7 +485,7 @@ class MobileNodeRuntime:
             return Verdict.accept()
         verdict = parse_and_validate_mh(payload)
         if not isinstance(verdict, Accepted):
-            self.counters["malformed"] += 1
+            self._count_malformed()
             LOG.debug("MH dropped: %s", verdict)
             return Verdict.drop()
         if isinstance(verdict.message, BindingAck):
@@ -840,7 +493,7 @@ class MobileNodeRuntime:
             self._note(now, f"ba seq={verdict.message.sequence} status={verdict.message.status}")
         if self.ctx is not None and self.ctx.metrics is not None:
             with contextlib.suppress(Exception):
-                self.ctx.metrics.mh_received(type(verdict.message).__name__)
+                self.ctx.metrics.mh_received(mh_type_of(verdict.message))
         event = MobilityMessageReceived(
             message=verdict.message,
             src=packet.src,
@@ -852,6 +505,39 @@ class MobileNodeRuntime:
         if self.core is not None:
             self._apply(self.core.handle(event, now), now)
         return Verdict.drop()  # consumed: the kernel would only answer Parameter Problem
+
+    def _count_malformed(self) -> None:
+        self.counters["malformed"] += 1
+        if self.ctx is not None and self.ctx.metrics is not None:
+            with contextlib.suppress(Exception):
+                self.ctx.metrics.malformed()
+
+    def _mobile_prefix_advertisement(self, packet: Any, body: bytes, now: float) -> Verdict:
+        """§11.4.3: an MPA (type 147, with an RH2 to the CoA) goes to the core; consumed."""
+        source = packet.src
+        if not verify_icmpv6_checksum(body, source, packet.rh2_address):
+            self._count_malformed()
+            return Verdict.drop()
+        try:
+            message = parse_icmpv6(body)
+        except MalformedPacket:
+            self._count_malformed()
+            return Verdict.drop()
+        if not isinstance(message, MobilePrefixAdvertisement):
+            return Verdict.drop()
+        event = MobilePrefixAdvertisementReceived(
+            identifier=message.identifier,
+            src=source,
+            prefixes=tuple(
+                (info.network, info.valid_lifetime, info.preferred_lifetime)
+                for info in message.prefixes
+            ),
+            via_routing_header=True,
+        )
+        self._note(now, f"mpa id={message.identifier}")
+        if self.core is not None:
+            self._apply(self.core.handle(event, now), now)
+        return Verdict.drop()
 
     # -- control ---------------------------------------------------------------------------
     def _mipl_counters(self) -> dict[str, int]:
@@ -908,10 +594,4 @@ class MobileNodeRuntime:
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 
-__all__ = [
-    "EMBEDDED_RULES",
-    "FallbackMobileNodeCore",
-    "MobileNodeRuntime",
-    "load_rules",
-    "unload_rules",
-]
+__all__ = ["MobileNodeRuntime", "bul_entries"]
