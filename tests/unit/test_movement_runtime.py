@@ -1,0 +1,255 @@
+"""The Mobile Node runtime's packet handling and action ordering, without root.
+
+The kernel side (:class:`~nfq_mip6.dataplane.mobile_node.MobileNodeDataplane`) is replaced by
+a recorder; packets are built and parsed with :mod:`nfq_mip6.wire`. The real kernel is
+exercised in ``tests/integration/test_mobile_node.py`` and ``test_journey.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from ipaddress import IPv6Address, IPv6Interface, IPv6Network
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nfq_mip6.config import load_config
+from nfq_mip6.mobility.events import MovedToForeignLink, ReturnedToHomeLink
+from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
+from nfq_mip6.runtime.base import RuntimeContext, VerdictKind
+from nfq_mip6.runtime.mobile_node import MobileNodeRuntime, _make_core, bul_entries
+from nfq_mip6.runtime.movement import (
+    AddressObservation,
+    MovementDetector,
+    RouterAdvertisement,
+)
+from nfq_mip6.runtime.movement import PrefixInformation as PrefixInfo
+from nfq_mip6.wire import (
+    AlternateCareofAddress,
+    BAFlags,
+    BindingAck,
+    BindingUpdate,
+    BUFlags,
+    MobilePrefixAdvertisement,
+    PrefixInformation,
+    build_icmpv6_packet,
+    build_ipv6_packet,
+    build_mh,
+    parse_and_validate_mh,
+    parse_ipv6,
+)
+from nfq_mip6.wire.mh import IPPROTO_MH
+from nfq_mip6.wire.validate import Accepted
+
+REPO = Path(__file__).resolve().parents[2]
+HOA = IPv6Interface("fec0:106:2700::4/64")
+HA = IPv6Address("fec0:106:2700::2")
+COA = IPv6Address("fec0:106:1100:0:290:7dff:fef3:31a")
+COA2 = IPv6Address("fec0:106:1000:0:290:7dff:fef3:31a")
+AR = IPv6Address("fe80::11")
+CN = IPv6Address("fec0:106:2300::10")
+IPPROTO_UDP = 17
+
+
+class RecordingDataplane:
+    """Stands in for MobileNodeDataplane: records calls in the shared log."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.care_of_address: IPv6Address | None = None
+        self.home_address_away = False
+        self.local_rule_moved = False
+
+    def prepare_care_of_address(self, coa: IPv6Address) -> None:
+        self.log.append(f"prepare {coa}")
+        self.local_rule_moved = True
+
+    def install_reverse_tunnel(self, coa: IPv6Address, ha: IPv6Address) -> None:
+        self.log.append(f"tunnel {coa} {ha}")
+        self.care_of_address = coa
+
+    def remove_reverse_tunnel(self) -> None:
+        self.log.append("untunnel")
+        self.care_of_address = None
+        self.local_rule_moved = False
+
+    def move_home_address_away(self) -> None:
+        self.log.append("hoa away")
+        self.home_address_away = True
+
+    def move_home_address_home(self) -> None:
+        self.log.append("hoa home")
+        self.home_address_away = False
+
+    def purge_visited_link_state(self, keep: tuple[IPv6Network, ...], router: Any) -> list[Any]:
+        self.log.append("purge")
+        return []
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"backend": "recording"}
+
+
+@pytest.fixture
+def runtime_and_log() -> tuple[MobileNodeRuntime, list[str]]:
+    log: list[str] = []
+    config = load_config(REPO / "deploy" / "network-mip6.conf.mn", environ={})
+    clock = [100.0]
+
+    def send(packet: bytes) -> None:
+        log.append("send " + packet.hex())
+
+    runtime = MobileNodeRuntime()
+    runtime.ctx = RuntimeContext(
+        config=config,
+        send_packet=send,
+        add_reader=lambda fd, cb: None,
+        remove_reader=lambda fd: None,
+        metrics=None,
+        logger=logging.getLogger("test"),
+        clock=lambda: clock[0],
+    )
+    runtime.home_address = HOA
+    runtime.home_agent = HA
+    runtime.core = _make_core(HOA, HA, 1000)
+    runtime.detector = MovementDetector(HOA, HA)
+    runtime.dataplane = RecordingDataplane(log)
+    return runtime, log
+
+
+def sent_packets(log: list[str]) -> list[bytes]:
+    return [bytes.fromhex(entry[5:]) for entry in log if entry.startswith("send ")]
+
+
+def binding_ack(sequence: int, coa: IPv6Address, home: IPv6Address = HOA.ip) -> bytes:
+    mh = build_mh(BindingAck(0, BAFlags.NONE, sequence, 250), HA, home)
+    return build_ipv6_packet(HA, coa, IPPROTO_MH, mh, rh2_address=home)
+
+
+def test_move_sends_a_home_registration_after_the_hoa_leaves(
+    runtime_and_log: tuple[MobileNodeRuntime, list[str]],
+) -> None:
+    runtime, log = runtime_and_log
+    # what the monitor reports: the AR's RA, then the autoconfigured (optimistic) address
+    visited = PrefixInfo(IPv6Network("fec0:106:1100::/64"), True, True, None, 86400, 14400)
+    runtime._observe(RouterAdvertisement(AR, 64, 0, 1800, (visited,)), 100.0)
+    assert log == ["purge"]
+    runtime._observe(AddressObservation(IPv6Interface(f"{COA}/64"), True, 86400.0), 100.0)
+    kinds = [entry.split()[0] for entry in log]
+    # the HoA (and its on-link home prefix) goes first, then the BU, then the decapsulation
+    assert kinds[: kinds.index("send")] == ["purge", "hoa", "purge"]
+    assert log.index(f"prepare {COA}") > kinds.index("send")
+    assert not any(entry.startswith("tunnel") for entry in log)  # §11.3.1: waits for the BA
+    (packet,) = sent_packets(log)
+    verdict = parse_and_validate_mh(packet)
+    assert isinstance(verdict, Accepted)  # checksum over the HoA (§6.1.1) is right
+    parsed = parse_ipv6(packet)
+    assert (parsed.src, parsed.dst, parsed.home_address) == (COA, HA, HOA.ip)
+    bu = verdict.message
+    assert isinstance(bu, BindingUpdate)
+    assert bu.flags & (BUFlags.A | BUFlags.H) == BUFlags.A | BUFlags.H
+    assert AlternateCareofAddress(COA) in bu.options
+    assert bul_entries(runtime.core, 100.0)[0]["state"] == 0
+
+
+def test_binding_ack_from_nfqueue_is_consumed_and_installs_the_tunnel(
+    runtime_and_log: tuple[MobileNodeRuntime, list[str]],
+) -> None:
+    runtime, log = runtime_and_log
+    runtime._decide([MovedToForeignLink(COA, 86400.0, AR)], 100.0)
+    sequence = bul_entries(runtime.core, 100.0)[0]["sequence"]
+    verdict = runtime.on_queued_packet(binding_ack(sequence, COA), 100.01)
+    assert verdict.kind is VerdictKind.DROP
+    assert f"tunnel {COA} {HA}" in log
+    row = bul_entries(runtime.core, 100.02)[0]
+    assert row["state"] == 1 and row["care_of_address"] == str(COA)
+    assert row["expires"] >= 999 and row["recipient"] == str(HA)
+    # a BA naming another home address in its RH2 is dropped without effect (§11.3.3)
+    other = runtime.on_queued_packet(binding_ack(sequence, COA, IPv6Address("fec0::9")), 100.03)
+    assert other.kind is VerdictKind.DROP
+    assert runtime.counters["malformed"] == 1
+
+
+def test_second_move_reregisters_and_return_home_deregisters_from_the_hoa(
+    runtime_and_log: tuple[MobileNodeRuntime, list[str]],
+) -> None:
+    runtime, log = runtime_and_log
+    runtime._decide([MovedToForeignLink(COA, 86400.0, AR)], 100.0)
+    runtime.on_queued_packet(
+        binding_ack(bul_entries(runtime.core, 100.0)[0]["sequence"], COA), 100.01
+    )
+    log.clear()
+    runtime._decide([MovedToForeignLink(COA2, 86400.0, AR)], 101.0)
+    (packet,) = sent_packets(log)
+    assert parse_ipv6(packet).src == COA2
+    assert "hoa away" not in log  # already away
+    log.clear()
+    runtime._decide([ReturnedToHomeLink()], 102.0)
+    kinds = [entry.split()[0] for entry in log]
+    # tunnel rules gone before the BU, HoA back on the interface right after it (§11.5.5)
+    assert kinds == ["untunnel", "send", "hoa"]
+    (packet,) = sent_packets(log)
+    parsed = parse_ipv6(packet)
+    verdict = parse_and_validate_mh(packet)
+    assert isinstance(verdict, Accepted) and isinstance(verdict.message, BindingUpdate)
+    assert (parsed.src, parsed.dst, parsed.home_address) == (HOA.ip, HA, None)
+    assert verdict.message.lifetime == 0
+
+
+def test_queued_packets_that_are_not_mobility_messages(
+    runtime_and_log: tuple[MobileNodeRuntime, list[str]],
+) -> None:
+    runtime, _log = runtime_and_log
+    udp = struct.pack("!HHHH", 5000, 6000, 12, 0) + b"data"
+    # route-optimised data with an RH2 to our HoA: rewritten to the HoA and accepted
+    routed = build_ipv6_packet(CN, COA, IPPROTO_UDP, udp, rh2_address=HOA.ip)
+    verdict = runtime.on_queued_packet(routed, 1.0)
+    assert verdict.kind is VerdictKind.REWRITE and verdict.payload is not None
+    assert parse_ipv6(verdict.payload).dst == HOA.ip
+    assert runtime.on_queued_packet(build_ipv6_packet(CN, COA, IPPROTO_UDP, udp), 1.0).kind is (
+        VerdictKind.ACCEPT
+    )
+    assert runtime.on_queued_packet(b"\x60garbage", 1.0).kind is VerdictKind.DROP
+    assert runtime.counters["malformed"] == 1
+
+
+def test_mobile_prefix_advertisement_goes_to_the_core(
+    runtime_and_log: tuple[MobileNodeRuntime, list[str]],
+) -> None:
+    runtime, _log = runtime_and_log
+    mpa = MobilePrefixAdvertisement(
+        7, prefixes=(PrefixInformation(IPv6Address("fec0:106:2700::"), 64),)
+    )
+    packet = build_icmpv6_packet(mpa, HA, COA, hop_limit=64, rh2_address=HOA.ip)
+    assert runtime.on_queued_packet(packet, 1.0).kind is VerdictKind.DROP
+    assert any(what == "mpa id=7" for _t, what in runtime.events)
+    broken = packet[:-1] + bytes((packet[-1] ^ 0xFF,))
+    assert runtime.on_queued_packet(broken, 1.0).kind is VerdictKind.DROP
+    assert runtime.counters["malformed"] == 1
+
+
+def test_control_snapshots_have_the_contract_shapes(
+    runtime_and_log: tuple[MobileNodeRuntime, list[str]],
+) -> None:
+    runtime, _log = runtime_and_log
+    runtime._decide([MovedToForeignLink(COA, 86400.0, AR)], 100.0)
+    bul = runtime.handle_control({"cmd": "bul"})
+    assert bul["ok"] and set(bul["entries"][0]) >= {
+        "recipient",
+        "home_address",
+        "care_of_address",
+        "expires",
+        "sequence",
+        "state",
+        "delay",
+        "max_delay",
+        "callback_time",
+        "home_registration",
+    }
+    stats = runtime.handle_control({"cmd": "stats"})
+    assert stats["ok"] and stats["role"] == "mn" and stats["backend"] == "seg6"
+    assert tuple(stats["counters"]) == MIPL_COUNTER_NAMES
+    assert stats["counters"]["NBindUpdatesSent"] == 1
+    assert runtime.handle_control({"cmd": "ro"}) == {"ok": True, "route_optimization": False}
+    assert runtime.handle_control({"cmd": "nonsense"})["ok"] is False
