@@ -47,6 +47,7 @@ __all__ = [
     "merge_reload",
     "parse_listen",
     "reload_changes",
+    "reload_config",
 ]
 
 _log = logging.getLogger(__name__)
@@ -603,3 +604,21 @@ def merge_reload(old: AgentConfig, new: AgentConfig) -> AgentConfig:
         ha=ha,
         mn=mn,
     )
+
+
+def reload_config(
+    current: AgentConfig, environ: Mapping[str, str] = os.environ
+) -> tuple[AgentConfig, list[str], list[str]]:
+    """SIGHUP: re-read ``current.source`` and the environment.
+
+    Returns ``(config to run with, applied, refused)``: the running configuration with the
+    reloadable changes taken (see :func:`reload_changes`); refused changes need a restart and
+    should be logged. Settings given on the command line (``--control-socket`` …) survive
+    because they are not reloadable.
+
+    Raises:
+        ConfigError: the file became invalid; the agent keeps running with ``current``.
+    """
+    new = load_config(current.source, environ)
+    applied, refused = reload_changes(current, new)
+    return merge_reload(current, new), applied, refused

@@ -117,14 +117,27 @@ class _StateCollector(Collector):
 
     def __init__(self, snapshot: Callable[[], Mapping[str, Any]]) -> None:
         self._snapshot = snapshot
+        self._last_good: Mapping[str, Any] | None = None
+
+    def _read(self) -> Mapping[str, Any] | None:
+        # The HTTP server thread calls this while the agent loop mutates its state; a snapshot
+        # that fails half-way (e.g. a dict resized during iteration) is retried once, then the
+        # last good one is served: the scrape never fails because the agent is busy.
+        for _attempt in range(2):
+            try:
+                stats = self._snapshot()
+            except Exception:
+                log.debug("metrics snapshot failed", exc_info=True)
+                continue
+            if stats and stats.get("ok", True):
+                self._last_good = stats
+                return stats
+            return None
+        return self._last_good
 
     def collect(self) -> Iterable[Any]:
-        try:
-            stats = self._snapshot()
-        except Exception:  # the scrape must not fail because the agent is busy or stopping
-            log.debug("metrics snapshot failed", exc_info=True)
-            return
-        if not stats or not stats.get("ok", True):
+        stats = self._read()
+        if stats is None:
             return
         counters = stats.get("counters") or {}
         for mipl_name, metric_name in MIPL_METRIC_NAMES.items():
@@ -254,7 +267,9 @@ class AgentMetrics:
         self._bu_latency.observe(max(0.0, seconds))
 
     def dataplane_op(self, op: str, ok: bool) -> None:
-        label = re.sub(r"[^a-z0-9_]", "_", str(op).lower())[:32] or "other"
+        # "InstallTunnel" (an action class name) -> "install_tunnel"; bounded characters.
+        snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", str(op)).lower()
+        label = re.sub(r"[^a-z0-9_]", "_", snake)[:32] or "other"
         with self._lock:
             if label not in self._operations:
                 if len(self._operations) >= MAX_OPERATION_LABELS:

@@ -17,6 +17,7 @@ from nfq_mip6.config import (
     merge_reload,
     parse_listen,
     reload_changes,
+    reload_config,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -275,3 +276,20 @@ def test_reload_refuses_role_change(tmp_path: Path) -> None:
     assert applied == []
     assert "role: ha -> cn" in refused
     assert merge_reload(old, new) is old
+
+
+def test_reload_config_rereads_the_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "ha.toml", 'role = "ha"\ninterface = "eth1"\nroute_optimization = true\n'
+    )
+    running = dataclasses.replace(load_config(path, environ={}), queue_num=9)  # --queue-num 9
+    path.write_text('role = "ha"\ninterface = "eth2"\nroute_optimization = false\n')
+    config, applied, refused = reload_config(
+        running, environ={"NFQ_MIP6_AGENT__LOG_LEVEL": "debug"}
+    )
+    assert applied == ["log_level: INFO -> DEBUG", "route_optimization: true -> false"]
+    assert refused == ["interface: eth1 -> eth2", "queue_num: 9 -> 0"]
+    assert (config.route_optimization, config.interface, config.queue_num) == (False, "eth1", 9)
+    path.write_text("role = \n")
+    with pytest.raises(ConfigError):
+        reload_config(running, environ={})

@@ -111,6 +111,7 @@ def test_counters_move() -> None:
     metrics.observe_bu_latency(0.0004)
     metrics.dataplane_op("tunnel_add", True)
     metrics.dataplane_op("tunnel_add", False)
+    metrics.dataplane_op("InstallTunnel", False)
     metrics.config_loaded(1_700_000_000.0)
     families = scrape(registry)
     assert value(families, "nfq_mip6_mh_messages_received_total", mh_type="bu") == 2
@@ -124,6 +125,7 @@ def test_counters_move() -> None:
     assert value(families, "nfq_mip6_binding_update_processing_seconds_bucket", le="0.0005") == 1
     assert value(families, "nfq_mip6_dataplane_operations_total", op="tunnel_add") == 2
     assert value(families, "nfq_mip6_dataplane_errors_total", op="tunnel_add") == 1
+    assert value(families, "nfq_mip6_dataplane_errors_total", op="install_tunnel") == 1
     assert value(families, "nfq_mip6_last_config_load_timestamp_seconds") == 1_700_000_000.0
 
 
@@ -148,6 +150,24 @@ def test_failing_snapshot_does_not_break_the_scrape() -> None:
     families = scrape(registry)
     assert "nfq_mip6_build_info" in families
     assert "nfq_mip6_bindings" not in families
+
+
+def test_snapshot_retried_then_last_good_served() -> None:
+    registry = CollectorRegistry()
+    calls: list[str] = []
+    plan = ["ok", "fail", "ok", "fail", "fail"]
+
+    def flaky() -> dict[str, Any]:
+        outcome = plan[len(calls)]
+        calls.append(outcome)
+        if outcome == "fail":
+            raise RuntimeError("dictionary changed size during iteration")
+        return STATS | {"bindings": len(calls)}
+
+    AgentMetrics(registry, flaky)
+    assert value(scrape(registry), "nfq_mip6_bindings", state="all") == 1
+    assert value(scrape(registry), "nfq_mip6_bindings", state="all") == 3  # retried once
+    assert value(scrape(registry), "nfq_mip6_bindings", state="all") == 3  # last good one
 
 
 def test_http_endpoint() -> None:
