@@ -213,10 +213,13 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)
+    # Ctrl-C interrupts even when started in the background by a shell that ignores SIGINT.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -305,10 +308,10 @@ def _walk_through(bed: Testbed, args: argparse.Namespace, agents: list[AgentProc
         results.append(_travel(bed, link, section, args, ha, mn))
 
     _banner("summary")
-    _say(f"{'link':<10} {'care-of address':<36} {'bound':<6} CN -> home address")
+    _say(f"{'link':<10} {'care-of address':<36} {'bound':<9} CN -> home address")
     for r in results:
         ping = r.ping.summary() if r.ping else "-"
-        _say(f"{r.link:<10} {r.care_of_address or '-':<36} {r.registered:<6} {ping}")
+        _say(f"{r.link:<10} {r.care_of_address or '-':<36} {r.registered:<9} {ping}")
     if not agents:
         _say(f"\nMISSING: the HA and MN agents ({why or 'not started'}).")
         _say("Without them the CN's pings cannot reach the home address while the MN is away,")

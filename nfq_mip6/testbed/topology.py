@@ -13,6 +13,11 @@ The Mobile Node has a single interface (``eth0``); travelling (the HOWTO's
 ``iwconfig eth0 essid visitnet``) re-attaches the switch side of its veth to another
 bridge while flapping the carrier.
 
+The HOWTO's addresses are site-local (fec0::/10, deprecated by RFC 3879). Linux 6.18 still
+autoconfigures SLAAC addresses from fec0: prefixes (scope "site") and routes them like
+global ones, so the test bed keeps them verbatim; note that ``ip addr show scope global``
+does not list them.
+
 Nothing here touches the system: this module only describes the topology.
 """
 

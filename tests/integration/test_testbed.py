@@ -260,3 +260,12 @@ def test_demo_without_agents_walks_the_howto_and_cleans_up(
     assert "mipdiag -c    MISSING (no agents)" in out
     assert f"test bed {prefix!r} removed" in out
     assert not {n for n in list_netns() if n.startswith(f"{prefix}-")}
+
+
+def test_up_and_down_refuse_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    bed = Testbed("nonroot")
+    with pytest.raises(TestbedError, match="needs root"):
+        bed.up()
+    with pytest.raises(TestbedError, match="needs root"):
+        bed.down()
