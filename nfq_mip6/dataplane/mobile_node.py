@@ -579,6 +579,38 @@ class MobileNodeDataplane:
             "operations": self.operations,
         }
 
+    def adopt_leftovers(self) -> bool:
+        """At start: recognise kernel state left by a previous run that ended while away
+        (HoA on ``lo``, the ``local`` rule moved, our rules or tables). The flags are set so
+        that :meth:`cleanup` / the return home remove it. Returns True if anything was found.
+        """
+        hoa = str(self.home_address.ip)
+        on_lo = any(
+            msg.get_attr("IFA_ADDRESS") == hoa
+            for msg in self._ipr.get_addr(family=AF_INET6, index=self.lo_index)
+        )
+        tables = self.tables
+        ours = {tables.decap_table, tables.reverse_tunnel_table}
+        rules = self._rules()
+        local_moved = not any(
+            rule.get_attr("FRA_PRIORITY", 0) == 0
+            and (rule.get_attr("FRA_TABLE") or rule["table"]) == RT_TABLE_LOCAL
+            for rule in rules
+        )
+        our_rules = any((rule.get_attr("FRA_TABLE") or rule["table"]) in ours for rule in rules)
+        self.home_address_away = self.home_address_away or on_lo
+        self.local_rule_moved = self.local_rule_moved or local_moved
+        found = on_lo or local_moved or our_rules
+        if found:
+            LOG.warning(
+                "kernel state of a previous run found (HoA on lo: %s, local rule moved: %s, "
+                "tunnel rules: %s); it is removed when the MN is home or the agent stops",
+                on_lo,
+                local_moved,
+                our_rules,
+            )
+        return found
+
     def cleanup(self) -> None:
         """Remove every agent-owned kernel object and put the HoA back on the interface."""
         try:

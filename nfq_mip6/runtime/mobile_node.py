@@ -53,6 +53,7 @@ from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.runtime.base import RuntimeContext, Verdict
 from nfq_mip6.runtime.movement import (
     AddressObservation,
+    LinkLocation,
     LinkObservation,
     MovementDecision,
     MovementDetector,
@@ -198,6 +199,9 @@ class MobileNodeRuntime:
         )
         self.rules.load()
         self.detector = MovementDetector(mn.home_address, mn.home_agent)
+        if self.dataplane.adopt_leftovers():
+            # a previous run ended away from home: finding the home link again must undo it
+            self.detector.location = LinkLocation.FOREIGN
         self.monitor = MovementMonitor(self.interface)
         ctx.add_reader(self.monitor.ra_fd, self._on_ra_readable)
         ctx.add_reader(self.monitor.netlink_fd, self._on_netlink_readable)

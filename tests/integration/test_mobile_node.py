@@ -43,6 +43,7 @@ MN_CONFIG = REPO / "deploy" / "network-mip6.conf.mn"
 HOA = IPv6Address(MN_HOME_ADDRESS)
 HA = IPv6Address(HA_ADDRESS)
 VISIT_COA = care_of_address("visitnet")
+DEFAULT_RULES = ["0:", "from", "all", "lookup", "local", "32766:", "from", "all", "lookup", "main"]
 DX6_TAIL = ("nh6", "::", "dev", "eth0", "table", "100")
 
 
@@ -248,3 +249,40 @@ def test_mobile_node_registers_tunnels_and_returns_home(
         assert "0:\tfrom all lookup local" in state["rules"]
     # stop() removed the rules
     assert "NFQMIP6-MN" not in kernel_state(mn)["raw"]
+
+
+def home_configuration(mn: Node) -> bool:
+    """The MN's kernel as the test bed made it: HoA on eth0, no agent rules or tables."""
+    state = kernel_state(mn)
+    return (
+        MN_HOME_ADDRESS in mn.ipv6_addresses("eth0")
+        and MN_HOME_ADDRESS not in state["lo"]
+        and state["rules"].split() == DEFAULT_RULES
+        and state["tunnel"].strip() == ""
+        and state["decap"].strip() == ""
+        and "tunsrc addr ::" in state["tunsrc"]
+    )
+
+
+def test_stop_or_crash_while_away_leaves_no_trace(testbed_home: Testbed, tmp_path: Path) -> None:
+    bed = testbed_home
+    mn = bed.node("mn")
+    # A clean stop while away: stop() removes everything and puts the HoA back on eth0.
+    with running_agent(mn, MN_CONFIG, tmp_path / "first.sock") as _agent:
+        bed.move("visitnet")
+        assert wait_until(lambda: bool(bul(tmp_path / "first.sock")), 10.0)
+        assert MN_HOME_ADDRESS in kernel_state(mn)["lo"]
+    assert home_configuration(mn), kernel_state(mn)
+    assert "NFQMIP6" not in kernel_state(mn)["raw"]
+    # A crash while away leaves the kernel state behind; the next run, started at home,
+    # recognises it and undoes it when it sees the home link.
+    with running_agent(mn, MN_CONFIG, tmp_path / "second.sock") as agent:
+        bed.move("visitnet2")
+        assert wait_until(lambda: bool(bul(tmp_path / "second.sock")), 10.0)
+        agent.kill()
+        agent.wait()
+    assert MN_HOME_ADDRESS in kernel_state(mn)["lo"]
+    bed.move("home")
+    with running_agent(mn, MN_CONFIG, tmp_path / "third.sock"):
+        assert wait_until(lambda: home_configuration(mn), 10.0), kernel_state(mn)
+    assert "NFQMIP6" not in kernel_state(mn)["raw"]
