@@ -73,14 +73,38 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         default="auto",
         help="start the HA and MN agents: auto (when installed), on (fail if missing), off",
     )
-    parser.add_argument("--ha-config", type=Path, default=DEPLOY / "network-mip6.conf.ha")
-    parser.add_argument("--mn-config", type=Path, default=DEPLOY / "network-mip6.conf.mn")
+    parser.add_argument(
+        "--ha-config",
+        type=Path,
+        default=DEPLOY / "network-mip6.conf.ha",
+        help="HA agent configuration (default: the HOWTO's, deploy/network-mip6.conf.ha)",
+    )
+    parser.add_argument(
+        "--mn-config",
+        type=Path,
+        default=DEPLOY / "network-mip6.conf.mn",
+        help="MN agent configuration (default: the HOWTO's, deploy/network-mip6.conf.mn)",
+    )
     parser.add_argument(
         "--dwell", type=float, default=2.0, help="seconds to keep pinging on each link"
     )
-    parser.add_argument("--ping-rate", type=int, default=50, help="CN echo requests per second")
-    parser.add_argument("--keep", action="store_true", help="leave the test bed up at the end")
+    parser.add_argument(
+        "--ping-rate", type=_ping_rate, default=50, help="CN echo requests per second (1-500)"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the test bed up at the end (agents stop)"
+    )
     parser.set_defaults(func=run_demo)
+
+
+def _ping_rate(text: str) -> int:
+    try:
+        rate = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= rate <= 500:
+        raise argparse.ArgumentTypeError("must be within 1..500")
+    return rate
 
 
 # ---------------------------------------------------------------------------------------
