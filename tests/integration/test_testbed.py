@@ -93,8 +93,15 @@ def test_all_nodes_ping_each_other(testbed_home: Testbed) -> None:
 def test_mn_autoconfigures_a_care_of_address_on_each_visited_link(testbed_home: Testbed) -> None:
     """HOWTO §5.2 and §5.5: visitnet, then visitnet2, then home."""
     bed = testbed_home
+    mn = bed.node("mn")
+
+    def carrier_changes() -> int:
+        return int(mn.run(["cat", "/sys/class/net/eth0/carrier_changes"]).stdout)
+
     for link in ("visitnet", "visitnet2"):
+        changes = carrier_changes()
         bed.move(link)
+        assert carrier_changes() == changes + 2  # the MN's carrier went down and up
         bed.solicit_router()  # Linux sends no RS on carrier regain; the MN agent would
         address = bed.wait_for_address(MN_LINK_PREFIX[link])
         assert address == care_of_address(link)
