@@ -32,6 +32,12 @@ from typing import Any, Final
 
 from nfq_mip6.constants import MAX_LIFETIME_SECONDS
 from nfq_mip6.control import DEFAULT_CONTROL_SOCKET
+from nfq_mip6.security.auth import (
+    DEFAULT_TIMESTAMP_WINDOW,
+    MobileNodeCredentials,
+    parse_mobile_node_entries,
+    parse_spi,
+)
 
 __all__ = [
     "DEFAULT_CONTROL_SOCKET",
@@ -94,6 +100,11 @@ class HomeAgentConfig:
     min_tunnel_nr: int = 1  # MIPL MIN_TUNNEL_NR: tunnels prepared at start (informational)
     max_tunnel_nr: int = 64  # MIPL MAX_TUNNEL_NR: most bindings served at once
     tunnel_sitelocal: bool = True  # MIPL TUNNEL_SITELOCAL: tunnel site-local (fec0::/10) too
+    # RFC 4285 MN-HA authentication (docs/security.md): [[ha.mobile_nodes]] tables hold key
+    # *references* (key_file/key_env), never keys. None = required iff mobile_nodes exist.
+    mobile_nodes: tuple[MobileNodeCredentials, ...] = ()
+    require_authentication: bool | None = None
+    auth_timestamp_window: float = DEFAULT_TIMESTAMP_WINDOW  # RFC 4285 §6, seconds
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +116,11 @@ class MobileNodeConfig:
     home_device: str | None = None  # MIPL HOMEDEV, informational
     binding_lifetime: int = 1000  # seconds requested in Binding Updates (§11.7.1)
     tunnel_sitelocal: bool = True
+    # RFC 4285 MN-HA authentication (docs/security.md); no SPI = unauthenticated BUs.
+    auth_spi: int | None = None
+    auth_key_file: Path | None = None
+    auth_key_env: str | None = None
+    nai: str | None = None  # RFC 4283 MN-ID option
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -279,6 +295,17 @@ def _parse_listen_or_none(value: object) -> tuple[str, int] | None:
     return parse_listen(text)
 
 
+def _parse_timestamp_window(value: object) -> float:
+    # RFC 4285 §6: "close enough", default 7 s, should be more than 3 s.
+    try:
+        window = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"expected seconds, got {value!r}") from None
+    if not 1.0 <= window <= 3600.0:
+        raise ValueError(f"{window} s outside 1..3600")
+    return window
+
+
 def _parse_lifetime(value: object) -> int:
     # RFC 6275 §6.1.7: 16-bit count of 4-second units.
     return _int_parser(4, MAX_LIFETIME_SECONDS)(value)
@@ -305,6 +332,9 @@ _HA_KEYS: Final[dict[str, Callable[[object], Any]]] = {
     "min_tunnel_nr": _int_parser(0, 65535),
     "max_tunnel_nr": _int_parser(1, 65535),
     "tunnel_sitelocal": _parse_bool,
+    "mobile_nodes": parse_mobile_node_entries,
+    "require_authentication": _parse_bool,
+    "auth_timestamp_window": _parse_timestamp_window,
 }
 _MN_KEYS: Final[dict[str, Callable[[object], Any]]] = {
     "home_address": _parse_interface_address,
@@ -312,6 +342,10 @@ _MN_KEYS: Final[dict[str, Callable[[object], Any]]] = {
     "home_device": _parse_interface,
     "binding_lifetime": _parse_lifetime,
     "tunnel_sitelocal": _parse_bool,
+    "auth_spi": parse_spi,
+    "auth_key_file": _parse_path,
+    "auth_key_env": _parse_str,
+    "nai": _parse_str,
 }
 _SECTIONS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {"ha": _HA_KEYS, "mn": _MN_KEYS}
 
