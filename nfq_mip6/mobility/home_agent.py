@@ -6,7 +6,8 @@ Theory of operation — a Binding Update with H = 1 goes through these checks, i
 
 1. HoA (HAO, else source) and CoA (AltCoA, else source) must be routable unicast → else
    silent discard; a home BU carrying Nonce Indices → silent discard (TAHI HA_2_2_7/8);
-   a BU not protected by the MN–HA SA → silent discard (§10.3.1).
+   a BU not protected by the MN–HA SA → silent discard (§10.3.1); with an ``authorizer``
+   (RFC 4285, ``nfq_mip6.security``) a BU failing it → **146/145/144** or silent discard.
 2. Not configured as a home agent → **131**.
 3. A correspondent (H = 0) binding exists for the HoA → **139**.
 4. The binding is waiting for proxy DAD → the retransmitted BU is ignored.
@@ -28,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Network
-from typing import Final
+from typing import Final, Protocol
 
 from nfq_mip6.constants import (
     DEFAULT_HA_MAX_BINDING_LIFETIME,
@@ -127,6 +128,30 @@ class HomeAgentConfig:
     preference: int = 0
 
 
+class BindingUpdateRejection(Protocol):
+    """What an authorizer answers for a refused home BU (``AuthRejection`` fits)."""
+
+    @property
+    def status(self) -> int | None: ...  # BA status, or None = silent discard
+    @property
+    def reason(self) -> str: ...
+    @property
+    def options(self) -> tuple[MobilityOption, ...]: ...  # for the BA (e.g. Mesg-ID)
+
+
+class HomeRegistrationAuthorizer(Protocol):
+    """MN–HA authentication of home BUs (RFC 4285: ``security.auth.HomeAgentVerifier``)."""
+
+    def check_home_binding_update(
+        self,
+        bu: BindingUpdate,
+        mh_bytes: bytes,
+        home_address: IPv6Address,
+        care_of_address: IPv6Address,
+        now: float,
+    ) -> BindingUpdateRejection | None: ...
+
+
 @dataclass(slots=True)
 class _PendingRegistration:
     """A first registration waiting for proxy DAD: what the BA will need."""
@@ -183,8 +208,10 @@ class HomeAgent:
         *,
         stats: MobilityStats | None = None,
         correspondent: CorrespondentNode | None = None,
+        authorizer: HomeRegistrationAuthorizer | None = None,
     ) -> None:
         self.config = config
+        self.authorizer = authorizer
         self.stats = stats if stats is not None else MobilityStats()
         self.cache = BindingCache()
         self.correspondent = correspondent
@@ -326,6 +353,7 @@ class HomeAgent:
         home_address: IPv6Address,
         status: int,
         sequence: int | None = None,
+        options: tuple[MobilityOption, ...] = (),
     ) -> list[Action]:
         ba = binding_ack(
             status=status,
@@ -334,6 +362,7 @@ class HomeAgent:
             bu_src=event.src,
             bu_dst=event.dst,
             bu_home_address=event.home_address,
+            options=options,
             stats=self.stats,
         )
         return [ba, BindingRejected(home_address, event.src, True, status)]
@@ -375,6 +404,20 @@ class HomeAgent:
         if not event.ipsec_protected:
             stats.NBindUpdatesDropAuth += 1
             return self._discard("home-bu-not-protected", event)
+        # RFC 4285 §5-§6 (docs/security.md): MN-HA authentication, then replay protection,
+        # before any status that would tell an unauthenticated sender about the binding
+        # cache (139, 135, 133, 132, 130 below).
+        if self.authorizer is not None:
+            rejection = self.authorizer.check_home_binding_update(
+                bu, event.mh_bytes, home_address, care_of_address, now
+            )
+            if rejection is not None:
+                stats.NBindUpdatesDropAuth += 1
+                if rejection.status is None:
+                    return self._discard(rejection.reason, event)
+                return self._reject(
+                    event, bu, home_address, rejection.status, options=rejection.options
+                )
 
         # 2. §10.3.1: not a home agent → 131.
         if not self.config.enabled:
