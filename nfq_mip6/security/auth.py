@@ -671,3 +671,148 @@ class MobileNodeAuthenticator:
             return BindingAckCheck.DROP
         self._count("ba-accepted")
         return BindingAckCheck.ACCEPT
+
+
+# ---------------------------------------------------------------------------------------------
+# Configuration: what the TOML file says (references to keys, never keys)
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MobileNodeCredentials:
+    """One ``[[ha.mobile_nodes]]`` table: policy, SPI and where the key is (not the key)."""
+
+    spi: int
+    key_source: KeySource
+    home_addresses: tuple[IPv6Network, ...]
+    nai: str | None = None
+
+    def __str__(self) -> str:
+        homes = ",".join(str(n) for n in self.home_addresses)
+        return f"spi {self.spi} for {homes} ({self.key_source.describe()})"
+
+    def load(self, environ: Mapping[str, str] = os.environ) -> SecurityAssociation:
+        """Read the key; raises :class:`KeyMaterialError` (naming the SPI, not the key)."""
+        try:
+            key = load_key(self.key_source, environ)
+        except KeyMaterialError as exc:
+            raise KeyMaterialError(f"mobile node SPI {self.spi}: {exc}") from None
+        nai = self.nai.encode() if self.nai is not None else None
+        return SecurityAssociation(self.spi, key, self.home_addresses, nai)
+
+
+_ENTRY_KEYS: Final = ("home_address", "home_prefix", "spi", "key_file", "key_env", "nai")
+
+
+def parse_spi(value: object) -> int:
+    """A mobility SPI: an integer in 256..4294967295 (RFC 4285 §4)."""
+    if isinstance(value, bool):
+        raise ValueError(f"SPI must be an integer, got {value!r}")
+    try:
+        spi = int(str(value), 0) if isinstance(value, str) else int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ValueError(f"SPI must be an integer, got {value!r}") from None
+    if not RESERVED_SPI_MAX < spi <= 0xFFFF_FFFF:
+        raise ValueError(f"SPI {spi} outside 256..4294967295 (0-255 are reserved, RFC 4285)")
+    return spi
+
+
+def parse_mobile_node_entries(value: object) -> tuple[MobileNodeCredentials, ...]:
+    """Parse ``[[ha.mobile_nodes]]`` (a list of tables) into credentials.
+
+    Each table: ``home_address`` (one address) and/or ``home_prefix`` (a range), ``spi``,
+    exactly one of ``key_file``/``key_env``, optional ``nai``. Raises ValueError naming the
+    entry and key.
+    """
+    if not isinstance(value, list):
+        raise ValueError("must be an array of tables: [[ha.mobile_nodes]]")
+    entries: list[MobileNodeCredentials] = []
+    seen: set[int] = set()
+    for number, table in enumerate(value, start=1):
+        where = f"entry {number}"
+        if not isinstance(table, dict):
+            raise ValueError(f"{where}: must be a table")
+        unknown = sorted(set(table) - set(_ENTRY_KEYS))
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        homes: list[IPv6Network] = []
+        try:
+            if "home_address" in table:
+                homes.append(IPv6Network(f"{IPv6Address(str(table['home_address']))}/128"))
+            if "home_prefix" in table:
+                homes.append(IPv6Network(str(table["home_prefix"])))
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if not homes:
+            raise ValueError(f"{where}: needs home_address or home_prefix (what it may register)")
+        if "spi" not in table:
+            raise ValueError(f"{where}: needs spi")
+        try:
+            spi = parse_spi(table["spi"])
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if spi in seen:
+            raise ValueError(f"{where}: SPI {spi} used twice")
+        seen.add(spi)
+        key_file, key_env = table.get("key_file"), table.get("key_env")
+        if (key_file is None) == (key_env is None):
+            raise ValueError(f"{where}: needs exactly one of key_file or key_env")
+        source = (
+            KeySource(file=Path(str(key_file)))
+            if key_file is not None
+            else KeySource(env=str(key_env))
+        )
+        nai = str(table["nai"]) if "nai" in table else None
+        entries.append(MobileNodeCredentials(spi, source, tuple(homes), nai))
+    return tuple(entries)
+
+
+def home_agent_verifier(
+    credentials: Iterable[MobileNodeCredentials],
+    *,
+    required: bool | None,
+    window: float = DEFAULT_TIMESTAMP_WINDOW,
+    environ: Mapping[str, str] = os.environ,
+    wall_clock: Clock | None = None,
+) -> HomeAgentVerifier:
+    """Build the HA verifier from the configuration (reads the keys).
+
+    ``required=None`` (the default in the configuration) means "required when at least one
+    SA is configured". Raises :class:`KeyMaterialError`.
+    """
+    associations = [entry.load(environ) for entry in credentials]
+    if required is None:
+        required = bool(associations)
+    if not associations and not required:
+        log.warning(
+            "no [[ha.mobile_nodes]] security associations configured: home Binding Updates "
+            "are NOT authenticated (RFC 4285); anyone can redirect a home address"
+        )
+    return HomeAgentVerifier(associations, required=required, window=window, wall_clock=wall_clock)
+
+
+def mobile_node_authenticator(
+    *,
+    spi: int | None,
+    key_file: Path | None,
+    key_env: str | None,
+    home_address: IPv6Address,
+    nai: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+    wall_clock: Clock | None = None,
+) -> MobileNodeAuthenticator | None:
+    """The MN's authenticator from its ``[mn]`` settings; ``None`` when no SPI is set.
+
+    Raises:
+        KeyMaterialError: SPI without exactly one key source, or an unusable key.
+    """
+    if spi is None:
+        if key_file is not None or key_env is not None:
+            raise KeyMaterialError("auth_key_file/auth_key_env given without auth_spi")
+        return None
+    if (key_file is None) == (key_env is None):
+        raise KeyMaterialError(f"SPI {spi}: needs exactly one of auth_key_file or auth_key_env")
+    key = load_key(KeySource(file=key_file, env=key_env), environ)
+    nai_bytes = nai.encode() if nai is not None else None
+    association = SecurityAssociation(spi, key, (IPv6Network(f"{home_address}/128"),), nai_bytes)
+    return MobileNodeAuthenticator(association, wall_clock=wall_clock)
