@@ -501,16 +501,21 @@ class MobileNodeDataplane:
     ) -> list[IPv6Interface]:
         """Remove addresses and RA-learned routes of links the MN left (HOWTO FAQ 6, notes Q6).
 
-        Addresses outside ``keep_prefixes`` (except the HoA itself) are deleted, as are default
-        routes via other routers and prefix routes outside ``keep_prefixes`` on the interface
-        (otherwise the old home prefix would stay on-link and hide the HA). Returns what was
-        removed.
+        Autoconfigured addresses outside ``keep_prefixes`` are deleted (permanent, i.e.
+        statically configured, addresses and the HoA are the operator's and stay), as are
+        RA-learned default routes via other routers and prefix routes that no remaining
+        address covers (otherwise the old home prefix would stay on-link on the visited link
+        and hide the HA). Returns the addresses removed.
         """
         removed: list[IPv6Interface] = []
+        remaining: list[IPv6Address] = []
         for entry in self.interface_addresses():
-            if entry.address == self.home_address.ip:
-                continue
-            if any(entry.address in prefix for prefix in keep_prefixes):
+            if (
+                entry.address == self.home_address.ip
+                or entry.flags & IFA_F_PERMANENT
+                or any(entry.address in prefix for prefix in keep_prefixes)
+            ):
+                remaining.append(entry.address)
                 continue
             if self._quiet(
                 "del stale address",
@@ -521,19 +526,19 @@ class MobileNodeDataplane:
                 prefixlen=entry.interface.network.prefixlen,
             ):
                 removed.append(entry.interface)
+            else:
+                remaining.append(entry.address)
         for route in self._ipr.get_routes(family=AF_INET6, table=RT_TABLE_MAIN):
             if route.get_attr("RTA_OIF") != self.ifindex:
                 continue
+            if route["proto"] not in (RTPROT_KERNEL, RTPROT_RA):
+                continue  # static routes are the operator's
             dst = route.get_attr("RTA_DST")
             gateway = route.get_attr("RTA_GATEWAY")
             if dst is None and route["dst_len"] == 0:
-                if (
-                    gateway is not None
-                    and keep_router is not None
-                    and (IPv6Address(gateway) == keep_router)
+                if route["proto"] != RTPROT_RA or (
+                    gateway is not None and IPv6Address(gateway) == keep_router
                 ):
-                    continue
-                if route["proto"] != RTPROT_RA:
                     continue
                 self._quiet(
                     "del stale default route",
@@ -550,9 +555,7 @@ class MobileNodeDataplane:
             network = IPv6Network(f"{dst}/{route['dst_len']}")
             if network.is_link_local or network.is_multicast or network.prefixlen == 128:
                 continue
-            if network in keep_prefixes:
-                continue
-            if self.home_address_away is False and self.home_address.ip in network:
+            if network in keep_prefixes or any(address in network for address in remaining):
                 continue
             self._quiet(
                 "del stale prefix route",
