@@ -14,17 +14,16 @@ Theory of operation:
   :mod:`nfq_mip6.io.nd`. Every MH consumed gets NF_DROP (the kernel has no MIPv6 and would
   answer Parameter Problem); no packet with an HAO is ever given back unchanged.
 * Stop (SIGTERM): the ip6tables chains are removed; the kernel fast path (tunnel routes,
-  decap routes, policy rules, proxy entries) **stays**, so flows survive a restart, and the
-  binding cache is saved to ``<state_dir>/ha-bindings.json``. The next start restores the
-  bindings that have not expired and reconciles the kernel with them (no duplicates, nothing
-  stale). ``handle_control({"cmd": "flush"})`` removes everything the HA owns.
+  decap routes, policy rules, proxy entries) **stays**, so flows survive a restart (and a
+  kill -9). Every binding change is committed to ``<state_dir>/nfq-mip6.sqlite3``
+  (:mod:`nfq_mip6.store`) before its BA is sent. The next start restores the bindings that
+  have not expired and reconciles the kernel with them (no duplicates, nothing stale). ``handle_control({"cmd": "flush"})`` removes everything the HA owns.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,9 +31,8 @@ from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from pathlib import Path
 from typing import Any, Final
 
-from nfq_mip6 import __version__
 from nfq_mip6.dataplane import Dataplane, DataplaneError
-from nfq_mip6.mobility.binding import BindingCacheEntry, BindingState
+from nfq_mip6.mobility.binding import BindingState
 from nfq_mip6.mobility.events import (
     Action,
     BindingDeleted,
@@ -61,6 +59,8 @@ from nfq_mip6.mobility.home_agent import HomeAgent
 from nfq_mip6.mobility.home_agent import HomeAgentConfig as CoreHomeAgentConfig
 from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 from nfq_mip6.runtime.base import RuntimeContext, Verdict
+from nfq_mip6.security.guard import HomeAgentGuard
+from nfq_mip6.store import HomeBindingPersistence, StateStore, StoreError
 from nfq_mip6.wire import (
     IPPROTO_MH,
     Accepted,
@@ -192,6 +192,9 @@ class HomeAgentRuntime:
         }
         self._bu_started: float | None = None
         self._state_path: Path | None = None
+        # RFC 4285 verifier + rate limits, SQLite store (nfq_mip6.security, nfq_mip6.store).
+        self.guard: HomeAgentGuard | None = None
+        self.persistence: HomeBindingPersistence | None = None
 
     # ------------------------------------------------------------------------------------
     # Lifecycle
@@ -218,15 +221,22 @@ class HomeAgentRuntime:
                 link.interface, link.address, link.prefix, backend=backend
             )
         self.dataplane.setup()
+        self.guard = HomeAgentGuard.from_config(ha_config, legacy=config.legacy)
         self.core = HomeAgent(
             CoreHomeAgentConfig(
                 address=link.address,
                 home_prefixes=(link.prefix,),
                 max_binding_lifetime=ha_config.max_binding_lifetime if ha_config else 262140,
                 max_bindings=ha_config.max_tunnel_nr if ha_config else None,
-            )
+            ),
+            authorizer=self.guard.verifier,
         )
         self._state_path = Path(config.state_dir) / STATE_FILE
+        try:
+            self.persistence = HomeBindingPersistence(StateStore.in_state_dir(config.state_dir))
+            self.guard.restore_state(self.persistence.store)
+        except StoreError as exc:
+            log.error("state store unavailable; bindings will not survive a crash: %s", exc)
         self._restore_bindings(ctx.clock())
         if self._nd_factory is not None:
             self.nd = self._nd_factory(link)
@@ -280,63 +290,27 @@ class HomeAgentRuntime:
     # Persistence across restarts
     # ------------------------------------------------------------------------------------
     def _save_bindings(self, now: float) -> None:
+        """Stop: the whole cache once more (each change was already committed, _persist)."""
         assert self.core is not None
-        if self._state_path is None:
-            return
-        wall = time.time()
-        rows = [
-            {
-                "home_address": str(entry.home_address),
-                "care_of_address": str(entry.care_of_address),
-                "sequence": entry.sequence,
-                "flags": entry.flags,
-                "lifetime": entry.lifetime,
-                "expires_wall": wall + entry.remaining(now),
-                "link_local": str(entry.link_local) if entry.link_local else None,
-            }
-            for entry in self.core.cache
-            if entry.state is BindingState.REGISTERED and entry.home_registration
-        ]
-        try:
-            self._state_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._state_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"version": __version__, "bindings": rows}))
-            os.replace(tmp, self._state_path)
-        except OSError as exc:
-            log.warning("could not save the binding cache to %s: %s", self._state_path, exc)
+        if self.persistence is not None:
+            self.persistence.save_all(self.core.cache, now)
+            self.persistence.store.close()
+
+    def _persist(self, actions: list[Action], now: float) -> None:
+        """Commit the binding changes of ``actions`` **before** any BA among them is sent
+        (docs/security.md: a crash then loses at most a BA, which the MN retransmits for)."""
+        if self.persistence is not None and self.core is not None:
+            self.persistence.record(self.core.cache, actions, now)
+            if self.guard is not None:
+                self.guard.save_state(self.persistence.store)
 
     def _restore_bindings(self, now: float) -> None:
         """Load saved bindings that have not expired; make the kernel match them."""
         assert self.core is not None and self.dataplane is not None
-        rows: list[dict[str, Any]] = []
-        if self._state_path is not None and self._state_path.exists():
-            try:
-                rows = json.loads(self._state_path.read_text()).get("bindings", [])
-            except (OSError, ValueError) as exc:
-                log.warning("ignoring unreadable %s: %s", self._state_path, exc)
-        wall = time.time()
-        for row in rows:
-            try:
-                remaining = float(row["expires_wall"]) - wall
-                if remaining <= 0:
-                    continue
-                hoa = IPv6Address(row["home_address"])
-                if hoa in self.core.cache:
-                    continue
-                entry = BindingCacheEntry(
-                    hoa,
-                    IPv6Address(row["care_of_address"]),
-                    sequence=int(row["sequence"]),
-                    flags=int(row["flags"]),
-                    lifetime=int(row["lifetime"]),
-                    now=now,
-                    home_registration=True,
-                    link_local=IPv6Address(row["link_local"]) if row.get("link_local") else None,
-                )
-                entry.expires_at = now + remaining
-                self.core.cache.insert(entry)
-            except (KeyError, ValueError, TypeError) as exc:
-                log.warning("ignoring a bad saved binding %r: %s", row, exc)
+        if self.persistence is not None:
+            if self._state_path is not None:  # the former JSON file, imported once
+                self.persistence.import_json(self._state_path)
+            self.persistence.restore(self.core.cache, now)
         wanted = {
             e.home_address: e.care_of_address
             for e in self.core.cache
@@ -419,6 +393,12 @@ class HomeAgentRuntime:
             self.counters["binding_errors_sent"] += 1
             return Verdict.drop()
         assert isinstance(verdict, Accepted)
+        if (
+            mh_type == MHType.BU
+            and self.guard is not None
+            and not self.guard.allow_binding_update(packet.src, now)
+        ):
+            return Verdict.drop()  # counted in guard.counters() (rate_limited_binding_updates)
         event = MobilityMessageReceived(
             message=verdict.message,
             src=packet.src,
@@ -435,6 +415,9 @@ class HomeAgentRuntime:
         return Verdict.drop()
 
     def _send_parameter_problem(self, packet: ParsedPacket, problem: ParameterProblem) -> None:
+        guard, ctx = self.guard, self.ctx
+        if guard is not None and ctx is not None and not guard.allow_icmp_error(ctx.clock()):
+            return  # RFC 4443 §2.4(f) rate limit, counted by the guard
         invoking = packet.raw[: MIN_MTU - 48]  # RFC 4443 §2.4(c): fit in the minimum MTU
         message = ParameterProblemMessage(problem.code, problem.pointer, invoking)
         src = packet.dst if not packet.dst.is_multicast else self._address
@@ -505,7 +488,9 @@ class HomeAgentRuntime:
     # ------------------------------------------------------------------------------------
     def _feed(self, event: InputEvent, now: float) -> None:
         assert self.core is not None
-        self._perform(self.core.handle(event, now), now)
+        actions = self.core.handle(event, now)
+        self._persist(actions, now)
+        self._perform(actions, now)
 
     def _send(self, packet: bytes) -> None:
         assert self.ctx is not None
@@ -583,7 +568,16 @@ class HomeAgentRuntime:
         # §6.1.1 checksum over the pseudo-header with the HoA (HAO) / final destination (RH2).
         pseudo_src = action.home_address or action.src
         pseudo_dst = action.routing_address or action.dst
-        mh = build_mh(action.message, pseudo_src, pseudo_dst)
+        message = action.message
+        if self.guard is not None:
+            if (
+                isinstance(message, BindingErrorMessage)
+                and self.ctx is not None
+                and not self.guard.allow_binding_error(self.ctx.clock())
+            ):
+                return  # RFC 6275 §9.3.3 rate limit, counted by the guard
+            message = self.guard.outgoing(message, action.dst, action.routing_address)
+        mh = build_mh(message, pseudo_src, pseudo_dst)
         packet = build_ipv6_packet(
             action.src,
             action.dst,
@@ -632,7 +626,9 @@ class HomeAgentRuntime:
         if self.nd is not None:
             for result in self.nd.poll(now):
                 self._feed(ProxyDadCompleted(result.home_address, result.duplicate), now)
-        self._perform(self.core.handle_timer(now), now)
+        actions = self.core.handle_timer(now)
+        self._persist(actions, now)
+        self._perform(actions, now)
 
     # ------------------------------------------------------------------------------------
     # Control socket
@@ -679,6 +675,10 @@ class HomeAgentRuntime:
         counters = self.core.stats.as_dict()
         nfq = dict(self.ctx.stats or {})
         extra = dict(self.counters)
+        if self.guard is not None:
+            extra.update(self.guard.counters())
+        if self.persistence is not None:
+            extra["store_errors"] = self.persistence.errors
         extra["reverse_tunnel_rejected"] = self._reverse_tunnel_rejected()
         return {
             "ok": True,
