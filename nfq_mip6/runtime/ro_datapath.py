@@ -29,10 +29,10 @@ with the full parser (accept, Binding Error, drop).
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping
+from collections.abc import Callable, Container, Mapping
 from ipaddress import IPv6Address
 from struct import Struct
-from typing import Final
+from typing import Any, Final
 
 from nfq_mip6.wire.ipv6 import (
     insert_hao,
@@ -43,7 +43,9 @@ from nfq_mip6.wire.ipv6 import (
 
 __all__ = [
     "HAO_HEADER_LENGTH",
+    "MN_OUTPUT_CHAIN",
     "RH2_HEADER_LENGTH",
+    "MobileNodeRouteOptimization",
     "cn_inbound",
     "cn_outbound",
     "has_home_address_option",
@@ -252,3 +254,171 @@ def _upper_layer_is_mh(raw: bytes) -> bool:
 
 def _address(octets: bytes) -> IPv6Address:
     return IPv6Address(octets)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mobile node: bindings, per-binding rules and per-packet decisions (used by the MN runtime)
+# ---------------------------------------------------------------------------------------------
+
+MN_OUTPUT_CHAIN: Final = "NFQMIP6-MN-RO"
+"""mangle OUTPUT chain of ``rules/mn.rules``: one ``-s HoA -d CN -j NFQUEUE`` rule per binding."""
+
+_ICMPV6: Final = 58
+_ICMPV6_PARAMETER_PROBLEM: Final = 4
+
+
+def _run_ip6tables(args: list[str]) -> int:
+    import subprocess
+
+    result = subprocess.run(
+        ["ip6tables", "--wait", *args], capture_output=True, text=True, check=False
+    )
+    return result.returncode
+
+
+class MobileNodeRouteOptimization:
+    """The MN half of route optimization on a kernel without MIPv6 (RFC 6275 §11.3, §11.6).
+
+    * :meth:`install` / :meth:`remove` follow the core's ``InstallRouteOptimization`` /
+      ``RemoveRouteOptimization``: the binding table (correspondent → CoA) and one rule
+      ``-s HoA/128 -d CN/128 -j NFQUEUE`` in the mangle OUTPUT chain ``NFQMIP6-MN-RO``. The
+      rewrite there changes the source to the CoA, so the kernel's re-route on reinjection
+      (LOCAL_OUT) no longer matches the ``from HoA`` policy rule of the reverse tunnel and the
+      packet leaves directly; without a binding the same packet takes the tunnel.
+    * :meth:`handle_packet` runs first for every queued packet and returns a verdict when it
+      decides alone (a rewrite, our own outbound MH, an ICMPv6 Parameter Problem), plus input
+      events for the core: :class:`DataPacketFromCorrespondent` for traffic to the HoA from a
+      node that is not the HA (sampled by a hashlimit rule, §11.7.2: starts return
+      routability) and :class:`IcmpErrorReceived` (§11.3.5: a CN without MIPv6 support).
+    """
+
+    def __init__(
+        self,
+        home_address: IPv6Address,
+        home_agent: IPv6Address | None,
+        queue_num: int,
+        bypass: bool,
+        *,
+        run: Callable[[list[str]], int] | None = None,
+    ) -> None:
+        self.home_address = home_address
+        self.home_agent = home_agent
+        self._home = home_address.packed
+        self._homes = frozenset({self._home})
+        self._ha = home_agent.packed if home_agent is not None else b""
+        self._target = ["-j", "NFQUEUE", "--queue-num", str(queue_num)]
+        if bypass:
+            self._target.append("--queue-bypass")
+        self._run = run or _run_ip6tables
+        self.bindings: dict[bytes, bytes] = {}
+        """Correspondent octets → CoA octets of every RO binding in force."""
+        self.counters: dict[str, int] = {
+            "hao_inserted": 0,
+            "rh2_stripped": 0,
+            "correspondent_data_seen": 0,
+            "parameter_problems_seen": 0,
+            "rule_errors": 0,
+        }
+
+    def _spec(self, correspondent: IPv6Address) -> list[str]:
+        return ["-s", f"{self.home_address}/128", "-d", f"{correspondent}/128", *self._target]
+
+    def install(self, correspondent: IPv6Address, care_of_address: IPv6Address) -> bool:
+        """Packets HoA → ``correspondent`` leave from ``care_of_address`` with an HAO."""
+        key = correspondent.packed
+        had = key in self.bindings
+        self.bindings[key] = care_of_address.packed
+        if had:
+            return True
+        ok = self._run(["-t", "mangle", "-A", MN_OUTPUT_CHAIN, *self._spec(correspondent)]) == 0
+        if not ok:
+            self.counters["rule_errors"] += 1
+        return ok
+
+    def remove(self, correspondent: IPv6Address) -> bool:
+        """Back to the reverse tunnel for ``correspondent``."""
+        if self.bindings.pop(correspondent.packed, None) is None:
+            return True
+        ok = self._run(["-t", "mangle", "-D", MN_OUTPUT_CHAIN, *self._spec(correspondent)]) == 0
+        if not ok:
+            self.counters["rule_errors"] += 1
+        return ok
+
+    def clear(self) -> None:
+        for key in list(self.bindings):
+            self.remove(IPv6Address(key))
+
+    def handle_packet(self, payload: bytes, *, away: bool) -> tuple[Any, list[Any]]:
+        """``(verdict or None, input events for the core)`` for one queued packet.
+
+        ``None``: the MN runtime carries on with its own processing (Mobility Headers,
+        Binding Acknowledgements, Mobile Prefix Advertisements, plain accept).
+        """
+        from nfq_mip6.mobility.events import DataPacketFromCorrespondent
+        from nfq_mip6.runtime.base import Verdict
+
+        bindings = self.bindings
+        if bindings:
+            out = mn_outbound(payload, self._home, bindings)
+            if out is not None:
+                self.counters["hao_inserted"] += 1
+                return Verdict.rewrite(out), []
+        out = mn_inbound(payload, self._homes)
+        if out is not None:
+            self.counters["rh2_stripped"] += 1
+            return Verdict.rewrite(out), []
+        if len(payload) < 40:
+            return None, []
+        source, destination = payload[8:24], payload[24:40]
+        if source == self._home:
+            # Ours, leaving through NFQMIP6-MN-RO (an MH, or a shape the rewrite refused).
+            return Verdict.accept(), []
+        if payload[6] == _ICMPV6 and len(payload) > 40 and payload[40] == _ICMPV6_PARAMETER_PROBLEM:
+            return Verdict.accept(), self._parameter_problem(payload)
+        if (
+            away
+            and destination == self._home
+            and source != self._ha
+            and payload[6] != IPPROTO_MH
+            and not _upper_layer_is_mh(payload)
+        ):
+            self.counters["correspondent_data_seen"] += 1
+            return None, [DataPacketFromCorrespondent(IPv6Address(source))]
+        return None, []
+
+    def _parameter_problem(self, payload: bytes) -> list[Any]:
+        """§11.3.5: Parameter Problem about a packet we sent (code 1: the peer does not know
+        the MH; code 2: it does not know the HAO)."""
+        from nfq_mip6.mobility.events import IcmpErrorReceived
+        from nfq_mip6.wire import MalformedPacket, parse_ipv6
+
+        self.counters["parameter_problems_seen"] += 1
+        invoking = payload[48:]
+        destination: IPv6Address | None = None
+        mh_type: int | None = None
+        if len(invoking) >= 40:
+            destination = IPv6Address(invoking[24:40])
+            try:
+                parsed = parse_ipv6(invoking)
+                offset = parsed.upper_offset if parsed.upper_layer == IPPROTO_MH else -1
+            except MalformedPacket:  # the invoking packet may be truncated
+                offset = 40 if invoking[6] == IPPROTO_MH else -1
+            if offset >= 0 and offset + 2 < len(invoking):
+                mh_type = invoking[offset + 2]
+        return [
+            IcmpErrorReceived(
+                source=IPv6Address(payload[8:24]),
+                icmp_type=_ICMPV6_PARAMETER_PROBLEM,
+                code=payload[41],
+                invoking_destination=destination,
+                invoking_mh_type=mh_type,
+            )
+        ]
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "bindings": {
+                str(IPv6Address(cn)): str(IPv6Address(coa)) for cn, coa in self.bindings.items()
+            },
+            "counters": dict(self.counters),
+        }

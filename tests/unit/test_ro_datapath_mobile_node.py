@@ -1,0 +1,108 @@
+"""MobileNodeRouteOptimization: the MN half of route optimization (RFC 6275 §11.3, §11.6)
+without the kernel: rules as ip6tables argument lists, packets in, verdicts and events out."""
+
+from __future__ import annotations
+
+from ipaddress import IPv6Address
+
+from nfq_mip6.mobility.events import DataPacketFromCorrespondent, IcmpErrorReceived
+from nfq_mip6.runtime.base import VerdictKind
+from nfq_mip6.runtime.ro_datapath import (
+    MN_OUTPUT_CHAIN,
+    MobileNodeRouteOptimization,
+    cn_outbound,
+)
+from nfq_mip6.wire import (
+    HomeTestInit,
+    ParameterProblemMessage,
+    build_icmpv6_packet,
+    build_ipv6_packet,
+    build_mh,
+    parse_ipv6,
+)
+
+HOA = IPv6Address("fec0:106:2700::4")
+HA = IPv6Address("fec0:106:2700::2")
+COA = IPv6Address("fec0:106:1100:0:290:7dff:fef3:31a")
+CN = IPv6Address("fec0:106:2300::10")
+
+
+def helper() -> tuple[MobileNodeRouteOptimization, list[list[str]]]:
+    calls: list[list[str]] = []
+
+    def run(args: list[str]) -> int:
+        calls.append(args)
+        return 0
+
+    return MobileNodeRouteOptimization(HOA, HA, 5, False, run=run), calls
+
+
+def test_install_and_remove_manage_one_rule_per_correspondent() -> None:
+    ro, calls = helper()
+    assert ro.install(CN, COA) and ro.install(CN, COA)
+    assert ro.bindings == {CN.packed: COA.packed}
+    ro.clear()
+    spec = ["-s", f"{HOA}/128", "-d", f"{CN}/128", "-j", "NFQUEUE", "--queue-num", "5"]
+    assert calls == [
+        ["-t", "mangle", "-A", MN_OUTPUT_CHAIN, *spec],
+        ["-t", "mangle", "-D", MN_OUTPUT_CHAIN, *spec],
+    ]
+    assert ro.bindings == {}
+
+
+def test_outbound_data_gets_an_hao_and_inbound_rh2_is_stripped() -> None:
+    ro, _calls = helper()
+    ro.install(CN, COA)
+    data = build_ipv6_packet(HOA, CN, 59, b"")
+    verdict, events = ro.handle_packet(data, away=True)
+    assert verdict.kind == VerdictKind.REWRITE and events == []
+    sent = parse_ipv6(verdict.payload)
+    assert (sent.src, sent.home_address, sent.dst) == (COA, HOA, CN)
+    routed = cn_outbound(build_ipv6_packet(CN, HOA, 59, b""), {HOA.packed: COA.packed})
+    assert routed is not None
+    verdict, events = ro.handle_packet(routed, away=True)
+    assert verdict.kind == VerdictKind.REWRITE
+    assert parse_ipv6(verdict.payload).dst == HOA and events == []
+
+
+def test_own_mobility_header_from_the_home_address_is_accepted_unchanged() -> None:
+    ro, _calls = helper()
+    ro.install(CN, COA)
+    hoti = build_ipv6_packet(HOA, CN, 135, build_mh(HomeTestInit(b"c" * 8), HOA, CN))
+    verdict, events = ro.handle_packet(hoti, away=True)
+    assert verdict.kind == VerdictKind.ACCEPT and events == []
+
+
+def test_data_from_a_correspondent_starts_return_routability_only_away() -> None:
+    ro, _calls = helper()
+    data = build_ipv6_packet(CN, HOA, 59, b"")
+    verdict, events = ro.handle_packet(data, away=True)
+    assert verdict is None and events == [DataPacketFromCorrespondent(CN)]
+    assert ro.handle_packet(data, away=False) == (None, [])
+    from_ha = build_ipv6_packet(HA, HOA, 59, b"")
+    assert ro.handle_packet(from_ha, away=True) == (None, [])
+    mh = build_ipv6_packet(CN, HOA, 135, build_mh(HomeTestInit(b"c" * 8), CN, HOA))
+    assert ro.handle_packet(mh, away=True) == (None, [])
+
+
+def test_parameter_problem_from_a_correspondent_becomes_an_icmp_error_event() -> None:
+    ro, _calls = helper()
+    hoti = build_ipv6_packet(HOA, CN, 135, build_mh(HomeTestInit(b"c" * 8), HOA, CN))
+    problem = build_icmpv6_packet(ParameterProblemMessage(1, 40, hoti), CN, HOA, hop_limit=64)
+    verdict, events = ro.handle_packet(problem, away=True)
+    assert verdict.kind == VerdictKind.ACCEPT
+    assert events == [IcmpErrorReceived(CN, 4, 1, CN, 1)]
+    truncated = build_icmpv6_packet(
+        ParameterProblemMessage(1, 40, hoti[:44]), CN, HOA, hop_limit=64
+    )
+    _verdict, events = ro.handle_packet(truncated, away=True)
+    assert events == [IcmpErrorReceived(CN, 4, 1, CN, 1)]
+
+
+def test_garbage_is_left_to_the_runtime() -> None:
+    ro, _calls = helper()
+    ro.install(CN, COA)
+    for blob in (b"", b"\x60" * 20, bytes(64)):
+        verdict, events = ro.handle_packet(blob, away=True)
+        assert events == [] or all(isinstance(e, DataPacketFromCorrespondent) for e in events)
+        assert verdict is None or verdict.kind in tuple(VerdictKind)
