@@ -29,12 +29,13 @@ import socket
 from ipaddress import IPv6Address, IPv6Interface
 from typing import Any, Final
 
-from nfq_mip6.io.iptables import RuleSet, rules_path
+from nfq_mip6.io.iptables import RuleSet, chain_counters, rules_path
 from nfq_mip6.mobility.events import (
     Action,
     BindingDeleted,
     BindingEvent,
     BindingRegistered,
+    DataplaneCountersSampled,
     HomeAddressAtHome,
     HomeAddressAway,
     InstallReverseTunnel,
@@ -62,11 +63,18 @@ from nfq_mip6.runtime.movement import (
     RouterAdvertisement,
     SolicitRouter,
 )
+from nfq_mip6.security.auth import (
+    BindingAckCheck,
+    MobileNodeAuthenticator,
+    care_of_address_of,
+    mobile_node_authenticator,
+)
 from nfq_mip6.wire import (
     ALL_NODES,
     Accepted,
     BindingAck,
     BindingUpdate,
+    BUFlags,
     MalformedPacket,
     MobilePrefixAdvertisement,
     MobilePrefixSolicitation,
@@ -176,6 +184,7 @@ class MobileNodeRuntime:
             "moves": 0,
         }
         self.events: list[tuple[float, str]] = []  # (time, what) for handover measurements
+        self.authenticator: MobileNodeAuthenticator | None = None  # RFC 4285 (docs/security.md)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, ctx: RuntimeContext) -> None:
@@ -192,6 +201,13 @@ class MobileNodeRuntime:
         self.interface = _pick_interface(ctx.config.interface, mn.home_address)
         self._set_sysctls()
         self.core = _make_core(mn.home_address, mn.home_agent, mn.binding_lifetime)
+        self.authenticator = mobile_node_authenticator(
+            spi=mn.auth_spi,
+            key_file=mn.auth_key_file,
+            key_env=mn.auth_key_env,
+            home_address=mn.home_address.ip,
+            nai=mn.nai,
+        )
         self.dataplane = MobileNodeDataplane(self.interface, mn.home_address)
         self.rules = RuleSet.from_file(
             rules_path("mn.rules"),
@@ -389,7 +405,16 @@ class MobileNodeRuntime:
         if isinstance(action, SendMobilityMessage):
             pseudo_src = action.home_address or action.src
             pseudo_dst = action.routing_address or action.dst
-            mh = build_mh(action.message, pseudo_src, pseudo_dst)
+            message = action.message
+            if (
+                self.authenticator is not None
+                and isinstance(message, BindingUpdate)
+                and message.flags & BUFlags.H
+            ):  # RFC 4285: [MN-ID] Mesg-ID Authentication, fresh timestamp per transmission
+                message = self.authenticator.sign_binding_update(
+                    message, care_of_address_of(message, action.src), pseudo_src
+                )
+            mh = build_mh(message, pseudo_src, pseudo_dst)
             packet = build_ipv6_packet(
                 action.src,
                 action.dst,
@@ -498,6 +523,17 @@ class MobileNodeRuntime:
         if self.ctx is not None and self.ctx.metrics is not None:
             with contextlib.suppress(Exception):
                 self.ctx.metrics.mh_received(mh_type_of(verdict.message))
+        protected = True  # RFC 4285: the HA's BA must authenticate (else NBindAcksDropAuth)
+        if self.authenticator is not None and isinstance(verdict.message, BindingAck):
+            check = self.authenticator.check_binding_ack(
+                verdict.message,
+                packet.upper_layer_bytes,
+                packet.dst,
+                packet.rh2_address or packet.dst,
+            )
+            if check is BindingAckCheck.RESYNC:  # 144/145: the BU retransmission fixes it
+                return Verdict.drop()
+            protected = check is BindingAckCheck.ACCEPT
         event = MobilityMessageReceived(
             message=verdict.message,
             src=packet.src,
@@ -505,6 +541,7 @@ class MobileNodeRuntime:
             home_address=packet.home_address,
             routing_address=packet.rh2_address,
             mh_bytes=packet.upper_layer_bytes,
+            ipsec_protected=protected,
         )
         if self.core is not None:
             self._apply(self.core.handle(event, now), now)
@@ -554,9 +591,29 @@ class MobileNodeRuntime:
     def _bul_rows(self, now: float) -> list[dict[str, Any]]:
         return [] if self.core is None else bul_entries(self.core, now)
 
+    def _sample_tunnel_counters(self, now: float) -> None:
+        """MIPL NEncapsulations/NDecapsulations from the counting rules of rules/mn.rules
+        (the kernel fast path does the work; ``ip6tables -L -v`` tells how much)."""
+        if self.rules is None or self.core is None:
+            return
+        decapsulations = sum(
+            packets
+            for packets, _bytes, text in chain_counters("raw", "NFQMIP6-MN-PRE")
+            if "NFQUEUE" not in text
+        )
+        encapsulations = sum(
+            packets for packets, _bytes, _text in chain_counters("mangle", "NFQMIP6-MN-POST")
+        )
+        self.core.handle(DataplaneCountersSampled(encapsulations, decapsulations), now)
+
     def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
         now = self.ctx.clock() if self.ctx is not None else 0.0
         cmd = request.get("cmd")
+        if cmd == "stats":
+            try:
+                self._sample_tunnel_counters(now)
+            except OSError as exc:
+                LOG.debug("tunnel counters unavailable: %s", exc)
         if cmd == "bul":
             return {"ok": True, "entries": self._bul_rows(now)}
         if cmd == "stats":

@@ -120,6 +120,10 @@ def test_howto_journey_home_visitnet_visitnet2_home(testbed_home: Testbed, tmp_p
         assert reachable(cn)
         mn_stats = request(mn_socket, {"cmd": "stats"})
         assert mn_stats["counters"]["NBindAcksRcvd"] >= 3
+        # HOWTO §5.3: the kernel fast path tunnelled the CN's pings both ways
+        counters = mn_stats["counters"]
+        assert counters["NEncapsulations"] > 0 and counters["NDecapsulations"] > 0, counters
+        tunnel_counters = " ".join(mipdiag("-s", mn_socket).split("\n")[1:3])
 
     # Report (printed, not asserted): handover per move and the 100 pps stream's losses.
     # Each outage is attributed to the last move made before it, estimating sequence numbers
@@ -138,4 +142,5 @@ def test_howto_journey_home_visitnet_visitnet2_home(testbed_home: Testbed, tmp_p
             f"(polling mipdiag), {count} ping(s) lost at 100 pps"
         )
     report.append(f"ping stream: {result.summary()}")
+    report.append(f"MN mipdiag -s: {' '.join(tunnel_counters.split())}")
     print("\nHOWTO §5 journey:\n  " + "\n  ".join(report))
