@@ -71,6 +71,7 @@ from nfq_mip6.wire.mh import (
     build_mh_unchecksummed,
 )
 from nfq_mip6.wire.options import (
+    AlternateCareofAddress,
     AuthenticationOption,
     AuthenticationSubtype,
     MessageIdentifier,
@@ -816,3 +817,12 @@ def mobile_node_authenticator(
     nai_bytes = nai.encode() if nai is not None else None
     association = SecurityAssociation(spi, key, (IPv6Network(f"{home_address}/128"),), nai_bytes)
     return MobileNodeAuthenticator(association, wall_clock=wall_clock)
+
+
+def care_of_address_of(bu: BindingUpdate, src: IPv6Address) -> IPv6Address:
+    """The CoA a home BU registers (Alternate CoA option, else the source, RFC 6275 §6.2.5)
+    — the "care-of address" of the RFC 4285 Mobility Data."""
+    for option in bu.options:
+        if isinstance(option, AlternateCareofAddress):
+            return option.address
+    return src
