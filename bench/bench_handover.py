@@ -12,13 +12,15 @@ reached the MN. Components come from the MN agent's event log (same CLOCK_MONOTO
 * bu_send: CoA → BU sent (HoA off the interface, stale state purged, BU built);
 * bu_to_ba: BU sent → BA received (network + HA processing);
 * route_install: BA → reverse tunnel installed;
+* dad_off_path: CoA usable (optimistic) → DAD finished, i.e. what optimistic DAD takes off
+  the critical path (a move shorter than this never sees it finish);
 
 The baseline measured in the same run is the steady-state echo round trip through the
 tunnel and the kernel-only part of a move (link_layer + movement_detection), so the cost of
 the Mobile IPv6 signalling is latency − baseline. The first registration (from home, with
 the HA's proxy DAD, RFC 6275 §10.3.1) is reported separately.
 
-Usage (root): ``python bench/bench_handover.py [--moves 20] [--rate 100] [--dwell 1.0]``.
+Usage (root): ``python bench/bench_handover.py [--moves 20] [--rate 100] [--dwell 1.5]``.
 """
 
 from __future__ import annotations
@@ -293,6 +295,7 @@ def run(moves: int, rate: float, dwell: float) -> dict[str, Any]:
         "bu_send": [],
         "bu_to_ba": [],
         "route_install": [],
+        "dad_off_path": [],
     }
     for index, (_link, start) in enumerate(move_times):
         stop = move_times[index + 1][1] if index + 1 < len(move_times) else end
@@ -310,12 +313,14 @@ def run(moves: int, rate: float, dwell: float) -> dict[str, Any]:
         bu = _first(events, "bu seq", start, stop)
         ba = _first(events, "ba seq", start, stop)
         tunnel = _first(events, "tunnel installed", start, stop)
+        dad_done = _first(events, "coa dad done", start, stop)
         spans: tuple[tuple[str, float | None, float | None], ...] = (
             ("link_layer", start, carrier),
             ("movement_detection", carrier, moved_at),
             ("bu_send", moved_at, bu),
             ("bu_to_ba", bu, ba),
             ("route_install", ba, tunnel),
+            ("dad_off_path", moved_at, dad_done),
         )
         detail: dict[str, Any] = {"link": _link, "lost": lost[-1]}
         for name, begin, finish in spans:
@@ -375,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--moves", type=int, default=20, help="measured moves (default 20)")
     parser.add_argument("--rate", type=float, default=100.0, help="echo requests per second")
-    parser.add_argument("--dwell", type=float, default=1.0, help="seconds on each link")
+    parser.add_argument("--dwell", type=float, default=1.5, help="seconds on each link")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print(json.dumps({"benchmark": "handover", "error": "needs root (network namespaces)"}))

@@ -184,6 +184,7 @@ class MobileNodeRuntime:
             "moves": 0,
         }
         self.events: list[tuple[float, str]] = []  # (time, what) for handover measurements
+        self._coa_dad_pending: set[IPv6Address] = set()
         self.authenticator: MobileNodeAuthenticator | None = None  # RFC 4285 (docs/security.md)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -296,6 +297,14 @@ class MobileNodeRuntime:
         if isinstance(observation, RouterAdvertisement):
             decisions = self.detector.on_router_advertisement(observation)
         elif isinstance(observation, AddressObservation):
+            if (
+                not observation.tentative
+                and observation.interface.ip == self.detector.care_of_address
+                and observation.interface.ip in self._coa_dad_pending
+            ):
+                # RFC 4429: the optimistic CoA passed DAD (off the handover's critical path)
+                self._coa_dad_pending.discard(observation.interface.ip)
+                self._note(now, f"coa dad done {observation.interface.ip}")
             decisions = self.detector.on_address(observation)
         elif isinstance(observation, LinkObservation):
             if observation.carrier != self.detector.carrier:
@@ -314,6 +323,7 @@ class MobileNodeRuntime:
             else:
                 if isinstance(decision, MovedToForeignLink):
                     self._note(now, f"moved coa={decision.care_of_address}")
+                    self._coa_dad_pending.add(decision.care_of_address)
                 else:
                     self._note(now, "home")
                 self.counters["moves"] += 1

@@ -185,6 +185,7 @@ class AddressObservation:
     interface: IPv6Interface
     usable: bool  # not tentative (or optimistic), DAD not failed
     valid_lifetime: float | None  # seconds, None = infinite
+    tentative: bool = False  # DAD still running (the address may be optimistic, RFC 4429)
 
 
 MovementDecision = MovedToForeignLink | ReturnedToHomeLink | SolicitRouter | PurgeVisitedLinks
@@ -480,7 +481,11 @@ class MovementMonitor:
                 valid: float | None = None
                 if cache is not None and cache["ifa_valid"] != INFINITE_LIFETIME:
                     valid = float(cache["ifa_valid"])
-                result.append(AddressObservation(interface, address_usable(flags), valid))
+                result.append(
+                    AddressObservation(
+                        interface, address_usable(flags), valid, bool(flags & IFA_F_TENTATIVE)
+                    )
+                )
         return result
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ from test_mobile_node import mobility_headers, running_agent, wait_until
 from nfq_mip6.control import request
 from nfq_mip6.testbed import Testbed, care_of_address
 from nfq_mip6.testbed.testbed import Node
-from nfq_mip6.testbed.topology import HA_ADDRESS, MN_HOME_ADDRESS
+from nfq_mip6.testbed.topology import HA_ADDRESS, MN_HOME_ADDRESS, MN_MAC
 from nfq_mip6.wire import BindingAck, BindingUpdate
 
 pytestmark = pytest.mark.netns
@@ -57,6 +57,21 @@ def cache_line(ha_socket: Path) -> str | None:
 
 def cache_shows(ha_socket: Path, coa: str) -> bool:
     return coa in (cache_line(ha_socket) or "")
+
+
+def home_address_announced(pcap: Path) -> bool:
+    """An unsolicited NA (override) for the HoA from the MN's MAC in a capture."""
+    from scapy.layers.inet6 import ICMPv6ND_NA
+    from scapy.layers.l2 import Ether
+    from scapy.utils import rdpcap
+
+    return any(
+        ICMPv6ND_NA in frame
+        and frame[ICMPv6ND_NA].tgt == MN_HOME_ADDRESS
+        and frame[ICMPv6ND_NA].O == 1
+        and frame[Ether].src == MN_MAC
+        for frame in rdpcap(str(pcap))
+    )
 
 
 def reachable(cn: Node) -> bool:
@@ -105,6 +120,9 @@ def test_howto_journey_home_visitnet_visitnet2_home(testbed_home: Testbed, tmp_p
                     # data through the tunnel (or directly, at home) once registered
                     assert wait_until(lambda: reachable(cn), 10.0), f"CN lost the MN at {link}"
                 moves.append((link, moved_at, registered_at))
+                if link == "home":
+                    # §11.5.5: the MN announces its HoA again (unsolicited NA, O = 1)
+                    assert home_address_announced(pcap), "no NA for the HoA on the home link"
                 if link == "visitnet":
                     messages = mobility_headers(pcap)
                     bus = [p for p, m in messages if isinstance(m, BindingUpdate)]

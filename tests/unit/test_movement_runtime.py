@@ -33,12 +33,15 @@ from nfq_mip6.wire import (
     BindingUpdate,
     BUFlags,
     MobilePrefixAdvertisement,
+    MobilePrefixSolicitation,
     PrefixInformation,
     build_icmpv6_packet,
     build_ipv6_packet,
     build_mh,
     parse_and_validate_mh,
+    parse_icmpv6,
     parse_ipv6,
+    verify_icmpv6_checksum,
 )
 from nfq_mip6.wire.mh import IPPROTO_MH
 from nfq_mip6.wire.validate import Accepted
@@ -253,3 +256,23 @@ def test_control_snapshots_have_the_contract_shapes(
     assert stats["counters"]["NBindUpdatesSent"] == 1
     assert runtime.handle_control({"cmd": "ro"}) == {"ok": True, "route_optimization": False}
     assert runtime.handle_control({"cmd": "nonsense"})["ok"] is False
+
+
+def test_binding_ack_status_1_sends_a_mobile_prefix_solicitation(
+    runtime_and_log: tuple[MobileNodeRuntime, list[str]],
+) -> None:
+    runtime, log = runtime_and_log
+    runtime._decide([MovedToForeignLink(COA, 86400.0, AR)], 100.0)
+    sequence = bul_entries(runtime.core, 100.0)[0]["sequence"]
+    mh = build_mh(BindingAck(1, BAFlags.NONE, sequence, 250), HA, HOA.ip)
+    packet = build_ipv6_packet(HA, COA, IPPROTO_MH, mh, rh2_address=HOA.ip)
+    log.clear()
+    runtime.on_queued_packet(packet, 100.01)
+    # §11.4.2: MPS from the CoA to the HA with an HAO, checksummed over the HoA
+    (mps,) = sent_packets(log)
+    parsed = parse_ipv6(mps)
+    assert (parsed.src, parsed.dst, parsed.home_address) == (COA, HA, HOA.ip)
+    body = parsed.upper_layer_bytes
+    assert body[0] == 146
+    assert verify_icmpv6_checksum(body, HOA.ip, HA)
+    assert isinstance(parse_icmpv6(body), MobilePrefixSolicitation)
