@@ -1,0 +1,387 @@
+"""RFC 4285 MN-HA authentication on the real kernel: forged Binding Updates against a running
+home agent (``nfq-mip6 run``) in the test bed, from a scripted Mobile Node on visitnet.
+
+Forgeries (no Authentication option, wrong key, unknown SPI, a home address outside the key's
+policy, a replayed Mesg-ID, no Mesg-ID) get the RFC 4285 status and never change the binding;
+the authenticated MN registers and gets an authenticated BA.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from ipaddress import IPv6Address, IPv6Network
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nfq_mip6.control import ControlError, request
+from nfq_mip6.security.auth import (
+    BindingAckCheck,
+    MobileNodeAuthenticator,
+    SecurityAssociation,
+)
+from nfq_mip6.testbed import Testbed, care_of_address
+from nfq_mip6.testbed.testbed import Node
+from nfq_mip6.testbed.topology import (
+    HA_ADDRESS,
+    HOME_PREFIX,
+    MN_HOME_ADDRESS,
+    MN_INTERFACE,
+    VISITNET_PREFIX,
+)
+from nfq_mip6.wire import (
+    AlternateCareofAddress,
+    AuthenticationOption,
+    BindingAck,
+    BindingUpdate,
+    BUFlags,
+    MessageIdentifier,
+    build_ipv6_packet,
+    build_mh,
+    parse_ipv6,
+    parse_mh,
+)
+from nfq_mip6.wire.mh import IPPROTO_MH
+
+pytestmark = pytest.mark.netns
+
+HA = IPv6Address(HA_ADDRESS)
+HOA = IPv6Address(MN_HOME_ADDRESS)
+OTHER_HOA = IPv6Address("fec0:106:2700::77")
+COA = IPv6Address(care_of_address("visitnet"))
+HIJACK_COA = IPv6Address("fec0:106:1100::99")
+KEY = bytes.fromhex("00112233445566778899aabbccddeeff01234567")
+WRONG_KEY = bytes(20)
+SPI = 4711
+QUEUE_NUM = 27
+
+# The scripted MN: JSON commands on stdin → the hex of packets from the HA within "wait" s.
+MN_HELPER = r"""
+import ipaddress, json, select, socket, sys, time
+rx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x86DD))
+rx.bind((sys.argv[1], 0x86DD))
+tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+tx.setsockopt(socket.IPPROTO_IPV6, 36, 1)
+print("ready", flush=True)
+for line in sys.stdin:
+    cmd = json.loads(line)
+    while select.select([rx], [], [], 0)[0]:
+        rx.recv(65535)
+    pkt = bytes.fromhex(cmd["send"])
+    tx.sendto(pkt, (str(ipaddress.IPv6Address(pkt[24:40])), 0))
+    want = ipaddress.IPv6Address(cmd["from"]).packed
+    got, deadline = [], time.monotonic() + cmd["wait"]
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([rx], [], [], left)[0]:
+            break
+        data, addr = rx.recvfrom(65535)
+        if addr[2] != socket.PACKET_OUTGOING and data[8:24] == want:
+            got.append(data.hex())
+            break
+    print(json.dumps(got), flush=True)
+"""
+
+
+class ScriptedMobileNode:
+    def __init__(self, node: Node) -> None:
+        self.proc = node.popen(
+            [sys.executable, "-c", MN_HELPER, MN_INTERFACE], stdin=subprocess.PIPE
+        )
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def exchange(self, packet: bytes, wait: float = 3.0) -> list[bytes]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"send": packet.hex(), "wait": wait, "from": str(HA)}))
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        return [bytes.fromhex(h) for h in json.loads(self.proc.stdout.readline())]
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class AgentHandle:
+    proc: subprocess.Popen[str]
+    socket_path: Path
+    config: Path
+    log_path: Path
+
+    def control(self, cmd: str) -> dict[str, Any]:
+        return request(self.socket_path, {"cmd": cmd})
+
+
+def write_key(directory: Path, name: str, key: bytes) -> Path:
+    path = directory / name
+    path.write_text(key.hex() + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def write_ha_config(tmp: Path, queue_num: int, key_file: Path | None) -> Path:
+    config = tmp / "ha.toml"
+    auth = (
+        f"""
+[[ha.mobile_nodes]]
+home_address = "{HOA}"
+spi = {SPI}
+key_file = "{key_file}"
+nai = "mn@example.org"
+"""
+        if key_file is not None
+        else ""
+    )
+    config.write_text(
+        f"""role = "ha"
+interface = "eth0"
+log_level = "debug"
+queue_num = {queue_num}
+control_socket = "{tmp / "ha.sock"}"
+metrics_listen = ""
+state_dir = "{tmp / "state"}"
+
+[ha]
+max_binding_lifetime = 400
+max_tunnel_nr = 5
+{auth}"""
+    )
+    return config
+
+
+def start_agent(node: Node, config: Path, socket_path: Path) -> AgentHandle:
+    log_path = socket_path.with_suffix(".log")
+    log = log_path.open("a")
+    proc = node.popen(
+        [sys.executable, "-m", "nfq_mip6", "run", "--config", str(config)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    handle = AgentHandle(proc, socket_path, config, log_path)
+    deadline = time.monotonic() + 15
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"agent exited: {log_path.read_text()}")
+        with contextlib.suppress(ControlError, OSError):
+            if handle.control("stats").get("ok"):
+                return handle
+        if time.monotonic() > deadline:
+            raise AssertionError(f"agent did not come up: {log_path.read_text()}")
+        time.sleep(0.05)
+
+
+def stop_agent(handle: AgentHandle) -> None:
+    if handle.proc.poll() is None:
+        handle.proc.send_signal(signal.SIGTERM)
+        try:
+            handle.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            handle.proc.kill()
+            handle.proc.wait()
+
+
+def flush_ha_kernel_state(node: Node) -> None:
+    for table in ("6275", "6276"):
+        node.run(["ip", "-6", "route", "flush", "table", table], check=False)
+    for pref in ("940", "941"):
+        node.run(["ip", "-6", "rule", "del", "pref", pref], check=False)
+    node.run(["ip", "-6", "neigh", "flush", "proxy"], check=False)
+
+
+@contextlib.contextmanager
+def mn_away(testbed: Testbed) -> Iterator[None]:
+    """The MN on visitnet with its CoA; its HoA off eth0 (else the home prefix is on-link)."""
+    testbed.reset_mn()
+    mn = testbed.node("mn")
+    testbed.move("visitnet")
+    mn.run(["ip", "-6", "addr", "flush", "dev", MN_INTERFACE, "scope", "site"], check=False)
+    mn.run(["ip", "-6", "route", "flush", "dev", MN_INTERFACE, "proto", "ra"], check=False)
+    mn.run(["ip", "-6", "route", "del", HOME_PREFIX, "dev", MN_INTERFACE], check=False)
+    testbed.solicit_router()
+    testbed.wait_for_address(VISITNET_PREFIX)
+    try:
+        yield
+    finally:
+        mn.run(["ip", "-6", "addr", "add", f"{HOA}/64", "dev", MN_INTERFACE, "nodad"], check=False)
+        testbed.reset_mn()
+
+
+def association(key: bytes = KEY, spi: int = SPI) -> SecurityAssociation:
+    return SecurityAssociation(spi, key, (IPv6Network(f"{HOA}/128"),), b"mn@example.org")
+
+
+def home_bu(
+    sequence: int,
+    signer: MobileNodeAuthenticator | None,
+    home_address: IPv6Address = HOA,
+    alt_coa: IPv6Address = COA,
+) -> bytes:
+    """A home BU from the CoA with an HAO (and an Alternate CoA), signed by ``signer``."""
+    bu = BindingUpdate(sequence, BUFlags.A | BUFlags.H, 100, (AlternateCareofAddress(alt_coa),))
+    if signer is not None:
+        bu = signer.sign_binding_update(bu, alt_coa, home_address)
+    mh = build_mh(bu, home_address, HA)
+    return build_ipv6_packet(COA, HA, IPPROTO_MH, mh, home_address=home_address)
+
+
+@dataclass(frozen=True)
+class Answer:
+    ba: BindingAck
+    mh: bytes
+    dst: IPv6Address
+    rh2: IPv6Address | None
+
+
+def answer(replies: list[bytes]) -> Answer:
+    assert replies, "no answer from the home agent"
+    packet = parse_ipv6(replies[0])
+    message = parse_mh(packet.upper_layer_bytes)
+    assert isinstance(message, BindingAck), message
+    return Answer(message, packet.upper_layer_bytes, packet.dst, packet.rh2_address)
+
+
+def bindings(agent: AgentHandle) -> list[tuple[str, str, int]]:
+    return [
+        (b["home_address"], b["care_of_address"], b["sequence"])
+        for b in agent.control("cache")["bindings"]
+    ]
+
+
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def away(testbed: Testbed) -> Iterator[Testbed]:
+    with mn_away(testbed):
+        yield testbed
+
+
+@pytest.fixture(scope="module")
+def agent(away: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHandle]:
+    tmp = tmp_path_factory.mktemp("ha-auth")
+    ha = away.node("ha")
+    flush_ha_kernel_state(ha)
+    key_file = write_key(tmp, "mn.key", KEY)
+    handle = start_agent(ha, write_ha_config(tmp, QUEUE_NUM, key_file), tmp / "ha.sock")
+    try:
+        yield handle
+    finally:
+        stop_agent(handle)
+        flush_ha_kernel_state(ha)
+        assert KEY.hex() not in handle.log_path.read_text()
+
+
+@pytest.fixture(scope="module")
+def mn(away: Testbed) -> Iterator[ScriptedMobileNode]:
+    scripted = ScriptedMobileNode(away.node("mn"))
+    try:
+        yield scripted
+    finally:
+        scripted.close()
+
+
+@pytest.fixture(scope="module")
+def signer() -> MobileNodeAuthenticator:
+    return MobileNodeAuthenticator(association())
+
+
+@pytest.fixture(scope="module")
+def registered(
+    agent: AgentHandle, mn: ScriptedMobileNode, signer: MobileNodeAuthenticator
+) -> tuple[Answer, bytes]:
+    packet = home_bu(10, signer)
+    return answer(mn.exchange(packet, wait=5.0)), packet
+
+
+def test_authenticated_mn_registers_and_the_ba_is_authenticated(
+    registered: tuple[Answer, bytes], agent: AgentHandle, signer: MobileNodeAuthenticator
+) -> None:
+    reply, _ = registered
+    assert reply.ba.status == 0
+    assert (reply.dst, reply.rh2) == (COA, HOA)
+    kinds = [type(o) for o in reply.ba.options]
+    assert kinds[-2:] == [MessageIdentifier, AuthenticationOption]
+    check = signer.check_binding_ack(reply.ba, reply.mh, COA, HOA)
+    assert check is BindingAckCheck.ACCEPT
+    assert bindings(agent) == [(str(HOA), str(COA), 10)]
+    counters = agent.control("stats")["home_agent"]
+    assert counters["auth_accepted"] >= 1 and counters["binding_acks_authenticated"] >= 1
+
+
+@pytest.mark.parametrize(
+    ("name", "signer_args", "home_address", "reason"),
+    [
+        ("no-auth-option", None, HOA, "auth_auth_option_missing"),
+        ("wrong-key", {"key": WRONG_KEY}, HOA, "auth_auth_authenticator_mismatch"),
+        ("unknown-spi", {"spi": SPI + 1}, HOA, "auth_auth_unknown_spi"),
+        ("outside-policy", {}, OTHER_HOA, "auth_auth_home_address_not_authorized"),
+    ],
+)
+def test_forged_binding_updates_get_146_and_change_nothing(
+    registered: tuple[Answer, bytes],
+    agent: AgentHandle,
+    mn: ScriptedMobileNode,
+    name: str,
+    signer_args: dict[str, Any] | None,
+    home_address: IPv6Address,
+    reason: str,
+) -> None:
+    forger = None if signer_args is None else MobileNodeAuthenticator(association(**signer_args))
+    before = agent.control("stats")["home_agent"].get(reason, 0)
+    # A newer sequence number and an attacker's CoA: would be a hijack if accepted.
+    reply = answer(mn.exchange(home_bu(200, forger, home_address, HIJACK_COA)))
+    assert reply.ba.status == 146, name
+    assert not any(isinstance(o, AuthenticationOption) for o in reply.ba.options)
+    assert bindings(agent) == [(str(HOA), str(COA), 10)]
+    assert agent.control("stats")["home_agent"][reason] == before + 1
+
+
+def test_replayed_binding_update_gets_144_with_the_ha_time(
+    registered: tuple[Answer, bytes],
+    agent: AgentHandle,
+    mn: ScriptedMobileNode,
+    signer: MobileNodeAuthenticator,
+) -> None:
+    _, original = registered
+    reply = answer(mn.exchange(original))
+    assert reply.ba.status == 144
+    (ha_time,) = [o for o in reply.ba.options if isinstance(o, MessageIdentifier)]
+    assert abs((ha_time.identifier >> 32) - (int(time.time()) + 2_208_988_800)) <= 5
+    # Authenticated: the MN may trust the HA's clock from it.
+    assert signer.check_binding_ack(reply.ba, reply.mh, COA, HOA) is BindingAckCheck.RESYNC
+    assert bindings(agent) == [(str(HOA), str(COA), 10)]
+
+
+def test_missing_mesg_id_gets_145(
+    registered: tuple[Answer, bytes], agent: AgentHandle, mn: ScriptedMobileNode
+) -> None:
+    no_mesg_id = MobileNodeAuthenticator(association(), use_mesg_id=False)
+    reply = answer(mn.exchange(home_bu(300, no_mesg_id, HOA, HIJACK_COA)))
+    assert reply.ba.status == 145
+    assert bindings(agent) == [(str(HOA), str(COA), 10)]
+
+
+def test_authenticated_refresh_is_accepted(
+    registered: tuple[Answer, bytes],
+    agent: AgentHandle,
+    mn: ScriptedMobileNode,
+    signer: MobileNodeAuthenticator,
+) -> None:
+    reply = answer(mn.exchange(home_bu(11, signer)))
+    assert reply.ba.status == 0
+    assert signer.check_binding_ack(reply.ba, reply.mh, COA, HOA) is BindingAckCheck.ACCEPT
+    assert bindings(agent) == [(str(HOA), str(COA), 11)]
