@@ -34,9 +34,13 @@ from ipaddress import IPv6Address
 from struct import Struct
 from typing import Any, Final
 
+from nfq_mip6.mobility.events import DataPacketFromCorrespondent, IcmpErrorReceived
+from nfq_mip6.runtime.base import Verdict
+from nfq_mip6.wire.errors import MalformedPacket
 from nfq_mip6.wire.ipv6 import (
     insert_hao,
     insert_rh2,
+    parse_ipv6,
     strip_hao_to_home_source,
     strip_rh2_to_home_destination,
 )
@@ -46,6 +50,7 @@ __all__ = [
     "MN_OUTPUT_CHAIN",
     "RH2_HEADER_LENGTH",
     "MobileNodeRouteOptimization",
+    "RouteOptimizationEvent",
     "cn_inbound",
     "cn_outbound",
     "has_home_address_option",
@@ -263,6 +268,9 @@ def _address(octets: bytes) -> IPv6Address:
 MN_OUTPUT_CHAIN: Final = "NFQMIP6-MN-RO"
 """mangle OUTPUT chain of ``rules/mn.rules``: one ``-s HoA -d CN -j NFQUEUE`` rule per binding."""
 
+RouteOptimizationEvent = DataPacketFromCorrespondent | IcmpErrorReceived
+"""Input events for the MN core that :meth:`MobileNodeRouteOptimization.handle_packet` finds."""
+
 _ICMPV6: Final = 58
 _ICMPV6_PARAMETER_PROBLEM: Final = 4
 
@@ -348,15 +356,14 @@ class MobileNodeRouteOptimization:
         for key in list(self.bindings):
             self.remove(IPv6Address(key))
 
-    def handle_packet(self, payload: bytes, *, away: bool) -> tuple[Any, list[Any]]:
+    def handle_packet(
+        self, payload: bytes, *, away: bool
+    ) -> tuple[Verdict | None, list[RouteOptimizationEvent]]:
         """``(verdict or None, input events for the core)`` for one queued packet.
 
         ``None``: the MN runtime carries on with its own processing (Mobility Headers,
         Binding Acknowledgements, Mobile Prefix Advertisements, plain accept).
         """
-        from nfq_mip6.mobility.events import DataPacketFromCorrespondent
-        from nfq_mip6.runtime.base import Verdict
-
         bindings = self.bindings
         if bindings:
             out = mn_outbound(payload, self._home, bindings)
@@ -386,12 +393,9 @@ class MobileNodeRouteOptimization:
             return None, [DataPacketFromCorrespondent(IPv6Address(source))]
         return None, []
 
-    def _parameter_problem(self, payload: bytes) -> list[Any]:
+    def _parameter_problem(self, payload: bytes) -> list[RouteOptimizationEvent]:
         """§11.3.5: Parameter Problem about a packet we sent (code 1: the peer does not know
         the MH; code 2: it does not know the HAO)."""
-        from nfq_mip6.mobility.events import IcmpErrorReceived
-        from nfq_mip6.wire import MalformedPacket, parse_ipv6
-
         self.counters["parameter_problems_seen"] += 1
         invoking = payload[48:]
         destination: IPv6Address | None = None

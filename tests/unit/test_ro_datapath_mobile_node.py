@@ -55,12 +55,14 @@ def test_outbound_data_gets_an_hao_and_inbound_rh2_is_stripped() -> None:
     ro.install(CN, COA)
     data = build_ipv6_packet(HOA, CN, 59, b"")
     verdict, events = ro.handle_packet(data, away=True)
+    assert verdict is not None and verdict.payload is not None
     assert verdict.kind == VerdictKind.REWRITE and events == []
     sent = parse_ipv6(verdict.payload)
     assert (sent.src, sent.home_address, sent.dst) == (COA, HOA, CN)
     routed = cn_outbound(build_ipv6_packet(CN, HOA, 59, b""), {HOA.packed: COA.packed})
     assert routed is not None
     verdict, events = ro.handle_packet(routed, away=True)
+    assert verdict is not None and verdict.payload is not None
     assert verdict.kind == VerdictKind.REWRITE
     assert parse_ipv6(verdict.payload).dst == HOA and events == []
 
@@ -70,7 +72,7 @@ def test_own_mobility_header_from_the_home_address_is_accepted_unchanged() -> No
     ro.install(CN, COA)
     hoti = build_ipv6_packet(HOA, CN, 135, build_mh(HomeTestInit(b"c" * 8), HOA, CN))
     verdict, events = ro.handle_packet(hoti, away=True)
-    assert verdict.kind == VerdictKind.ACCEPT and events == []
+    assert verdict is not None and verdict.kind == VerdictKind.ACCEPT and events == []
 
 
 def test_data_from_a_correspondent_starts_return_routability_only_away() -> None:
@@ -90,7 +92,7 @@ def test_parameter_problem_from_a_correspondent_becomes_an_icmp_error_event() ->
     hoti = build_ipv6_packet(HOA, CN, 135, build_mh(HomeTestInit(b"c" * 8), HOA, CN))
     problem = build_icmpv6_packet(ParameterProblemMessage(1, 40, hoti), CN, HOA, hop_limit=64)
     verdict, events = ro.handle_packet(problem, away=True)
-    assert verdict.kind == VerdictKind.ACCEPT
+    assert verdict is not None and verdict.kind == VerdictKind.ACCEPT
     assert events == [IcmpErrorReceived(CN, 4, 1, CN, 1)]
     truncated = build_icmpv6_packet(
         ParameterProblemMessage(1, 40, hoti[:44]), CN, HOA, hop_limit=64
