@@ -96,6 +96,12 @@ from nfq_mip6.wire.mh import IPPROTO_MH
 LOG = logging.getLogger("nfq_mip6.mn")
 
 ICMPV6_MOBILE_PREFIX_ADVERTISEMENT: Final = 147
+DATAPLANE_ACTIONS: Final = (
+    InstallReverseTunnel,
+    RemoveReverseTunnel,
+    HomeAddressAway,
+    HomeAddressAtHome,
+)
 INTERFACE_SYSCTLS: Final = {
     # RFC 4429 optimistic DAD: the new CoA is usable at once (dataplane notes Q6).
     "optimistic_dad": "1",
@@ -401,14 +407,20 @@ class MobileNodeRuntime:
     # -- actions ---------------------------------------------------------------------------
     def _apply(self, actions: list[Action], now: float) -> None:
         for action in actions:
+            name = type(action).__name__
+            ok = False
             try:
                 self._apply_one(action, now)
+                ok = True
             except (OSError, MalformedPacket, ValueError) as exc:
                 self.counters["send_errors"] += 1
-                LOG.error("%s failed: %s", type(action).__name__, exc)
+                LOG.error("%s failed: %s", name, exc)
             except Exception as exc:  # a data-plane failure must not kill the agent
                 self.counters["dataplane_errors"] += 1
-                LOG.error("%s failed: %s", type(action).__name__, exc)
+                LOG.error("%s failed: %s", name, exc)
+            if isinstance(action, DATAPLANE_ACTIONS) and self.ctx and self.ctx.metrics:
+                with contextlib.suppress(Exception):
+                    self.ctx.metrics.dataplane_op(name, ok)
 
     def _apply_one(self, action: Action, now: float) -> None:
         assert self.ctx is not None and self.home_address is not None
