@@ -38,21 +38,15 @@ from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from typing import Any, Final
 
 from nfq_mip6.mobility.events import MovedToForeignLink, ReturnedToHomeLink
+from nfq_mip6.wire import MalformedPacket, parse_icmpv6
+from nfq_mip6.wire import RouterAdvertisement as WireRouterAdvertisement
 
 LOG = logging.getLogger(__name__)
 
 ICMPV6_ROUTER_SOLICITATION: Final = 133
 ICMPV6_ROUTER_ADVERTISEMENT: Final = 134
 ND_OPT_SOURCE_LINKADDR: Final = 1
-ND_OPT_PREFIX_INFORMATION: Final = 3
-ND_OPT_ADVERTISEMENT_INTERVAL: Final = 7
-ND_OPT_HOME_AGENT_INFORMATION: Final = 8
-RA_FLAG_MANAGED: Final = 0x80
-RA_FLAG_OTHER: Final = 0x40
 RA_FLAG_HOME_AGENT: Final = 0x20  # RFC 6275 §7.1
-PIO_FLAG_ON_LINK: Final = 0x80
-PIO_FLAG_AUTONOMOUS: Final = 0x40
-PIO_FLAG_ROUTER_ADDRESS: Final = 0x20  # RFC 6275 §7.2
 INFINITE_LIFETIME: Final = 0xFFFFFFFF
 
 
@@ -91,56 +85,40 @@ class RouterAdvertisement:
 
 
 def parse_router_advertisement(icmp: bytes, source: IPv6Address) -> RouterAdvertisement:
-    """Parse an ICMPv6 RA message (starting at the ICMPv6 type octet).
+    """Parse an ICMPv6 RA message (starting at the ICMPv6 type octet) with
+    :func:`nfq_mip6.wire.parse_icmpv6` into the detector's view of it.
 
     Raises:
-        MalformedRouterAdvertisement: not an RA, truncated, or a zero-length option.
+        MalformedRouterAdvertisement: not an RA, or not a well-formed one.
     """
-    if len(icmp) < 16 or icmp[0] != ICMPV6_ROUTER_ADVERTISEMENT or icmp[1] != 0:
+    if icmp[:1] != bytes((ICMPV6_ROUTER_ADVERTISEMENT,)):
         raise MalformedRouterAdvertisement("not a router advertisement")
-    hop_limit, flags, router_lifetime = struct.unpack_from("!BBH", icmp, 4)
-    prefixes: list[PrefixInformation] = []
-    ha_preference: int | None = None
-    ha_lifetime: int | None = None
-    interval: int | None = None
-    offset = 16
-    while offset < len(icmp):
-        if offset + 2 > len(icmp):
-            raise MalformedRouterAdvertisement("truncated option header")
-        option_type, option_units = icmp[offset], icmp[offset + 1]
-        length = option_units * 8
-        if length == 0 or offset + length > len(icmp):
-            raise MalformedRouterAdvertisement(f"bad option length at offset {offset}")
-        body = icmp[offset : offset + length]
-        if option_type == ND_OPT_PREFIX_INFORMATION and length == 32:
-            prefix_length, pio_flags, valid, preferred = struct.unpack_from("!BBII", body, 2)
-            if prefix_length > 128:
-                raise MalformedRouterAdvertisement("prefix length > 128")
-            address = IPv6Address(body[16:32])
-            prefixes.append(
-                PrefixInformation(
-                    prefix=IPv6Network(f"{address}/{prefix_length}", strict=False),
-                    on_link=bool(pio_flags & PIO_FLAG_ON_LINK),
-                    autonomous=bool(pio_flags & PIO_FLAG_AUTONOMOUS),
-                    router_address=address if pio_flags & PIO_FLAG_ROUTER_ADDRESS else None,
-                    valid_lifetime=valid,
-                    preferred_lifetime=preferred,
-                )
-            )
-        elif option_type == ND_OPT_HOME_AGENT_INFORMATION and length == 8:
-            ha_preference, ha_lifetime = struct.unpack_from("!HH", body, 4)
-        elif option_type == ND_OPT_ADVERTISEMENT_INTERVAL and length == 8:
-            (interval,) = struct.unpack_from("!I", body, 4)
-        offset += length
+    try:
+        message = parse_icmpv6(icmp)
+    except MalformedPacket as exc:
+        raise MalformedRouterAdvertisement(str(exc)) from None
+    if not isinstance(message, WireRouterAdvertisement):
+        raise MalformedRouterAdvertisement("not a router advertisement")
+    information = message.home_agent_information
     return RouterAdvertisement(
         source=source,
-        hop_limit=hop_limit,
-        flags=flags,
-        router_lifetime=router_lifetime,
-        prefixes=tuple(prefixes),
-        ha_preference=ha_preference,
-        ha_lifetime=ha_lifetime,
-        advertisement_interval_ms=interval,
+        hop_limit=message.cur_hop_limit,
+        flags=int(message.flags),
+        router_lifetime=message.router_lifetime,
+        prefixes=tuple(
+            PrefixInformation(
+                prefix=info.network,
+                on_link=info.on_link,
+                autonomous=info.autonomous,
+                router_address=info.prefix if info.router_address else None,
+                valid_lifetime=info.valid_lifetime,
+                preferred_lifetime=info.preferred_lifetime,
+            )
+            for info in message.prefixes
+        ),
+        ha_preference=information.preference if information is not None else None,
+        ha_lifetime=information.lifetime if information is not None else None,
+        advertisement_interval_ms=message.advertisement_interval,
     )
 
 
