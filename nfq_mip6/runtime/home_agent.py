@@ -17,7 +17,8 @@ Theory of operation:
   decap routes, policy rules, proxy entries) **stays**, so flows survive a restart (and a
   kill -9). Every binding change is committed to ``<state_dir>/nfq-mip6.sqlite3``
   (:mod:`nfq_mip6.store`) before its BA is sent. The next start restores the bindings that
-  have not expired and reconciles the kernel with them (no duplicates, nothing stale). ``handle_control({"cmd": "flush"})`` removes everything the HA owns.
+  have not expired and reconciles the kernel with them (no duplicates, nothing stale).
+  ``handle_control({"cmd": "flush"})`` removes everything the HA owns.
 """
 
 from __future__ import annotations
