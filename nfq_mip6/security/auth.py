@@ -775,6 +775,7 @@ def home_agent_verifier(
     window: float = DEFAULT_TIMESTAMP_WINDOW,
     environ: Mapping[str, str] = os.environ,
     wall_clock: Clock | None = None,
+    warn: bool = True,
 ) -> HomeAgentVerifier:
     """Build the HA verifier from the configuration (reads the keys).
 
@@ -784,7 +785,7 @@ def home_agent_verifier(
     associations = [entry.load(environ) for entry in credentials]
     if required is None:
         required = bool(associations)
-    if not associations and not required:
+    if warn and not associations and not required:
         log.warning(
             "no [[ha.mobile_nodes]] security associations configured: home Binding Updates "
             "are NOT authenticated (RFC 4285); anyone can redirect a home address"
@@ -810,6 +811,10 @@ def mobile_node_authenticator(
     if spi is None:
         if key_file is not None or key_env is not None:
             raise KeyMaterialError("auth_key_file/auth_key_env given without auth_spi")
+        log.warning(
+            "no [mn] auth_spi: home Binding Updates are sent NOT authenticated (RFC 4285, "
+            "docs/security.md); a home agent that requires authentication answers 146"
+        )
         return None
     if (key_file is None) == (key_env is None):
         raise KeyMaterialError(f"SPI {spi}: needs exactly one of auth_key_file or auth_key_env")

@@ -77,6 +77,7 @@ class HomeAgentGuard:
             required=ha.require_authentication if ha is not None else None,
             window=ha.auth_timestamp_window if ha is not None else 7.0,
             environ=environ,
+            warn=False,  # warned above, with the reason
         )
         if verifier.associations:
             log.info(
