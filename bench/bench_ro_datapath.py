@@ -348,19 +348,21 @@ def nfqueue_rates(packets: int, rounds: int) -> dict[str, Any]:
 def testbed_rtt(count: int) -> dict[str, Any]:
     """Ping CN → HoA through the tunnel (RO off at the MN) and directly (RO on)."""
     sys.path.insert(0, str(REPO / "tests" / "integration"))
-    from test_route_optimization import agents_on_the_testbed, ping_rtt  # type: ignore
+    import importlib
 
-    with agents_on_the_testbed() as bed:
-        tunnelled = ping_rtt(bed, count, route_optimization=False)
-        direct = ping_rtt(bed, count, route_optimization=True)
+    helpers: Any = importlib.import_module("test_route_optimization")
+    with helpers.agents_on_the_testbed() as agents:
+        tunnelled = helpers.ping_rtt(agents, count, route_optimization=False)
+        direct = helpers.ping_rtt(agents, count, route_optimization=True)
     return {
         "pings": count,
-        "tunnelled_avg_ms": tunnelled["avg_ms"],
-        "tunnelled_loss": tunnelled["loss"],
-        "direct_avg_ms": direct["avg_ms"],
-        "direct_loss": direct["loss"],
-        "direct_ttl": direct["ttl"],
-        "tunnelled_ttl": tunnelled["ttl"],
+        "tunnelled": tunnelled,
+        "direct": direct,
+        "median_ratio_direct_vs_tunnelled": (
+            round(direct["median_ms"] / tunnelled["median_ms"], 3)
+            if direct["median_ms"] and tunnelled["median_ms"]
+            else None
+        ),
     }
 
 
