@@ -74,6 +74,15 @@ def home_address_announced(pcap: Path) -> bool:
     )
 
 
+def registration_on_the_wire(pcap: Path) -> bool:
+    messages = mobility_headers(pcap)
+    bus = [p for p, m in messages if isinstance(m, BindingUpdate)]
+    bas = [p for p, m in messages if isinstance(m, BindingAck)]
+    return any(p.dst == HA and p.home_address == HOA for p in bus) and any(
+        p.src == HA and p.rh2_address == HOA for p in bas
+    )
+
+
 def reachable(cn: Node) -> bool:
     done = cn.run(["ping", "-6", "-n", "-c", "1", "-W", "1", MN_HOME_ADDRESS], check=False)
     return done.returncode == 0
@@ -119,16 +128,15 @@ def test_howto_journey_home_visitnet_visitnet2_home(testbed_home: Testbed, tmp_p
                     registered_at = time.monotonic()
                     # data through the tunnel (or directly, at home) once registered
                     assert wait_until(lambda: reachable(cn), 10.0), f"CN lost the MN at {link}"
+                    if link == "home":
+                        # §11.5.5: the MN announces its HoA again (unsolicited NA, O = 1)
+                        announced = wait_until(lambda: home_address_announced(pcap), 5.0)
+                        assert announced, "no NA for the HoA on the home link"
+                    if link == "visitnet":
+                        # §11.7.1 BU (CoA -> HA, HAO) and §6.1.8 BA (HA -> CoA, RH2) on the wire
+                        seen = wait_until(lambda: registration_on_the_wire(pcap), 5.0)
+                        assert seen, mobility_headers(pcap)
                 moves.append((link, moved_at, registered_at))
-                if link == "home":
-                    # §11.5.5: the MN announces its HoA again (unsolicited NA, O = 1)
-                    assert home_address_announced(pcap), "no NA for the HoA on the home link"
-                if link == "visitnet":
-                    messages = mobility_headers(pcap)
-                    bus = [p for p, m in messages if isinstance(m, BindingUpdate)]
-                    bas = [p for p, m in messages if isinstance(m, BindingAck)]
-                    assert any(p.dst == HA and p.home_address == HOA for p in bus), messages
-                    assert any(p.src == HA and p.rh2_address == HOA for p in bas), messages
             time.sleep(0.5)
         finally:
             result = stream.stop()
