@@ -25,8 +25,10 @@ Theory of operation:
 * Kernel Mobile IPv6 (``CONFIG_IPV6_MIP6`` with xfrm route-optimization states, as UMIP uses)
   is detected and reported (``kernel_mip6`` in ``stats``) but not used: this project's target
   kernels lack it, and the NFQUEUE data path works without it.
-* Stop: the rules (and with them the per-binding rules) are removed; CN bindings are soft
-  state and are not kept (a mobile node re-runs return routability, §5.2.9).
+* Stop: every bound MN gets a Binding Error status 1 (its binding is gone, so it returns to
+  its HA tunnel at once, §11.3.6), then the rules (and with them the per-binding rules) are
+  removed; CN bindings are soft state and are not kept (the MN re-runs return routability
+  with the next agent, §5.2.9).
 """
 
 from __future__ import annotations
@@ -255,6 +257,7 @@ class CorrespondentRuntime:
         )  # fmt: skip
 
     def stop(self) -> None:
+        self._announce_lost_bindings()
         if self.rules is not None:
             try:
                 self.rules.unload()  # flushes NFQMIP6-CN-OUT with the per-binding rules
@@ -264,6 +267,19 @@ class CorrespondentRuntime:
         if self.binding_rules is not None:
             self.binding_rules.installed.clear()
         self.bindings.clear()
+
+    def _announce_lost_bindings(self) -> None:
+        """The binding cache dies with the agent: tell every bound MN with a Binding Error
+        status 1 (§9.3.3: "no binding for this home address"), so that it stops sending with
+        an HAO (which this kernel would then drop) and goes back to its HA tunnel (§11.3.6)
+        instead of waiting for its binding to run out."""
+        if self.core is None or self.ctx is None:
+            return
+        for row in self.core.binding_cache_rows(self.ctx.clock()):
+            message = BindingErrorMessage(1, row.home_address)
+            mh = build_mh(message, self._address, row.care_of_address)
+            self._send(build_ipv6_packet(self._address, row.care_of_address, IPPROTO_MH, mh))
+            self.counters["binding_errors_sent"] += 1
 
     # ------------------------------------------------------------------------------------
     # Queued packets

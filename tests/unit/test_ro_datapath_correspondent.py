@@ -346,3 +346,14 @@ def test_binding_rules_add_remove_commands() -> None:
         ["-t", "mangle", "-A", "NFQMIP6-CN-OUT", *spec],
         ["-t", "mangle", "-D", "NFQMIP6-CN-OUT", *spec],
     ]
+
+
+def test_stop_tells_bound_mobile_nodes_with_binding_error_1(harness: Harness) -> None:
+    hot, cot = run_rr(harness)
+    harness.queue(bu_packet(hot, cot))
+    harness.replies()
+    harness.runtime.stop()
+    [(pkt, be)] = harness.replies()
+    assert isinstance(be, BindingError) and (be.status, be.home_address) == (1, HOA)
+    assert (pkt.src, pkt.dst, pkt.rh2_address) == (CN, COA, None)
+    assert harness.runtime.bindings == {}
