@@ -584,6 +584,28 @@ def test_ro_switch_off_and_on(agent: AgentHandle, mn: ScriptedMobileNode, bound:
     careof_test(mn, COA)
 
 
+def test_sighup_applies_route_optimization_from_the_config(
+    agent: AgentHandle, mn: ScriptedMobileNode
+) -> None:
+    """``route_optimization`` (legacy ``accept_return_routability``) changes without a
+    restart: edit the file, SIGHUP, the agent answers no CoTI; back on, it answers again."""
+    config = Path(str(agent.socket_path).replace("cn.sock", "cn.toml"))
+    original = config.read_text()
+    try:
+        config.write_text(
+            original.replace("route_optimization = true", "route_optimization = false")
+        )
+        agent.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: agent.control("ro")["route_optimization"] is False, 5.0)
+        assert mn.exchange(mh_packet(CareofTestInit(b"coti-hup"), COA, CN), wait=1.0) == []
+    finally:
+        config.write_text(original)
+        agent.proc.send_signal(signal.SIGHUP)
+    assert wait_until(lambda: agent.control("ro")["route_optimization"] is True, 5.0)
+    careof_test(mn, COA)
+    assert agent.proc.poll() is None
+
+
 def test_binding_follows_the_mobile_node_to_visitnet2(
     agent: AgentHandle, mn: ScriptedMobileNode, away_testbed: Testbed
 ) -> None:
