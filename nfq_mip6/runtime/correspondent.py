@@ -16,7 +16,9 @@ Theory of operation:
   get the §9.2 checks (silent discard, Parameter Problem with pointer, BE 2) and then the
   core (HoTI → HoT, CoTI → CoT, BU → BA with BAD / 136 / 137 / 138 …), and are always
   consumed (NF_DROP); an HAO without a matching binding is dropped with a Binding Error
-  status 1 (§9.3.1, §9.3.3; rate-limited); an RH2 is dropped (TAHI CN-6-5).
+  status 1 (§9.3.1, §9.3.3; rate-limited); an RH2 is dropped (TAHI CN-6-5); ICMPv6
+  Destination Unreachable errors go to the core (§9.3.4: persistent ones delete the binding)
+  and on to the sockets.
 * Replies (HoT, CoT, BA with an RH2 to the CoA, BE, BRR) are whole IPv6 packets sent through
   ``ctx.send_packet`` (IPV6_HDRINCL): the kernel refuses an RH2 through socket options.
 * ``ro off`` (control socket, ``accept_return_routability`` on reload): the core drops every
@@ -52,6 +54,7 @@ from nfq_mip6.mobility.events import (
     BindingRefreshed,
     BindingRegistered,
     BindingRejected,
+    IcmpErrorReceived,
     InputEvent,
     InstallRouteOptimization,
     MessageDiscarded,
@@ -95,6 +98,8 @@ __all__ = [
 log = logging.getLogger("nfq_mip6.cn")
 
 MIN_MTU: Final = 1280
+IPPROTO_ICMPV6: Final = 58
+ICMPV6_DESTINATION_UNREACHABLE: Final = 1
 OUTPUT_CHAIN: Final = "NFQMIP6-CN-OUT"
 BE_RATE_PER_S: Final = 10.0
 """§9.3.3: Binding Errors are rate-limited like ICMPv6 errors (token bucket, this many per s)."""
@@ -216,6 +221,7 @@ class CorrespondentRuntime:
             "accepted_unchanged": 0,
             "send_errors": 0,
             "rule_errors": 0,
+            "destination_unreachables_seen": 0,
         }
         self._be_tokens = BE_BURST
         self._be_refilled = 0.0
@@ -313,8 +319,30 @@ class CorrespondentRuntime:
             return Verdict.drop()
         if packet.home_address is not None:
             return self._on_home_address_option(packet, now)
+        if (
+            packet.upper_layer == IPPROTO_ICMPV6
+            and packet.end >= packet.upper_offset + 8 + 40
+            and packet.raw[packet.upper_offset] == ICMPV6_DESTINATION_UNREACHABLE
+        ):
+            self._on_destination_unreachable(packet, now)
         self.counters["accepted_unchanged"] += 1
         return Verdict.accept()
+
+    def _on_destination_unreachable(self, packet: ParsedPacket, now: float) -> None:
+        """§9.3.4: persistent Destination Unreachable about packets to a bound MN (its CoA or
+        HoA) deletes the binding; the error itself still goes to the sockets (accepted)."""
+        offset = packet.upper_offset
+        invoking = packet.raw[offset + 8 : packet.end]
+        self.counters["destination_unreachables_seen"] += 1
+        self._feed(
+            IcmpErrorReceived(
+                source=packet.src,
+                icmp_type=ICMPV6_DESTINATION_UNREACHABLE,
+                code=packet.raw[offset + 1],
+                invoking_destination=IPv6Address(invoking[24:40]),
+            ),
+            now,
+        )
 
     def _outbound_general(self, packet: ParsedPacket) -> Verdict:
         """A packet to a bound HoA the fast path left alone (MH, unusual header chain)."""

@@ -357,3 +357,21 @@ def test_stop_tells_bound_mobile_nodes_with_binding_error_1(harness: Harness) ->
     assert isinstance(be, BindingError) and (be.status, be.home_address) == (1, HOA)
     assert (pkt.src, pkt.dst, pkt.rh2_address) == (CN, COA, None)
     assert harness.runtime.bindings == {}
+
+
+def test_persistent_destination_unreachable_deletes_the_binding(harness: Harness) -> None:
+    """§9.3.4 (TAHI CN-6-1): three Destination Unreachable errors about packets to the CoA."""
+    from nfq_mip6.wire import DestinationUnreachable, build_icmpv6_packet
+
+    hot, cot = run_rr(harness)
+    harness.queue(bu_packet(hot, cot))
+    harness.replies()
+    sent = cn_outbound(build_ipv6_packet(CN, HOA, 59, b""), {HOA.packed: COA.packed})
+    assert sent is not None
+    router = IPv6Address("fec0:106:2300::1")
+    error = build_icmpv6_packet(DestinationUnreachable(3, sent), router, CN, hop_limit=64)
+    for _ in range(3):
+        assert harness.queue(error).kind == VerdictKind.ACCEPT
+    assert harness.runtime.bindings == {}
+    assert harness.runtime.handle_control({"cmd": "cache"})["bindings"] == []
+    assert harness.runtime.counters["destination_unreachables_seen"] == 3
