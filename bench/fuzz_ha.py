@@ -324,8 +324,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     build_seconds = time.monotonic() - build_started
 
     ifindex = socket.if_nametoindex(args.interface) if args.interface else 0
-    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
-    sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
+    # One socket per destination: packets to a destination whose neighbour never resolves
+    # (e.g. the home agents anycast address when nobody answers NS for it) wait in the
+    # neighbour queue and fill their socket's send buffer; they must not block the others.
+    sockets: dict[str, socket.socket] = {}
+
+    def socket_for(dst: str) -> socket.socket:
+        sock = sockets.get(dst)
+        if sock is None:
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
+            sockets[dst] = sock
+        return sock
+
     rss_before = vm_rss_kib(args.agent_pid) if args.agent_pid else None
     sent: Counter[str] = Counter()
     errors: Counter[str] = Counter()
@@ -342,17 +353,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         dst = destination_of(packet)
         scope = ifindex if dst.startswith(("fe80", "ff0")) else 0
         try:
-            sock.sendto(packet, socket.MSG_DONTWAIT, (dst, 0, 0, scope))
+            socket_for(dst).sendto(packet, socket.MSG_DONTWAIT, (dst, 0, 0, scope))
             sent[category] += 1
         except OSError as exc:
-            errors[exc.strerror or str(exc)] += 1
+            errors[f"{category}: {exc.strerror or exc}"] += 1
         if gap:
             next_send += gap
             delay = next_send - time.monotonic()
             if delay > 0.002:  # sleep in slices of ≥ 2 ms: finer sleeps overshoot
                 time.sleep(delay)
     elapsed = time.monotonic() - started
-    sock.close()
+    for sock in sockets.values():
+        sock.close()
     result: dict[str, Any] = {
         "packets": args.packets,
         "sent": sum(sent.values()),
