@@ -333,17 +333,21 @@ class MobileNodeRuntime:
                 else:
                     self._note(now, "home")
                 self.counters["moves"] += 1
-                if isinstance(decision, ReturnedToHomeLink):
-                    self._prepare_kernel(decision)
-                    self._apply(self.core.handle(decision, now), now)
-                    self._home_address_home()
-                    continue
                 actions = self.core.handle(decision, now)
+                sends: list[Action] = [a for a in actions if isinstance(a, SendMobilityMessage)]
+                if isinstance(decision, ReturnedToHomeLink):
+                    # §11.5.5: the de-registration BU first (the raw socket routes it on the
+                    # home link whatever the tunnel rules say), then the HoA back on the
+                    # interface, then the tunnel rules go.
+                    self._apply(sends, now)
+                    self._home_address_home()
+                    self._prepare_kernel(decision)
+                    self._apply([a for a in actions if a not in sends], now)
+                    continue
                 # Kernel constraint: the HoA's on-link home prefix must be gone before any BU
                 # is routed (else the HA is resolved on the visited link). Then the BUs, then
                 # the decapsulation for the new CoA, then the rest of the core's actions.
                 first: list[Action] = [a for a in actions if isinstance(a, HomeAddressAway)]
-                sends: list[Action] = [a for a in actions if isinstance(a, SendMobilityMessage)]
                 rest = [a for a in actions if a not in first and a not in sends]
                 self._apply(first + sends, now)
                 self._prepare_kernel(decision)
@@ -355,8 +359,8 @@ class MobileNodeRuntime:
         * Moved: decapsulation for the new CoA and the tunnel source are set up at once, so
           that the HA's first tunnelled packet after it processes the BU is delivered; the
           core's InstallReverseTunnel (after the BA, §11.3.1) then only re-points the rest.
-        * Home: the tunnel rules go away before the de-registration BU (it must leave on the
-          home link), and see :meth:`_home_address_home` for the HoA.
+        * Home: the tunnel rules and the ``local`` rule move are undone (after the
+          de-registration BU and the HoA, see :meth:`_home_address_home`).
         """
         try:
             if isinstance(decision, MovedToForeignLink):

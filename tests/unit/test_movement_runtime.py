@@ -190,8 +190,9 @@ def test_second_move_reregisters_and_return_home_deregisters_from_the_hoa(
     log.clear()
     runtime._decide([ReturnedToHomeLink()], 102.0)
     kinds = [entry.split()[0] for entry in log]
-    # tunnel rules gone before the BU, HoA back on the interface right after it (§11.5.5)
-    assert kinds == ["untunnel", "send", "hoa"]
+    # the BU from the HoA first, the HoA back on the interface right after it, then the
+    # tunnel rules go (§11.5.5)
+    assert kinds == ["send", "hoa", "untunnel"]
     (packet,) = sent_packets(log)
     parsed = parse_ipv6(packet)
     verdict = parse_and_validate_mh(packet)
