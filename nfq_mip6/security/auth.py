@@ -63,6 +63,7 @@ from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Final, TypeVar
 
+from nfq_mip6.security.ratelimit import TokenBucket
 from nfq_mip6.wire.errors import MalformedPacket
 from nfq_mip6.wire.mh import (
     BAStatus,
@@ -400,6 +401,7 @@ class HomeAgentVerifier:
         window: float = DEFAULT_TIMESTAMP_WINDOW,
         require_mesg_id: bool = True,
         wall_clock: Clock | None = None,
+        auth_failure_limit: TokenBucket | None = None,
     ) -> None:
         self.associations: dict[int, SecurityAssociation] = {}
         for association in associations:
@@ -413,6 +415,8 @@ class HomeAgentVerifier:
         self._last_timestamp: dict[int, int] = {}
         self._context: dict[IPv6Address, _SignContext] = {}
         self.counters: dict[str, int] = {}
+        self._auth_failure_limit = auth_failure_limit
+        self._last_log: float | None = None
 
     def __repr__(self) -> str:
         return (
@@ -437,17 +441,34 @@ class HomeAgentVerifier:
         """RFC 4285 checks of one home BU; ``None`` = authenticated (or not required).
 
         ``mh_bytes`` is the MH as received (empty: the parsed ``bu`` is re-encoded, for
-        in-memory tests). ``now`` is the runtime's monotonic time (unused: the timestamp
-        window needs the wall clock, which is injected). ``care_of_address`` is the
-        Alternate CoA, else the source address (as the MN signs it).
+        in-memory tests). ``now`` is the runtime's monotonic time, for the rate limit of 146
+        answers (the timestamp window uses the injected wall clock). ``care_of_address`` is
+        the Alternate CoA, else the source address (as the MN signs it).
+
+        146 answers go to whatever source a forger chose: beyond ``auth_failure_limit`` they
+        become silent discards (counted as ``auth-failure-ba-rate-limited``), so that forged
+        BUs from many sources cannot make the HA reflect BAs at their rate.
         """
-        del now
         rejection = self._check(bu, mh_bytes, home_address, care_of_address)
         if rejection is not None:
             self._count(rejection.reason)
             if rejection.status == BAStatus.MIPV6_AUTH_FAIL or rejection.status is None:
                 self._context.pop(home_address, None)
-            log.info("home BU for %s rejected: %s", home_address, rejection.reason)
+            if (
+                rejection.status == BAStatus.MIPV6_AUTH_FAIL
+                and self._auth_failure_limit is not None
+                and not self._auth_failure_limit.allow(now)
+            ):
+                self._count("auth-failure-ba-rate-limited")
+                rejection = AuthRejection(None, rejection.reason)
+            if self._last_log is None or not 0 <= now - self._last_log < 1.0:
+                self._last_log = now  # at most one line per second; counters have the rest
+                log.info(
+                    "home BU for %s rejected: %s (%d rejection(s) so far)",
+                    home_address,
+                    rejection.reason,
+                    sum(v for k, v in self.counters.items() if k != "accepted"),
+                )
         else:
             self._count("accepted")
         return rejection
@@ -776,6 +797,7 @@ def home_agent_verifier(
     environ: Mapping[str, str] = os.environ,
     wall_clock: Clock | None = None,
     warn: bool = True,
+    auth_failure_limit: TokenBucket | None = None,
 ) -> HomeAgentVerifier:
     """Build the HA verifier from the configuration (reads the keys).
 
@@ -790,7 +812,13 @@ def home_agent_verifier(
             "no [[ha.mobile_nodes]] security associations configured: home Binding Updates "
             "are NOT authenticated (RFC 4285); anyone can redirect a home address"
         )
-    return HomeAgentVerifier(associations, required=required, window=window, wall_clock=wall_clock)
+    return HomeAgentVerifier(
+        associations,
+        required=required,
+        window=window,
+        wall_clock=wall_clock,
+        auth_failure_limit=auth_failure_limit,
+    )
 
 
 def mobile_node_authenticator(

@@ -63,8 +63,10 @@ class HomeAgentGuard:
         *,
         legacy: bool,
         environ: Mapping[str, str] = os.environ,
+        limits: RateLimits | None = None,
     ) -> HomeAgentGuard:
         """Read the keys named by ``[[ha.mobile_nodes]]`` (raises ``KeyMaterialError``)."""
+        limits = limits if limits is not None else RateLimits()
         if ha is None or (not ha.mobile_nodes and not ha.require_authentication):
             log.warning(
                 "%s: home Binding Updates are NOT authenticated (RFC 4285 MN-HA keys: "
@@ -78,6 +80,9 @@ class HomeAgentGuard:
             window=ha.auth_timestamp_window if ha is not None else 7.0,
             environ=environ,
             warn=False,  # warned above, with the reason
+            auth_failure_limit=TokenBucket(
+                limits.auth_failure_ba_rate, limits.auth_failure_ba_burst
+            ),
         )
         if verifier.associations:
             log.info(
@@ -85,7 +90,7 @@ class HomeAgentGuard:
                 len(verifier.associations),
                 verifier.required,
             )
-        return cls(verifier)
+        return cls(verifier, limits)
 
     def __repr__(self) -> str:
         return f"HomeAgentGuard({self.verifier!r}, {self.limits})"

@@ -121,3 +121,5 @@ class RateLimits:
     binding_error_burst: float = 20.0
     icmp_error_rate: float = 10.0
     icmp_error_burst: float = 20.0
+    auth_failure_ba_rate: float = 20.0
+    auth_failure_ba_burst: float = 40.0

@@ -353,3 +353,20 @@ def test_random_keys_never_verify() -> None:
     assert len(signed.options[-1].data) == AUTHENTICATOR_LENGTH  # type: ignore[union-attr]
     assert isinstance(signed.options[0], AlternateCareofAddress)
     assert not any(isinstance(o, MobileNodeIdentifier) for o in signed.options)
+
+
+def test_auth_failure_answers_are_rate_limited_into_silence() -> None:
+    from nfq_mip6.security.ratelimit import TokenBucket
+
+    verifier = HomeAgentVerifier(
+        [sa()], wall_clock=FakeWallClock(), auth_failure_limit=TokenBucket(1.0, 2.0)
+    )
+    statuses = []
+    for _ in range(4):
+        rejection = verifier.check_home_binding_update(home_bu(), wire(home_bu()), HOA, COA, 10.0)
+        assert rejection is not None
+        statuses.append(rejection.status)
+    assert statuses == [146, 146, None, None]  # None: silent discard
+    assert verifier.counters["auth-failure-ba-rate-limited"] == 2
+    rejection = verifier.check_home_binding_update(home_bu(), wire(home_bu()), HOA, COA, 11.0)
+    assert rejection is not None and rejection.status == 146
