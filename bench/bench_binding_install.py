@@ -4,7 +4,8 @@ Builds a private network namespace (a veth pair, the HA address on one end), the
 N bindings (HoA/128 encap.red -> CoA plus the CoA's End.DX6 decap route: two routes per
 binding) with :meth:`NetlinkDataplane.install_tunnels` (``ip -6 -batch``), and, as the
 baseline measured in the same run, a smaller number with :meth:`install_tunnel` (one
-pyroute2 request per route). Prints JSON. Needs root.
+pyroute2 request per route); also the agent's per-BU path (hand-packed rtnetlink, all
+requests of one binding in one sendmsg). Prints JSON. Needs root.
 
     sudo .venv/bin/python bench/bench_binding_install.py --bindings 100000
 """
@@ -69,10 +70,17 @@ def run(bindings_n: int, baseline_n: int) -> dict[str, object]:
     remove_s = time.perf_counter() - t0
 
     single = bindings(bindings_n, baseline_n)
+    dataplane.per_request_pyroute2 = True  # the baseline: one pyroute2 request per route
     t0 = time.perf_counter()
     for hoa, coa in single.items():
         dataplane.install_tunnel(hoa, coa)
     single_s = time.perf_counter() - t0
+    dataplane.per_request_pyroute2 = False  # the agent's per-BU path: hand-packed rtnetlink
+    hot = bindings(bindings_n + baseline_n, baseline_n)
+    t0 = time.perf_counter()
+    for hoa, coa in hot.items():
+        dataplane.install_tunnel(hoa, coa)
+    hot_s = time.perf_counter() - t0
     dataplane.shutdown(flush=True)
 
     batched_rate = bindings_n / batched_s
@@ -93,6 +101,11 @@ def run(bindings_n: int, baseline_n: int) -> dict[str, object]:
             "seconds": round(single_s, 3),
             "bindings_per_s": round(single_rate),
             "routes_per_s": round(2 * single_rate),
+        },
+        "per_binding_rtnetlink": {
+            "bindings": baseline_n,
+            "bindings_per_s": round(baseline_n / hot_s),
+            "ms_per_binding": round(1000 * hot_s / baseline_n, 3),
         },
         "speedup": round(batched_rate / single_rate, 1),
         "reconcile_seconds": round(reconcile_s, 3),

@@ -29,6 +29,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import socket
 import subprocess
 import tempfile
@@ -49,6 +50,13 @@ from nfq_mip6.dataplane import (
     DataplaneCounters,
     DataplaneError,
     ReconcileReport,
+)
+from nfq_mip6.dataplane.rtnl import (
+    RTM_DELROUTE,
+    RtnlSocket,
+    route_delete,
+    seg6_encap_red_route,
+    seg6local_dx6_route,
 )
 
 __all__ = [
@@ -123,6 +131,7 @@ class NetlinkDataplane:
         *,
         backend: str = "seg6",
         sleep: Any = time.sleep,
+        per_request_pyroute2: bool = False,
     ) -> None:
         from pyroute2 import IPRoute
 
@@ -142,6 +151,9 @@ class NetlinkDataplane:
             raise DataplaneError(f"interface {interface!r} not found")
         self._ifindex: int = links[0]
         self._coa_of: dict[IPv6Address, IPv6Address] = {}  # mirror of the kernel state
+        self._coa_refs: Counter[IPv6Address] = Counter()  # HoAs per CoA (decap route)
+        self._rtnl = RtnlSocket()
+        self.per_request_pyroute2 = per_request_pyroute2
         self._moved_local_rule = False
 
     # -- helpers ---------------------------------------------------------------------------
@@ -202,6 +214,7 @@ class NetlinkDataplane:
                 "to", str(self.home_prefix), "lookup", str(TUNNEL_TABLE),
             )  # fmt: skip
         self._coa_of = self.tunnels()
+        self._resync_refs()
         log.info(
             "dataplane %s on %s: HA %s, home prefix %s, %d tunnel(s) found in the kernel",
             self.backend, self.interface, self.ha_address, self.home_prefix, len(self._coa_of),
@@ -214,10 +227,8 @@ class NetlinkDataplane:
             return
         if self.backend == "ip6tnl":
             self._install_ip6tnl(home_address, care_of_address)
-        else:
-            # Decap first: the MN may start reverse tunnelling as soon as it sees the BA.
+        elif self.per_request_pyroute2:
             self._add_decap(care_of_address)
-            # RFC 6275 §10.4.2; replace = one atomic netlink request for a CoA change.
             self._retry(
                 f"tunnel {home_address} -> {care_of_address}",
                 self._ipr.route, "replace",
@@ -225,38 +236,88 @@ class NetlinkDataplane:
                 proto=RT_PROTO_NFQ_MIP6, oif=self._ifindex,
                 encap={"type": "seg6", "mode": "encap.red", "segs": [str(care_of_address)]},
             )  # fmt: skip
-        self._coa_of[home_address] = care_of_address
+        else:
+            # One sendmsg: decap for the new CoA first (the MN may reverse-tunnel as soon as
+            # it sees the BA), then the encap route — RFC 6275 §10.4.2, `replace` = one
+            # atomic change of CoA, no gap, no duplicate — then the old CoA's decap route
+            # once nothing uses it.
+            requests = []
+            if self._coa_refs[care_of_address] == 0:
+                requests.append(self._decap_request(care_of_address))
+            requests.append(
+                seg6_encap_red_route(
+                    home_address, care_of_address, oif=self._ifindex, table=TUNNEL_TABLE,
+                    proto=RT_PROTO_NFQ_MIP6,
+                )
+            )  # fmt: skip
+            if old is not None and self._coa_refs[old] == 1:
+                requests.append(self._decap_delete(old))
+            self._transact(requests, f"tunnel {home_address} -> {care_of_address}")
+        self._track(home_address, care_of_address)
         if old is None:
             self.counters.tunnel_installs += 1
         else:
             self.counters.tunnel_replacements += 1
-            self._release_coa(old)
+            if self.per_request_pyroute2 and self._coa_refs[old] == 0:
+                self._del_decap(old)
+            elif self.backend == "ip6tnl" and self._coa_refs[old] == 0:
+                self._ip("link", "del", _ip6tnl_name(old), check=False)
 
     def remove_tunnel(self, home_address: IPv6Address) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        old = self._coa_of.pop(home_address, None)
-        try:
-            self._ipr.route(
-                "del", dst=str(home_address), dst_len=128, table=TUNNEL_TABLE,
-                proto=RT_PROTO_NFQ_MIP6,
-            )  # fmt: skip
-        except NetlinkError as exc:
-            if exc.code != errno.ESRCH:
-                self.counters.errors += 1
-                raise DataplaneError(f"remove tunnel {home_address}: {exc}") from exc
+        old = self._coa_of.get(home_address)
+        requests = [route_delete(home_address, table=TUNNEL_TABLE, proto=RT_PROTO_NFQ_MIP6)]
+        if old is not None and self._coa_refs[old] == 1 and self.backend == "seg6":
+            requests.append(self._decap_delete(old))
+        self._transact(requests, f"remove tunnel {home_address}")
+        self._track(home_address, None)
         if old is not None:
             self.counters.tunnel_removals += 1
-            self._release_coa(old)
+            if self.backend == "ip6tnl" and self._coa_refs[old] == 0:
+                self._ip("link", "del", _ip6tnl_name(old), check=False)
 
-    def _release_coa(self, coa: IPv6Address) -> None:
-        """Remove the decap route of ``coa`` once no HoA uses it any more."""
-        if coa in self._coa_of.values():
-            return
-        if self.backend == "ip6tnl":
-            self._ip("link", "del", _ip6tnl_name(coa), check=False)
-        else:
-            self._del_decap(coa)
+    def _track(self, home_address: IPv6Address, care_of_address: IPv6Address | None) -> None:
+        """Bookkeeping of HoA -> CoA and how many HoAs use each CoA (its decap route)."""
+        old = self._coa_of.pop(home_address, None)
+        if old is not None:
+            self._coa_refs[old] -= 1
+            if self._coa_refs[old] <= 0:
+                del self._coa_refs[old]
+        if care_of_address is not None:
+            self._coa_of[home_address] = care_of_address
+            self._coa_refs[care_of_address] += 1
+
+    def _resync_refs(self) -> None:
+        self._coa_refs = Counter(self._coa_of.values())
+
+    def _decap_request(self, coa: IPv6Address) -> tuple[int, int, bytes]:
+        # RFC 6275 §10.4.5: only a registered CoA may reverse-tunnel to the HA.
+        return seg6local_dx6_route(
+            self.ha_address, coa, oif=self._ifindex, table=DECAP_TABLE, proto=RT_PROTO_NFQ_MIP6
+        )
+
+    def _decap_delete(self, coa: IPv6Address) -> tuple[int, int, bytes]:
+        return route_delete(self.ha_address, src=coa, table=DECAP_TABLE, proto=RT_PROTO_NFQ_MIP6)
+
+    def _transact(self, requests: list[tuple[int, int, bytes]], what: str) -> None:
+        """Send ``requests`` together; retry ENOMEM ones after 10 ms; a delete of a route
+        that is not there is fine; any other refusal is a :class:`DataplaneError`."""
+        pending = requests
+        for attempt in range(ENOMEM_RETRIES + 1):
+            results = self._rtnl.transact(pending)
+            retry = []
+            for request, code in zip(pending, results, strict=True):
+                if code == 0 or (code == errno.ESRCH and request[0] == RTM_DELROUTE):
+                    continue
+                if code == errno.ENOMEM and attempt < ENOMEM_RETRIES:
+                    retry.append(request)
+                    continue
+                self.counters.errors += 1
+                raise DataplaneError(f"{what}: {os.strerror(code)}")
+            if not retry:
+                return
+            self.counters.enomem_retries += len(retry)
+            self._sleep(ENOMEM_RETRY_DELAY_S)
+            pending = retry
 
     def _add_decap(self, coa: IPv6Address) -> None:
         # RFC 6275 §10.4.5: only a registered CoA may reverse-tunnel to the HA.
@@ -350,6 +411,7 @@ class NetlinkDataplane:
             else:
                 self.counters.tunnel_installs += 1
             self._coa_of[hoa] = coa
+        self._resync_refs()
         still_used = set(self._coa_of.values())
         stale = {coa for coa in old.values() if coa not in still_used}
         if stale:
@@ -359,6 +421,7 @@ class NetlinkDataplane:
             )
         if failed:
             self._coa_of = self.tunnels()  # the kernel is the truth after partial failure
+            self._resync_refs()
         return failed
 
     def remove_tunnels(self, home_addresses: Iterable[IPv6Address]) -> int:
@@ -373,6 +436,7 @@ class NetlinkDataplane:
         ]
         known = [h for h in hoas if h in self._coa_of]
         released = {self._coa_of.pop(h) for h in known}
+        self._resync_refs()
         self.counters.tunnel_removals += len(known)
         still_used = set(self._coa_of.values())
         lines += [
@@ -422,6 +486,7 @@ class NetlinkDataplane:
         """Make the kernel hold exactly ``wanted`` (restart; §10.3.1 bindings restored)."""
         present = self.tunnels()
         self._coa_of = dict(present)
+        self._resync_refs()
         stale = [hoa for hoa in present if hoa not in wanted]
         changes = {hoa: coa for hoa, coa in wanted.items() if present.get(hoa) != coa}
         added = sum(1 for hoa in changes if hoa not in present)
@@ -492,8 +557,10 @@ class NetlinkDataplane:
                 if self.backend == "seg6":
                     self._ip("sr", "tunsrc", "set", "::", check=False)
                 self._coa_of.clear()
+                self._coa_refs.clear()
         finally:
             self._ipr.close()
+            self._rtnl.close()
 
 
 def _ip6tnl_name(coa: IPv6Address) -> str:
