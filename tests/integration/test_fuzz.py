@@ -28,7 +28,7 @@ from test_security import (
 )
 
 from nfq_mip6.security.auth import MobileNodeAuthenticator, SecurityAssociation
-from nfq_mip6.testbed import Testbed, care_of_address
+from nfq_mip6.testbed import Testbed
 from nfq_mip6.testbed.topology import HA_ADDRESS, HOME_PREFIX, MN_INTERFACE
 from nfq_mip6.wire import (
     AlternateCareofAddress,
@@ -47,7 +47,9 @@ QUEUE_NUM = 29
 PACKETS = int(os.environ.get("NFQ_MIP6_FUZZ_PACKETS", "3000"))
 RATE = int(os.environ.get("NFQ_MIP6_FUZZ_RATE", "2000"))
 FUZZ_HOA = IPv6Address("fec0:106:2700::4242")  # nobody on the home link holds it (DAD passes)
-FUZZ_COA = IPv6Address(care_of_address("visitnet"))
+# A CoA nobody will ever hold: the BA to it waits in visitnet's router's neighbour queue
+# and must not reach a later test's MN that takes the visitnet SLAAC address.
+FUZZ_COA = IPv6Address("fec0:106:1100::4243")
 SPI = 9000
 RSS_GROWTH_LIMIT_KIB = 32 * 1024
 FUZZER = Path(__file__).resolve().parents[2] / "bench" / "fuzz_ha.py"
