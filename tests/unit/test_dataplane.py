@@ -1,0 +1,212 @@
+"""The HA data plane without root: the in-memory fake, rtnetlink packing, and the Home Agent
+runtime driven end to end against the fake (BU in → BA with RH2 out, tunnel, proxy)."""
+
+from __future__ import annotations
+
+import struct
+from ipaddress import IPv6Address, IPv6Network
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nfq_mip6.config import AgentConfig, HomeAgentConfig, Role
+from nfq_mip6.dataplane import Dataplane, ReconcileReport
+from nfq_mip6.dataplane.fake import FakeDataplane
+from nfq_mip6.dataplane.rtnl import (
+    LWTUNNEL_ENCAP_SEG6,
+    RTM_DELROUTE,
+    RTM_NEWROUTE,
+    SEG6_IPTUN_MODE_ENCAP_RED,
+    route_delete,
+    seg6_encap_red_route,
+    seg6local_dx6_route,
+)
+from nfq_mip6.runtime.base import RuntimeContext, VerdictKind
+from nfq_mip6.runtime.home_agent import HomeAgentRuntime, HomeLinkAddressing
+from nfq_mip6.wire import (
+    BAStatus,
+    BindingAck,
+    BindingUpdate,
+    BUFlags,
+    build_ipv6_packet,
+    build_mh,
+    parse_ipv6,
+    parse_mh,
+)
+from nfq_mip6.wire.mh import IPPROTO_MH
+
+HA = IPv6Address("fec0:106:2700::2")
+PREFIX = IPv6Network("fec0:106:2700::/64")
+HOA = IPv6Address("fec0:106:2700::4")
+COA = IPv6Address("fec0:106:1100::10")
+COA2 = IPv6Address("fec0:106:1000::10")
+
+
+# -- FakeDataplane ---------------------------------------------------------------------------
+
+
+def test_fake_dataplane_satisfies_the_protocol_and_reconciles() -> None:
+    fake: Dataplane = FakeDataplane()
+    fake.install_tunnel(HOA, COA)
+    fake.install_tunnel(IPv6Address("fec0:106:2700::5"), COA)
+    report = fake.reconcile({HOA: COA2, IPv6Address("fec0:106:2700::6"): COA})
+    assert report == ReconcileReport(kept=0, added=1, replaced=1, removed=1)
+    assert fake.tunnels() == {HOA: COA2, IPv6Address("fec0:106:2700::6"): COA}
+
+
+# -- rtnetlink packing -----------------------------------------------------------------------
+
+
+def attributes(body: bytes) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    offset = 12  # struct rtmsg
+    while offset + 4 <= len(body):
+        length, kind = struct.unpack_from("=HH", body, offset)
+        out[kind & 0x7FFF] = body[offset + 4 : offset + length]
+        offset += (length + 3) & ~3
+    return out
+
+
+def test_encap_red_route_message() -> None:
+    kind, flags, body = seg6_encap_red_route(HOA, COA, oif=7, table=6275, proto=173)
+    assert kind == RTM_NEWROUTE and flags == 0x500  # NLM_F_CREATE | NLM_F_REPLACE
+    family, dst_len, src_len, _tos, _table, proto, _scope, rtype, _f = struct.unpack_from(
+        "=BBBBBBBBI", body
+    )
+    assert (family, dst_len, src_len, proto, rtype) == (10, 128, 0, 173, 1)
+    attrs = attributes(body)
+    assert attrs[1] == HOA.packed  # RTA_DST
+    assert struct.unpack("=I", attrs[15])[0] == 6275  # RTA_TABLE
+    assert struct.unpack("=I", attrs[4])[0] == 7  # RTA_OIF
+    assert struct.unpack("=H", attrs[21][:2])[0] == LWTUNNEL_ENCAP_SEG6
+    encap = attrs[22]
+    mode = struct.unpack_from("=i", encap, 4)[0]
+    assert mode == SEG6_IPTUN_MODE_ENCAP_RED  # not 1 (encap): no SRH on the wire
+    assert encap[8:12] == bytes((0, 2, 4, 0)) and encap[-16:] == COA.packed
+
+
+def test_decap_and_delete_messages() -> None:
+    _kind, _flags, body = seg6local_dx6_route(HA, COA, oif=3, table=6276, proto=173)
+    assert body[1:3] == bytes((128, 128))  # dst_len, src_len: source-specific route
+    assert attributes(body)[2] == COA.packed  # RTA_SRC = the registered CoA
+    kind, flags, body = route_delete(HOA, table=6275, proto=173)
+    assert (kind, flags) == (RTM_DELROUTE, 0)
+    assert 22 not in attributes(body)
+
+
+# -- HomeAgentRuntime on the fake ------------------------------------------------------------
+
+
+class FakeND:
+    def __init__(self) -> None:
+        self.announced: list[IPv6Address] = []
+
+    def fileno(self) -> int:
+        return -1
+
+    def on_readable(self) -> None: ...
+
+    def announce(self, target: IPv6Address, source: IPv6Address, now: float) -> None:
+        self.announced.append(target)
+
+    def cancel_announcements(self, target: IPv6Address) -> None: ...
+
+    def start_dad(self, hoa: IPv6Address, ll: IPv6Address | None, now: float) -> None:
+        self.dad_started = (hoa, now)
+
+    def next_deadline(self) -> float | None:
+        return getattr(self, "dad_started", (None, None))[1]
+
+    def poll(self, now: float) -> list[Any]:
+        from nfq_mip6.io.nd import DadResult
+
+        started = getattr(self, "dad_started", None)
+        if started is None:
+            return []
+        del self.dad_started
+        return [DadResult(started[0], duplicate=False)]
+
+    def close(self) -> None: ...
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> tuple[HomeAgentRuntime, FakeDataplane, list[bytes]]:
+    fake = FakeDataplane()
+    sent: list[bytes] = []
+    rt = HomeAgentRuntime(
+        dataplane_factory=lambda link, backend: fake,
+        nd_factory=lambda link: FakeND(),
+        load_rules=False,
+        home_link=HomeLinkAddressing("eth0", HA, PREFIX, 1500),
+    )
+    config = AgentConfig(
+        role=Role.HA,
+        source=tmp_path / "ha.toml",
+        state_dir=tmp_path,
+        ha=HomeAgentConfig(max_binding_lifetime=400),
+    )
+    ctx = RuntimeContext(
+        config=config,
+        send_packet=sent.append,
+        add_reader=lambda fd, cb: None,
+        remove_reader=lambda fd: None,
+        metrics=None,
+        logger=__import__("logging").getLogger("test"),
+        clock=lambda: 100.0,
+        stats={"accepted": 0, "dropped": 0, "rewritten": 0},
+    )
+    rt.start(ctx)
+    return rt, fake, sent
+
+
+def bu(sequence: int, coa: IPv6Address = COA, lifetime: int = 0xFFFF) -> bytes:
+    mh = build_mh(BindingUpdate(sequence, BUFlags.A | BUFlags.H, lifetime), HOA, HA)
+    return build_ipv6_packet(coa, HA, IPPROTO_MH, mh, home_address=HOA)
+
+
+def answer(sent: list[bytes]) -> tuple[BindingAck, IPv6Address, IPv6Address | None]:
+    packet = parse_ipv6(sent[-1])
+    message = parse_mh(packet.upper_layer_bytes)
+    assert isinstance(message, BindingAck)
+    return message, packet.dst, packet.rh2_address
+
+
+def test_registration_through_proxy_dad_installs_tunnel_and_answers_with_rh2(
+    runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
+) -> None:
+    rt, fake, sent = runtime
+    assert rt.on_queued_packet(bu(1), 100.0).kind == VerdictKind.DROP  # the MH is consumed
+    assert sent == [] and rt.next_deadline() == 100.0  # proxy DAD running
+    rt.on_timer(101.0)
+    ba, dst, rh2 = answer(sent)
+    assert (ba.status, ba.sequence, ba.lifetime_seconds, dst, rh2) == (0, 1, 400, COA, HOA)
+    assert fake.tunnels() == {HOA: COA} and HOA in fake.proxies()
+    # A CoA change replaces the tunnel; the BA goes to the new CoA.
+    rt.on_queued_packet(bu(2, coa=COA2), 102.0)
+    assert answer(sent)[1] == COA2 and fake.tunnels() == {HOA: COA2}
+    assert fake.counters.tunnel_replacements == 1
+    # An old sequence number: 135 with the last accepted one.
+    rt.on_queued_packet(bu(1, coa=COA2), 103.0)
+    ba, _dst, _rh2 = answer(sent)
+    assert (ba.status, ba.sequence) == (BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW, 2)
+    # De-registration removes the tunnel and the proxy.
+    rt.on_queued_packet(bu(3, coa=COA2, lifetime=0), 104.0)
+    assert answer(sent)[0].status == BAStatus.ACCEPTED
+    assert fake.tunnels() == {} and fake.proxies() == set()
+    stats = rt.handle_control({"cmd": "stats"})
+    assert stats["ok"] and stats["backend"] == "fake" and stats["bindings"] == 0
+    assert len(stats["counters"]) == 19
+
+
+def test_malformed_and_slow_path_packets(
+    runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
+) -> None:
+    rt, _fake, sent = runtime
+    assert rt.on_queued_packet(b"\x60garbage", 100.0).kind == VerdictKind.DROP
+    assert rt.counters["malformed"] == 1
+    # A new flow toward a node at home (no binding): accepted unchanged.
+    at_home = build_ipv6_packet(IPv6Address("fec0:106:2300::10"), HOA, 59, b"")
+    assert rt.on_queued_packet(at_home, 100.0).kind == VerdictKind.ACCEPT
+    assert sent == []
+    assert rt.handle_control({"cmd": "nope"})["ok"] is False

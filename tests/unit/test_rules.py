@@ -1,0 +1,73 @@
+"""rules/*.rules templates and the RuleSet loader's parsing (no root, no ip6tables)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from nfq_mip6.io.iptables import RulesError, RuleSet, rules_path
+
+HA_PARAMS = {
+    "queue": 5,
+    "bypass": " --queue-bypass",
+    "ha_address": "fec0:106:2700::2",
+    "home_prefix": "fec0:106:2700::/64",
+    "ha_anycast": "fec0:106:2700:0:fdff:ffff:ffff:fffe",
+    "mss": 1400,
+    "mss_above": 1401,
+}
+BUILTINS = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
+
+
+@pytest.mark.parametrize("name", ["ha.rules", "mn.rules", "cn.rules"])
+def test_every_rule_file_renders_and_touches_only_its_own_chains(name: str) -> None:
+    rules = RuleSet.from_file(rules_path(name), HA_PARAMS)
+    assert "{" not in rules.text and "#" not in rules.text
+    owned = {chain for _table, chain in rules.chains()}
+    assert owned and all(chain.startswith("NFQMIP6-") for chain in owned)
+    for line in rules.text.splitlines():
+        match = re.match(r"^-([AIDFX])\s+(\S+)", line)
+        if match is None:
+            continue
+        op, chain = match.groups()
+        if chain in BUILTINS:
+            # Only jumps into our chains go into built-in chains.
+            assert op == "I" and re.search(r"-j NFQMIP6-\S+$", line), line
+        else:
+            assert chain in owned, line
+    assert rules.text.count("COMMIT") == len({table for table, _ in rules.chains()})
+
+
+def test_ha_rules_queue_mh_hao_rh2_and_dhaad_with_the_configured_queue() -> None:
+    rules = RuleSet.from_file(rules_path("ha.rules"), HA_PARAMS)
+    queued = [line for line in rules.text.splitlines() if "-j NFQUEUE" in line]
+    assert all(line.endswith("--queue-num 5 --queue-bypass") for line in queued)
+    text = rules.text
+    assert "-d fec0:106:2700::2/128 -p mh -j NFQUEUE" in text
+    assert "-m ipv6header --soft --header dst" in text
+    assert "-m rt --rt-type 2" in text
+    assert "--icmpv6-type 144" in text
+    assert "-j TCPMSS --set-mss 1400" in text and "--mss 1401:65535" in text
+    assert "-d fec0:106:2700::2/128 -p 41 -j DROP" in text
+    assert rules.hooks() == [
+        ("raw", "PREROUTING", "-j NFQMIP6-HA-PRE"),
+        ("mangle", "PREROUTING", "-j NFQMIP6-HA-MSS"),
+        ("filter", "INPUT", "-j NFQMIP6-HA-IN"),
+        ("filter", "FORWARD", "-j NFQMIP6-HA-FWD"),
+    ]
+
+
+def test_without_bypass_the_queue_rules_fail_closed() -> None:
+    rules = RuleSet.from_file(rules_path("ha.rules"), {**HA_PARAMS, "bypass": ""})
+    assert "--queue-bypass" not in rules.text
+
+
+def test_a_missing_placeholder_is_a_clear_error() -> None:
+    with pytest.raises(RulesError, match="ha_address"):
+        RuleSet.from_file(rules_path("ha.rules"), {"queue": 0, "bypass": ""})
+
+
+def test_unknown_rule_file() -> None:
+    with pytest.raises(RulesError, match="not found"):
+        rules_path("nope.rules")
