@@ -186,7 +186,12 @@ class MobileNodeDataplane:
             command += ["-n", self.netns]
         command += list(args)
         self.operations += 1
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        try:
+            result = subprocess.run(
+                command, capture_output=True, text=True, check=False, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DataplaneError(f"{' '.join(command)}: {exc}") from exc
         if result.returncode != 0:
             raise DataplaneError(f"{' '.join(command)}: {result.stderr.strip()}")
 

@@ -84,6 +84,9 @@ def running_agent(node: Node, config: Path, socket_path: Path) -> Iterator[subpr
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        # shown by pytest only when the test fails
+        print(f"--- {log_path.name} (last lines) ---")
+        print("\n".join(log_path.read_text().splitlines()[-40:]))
 
 
 def _answers(socket_path: Path) -> bool:
