@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from nfq_mip6.config import load_config
+from nfq_mip6.config import ConfigError, load_config
 from nfq_mip6.mobility.events import (
     BindingRegistered,
     BindingRejected,
@@ -175,3 +175,37 @@ def test_mobile_node_authenticator_from_settings() -> None:
         mobile_node_authenticator(spi=SPI, key_file=None, key_env=None, home_address=HOA)
     with pytest.raises(KeyMaterialError):
         mobile_node_authenticator(spi=None, key_file=None, key_env="K", home_address=HOA)
+
+
+def test_mobile_node_auth_settings_in_the_configuration(tmp_path: Path) -> None:
+    config = tmp_path / "mn.toml"
+    config.write_text(
+        f"""role = "mn"
+[mn]
+home_address = "{HOA}/64"
+home_agent = "{HA}"
+auth_spi = {SPI}
+auth_key_env = "MN_KEY"
+nai = "mn@example.org"
+"""
+    )
+    mn = load_config(config, {}).mn
+    assert mn is not None
+    assert (mn.auth_spi, mn.auth_key_env, mn.auth_key_file, mn.nai) == (
+        SPI,
+        "MN_KEY",
+        None,
+        "mn@example.org",
+    )
+    authenticator = mobile_node_authenticator(
+        spi=mn.auth_spi,
+        key_file=mn.auth_key_file,
+        key_env=mn.auth_key_env,
+        home_address=mn.home_address.ip,
+        nai=mn.nai,
+        environ={"MN_KEY": KEY.hex()},
+    )
+    assert authenticator is not None and authenticator.nai == b"mn@example.org"
+    config.write_text(config.read_text().replace(f"auth_spi = {SPI}", "auth_spi = 12"))
+    with pytest.raises(ConfigError):
+        load_config(config, {})
