@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RuleSet", "RulesError", "chain_counters", "rules_path"]
+__all__ = ["RuleSet", "RulesError", "all_chain_counters", "chain_counters", "rules_path"]
 
 log = logging.getLogger(__name__)
 
@@ -132,3 +132,26 @@ def chain_counters(table: str, chain: str) -> list[tuple[int, int, str]]:
         if len(parts) == 3 and parts[0].isdigit() and parts[1].isdigit():
             rows.append((int(parts[0]), int(parts[1]), parts[2]))
     return rows
+
+
+def all_chain_counters(prefix: str = "NFQMIP6-") -> dict[tuple[str, str], list[tuple[int, str]]]:
+    """Packet counters of every rule in chains named ``prefix…``, from one
+    ``ip6tables-save -c``: {(table, chain): [(packets, rule text), …]} in rule order."""
+    result = subprocess.run(["ip6tables-save", "-c"], capture_output=True, text=True, check=False)
+    found: dict[tuple[str, str], list[tuple[int, str]]] = {}
+    if result.returncode != 0:
+        return found
+    table = ""
+    for line in result.stdout.splitlines():
+        if line.startswith("*"):
+            table = line[1:].strip()
+            continue
+        match = _COUNTED.match(line)
+        if match and match.group(3).startswith(prefix):
+            found.setdefault((table, match.group(3)), []).append(
+                (int(match.group(1)), match.group(4))
+            )
+    return found
+
+
+_COUNTED = re.compile(r"^\[(\d+):(\d+)\]\s+-A\s+(\S+)\s*(.*)$")

@@ -41,6 +41,7 @@ from nfq_mip6.mobility.events import (
     BindingExpired,
     BindingRegistered,
     BindingRejected,
+    DataplaneCountersSampled,
     DhaadRequestReceived,
     InputEvent,
     InstallHomeTunnel,
@@ -481,7 +482,6 @@ class HomeAgentRuntime:
         except MalformedPacket:
             return Verdict.drop()
         self.counters["slow_path_tunnelled"] += 1
-        self.core.stats.NEncapsulations += 1
         return Verdict.drop()
 
     # ------------------------------------------------------------------------------------
@@ -673,6 +673,7 @@ class HomeAgentRuntime:
 
     def _stats_snapshot(self) -> dict[str, Any]:
         assert self.core is not None and self.dataplane is not None and self.ctx is not None
+        rejected = self._sample_kernel_counters()
         counters = self.core.stats.as_dict()
         nfq = dict(self.ctx.stats or {})
         extra = dict(self.counters)
@@ -680,7 +681,7 @@ class HomeAgentRuntime:
             extra.update(self.guard.counters())
         if self.persistence is not None:
             extra["store_errors"] = self.persistence.errors
-        extra["reverse_tunnel_rejected"] = self._reverse_tunnel_rejected()
+        extra["reverse_tunnel_rejected"] = rejected
         return {
             "ok": True,
             "role": "ha",
@@ -703,10 +704,35 @@ class HomeAgentRuntime:
             },
         }
 
-    def _reverse_tunnel_rejected(self) -> int:
-        """Packets of the ``-p 41 -j DROP`` rule in NFQMIP6-HA-IN (unregistered outer src)."""
-        if self.rules is None:
+    def _sample_kernel_counters(self) -> int:
+        """Read the counting rules of ha.rules (one ``ip6tables-save -c``): feed the core
+        NEncapsulations/NDecapsulations (the kernel does the tunnelling, MIPL counted it in
+        its own tunnel code) and return the rejected reverse-tunnel packets."""
+        if self.rules is None or self.core is None:
             return 0
-        from nfq_mip6.io.iptables import chain_counters
+        from nfq_mip6.io.iptables import all_chain_counters
 
-        return sum(p for p, _b, _r in chain_counters("filter", "NFQMIP6-HA-IN"))
+        counters = all_chain_counters()
+
+        def packets(table: str, chain: str, needle: str) -> int:
+            return sum(n for n, rule in counters.get((table, chain), []) if needle in rule)
+
+        rejected = packets("filter", "NFQMIP6-HA-IN", "-j DROP")
+        arrived = sum(
+            n
+            for n, rule in counters.get(("mangle", "NFQMIP6-HA-MSS"), [])
+            if "-j " not in rule and "-p ipv6" in rule
+        )
+        encapsulated = sum(
+            n
+            for n, rule in counters.get(("filter", "NFQMIP6-HA-FWD"), [])
+            if "-j " not in rule and "-p ipv6" in rule
+        )
+        self.core.handle(
+            DataplaneCountersSampled(
+                encapsulations=encapsulated + self.counters["slow_path_tunnelled"],
+                decapsulations=max(0, arrived - rejected),
+            ),
+            self.ctx.clock() if self.ctx is not None else 0.0,
+        )
+        return rejected

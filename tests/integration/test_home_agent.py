@@ -404,8 +404,9 @@ def test_unknown_mh_type_gets_binding_error_2(agent: AgentHandle, mn: ScriptedMo
 
 
 def test_cn_ping_is_tunnelled_to_the_coa(
-    registered: ReceivedBA, away_testbed: Testbed, tmp_path: Path
+    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed, tmp_path: Path
 ) -> None:
+    encapsulated = agent.stats()["counters"]["NEncapsulations"]
     from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
     from scapy.utils import rdpcap
 
@@ -426,6 +427,8 @@ def test_cn_ping_is_tunnelled_to_the_coa(
     inner = tunnelled[0][IPv6].payload
     assert (inner.src, inner.dst) == (str(CN), str(HOA))
     assert 43 not in (frame[IPv6].nh for frame in tunnelled)  # encap.red: no SRH
+    # mipdiag -s: the kernel's encapsulations, read from the agent's counting rule.
+    assert agent.stats()["counters"]["NEncapsulations"] >= encapsulated + 2
 
 
 def test_reverse_tunnel_from_an_unregistered_source_is_dropped(
@@ -492,6 +495,7 @@ def test_iperf3_through_the_tunnel_never_reaches_nfqueue(
         queued_after = queued_total(ha)
     assert report["end"]["sum_received"]["bytes"] > 0
     assert queued_after == queued_before
+    assert agent.stats()["counters"]["NDecapsulations"] > 0  # the reverse tunnel was used
 
 
 # ------------------------------------------------------------------------------------------
