@@ -113,9 +113,16 @@ def ntp_timestamp(unix_time: float) -> int:
     return value & 0xFFFF_FFFF_FFFF_FFFF
 
 
+def ntp_ordinal(timestamp: int) -> int:
+    """A timestamp as an integer that orders across the 2036 wrap (RFC 4330 §3 convention:
+    a seconds field with its top bit clear is in era 1, 2036-2104; else era 0, 1968-2036)."""
+    value = timestamp & 0xFFFF_FFFF_FFFF_FFFF
+    return value + (1 << 64) if not value >> 63 else value
+
+
 def unix_time_from_ntp(timestamp: int) -> float:
-    """Inverse of :func:`ntp_timestamp` (era 0)."""
-    return timestamp / (1 << 32) - NTP_UNIX_OFFSET
+    """Inverse of :func:`ntp_timestamp` (era by :func:`ntp_ordinal`)."""
+    return ntp_ordinal(timestamp) / (1 << 32) - NTP_UNIX_OFFSET
 
 
 # ---------------------------------------------------------------------------------------------
@@ -533,7 +540,7 @@ class HomeAgentVerifier:
             self._context[home_address].timestamp = None
             return AuthRejection(BAStatus.MIPV6_ID_MISMATCH, "mesg-id-out-of-window", (ha_time,))
         last = self._last_timestamp.get(association.spi)
-        if last is not None and timestamp <= last:
+        if last is not None and ntp_ordinal(timestamp) <= ntp_ordinal(last):
             self._context[home_address].timestamp = None
             return AuthRejection(BAStatus.MIPV6_ID_MISMATCH, "mesg-id-replayed", (ha_time,))
         self._last_timestamp[association.spi] = timestamp
@@ -573,8 +580,9 @@ class HomeAgentVerifier:
     def restore_timestamps(self, values: Mapping[int, int]) -> None:
         for spi, timestamp in values.items():
             if spi in self.associations:
-                current = self._last_timestamp.get(spi, 0)
-                self._last_timestamp[spi] = max(current, int(timestamp))
+                current = self._last_timestamp.get(spi)
+                if current is None or ntp_ordinal(int(timestamp)) > ntp_ordinal(current):
+                    self._last_timestamp[spi] = int(timestamp)
 
 
 def _wall_clock() -> float:
@@ -646,7 +654,9 @@ class MobileNodeAuthenticator:
         if self.nai is not None:
             options.append(MobileNodeIdentifier(MNIdentifierSubtype.NAI, self.nai))
         if self.use_mesg_id:
-            timestamp = max(ntp_timestamp(self._clock() + self.clock_offset), self._last_sent + 1)
+            timestamp = ntp_timestamp(self._clock() + self.clock_offset)
+            if self._last_sent and ntp_ordinal(timestamp) <= ntp_ordinal(self._last_sent):
+                timestamp = (self._last_sent + 1) & 0xFFFF_FFFF_FFFF_FFFF
             self._last_sent = timestamp
             options.append(MessageIdentifier(timestamp))
         self._count("bu-signed")

@@ -76,6 +76,9 @@ def test_ntp_timestamp_round_trip_and_epoch() -> None:
     assert ntp_timestamp(0.0) >> 32 == 2_208_988_800
     assert ntp_timestamp(0.5) & 0xFFFFFFFF == 1 << 31
     assert abs(unix_time_from_ntp(ntp_timestamp(T0 + 0.25)) - (T0 + 0.25)) < 1e-6
+    after_2036 = 2_200_000_000.0  # 2039: NTP era 1, the 64-bit value wrapped
+    assert ntp_timestamp(after_2036) < ntp_timestamp(T0)
+    assert abs(unix_time_from_ntp(ntp_timestamp(after_2036)) - after_2036) < 1e-6
 
 
 def test_authenticator_is_rfc4285_formula() -> None:
@@ -370,3 +373,14 @@ def test_auth_failure_answers_are_rate_limited_into_silence() -> None:
     assert verifier.counters["auth-failure-ba-rate-limited"] == 2
     rejection = verifier.check_home_binding_update(home_bu(), wire(home_bu()), HOA, COA, 11.0)
     assert rejection is not None and rejection.status == 146
+
+
+def test_replay_order_survives_the_2036_wrap() -> None:
+    from nfq_mip6.security.auth import ntp_ordinal
+
+    before, after = ntp_timestamp(2_085_978_495.5), ntp_timestamp(2_085_978_496.5)  # 2036-02-07
+    assert after < before and ntp_ordinal(after) > ntp_ordinal(before)
+    verifier = HomeAgentVerifier([sa()], wall_clock=FakeWallClock(2_085_978_496.5))
+    verifier.restore_timestamps({SPI: before})
+    mn = MobileNodeAuthenticator(sa(), wall_clock=FakeWallClock(2_085_978_496.5))
+    assert check(verifier, mn.sign_binding_update(home_bu(), COA, HOA)) is None
