@@ -369,8 +369,9 @@ class NetlinkDataplane:
 
     def run_batch(self, lines: Sequence[str], *, ignore_missing: bool = False) -> int:
         """Run ``ip -6 -force -batch -`` over ``lines``; retry ENOMEM failures; return the
-        number of lines that still failed."""
+        number of lines that still failed (hard failures of every round included)."""
         pending = list(lines)
+        hard_total = 0
         for attempt in range(ENOMEM_RETRIES + 1):
             failed: list[tuple[str, str]] = []
             for start in range(0, len(pending), BATCH_CHUNK):
@@ -383,13 +384,14 @@ class NetlinkDataplane:
             for line, why in hard[:5]:
                 log.warning("ip -batch: %s: %s", line, why)
             self.counters.errors += len(hard)
+            hard_total += len(hard)
             if not retryable or attempt == ENOMEM_RETRIES:
                 self.counters.errors += len(retryable)
-                return len(hard) + len(retryable)
+                return hard_total + len(retryable)
             self.counters.enomem_retries += len(retryable)
             self._sleep(ENOMEM_RETRY_DELAY_S)
             pending = retryable
-        return 0
+        return hard_total
 
     def install_tunnels(self, bindings: Mapping[IPv6Address, IPv6Address]) -> int:
         if self.backend == "ip6tnl":

@@ -240,6 +240,13 @@ class HomeAgentRuntime:
         except StoreError as exc:
             log.error("state store unavailable; bindings will not survive a crash: %s", exc)
         self._restore_bindings(ctx.clock())
+        # RFC 6275 §10.5: DHAAD requests go to the home agents anycast address, which no
+        # interface holds; proxying it makes the home link's router deliver them to us
+        # (ha.rules queues them in the raw table).
+        try:
+            self.dataplane.add_proxy(home_agents_anycast(link.prefix))
+        except DataplaneError as exc:
+            log.warning("cannot proxy the home agents anycast address: %s", exc)
         if self._nd_factory is not None:
             self.nd = self._nd_factory(link)
         else:

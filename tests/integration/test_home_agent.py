@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,16 @@ from nfq_mip6.wire import (
     BindingError,
     BindingUpdate,
     BUFlags,
+    DhaadReply,
+    DhaadRequest,
     NonceIndices,
+    build_icmpv6_packet,
     build_ipv6_packet,
     build_mh,
     encapsulate,
     finalize_mh,
+    home_agents_anycast,
+    parse_icmpv6,
     parse_ipv6,
     parse_mh,
 )
@@ -396,6 +401,18 @@ def test_unknown_mh_type_gets_binding_error_2(agent: AgentHandle, mn: ScriptedMo
     message = parse_mh(parse_ipv6(replies[0]).upper_layer_bytes)
     assert isinstance(message, BindingError)
     assert message.status == BEStatus.UNRECOGNIZED_MH_TYPE
+
+
+def test_dhaad_request_to_the_anycast_address_is_answered(
+    agent: AgentHandle, mn: ScriptedMobileNode
+) -> None:
+    anycast = home_agents_anycast(IPv6Network(HOME_PREFIX))
+    request_packet = build_icmpv6_packet(DhaadRequest(0x4242), COA, anycast, hop_limit=64)
+    replies = mn.exchange(request_packet, sources=(HA,))
+    assert replies, "no DHAAD reply"
+    reply = parse_icmpv6(parse_ipv6(replies[0]).upper_layer_bytes)
+    assert isinstance(reply, DhaadReply)
+    assert (reply.identifier, reply.home_agents) == (0x4242, (HA,))
 
 
 # ------------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from nfq_mip6.wire import (
     BUFlags,
     build_ipv6_packet,
     build_mh,
+    home_agents_anycast,
     parse_ipv6,
     parse_mh,
 )
@@ -193,7 +194,8 @@ def test_registration_through_proxy_dad_installs_tunnel_and_answers_with_rh2(
     # De-registration removes the tunnel and the proxy.
     rt.on_queued_packet(bu(3, coa=COA2, lifetime=0), 104.0)
     assert answer(sent)[0].status == BAStatus.ACCEPTED
-    assert fake.tunnels() == {} and fake.proxies() == set()
+    assert fake.tunnels() == {} and HOA not in fake.proxies()
+    assert fake.proxies() == {home_agents_anycast(PREFIX)}  # DHAAD (§10.5) stays proxied
     stats = rt.handle_control({"cmd": "stats"})
     assert stats["ok"] and stats["backend"] == "fake" and stats["bindings"] == 0
     assert len(stats["counters"]) == 19
@@ -210,3 +212,83 @@ def test_malformed_and_slow_path_packets(
     assert rt.on_queued_packet(at_home, 100.0).kind == VerdictKind.ACCEPT
     assert sent == []
     assert rt.handle_control({"cmd": "nope"})["ok"] is False
+
+
+# -- NetlinkDataplane error paths (no kernel change: fake rtnetlink / syntax errors) ---------
+
+
+class ScriptedRtnl:
+    """Answers each transact() with the next list of errnos."""
+
+    def __init__(self, answers: list[list[int]]) -> None:
+        self.answers = answers
+        self.calls: list[int] = []
+
+    def transact(self, requests: list[Any]) -> list[int]:
+        self.calls.append(len(requests))
+        return self.answers.pop(0)
+
+    def close(self) -> None: ...
+
+
+def netlink_dataplane() -> Any:
+    from nfq_mip6.dataplane.netlink import NetlinkDataplane
+
+    return NetlinkDataplane("lo", HA, PREFIX, sleep=lambda s: None)
+
+
+def test_enomem_is_retried_and_other_errors_are_reported() -> None:
+    import errno
+
+    from nfq_mip6.dataplane import DataplaneError
+
+    dataplane = netlink_dataplane()
+    try:
+        # decap + encap in one batch; the encap hits ENOMEM once, then succeeds.
+        dataplane._rtnl = ScriptedRtnl([[0, errno.ENOMEM], [0]])
+        dataplane.install_tunnel(HOA, COA)
+        assert dataplane._rtnl.calls == [2, 1]
+        assert dataplane.counters.enomem_retries == 1
+        assert dataplane._coa_of == {HOA: COA}
+        # A CoA change: new decap, encap replace, old decap removed (ESRCH is fine).
+        dataplane._rtnl = ScriptedRtnl([[0, 0, errno.ESRCH]])
+        dataplane.install_tunnel(HOA, COA2)
+        assert dataplane._rtnl.calls == [3] and dataplane.counters.tunnel_replacements == 1
+        dataplane._rtnl = ScriptedRtnl([[errno.EINVAL, 0]])
+        with pytest.raises(DataplaneError, match="Invalid argument"):
+            dataplane.remove_tunnel(HOA)
+    finally:
+        dataplane._ipr.close()
+
+
+def test_batch_failures_map_to_their_lines() -> None:
+    from nfq_mip6.dataplane.netlink import _batch_failures
+
+    lines = ["route frobnicate one", "help-me-not", "route frobnicate two"]
+    failures = _batch_failures(lines)
+    assert [line for line, _why in failures] == lines
+
+
+def test_run_batch_retries_only_enomem(monkeypatch: pytest.MonkeyPatch) -> None:
+    import nfq_mip6.dataplane.netlink as netlink
+
+    rounds: list[list[str]] = []
+
+    def fake_batch(lines: list[str]) -> list[tuple[str, str]]:
+        rounds.append(list(lines))
+        if len(rounds) == 1:
+            return [
+                (lines[0], "RTNETLINK answers: Cannot allocate memory"),
+                (lines[1], "RTNETLINK answers: No such process"),
+                (lines[2], "Error: invalid argument"),
+            ]
+        return []
+
+    monkeypatch.setattr(netlink, "_batch_failures", fake_batch)
+    dataplane = netlink_dataplane()
+    try:
+        assert dataplane.run_batch(["a", "b", "c", "d"], ignore_missing=True) == 1
+        assert rounds == [["a", "b", "c", "d"], ["a"]]
+        assert dataplane.counters.enomem_retries == 1
+    finally:
+        dataplane._ipr.close()
