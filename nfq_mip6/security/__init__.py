@@ -1,7 +1,9 @@
 """Security and reliability: RFC 4285 MN-HA authentication, rate limits (RFC 6275 §9.3.3).
 
 Pure modules (no sockets, no clocks read implicitly: every time is an argument or an injected
-callable) so that the protocol core and the runtimes can both use them.
+callable) so that the protocol core and the runtimes can both use them. The runtime-facing
+bundle is :class:`nfq_mip6.security.guard.HomeAgentGuard` (not imported here: it refers to
+the configuration, which itself imports :mod:`nfq_mip6.security.auth`). See docs/security.md.
 """
 
 from nfq_mip6.security.auth import (
@@ -15,16 +17,23 @@ from nfq_mip6.security.auth import (
     KeySource,
     LocatedAuthentication,
     MobileNodeAuthenticator,
+    MobileNodeCredentials,
     SecurityAssociation,
+    care_of_address_of,
     compute_authenticator,
+    home_agent_verifier,
     load_key,
     locate_authentication_option,
+    mobile_node_authenticator,
+    ntp_ordinal,
     ntp_timestamp,
+    parse_mobile_node_entries,
+    parse_spi,
     sign_message,
     unix_time_from_ntp,
     verify_message,
 )
-from nfq_mip6.security.ratelimit import RateLimiter, TokenBucket
+from nfq_mip6.security.ratelimit import RateLimiter, RateLimits, TokenBucket
 
 __all__ = [
     "AUTHENTICATOR_LENGTH",
@@ -37,13 +46,21 @@ __all__ = [
     "KeySource",
     "LocatedAuthentication",
     "MobileNodeAuthenticator",
+    "MobileNodeCredentials",
     "RateLimiter",
+    "RateLimits",
     "SecurityAssociation",
     "TokenBucket",
+    "care_of_address_of",
     "compute_authenticator",
+    "home_agent_verifier",
     "load_key",
     "locate_authentication_option",
+    "mobile_node_authenticator",
+    "ntp_ordinal",
     "ntp_timestamp",
+    "parse_mobile_node_entries",
+    "parse_spi",
     "sign_message",
     "unix_time_from_ntp",
     "verify_message",
