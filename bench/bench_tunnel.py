@@ -84,7 +84,8 @@ def ha_dataplane() -> tuple[NetlinkDataplane, RuleSet]:
     rules = RuleSet.from_file(
         rules_path("ha.rules"),
         {"queue": 9, "bypass": " --queue-bypass", "ha_address": HA, "home_prefix": HOME,
-         "ha_anycast": "2001:db8:a::fdff:ffff:ffff:fffe", "mss": mss, "mss_above": mss + 1},
+         "ha_anycast": "2001:db8:a::fdff:ffff:ffff:fffe", "mss": mss, "mss_above": mss + 1,
+         "seg6_only": ""},
     )  # fmt: skip
     rules.load()
     return dataplane, rules

@@ -56,9 +56,11 @@ class RuleSet:
             if not stripped or stripped.startswith("#"):
                 continue
             try:
-                lines.append(stripped.format(**params))
+                rendered = stripped.format(**params)
             except KeyError as exc:
                 raise RulesError(f"rule template needs a value for {exc}") from None
+            if not rendered.startswith("#"):  # a placeholder may turn a rule off ("#")
+                lines.append(rendered)
         return "\n".join(lines) + "\n"
 
     def chains(self) -> list[tuple[str, str]]:

@@ -269,6 +269,7 @@ class HomeAgentRuntime:
                     "ha_anycast": home_agents_anycast(link.prefix),
                     "mss": mss,
                     "mss_above": mss + 1,
+                    "seg6_only": "" if self.dataplane.backend != "ip6tnl" else "#",
                 },
             )
             self.rules.load()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import string
 
 import pytest
 
@@ -16,13 +17,26 @@ HA_PARAMS = {
     "ha_anycast": "fec0:106:2700:0:fdff:ffff:ffff:fffe",
     "mss": 1400,
     "mss_above": 1401,
+    "seg6_only": "",
 }
 BUILTINS = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
 
 
+def params_for(name: str) -> dict[str, object]:
+    """HA_PARAMS plus a placeholder value for whatever else the file asks for."""
+    wanted = {
+        field
+        for line in rules_path(name).read_text().splitlines()
+        if not line.strip().startswith("#")
+        for _text, field, _spec, _conv in string.Formatter().parse(line)
+        if field
+    }
+    return {**{field: "fec0:106:2700::4" for field in wanted}, **HA_PARAMS}
+
+
 @pytest.mark.parametrize("name", ["ha.rules", "mn.rules", "cn.rules"])
 def test_every_rule_file_renders_and_touches_only_its_own_chains(name: str) -> None:
-    rules = RuleSet.from_file(rules_path(name), HA_PARAMS)
+    rules = RuleSet.from_file(rules_path(name), params_for(name))
     assert "{" not in rules.text and "#" not in rules.text
     owned = {chain for _table, chain in rules.chains()}
     assert owned and all(chain.startswith("NFQMIP6-") for chain in owned)
@@ -71,3 +85,9 @@ def test_a_missing_placeholder_is_a_clear_error() -> None:
 def test_unknown_rule_file() -> None:
     with pytest.raises(RulesError, match="not found"):
         rules_path("nope.rules")
+
+
+def test_the_ip6tnl_backend_drops_the_reverse_tunnel_source_check_rule() -> None:
+    rules = RuleSet.from_file(rules_path("ha.rules"), {**HA_PARAMS, "seg6_only": "#"})
+    assert "-p 41 -j DROP" not in rules.text
+    assert "-A NFQMIP6-HA-IN" not in rules.text and ":NFQMIP6-HA-IN" in rules.text
