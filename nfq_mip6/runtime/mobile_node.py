@@ -27,6 +27,7 @@ import contextlib
 import logging
 import socket
 from ipaddress import IPv6Address, IPv6Interface
+from pathlib import Path
 from typing import Any, Final
 
 from nfq_mip6.io.iptables import RuleSet, chain_counters, rules_path
@@ -38,13 +39,18 @@ from nfq_mip6.mobility.events import (
     DataplaneCountersSampled,
     HomeAddressAtHome,
     HomeAddressAway,
+    HomeAgentDiscovered,
     InstallReverseTunnel,
+    InstallRouteOptimization,
     MessageDiscarded,
     MobilePrefixAdvertisementReceived,
     MobilityMessageReceived,
     MovedToForeignLink,
     RemoveReverseTunnel,
+    RemoveRouteOptimization,
     ReturnedToHomeLink,
+    RouteOptimizationSwitched,
+    SendDhaadRequest,
     SendMobilePrefixSolicitation,
     SendMobilityMessage,
     SendNeighborAdvertisement,
@@ -63,6 +69,7 @@ from nfq_mip6.runtime.movement import (
     RouterAdvertisement,
     SolicitRouter,
 )
+from nfq_mip6.runtime.ro_datapath import MobileNodeRouteOptimization
 from nfq_mip6.security.auth import (
     BindingAckCheck,
     MobileNodeAuthenticator,
@@ -75,6 +82,8 @@ from nfq_mip6.wire import (
     BindingAck,
     BindingUpdate,
     BUFlags,
+    DhaadReply,
+    DhaadRequest,
     MalformedPacket,
     MobilePrefixAdvertisement,
     MobilePrefixSolicitation,
@@ -83,6 +92,7 @@ from nfq_mip6.wire import (
     build_icmpv6_packet,
     build_ipv6_packet,
     build_mh,
+    encapsulate,
     mh_type_of,
     parse_and_validate_mh,
     parse_icmpv6,
@@ -96,6 +106,7 @@ from nfq_mip6.wire.mh import IPPROTO_MH
 LOG = logging.getLogger("nfq_mip6.mn")
 
 ICMPV6_MOBILE_PREFIX_ADVERTISEMENT: Final = 147
+ICMPV6_DHAAD_REPLY: Final = 145
 DATAPLANE_ACTIONS: Final = (
     InstallReverseTunnel,
     RemoveReverseTunnel,
@@ -111,8 +122,17 @@ INTERFACE_SYSCTLS: Final = {
 }
 
 
-def _make_core(home_address: IPv6Interface, home_agent: IPv6Address, binding_lifetime: int) -> Any:
-    """The pure core (``nfq_mip6.mobility.mobile_node``) configured for this node."""
+def _make_core(
+    home_address: IPv6Interface,
+    home_agent: IPv6Address | None,
+    binding_lifetime: int,
+    route_optimization: bool = False,
+) -> Any:
+    """The pure core (``nfq_mip6.mobility.mobile_node``) configured for this node.
+
+    ``home_agent`` None: the core finds one with DHAAD (§11.4.1). ``route_optimization``:
+    MIPL's ``accept_return_routability`` (HOWTO FAQ 4), switchable at run time.
+    """
     from nfq_mip6.mobility.mobile_node import MobileNode, MobileNodeConfig
 
     config = MobileNodeConfig(
@@ -120,9 +140,7 @@ def _make_core(home_address: IPv6Interface, home_agent: IPv6Address, binding_lif
         home_prefix=home_address.network,
         home_agent=home_agent,
         home_registration_lifetime=binding_lifetime,
-        # The MN data plane has no route-optimization fast path yet: everything goes through
-        # the home agent (MIPL accept_return_routability = 0, HOWTO FAQ 4).
-        route_optimization=False,
+        route_optimization=route_optimization,
     )
     return MobileNode(config)
 
@@ -192,6 +210,7 @@ class MobileNodeRuntime:
         self.events: list[tuple[float, str]] = []  # (time, what) for handover measurements
         self._coa_dad_pending: set[IPv6Address] = set()
         self.authenticator: MobileNodeAuthenticator | None = None  # RFC 4285 (docs/security.md)
+        self.ro: MobileNodeRouteOptimization | None = None  # §11.3 data path (ro_datapath)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, ctx: RuntimeContext) -> None:
@@ -201,13 +220,16 @@ class MobileNodeRuntime:
         mn = ctx.config.mn
         if mn is None:
             raise ValueError("role mn needs the mobile node settings (HOMEADDRESS, HOMEAGENT)")
-        if mn.home_agent is None:
-            raise ValueError("home agent discovery (DHAAD) is not supported yet: set HOMEAGENT")
         self.home_address = mn.home_address
         self.home_agent = mn.home_agent
         self.interface = _pick_interface(ctx.config.interface, mn.home_address)
         self._set_sysctls()
-        self.core = _make_core(mn.home_address, mn.home_agent, mn.binding_lifetime)
+        self.core = _make_core(
+            mn.home_address, mn.home_agent, mn.binding_lifetime, ctx.config.route_optimization
+        )
+        self.ro = MobileNodeRouteOptimization(
+            mn.home_address.ip, mn.home_agent, ctx.queue_num, ctx.queue_bypass
+        )
         self.authenticator = mobile_node_authenticator(
             spi=mn.auth_spi,
             key_file=mn.auth_key_file,
@@ -218,7 +240,11 @@ class MobileNodeRuntime:
         self.dataplane = MobileNodeDataplane(self.interface, mn.home_address)
         self.rules = RuleSet.from_file(
             rules_path("mn.rules"),
-            {"queue": ctx.queue_num, "bypass": " --queue-bypass" if ctx.queue_bypass else ""},
+            {
+                "queue": ctx.queue_num,
+                "bypass": " --queue-bypass" if ctx.queue_bypass else "",
+                "home_address": mn.home_address.ip,
+            },
         )
         self.rules.load()
         self.detector = MovementDetector(mn.home_address, mn.home_agent)
@@ -259,6 +285,8 @@ class MobileNodeRuntime:
             self.ctx.remove_reader(self.monitor.netlink_fd)
             self.monitor.close()
             self.monitor = None
+        if self.ro is not None:
+            self.ro.clear()
         if self.rules is not None:
             self.rules.unload()
             self.rules = None
@@ -428,7 +456,9 @@ class MobileNodeRuntime:
 
     def _apply_one(self, action: Action, now: float) -> None:
         assert self.ctx is not None and self.home_address is not None
-        if isinstance(action, SendMobilityMessage):
+        if isinstance(action, SendMobilityMessage) and action.via_tunnel:
+            self._send_through_tunnel(action)
+        elif isinstance(action, SendMobilityMessage):
             pseudo_src = action.home_address or action.src
             pseudo_dst = action.routing_address or action.dst
             message = action.message
@@ -475,6 +505,23 @@ class MobileNodeRuntime:
             self._send_neighbor_advertisement(action.home_address)
         elif isinstance(action, SendRouterSolicitation):
             self._send_router_solicitation()
+        elif isinstance(action, InstallRouteOptimization):
+            if self.ro is not None and action.correspondent is not None:
+                self.ro.install(action.correspondent, action.care_of_address)
+                self._note(now, f"route optimization with {action.correspondent}")
+        elif isinstance(action, RemoveRouteOptimization):
+            if self.ro is not None:
+                if action.correspondent is None:
+                    self.ro.clear()
+                else:
+                    self.ro.remove(action.correspondent)
+        elif isinstance(action, SendDhaadRequest):
+            # §11.4.1: from the CoA to the home agents anycast address of the home prefix
+            packet = build_icmpv6_packet(
+                DhaadRequest(action.identifier), action.src, action.dst, hop_limit=64
+            )
+            self.ctx.send_packet(packet)
+            self._note(now, f"dhaad request id={action.identifier}")
         elif isinstance(action, SendMobilePrefixSolicitation):
             packet = build_icmpv6_packet(
                 MobilePrefixSolicitation(action.identifier),
@@ -492,6 +539,22 @@ class MobileNodeRuntime:
             LOG.debug("discarded: %s", action)
         else:
             LOG.debug("no MN handler for %s", type(action).__name__)
+
+    def _send_through_tunnel(self, action: SendMobilityMessage) -> None:
+        """§11.6.1: a HoTI leaves from the HoA through the MN–HA tunnel, built by hand (RFC
+        2473: outer source = the CoA, outer destination = the HA): a raw packet is routed
+        without its source, so the kernel's ``from HoA`` tunnel rule would not catch it."""
+        assert self.ctx is not None and self.detector is not None
+        care_of = self.detector.care_of_address
+        home_agent = getattr(self.core, "home_agent", None) or self.home_agent
+        if care_of is None or home_agent is None:
+            raise ValueError("no tunnel to the home agent to send through")
+        mh = build_mh(action.message, action.src, action.dst)
+        inner = build_ipv6_packet(action.src, action.dst, IPPROTO_MH, mh)
+        self.ctx.send_packet(encapsulate(inner, care_of, home_agent))
+        if self.ctx.metrics is not None:
+            with contextlib.suppress(Exception):
+                self.ctx.metrics.mh_sent(mh_type_of(action.message))
 
     def _send_neighbor_advertisement(self, home_address: IPv6Address) -> None:
         """§11.5.5: unsolicited NA (O = 1) for the HoA to all-nodes, from the HoA."""
@@ -530,6 +593,20 @@ class MobileNodeRuntime:
             body = packet.upper_layer_bytes
             if body[:1] == bytes((ICMPV6_MOBILE_PREFIX_ADVERTISEMENT,)):
                 return self._mobile_prefix_advertisement(packet, body, now)
+        if packet.upper_layer == IPPROTO_ICMPV6 and packet.upper_layer_bytes[:1] == bytes(
+            (ICMPV6_DHAAD_REPLY,)
+        ):
+            return self._dhaad_reply(packet, now)
+        away = self.detector is not None and self.detector.location == LinkLocation.FOREIGN
+        if self.ro is not None:
+            # §11.3: route-optimized data both ways, correspondent data (starts RR, §11.7.2)
+            # and Parameter Problems from correspondents (§11.3.5)
+            ro_verdict, ro_events = self.ro.handle_packet(payload, away=away)
+            for ro_event in ro_events:
+                if self.core is not None:
+                    self._apply(self.core.handle(ro_event, now), now)
+            if ro_verdict is not None:
+                return ro_verdict
         if packet.upper_layer != IPPROTO_MH:
             if packet.rh2_address is not None:
                 rewritten = strip_rh2_to_home_destination(payload)
@@ -560,18 +637,44 @@ class MobileNodeRuntime:
             if check is BindingAckCheck.RESYNC:  # 144/145: the BU retransmission fixes it
                 return Verdict.drop()
             protected = check is BindingAckCheck.ACCEPT
+        # A Mobility Header to the HoA without an RH2 while away can only have come through
+        # the HA tunnel (decapsulated by End.DT6, queued in INPUT): a HoT or a BRR (§11.6.2).
+        via_tunnel = (
+            away
+            and self.home_address is not None
+            and packet.dst == self.home_address.ip
+            and packet.rh2_address is None
+        )
         event = MobilityMessageReceived(
             message=verdict.message,
             src=packet.src,
             dst=packet.dst,
             home_address=packet.home_address,
             routing_address=packet.rh2_address,
+            via_tunnel=via_tunnel,
             mh_bytes=packet.upper_layer_bytes,
             ipsec_protected=protected,
         )
         if self.core is not None:
             self._apply(self.core.handle(event, now), now)
         return Verdict.drop()  # consumed: the kernel would only answer Parameter Problem
+
+    def _dhaad_reply(self, packet: Any, now: float) -> Verdict:
+        """§11.4.1: a DHAAD Reply (type 145) to our CoA goes to the core; consumed."""
+        body = packet.upper_layer_bytes
+        if not verify_icmpv6_checksum(body, packet.src, packet.dst):
+            self._count_malformed()
+            return Verdict.drop()
+        try:
+            message = parse_icmpv6(body)
+        except MalformedPacket:
+            self._count_malformed()
+            return Verdict.drop()
+        if isinstance(message, DhaadReply) and self.core is not None:
+            self._note(now, f"dhaad reply id={message.identifier}")
+            event = HomeAgentDiscovered(message.identifier, packet.src, message.home_agents)
+            self._apply(self.core.handle(event, now), now)
+        return Verdict.drop()
 
     def _count_malformed(self) -> None:
         self.counters["malformed"] += 1
@@ -632,6 +735,36 @@ class MobileNodeRuntime:
         )
         self.core.handle(DataplaneCountersSampled(encapsulations, decapsulations), now)
 
+    def _route_optimization(self) -> bool:
+        return bool(getattr(self.core, "route_optimization", False))
+
+    def set_route_optimization(self, enabled: bool, now: float) -> bool:
+        """``nfq-mip6 ro on|off``: off drops every correspondent binding and its rule, so the
+        traffic is back in the HA tunnel at once (docs/route-optimization.md)."""
+        if self.core is not None:
+            if enabled != self._route_optimization():
+                LOG.info("route optimization switched %s", "on" if enabled else "off")
+            self._apply(self.core.handle(RouteOptimizationSwitched(enabled), now), now)
+        return self._route_optimization()
+
+    def _reload(self, now: float) -> dict[str, Any]:
+        """SIGHUP: ``route_optimization`` (legacy ``accept_return_routability``) is applied
+        without a restart; the other settings need one."""
+        if self.ctx is None:
+            return {"ok": False, "error": "mobile node not started"}
+        from nfq_mip6.config import ConfigError, load_config
+
+        try:
+            new = load_config(Path(self.ctx.config.source))
+        except (ConfigError, OSError, ValueError) as exc:
+            LOG.error("reload failed: %s", exc)
+            return {"ok": False, "error": str(exc)}
+        reloaded: list[str] = []
+        if new.route_optimization != self._route_optimization():
+            self.set_route_optimization(new.route_optimization, now)
+            reloaded.append(f"route_optimization: {'on' if new.route_optimization else 'off'}")
+        return {"ok": True, "reloaded": reloaded}
+
     def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
         now = self.ctx.clock() if self.ctx is not None else 0.0
         cmd = request.get("cmd")
@@ -649,7 +782,7 @@ class MobileNodeRuntime:
                 "ok": True,
                 "role": "mn",
                 "counters": self._mipl_counters(),
-                "route_optimization": False,
+                "route_optimization": self._route_optimization(),
                 "backend": "seg6",
                 "bindings": len(self._bul_rows(now)),
                 "nfqueue": {
@@ -674,10 +807,13 @@ class MobileNodeRuntime:
             return {"ok": True, "bindings": []}
         if cmd == "ro":
             if "set" in request:
-                return {"ok": False, "error": "route optimization is not implemented on the MN"}
-            return {"ok": True, "route_optimization": False}
+                value = request["set"]
+                if not isinstance(value, bool):
+                    return {"ok": False, "error": "ro set wants true or false"}
+                self.set_route_optimization(value, now)
+            return {"ok": True, "route_optimization": self._route_optimization()}
         if cmd == "reload":
-            return {"ok": True, "reloaded": []}
+            return self._reload(now)
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 
