@@ -170,3 +170,27 @@ def test_howto_journey_home_visitnet_visitnet2_home(testbed_home: Testbed, tmp_p
     report.append(f"ping stream: {result.summary()}")
     report.append(f"MN mipdiag -s: {' '.join(tunnel_counters.split())}")
     print("\nHOWTO §5 journey:\n  " + "\n  ".join(report))
+
+
+def test_home_agent_found_by_dhaad(testbed_home: Testbed, tmp_path: Path) -> None:
+    """RFC 6275 §11.4.1: without HOMEAGENT the MN asks the home agents anycast address of its
+    home prefix from the visited link, then registers with the HA that answered."""
+    bed = testbed_home
+    mn, ha, cn = bed.node("mn"), bed.node("ha"), bed.node("cn")
+    config = tmp_path / "mn-dhaad.toml"
+    config.write_text(
+        'role = "mn"\ninterface = "eth0"\n[mn]\nhome_address = "fec0:106:2700::4/64"\n'
+    )
+    ha_socket, mn_socket = tmp_path / "ha.sock", tmp_path / "mn.sock"
+    with running_agent(ha, HA_CONFIG, ha_socket), running_agent(mn, config, mn_socket):
+        bed.move("visitnet")
+        coa = care_of_address("visitnet")
+        done = wait_until(functools.partial(cache_shows, ha_socket, coa), 15.0)
+        assert done, mipdiag("-c", ha_socket)
+        events = [
+            what for _t, what in request(mn_socket, {"cmd": "stats"})["mobile_node"]["events"]
+        ]
+        assert any(what.startswith("dhaad request") for what in events), events
+        assert any(what.startswith("dhaad reply") for what in events), events
+        assert f"Recipient CN: {HA_ADDRESS}" in mipdiag("-l", mn_socket)
+        assert wait_until(lambda: reachable(cn), 10.0)
