@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 
 from nfq_mip6.config import load_config
-from nfq_mip6.mobility.events import MovedToForeignLink, ReturnedToHomeLink
+from nfq_mip6.mobility.events import (
+    InstallRouteOptimization,
+    MovedToForeignLink,
+    RemoveRouteOptimization,
+    ReturnedToHomeLink,
+    SendMobilityMessage,
+)
 from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 from nfq_mip6.runtime.base import RuntimeContext, VerdictKind
 from nfq_mip6.runtime.mobile_node import MobileNodeRuntime, _make_core, bul_entries
@@ -26,12 +32,14 @@ from nfq_mip6.runtime.movement import (
     RouterAdvertisement,
 )
 from nfq_mip6.runtime.movement import PrefixInformation as PrefixInfo
+from nfq_mip6.runtime.ro_datapath import MobileNodeRouteOptimization
 from nfq_mip6.wire import (
     AlternateCareofAddress,
     BAFlags,
     BindingAck,
     BindingUpdate,
     BUFlags,
+    HomeTestInit,
     MobilePrefixAdvertisement,
     MobilePrefixSolicitation,
     PrefixInformation,
@@ -277,3 +285,34 @@ def test_binding_ack_status_1_sends_a_mobile_prefix_solicitation(
     assert body[0] == 146
     assert verify_icmpv6_checksum(body, HOA.ip, HA)
     assert isinstance(parse_icmpv6(body), MobilePrefixSolicitation)
+
+
+def test_hoti_goes_through_the_tunnel_and_ro_actions_drive_the_helper(
+    runtime_and_log: tuple[MobileNodeRuntime, list[str]],
+) -> None:
+    runtime, log = runtime_and_log
+    rules: list[list[str]] = []
+
+    def run(args: list[str]) -> int:
+        rules.append(args)
+        return 0
+
+    runtime.ro = MobileNodeRouteOptimization(HOA.ip, HA, 0, False, run=run)
+    visited = PrefixInfo(IPv6Network("fec0:106:1100::/64"), True, True, None, 86400, 14400)
+    runtime._observe(RouterAdvertisement(AR, 64, 0, 1800, (visited,)), 100.0)
+    runtime._observe(AddressObservation(IPv6Interface(f"{COA}/64"), True, 86400.0), 100.0)
+    log.clear()
+    hoti = HomeTestInit(b"\x01" * 8)
+    runtime._apply([SendMobilityMessage(hoti, src=HOA.ip, dst=CN, via_tunnel=True)], 100.1)
+    (packet,) = sent_packets(log)
+    outer = parse_ipv6(packet)
+    assert (outer.src, outer.dst, outer.upper_layer) == (COA, HA, 41)  # RFC 2473, §11.6.1
+    inner = packet[40:]
+    verdict = parse_and_validate_mh(inner)
+    assert isinstance(verdict, Accepted) and verdict.message == hoti
+    assert (parse_ipv6(inner).src, parse_ipv6(inner).dst) == (HOA.ip, CN)
+    runtime._apply([InstallRouteOptimization(HOA.ip, COA, CN)], 100.2)
+    assert runtime.ro.bindings == {CN.packed: COA.packed}
+    assert rules[-1][:4] == ["-t", "mangle", "-A", "NFQMIP6-MN-RO"]
+    runtime._apply([RemoveRouteOptimization(HOA.ip, CN)], 100.3)
+    assert runtime.ro.bindings == {} and rules[-1][2] == "-D"
