@@ -17,6 +17,16 @@ Theory of operation:
 * Kernel constraints the core does not know about are handled here, each explained where
   it is: the order of the HoA move and the BU, decapsulation prepared ahead of the BA, and
   the HoA back on the interface right after the de-registration BU.
+* Route optimization (§11.3, §11.6; docs/route-optimization.md): the
+  :class:`~nfq_mip6.runtime.ro_datapath.MobileNodeRouteOptimization` helper sees every queued
+  packet first (HAO/RH2 rewrites, correspondent data sampled in mangle INPUT to start return
+  routability, Parameter Problems); HoTIs leave through the MN–HA tunnel, encapsulated here.
+  ``ro on|off`` and SIGHUP (``route_optimization`` / ``accept_return_routability``) switch it.
+* Without a configured home agent the core runs DHAAD (§11.4.1); requests and replies
+  (ICMPv6 144/145) are built and parsed here.
+* ``stop()`` removes the rules, the tunnels and policy rules, puts the HoA back on the
+  interface and the ``local`` rule back at pref 0; a run that crashed away from home leaves
+  state that the next run adopts and removes when it finds the home link.
 * BUs are whole IPv6 packets built with :mod:`nfq_mip6.wire` (source = the CoA, HAO = the
   HoA, Alternate CoA option) sent through ``ctx.send_packet`` (IPV6_HDRINCL).
 """
