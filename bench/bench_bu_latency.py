@@ -85,15 +85,16 @@ def build_topology(mns: list[tuple[IPv6Address, IPv6Address, IPv6Address]]) -> N
     sh("ip", "netns", "exec", NS_H, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
 
 
-def start_agent(tmp: Path, max_bindings: int) -> subprocess.Popen[bytes]:
+def start_agent(tmp: Path, max_bindings: int, pin: bool) -> subprocess.Popen[bytes]:
     config = tmp / "ha.toml"
     config.write_text(
         f'role = "ha"\ninterface = "hh0"\nlog_level = "warning"\nqueue_num = 3\n'
         f'control_socket = "{tmp / "ha.sock"}"\nmetrics_listen = ""\nstate_dir = "{tmp}"\n'
         f"[ha]\nmax_binding_lifetime = 1000\nmax_tunnel_nr = {max_bindings}\n"
     )
+    taskset = ["taskset", "-c", "1"] if pin else []
     proc = subprocess.Popen(
-        ["ip", "netns", "exec", NS_H, sys.executable, "-m", "nfq_mip6", "run",
+        [*taskset, "ip", "netns", "exec", NS_H, sys.executable, "-m", "nfq_mip6", "run",
          "--config", str(config)],
         cwd=REPO,
     )  # fmt: skip
@@ -191,6 +192,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--mobile-nodes", type=int, default=200)
     parser.add_argument("--state-dir", default=None, help="parent of the agent state dir")
+    parser.add_argument(
+        "--pin", action="store_true", help="agent on CPU 1, this sender on CPU 0 (2+ CPUs)"
+    )
     args = parser.parse_args()
     count = int(args.rate * args.seconds)
     mns = mobile_nodes(args.mobile_nodes)
@@ -199,7 +203,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory(dir=args.state_dir) as tmpdir:
         try:
             build_topology(mns)
-            agent = start_agent(Path(tmpdir), len(mns))
+            agent = start_agent(Path(tmpdir), len(mns), args.pin)
+            if args.pin:
+                os.sched_setaffinity(0, {0})
             from pyroute2 import netns
 
             netns.setns(NS_M)
@@ -235,6 +241,7 @@ def main() -> int:
         "rate_per_s": args.rate,
         "sent_per_phase": count,
         "mobile_nodes": len(mns),
+        "pinned": args.pin,
         "first_registrations": percentiles(first),
         "baseline_icmpv6_echo": percentiles(baseline),
         "bu_ba_refresh": percentiles(refresh),

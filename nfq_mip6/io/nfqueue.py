@@ -8,8 +8,11 @@ exception from the handler is logged and the packet dropped (never left unverdic
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import socket
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +46,9 @@ class QueueAdapter:
         self._nfq: Any = NetfilterQueue()
         self._nfq.bind(queue_num, self._on_packet, max_len=4096)
         self._fd: int = self._nfq.get_fd()
+        # NFQ_MIP6_TRACE=FILE: record (queue wait, handler time) per packet, written at close.
+        self._trace_path = os.environ.get("NFQ_MIP6_TRACE")
+        self._trace: list[tuple[float, float]] = []
         try:  # a burst of BUs must not overflow the default small receive buffer
             sock = socket.socket(fileno=socket.dup(self._fd))
             try:
@@ -63,6 +69,7 @@ class QueueAdapter:
             log.warning("NFQUEUE receive failed: %s", exc)
 
     def _on_packet(self, packet: Any) -> None:
+        started = time.perf_counter()
         try:
             verdict = self._handler(packet.get_payload(), self._clock())
         except Exception:  # a bug in the runtime must not leave the packet queued forever
@@ -79,8 +86,15 @@ class QueueAdapter:
         else:
             packet.drop()
             self.stats["dropped"] += 1
+        if self._trace_path is not None:
+            queued = packet.get_timestamp()  # kernel time the packet was queued (0 if unknown)
+            wait = time.time() - queued if queued else -1.0
+            self._trace.append((wait, time.perf_counter() - started))
 
     def close(self) -> None:
+        if self._trace_path is not None:
+            with open(self._trace_path, "w") as out:
+                json.dump(self._trace, out)
         try:
             self._nfq.unbind()
         except OSError as exc:
