@@ -689,6 +689,8 @@ class HomeAgentRuntime:
             extra.update(self.guard.counters())
         if self.persistence is not None:
             extra["store_errors"] = self.persistence.errors
+        if self.nd is not None and isinstance(getattr(self.nd, "stats", None), dict):
+            extra.update({f"nd_{key}": value for key, value in self.nd.stats.items()})
         extra["reverse_tunnel_rejected"] = rejected
         return {
             "ok": True,

@@ -550,3 +550,35 @@ def test_deregistration_removes_tunnel_and_proxy(
     assert tunnel_routes(ha) == []
     assert str(HOA) not in ha.run(["ip", "-6", "neigh", "show", "proxy"]).stdout
     assert agent.control("cache")["bindings"] == []
+
+
+def test_first_registration_runs_proxy_dad_then_announces_the_home_address(
+    agent: AgentHandle, away_testbed: Testbed, mn: ScriptedMobileNode, tmp_path: Path
+) -> None:
+    """§10.3.1 proxy DAD (NS from :: to the solicited-node group), then §10.4.1: an
+    unsolicited NA for the HoA to all-nodes with O = 1, R = S = 0 and the HA's MAC."""
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptDstLLAddr, IPv6
+    from scapy.utils import rdpcap
+
+    if agent.control("cache")["bindings"]:
+        binding_ack(mn.exchange(home_bu(50, lifetime_units=0)))  # start from no binding
+    ha_mac = away_testbed.node("ha").run(["cat", "/sys/class/net/eth0/address"]).stdout.strip()
+    with away_testbed.capture("homenet", tmp_path / "homenet.pcap") as pcap:
+        answer = binding_ack(mn.exchange(home_bu(51), wait=5.0))
+    assert answer.ba.status == BAStatus.ACCEPTED
+    frames = rdpcap(str(pcap))
+    dad = [
+        f
+        for f in frames
+        if ICMPv6ND_NS in f and f[IPv6].src == "::" and f[ICMPv6ND_NS].tgt == str(HOA)
+    ]
+    assert dad and dad[0][IPv6].dst == "ff02::1:ff00:4", "no proxy DAD probe"
+    announced = [f for f in frames if ICMPv6ND_NA in f and f[ICMPv6ND_NA].tgt == str(HOA)]
+    assert announced, "no unsolicited NA for the home address"
+    na = announced[0]
+    assert na[IPv6].dst == "ff02::1" and na[IPv6].hlim == 255
+    assert (na[ICMPv6ND_NA].R, na[ICMPv6ND_NA].S, na[ICMPv6ND_NA].O) == (0, 0, 1)
+    assert na[ICMPv6NDOptDstLLAddr].lladdr == ha_mac
+    assert frames.index(dad[0]) < frames.index(na)
+    extra = agent.stats()["home_agent"]
+    assert extra["nd_dad_ns_sent"] >= 1 and extra["nd_na_sent"] >= 1
