@@ -10,8 +10,8 @@
 
 Packets are sent whole through an ``IPV6_HDRINCL`` socket bound to the home interface (the
 source ``::`` cannot be chosen otherwise) and received on a raw ICMPv6 socket filtered to
-NS/NA. Nothing blocks: the agent loop calls :meth:`HomeLinkND.on_readable` and
-:meth:`HomeLinkND.poll`.
+NS/NA/RA (RAs are handed to ``on_router_advertisement``). Nothing blocks: the agent loop
+calls :meth:`HomeLinkND.on_readable` and :meth:`HomeLinkND.poll`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from pathlib import Path
@@ -32,6 +33,7 @@ from nfq_mip6.wire import (
     NAFlags,
     NeighborAdvertisement,
     NeighborSolicitation,
+    RouterAdvertisement,
     build_icmpv6_packet,
     parse_icmpv6,
     solicited_node_address,
@@ -42,6 +44,7 @@ __all__ = ["DadResult", "HomeLinkND"]
 log = logging.getLogger(__name__)
 
 ICMP6_FILTER: Final = 1  # IPPROTO_ICMPV6 level
+ND_ROUTER_ADVERT: Final = 134
 ND_NEIGHBOR_SOLICIT: Final = 135
 ND_NEIGHBOR_ADVERT: Final = 136
 UNSPECIFIED: Final = IPv6Address("::")
@@ -97,7 +100,7 @@ class HomeLinkND:
         self._rx.setsockopt(
             socket.IPPROTO_ICMPV6,
             ICMP6_FILTER,
-            _icmp6_filter(ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT),
+            _icmp6_filter(ND_ROUTER_ADVERT, ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT),
         )
         self._rx.setsockopt(socket.SOL_SOCKET, SO_BINDTODEVICE, interface.encode())
         self._rx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
@@ -112,6 +115,10 @@ class HomeLinkND:
         self._dad: dict[IPv6Address, _DadRun] = {}
         self._joined: dict[IPv6Address, int] = {}
         self._announce = _Announcements()
+        # Called with (source, RouterAdvertisement) for every RA seen on the home link,
+        # the HA's own (radvd's, looped back) included (§10.5.1 Home Agents List, §10.6.1).
+        self.on_router_advertisement: Callable[[IPv6Address, RouterAdvertisement], None] | None
+        self.on_router_advertisement = None
 
     def fileno(self) -> int:
         return self._rx.fileno()
@@ -190,11 +197,15 @@ class HomeLinkND:
             self._on_message(data, IPv6Address(addr[0].split("%")[0]))
 
     def _on_message(self, data: bytes, source: IPv6Address) -> None:
-        if not self._dad:
+        if not self._dad and (data[:1] != b"\x86" or self.on_router_advertisement is None):
             return
         try:
             message = parse_icmpv6(data)
         except MalformedPacket:
+            return
+        if isinstance(message, RouterAdvertisement):
+            if self.on_router_advertisement is not None:
+                self.on_router_advertisement(source, message)
             return
         if isinstance(message, NeighborAdvertisement):
             target = message.target

@@ -43,6 +43,7 @@ from nfq_mip6.mobility.events import (
     BindingRejected,
     DataplaneCountersSampled,
     DhaadRequestReceived,
+    HomePrefixAdvertised,
     InputEvent,
     InstallHomeTunnel,
     MessageDiscarded,
@@ -50,6 +51,7 @@ from nfq_mip6.mobility.events import (
     MobilityMessageReceived,
     ProxyDadCompleted,
     RemoveHomeTunnel,
+    RouterAdvertisementReceived,
     SendDhaadReply,
     SendMobilePrefixAdvertisement,
     SendMobilityMessage,
@@ -78,6 +80,7 @@ from nfq_mip6.wire import (
     ParameterProblemMessage,
     ParsedPacket,
     PrefixInformation,
+    RouterAdvertisement,
     SilentDiscard,
     build_icmpv6_packet,
     build_ipv6_packet,
@@ -100,6 +103,7 @@ ICMPV6_PARAMETER_PROBLEM: Final = 4
 MIN_MTU: Final = 1280
 STATE_FILE: Final = "ha-bindings.json"
 TUNNEL_OVERHEAD: Final = 40  # one IPv6 header (encap.red, no SRH)
+INFINITE: Final = 0xFFFFFFFF  # RFC 4861 infinite prefix lifetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +158,19 @@ def resolve_home_link(
     raise DataplaneError(f"no global IPv6 address on {where}: cannot derive the home link")
 
 
+def _link_local_addresses(interface: str) -> frozenset[IPv6Address]:
+    try:
+        links = _ip_json("-6", "addr", "show", "dev", interface, "scope", "link")
+    except DataplaneError:
+        return frozenset()
+    return frozenset(
+        IPv6Address(info["local"])
+        for link in links
+        for info in link.get("addr_info", [])
+        if info.get("family") == "inet6"
+    )
+
+
 class HomeAgentRuntime:
     """:class:`~nfq_mip6.runtime.base.RoleRuntime` for ``role = "ha"``.
 
@@ -193,6 +210,7 @@ class HomeAgentRuntime:
             "dataplane_errors": 0,
         }
         self._bu_started: float | None = None
+        self._own_link_locals: frozenset[IPv6Address] = frozenset()
         self._state_path: Path | None = None
         # RFC 4285 verifier + rate limits, SQLite store (nfq_mip6.security, nfq_mip6.store).
         self.guard: HomeAgentGuard | None = None
@@ -255,6 +273,9 @@ class HomeAgentRuntime:
             self.nd = HomeLinkND(link.interface)
         if self.nd is not None:
             ctx.add_reader(self.nd.fileno(), self.nd.on_readable)
+            if hasattr(self.nd, "on_router_advertisement"):
+                self.nd.on_router_advertisement = self._on_router_advertisement
+                self._own_link_locals = _link_local_addresses(link.interface)
         if self._load_rules:
             from nfq_mip6.io.iptables import RuleSet, rules_path
 
@@ -617,6 +638,40 @@ class HomeAgentRuntime:
             log.info("binding for %s %s", event.home_address, type(event).__name__[7:].lower())
         else:
             log.debug("%r", event)
+
+    def _on_router_advertisement(self, source: IPv6Address, ra: RouterAdvertisement) -> None:
+        """Our own RA (radvd, looped back) gives the home prefix lifetimes (§10.3.1 caps,
+        §10.6.1); another router's RA with the H bit maintains the Home Agents List (§10.5.1,
+        for DHAAD replies)."""
+        if self.ctx is None or self.link is None:
+            return
+        now = self.ctx.clock()
+        if source in self._own_link_locals:
+            for info in ra.prefixes:
+                if info.network == self.link.prefix:  # R = 1 (router address) included
+                    self._feed(
+                        HomePrefixAdvertised(
+                            self.link.prefix,
+                            None if info.valid_lifetime == INFINITE else info.valid_lifetime,
+                            None
+                            if info.preferred_lifetime == INFINITE
+                            else info.preferred_lifetime,
+                        ),
+                        now,
+                    )
+            return
+        info_option = ra.home_agent_information
+        self._feed(
+            RouterAdvertisementReceived(
+                source=source,
+                home_agent_flag=ra.home_agent,
+                router_lifetime=ra.router_lifetime,
+                ha_preference=info_option.preference if info_option else None,
+                ha_lifetime=info_option.lifetime if info_option else None,
+                global_addresses=tuple(p.prefix for p in ra.prefixes if p.router_address),
+            ),
+            now,
+        )
 
     # ------------------------------------------------------------------------------------
     # Timers

@@ -292,3 +292,52 @@ def test_run_batch_retries_only_enomem(monkeypatch: pytest.MonkeyPatch) -> None:
         assert dataplane.counters.enomem_retries == 1
     finally:
         dataplane._ipr.close()
+
+
+def test_router_advertisements_feed_prefix_lifetimes_and_the_home_agents_list(
+    runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
+) -> None:
+    from nfq_mip6.wire import (
+        DhaadReply,
+        DhaadRequest,
+        HomeAgentInformation,
+        PrefixInformation,
+        RAFlags,
+        RouterAdvertisement,
+        build_icmpv6_packet,
+        parse_icmpv6,
+    )
+
+    rt, _fake, sent = runtime
+    own, other = IPv6Address("fe80::2"), IPv6Address("fe80::9")
+    other_ha = IPv6Address("fec0:106:2700::9")
+    rt._own_link_locals = frozenset({own})
+    # Our radvd: the home prefix is valid 100 s, preferred 50 s → lifetime ≤ 100, status 1.
+    rt._on_router_advertisement(
+        own,
+        RouterAdvertisement(
+            flags=RAFlags.HOME_AGENT,
+            prefixes=(PrefixInformation(HA, 64, router_address=True, valid_lifetime=100,
+                                        preferred_lifetime=50),),
+        ),
+    )  # fmt: skip
+    rt.on_queued_packet(bu(1), 100.0)
+    rt.on_timer(101.0)  # proxy DAD done
+    ba, _dst, _rh2 = answer(sent)
+    assert ba.status == BAStatus.ACCEPTED_PREFIX_DISCOVERY_NECESSARY
+    assert ba.lifetime_seconds <= 100
+    # Another home agent on the link (H bit, preference 30 > ours 0): listed first in DHAAD.
+    rt._on_router_advertisement(
+        other,
+        RouterAdvertisement(
+            flags=RAFlags.HOME_AGENT,
+            router_lifetime=1800,
+            prefixes=(PrefixInformation(other_ha, 64, router_address=True),),
+            home_agent_information=HomeAgentInformation(30, 1800),
+        ),
+    )
+    anycast = home_agents_anycast(PREFIX)
+    rt.on_queued_packet(build_icmpv6_packet(DhaadRequest(7), COA, anycast, hop_limit=64), 102.0)
+    reply = parse_icmpv6(parse_ipv6(sent[-1]).upper_layer_bytes)
+    assert isinstance(reply, DhaadReply)
+    assert reply.home_agents == (other_ha, HA)
