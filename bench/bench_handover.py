@@ -288,6 +288,10 @@ def run(moves: int, rate: float, dwell: float) -> dict[str, Any]:
             _stop_helper(probe)
             _stop_helper(listen)
             events = _events(mn_control)
+            agent_queues = {
+                "ha": request(ha_control, {"cmd": "stats"}).get("nfqueue"),
+                "mn": request(mn_control, {"cmd": "stats"}).get("nfqueue"),
+            }
         probe_data = json.loads(prober_out.read_text())
         arrivals = {int(k): v for k, v in json.loads(listener_out.read_text())["arrivals"].items()}
         sent = {int(k): v for k, v in probe_data["sent"].items()}
@@ -376,6 +380,7 @@ def run(moves: int, rate: float, dwell: float) -> dict[str, Any]:
             "steady_state_rtt_ms": _summary(steady)["median"],
             "kernel_only_move_ms": _summary(kernel_only)["median"],
         },
+        "nfqueue_verdicts": agent_queues,
         "targets": TARGETS,
         "meets_targets": {
             "median": latency_summary["median"] is not None

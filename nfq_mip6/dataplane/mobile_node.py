@@ -482,6 +482,12 @@ class MobileNodeDataplane:
 
     # ---------------------------------------------------------------- visited-link state
 
+    def carrier_state(self) -> tuple[bool, int | None]:
+        """(carrier, IFLA_CARRIER_CHANGES) of the interface now."""
+        (link,) = self._ipr.get_links(self.ifindex)
+        changes = link.get_attr("IFLA_CARRIER_CHANGES")
+        return bool(link.get_attr("IFLA_CARRIER")), int(changes) if changes is not None else None
+
     def interface_addresses(self) -> list[InterfaceAddress]:
         """Global (non-link-local) IPv6 addresses on the interface."""
         result: list[InterfaceAddress] = []

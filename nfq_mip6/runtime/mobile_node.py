@@ -265,6 +265,8 @@ class MobileNodeRuntime:
         ctx.add_reader(self.monitor.ra_fd, self._on_ra_readable)
         ctx.add_reader(self.monitor.netlink_fd, self._on_netlink_readable)
         now = ctx.clock()
+        carrier, carrier_changes = self.dataplane.carrier_state()
+        self.detector.on_carrier(carrier, carrier_changes)
         for entry in self.dataplane.interface_addresses():
             self._decide(
                 self.detector.on_address(
@@ -329,8 +331,24 @@ class MobileNodeRuntime:
     def _on_netlink_readable(self) -> None:
         assert self.monitor is not None and self.ctx is not None
         now = self.ctx.clock()
+        lost = self.monitor.lost_events
         for observation in self.monitor.read_netlink():
             self._observe(observation, now)
+        if self.monitor.lost_events != lost:
+            self._resync_addresses(now)  # the socket overflowed: read the state instead
+
+    def _resync_addresses(self, now: float) -> None:
+        """Feed the interface's current addresses to the detector (idempotent)."""
+        if self.detector is None or self.dataplane is None:
+            return
+        try:
+            entries = self.dataplane.interface_addresses()
+        except Exception as exc:
+            LOG.debug("reading the interface addresses failed: %s", exc)
+            return
+        for entry in entries:
+            observation = AddressObservation(entry.interface, entry.usable, entry.valid_lifetime)
+            self._decide(self.detector.on_address(observation), now)
 
     def _observe(
         self,
@@ -340,6 +358,12 @@ class MobileNodeRuntime:
         assert self.detector is not None
         if isinstance(observation, RouterAdvertisement):
             decisions = self.detector.on_router_advertisement(observation)
+            if self.detector.waiting_for_address:
+                # The kernel autoconfigures the CoA while it processes the RA, before this
+                # process reads it: take the address now rather than wait for its event.
+                self._decide(decisions, now)
+                self._resync_addresses(now)
+                return
         elif isinstance(observation, AddressObservation):
             if (
                 not observation.tentative
@@ -353,7 +377,14 @@ class MobileNodeRuntime:
         elif isinstance(observation, LinkObservation):
             if observation.carrier != self.detector.carrier:
                 self._note(now, f"carrier {'up' if observation.carrier else 'down'}")
-            decisions = self.detector.on_carrier(observation.carrier)
+            elif (
+                observation.carrier
+                and observation.carrier_changes is not None
+                and self.detector.carrier_changes is not None
+                and observation.carrier_changes > self.detector.carrier_changes
+            ):
+                self._note(now, "carrier up (flap seen as one event)")
+            decisions = self.detector.on_carrier(observation.carrier, observation.carrier_changes)
         else:
             decisions = self.detector.on_address_removed(observation)
         self._decide(decisions, now)
@@ -388,6 +419,11 @@ class MobileNodeRuntime:
                 first: list[Action] = [a for a in actions if isinstance(a, HomeAddressAway)]
                 rest = [a for a in actions if a not in first and a not in sends]
                 self._apply(first + sends, now)
+                if isinstance(decision, MovedToForeignLink):
+                    try:
+                        self._send_neighbor_advertisement(decision.care_of_address, override=False)
+                    except OSError as exc:
+                        LOG.debug("NA for the CoA not sent: %s", exc)
                 self._prepare_kernel(decision)
                 self._apply(rest, now)
 
@@ -566,11 +602,20 @@ class MobileNodeRuntime:
             with contextlib.suppress(Exception):
                 self.ctx.metrics.mh_sent(mh_type_of(action.message))
 
-    def _send_neighbor_advertisement(self, home_address: IPv6Address) -> None:
-        """§11.5.5: unsolicited NA (O = 1) for the HoA to all-nodes, from the HoA."""
+    def _send_neighbor_advertisement(
+        self, home_address: IPv6Address, *, override: bool = True
+    ) -> None:
+        """Unsolicited NA for ``home_address`` to all-nodes, from that address.
+
+        §11.5.5: for the HoA back home, with O = 1. Also used for a new (optimistic) CoA with
+        O = 0 (RFC 4429 §3.3 forbids O = 1 before DAD ends): an access router whose
+        neighbour entry for the address went INCOMPLETE or FAILED while the MN was away
+        learns it at once instead of after its next solicitation (up to a second).
+        """
         assert self.ctx is not None
         lladdr = self.monitor._lladdr if self.monitor is not None else None
-        na = NeighborAdvertisement(home_address, NAFlags.OVERRIDE, lladdr)
+        flags = NAFlags.OVERRIDE if override else NAFlags.NONE
+        na = NeighborAdvertisement(home_address, flags, lladdr)
         packet = build_icmpv6_packet(na, home_address, ALL_NODES, hop_limit=255)
         # multicast needs an outgoing interface: send through an ICMPv6 socket instead
         icmp = packet[40:]

@@ -189,6 +189,7 @@ class MovementDetector:
         self._pending_router: IPv6Address | None = None
         self._addresses: dict[IPv6Address, AddressObservation] = {}
         self.carrier = True
+        self.carrier_changes: int | None = None
         self.moves = 0
 
     def start(self) -> list[MovementDecision]:
@@ -281,6 +282,11 @@ class MovementDetector:
             return self._try_complete_move()
         return []
 
+    @property
+    def waiting_for_address(self) -> bool:
+        """A visited link was seen and its care-of address is not known yet."""
+        return bool(self._pending_prefixes)
+
     def on_address_removed(self, address: IPv6Address) -> list[MovementDecision]:
         """RTM_DELADDR: losing the CoA means we must find a router (and address) again."""
         self._addresses.pop(address, None)
@@ -291,12 +297,27 @@ class MovementDetector:
                 return [SolicitRouter()]
         return []
 
-    def on_carrier(self, up: bool) -> list[MovementDecision]:
-        """Link layer change: Linux sends no RS on carrier regain (notes Q6), so we do."""
+    def on_carrier(self, up: bool, carrier_changes: int | None = None) -> list[MovementDecision]:
+        """Link layer change: Linux sends no RS on carrier regain (notes Q6), so we do.
+
+        ``carrier_changes`` is the kernel's IFLA_CARRIER_CHANGES count: the kernel's link
+        watcher may report a quick down/up as a single "up" event, which only the count
+        reveals (a re-attachment to a possibly different link all the same).
+        """
         was_up = self.carrier
+        previous_changes = self.carrier_changes
         self.carrier = up
+        if carrier_changes is not None:
+            self.carrier_changes = carrier_changes
         if up and not was_up:
             return [SolicitRouter()]
+        if (
+            up
+            and carrier_changes is not None
+            and previous_changes is not None
+            and carrier_changes > previous_changes
+        ):
+            return [SolicitRouter()]  # a flap we saw only as its end
         return []
 
 
@@ -323,9 +344,10 @@ def _icmp6_filter_pass_only(*types: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class LinkObservation:
-    """The interface's carrier state from RTM_NEWLINK."""
+    """The interface's carrier state from RTM_NEWLINK (and its change count, if reported)."""
 
     carrier: bool
+    carrier_changes: int | None = None
 
 
 Observation = RouterAdvertisement | AddressObservation | LinkObservation | IPv6Address
@@ -344,6 +366,7 @@ class MovementMonitor:
         self.ifindex = socket.if_nametoindex(interface)
         self.malformed = 0
         self.solicitations_sent = 0
+        self.lost_events = 0
         self._icmp = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         self._icmp.setblocking(False)
         self._icmp.setsockopt(
@@ -426,8 +449,9 @@ class MovementMonitor:
                 data = self._netlink.recv(1 << 16)
             except BlockingIOError:
                 return result
-            except OSError as exc:  # ENOBUFS: we lost events; the next RA re-syncs us
+            except OSError as exc:  # ENOBUFS: events were lost; the runtime re-reads the state
                 LOG.warning("netlink monitor: %s", exc)
+                self.lost_events += 1
                 return result
             try:
                 messages = list(self._marshal.parse(data))
@@ -442,8 +466,9 @@ class MovementMonitor:
             event = msg.get("event")
             if event == "RTM_NEWLINK" and msg.get("index") == self.ifindex:
                 carrier = msg.get_attr("IFLA_CARRIER")
+                changes = msg.get_attr("IFLA_CARRIER_CHANGES")
                 if carrier is not None:
-                    result.append(LinkObservation(bool(carrier)))
+                    result.append(LinkObservation(bool(carrier), int(changes) if changes else None))
             elif event in ("RTM_NEWADDR", "RTM_DELADDR") and msg.get("index") == self.ifindex:
                 if msg.get("family") != socket.AF_INET6:
                     continue

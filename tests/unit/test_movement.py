@@ -174,3 +174,12 @@ def test_address_usable_flags() -> None:
     assert not address_usable(0x40)  # tentative
     assert address_usable(0x40 | 0x04)  # tentative + optimistic
     assert not address_usable(0x08)  # DAD failed
+
+
+def test_a_flap_reported_as_one_up_event_still_solicits() -> None:
+    detector = MovementDetector(HOA, HA)
+    assert detector.on_carrier(True, 4) == []  # first report: the count is learnt
+    assert detector.on_carrier(True, 4) == []  # nothing changed
+    assert detector.on_carrier(True, 6) == [SolicitRouter()]  # down + up merged
+    assert detector.on_carrier(False, 7) == []
+    assert detector.on_carrier(True, 8) == [SolicitRouter()]

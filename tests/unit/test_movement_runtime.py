@@ -123,6 +123,8 @@ def runtime_and_log() -> tuple[MobileNodeRuntime, list[str]]:
     )
     runtime.home_address = HOA
     runtime.home_agent = HA
+    # no such interface: whatever the runtime would multicast (NAs) goes nowhere, even as root
+    runtime.interface = "nfqmip6-none"
     runtime.core = _make_core(HOA, HA, 1000)
     runtime.detector = MovementDetector(HOA, HA)
     runtime.dataplane = RecordingDataplane(log)
