@@ -359,6 +359,22 @@ def test_deregistration_without_binding_gets_133(
     assert answer.ba.status == BAStatus.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE
 
 
+def test_home_address_in_use_on_the_home_link_gets_134(
+    agent: AgentHandle, away_testbed: Testbed, mn: ScriptedMobileNode
+) -> None:
+    """§10.3.1: proxy DAD finds the address defended (the router holds it) → 134."""
+    taken = IPv6Address("fec0:106:2700::66")
+    router = away_testbed.node("r")
+    router.run(["ip", "-6", "addr", "add", f"{taken}/64", "dev", "eth1", "nodad"])
+    try:
+        answer = binding_ack(mn.exchange(home_bu(1, home_address=taken), wait=5.0))
+    finally:
+        router.run(["ip", "-6", "addr", "del", f"{taken}/64", "dev", "eth1"], check=False)
+    assert answer.ba.status == BAStatus.DUPLICATE_ADDRESS_DETECTION_FAILED
+    assert taken not in {IPv6Address(b["home_address"]) for b in agent.control("cache")["bindings"]}
+    assert all(r["dst"] != str(taken) for r in tunnel_routes(away_testbed.node("ha")))
+
+
 def test_silent_discards(
     registered: ReceivedBA, agent: AgentHandle, mn: ScriptedMobileNode
 ) -> None:
