@@ -242,7 +242,7 @@ def _first(
     return None
 
 
-def run(moves: int, rate: float, dwell: float) -> dict[str, Any]:
+def run(moves: int, rate: float, dwell: float, pcap_dir: Path | None = None) -> dict[str, Any]:
     from nfq_mip6.control import request
     from nfq_mip6.testbed import Testbed, care_of_address, unique_prefix
     from nfq_mip6.testbed.topology import MnLink
@@ -271,6 +271,11 @@ def run(moves: int, rate: float, dwell: float) -> dict[str, Any]:
                 time.sleep(0.005)
             first_registration = time.monotonic() - moved
             time.sleep(0.5)
+            captures = contextlib.ExitStack()
+            if pcap_dir is not None:  # diagnostics: every link of the test bed, from the switch
+                pcap_dir.mkdir(parents=True, exist_ok=True)
+                for link in ("homenet", "internet", "visitnet", "visitnet2"):
+                    captures.enter_context(bed.capture(link, pcap_dir / f"{link}.pcap"))
             listener_out, prober_out = workdir / "listener.json", workdir / "prober.json"
             listen = _helper(mn, "_listener", str(identifier), str(listener_out))
             time.sleep(0.3)
@@ -280,13 +285,14 @@ def run(moves: int, rate: float, dwell: float) -> dict[str, Any]:
             time.sleep(1.0)  # steady state before the first measured move
             move_times: list[tuple[str, float]] = []
             for index in range(moves):
-                link: MnLink = "visitnet2" if index % 2 == 0 else "visitnet"
-                move_times.append((link, time.monotonic()))
-                bed.move(link)
+                target: MnLink = "visitnet2" if index % 2 == 0 else "visitnet"
+                move_times.append((target, time.monotonic()))
+                bed.move(target)
                 time.sleep(dwell)
             end = time.monotonic()
             _stop_helper(probe)
             _stop_helper(listen)
+            captures.close()
             events = _events(mn_control)
             agent_queues = {
                 "ha": request(ha_control, {"cmd": "stats"}).get("nfqueue"),
@@ -381,6 +387,8 @@ def run(moves: int, rate: float, dwell: float) -> dict[str, Any]:
             "kernel_only_move_ms": _summary(kernel_only)["median"],
         },
         "nfqueue_verdicts": agent_queues,
+        "move_times_monotonic": [round(t, 6) for _link, t in move_times],
+        "clock_offset_realtime_minus_monotonic": round(time.time() - time.monotonic(), 6),
         "targets": TARGETS,
         "meets_targets": {
             "median": latency_summary["median"] is not None
@@ -406,11 +414,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--moves", type=int, default=20, help="measured moves (default 20)")
     parser.add_argument("--rate", type=float, default=100.0, help="echo requests per second")
     parser.add_argument("--dwell", type=float, default=1.5, help="seconds on each link")
+    parser.add_argument("--pcap-dir", type=Path, default=None, help="capture every link here")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print(json.dumps({"benchmark": "handover", "error": "needs root (network namespaces)"}))
         return 2
-    print(json.dumps(run(args.moves, args.rate, args.dwell), indent=2))
+    print(json.dumps(run(args.moves, args.rate, args.dwell, args.pcap_dir), indent=2))
     return 0
 
 
