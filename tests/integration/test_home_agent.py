@@ -392,11 +392,16 @@ def test_silent_discards(
     assert after["nfqueue"]["dropped"] >= before["nfqueue"]["dropped"] + 3
 
 
+@pytest.mark.parametrize(
+    ("octet", "value", "field_offset"),
+    [(0, 6, 0), (1, 0, 1)],  # Payload Proto ≠ 59; Header Len below the BU's minimum (1)
+    ids=["payload-proto", "header-len"],
+)
 def test_parameter_problem_points_at_the_bad_field(
-    agent: AgentHandle, mn: ScriptedMobileNode
+    agent: AgentHandle, mn: ScriptedMobileNode, octet: int, value: int, field_offset: int
 ) -> None:
     mh = bytearray(build_mh(BindingUpdate(20, BUFlags.A | BUFlags.H, 10), HOA, HA))
-    mh[0] = 6  # Payload Proto must be 59 (§9.2)
+    mh[octet] = value  # §9.2
     mh[4:6] = b"\0\0"
     packet = build_ipv6_packet(COA, HA, IPPROTO_MH, finalize_mh(mh, HOA, HA), home_address=HOA)
     replies = mn.exchange(packet)
@@ -405,7 +410,8 @@ def test_parameter_problem_points_at_the_bad_field(
     icmp = reply.upper_layer_bytes
     assert reply.upper_layer == 58 and icmp[0] == 4 and icmp[1] == 0
     mh_offset = 40 + 24  # IPv6 header + the Destination Options header with the HAO
-    assert int.from_bytes(icmp[4:8], "big") == mh_offset
+    assert int.from_bytes(icmp[4:8], "big") == mh_offset + field_offset
+    assert icmp[16:48] == packet[8:40]  # the invoking packet follows (hop limit aside)
 
 
 def test_unknown_mh_type_gets_binding_error_2(agent: AgentHandle, mn: ScriptedMobileNode) -> None:
