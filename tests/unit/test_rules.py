@@ -56,7 +56,7 @@ def test_every_rule_file_renders_and_touches_only_its_own_chains(name: str) -> N
 def test_ha_rules_queue_mh_hao_rh2_and_dhaad_with_the_configured_queue() -> None:
     rules = RuleSet.from_file(rules_path("ha.rules"), HA_PARAMS)
     queued = [line for line in rules.text.splitlines() if "-j NFQUEUE" in line]
-    assert all(line.endswith("--queue-num 5 --queue-bypass") for line in queued)
+    assert all(line.endswith("--queue-num 5 --queue-bypass") for line in queued), queued
     text = rules.text
     assert "-d fec0:106:2700::2/128 -p mh -j NFQUEUE" in text
     assert "-m ipv6header --soft --header dst" in text
@@ -72,9 +72,11 @@ def test_ha_rules_queue_mh_hao_rh2_and_dhaad_with_the_configured_queue() -> None
     ]
 
 
-def test_without_bypass_the_queue_rules_fail_closed() -> None:
+def test_without_bypass_the_signalling_rules_fail_closed_but_the_slow_path_fails_open() -> None:
     rules = RuleSet.from_file(rules_path("ha.rules"), {**HA_PARAMS, "bypass": ""})
-    assert "--queue-bypass" not in rules.text
+    for line in rules.text.splitlines():
+        if "-j NFQUEUE" in line:
+            assert line.endswith("--queue-bypass") == line.startswith("-A NFQMIP6-HA-FWD"), line
 
 
 def test_a_missing_placeholder_is_a_clear_error() -> None:
