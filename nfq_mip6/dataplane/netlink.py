@@ -35,7 +35,8 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any, Final
@@ -449,33 +450,39 @@ class NetlinkDataplane:
         return self.run_batch(lines, ignore_missing=True)
 
     # -- reading the kernel ----------------------------------------------------------------
-    def _routes(self, table: int) -> list[dict[str, Any]]:
-        out = self._ip(
-            "-6", "-j", "route", "show", "table", str(table), "proto", str(RT_PROTO_NFQ_MIP6)
+    def _routes(self, table: int) -> Iterator[_RouteLine]:
+        """The HA's routes of ``table``, parsed from ``ip -6 route show`` text as it streams
+        (100k routes: no 20 MB JSON document and its object tree in memory)."""
+        proc = subprocess.Popen(
+            ["ip", "-6", "route", "show", "table", str(table), "proto", str(RT_PROTO_NFQ_MIP6)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
         )
-        routes: list[dict[str, Any]] = json.loads(out) if out.strip() else []
-        return routes
+        assert proc.stdout is not None
+        try:
+            for line in proc.stdout:
+                route = _parse_route_line(line)
+                if route is not None:
+                    yield route
+        finally:
+            proc.stdout.close()
+            proc.wait()
 
     def tunnels(self) -> dict[IPv6Address, IPv6Address]:
         found: dict[IPv6Address, IPv6Address] = {}
         for route in self._routes(TUNNEL_TABLE):
-            dst = IPv6Address(route["dst"].split("/")[0])
-            segs = route.get("segs")
-            if segs:
-                found[dst] = IPv6Address(segs[-1])
-            elif str(route.get("dev", "")).startswith("nfqm6-"):
-                remote = self._ip6tnl_remote(str(route["dev"]))
+            if route.segment is not None:
+                found[route.dst] = route.segment
+            elif route.dev.startswith("nfqm6-"):
+                remote = self._ip6tnl_remote(route.dev)
                 if remote is not None:
-                    found[dst] = remote
+                    found[route.dst] = remote
         return found
 
     def decap_sources(self) -> set[IPv6Address]:
         """The CoAs accepted as reverse-tunnel outer sources (DECAP_TABLE)."""
-        return {
-            IPv6Address(route["from"].split("/")[0])
-            for route in self._routes(DECAP_TABLE)
-            if "from" in route
-        }
+        return {route.src for route in self._routes(DECAP_TABLE) if route.src is not None}
 
     def _ip6tnl_remote(self, name: str) -> IPv6Address | None:
         info = json.loads(self._ip("-j", "-d", "link", "show", name, check=False) or "[]")
@@ -563,6 +570,32 @@ class NetlinkDataplane:
         finally:
             self._ipr.close()
             self._rtnl.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _RouteLine:
+    dst: IPv6Address
+    src: IPv6Address | None
+    segment: IPv6Address | None  # the (last) seg6 segment: the CoA
+    dev: str
+
+
+def _parse_route_line(line: str) -> _RouteLine | None:
+    """``<dst> [from <src>] [encap seg6 mode encap.red segs 1 [ <seg> ]] … dev <dev> …``."""
+    tokens = line.split()
+    if not tokens:
+        return None
+    try:
+        dst = IPv6Address(tokens[0].split("/")[0])
+        src = IPv6Address(tokens[2].split("/")[0]) if tokens[1:2] == ["from"] else None
+        segment = None
+        if "[" in tokens and "]" in tokens:
+            segs = tokens[tokens.index("[") + 1 : tokens.index("]")]
+            segment = IPv6Address(segs[-1]) if segs else None
+        dev = tokens[tokens.index("dev") + 1] if "dev" in tokens else ""
+    except (ValueError, IndexError):
+        return None
+    return _RouteLine(dst, src, segment, dev)
 
 
 def _ip6tnl_name(coa: IPv6Address) -> str:

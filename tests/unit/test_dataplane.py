@@ -341,3 +341,21 @@ def test_router_advertisements_feed_prefix_lifetimes_and_the_home_agents_list(
     reply = parse_icmpv6(parse_ipv6(sent[-1]).upper_layer_bytes)
     assert isinstance(reply, DhaadReply)
     assert reply.home_agents == (other_ha, HA)
+
+
+def test_route_lines_of_ip_route_show_are_parsed() -> None:
+    from nfq_mip6.dataplane.netlink import _parse_route_line
+
+    encap = _parse_route_line(
+        "fec0:106:2700::4  encap seg6 mode encap.red segs 1 [ fec0:106:1100::10 ] dev eth0 "
+        "proto 173 metric 1024 pref medium"
+    )
+    assert encap is not None
+    assert (encap.dst, encap.src, encap.segment, encap.dev) == (HOA, None, COA, "eth0")
+    decap = _parse_route_line(
+        "fec0:106:2700::2 from fec0:106:1100::10  encap seg6local action End.DX6 nh6 :: "
+        "dev eth0 proto 173 metric 1024 pref medium"
+    )
+    assert decap is not None and (decap.dst, decap.src, decap.segment) == (HA, COA, None)
+    assert _parse_route_line("") is None
+    assert _parse_route_line("unreachable default dev lo") is None
