@@ -359,3 +359,17 @@ def test_route_lines_of_ip_route_show_are_parsed() -> None:
     assert decap is not None and (decap.dst, decap.src, decap.segment) == (HA, COA, None)
     assert _parse_route_line("") is None
     assert _parse_route_line("unreachable default dev lo") is None
+
+
+def test_an_expired_binding_loses_its_tunnel_and_proxy(
+    runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
+) -> None:
+    rt, fake, _sent = runtime
+    rt.on_queued_packet(bu(1, lifetime=10), 100.0)  # 40 s
+    rt.on_timer(101.0)  # proxy DAD done: registered until 141
+    assert fake.tunnels() == {HOA: COA}
+    deadline = rt.next_deadline()
+    assert deadline is not None and 140.0 <= deadline <= 141.0
+    rt.on_timer(deadline)
+    assert fake.tunnels() == {} and HOA not in fake.proxies()
+    assert rt.handle_control({"cmd": "cache"})["bindings"] == []
