@@ -310,6 +310,7 @@ def run(moves: int, rate: float, dwell: float, pcap_dir: Path | None = None) -> 
     unanswered: list[float] = []
     per_move: list[dict[str, Any]] = []
     prober_stalls = 0
+    path_stalls = 0
     parts: dict[str, list[float]] = {
         "link_layer": [],
         "movement_detection": [],
@@ -331,8 +332,18 @@ def run(moves: int, rate: float, dwell: float, pcap_dir: Path | None = None) -> 
         send_times = sorted(t for t in sent.values() if start - 0.1 <= t <= until)
         gaps = [b - a for a, b in itertools.pairwise(send_times)]
         stalled = bool(gaps) and max(gaps) > 5.0 / rate
+        # Packets sent before the move that arrive only after it were held upstream for
+        # reasons unrelated to it (e.g. the home router re-resolving the HoA through the
+        # HA's delayed proxy NDP): that move's latency says nothing about the handover.
+        held = any(
+            arrivals.get(seq, 0.0) >= attached
+            for seq, t in sent.items()
+            if start - 0.5 <= t < start - 0.02
+        )
         if stalled:
             prober_stalls += 1
+        elif held:
+            path_stalls += 1
         elif delivered:
             latency.append(1000 * (min(delivered) - start))
         window = [seq for seq, t in sent.items() if start <= t < stop - 0.05]
@@ -351,7 +362,12 @@ def run(moves: int, rate: float, dwell: float, pcap_dir: Path | None = None) -> 
             ("route_install", ba, tunnel),
             ("dad_off_path", moved_at, dad_done),
         )
-        detail: dict[str, Any] = {"link": _link, "lost": lost[-1], "prober_stalled": stalled}
+        detail: dict[str, Any] = {
+            "link": _link,
+            "lost": lost[-1],
+            "prober_stalled": stalled,
+            "path_held_before_move": held,
+        }
         for name, begin, finish in spans:
             if begin is not None and finish is not None:
                 parts[name].append(1000 * (finish - begin))
@@ -375,8 +391,9 @@ def run(moves: int, rate: float, dwell: float, pcap_dir: Path | None = None) -> 
         "rate_pps": rate,
         "dwell_s": dwell,
         "handover_latency_ms": latency_summary,
-        "moves_without_delivery": moves - len(latency) - prober_stalls,
+        "moves_without_delivery": moves - len(latency) - prober_stalls - path_stalls,
         "moves_with_prober_stall": prober_stalls,
+        "moves_with_path_held_before_move": path_stalls,
         "lost_per_move": lost_summary,
         "unanswered_per_move": _summary(unanswered),
         "components_ms": {name: _summary(values) for name, values in parts.items()},
