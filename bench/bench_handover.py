@@ -30,6 +30,7 @@ import contextlib
 import itertools
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -242,7 +243,13 @@ def _first(
     return None
 
 
-def run(moves: int, rate: float, dwell: float, pcap_dir: Path | None = None) -> dict[str, Any]:
+def run(
+    moves: int,
+    rate: float,
+    dwell: float,
+    pcap_dir: Path | None = None,
+    keep_workdir: bool = False,
+) -> dict[str, Any]:
     from nfq_mip6.control import request
     from nfq_mip6.testbed import Testbed, care_of_address, unique_prefix
     from nfq_mip6.testbed.topology import MnLink
@@ -304,6 +311,10 @@ def run(moves: int, rate: float, dwell: float, pcap_dir: Path | None = None) -> 
         replies = {int(k): v for k, v in probe_data["replies"].items()}
     finally:
         bed.down()
+        if keep_workdir:
+            print(f"agent logs and raw samples kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     latency: list[float] = []
     lost: list[float] = []
@@ -432,11 +443,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="echo requests per second")
     parser.add_argument("--dwell", type=float, default=1.5, help="seconds on each link")
     parser.add_argument("--pcap-dir", type=Path, default=None, help="capture every link here")
+    parser.add_argument(
+        "--keep-workdir", action="store_true", help="keep agent logs and raw samples"
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print(json.dumps({"benchmark": "handover", "error": "needs root (network namespaces)"}))
         return 2
-    print(json.dumps(run(args.moves, args.rate, args.dwell, args.pcap_dir), indent=2))
+    result = run(args.moves, args.rate, args.dwell, args.pcap_dir, args.keep_workdir)
+    print(json.dumps(result, indent=2))
     return 0
 
 
