@@ -331,6 +331,11 @@ def _walk_through(bed: Testbed, args: argparse.Namespace, agents: list[AgentProc
     for link, section in steps:
         results.append(_travel(bed, link, section, args, ha, mn))
 
+    if mn is not None and ha is not None:
+        _banner("§5.3 statistics after the journey")
+        _shell("mn", "mipdiag -s", mn.mipdiag("-s"))
+        _shell("ha", "mipdiag -s", ha.mipdiag("-s"))
+
     _banner("summary")
     _say(f"{'link':<10} {'care-of address':<36} {'bound':<9} CN -> home address")
     for r in results:
@@ -373,11 +378,13 @@ def _travel(
             _say(f"(SLAAC address {expected} after {time.monotonic() - moved:.2f} s)")
         except TestbedError as exc:
             _say(f"(no SLAAC address: {exc})")
+        # The addresses are shown once the agents have acted on the move (the HoA leaves
+        # eth0 while away and comes back at home, §11.5.5), not just after SLAAC.
+        registered = _wait_binding(ha, coa) if ha is not None else "n/a"
         _shell("mn", f"ip -6 addr show dev {MN_INTERFACE}", _addresses(bed))
         if ha is None:
             rdisc = bed.solicit_router()
             _shell("mn", f"rdisc6 {MN_INTERFACE}", _rdisc6_summary(rdisc))
-        registered = _wait_binding(ha, coa) if ha is not None else "n/a"
         remaining = args.dwell - (time.monotonic() - moved)
         if remaining > 0:
             time.sleep(remaining)
