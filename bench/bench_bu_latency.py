@@ -30,6 +30,7 @@ import time
 from ipaddress import IPv6Address
 from pathlib import Path
 
+from nfq_mip6.control import request
 from nfq_mip6.wire import (
     BindingUpdate,
     BUFlags,
@@ -131,14 +132,16 @@ class Wire:
         self.tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.tx.setsockopt(socket.IPPROTO_IPV6, 36, 1)
 
-    def run(self, probes: list[Probe], rate: float, key_of_reply: object) -> list[float]:
+    def run(
+        self, probes: list[Probe], rate: float, key_of_reply: object, grace: float = 1.5
+    ) -> list[float]:
         """Send ``probes`` at ``rate``/s; return the RTTs (s) of the answered ones."""
         sent: dict[Key, float] = {}
         rtts: list[float] = []
         interval = 1.0 / rate
         start = time.perf_counter()
         index = 0
-        end = start + len(probes) * interval + 1.5
+        end = start + len(probes) * interval + grace
         while time.perf_counter() < end and (index < len(probes) or sent):
             now = time.perf_counter()
             if index < len(probes) and now >= start + index * interval:
@@ -173,8 +176,8 @@ def echo_key(data: bytes) -> Key | None:
 
 
 def percentiles(rtts: list[float]) -> dict[str, float]:
-    if not rtts:
-        return {"count": 0}
+    if len(rtts) < 2:
+        return {"count": len(rtts)}
     ms = sorted(r * 1000 for r in rtts)
     q = statistics.quantiles(ms, n=100, method="inclusive")
     return {
@@ -211,7 +214,7 @@ def main() -> int:
             netns.setns(NS_M)
             wire = Wire()
             first_probes = [bu_probe(hoa, 0, coa) for hoa, coa, _alt in mns]
-            first = wire.run(first_probes, args.rate, ba_key)  # + proxy DAD (parallel)
+            first = wire.run(first_probes, args.rate, ba_key, grace=5.0)  # + proxy DAD
             baseline = wire.run([echo_probe(i) for i in range(count)], args.rate, echo_key)
             refresh = wire.run(
                 [bu_probe(h, r, c) for r in range(1, rounds + 1) for h, c, _a in mns],
@@ -227,6 +230,7 @@ def main() -> int:
                 args.rate,
                 ba_key,
             )
+            agent_stats = request(Path(tmpdir) / "ha.sock", {"cmd": "stats"})
         finally:
             if agent is not None:
                 agent.send_signal(signal.SIGTERM)
@@ -247,6 +251,11 @@ def main() -> int:
         "bu_ba_refresh": percentiles(refresh),
         "bu_ba_coa_change": percentiles(change),
         "target_p99_ms": 2.0,
+        "agent": {
+            "counters": {k: v for k, v in agent_stats.get("counters", {}).items() if v},
+            "nfqueue": agent_stats.get("nfqueue"),
+            "home_agent": {k: v for k, v in agent_stats.get("home_agent", {}).items() if v},
+        },
     }
     p99s = [percentiles(phase).get("p99_ms") for phase in (refresh, change)]
     result["meets_target"] = all(p is not None and p <= 2.0 for p in p99s)

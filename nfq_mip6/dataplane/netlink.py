@@ -55,6 +55,7 @@ from nfq_mip6.dataplane import (
 from nfq_mip6.dataplane.rtnl import (
     RTM_DELROUTE,
     RtnlSocket,
+    proxy_neighbor,
     route_delete,
     seg6_encap_red_route,
     seg6local_dx6_route,
@@ -69,8 +70,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 AF_INET6: Final = 10
-NTF_PROXY: Final = 0x08
-NUD_PERMANENT: Final = 0x80
 RT_TABLE_LOCAL: Final = 255
 ENOMEM_RETRIES: Final = 8
 ENOMEM_RETRY_DELAY_S: Final = 0.01  # notes Q4: a retry after 10 ms always succeeded
@@ -523,20 +522,14 @@ class NetlinkDataplane:
 
     # -- proxy ND (§10.4.1) ----------------------------------------------------------------
     def add_proxy(self, address: IPv6Address) -> None:
-        self._retry(
-            f"proxy {address}",
-            self._ipr.neigh, "replace",
-            dst=str(address), ifindex=self._ifindex, flags=NTF_PROXY, state=NUD_PERMANENT,
-        )  # fmt: skip
+        self._transact(
+            [proxy_neighbor(address, ifindex=self._ifindex, add=True)], f"proxy {address}"
+        )
 
     def remove_proxy(self, address: IPv6Address) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        try:
-            self._ipr.neigh("del", dst=str(address), ifindex=self._ifindex, flags=NTF_PROXY)
-        except NetlinkError as exc:
-            if exc.code not in (errno.ENOENT, errno.ESRCH):
-                raise DataplaneError(f"unproxy {address}: {exc}") from exc
+        results = self._rtnl.transact([proxy_neighbor(address, ifindex=self._ifindex, add=False)])
+        if results[0] not in (0, errno.ENOENT, errno.ESRCH):
+            raise DataplaneError(f"unproxy {address}: {os.strerror(results[0])}")
 
     def proxies(self) -> set[IPv6Address]:
         out = self._ip("-6", "neigh", "show", "proxy", "dev", self.interface)

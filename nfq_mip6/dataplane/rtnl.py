@@ -1,10 +1,11 @@
-"""Hand-packed rtnetlink route messages for the HA's per-binding hot path.
+"""Hand-packed rtnetlink messages for the HA's per-binding hot path.
 
 pyroute2 costs about 0.5 ms of Python per request (message objects, an asyncio loop); a
-CoA change needs up to three route operations, so at 1k BU/s pyroute2 alone would saturate
-a core. Here the few message shapes the HA needs (seg6 ``encap.red`` route, source-specific
-``End.DX6`` route, deletes) are packed with :mod:`struct` (a few µs), sent together in one
-``sendmsg`` and acknowledged together (one ``NLMSG_ERROR`` per request, errno 0 = success).
+CoA change needs up to three route operations and a first registration also a proxy entry,
+so at 1k BU/s pyroute2 alone would saturate a core. Here the few message shapes the HA needs
+(seg6 ``encap.red`` route, source-specific ``End.DX6`` route, deletes, proxy neighbour
+entries) are packed with :mod:`struct` (a few µs), sent together in one ``sendmsg`` and
+acknowledged together (one ``NLMSG_ERROR`` per request, errno 0 = success).
 
 Constants are the kernel's UAPI values (``linux/rtnetlink.h``, ``linux/lwtunnel.h``,
 ``linux/seg6_iptunnel.h``, ``linux/seg6_local.h``).
@@ -22,6 +23,7 @@ from typing import Final
 __all__ = [
     "RtnlError",
     "RtnlSocket",
+    "proxy_neighbor",
     "route_delete",
     "seg6_encap_red_route",
     "seg6local_dx6_route",
@@ -30,6 +32,11 @@ __all__ = [
 NETLINK_ROUTE: Final = 0
 RTM_NEWROUTE: Final = 24
 RTM_DELROUTE: Final = 25
+RTM_NEWNEIGH: Final = 28
+RTM_DELNEIGH: Final = 29
+NDA_DST: Final = 1
+NTF_PROXY: Final = 0x08
+NUD_PERMANENT: Final = 0x80
 NLMSG_ERROR: Final = 2
 NLM_F_REQUEST: Final = 0x1
 NLM_F_ACK: Final = 0x4
@@ -57,6 +64,7 @@ IPV6_SRCRT_TYPE_4: Final = 4
 _NLMSGHDR = struct.Struct("=IHHII")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _RTATTR = struct.Struct("=HH")
+_NDMSG = struct.Struct("=BBHiHBB")
 _UNSPECIFIED = bytes(16)
 
 
@@ -124,6 +132,16 @@ def route_delete(
 ) -> tuple[int, int, bytes]:
     """``route del dst/128 [from src/128] table <table> proto <proto>``."""
     return RTM_DELROUTE, 0, _route_body(dst=dst, src=src, table=table, proto=proto)
+
+
+def proxy_neighbor(address: IPv6Address, *, ifindex: int, add: bool) -> tuple[int, int, bytes]:
+    """``ip -6 neigh add|del proxy <address> dev <ifindex>`` (RFC 6275 §10.4.1)."""
+    body = _NDMSG.pack(AF_INET6, 0, 0, ifindex, NUD_PERMANENT, NTF_PROXY, 0) + _attr(
+        NDA_DST, address.packed
+    )
+    if add:
+        return RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, body
+    return RTM_DELNEIGH, 0, body
 
 
 class RtnlSocket:
