@@ -129,3 +129,29 @@ def test_unload_restores_the_tables_exactly(pair: None) -> None:
     assert "NFQMIP6-HA" in saved()
     rules("unload", bypass=False)
     assert saved() == before
+
+
+@pytest.mark.parametrize("per_request_pyroute2", [True, False], ids=["pyroute2", "rtnetlink"])
+def test_both_install_paths_really_install_encap_red(
+    pair: None, per_request_pyroute2: bool
+) -> None:
+    """pyroute2 0.9.7 silently turns mode "encap.red" into "encap" (an SRH on the wire)
+    unless patched (notes Q4); the hand-packed path must say encap.red as well."""
+    script = (
+        "from ipaddress import IPv6Address as A, IPv6Network as N\n"
+        "from nfq_mip6.dataplane.netlink import NetlinkDataplane\n"
+        f"d = NetlinkDataplane('hh0', A('{HA}'), N('2001:db8:a::/64'), "
+        f"per_request_pyroute2={per_request_pyroute2})\n"
+        f"d.install_tunnel(A('{HOA}'), A('{MN}'))\n"
+    )
+    ns_run(NS_HA, "ip", "-6", "route", "flush", "table", "6275", check=False)
+    ns_run(NS_HA, sys.executable, "-c", script)
+    try:
+        encap = ns_run(NS_HA, "ip", "-6", "route", "show", "table", "6275")
+        decap = ns_run(NS_HA, "ip", "-6", "route", "show", "table", "6276")
+    finally:
+        ns_run(NS_HA, "ip", "-6", "route", "flush", "table", "6275", check=False)
+        ns_run(NS_HA, "ip", "-6", "route", "flush", "table", "6276", check=False)
+    assert f"{HOA}  encap seg6 mode encap.red segs 1 [ {MN} ]" in encap
+    assert "proto 173" in encap
+    assert f"{HA} from {MN}  encap seg6local action End.DX6 nh6 ::" in decap
