@@ -4,6 +4,7 @@ runtime driven end to end against the fake (BU in → BA with RH2 out, tunnel, p
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,7 @@ class FakeND:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path) -> tuple[HomeAgentRuntime, FakeDataplane, list[bytes]]:
+def runtime(tmp_path: Path) -> Iterator[tuple[HomeAgentRuntime, FakeDataplane, list[bytes]]]:
     fake = FakeDataplane()
     sent: list[bytes] = []
     rt = HomeAgentRuntime(
@@ -158,7 +159,8 @@ def runtime(tmp_path: Path) -> tuple[HomeAgentRuntime, FakeDataplane, list[bytes
         stats={"accepted": 0, "dropped": 0, "rewritten": 0},
     )
     rt.start(ctx)
-    return rt, fake, sent
+    yield rt, fake, sent
+    rt.stop()  # stops the WAL checkpointer thread, closes the store
 
 
 def bu(sequence: int, coa: IPv6Address = COA, lifetime: int = 0xFFFF) -> bytes:
