@@ -101,7 +101,9 @@ class HomeAgentConfig:
     max_tunnel_nr: int = 64  # MIPL MAX_TUNNEL_NR: most bindings served at once
     tunnel_sitelocal: bool = True  # MIPL TUNNEL_SITELOCAL: tunnel site-local (fec0::/10) too
     # RFC 4285 MN-HA authentication (docs/security.md): [[ha.mobile_nodes]] tables hold key
-    # *references* (key_file/key_env), never keys. None = required iff mobile_nodes exist.
+    # *references* (key_file/key_env), never keys. require_authentication None (unset) means
+    # "required for TOML configurations, not for the legacy network-mip6.conf" (load_config
+    # refuses a TOML HA without [[ha.mobile_nodes]] unless it says false explicitly).
     mobile_nodes: tuple[MobileNodeCredentials, ...] = ()
     require_authentication: bool | None = None
     auth_timestamp_window: float = DEFAULT_TIMESTAMP_WINDOW  # RFC 4285 §6, seconds
@@ -117,10 +119,13 @@ class MobileNodeConfig:
     binding_lifetime: int = 1000  # seconds requested in Binding Updates (§11.7.1)
     tunnel_sitelocal: bool = True
     # RFC 4285 MN-HA authentication (docs/security.md); no SPI = unauthenticated BUs.
+    # require_authentication None (unset): required for TOML configurations (auth_spi and a
+    # key must be given), not for the legacy network-mip6.conf.
     auth_spi: int | None = None
     auth_key_file: Path | None = None
     auth_key_env: str | None = None
     nai: str | None = None  # RFC 4283 MN-ID option
+    require_authentication: bool | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,6 +146,22 @@ class AgentConfig:
     state_dir: Path = DEFAULT_STATE_DIR
     ha: HomeAgentConfig | None = None
     mn: MobileNodeConfig | None = None
+
+    @property
+    def unauthenticated(self) -> bool:
+        """Home registrations may run without RFC 4285 MN-HA authentication: the agent warns
+        loudly at start (legacy ``network-mip6.conf``, or ``require_authentication = false``).
+
+        HA: a Binding Update for a home address no ``[[ha.mobile_nodes]]`` entry covers is
+        accepted unauthenticated. MN: its Binding Updates carry no authentication option.
+        Always ``False`` for a correspondent node (RFC 4285 is MN-HA only).
+        """
+        if self.ha is not None:
+            required = self.ha.require_authentication
+            return required is False or (required is None and not self.ha.mobile_nodes)
+        if self.mn is not None:
+            return self.mn.auth_spi is None
+        return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,6 +367,7 @@ _MN_KEYS: Final[dict[str, Callable[[object], Any]]] = {
     "auth_key_file": _parse_path,
     "auth_key_env": _parse_str,
     "nai": _parse_str,
+    "require_authentication": _parse_bool,
 }
 _SECTIONS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {"ha": _HA_KEYS, "mn": _MN_KEYS}
 
@@ -498,6 +520,56 @@ def _build(
     return out
 
 
+AUTH_REQUIRED_PROBLEM: Final = "authentication is required for TOML configurations"
+
+
+def _check_home_agent_authentication(
+    ha: HomeAgentConfig, raw: dict[str, _RawValue], path: Path, legacy: bool
+) -> None:
+    """RFC 4285 MN-HA authentication is required by default for TOML (project issue 9).
+
+    Unset means required for TOML and not for legacy; true without any security association
+    would reject every Binding Update (status 146), so it is refused in both formats.
+    """
+    if ha.mobile_nodes:
+        return
+    required = ha.require_authentication
+    if required is False or (required is None and legacy):
+        return
+    given = raw.get("require_authentication")
+    source = given.source if given is not None and required else path
+    why = AUTH_REQUIRED_PROBLEM if required is None else "require_authentication is true"
+    raise ConfigError(
+        source,
+        "ha.mobile_nodes",
+        f"{why}: add [[ha.mobile_nodes]] entries with keys, or set require_authentication "
+        "= false" + (" (a network-mip6.conf has no keys)" if legacy else ""),
+    )
+
+
+def _check_mobile_node_authentication(
+    mn: MobileNodeConfig, raw: dict[str, _RawValue], path: Path, legacy: bool
+) -> None:
+    """The MN side of :func:`_check_home_agent_authentication`: ``auth_spi`` and one key
+    source (``auth_key_file`` or ``auth_key_env``) unless authentication is switched off."""
+    if mn.auth_spi is not None and (mn.auth_key_file is None) != (mn.auth_key_env is None):
+        return
+    required = mn.require_authentication
+    if mn.auth_spi is None and (required is False or (required is None and legacy)):
+        return  # a key source without auth_spi is refused when the agent starts
+    given = raw.get("require_authentication")
+    source = given.source if given is not None and required else path
+    why = AUTH_REQUIRED_PROBLEM if required is None else "require_authentication is true"
+    if mn.auth_spi is not None:
+        source, why = raw["auth_spi"].source, f"auth_spi {mn.auth_spi} given"
+    raise ConfigError(
+        source,
+        "mn.auth_spi",
+        f"{why}: set auth_spi and exactly one of auth_key_file or auth_key_env, or set "
+        "require_authentication = false" + (" (a network-mip6.conf has no keys)" if legacy else ""),
+    )
+
+
 def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> AgentConfig:
     """Read and validate ``path`` (TOML or legacy ``network-mip6.conf``), then the environment.
 
@@ -542,6 +614,7 @@ def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> AgentCon
                 "ha.address",
                 f"{ha.address} is not inside home_prefix {ha.home_prefix}",
             )
+        _check_home_agent_authentication(ha, raw["ha"], path, legacy)
     elif raw["ha"] and not legacy:
         first = next(iter(raw["ha"].values()))
         raise ConfigError(first.source, first.key, f"[ha] settings given but role is {role}")
@@ -552,6 +625,7 @@ def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> AgentCon
                 path, "HOMEADDRESS" if legacy else "mn.home_address", "missing for role mn"
             )
         mn = MobileNodeConfig(**_build(raw["mn"], _MN_KEYS))
+        _check_mobile_node_authentication(mn, raw["mn"], path, legacy)
     elif raw["mn"] and not legacy:
         first = next(iter(raw["mn"].values()))
         raise ConfigError(first.source, first.key, f"[mn] settings given but role is {role}")

@@ -850,8 +850,8 @@ def mobile_node_authenticator(
         if key_file is not None or key_env is not None:
             raise KeyMaterialError("auth_key_file/auth_key_env given without auth_spi")
         log.warning(
-            "no [mn] auth_spi: home Binding Updates are sent NOT authenticated (RFC 4285, "
-            "docs/security.md); a home agent that requires authentication answers 146"
+            "SECURITY: no [mn] auth_spi: home Binding Updates are sent NOT authenticated "
+            "(RFC 4285, docs/security.md); a home agent that requires authentication answers 146"
         )
         return None
     if (key_file is None) == (key_env is None):

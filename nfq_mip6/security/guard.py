@@ -67,12 +67,22 @@ class HomeAgentGuard:
     ) -> HomeAgentGuard:
         """Read the keys named by ``[[ha.mobile_nodes]]`` (raises ``KeyMaterialError``)."""
         limits = limits if limits is not None else RateLimits()
+        # Project issue 9: required by default for TOML (load_config refuses a TOML HA
+        # without keys); the legacy file and an explicit "false" run with a loud warning.
         if ha is None or (not ha.mobile_nodes and not ha.require_authentication):
             log.warning(
-                "%s: home Binding Updates are NOT authenticated (RFC 4285 MN-HA keys: "
-                "[[ha.mobile_nodes]] in a TOML configuration, see docs/security.md); anyone "
-                "on the path can redirect a home address",
-                "legacy network-mip6.conf" if legacy else "no [[ha.mobile_nodes]]",
+                "SECURITY: %s: home Binding Updates are NOT authenticated (RFC 4285 MN-HA "
+                "keys: [[ha.mobile_nodes]] in a TOML configuration, see docs/security.md); "
+                "anyone on the path can redirect a home address",
+                "legacy network-mip6.conf"
+                if legacy
+                else "require_authentication = false and no [[ha.mobile_nodes]]",
+            )
+        elif ha.require_authentication is False:
+            log.warning(
+                "SECURITY: require_authentication = false: home Binding Updates for home "
+                "addresses no [[ha.mobile_nodes]] entry covers are accepted NOT authenticated "
+                "(RFC 4285, docs/security.md)"
             )
         verifier = home_agent_verifier(
             ha.mobile_nodes if ha is not None else (),

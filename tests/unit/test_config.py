@@ -122,6 +122,7 @@ address = "fec0:106:2700::2"
 home_prefix = "fec0:106:2700::/64"
 max_binding_lifetime = 600
 tunnel_backend = "seg6"
+require_authentication = false
 """,
     )
     config = load_config(path, environ={})
@@ -280,10 +281,16 @@ def test_reload_refuses_role_change(tmp_path: Path) -> None:
 
 def test_reload_config_rereads_the_file(tmp_path: Path) -> None:
     path = write(
-        tmp_path, "ha.toml", 'role = "ha"\ninterface = "eth1"\nroute_optimization = true\n'
+        tmp_path,
+        "ha.toml",
+        'role = "ha"\ninterface = "eth1"\nroute_optimization = true\n'
+        "[ha]\nrequire_authentication = false\n",
     )
     running = dataclasses.replace(load_config(path, environ={}), queue_num=9)  # --queue-num 9
-    path.write_text('role = "ha"\ninterface = "eth2"\nroute_optimization = false\n')
+    path.write_text(
+        'role = "ha"\ninterface = "eth2"\nroute_optimization = false\n'
+        "[ha]\nrequire_authentication = false\n"
+    )
     config, applied, refused = reload_config(
         running, environ={"NFQ_MIP6_AGENT__LOG_LEVEL": "debug"}
     )
