@@ -92,6 +92,7 @@ def start_agent(tmp: Path, max_bindings: int, pin: bool) -> subprocess.Popen[byt
         f'role = "ha"\ninterface = "hh0"\nlog_level = "warning"\nqueue_num = 3\n'
         f'control_socket = "{tmp / "ha.sock"}"\nmetrics_listen = ""\nstate_dir = "{tmp}"\n'
         f"[ha]\nmax_binding_lifetime = 1000\nmax_tunnel_nr = {max_bindings}\n"
+        "require_authentication = false\n"  # the scripted MNs send unauthenticated BUs
     )
     taskset = ["taskset", "-c", "1"] if pin else []
     proc = subprocess.Popen(

@@ -180,6 +180,7 @@ def test_home_agent_found_by_dhaad(testbed_home: Testbed, tmp_path: Path) -> Non
     config = tmp_path / "mn-dhaad.toml"
     config.write_text(
         'role = "mn"\ninterface = "eth0"\n[mn]\nhome_address = "fec0:106:2700::4/64"\n'
+        "require_authentication = false\n"  # the HOWTO HA (legacy file) has no keys
     )
     ha_socket, mn_socket = tmp_path / "ha.sock", tmp_path / "mn.sock"
     with running_agent(ha, HA_CONFIG, ha_socket), running_agent(mn, config, mn_socket):

@@ -144,7 +144,7 @@ key_file = "{key_file}"
 nai = "mn@example.org"
 """
         if key_file is not None
-        else ""
+        else "require_authentication = false\n"
     )
     config.write_text(
         f"""role = "ha"
