@@ -7,8 +7,8 @@
 
 Kernel state owned by the Home Agent is recognisable after a restart: routes carry the
 routing protocol number :data:`RT_PROTO_NFQ_MIP6` and live in :data:`TUNNEL_TABLE` /
-:data:`DECAP_TABLE`; policy rules use priorities :data:`RULE_PRIORITY_DECAP` and
-:data:`RULE_PRIORITY_TUNNEL`.
+:data:`DECAP_TABLE`; policy rules use priorities :data:`RULE_PRIORITY_ND`,
+:data:`RULE_PRIORITY_DECAP` and :data:`RULE_PRIORITY_TUNNEL`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,11 @@ from typing import Final, Protocol
 __all__ = [
     "DECAP_TABLE",
     "LOCAL_RULE_PRIORITY",
+    "ND_FWMARK",
     "RT_PROTO_NFQ_MIP6",
     "RULE_PRIORITY_DECAP",
+    "RULE_PRIORITY_ND",
+    "RULE_PRIORITY_ND_LOCAL",
     "RULE_PRIORITY_TUNNEL",
     "TUNNEL_TABLE",
     "Dataplane",
@@ -34,6 +37,15 @@ __all__ = [
 TUNNEL_TABLE: Final = 6275  # HoA/128 -> encap to the CoA (the RFC number, easy to spot)
 DECAP_TABLE: Final = 6276  # HA/128 from CoA/128 -> End.DX6 (reverse tunnel, §10.4.5)
 RT_PROTO_NFQ_MIP6: Final = 173  # `proto 173` on every route the HA installs
+# Neighbor Solicitations to the home prefix, marked ND_FWMARK by ha.rules (mangle PREROUTING),
+# look up `main` before the tunnel table: a proxied HoA's seg6 route would otherwise carry
+# the home router's unicast NUD probes to the CoA at route input, before ip6_forward's
+# proxy-NDP check could answer them (RFC 6275 §10.4.1: the HA defends the HoA).
+# The marked NS consult `local` first (NS to the HA's own addresses; `local` moved behind
+# the tunnel rule, see LOCAL_RULE_PRIORITY), then `main`.
+ND_FWMARK: Final = 0x6275
+RULE_PRIORITY_ND_LOCAL: Final = 938  # fwmark ND_FWMARK lookup local
+RULE_PRIORITY_ND: Final = 939  # fwmark ND_FWMARK lookup main
 RULE_PRIORITY_DECAP: Final = 940  # to HA ipproto 41 lookup DECAP_TABLE (before `local`)
 RULE_PRIORITY_TUNNEL: Final = 941  # to <home prefix> lookup TUNNEL_TABLE
 LOCAL_RULE_PRIORITY: Final = 1000  # where the `lookup local` rule moves (was 0)

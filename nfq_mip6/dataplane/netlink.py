@@ -44,8 +44,11 @@ from typing import Any, Final
 from nfq_mip6.dataplane import (
     DECAP_TABLE,
     LOCAL_RULE_PRIORITY,
+    ND_FWMARK,
     RT_PROTO_NFQ_MIP6,
     RULE_PRIORITY_DECAP,
+    RULE_PRIORITY_ND,
+    RULE_PRIORITY_ND_LOCAL,
     RULE_PRIORITY_TUNNEL,
     TUNNEL_TABLE,
     DataplaneCounters,
@@ -63,6 +66,7 @@ from nfq_mip6.dataplane.rtnl import (
 
 __all__ = [
     "NetlinkDataplane",
+    "SysctlError",
     "detect_tunnel_backend",
     "patch_pyroute2_seg6_modes",
 ]
@@ -186,11 +190,29 @@ class NetlinkDataplane:
     def _has_rule(self, priority: int, table: str) -> bool:
         return any(r.get("priority") == priority and r.get("table") == table for r in self._rules())
 
+    def wanted_sysctls(self) -> list[tuple[str, str, bool]]:
+        """(dotted sysctl name, value, required) the Home Agent needs in its netns."""
+        return [
+            ("net.ipv6.conf.all.forwarding", "1", True),
+            # RFC 6275 §10.4.1: answer NS for the home addresses of away Mobile Nodes.
+            (f"net.ipv6.conf.{self.interface}.proxy_ndp", "1", True),
+            # ip6_forward only consults the proxy table when all.proxy_ndp is set: without
+            # it unicast NS (the home router's NUD probes) for a HoA go unanswered.
+            ("net.ipv6.conf.all.proxy_ndp", "1", False),
+            # Answer multicast NS for a proxied HoA at once, not after up to 0.8 s.
+            (f"net.ipv6.neigh.{self.interface}.proxy_delay", "0", False),
+        ]
+
     # -- setup -----------------------------------------------------------------------------
     def setup(self) -> None:
-        """Sysctls, tunnel source, policy rules; then read back the tunnels already there."""
-        _write_sysctl("net/ipv6/conf/all/forwarding", "1")
-        _write_sysctl(f"net/ipv6/conf/{self.interface}/proxy_ndp", "1")
+        """Sysctls, tunnel source, policy rules; then read back the tunnels already there.
+
+        Raises:
+            SysctlError: a required sysctl has the wrong value and cannot be written here
+                (read-only ``/proc/sys`` in a container); the message says how to set it.
+        """
+        for name, value, required in self.wanted_sysctls():
+            ensure_sysctl(name, value, required=required)
         if self.backend == "seg6":
             # The outer source of every encap.red packet in this netns (no per-route source
             # on this kernel, notes Q3).
@@ -213,6 +235,14 @@ class NetlinkDataplane:
                 "-6", "rule", "add", "pref", str(RULE_PRIORITY_TUNNEL),
                 "to", str(self.home_prefix), "lookup", str(TUNNEL_TABLE),
             )  # fmt: skip
+        # RFC 6275 §10.4.1: NS for a proxied HoA (marked by ha.rules) must reach
+        # ip6_forward's proxy-NDP check, not the HoA's tunnel route (dataplane ND_FWMARK).
+        for pref, table in ((RULE_PRIORITY_ND_LOCAL, "local"), (RULE_PRIORITY_ND, "main")):
+            if not self._has_rule(pref, table):
+                self._ip(
+                    "-6", "rule", "add", "pref", str(pref),
+                    "fwmark", hex(ND_FWMARK), "lookup", table,
+                )  # fmt: skip
         self._coa_of = self.tunnels()
         self._resync_refs()
         log.info(
@@ -547,11 +577,13 @@ class NetlinkDataplane:
                 for address in self.proxies():
                     self.remove_proxy(address)
                 for pref, table in (
-                    (RULE_PRIORITY_DECAP, DECAP_TABLE),
-                    (RULE_PRIORITY_TUNNEL, TUNNEL_TABLE),
+                    (RULE_PRIORITY_ND_LOCAL, "local"),
+                    (RULE_PRIORITY_ND, "main"),
+                    (RULE_PRIORITY_DECAP, str(DECAP_TABLE)),
+                    (RULE_PRIORITY_TUNNEL, str(TUNNEL_TABLE)),
                 ):
-                    while self._has_rule(pref, str(table)):
-                        self._ip("-6", "rule", "del", "pref", str(pref), "lookup", str(table))
+                    while self._has_rule(pref, table):
+                        self._ip("-6", "rule", "del", "pref", str(pref), "lookup", table)
                 if self._moved_local_rule and not self._has_rule(0, "local"):
                     self._ip("-6", "rule", "add", "pref", "0", "lookup", "local")
                     self._ip("-6", "rule", "del", "pref", str(LOCAL_RULE_PRIORITY), "lookup",
@@ -647,12 +679,59 @@ def _a(address: IPv6Address) -> str:
     return socket.inet_ntop(socket.AF_INET6, address.packed)
 
 
-def _write_sysctl(name: str, value: str) -> None:
-    path = Path("/proc/sys") / name
+class SysctlError(DataplaneError):
+    """A required sysctl has the wrong value and this process cannot change it."""
+
+
+def sysctl_path(name: str) -> Path:
+    """``/proc/sys`` path of a dotted sysctl name (``net.ipv6.conf.eth0.proxy_ndp``).
+
+    The interface part keeps its dots the way sysctl(8) does it: only the fixed components
+    around it are split (``net.ipv6.conf.<if>.<key>``, ``net.ipv6.neigh.<if>.<key>``).
+    """
+    parts = name.split(".")
+    if len(parts) > 5 and parts[:2] == ["net", "ipv6"] and parts[2] in ("conf", "neigh"):
+        parts = [*parts[:3], ".".join(parts[3:-1]), parts[-1]]
+    return Path("/proc/sys", *parts)
+
+
+def sysctl_hint(name: str, value: str) -> str:
+    """How an operator sets a sysctl for a containerised agent."""
+    return (
+        f"set it before the agent starts: `sysctl -w {name}={value}` on the host/netns, "
+        f"`--sysctl {name}={value}` for podman/docker, or on Kubernetes "
+        f"securityContext.sysctls (net.* sysctls must be allowed on the node: kubelet "
+        f"--allowed-unsafe-sysctls)"
+    )
+
+
+def ensure_sysctl(name: str, value: str, *, required: bool = True) -> bool:
+    """Make sysctl ``name`` hold ``value``: read first, write only when it differs.
+
+    Returns ``True`` when the value is in place. A value that cannot be set (read-only
+    ``/proc/sys`` in a container: EROFS/EACCES) raises :class:`SysctlError` when ``required``,
+    else logs one warning and returns ``False``.
+    """
+    path = sysctl_path(name)
+    try:
+        current = path.read_text().strip()
+    except OSError as exc:
+        current = f"unreadable ({exc.strerror})"
+    if current == value:
+        return True
     try:
         path.write_text(value)
     except OSError as exc:
-        raise DataplaneError(f"sysctl {name}={value}: {exc}") from exc
+        problem = (
+            f"sysctl {name} is {current}, needs {value}, and cannot be set here "
+            f"({exc.strerror}); {sysctl_hint(name, value)}"
+        )
+        if required:
+            raise SysctlError(problem) from exc
+        log.warning("%s", problem)
+        return False
+    log.info("sysctl %s: %s -> %s", name, current, value)
+    return True
 
 
 def count_by_coa(bindings: Mapping[IPv6Address, IPv6Address]) -> Counter[IPv6Address]:

@@ -34,7 +34,7 @@ from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from pathlib import Path
 from typing import Any, Final
 
-from nfq_mip6.dataplane import Dataplane, DataplaneError
+from nfq_mip6.dataplane import ND_FWMARK, Dataplane, DataplaneError
 from nfq_mip6.mobility.binding import BindingState
 from nfq_mip6.mobility.events import (
     Action,
@@ -336,6 +336,8 @@ class HomeAgentRuntime:
                     "mss": mss,
                     "mss_above": mss + 1,
                     "seg6_only": "" if self.dataplane.backend != "ip6tnl" else "#",
+                    "interface": link.interface,
+                    "nd_mark": hex(ND_FWMARK),
                 },
             )
             self.rules.load()

@@ -33,6 +33,7 @@ from nfq_mip6.testbed.topology import (
     HOME_PREFIX,
     MN_HOME_ADDRESS,
     MN_INTERFACE,
+    R_HOME_ADDRESS,
     VISITNET_PREFIX,
 )
 from nfq_mip6.wire import (
@@ -195,6 +196,7 @@ state_dir = "{tmp / "state"}"
 [ha]
 max_binding_lifetime = {MAX_LIFETIME}
 max_tunnel_nr = 5
+require_authentication = false
 """
     )
     return config
@@ -236,7 +238,7 @@ def flush_ha_kernel_state(node: Node) -> None:
     """What a stopped HA deliberately leaves (tunnels, decap, rules, proxies): remove it."""
     for table in ("6275", "6276"):
         node.run(["ip", "-6", "route", "flush", "table", table], check=False)
-    for pref in ("940", "941"):
+    for pref in ("938", "939", "940", "941"):
         node.run(["ip", "-6", "rule", "del", "pref", pref], check=False)
     node.run(["ip", "-6", "neigh", "flush", "proxy"], check=False)
     node.run(["ip", "sr", "tunsrc", "set", "::"], check=False)
@@ -468,6 +470,55 @@ def test_cn_ping_is_tunnelled_to_the_coa(
     assert 43 not in (frame[IPv6].nh for frame in tunnelled)  # encap.red: no SRH
     # mipdiag -s: the kernel's encapsulations, read from the agent's counting rule.
     assert agent.stats()["counters"]["NEncapsulations"] >= encapsulated + 2
+
+
+# R's unicast Neighbor Solicitation for a proxied home address (NUD, RFC 4861 §7.3.3):
+# sent to the HA's MAC and the HoA, as R's kernel does when its neighbour entry is STALE.
+# Prints the NAs for the target seen on R's home interface within one second.
+R_NS_HELPER = r"""
+import json, sys, time
+from scapy.all import AsyncSniffer, Ether, sendp
+from scapy.layers.inet6 import IPv6, ICMPv6ND_NA, ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr
+iface, ha_mac, src, target = sys.argv[1:5]
+r_mac = open(f"/sys/class/net/{iface}/address").read().strip()
+sniffer = AsyncSniffer(
+    iface=iface, lfilter=lambda f: ICMPv6ND_NA in f and f[ICMPv6ND_NA].tgt == target)
+sniffer.start()
+time.sleep(0.3)
+sendp(Ether(src=r_mac, dst=ha_mac) / IPv6(src=src, dst=target, hlim=255)
+      / ICMPv6ND_NS(tgt=target) / ICMPv6NDOptSrcLLAddr(lladdr=r_mac), iface=iface, verbose=0)
+time.sleep(1.0)
+found = sniffer.stop()
+print(json.dumps([{"mac": f[Ether].src, "src": f[IPv6].src, "dst": f[IPv6].dst,
+                   "S": int(f[ICMPv6ND_NA].S), "R": int(f[ICMPv6ND_NA].R)} for f in found]))
+"""
+
+
+def test_unicast_ns_from_the_home_link_is_answered_by_proxy_not_tunnelled(
+    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed, tmp_path: Path
+) -> None:
+    """§10.4.1: the HA defends a proxied HoA against unicast NS (the home router's NUD
+    probes) too; the HoA's seg6 route must not carry them to the CoA."""
+    from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
+    from scapy.utils import rdpcap
+
+    ha_mac = away_testbed.node("ha").run(["cat", "/sys/class/net/eth0/address"]).stdout.strip()
+    with away_testbed.capture("internet", tmp_path / "internet.pcap") as pcap:
+        out = away_testbed.node("r").run(
+            [sys.executable, "-c", R_NS_HELPER, "eth1", ha_mac, R_HOME_ADDRESS, str(HOA)],
+            timeout=30,
+        )
+    answers = json.loads(out.stdout.strip().splitlines()[-1])
+    print("NAs seen by R:", answers)
+    tunnelled = [
+        f
+        for f in rdpcap(str(pcap))
+        if IPv6 in f and f[IPv6].nh == 41 and ICMPv6ND_NS in f and f[ICMPv6ND_NS].tgt == str(HOA)
+    ]
+    assert tunnelled == [], "the NS for the HoA went through the tunnel to the CoA"
+    solicited = [a for a in answers if a["S"] == 1 and a["dst"] == R_HOME_ADDRESS]
+    assert solicited, f"no solicited NA for the home address: {answers}"
+    assert {a["mac"] for a in solicited} == {ha_mac}  # the HA answers as proxy
 
 
 def test_reverse_tunnel_from_an_unregistered_source_is_dropped(

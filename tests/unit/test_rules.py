@@ -18,6 +18,8 @@ HA_PARAMS = {
     "mss": 1400,
     "mss_above": 1401,
     "seg6_only": "",
+    "interface": "eth0",
+    "nd_mark": "0x6275",
 }
 BUILTINS = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"}
 
@@ -93,3 +95,13 @@ def test_the_ip6tnl_backend_drops_the_reverse_tunnel_source_check_rule() -> None
     rules = RuleSet.from_file(rules_path("ha.rules"), {**HA_PARAMS, "seg6_only": "#"})
     assert "-p 41 -j DROP" not in rules.text
     assert "-A NFQMIP6-HA-IN" not in rules.text and ":NFQMIP6-HA-IN" in rules.text
+
+
+def test_home_link_neighbour_solicitations_are_marked_for_the_nd_policy_rules() -> None:
+    """§10.4.1: NS for home-prefix addresses get the mark the 938/939 policy rules route by
+    (local, then main), so they never take a proxied HoA's tunnel route."""
+    rules = RuleSet.from_file(rules_path("ha.rules"), HA_PARAMS)
+    assert (
+        "-A NFQMIP6-HA-MSS -i eth0 -d fec0:106:2700::/64 -p icmpv6 --icmpv6-type "
+        "neighbour-solicitation -j MARK --set-xmark 0x6275/0xffffffff"
+    ) in rules.text.splitlines()
