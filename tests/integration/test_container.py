@@ -36,7 +36,11 @@ pytestmark = [pytest.mark.container, pytest.mark.netns, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "container-build.sh"
-MN_CONFIG = REPO / "deploy" / "network-mip6.conf.mn"
+MN_CONFIG = REPO / "deploy" / "nfq-mip6-mn.toml"
+# The image's configuration (deploy/nfq-mip6-ha.toml) requires RFC 4285 MN-HA authentication
+# with the key in /etc/nfq-mip6/keys/mn1.key (docs/security.md): the tests mount a test key
+# there and give the MN (deploy/nfq-mip6-mn.toml) the same one.
+TEST_KEY_HEX = bytes(range(0x41, 0x55)).hex()
 HA_CAPS = ["--cap-drop", "ALL", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW"]
 # The agent sets net.ipv6.conf.all.forwarding and <if>.proxy_ndp itself; /proc/sys is
 # read-only in a container, and podman refuses --sysctl in a network namespace it did not
@@ -44,6 +48,15 @@ HA_CAPS = ["--cap-drop", "ALL", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW"
 # NET_ADMIN). See docs/operations.md, "Container".
 PROC_SYS = ["--security-opt", "unmask=/proc/sys"]
 _names = itertools.count()
+
+
+def write_mn1_key(directory: Path) -> Path:
+    """``directory/mn1.key`` (mode 600, in a mode 700 directory) holding the test key."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = directory / "mn1.key"
+    key.write_text(TEST_KEY_HEX + "\n")
+    key.chmod(0o600)
+    return key
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
@@ -125,10 +138,12 @@ def ha_container(
     name = f"nfq-mip6-test-{uuid.uuid4().hex[:8]}"
     socket_dir.mkdir(parents=True, exist_ok=True)
     socket_path = socket_dir / "agent.sock"
+    key_dir = write_mn1_key(socket_dir.parent / "keys").parent
     podman.run(
         "run", "-d", "--name", name, "--network", f"ns:/run/netns/{netns}",
         *HA_CAPS, *PROC_SYS, "--no-healthcheck", "--security-opt", "no-new-privileges",
-        "-v", f"{socket_dir}:/run/nfq-mip6", *extra, podman.image,
+        "-v", f"{socket_dir}:/run/nfq-mip6", "-v", f"{key_dir}:/etc/nfq-mip6/keys:ro",
+        *extra, podman.image,
     )  # fmt: skip
     try:
         running = wait_until(
@@ -217,10 +232,11 @@ def mobile_node_agent(testbed_home: Testbed, tmp_path: Path) -> Iterator[Path]:
     """``nfq-mip6 run`` as the MN (host venv) in the test bed's MN namespace."""
     socket_path = tmp_path / "mn.sock"
     log_path = tmp_path / "mn.log"
+    key_override = f"NFQ_MIP6_MN__AUTH_KEY_FILE={write_mn1_key(tmp_path / 'keys')}"
     with log_path.open("w") as log:
         proc = testbed_home.node("mn").popen(
-            [sys.executable, "-m", "nfq_mip6", "run", "--config", str(MN_CONFIG),
-             "--control-socket", str(socket_path)],
+            ["env", key_override, sys.executable, "-m", "nfq_mip6", "run",
+             "--config", str(MN_CONFIG), "--control-socket", str(socket_path)],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -272,6 +288,9 @@ def test_home_agent_container_serves_the_howto_test_bed(
         assert " 0% packet loss" in done, done
         stats = request(ha_socket, {"cmd": "stats"})["counters"]
         assert stats["NBindUpdatesRcvd"] >= 1 and stats["NBindAcksSent"] >= 1
+        # RFC 4285: the image's configuration required the MN-HA authentication option.
+        guarded = request(ha_socket, {"cmd": "stats"})["home_agent"]
+        assert guarded["auth_accepted"] >= 1 and guarded["binding_acks_authenticated"] >= 1
         # HOWTO §5.6: home again, the binding cache empties.
         bed.move("home")
         assert wait_until(lambda: not request(ha_socket, {"cmd": "cache"})["bindings"], 20.0)
