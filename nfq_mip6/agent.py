@@ -263,6 +263,7 @@ def _apply_overrides(config: AgentConfig, args: argparse.Namespace) -> AgentConf
 def run_command(args: argparse.Namespace) -> int:
     """``nfq-mip6 run``: exit 0 on a clean stop, 2 on bad configuration, 1 on failure."""
     from nfq_mip6.config import ConfigError, load_config
+    from nfq_mip6.dataplane import DataplaneError
     from nfq_mip6.runtime import UnsupportedRole, create_runtime
 
     try:
@@ -293,6 +294,10 @@ def run_command(args: argparse.Namespace) -> int:
         agent.run_forever()
     except OSError as exc:
         log.error("agent failed: %s", exc)
+        return 1
+    except DataplaneError as exc:
+        # e.g. a required sysctl on a read-only /proc/sys (container): one clear line.
+        print(f"nfq-mip6: {exc}", file=sys.stderr)
         return 1
     finally:
         agent.close()

@@ -698,10 +698,9 @@ def sysctl_path(name: str) -> Path:
 def sysctl_hint(name: str, value: str) -> str:
     """How an operator sets a sysctl for a containerised agent."""
     return (
-        f"set it before the agent starts: `sysctl -w {name}={value}` on the host/netns, "
-        f"`--sysctl {name}={value}` for podman/docker, or on Kubernetes "
-        f"securityContext.sysctls (net.* sysctls must be allowed on the node: kubelet "
-        f"--allowed-unsafe-sysctls)"
+        f"set it before the agent starts: `sysctl -w {name}={value}` in its network "
+        f"namespace, `--sysctl {name}={value}` for podman/docker, on Kubernetes on the node "
+        f"(/etc/sysctl.d, hostNetwork pods) or in the pod's securityContext.sysctls"
     )
 
 
