@@ -42,11 +42,29 @@ MN_CONFIG = REPO / "deploy" / "nfq-mip6-mn.toml"
 # there and give the MN (deploy/nfq-mip6-mn.toml) the same one.
 TEST_KEY_HEX = bytes(range(0x41, 0x55)).hex()
 HA_CAPS = ["--cap-drop", "ALL", "--cap-add", "NET_ADMIN", "--cap-add", "NET_RAW"]
-# The agent sets net.ipv6.conf.all.forwarding and <if>.proxy_ndp itself; /proc/sys is
-# read-only in a container, and podman refuses --sysctl in a network namespace it did not
-# create, so it is made writable (only the netns's own net.* entries are writable with
-# NET_ADMIN). See docs/operations.md, "Container".
-PROC_SYS = ["--security-opt", "unmask=/proc/sys"]
+# /proc/sys stays read-only in the container: the agent only reads sysctls that are already
+# right. podman refuses --sysctl in a network namespace it did not create, so the test sets
+# them in the namespace before the container starts, as the host's administrator would
+# (docs/operations.md, "Run" and "Container").
+
+
+def set_home_agent_sysctls(netns: str) -> None:
+    """The HA's sysctls in ``netns``, for every interface but ``lo``."""
+    links = json.loads(
+        subprocess.run(
+            ["ip", "-n", netns, "-j", "link", "show"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    values = ["net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.all.proxy_ndp=1"]
+    for link in links:
+        if link["ifname"] != "lo":
+            values += [
+                f"net.ipv6.conf.{link['ifname']}.proxy_ndp=1",
+                f"net.ipv6.neigh.{link['ifname']}.proxy_delay=0",
+            ]
+    subprocess.run(["ip", "netns", "exec", netns, "sysctl", "-qw", *values], check=True)
+
+
 _names = itertools.count()
 
 
@@ -139,9 +157,10 @@ def ha_container(
     socket_dir.mkdir(parents=True, exist_ok=True)
     socket_path = socket_dir / "agent.sock"
     key_dir = write_mn1_key(socket_dir.parent / "keys").parent
+    set_home_agent_sysctls(netns)
     podman.run(
         "run", "-d", "--name", name, "--network", f"ns:/run/netns/{netns}",
-        *HA_CAPS, *PROC_SYS, "--no-healthcheck", "--security-opt", "no-new-privileges",
+        *HA_CAPS, "--no-healthcheck", "--security-opt", "no-new-privileges",
         "-v", f"{socket_dir}:/run/nfq-mip6", "-v", f"{key_dir}:/etc/nfq-mip6/keys:ro",
         *extra, podman.image,
     )  # fmt: skip
