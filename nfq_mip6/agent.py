@@ -10,8 +10,10 @@ Theory of operation: a single ``selectors`` loop watches
 * a self-pipe for signals (``signal.set_wakeup_fd``),
 
 and sleeps until ``runtime.next_deadline()`` (a single timer, aioquic-style). SIGTERM and
-SIGINT stop cleanly (``runtime.stop()`` removes the rules), SIGHUP asks the runtime to reload
-through ``handle_control({"cmd": "reload"})``. No threads.
+SIGINT stop cleanly (``runtime.stop()`` removes the rules), SIGHUP reloads (:meth:`Agent.reload`:
+``nfq_mip6.config.reload_config``, log level/format applied here, one log line per applied or
+refused change, the merged configuration handed to the runtime through
+``handle_control({"cmd": "reload", "config": AgentConfig})``). No threads.
 """
 
 from __future__ import annotations
@@ -183,8 +185,37 @@ class Agent:
                     log.exception("fd callback %r failed", callback)
             if self._reload_requested:
                 self._reload_requested = False
-                log.info("SIGHUP: reload requested")
-                self.handle_control({"cmd": "reload"})
+                self.reload()
+
+    def reload(self) -> dict[str, Any]:
+        """SIGHUP: re-read the configuration file and environment; take the reloadable
+        changes (log level/format here, route optimization and lifetimes in the runtime), log
+        the ones that need a restart. A configuration that became invalid changes nothing."""
+        from nfq_mip6.config import ConfigError, reload_config
+
+        try:
+            new, applied, refused = reload_config(self.config, os.environ)
+        except (ConfigError, OSError, ValueError) as exc:
+            log.error("SIGHUP: configuration not reloaded, keeping the running one: %s", exc)
+            return {"ok": False, "error": str(exc)}
+        if (new.log_level, new.log_format) != (self.config.log_level, self.config.log_format):
+            try:
+                _setup_logging(new.log_level, new.log_format)
+            except ValueError as exc:
+                log.error("SIGHUP: logging unchanged: %s", exc)
+        self.config = new
+        for change in refused:
+            log.warning("SIGHUP: %s needs a restart; not applied", change)
+        reply = self.handle_control({"cmd": "reload", "config": new})
+        for change in applied:
+            log.info("SIGHUP: applied %s", change)
+        log.info(
+            "SIGHUP: configuration reloaded from %s (%d applied, %d need a restart)",
+            new.source, len(applied), len(refused),
+        )  # fmt: skip
+        if self.metrics is not None:
+            self.metrics.config_loaded(time.time())
+        return {**reply, "applied": applied, "refused": refused}
 
     def close(self) -> None:
         try:
@@ -280,6 +311,8 @@ def run_command(args: argparse.Namespace) -> int:
         print(f"nfq-mip6: {exc}", file=sys.stderr)
         return 2
     metrics = _make_metrics(config)
+    if metrics is not None:
+        metrics.config_loaded(time.time())
     agent = Agent(config, runtime, metrics=metrics)
     if metrics is not None:
         metrics_snapshot[0] = agent.snapshot

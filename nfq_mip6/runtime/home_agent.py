@@ -23,6 +23,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -778,11 +779,35 @@ class HomeAgentRuntime:
                 return {"ok": False, "error": "route optimization is a MN/CN setting"}
             return {"ok": True, "route_optimization": False}
         if cmd == "reload":
-            return {"ok": True, "reloaded": []}
+            return self._reload(request.get("config"))
         if cmd == "flush":
             self.dataplane.remove_tunnels(list(self.dataplane.tunnels()))
             return {"ok": True}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _reload(self, config: Any) -> dict[str, Any]:
+        """SIGHUP (the agent passes the merged configuration; a control-socket ``reload``
+        without one re-reads the file): ``[ha] max_binding_lifetime`` applies to the next
+        registrations (§10.3.1 lifetime cap); existing bindings keep theirs."""
+        assert self.core is not None and self.ctx is not None
+        if config is None:
+            from nfq_mip6.config import ConfigError, reload_config
+
+            try:
+                config, _applied, _refused = reload_config(self.ctx.config)
+            except (ConfigError, OSError, ValueError) as exc:
+                log.error("reload failed: %s", exc)
+                return {"ok": False, "error": str(exc)}
+        reloaded: list[str] = []
+        ha_config = getattr(config, "ha", None)
+        if ha_config is not None:
+            lifetime = int(ha_config.max_binding_lifetime)
+            if lifetime != self.core.config.max_binding_lifetime:
+                self.core.config = dataclasses.replace(
+                    self.core.config, max_binding_lifetime=lifetime
+                )
+                reloaded.append(f"max_binding_lifetime: {lifetime}")
+        return {"ok": True, "reloaded": reloaded}
 
     def _stats_snapshot(self) -> dict[str, Any]:
         assert self.core is not None and self.dataplane is not None and self.ctx is not None
@@ -797,6 +822,7 @@ class HomeAgentRuntime:
         if self.nd is not None and isinstance(getattr(self.nd, "stats", None), dict):
             extra.update({f"nd_{key}": value for key, value in self.nd.stats.items()})
         extra["reverse_tunnel_rejected"] = rejected
+        extra["max_binding_lifetime"] = self.core.config.max_binding_lifetime
         return {
             "ok": True,
             "role": "ha",
