@@ -809,6 +809,15 @@ class HomeAgentRuntime:
                 reloaded.append(f"max_binding_lifetime: {lifetime}")
         return {"ok": True, "reloaded": reloaded}
 
+    def _bindings_by_state(self) -> dict[str, int]:
+        """Binding Cache entries per state (``nfq_mip6_bindings{role="ha",state=…}``); the
+        two states a home registration lives in are always present, 0 included."""
+        assert self.core is not None
+        counts = dict.fromkeys((BindingState.REGISTERED.value, BindingState.DAD_PENDING.value), 0)
+        for entry in self.core.cache:
+            counts[entry.state.value] = counts.get(entry.state.value, 0) + 1
+        return counts
+
     def _stats_snapshot(self) -> dict[str, Any]:
         assert self.core is not None and self.dataplane is not None and self.ctx is not None
         rejected = self._sample_kernel_counters()
@@ -830,6 +839,7 @@ class HomeAgentRuntime:
             "route_optimization": False,
             "backend": self.dataplane.backend,
             "bindings": len(self.core.cache),
+            "bindings_by_state": self._bindings_by_state(),
             "nfqueue": {
                 "accepted": nfq.get("accepted", 0),
                 "dropped": nfq.get("dropped", 0),

@@ -418,3 +418,29 @@ def _refuse_read_only(original: Any) -> Any:
         return result
 
     return write_text
+
+
+def test_bindings_gauge_is_per_state_when_scraped(
+    runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from nfq_mip6.metrics import AgentMetrics
+
+    rt, _fake, _sent = runtime
+    registry = CollectorRegistry()
+    AgentMetrics(registry, lambda: rt.handle_control({"cmd": "stats"}))
+
+    def scrape() -> dict[str, float]:
+        text = generate_latest(registry).decode()
+        return {
+            line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("nfq_mip6_bindings{")
+        }
+
+    rt.on_queued_packet(bu(1), 100.0)  # proxy DAD running: state "dad"
+    assert scrape() == {'role="ha",state="dad"': 1.0, 'role="ha",state="registered"': 0.0}
+    rt.on_timer(101.0)
+    assert scrape() == {'role="ha",state="dad"': 0.0, 'role="ha",state="registered"': 1.0}
+    assert rt.handle_control({"cmd": "stats"})["bindings_by_state"] == {"registered": 1, "dad": 0}
