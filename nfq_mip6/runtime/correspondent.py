@@ -598,20 +598,24 @@ class CorrespondentRuntime:
                 return {"ok": True, "route_optimization": self.set_route_optimization(value)}
             return {"ok": True, "route_optimization": self.core.route_optimization}
         if cmd == "reload":
-            return self._reload()
+            return self._reload(request.get("config"))
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
-    def _reload(self) -> dict[str, Any]:
-        """SIGHUP: re-read the configuration; ``route_optimization`` (legacy
-        ``accept_return_routability``) is applied without a restart."""
+    def _reload(self, config: object = None) -> dict[str, Any]:
+        """SIGHUP: ``route_optimization`` (legacy ``accept_return_routability``) is applied
+        without a restart. ``config`` is the configuration the agent has just reloaded; without
+        one (an older agent loop, or a control request) the file is read again."""
         assert self.ctx is not None and self.core is not None
-        from nfq_mip6.config import ConfigError, load_config
+        from nfq_mip6.config import AgentConfig, ConfigError, load_config
 
-        try:
-            new = load_config(Path(self.ctx.config.source))
-        except (ConfigError, OSError, ValueError) as exc:
-            log.error("reload failed: %s", exc)
-            return {"ok": False, "error": str(exc)}
+        if isinstance(config, AgentConfig):
+            new = config
+        else:
+            try:
+                new = load_config(Path(self.ctx.config.source))
+            except (ConfigError, OSError, ValueError) as exc:
+                log.error("reload failed: %s", exc)
+                return {"ok": False, "error": str(exc)}
         reloaded: list[str] = []
         if new.route_optimization != self.core.route_optimization:
             self.set_route_optimization(new.route_optimization)
