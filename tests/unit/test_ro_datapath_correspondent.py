@@ -375,3 +375,14 @@ def test_persistent_destination_unreachable_deletes_the_binding(harness: Harness
     assert harness.runtime.bindings == {}
     assert harness.runtime.handle_control({"cmd": "cache"})["bindings"] == []
     assert harness.runtime.counters["destination_unreachables_seen"] == 3
+
+
+def test_reload_takes_the_configuration_the_agent_loaded(harness: Harness) -> None:
+    import dataclasses
+
+    ctx = harness.runtime.ctx
+    assert ctx is not None
+    new = dataclasses.replace(ctx.config, route_optimization=False)
+    answer = harness.runtime.handle_control({"cmd": "reload", "config": new})
+    assert answer == {"ok": True, "reloaded": ["route_optimization: off"]}
+    assert harness.runtime.handle_control({"cmd": "ro"})["route_optimization"] is False
