@@ -66,6 +66,7 @@ from nfq_mip6.mobility.home_agent import HomeAgent
 from nfq_mip6.mobility.home_agent import HomeAgentConfig as CoreHomeAgentConfig
 from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 from nfq_mip6.runtime.base import RuntimeContext, Verdict
+from nfq_mip6.runtime.throttle import LogThrottle
 from nfq_mip6.security.guard import HomeAgentGuard
 from nfq_mip6.store import HomeBindingPersistence, StateStore, StoreError
 from nfq_mip6.wire import (
@@ -253,6 +254,8 @@ class HomeAgentRuntime:
             "dataplane_errors": 0,
         }
         self._bu_started: float | None = None
+        # A flood of failed sends (fuzzing, a dead route) logs one line per 10 s, not each.
+        self._send_failures = LogThrottle(log, "sending a packet failed")
         self._own_link_locals: frozenset[IPv6Address] = frozenset()
         self._state_path: Path | None = None
         # RFC 4285 verifier + rate limits, SQLite store (nfq_mip6.security, nfq_mip6.store).
@@ -349,6 +352,7 @@ class HomeAgentRuntime:
         )  # fmt: skip
 
     def stop(self) -> None:
+        self._send_failures.close()
         if self.rules is not None:
             try:
                 self.rules.unload()
@@ -578,8 +582,8 @@ class HomeAgentRuntime:
         try:
             self.ctx.send_packet(packet)
         except (OSError, ValueError) as exc:
-            self.counters["send_errors"] += 1
-            log.warning("sending a %d-octet packet failed: %s", len(packet), exc)
+            self.counters["send_errors"] += 1  # every one counted; the log is throttled
+            self._send_failures.log("sending a %d-octet packet failed: %s", len(packet), exc)
 
     def _perform(self, actions: list[Action], now: float) -> None:
         for action in actions:
@@ -738,6 +742,7 @@ class HomeAgentRuntime:
 
     def on_timer(self, now: float) -> None:
         assert self.core is not None
+        self._send_failures.flush()
         if self.nd is not None:
             for result in self.nd.poll(now):
                 self._feed(ProxyDadCompleted(result.home_address, result.duplicate), now)

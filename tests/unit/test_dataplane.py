@@ -444,3 +444,37 @@ def test_bindings_gauge_is_per_state_when_scraped(
     rt.on_timer(101.0)
     assert scrape() == {'role="ha",state="dad"': 0.0, 'role="ha",state="registered"': 1.0}
     assert rt.handle_control({"cmd": "stats"})["bindings_by_state"] == {"registered": 1, "dad": 0}
+
+
+def test_a_flood_of_failed_sends_is_counted_but_logged_once_per_window(
+    runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from nfq_mip6.runtime.throttle import LogThrottle
+
+    rt, _fake, _sent = runtime
+    clock = [1000.0]
+
+    def refuse(packet: bytes) -> None:
+        raise OSError(101, "Network is unreachable")
+
+    assert rt.ctx is not None
+    object.__setattr__(rt.ctx, "send_packet", refuse)
+    rt._send_failures = LogThrottle(
+        __import__("logging").getLogger("nfq_mip6.ha"), "sending a packet failed",
+        clock=lambda: clock[0],
+    )  # fmt: skip
+    for _ in range(1000):
+        rt._send(b"\x60" + bytes(39))
+    clock[0] += 11.0
+    rt._send(b"\x60" + bytes(39))
+    rt.on_timer(1011.0)
+    clock[0] += 11.0
+    rt.on_timer(1022.0)  # nothing pending: no line
+    lines = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert lines == [
+        "sending a 40-octet packet failed: [Errno 101] Network is unreachable",
+        "sending a packet failed 1000 more time(s) in the last 11 s "
+        "(last: sending a 40-octet packet failed: [Errno 101] Network is unreachable)",
+    ]
+    assert rt.handle_control({"cmd": "stats"})["home_agent"]["send_errors"] == 1001
