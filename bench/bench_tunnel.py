@@ -85,7 +85,7 @@ def ha_dataplane() -> tuple[NetlinkDataplane, RuleSet]:
         rules_path("ha.rules"),
         {"queue": 9, "bypass": " --queue-bypass", "ha_address": HA, "home_prefix": HOME,
          "ha_anycast": "2001:db8:a::fdff:ffff:ffff:fffe", "mss": mss, "mss_above": mss + 1,
-         "seg6_only": ""},
+         "seg6_only": "", "interface": "hh0", "nd_mark": "0x6275"},
     )  # fmt: skip
     rules.load()
     return dataplane, rules

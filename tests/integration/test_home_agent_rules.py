@@ -77,7 +77,7 @@ def rules(action: str, bypass: bool) -> None:
         f"rs = RuleSet.from_file(rules_path('ha.rules'), dict(queue={QUEUE}, "
         f"bypass={' --queue-bypass' if bypass else ''!r}, ha_address='{HA}', "
         "home_prefix='2001:db8:a::/64', ha_anycast='2001:db8:a::fdff:ffff:ffff:fffe', "
-        "mss=1400, mss_above=1401, seg6_only=''))\n"
+        "mss=1400, mss_above=1401, seg6_only='', interface='h0', nd_mark='0x6275'))\n"
         f"rs.{action}()\n"
     )
     ns_run(NS_HA, sys.executable, "-c", script)
