@@ -521,6 +521,57 @@ def test_unicast_ns_from_the_home_link_is_answered_by_proxy_not_tunnelled(
     assert {a["mac"] for a in solicited} == {ha_mac}  # the HA answers as proxy
 
 
+def test_home_router_nud_probes_are_answered_while_a_cn_pings_the_home_address(
+    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed, tmp_path: Path
+) -> None:
+    """R's own NUD (entry put in PROBE while CN -> HoA traffic flows): its unicast NS are
+    answered by the HA at once, so the entry never fails and traffic never waits for a
+    multicast NS and the proxy delay. Measured here: max reply gap 28 ms at 50 pps with the
+    fix, 536 ms without (three probes tunnelled to the CoA, then multicast NS + proxy_delay)."""
+    import re
+    import threading
+    from itertools import pairwise
+
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, IPv6
+    from scapy.utils import rdpcap
+
+    ha_mac = away_testbed.node("ha").run(["cat", "/sys/class/net/eth0/address"]).stdout.strip()
+    r = away_testbed.node("r")
+
+    def probe() -> None:
+        time.sleep(1.0)
+        r.run(["ip", "-6", "neigh", "replace", str(HOA), "lladdr", ha_mac, "nud", "probe",
+               "dev", "eth1"], check=False)  # fmt: skip
+
+    with (
+        mn_tunnel_endpoint(away_testbed.node("mn")),
+        away_testbed.capture("homenet", tmp_path / "homenet.pcap") as pcap,
+    ):
+        prober = threading.Thread(target=probe)
+        prober.start()
+        ping = away_testbed.node("cn").run(
+            ["ping", "-D", "-i", "0.02", "-w", "4", "-W", "1", str(HOA)], check=False, timeout=20
+        )
+        prober.join()
+    stamps = [float(m) for m in re.findall(r"^\[(\d+\.\d+)\].*icmp_seq", ping.stdout, re.M)]
+    gaps = [b - a for a, b in pairwise(stamps)]
+    print(f"CN -> HoA: {len(stamps)} replies, max gap {max(gaps, default=0) * 1000:.0f} ms")
+    frames = rdpcap(str(pcap))
+    probes = [
+        f for f in frames
+        if ICMPv6ND_NS in f and f[IPv6].nh == 58 and f[IPv6].dst == str(HOA)
+    ]  # fmt: skip
+    assert probes, "R sent no unicast NS for the home address"
+    assert not [f for f in frames if f[IPv6].nh == 41 and ICMPv6ND_NS in f], "NS tunnelled"
+    answers = [
+        f for f in frames
+        if ICMPv6ND_NA in f and f[ICMPv6ND_NA].tgt == str(HOA) and f[ICMPv6ND_NA].S == 1
+        and f.src == ha_mac and f[IPv6].dst == probes[0][IPv6].src
+    ]  # fmt: skip
+    assert answers, "the HA did not answer R's probe"
+    assert "REACHABLE" in r.run(["ip", "-6", "neigh", "show", str(HOA), "dev", "eth1"]).stdout
+
+
 def test_reverse_tunnel_from_an_unregistered_source_is_dropped(
     registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed, mn: ScriptedMobileNode
 ) -> None:
