@@ -72,7 +72,7 @@ def main() -> None:
         "nfq_mip6_parse_mh_per_second": round(_rate(lambda: parse_mh(mh), args.seconds)),
     }
     try:
-        from scapy.layers.inet6 import IPv6, MIP6MH_BU
+        from scapy.layers.inet6 import MIP6MH_BU, IPv6
 
         def theirs() -> object:
             dissected = IPv6(raw)
