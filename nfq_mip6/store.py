@@ -52,11 +52,13 @@ from nfq_mip6.mobility.events import (
     BindingRefreshed,
     BindingRegistered,
 )
+from nfq_mip6.mobility.mobile_node import BindingUpdateListRecord
 
 __all__ = [
     "DATABASE_NAME",
     "SCHEMA_VERSION",
     "HomeBindingPersistence",
+    "MobileNodePersistence",
     "StateStore",
     "StoreError",
     "StoredBinding",
@@ -67,7 +69,8 @@ __all__ = [
 log = logging.getLogger("nfq_mip6.store")
 
 DATABASE_NAME: Final = "nfq-mip6.sqlite3"
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""2: ``binding_update_list.state`` (version 1 databases are migrated in place)."""
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,6 +93,7 @@ CREATE TABLE IF NOT EXISTS binding_update_list (
     home_registration INTEGER NOT NULL,
     lifetime INTEGER NOT NULL,
     expires_wall REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (recipient, home_address)
 );
 CREATE TABLE IF NOT EXISTS node_keys (
@@ -135,7 +139,11 @@ class StoredBulEntry:
     sequence: int
     home_registration: bool
     lifetime: int
+    """Granted lifetime in seconds (0: no binding acknowledged)."""
     expires_wall: float
+    """Absolute expiry of the acknowledged binding, Unix time (0: none in force)."""
+    state: str = ""
+    """The MN core's entry state (``BulState`` value; "none": only a sequence number)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +211,13 @@ class StateStore:
         if row is None:
             self._db.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) == 1:  # 1 -> 2: the BUL entry's state
+            self._db.execute(
+                "ALTER TABLE binding_update_list ADD COLUMN state TEXT NOT NULL DEFAULT ''"
+            )
+            self._db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),)
             )
         elif int(row[0]) != SCHEMA_VERSION:
             raise StoreError(f"{self.path}: schema version {row[0]}, expected {SCHEMA_VERSION}")
@@ -319,18 +334,24 @@ class StateStore:
                 int(e.home_registration),
                 e.lifetime,
                 e.expires_wall,
+                e.state,
             )
             for e in entries
         ]
         with self._transaction() as db:
             db.execute("DELETE FROM binding_update_list")
-            db.executemany("INSERT INTO binding_update_list VALUES (?, ?, ?, ?, ?, ?, ?)", args)
+            db.executemany(
+                "INSERT INTO binding_update_list (recipient, home_address, care_of_address, "
+                "sequence, home_registration, lifetime, expires_wall, state) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                args,
+            )
 
     def bul_entries(self) -> list[StoredBulEntry]:
         out: list[StoredBulEntry] = []
         for raw in self._query(
             "SELECT recipient, home_address, care_of_address, sequence, home_registration, "
-            "lifetime, expires_wall FROM binding_update_list ORDER BY recipient"
+            "lifetime, expires_wall, state FROM binding_update_list ORDER BY recipient"
         ):
             try:
                 out.append(
@@ -342,6 +363,7 @@ class StateStore:
                         home_registration=bool(raw[4]),
                         lifetime=int(raw[5]),
                         expires_wall=float(raw[6]),
+                        state=str(raw[7]),
                     )
                 )
             except (ValueError, TypeError) as exc:
@@ -520,3 +542,118 @@ class HomeBindingPersistence:
             log.warning("ignoring unreadable %s: %s", path, exc)
             return 0
         return len(stored)
+
+
+# ---------------------------------------------------------------------------------------------
+# Glue for the Mobile Node runtime: core Binding Update List <-> store
+# ---------------------------------------------------------------------------------------------
+
+
+class MobileNodePersistence:
+    """Keeps the MN core's Binding Update List (and its RFC 4285 Mesg-ID state) in a
+    :class:`StateStore`.
+
+    The runtime calls :meth:`save` with the core's records before it carries out the actions
+    of a core call (so the sequence number of a BU is committed **before** the BU leaves: a
+    restarted MN never reuses one, RFC 6275 §11.7.1), and :meth:`load` at start. A save whose
+    rows equal the last saved ones (expiry to the second) writes nothing, so the packet path
+    pays one comparison when nothing changed. Failures are logged and counted (``errors``),
+    never raised.
+    """
+
+    AUTH_KEY: Final = "mn.auth"
+
+    def __init__(self, store: StateStore, wall_clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self._wall = wall_clock
+        self._last: list[StoredBulEntry] | None = None
+        self._last_auth: dict[str, Any] | None = None
+        self.errors = 0
+
+    def __repr__(self) -> str:
+        return f"MobileNodePersistence({self.store!r})"
+
+    def _rows(self, records: Iterable[BindingUpdateListRecord]) -> list[StoredBulEntry]:
+        wall = self._wall()
+        return sorted(
+            (
+                StoredBulEntry(
+                    recipient=r.destination,
+                    home_address=r.home_address,
+                    care_of_address=r.care_of_address,
+                    sequence=r.sequence & 0xFFFF,
+                    home_registration=r.home_registration,
+                    lifetime=r.lifetime_granted,
+                    expires_wall=float(round(wall + r.remaining)) if r.remaining > 0 else 0.0,
+                    state=r.state,
+                )
+                for r in records
+            ),
+            key=lambda e: (e.recipient, e.home_address),
+        )
+
+    def save(self, records: Iterable[BindingUpdateListRecord]) -> bool:
+        """Commit the BUL (one transaction) unless it equals the last one saved. True if
+        written."""
+        rows = self._rows(records)
+        if rows == self._last:
+            return False
+        try:
+            self.store.replace_bul(rows)
+        except StoreError as exc:
+            self.errors += 1
+            log.error("could not persist the binding update list: %s", exc)
+            return False
+        self._last = rows
+        return True
+
+    def load(self) -> list[BindingUpdateListRecord]:
+        """The stored BUL as core records; ``remaining`` from the wall clock (≤ 0 when the
+        binding expired while the agent was down: only its sequence number counts)."""
+        wall = self._wall()
+        try:
+            rows = self.store.bul_entries()
+        except StoreError as exc:
+            self.errors += 1
+            log.error("could not read the stored binding update list: %s", exc)
+            return []
+        self._last = rows
+        return [
+            BindingUpdateListRecord(
+                destination=row.recipient,
+                home_address=row.home_address,
+                care_of_address=row.care_of_address or row.home_address,
+                sequence=row.sequence,
+                home_registration=row.home_registration,
+                state=row.state or "none",
+                lifetime_granted=row.lifetime,
+                remaining=row.expires_wall - wall if row.expires_wall > 0 else 0.0,
+            )
+            for row in rows
+        ]
+
+    def save_auth(self, last_mesg_id: int, clock_offset: float) -> None:
+        """RFC 4285 §6: the last Mesg-ID timestamp sent and the clock offset learnt from
+        the HA, so that a restarted MN keeps its timestamps increasing and in the window."""
+        value = {"last_mesg_id": int(last_mesg_id), "clock_offset": float(clock_offset)}
+        if value == self._last_auth:
+            return
+        try:
+            self.store.set_value(self.AUTH_KEY, value)
+        except StoreError as exc:
+            self.errors += 1
+            log.error("could not persist the Mesg-ID state: %s", exc)
+            return
+        self._last_auth = value
+
+    def load_auth(self) -> tuple[int, float]:
+        """(last Mesg-ID timestamp sent, clock offset); (0, 0.0) when none is stored."""
+        try:
+            value = self.store.get_value(self.AUTH_KEY, {})
+            result = (int(value.get("last_mesg_id", 0)), float(value.get("clock_offset", 0.0)))
+        except (StoreError, AttributeError, TypeError, ValueError) as exc:
+            self.errors += 1
+            log.warning("ignoring the stored Mesg-ID state: %s", exc)
+            return (0, 0.0)
+        self._last_auth = {"last_mesg_id": result[0], "clock_offset": result[1]}
+        return result

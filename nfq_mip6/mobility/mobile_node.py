@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 from ipaddress import IPv6Address, IPv6Network
@@ -282,6 +283,28 @@ class BindingUpdateListRow:
     refresh_in: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class BindingUpdateListRecord:
+    """What of one BUL entry survives a restart of the agent (the runtime persists these,
+    :mod:`nfq_mip6.store`; the core does no I/O).
+
+    ``sequence`` is the last sequence number **sent** (RFC 6275 §11.7.1: the next BU must
+    carry a greater one, else the HA/CN answers 135). ``remaining`` is how many seconds of
+    the acknowledged binding are left (≤ 0: none in force); the runtime converts it to and
+    from an absolute wall-clock expiry.
+    """
+
+    destination: IPv6Address
+    home_address: IPv6Address
+    care_of_address: IPv6Address
+    sequence: int
+    home_registration: bool
+    state: str
+    """A :class:`BulState` value."""
+    lifetime_granted: int
+    remaining: float
+
+
 @dataclass(slots=True)
 class _Dhaad:
     identifier: int
@@ -317,6 +340,8 @@ class MobileNode:
         self._wanted_correspondents: set[IPv6Address] = set()
         self._mps_identifier = 0
         self._mps: _Dhaad | None = None  # same retry bookkeeping as DHAAD
+        # restored last sequence numbers (§11.7.1) of destinations with no entry yet
+        self._sequence_floor: dict[IPv6Address, int] = {}
 
     # ----------------------------------------------------------------------------------------
     # Driving the core
@@ -408,6 +433,81 @@ class MobileNode:
             )
         return rows
 
+    def binding_update_list_records(self, now: float) -> list[BindingUpdateListRecord]:
+        """The BUL as :class:`BindingUpdateListRecord` for persistence (with the restored
+        sequence floors of destinations that have no entry yet, as ``state`` "none")."""
+        records = [
+            BindingUpdateListRecord(
+                destination=entry.destination,
+                home_address=entry.home_address,
+                care_of_address=entry.care_of_address,
+                sequence=entry.sequence,
+                home_registration=entry.home_registration,
+                state=entry.state.value,
+                lifetime_granted=entry.lifetime_granted,
+                remaining=(entry.expires_at - now) if entry.state in _IN_FORCE else 0.0,
+            )
+            for entry in self.bul.values()
+        ]
+        hoa = self.config.home_address
+        for destination, sequence in self._sequence_floor.items():
+            if destination not in self.bul:
+                home = destination == self.home_agent
+                records.append(
+                    BindingUpdateListRecord(destination, hoa, hoa, sequence, home, "none", 0, 0.0)
+                )
+        return records
+
+    def restore_binding_update_list(
+        self, records: Iterable[BindingUpdateListRecord], now: float
+    ) -> list[BindingUpdateListEntry]:
+        """Seed the BUL from records saved by a previous run (call once, before any event).
+
+        * Every record's ``sequence`` becomes the floor for that destination: its next BU
+          carries ``sequence + 1`` (§11.7.1), not a fresh random number that the HA or CN
+          would refuse with 135.
+        * A home registration still in force (``remaining`` > 0) becomes a BOUND entry
+          with that much lifetime left, its tunnel counted as installed (the runtime adopts
+          the kernel state); the next movement decision refreshes it (or de-registers, at
+          home). Without a configured home agent, its destination is the home agent again
+          (no DHAAD needed).
+        * Correspondent bindings are not restored (their return-routability keys are not
+          persisted): only their sequence floors; RR starts again when data flows.
+
+        Returns the entries restored as bound.
+        """
+        restored: list[BindingUpdateListEntry] = []
+        hoa = self.config.home_address
+        for record in records:
+            if record.home_address != hoa:
+                continue
+            self._sequence_floor[record.destination] = record.sequence & 0xFFFF
+            if not record.home_registration or record.remaining <= 0:
+                continue
+            if self.home_agent is None:
+                self.home_agent = record.destination
+            if record.destination != self.home_agent or record.destination in self.bul:
+                continue
+            entry = BindingUpdateListEntry(
+                record.destination,
+                hoa,
+                record.care_of_address,
+                home_registration=True,
+                sequence=record.sequence & 0xFFFF,
+            )
+            entry.state = BulState.BOUND
+            entry.bound_once = True
+            entry.route_installed = True
+            entry.sent_flags = int(BUFlags.A | BUFlags.H)
+            entry.lifetime_granted = record.lifetime_granted
+            entry.expires_at = now + record.remaining
+            entry.refresh_at = now + record.remaining * (1 - REFRESH_FRACTION)
+            entry.sent_at = entry.expires_at - max(record.lifetime_granted, record.remaining)
+            self.bul[record.destination] = entry
+            self._sequence_floor.pop(record.destination, None)
+            restored.append(entry)
+        return restored
+
     @property
     def home_entry(self) -> BindingUpdateListEntry | None:
         if self.home_agent is None:
@@ -419,7 +519,10 @@ class MobileNode:
     # Sending Binding Updates (§11.7, §11.8)
     # ----------------------------------------------------------------------------------------
 
-    def _initial_sequence(self) -> int:
+    def _initial_sequence(self, destination: IPv6Address | None = None) -> int:
+        # A sequence number restored from a previous run continues (§11.7.1: increasing).
+        if destination is not None and destination in self._sequence_floor:
+            return self._sequence_floor.pop(destination)
         # §11.7.1 / facts §6: the RFC recommends a random initial sequence number.
         return int.from_bytes(self._random_bytes(2), "big")
 
@@ -518,7 +621,7 @@ class MobileNode:
                 self.config.home_address,
                 coa,
                 home_registration=True,
-                sequence=self._initial_sequence(),
+                sequence=self._initial_sequence(ha),
             )
             self.bul[ha] = entry
         entry.care_of_address = coa
@@ -966,7 +1069,7 @@ class MobileNode:
             self.config.home_address,
             self.care_of_address,
             home_registration=False,
-            sequence=self._initial_sequence(),
+            sequence=self._initial_sequence(correspondent),
         )
         entry.state = BulState.RR_PENDING
         self.bul[correspondent] = entry
@@ -1144,6 +1247,7 @@ class MobileNode:
 
 __all__ = [
     "BindingUpdateListEntry",
+    "BindingUpdateListRecord",
     "BindingUpdateListRow",
     "BulState",
     "Location",

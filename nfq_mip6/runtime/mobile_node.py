@@ -27,6 +27,13 @@ Theory of operation:
 * ``stop()`` removes the rules, the tunnels and policy rules, puts the HoA back on the
   interface and the ``local`` rule back at pref 0; a run that crashed away from home leaves
   state that the next run adopts and removes when it finds the home link.
+* Persistence (docs/security.md, "Persistence and crash safety"): the Binding Update List
+  is committed to ``<state_dir>/nfq-mip6.sqlite3`` (:class:`~nfq_mip6.store.
+  MobileNodePersistence`) before the actions of each core call are carried out, so a BU's
+  sequence number is stored before the BU leaves. A restarted MN (kill -9 while away)
+  restores it: sequence numbers continue (no 135 from the HA, §11.7.1), a home binding
+  still in force is BOUND again, the kernel state is adopted and the next movement decision
+  refreshes the binding.
 * BUs are whole IPv6 packets built with :mod:`nfq_mip6.wire` (source = the CoA, HAO = the
   HoA, Alternate CoA option) sent through ``ctx.send_packet`` (IPV6_HDRINCL).
 """
@@ -86,6 +93,7 @@ from nfq_mip6.security.auth import (
     care_of_address_of,
     mobile_node_authenticator,
 )
+from nfq_mip6.store import MobileNodePersistence, StateStore, StoreError
 from nfq_mip6.wire import (
     ALL_NODES,
     Accepted,
@@ -221,6 +229,8 @@ class MobileNodeRuntime:
         self._coa_dad_pending: set[IPv6Address] = set()
         self.authenticator: MobileNodeAuthenticator | None = None  # RFC 4285 (docs/security.md)
         self.ro: MobileNodeRouteOptimization | None = None  # §11.3 data path (ro_datapath)
+        self.persistence: MobileNodePersistence | None = None  # BUL in SQLite (store)
+        self.restored_bindings = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, ctx: RuntimeContext) -> None:
@@ -247,6 +257,7 @@ class MobileNodeRuntime:
             home_address=mn.home_address.ip,
             nai=mn.nai,
         )
+        self._restore_state(ctx)
         self.dataplane = MobileNodeDataplane(self.interface, mn.home_address)
         self.rules = RuleSet.from_file(
             rules_path("mn.rules"),
@@ -258,7 +269,7 @@ class MobileNodeRuntime:
         )
         self.rules.load()
         self.detector = MovementDetector(mn.home_address, mn.home_agent)
-        if self.dataplane.adopt_leftovers():
+        if self.dataplane.adopt_leftovers() or self.restored_bindings:
             # a previous run ended away from home: finding the home link again must undo it
             self.detector.location = LinkLocation.FOREIGN
         self.monitor = MovementMonitor(self.interface)
@@ -281,6 +292,44 @@ class MobileNodeRuntime:
             mn.home_agent,
             self.interface,
         )
+
+    def _restore_state(self, ctx: RuntimeContext) -> None:
+        """Open the state store and seed the core with the BUL of the previous run (its
+        sequence numbers continue, a home binding still in force is BOUND again) and the
+        authenticator with its RFC 4285 Mesg-ID state. Without a store the MN still runs
+        (a warning: sequence numbers start at random again, the HA may answer 135 once)."""
+        try:
+            self.persistence = MobileNodePersistence(StateStore.in_state_dir(ctx.config.state_dir))
+        except StoreError as exc:
+            LOG.warning("state store unavailable; the BUL will not survive a restart: %s", exc)
+            return
+        restored = self.core.restore_binding_update_list(self.persistence.load(), ctx.clock())
+        self.restored_bindings = len(restored)
+        for entry in restored:
+            LOG.info(
+                "restored binding with %s: %s -> %s, seq %d, %.0f s left",
+                entry.destination,
+                entry.home_address,
+                entry.care_of_address,
+                entry.sequence,
+                entry.expires_at - ctx.clock(),
+            )
+        if self.authenticator is not None:
+            last_mesg_id, clock_offset = self.persistence.load_auth()
+            # RFC 4285 §6: timestamps keep increasing across the restart, in the HA's window
+            self.authenticator._last_sent = max(self.authenticator._last_sent, last_mesg_id)
+            self.authenticator.clock_offset = clock_offset
+
+    def _persist(self, now: float) -> None:
+        """Commit the BUL (and the Mesg-ID state) before the actions of a core call are
+        carried out; nothing is written when nothing changed (MobileNodePersistence.save)."""
+        if self.persistence is None or self.core is None:
+            return
+        self.persistence.save(self.core.binding_update_list_records(now))
+        if self.authenticator is not None:
+            self.persistence.save_auth(
+                self.authenticator._last_sent, self.authenticator.clock_offset
+            )
 
     def _set_sysctls(self) -> None:
         for key, value in INTERFACE_SYSCTLS.items():
@@ -309,6 +358,11 @@ class MobileNodeRuntime:
                 LOG.error("data plane cleanup failed: %s", exc)
             self.dataplane.close()
             self.dataplane = None
+        if self.persistence is not None:
+            if self.ctx is not None:
+                self._persist(self.ctx.clock())
+            self.persistence.store.close()
+            self.persistence = None
 
     # -- timers ----------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
@@ -484,6 +538,8 @@ class MobileNodeRuntime:
 
     # -- actions ---------------------------------------------------------------------------
     def _apply(self, actions: list[Action], now: float) -> None:
+        if actions:
+            self._persist(now)  # committed before any BU among the actions leaves
         for action in actions:
             name = type(action).__name__
             ok = False
@@ -854,6 +910,8 @@ class MobileNodeRuntime:
                         else None
                     ),
                     "counters": dict(self.counters),
+                    "restored_bindings": self.restored_bindings,
+                    "store_errors": self.persistence.errors if self.persistence else 0,
                     "events": [[round(t, 6), what] for t, what in self.events],
                     "dataplane": self.dataplane.snapshot() if self.dataplane else None,
                 },

@@ -1,0 +1,219 @@
+"""MN persistence (issue 9): the BUL survives a restart (docs/security.md, "Persistence").
+
+Store round trips (schema 2 with the entry state, migration of a version 1 database), the
+:class:`MobileNodePersistence` glue (wall-clock expiry, no write when nothing changed,
+RFC 4285 Mesg-ID state) and the pure core hook: a restarted MN continues its sequence
+numbers (RFC 6275 §11.7.1) and keeps a home binding still in force.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+from ipaddress import IPv6Address, IPv6Network
+from pathlib import Path
+
+from nfq_mip6.mobility.events import (
+    Action,
+    BindingRefreshed,
+    InstallReverseTunnel,
+    MobilityMessageReceived,
+    MovedToForeignLink,
+    ReturnedToHomeLink,
+    SendMobilityMessage,
+)
+from nfq_mip6.mobility.mobile_node import (
+    BindingUpdateListRecord,
+    BulState,
+    MobileNode,
+    MobileNodeConfig,
+)
+from nfq_mip6.store import (
+    DATABASE_NAME,
+    SCHEMA_VERSION,
+    MobileNodePersistence,
+    StateStore,
+    StoredBulEntry,
+)
+from nfq_mip6.wire.mh import BAFlags, BindingAck, BindingUpdate
+
+HA = IPv6Address("2001:db8:a::1")
+HOA = IPv6Address("2001:db8:a::100")
+PREFIX = IPv6Network("2001:db8:a::/64")
+COA = IPv6Address("2001:db8:f::1")
+COA2 = IPv6Address("2001:db8:e::1")
+CN = IPv6Address("2001:db8:c::1")
+WALL = 1_800_000_000.0
+
+
+def make_mn(home_agent: IPv6Address | None = HA) -> MobileNode:
+    counter = itertools.count(1)
+    config = MobileNodeConfig(home_address=HOA, home_prefix=PREFIX, home_agent=home_agent)
+    return MobileNode(config, random_bytes=lambda n: bytes([next(counter) & 0xFF]) * n)
+
+
+def the_bu(actions: list[Action]) -> BindingUpdate:
+    (bu,) = [
+        a.message
+        for a in actions
+        if isinstance(a, SendMobilityMessage) and isinstance(a.message, BindingUpdate)
+    ]
+    assert isinstance(bu, BindingUpdate)
+    return bu
+
+
+def ba(sequence: int, lifetime: int = 100) -> MobilityMessageReceived:
+    message = BindingAck(0, BAFlags.NONE, sequence, lifetime)
+    return MobilityMessageReceived(message, HA, COA, routing_address=HOA)
+
+
+def bound_mn(now: float = 0.0) -> tuple[MobileNode, BindingUpdate]:
+    mn = make_mn()
+    bu = the_bu(mn.handle(MovedToForeignLink(COA, None), now))
+    mn.handle(ba(bu.sequence), now + 0.1)
+    return mn, bu
+
+
+# ----------------------------------------------------------------------------------------------
+# Store
+# ----------------------------------------------------------------------------------------------
+
+
+def test_bul_round_trip_keeps_the_state(tmp_path: Path) -> None:
+    entries = [
+        StoredBulEntry(HA, HOA, COA, 65535, True, 400, WALL + 300, "bound"),
+        StoredBulEntry(CN, HOA, None, 7, False, 0, 0.0, "none"),
+    ]
+    with StateStore.in_state_dir(tmp_path) as store:
+        store.replace_bul(entries)
+        store.replace_bul(entries[:1])  # the whole list is replaced
+        assert store.bul_entries() == entries[:1]
+    with StateStore.in_state_dir(tmp_path) as again:
+        assert again.bul_entries() == entries[:1]
+
+
+def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / DATABASE_NAME
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '1');"
+        "CREATE TABLE binding_update_list (recipient TEXT NOT NULL, home_address TEXT NOT NULL,"
+        " care_of_address TEXT, sequence INTEGER NOT NULL, home_registration INTEGER NOT NULL,"
+        " lifetime INTEGER NOT NULL, expires_wall REAL NOT NULL,"
+        " PRIMARY KEY (recipient, home_address));"
+        f"INSERT INTO binding_update_list VALUES ('{HA}', '{HOA}', '{COA}', 9, 1, 400, {WALL});"
+    )
+    db.commit()
+    db.close()
+    with StateStore(path) as store:
+        assert store.bul_entries() == [StoredBulEntry(HA, HOA, COA, 9, True, 400, WALL, "")]
+        row = store._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        assert int(row[0]) == SCHEMA_VERSION
+
+
+# ----------------------------------------------------------------------------------------------
+# MobileNodePersistence
+# ----------------------------------------------------------------------------------------------
+
+
+def test_persistence_converts_to_wall_clock_and_skips_unchanged_saves(tmp_path: Path) -> None:
+    wall = [WALL]
+    mn, bu = bound_mn()
+    with StateStore.in_state_dir(tmp_path) as store:
+        persistence = MobileNodePersistence(store, lambda: wall[0])
+        assert persistence.save(mn.binding_update_list_records(1.0))
+        writes = store.writes
+        assert not persistence.save(mn.binding_update_list_records(1.0))  # nothing changed
+        assert store.writes == writes
+        (row,) = store.bul_entries()
+        assert (row.recipient, row.care_of_address, row.sequence) == (HA, COA, bu.sequence)
+        assert (row.state, row.home_registration, row.lifetime) == ("bound", True, 400)
+        assert row.expires_wall == WALL + 399  # sent at 0.0, granted 400 s, saved at 1.0
+    wall[0] = WALL + 100  # 100 s later, another process
+    with StateStore.in_state_dir(tmp_path) as store:
+        (record,) = MobileNodePersistence(store, lambda: wall[0]).load()
+        assert record.remaining == 299 and record.sequence == bu.sequence
+        assert record.state == "bound" and record.care_of_address == COA
+
+
+def test_mesg_id_state_round_trip(tmp_path: Path) -> None:
+    with StateStore.in_state_dir(tmp_path) as store:
+        persistence = MobileNodePersistence(store)
+        assert persistence.load_auth() == (0, 0.0)
+        persistence.save_auth(0x1234_5678_9ABC_DEF0, -2.5)
+        writes = store.writes
+        persistence.save_auth(0x1234_5678_9ABC_DEF0, -2.5)
+        assert store.writes == writes
+    with StateStore.in_state_dir(tmp_path) as store:
+        assert MobileNodePersistence(store).load_auth() == (0x1234_5678_9ABC_DEF0, -2.5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Core hook: restore_binding_update_list
+# ----------------------------------------------------------------------------------------------
+
+
+def test_restored_home_binding_is_bound_and_its_refresh_continues_the_sequence() -> None:
+    old, bu = bound_mn()
+    records = old.binding_update_list_records(50.0)
+    mn = make_mn()  # a new process: new monotonic clock
+    (entry,) = mn.restore_binding_update_list(records, 1000.0)
+    assert entry.state is BulState.BOUND and entry.sequence == bu.sequence
+    assert mn.binding_update_list_rows(1000.0)[0].lifetime_remaining == 350
+    # the movement decision after the restart refreshes it with the next sequence number
+    refresh = the_bu(mn.handle(MovedToForeignLink(COA, None), 1000.5))
+    assert refresh.sequence == (bu.sequence + 1) & 0xFFFF
+    actions = mn.handle(ba(refresh.sequence), 1000.6)
+    assert any(isinstance(a, InstallReverseTunnel) for a in actions)
+    assert any(isinstance(a, BindingRefreshed) for a in actions)  # not a new registration
+
+
+def test_restored_binding_with_the_sequence_at_the_wrap() -> None:
+    record = BindingUpdateListRecord(HA, HOA, COA, 0xFFFF, True, "bound", 400, 100.0)
+    mn = make_mn()
+    mn.restore_binding_update_list([record], 0.0)
+    assert the_bu(mn.handle(MovedToForeignLink(COA2, None), 0.1)).sequence == 0
+
+
+def test_expired_or_unacknowledged_entries_only_keep_their_sequence() -> None:
+    records = [
+        BindingUpdateListRecord(HA, HOA, COA, 500, True, "bound", 400, -3.0),
+        BindingUpdateListRecord(CN, HOA, COA, 40, False, "bound", 200, 100.0),
+    ]
+    mn = make_mn()
+    assert mn.restore_binding_update_list(records, 0.0) == []
+    assert mn.bul == {}
+    # the floors are kept until used (and saved again meanwhile)
+    saved = {(r.destination, r.sequence, r.state) for r in mn.binding_update_list_records(0.0)}
+    assert saved == {(HA, 500, "none"), (CN, 40, "none")}
+    assert the_bu(mn.handle(MovedToForeignLink(COA, None), 1.0)).sequence == 501
+    assert HA not in {
+        r.destination for r in mn.binding_update_list_records(1.0) if r.state == "none"
+    }
+
+
+def test_restore_ignores_another_home_address_and_another_home_agent() -> None:
+    other = IPv6Address("2001:db8:a::2")
+    records = [
+        BindingUpdateListRecord(HA, other, COA, 9, True, "bound", 400, 100.0),
+        BindingUpdateListRecord(other, HOA, COA, 9, True, "bound", 400, 100.0),
+    ]
+    mn = make_mn()
+    assert mn.restore_binding_update_list(records, 0.0) == []
+
+
+def test_restore_without_a_configured_home_agent_skips_dhaad() -> None:
+    record = BindingUpdateListRecord(HA, HOA, COA, 9, True, "refreshing", 400, 100.0)
+    mn = make_mn(home_agent=None)
+    (entry,) = mn.restore_binding_update_list([record], 0.0)
+    assert mn.home_agent == HA and entry.destination == HA
+    assert the_bu(mn.handle(MovedToForeignLink(COA, None), 0.1)).sequence == 10
+
+
+def test_restored_binding_found_at_home_is_deregistered() -> None:
+    record = BindingUpdateListRecord(HA, HOA, COA, 9, True, "bound", 400, 100.0)
+    mn = make_mn()
+    mn.restore_binding_update_list([record], 0.0)
+    bu = the_bu(mn.handle(ReturnedToHomeLink(), 0.1))
+    assert (bu.sequence, bu.lifetime) == (10, 0)  # §11.5.5, sequence continued
