@@ -111,9 +111,9 @@ def test_mobile_node_kill_9_while_away_restores_its_binding(
                 assert wait_until(lambda: (home_entry(mn_socket) or {}).get("state") == 1, 5.0)
                 assert cache_shows(ha_socket, coa)
                 at_restart = stream.replies_so_far
-                assert wait_until(
-                    lambda: stream.replies_so_far >= at_restart + 20, 10.0
-                ), "no echo replies after the restart"
+                assert wait_until(lambda: stream.replies_so_far >= at_restart + 20, 10.0), (
+                    "no echo replies after the restart"
+                )
         finally:
             result = stream.stop()
     print(f"\nMN kill -9 and restart while away, ping at {PING_RATE} pps: {result.summary()}")
