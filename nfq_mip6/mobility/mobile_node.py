@@ -361,7 +361,7 @@ class MobileNode:
         if isinstance(event, IcmpErrorReceived):
             return self._icmp_error(event)
         if isinstance(event, RouteOptimizationSwitched):
-            return self._switch(event.enabled)
+            return self._switch(event.enabled, now)
         if isinstance(event, DataPacketFromCorrespondent):
             return self._data_from_correspondent(event.correspondent, now)
         if isinstance(event, MobilePrefixAdvertisementReceived):
@@ -1035,13 +1035,14 @@ class MobileNode:
             return self._drop_correspondent(entry, deleted=True)
         return []
 
-    def _switch(self, enabled: bool) -> list[Action]:
+    def _switch(self, enabled: bool, now: float = 0.0) -> list[Action]:
         self.route_optimization = enabled
         if enabled:
             return []
         actions: list[Action] = []
         for entry in list(self.bul.values()):
             if not entry.home_registration:
+                actions += self._correspondent_farewell(entry, now)
                 actions += self._drop_correspondent(entry, deleted=True)
         self._wanted_correspondents.clear()
         return actions
@@ -1225,6 +1226,21 @@ class MobileNode:
         if deleted and entry.bound_once:
             actions.append(BindingDeleted(self.config.home_address, entry.destination, False))
         return actions
+
+    def _correspondent_farewell(self, entry: BindingUpdateListEntry, now: float) -> list[Action]:
+        """RO switched off while away: one de-registration BU (lifetime 0, home keygen token
+        only, §5.2.5/§11.7.2) so that the CN stops sending directly as well and its traffic
+        returns to the HA tunnel. Not retransmitted: the entry is dropped and the CN binding
+        expires anyway; without a valid home token nothing is sent."""
+        if (
+            entry.state not in _IN_FORCE
+            or self.location is not Location.AWAY
+            or entry.home_token is None
+            or now - entry.home_token_at >= MAX_TOKEN_LIFETIME
+        ):
+            return []
+        entry.state = BulState.DEREGISTERING
+        return self._transmit(entry, now)
 
     def _correspondent_go_home(self, entry: BindingUpdateListEntry, now: float) -> list[Action]:
         """§11.5.5: back home, delete the CN binding (BU from the HoA, lifetime 0) if one is
