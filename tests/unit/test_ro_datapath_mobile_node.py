@@ -108,3 +108,22 @@ def test_garbage_is_left_to_the_runtime() -> None:
         verdict, events = ro.handle_packet(blob, away=True)
         assert events == [] or all(isinstance(e, DataPacketFromCorrespondent) for e in events)
         assert verdict is None or verdict.kind in tuple(VerdictKind)
+
+
+def test_core_ro_off_while_away_deletes_the_binding_at_the_correspondent() -> None:
+    """``ro off`` at the MN sends one de-registration BU (lifetime 0) to each bound CN, so the
+    CN's traffic goes back through the HA as well (the in-memory network of the core tests)."""
+    from test_core_network import (
+        HOME_ADDRESS,
+        registered_network,
+        with_route_optimization,
+    )
+
+    from nfq_mip6.mobility.events import RouteOptimizationSwitched
+
+    net = with_route_optimization(registered_network())
+    assert net.cn.has_binding(HOME_ADDRESS)
+    net.inject("mn", RouteOptimizationSwitched(False))
+    net.run_until(net.now + 5.0)
+    assert not net.cn.has_binding(HOME_ADDRESS)
+    assert net.mn.home_entry is not None  # the home registration stays
