@@ -12,6 +12,8 @@ What is stored (one database, ``<state_dir>/nfq-mip6.sqlite3``, one table per ki
   would be refused with 135).
 * ``node_keys`` — a CN's Kcn and its current nonce index (RFC 6275 §5.2.3/§5.2.7), so that
   keygen tokens handed out before a restart stay valid.
+* ``nonces`` — a CN's nonces still valid (index, value, creation time on the wall clock;
+  RFC 6275 §5.2.7: valid at most MAX_NONCE_LIFETIME = 240 s), saved with ``node_keys``.
 * ``values`` — small JSON values, e.g. the RFC 4285 last accepted Mesg-ID per SPI
   (``auth.timestamps``), so a replay of a pre-restart BU is still refused.
 
@@ -46,7 +48,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from nfq_mip6.mobility.binding import BindingCache, BindingCacheEntry, BindingState
+from nfq_mip6.mobility.correspondent import CorrespondentNode, NodeKeyState
 from nfq_mip6.mobility.events import (
+    Action,
     BindingDeleted,
     BindingExpired,
     BindingRefreshed,
@@ -57,6 +61,7 @@ from nfq_mip6.mobility.mobile_node import BindingUpdateListRecord
 __all__ = [
     "DATABASE_NAME",
     "SCHEMA_VERSION",
+    "CorrespondentPersistence",
     "HomeBindingPersistence",
     "MobileNodePersistence",
     "StateStore",
@@ -64,6 +69,7 @@ __all__ = [
     "StoredBinding",
     "StoredBulEntry",
     "StoredNodeKey",
+    "StoredNonce",
 ]
 
 log = logging.getLogger("nfq_mip6.store")
@@ -101,6 +107,13 @@ CREATE TABLE IF NOT EXISTS node_keys (
     node_key BLOB NOT NULL,
     nonce_index INTEGER NOT NULL,
     saved_wall REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nonces (
+    role TEXT NOT NULL,
+    nonce_index INTEGER NOT NULL,
+    nonce BLOB NOT NULL,
+    created_wall REAL NOT NULL,
+    PRIMARY KEY (role, nonce_index)
 );
 CREATE TABLE IF NOT EXISTS "values" (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -160,6 +173,19 @@ class StoredNodeKey:
             f"StoredNodeKey(role={self.role!r}, node_key=<redacted>, "
             f"nonce_index={self.nonce_index})"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredNonce:
+    """One CN nonce (§5.2.3). ``repr`` hides the value."""
+
+    index: int
+    nonce: bytes
+    created_wall: float
+    """Creation time, Unix time."""
+
+    def __repr__(self) -> str:
+        return f"StoredNonce(index={self.index}, nonce=<redacted>, created={self.created_wall})"
 
 
 class StateStore:
@@ -380,6 +406,39 @@ class StateStore:
                 "INSERT OR REPLACE INTO node_keys VALUES (?, ?, ?, ?)",
                 (role, node_key, nonce_index & 0xFFFF, wall_now),
             )
+
+    def save_node_state(
+        self,
+        role: str,
+        node_key: bytes,
+        nonce_index: int,
+        nonces: Iterable[StoredNonce],
+        wall_now: float,
+    ) -> None:
+        """Kcn, the current nonce index and the whole nonce table of ``role`` in **one**
+        transaction (committed before a HoT/CoT with a token from a new nonce leaves)."""
+        args = [(role, n.index & 0xFFFF, n.nonce, n.created_wall) for n in nonces]
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO node_keys VALUES (?, ?, ?, ?)",
+                (role, node_key, nonce_index & 0xFFFF, wall_now),
+            )
+            db.execute("DELETE FROM nonces WHERE role = ?", (role,))
+            db.executemany("INSERT INTO nonces VALUES (?, ?, ?, ?)", args)
+
+    def nonces(self, role: str) -> list[StoredNonce]:
+        """The stored nonces of ``role``, oldest first."""
+        out: list[StoredNonce] = []
+        for raw in self._query(
+            "SELECT nonce_index, nonce, created_wall FROM nonces WHERE role = ? "
+            "ORDER BY created_wall",
+            (role,),
+        ):
+            try:
+                out.append(StoredNonce(int(raw[0]) & 0xFFFF, bytes(raw[1]), float(raw[2])))
+            except (ValueError, TypeError) as exc:
+                log.warning("%s: skipping a bad stored nonce: %s", self.path, exc)
+        return out
 
     def node_key(self, role: str) -> StoredNodeKey | None:
         rows = self._query(
@@ -657,3 +716,123 @@ class MobileNodePersistence:
             return (0, 0.0)
         self._last_auth = {"last_mesg_id": result[0], "clock_offset": result[1]}
         return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Glue for the Correspondent Node runtime: Kcn, nonces and CN bindings <-> store
+# ---------------------------------------------------------------------------------------------
+
+
+class CorrespondentPersistence:
+    """Keeps a CN core's Kcn, nonce table and binding cache in a :class:`StateStore`.
+
+    The runtime calls :meth:`record` with the actions of every core call **before** carrying
+    them out: a new nonce is committed before the HoT/CoT whose token depends on it leaves,
+    and a binding before its BA. :meth:`restore` at start; :meth:`forget_bindings` after a
+    clean stop (the runtime has told every bound MN with a Binding Error status 1). Failures
+    are logged and counted (``errors``), never raised.
+    """
+
+    ROLE: Final = "cn"
+
+    def __init__(self, store: StateStore, wall_clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self._wall = wall_clock
+        self._saved_index: tuple[bytes, int, frozenset[int]] | None = None
+        self.errors = 0
+
+    def __repr__(self) -> str:
+        return f"CorrespondentPersistence({self.store!r})"
+
+    def _save_keys(self, core: CorrespondentNode, now: float) -> None:
+        state = core.export_key_state(now)
+        signature = (state.node_key, state.current_index, frozenset(i for i, _, _ in state.nonces))
+        if signature == self._saved_index:
+            return
+        wall = self._wall()
+        nonces = [StoredNonce(index, nonce, wall - age) for index, nonce, age in state.nonces]
+        try:
+            self.store.save_node_state(self.ROLE, state.node_key, state.current_index, nonces, wall)
+        except StoreError as exc:
+            self.errors += 1
+            log.error("could not persist the node key and nonces: %s", exc)
+            return
+        self._saved_index = signature
+
+    def record(self, core: CorrespondentNode, actions: Iterable[object], now: float) -> None:
+        """Commit a new nonce and the binding changes announced by ``actions``."""
+        self._save_keys(core, now)
+        upserts: list[StoredBinding] = []
+        deletions: list[tuple[str, IPv6Address]] = []
+        wall = self._wall()
+        for action in actions:
+            if isinstance(action, BindingRegistered | BindingRefreshed):
+                if action.home_registration:
+                    continue
+                entry = core.cache.get(action.home_address)
+                if entry is not None and entry.state is BindingState.REGISTERED:
+                    upserts.append(
+                        StoredBinding(
+                            role=self.ROLE,
+                            home_address=entry.home_address,
+                            care_of_address=entry.care_of_address,
+                            sequence=entry.sequence,
+                            flags=entry.flags,
+                            lifetime=entry.lifetime,
+                            expires_wall=wall + entry.remaining(now),
+                        )
+                    )
+            elif (
+                isinstance(action, BindingDeleted | BindingExpired) and not action.home_registration
+            ):
+                deletions.append((self.ROLE, action.home_address))
+        if not upserts and not deletions:
+            return
+        try:
+            self.store.apply_binding_changes(upserts, deletions)
+        except StoreError as exc:
+            self.errors += 1
+            log.error("could not persist %d CN binding change(s): %s", len(upserts), exc)
+
+    def restore(self, core: CorrespondentNode, now: float) -> list[Action]:
+        """Give ``core`` the stored Kcn and nonces (a fresh Kcn is saved when none is stored)
+        and the bindings that have not expired; returns the core's actions installing their
+        route optimization (for the runtime to carry out)."""
+        wall = self._wall()
+        try:
+            key = self.store.node_key(self.ROLE)
+            nonces = self.store.nonces(self.ROLE) if key is not None else []
+            rows = self.store.bindings(self.ROLE, wall_now=wall)
+        except StoreError as exc:
+            self.errors += 1
+            log.error("could not read the CN state: %s", exc)
+            return []
+        if key is not None and len(key.node_key) == len(core.export_key_state(now).node_key):
+            core.restore_key_state(
+                NodeKeyState(
+                    key.node_key,
+                    key.nonce_index,
+                    tuple((n.index, n.nonce, wall - n.created_wall) for n in nonces),
+                ),
+                now,
+            )
+        self._save_keys(core, now)
+        actions: list[Action] = []
+        for row in rows:
+            actions += core.restore_binding(
+                row.home_address,
+                row.care_of_address,
+                sequence=row.sequence,
+                flags=row.flags,
+                lifetime=row.lifetime,
+                remaining=row.remaining(wall),
+                now=now,
+            )
+        return actions
+
+    def forget_bindings(self) -> None:
+        try:
+            self.store.replace_bindings(self.ROLE, [])
+        except StoreError as exc:
+            self.errors += 1
+            log.error("could not clear the stored CN bindings: %s", exc)

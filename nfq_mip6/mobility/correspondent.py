@@ -94,6 +94,25 @@ UNREACHABLE_THRESHOLD = 3
 
 
 @dataclass(frozen=True, slots=True)
+class NodeKeyState:
+    """What a restarted CN needs so that tokens it handed out stay valid (§5.2.3, §5.2.7):
+    Kcn, the index of the current nonce and the nonces still valid with their age in seconds
+    (relative, so that the runtime can carry them across clocks). ``repr`` hides the secrets.
+    """
+
+    node_key: bytes
+    current_index: int
+    nonces: tuple[tuple[int, bytes, float], ...]
+    """(index, nonce, age in seconds), oldest first."""
+
+    def __repr__(self) -> str:
+        return (
+            f"NodeKeyState(node_key=<redacted>, current_index={self.current_index}, "
+            f"nonces={len(self.nonces)})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class CorrespondentConfig:
     """Correspondent node policy.
 
@@ -194,6 +213,61 @@ class CorrespondentNode:
                 break
             heapq.heappop(heap)
         return min(deadlines) if deadlines else None
+
+    # ----------------------------------------------------------------------------------------
+    # Persistence hooks (pure: the runtime stores and loads, nfq_mip6.store)
+    # ----------------------------------------------------------------------------------------
+
+    def export_key_state(self, now: float) -> NodeKeyState:
+        """Kcn and the nonces still valid at ``now`` (§5.2.7: at most MAX_NONCE_LIFETIME)."""
+        table = self.nonces
+        nonces = tuple(
+            (index, nonce, now - created)
+            for index, (nonce, created) in table._nonces.items()
+            if now - created < table.lifetime
+        )
+        return NodeKeyState(self._kcn, table._current_index, nonces)
+
+    def restore_key_state(self, state: NodeKeyState, now: float) -> None:
+        """Take Kcn and the nonces of a previous run (call at start, before any event): keygen
+        tokens computed before the restart verify again, and the nonce indices continue.
+        Nonces older than MAX_NONCE_LIFETIME are dropped."""
+        table = self.nonces
+        self._kcn = state.node_key
+        table._nonces.clear()
+        for index, nonce, age in sorted(state.nonces, key=lambda item: -item[2]):
+            if 0 <= age < table.lifetime:
+                table._nonces[index & 0xFFFF] = (nonce, now - age)
+        table._current_index = state.current_index & 0xFFFF
+
+    def restore_binding(
+        self,
+        home_address: IPv6Address,
+        care_of_address: IPv6Address,
+        *,
+        sequence: int,
+        flags: int,
+        lifetime: int,
+        remaining: float,
+        now: float,
+    ) -> list[Action]:
+        """Re-insert a binding saved by a previous run with ``remaining`` seconds left (none if
+        ≤ 0, or if one exists); returns the action installing its route optimization."""
+        if remaining <= 0 or home_address in self.cache or not self.route_optimization:
+            return []
+        entry = BindingCacheEntry(
+            home_address,
+            care_of_address,
+            sequence=sequence & 0xFFFF,
+            flags=flags,
+            lifetime=lifetime,
+            now=now,
+            home_registration=False,
+        )
+        self.cache.insert(entry)
+        self.cache.set_expiry(entry, now + remaining)
+        self._schedule_brr(entry)
+        return [InstallRouteOptimization(home_address, care_of_address)]
 
     def has_binding(self, home_address: IPv6Address) -> bool:
         """A route-optimization binding is in force for ``home_address``."""

@@ -31,6 +31,13 @@ Theory of operation:
   its HA tunnel at once, §11.3.6), then the rules (and with them the per-binding rules) are
   removed; CN bindings are soft state and are not kept (the MN re-runs return routability
   with the next agent, §5.2.9).
+* Persistence (docs/security.md, "Persistence and crash safety";
+  :class:`~nfq_mip6.store.CorrespondentPersistence`): Kcn, the nonces (§5.2.7, ≤ 240 s) and
+  the bindings are committed to ``<state_dir>/nfq-mip6.sqlite3`` before the actions of each
+  core call are carried out (a new nonce before the HoT/CoT that depends on it, a binding
+  before its BA). After a crash (kill -9) the next run restores them: tokens handed out
+  before stay valid and bindings still in force keep their route optimization. A clean stop
+  keeps Kcn and the nonces but forgets the bindings it announced as lost.
 """
 
 from __future__ import annotations
@@ -66,6 +73,7 @@ from nfq_mip6.mobility.events import (
 from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 from nfq_mip6.runtime.base import RuntimeContext, Verdict
 from nfq_mip6.runtime.ro_datapath import cn_inbound, cn_outbound
+from nfq_mip6.store import CorrespondentPersistence, StateStore, StoreError
 from nfq_mip6.wire import (
     IPPROTO_MH,
     Accepted,
@@ -187,7 +195,9 @@ class CorrespondentRuntime:
 
     The constructor arguments exist for tests: ``load_rules`` whether to load
     ``rules/cn.rules`` and the per-binding rules, ``address`` the CN address (default: the
-    interface's global address), ``random_bytes`` the core's randomness.
+    interface's global address), ``random_bytes`` the core's randomness, ``persist`` whether
+    to keep Kcn, nonces and bindings under ``state_dir`` (default: as ``load_rules``, so a
+    runtime built without the kernel rules writes nothing to disk).
     """
 
     def __init__(
@@ -196,8 +206,10 @@ class CorrespondentRuntime:
         load_rules: bool = True,
         address: IPv6Address | None = None,
         random_bytes: Callable[[int], bytes] | None = None,
+        persist: bool | None = None,
     ) -> None:
         self._load_rules = load_rules
+        self._persist = load_rules if persist is None else persist
         self._address_override = address
         self._random_bytes = random_bytes
         self.ctx: RuntimeContext | None = None
@@ -225,6 +237,7 @@ class CorrespondentRuntime:
         }
         self._be_tokens = BE_BURST
         self._be_refilled = 0.0
+        self.persistence: CorrespondentPersistence | None = None  # Kcn, nonces, bindings
 
     # ------------------------------------------------------------------------------------
     # Lifecycle
@@ -257,13 +270,35 @@ class CorrespondentRuntime:
             )
             self.rules.load()
             self.binding_rules = BindingRules(ctx.queue_num, ctx.queue_bypass)
+        self._restore_state(ctx)
         log.info(
             "correspondent node %s on %s, route optimization %s",
             self.address, self.interface or "?", "on" if config.route_optimization else "off",
         )  # fmt: skip
 
+    def _restore_state(self, ctx: RuntimeContext) -> None:
+        """Kcn, nonces and unexpired bindings of the previous run (nfq_mip6.store)."""
+        assert self.core is not None
+        if not self._persist:
+            return
+        try:
+            store = StateStore.in_state_dir(ctx.config.state_dir)
+        except StoreError as exc:
+            log.warning("state store unavailable; CN state will not survive a restart: %s", exc)
+            return
+        self.persistence = CorrespondentPersistence(store)
+        now = ctx.clock()
+        actions = self.persistence.restore(self.core, now)
+        if actions:
+            log.info("%d correspondent binding(s) restored", len(actions))
+        self._perform(actions, now)
+
     def stop(self) -> None:
         self._announce_lost_bindings()
+        if self.persistence is not None:  # announced as lost: not restored by the next run
+            self.persistence.forget_bindings()
+            self.persistence.store.close()
+            self.persistence = None
         if self.rules is not None:
             try:
                 self.rules.unload()  # flushes NFQMIP6-CN-OUT with the per-binding rules
@@ -457,6 +492,8 @@ class CorrespondentRuntime:
             log.warning("sending a %d-octet packet failed: %s", len(packet), exc)
 
     def _perform(self, actions: list[Action], now: float) -> None:
+        if actions and self.persistence is not None and self.core is not None:
+            self.persistence.record(self.core, actions, now)  # before any of them is sent
         for action in actions:
             if isinstance(action, SendMobilityMessage):
                 self._send_mobility_message(action, now)
