@@ -197,7 +197,8 @@ class CorrespondentRuntime:
     ``rules/cn.rules`` and the per-binding rules, ``address`` the CN address (default: the
     interface's global address), ``random_bytes`` the core's randomness, ``persist`` whether
     to keep Kcn, nonces and bindings under ``state_dir`` (default: as ``load_rules``, so a
-    runtime built without the kernel rules writes nothing to disk).
+    runtime built without the kernel rules writes nothing to disk), ``wall_clock`` the Unix
+    time of the stored expiries and nonce creation times.
     """
 
     def __init__(
@@ -207,9 +208,11 @@ class CorrespondentRuntime:
         address: IPv6Address | None = None,
         random_bytes: Callable[[int], bytes] | None = None,
         persist: bool | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._load_rules = load_rules
         self._persist = load_rules if persist is None else persist
+        self._wall_clock = wall_clock
         self._address_override = address
         self._random_bytes = random_bytes
         self.ctx: RuntimeContext | None = None
@@ -286,7 +289,7 @@ class CorrespondentRuntime:
         except StoreError as exc:
             log.warning("state store unavailable; CN state will not survive a restart: %s", exc)
             return
-        self.persistence = CorrespondentPersistence(store)
+        self.persistence = CorrespondentPersistence(store, self._wall_clock)
         now = ctx.clock()
         actions = self.persistence.restore(self.core, now)
         if actions:
