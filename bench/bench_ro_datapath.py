@@ -351,7 +351,8 @@ def testbed_rtt(count: int) -> dict[str, Any]:
     import importlib
 
     helpers: Any = importlib.import_module("test_route_optimization")
-    with helpers.agents_on_the_testbed() as agents:
+    # the test helpers print agent logs on exit: keep stdout for the JSON
+    with contextlib.redirect_stdout(sys.stderr), helpers.agents_on_the_testbed() as agents:
         tunnelled = helpers.ping_rtt(agents, count, route_optimization=False)
         direct = helpers.ping_rtt(agents, count, route_optimization=True)
     return {
