@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
+from collections.abc import Iterable
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
+
+from test_movement_runtime import AR, binding_ack, runtime_and_log
+from test_movement_runtime import COA as RUNTIME_COA
 
 from nfq_mip6.mobility.events import (
     Action,
@@ -28,6 +32,7 @@ from nfq_mip6.mobility.mobile_node import (
     MobileNode,
     MobileNodeConfig,
 )
+from nfq_mip6.runtime.mobile_node import MobileNodeRuntime, bul_entries
 from nfq_mip6.store import (
     DATABASE_NAME,
     SCHEMA_VERSION,
@@ -44,6 +49,7 @@ COA = IPv6Address("2001:db8:f::1")
 COA2 = IPv6Address("2001:db8:e::1")
 CN = IPv6Address("2001:db8:c::1")
 WALL = 1_800_000_000.0
+__all__ = ["runtime_and_log"]  # the fixture, shared with test_movement_runtime
 
 
 def make_mn(home_agent: IPv6Address | None = HA) -> MobileNode:
@@ -217,3 +223,35 @@ def test_restored_binding_found_at_home_is_deregistered() -> None:
     mn.restore_binding_update_list([record], 0.0)
     bu = the_bu(mn.handle(ReturnedToHomeLink(), 0.1))
     assert (bu.sequence, bu.lifetime) == (10, 0)  # §11.5.5, sequence continued
+
+
+# ----------------------------------------------------------------------------------------------
+# Runtime: write, then send
+# ----------------------------------------------------------------------------------------------
+
+
+def test_runtime_commits_the_bul_before_the_bu_leaves(
+    runtime_and_log: tuple[MobileNodeRuntime, list[str]], tmp_path: Path
+) -> None:
+    runtime, log = runtime_and_log
+    store = StateStore.in_state_dir(tmp_path)
+    runtime.persistence = MobileNodePersistence(store)
+    replace_bul = store.replace_bul
+
+    def recording_replace_bul(entries: Iterable[StoredBulEntry]) -> None:
+        rows = list(entries)
+        log.append("commit " + ",".join(str(row.sequence) for row in rows))
+        replace_bul(rows)
+
+    store.replace_bul = recording_replace_bul  # type: ignore[method-assign]
+    runtime._decide([MovedToForeignLink(RUNTIME_COA, 86400.0, AR)], 100.0)
+    sequence = bul_entries(runtime.core, 100.0)[0]["sequence"]
+    first_send = next(i for i, entry in enumerate(log) if entry.startswith("send "))
+    assert f"commit {sequence}" in log[:first_send]
+    (row,) = store.bul_entries()
+    assert (row.sequence, row.state) == (sequence, "registering")
+    # the BA accepted: committed as bound, with its expiry
+    runtime.on_queued_packet(binding_ack(sequence, RUNTIME_COA), 100.01)
+    (row,) = store.bul_entries()
+    assert row.state == "bound" and row.expires_wall > 0
+    store.close()
