@@ -9,7 +9,6 @@ MN's next refresh is accepted.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import sys
@@ -18,18 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ScriptedMobileNode, mn_away, mn_tunnel_endpoint, start_agent, stop_agent
 from test_security import (
     COA,
+    HA,
     HOA,
     KEY,
-    ScriptedMobileNode,
     answer,
     association,
     flush_ha_kernel_state,
     home_bu,
-    mn_away,
-    start_agent,
-    stop_agent,
     write_ha_config,
     write_key,
 )
@@ -37,46 +34,11 @@ from test_security import (
 from nfq_mip6.security.auth import MobileNodeAuthenticator
 from nfq_mip6.testbed import Testbed
 from nfq_mip6.testbed.testbed import Node
-from nfq_mip6.testbed.topology import HA_ADDRESS, MN_INTERFACE
 
 pytestmark = pytest.mark.netns
 
 QUEUE_NUM = 28
 PING_RATE = 100  # packets per second
-
-
-@contextlib.contextmanager
-def mn_tunnel_endpoint(node: Node) -> Iterator[None]:
-    """The MN's side of the bidirectional tunnel by hand (End.DT6 decap of packets from the
-    HA to the CoA, encap.red reverse tunnel from the HoA), as the MN runtime would set it."""
-    steps = [
-        ["ip", "-6", "addr", "add", f"{HOA}/128", "dev", "lo", "nodad"],
-        ["ip", "-6", "rule", "add", "pref", "100", "to", f"{COA}/128", "ipproto", "41",
-         "lookup", "100"],
-        ["ip", "-6", "rule", "add", "pref", "1000", "lookup", "local"],
-        ["ip", "-6", "rule", "del", "pref", "0", "lookup", "local"],
-        ["ip", "-6", "route", "add", f"{COA}/128", "encap", "seg6local", "action", "End.DT6",
-         "table", "local", "dev", MN_INTERFACE, "table", "100"],
-        ["ip", "-6", "rule", "add", "pref", "50", "from", str(HOA), "lookup", "200"],
-        ["ip", "-6", "route", "add", "default", "encap", "seg6", "mode", "encap.red", "segs",
-         HA_ADDRESS, "dev", MN_INTERFACE, "table", "200"],
-    ]  # fmt: skip
-    undo = [
-        ["ip", "-6", "route", "flush", "table", "200"],
-        ["ip", "-6", "rule", "del", "pref", "50"],
-        ["ip", "-6", "route", "flush", "table", "100"],
-        ["ip", "-6", "rule", "add", "pref", "0", "lookup", "local"],
-        ["ip", "-6", "rule", "del", "pref", "1000", "lookup", "local"],
-        ["ip", "-6", "rule", "del", "pref", "100"],
-        ["ip", "-6", "addr", "del", f"{HOA}/128", "dev", "lo"],
-    ]
-    try:
-        for step in steps:
-            node.run(step)
-        yield
-    finally:
-        for step in undo:
-            node.run(step, check=False)
 
 
 def cli_cache(node: Node, socket_path: Path) -> list[dict[str, Any]]:
@@ -90,7 +52,7 @@ def cli_cache(node: Node, socket_path: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def away(testbed: Testbed) -> Iterator[Testbed]:
-    with mn_away(testbed):
+    with mn_away(testbed, HOA):
         yield testbed
 
 
@@ -102,13 +64,13 @@ def test_kill_9_keeps_the_flow_and_a_restart_restores_the_bindings(
     config = write_ha_config(tmp_path, QUEUE_NUM, write_key(tmp_path, "mn.key", KEY))
     socket_path = tmp_path / "ha.sock"
     agent = start_agent(ha, config, socket_path)
-    mn = ScriptedMobileNode(away.node("mn"))
+    mn = ScriptedMobileNode(away.node("mn"), HA)
     signer = MobileNodeAuthenticator(association())
     restarted = None
     try:
         first = home_bu(10, signer)
         assert answer(mn.exchange(first, wait=5.0)).ba.status == 0
-        with mn_tunnel_endpoint(away.node("mn")):
+        with mn_tunnel_endpoint(away.node("mn"), HOA, COA, HA):
             stream = away.ping_stream("cn", str(HOA), rate_pps=PING_RATE).start()
             try:
                 away.wait_until(lambda: stream.replies_so_far >= 20, 10.0, "ping through tunnel")

@@ -18,14 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_security import (
-    KEY,
-    AgentHandle,
-    flush_ha_kernel_state,
-    start_agent,
-    stop_agent,
-    write_key,
-)
+from helpers import AgentHandle, start_agent, stop_agent
+from test_security import KEY, flush_ha_kernel_state, write_key
 
 from nfq_mip6.security.auth import MobileNodeAuthenticator, SecurityAssociation
 from nfq_mip6.testbed import Testbed

@@ -10,10 +10,7 @@ configuration (End.DT6 decap, an encap.red reverse tunnel from the HoA).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,8 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import (
+    AgentHandle,
+    ScriptedMobileNode,
+    flush_ha_kernel_state,
+    mn_away,
+    mn_tunnel_endpoint,
+    scripted_mobile_node,
+    start_agent,
+    stop_agent,
+)
 
-from nfq_mip6.control import ControlError, request
 from nfq_mip6.testbed import Testbed, care_of_address
 from nfq_mip6.testbed.testbed import Node
 from nfq_mip6.testbed.topology import (
@@ -34,7 +40,6 @@ from nfq_mip6.testbed.topology import (
     MN_HOME_ADDRESS,
     MN_INTERFACE,
     R_HOME_ADDRESS,
-    VISITNET_PREFIX,
 )
 from nfq_mip6.wire import (
     BAFlags,
@@ -70,73 +75,6 @@ QUEUE_NUM = 17
 MAX_LIFETIME = 400  # [ha] max_binding_lifetime in the test config (seconds)
 TUNNEL_TABLE = "6275"
 
-# The scripted MN: JSON commands on stdin, JSON answers on stdout.
-#   {"send": hex | null, "wait": s, "from": [addr...], "first": bool}
-# → the hex of every IPv6 packet from one of ``from`` received within ``wait`` seconds
-# (stops at the first one when ``first``).
-MN_HELPER = r"""
-import ipaddress, json, select, socket, sys, time
-rx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x86DD))
-rx.bind((sys.argv[1], 0x86DD))
-tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
-tx.setsockopt(socket.IPPROTO_IPV6, 36, 1)
-print("ready", flush=True)
-for line in sys.stdin:
-    cmd = json.loads(line)
-    while select.select([rx], [], [], 0)[0]:
-        rx.recv(65535)
-    if cmd.get("send"):
-        pkt = bytes.fromhex(cmd["send"])
-        tx.sendto(pkt, (str(ipaddress.IPv6Address(pkt[24:40])), 0))
-    wanted = {ipaddress.IPv6Address(a).packed for a in cmd["from"]}
-    got, deadline = [], time.monotonic() + cmd["wait"]
-    while (left := deadline - time.monotonic()) > 0:
-        if not select.select([rx], [], [], left)[0]:
-            break
-        data, addr = rx.recvfrom(65535)
-        if addr[2] == socket.PACKET_OUTGOING or data[8:24] not in wanted:
-            continue
-        got.append(data.hex())
-        if cmd.get("first"):
-            break
-    print(json.dumps(got), flush=True)
-"""
-
-
-class ScriptedMobileNode:
-    """The helper process in the MN namespace (see :data:`MN_HELPER`)."""
-
-    def __init__(self, node: Node) -> None:
-        self.proc = node.popen(
-            [sys.executable, "-c", MN_HELPER, MN_INTERFACE], stdin=subprocess.PIPE
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.strip() == "ready", line
-
-    def exchange(
-        self, packet: bytes | None, wait: float = 3.0, first: bool = True, sources: Any = (HA,)
-    ) -> list[bytes]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        cmd = {
-            "send": packet.hex() if packet else None,
-            "wait": wait,
-            "from": [str(s) for s in sources],
-            "first": first,
-        }
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        return [bytes.fromhex(h) for h in json.loads(self.proc.stdout.readline())]
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
 
 def home_bu(
     sequence: int,
@@ -168,20 +106,6 @@ def binding_ack(replies: list[bytes]) -> ReceivedBA:
     return ReceivedBA(message, packet.src, packet.dst, packet.rh2_address)
 
 
-@dataclass
-class AgentHandle:
-    proc: subprocess.Popen[str]
-    socket_path: Path
-    config: Path
-    log_path: Path
-
-    def control(self, cmd: str, **extra: Any) -> dict[str, Any]:
-        return request(self.socket_path, {"cmd": cmd, **extra})
-
-    def stats(self) -> dict[str, Any]:
-        return self.control("stats")
-
-
 def write_config(tmp: Path) -> Path:
     config = tmp / "ha.toml"
     config.write_text(
@@ -200,48 +124,6 @@ require_authentication = false
 """
     )
     return config
-
-
-def start_agent(node: Node, config: Path, socket_path: Path) -> AgentHandle:
-    log_path = socket_path.with_suffix(".log")
-    log = log_path.open("a")
-    proc = node.popen(
-        [sys.executable, "-m", "nfq_mip6", "run", "--config", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    handle = AgentHandle(proc, socket_path, config, log_path)
-    deadline = time.monotonic() + 15
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(f"agent exited: {log_path.read_text()}")
-        with contextlib.suppress(ControlError, OSError):
-            if handle.stats().get("ok"):
-                return handle
-        if time.monotonic() > deadline:
-            raise AssertionError(f"agent did not come up: {log_path.read_text()}")
-        time.sleep(0.05)
-
-
-def stop_agent(handle: AgentHandle) -> int:
-    if handle.proc.poll() is None:
-        handle.proc.send_signal(signal.SIGTERM)
-        try:
-            handle.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            handle.proc.kill()
-            handle.proc.wait()
-    return handle.proc.returncode
-
-
-def flush_ha_kernel_state(node: Node) -> None:
-    """What a stopped HA deliberately leaves (tunnels, decap, rules, proxies): remove it."""
-    for table in ("6275", "6276"):
-        node.run(["ip", "-6", "route", "flush", "table", table], check=False)
-    for pref in ("938", "939", "940", "941"):
-        node.run(["ip", "-6", "rule", "del", "pref", pref], check=False)
-    node.run(["ip", "-6", "neigh", "flush", "proxy"], check=False)
-    node.run(["ip", "sr", "tunsrc", "set", "::"], check=False)
 
 
 def tunnel_routes(node: Node) -> list[dict[str, Any]]:
@@ -266,20 +148,8 @@ def queued_total(node: Node) -> int:
 @pytest.fixture(scope="module")
 def away_testbed(testbed: Testbed) -> Iterator[Testbed]:
     """The MN on visitnet with its CoA; its HoA off eth0 (else the home prefix is on-link)."""
-    testbed.reset_mn()
-    mn = testbed.node("mn")
-    testbed.move("visitnet")
-    # Forget the home link: HoA, home SLAAC address, home prefix route, home routers.
-    mn.run(["ip", "-6", "addr", "flush", "dev", MN_INTERFACE, "scope", "site"], check=False)
-    mn.run(["ip", "-6", "route", "flush", "dev", MN_INTERFACE, "proto", "ra"], check=False)
-    mn.run(["ip", "-6", "route", "del", HOME_PREFIX, "dev", MN_INTERFACE], check=False)
-    testbed.solicit_router()
-    testbed.wait_for_address(VISITNET_PREFIX)
-    try:
+    with mn_away(testbed, HOA):
         yield testbed
-    finally:
-        mn.run(["ip", "-6", "addr", "add", f"{HOA}/64", "dev", MN_INTERFACE, "nodad"], check=False)
-        testbed.reset_mn()
 
 
 @pytest.fixture(scope="module")
@@ -297,11 +167,8 @@ def agent(away_testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="module")
 def mn(away_testbed: Testbed) -> Iterator[ScriptedMobileNode]:
-    scripted = ScriptedMobileNode(away_testbed.node("mn"))
-    try:
+    with scripted_mobile_node(away_testbed.node("mn"), HA) as scripted:
         yield scripted
-    finally:
-        scripted.close()
 
 
 @pytest.fixture(scope="module")
@@ -544,7 +411,7 @@ def test_home_router_nud_probes_are_answered_while_a_cn_pings_the_home_address(
                "dev", "eth1"], check=False)  # fmt: skip
 
     with (
-        mn_tunnel_endpoint(away_testbed.node("mn")),
+        mn_tunnel_endpoint(away_testbed.node("mn"), HOA, COA, HA),
         away_testbed.capture("homenet", tmp_path / "homenet.pcap") as pcap,
     ):
         prober = threading.Thread(target=probe)
@@ -591,44 +458,11 @@ def test_reverse_tunnel_from_an_unregistered_source_is_dropped(
         )
 
 
-@contextlib.contextmanager
-def mn_tunnel_endpoint(node: Node) -> Iterator[None]:
-    """The MN's side of the bidirectional tunnel, by hand (what the MN runtime does)."""
-    steps = [
-        ["ip", "-6", "addr", "add", f"{HOA}/128", "dev", "lo", "nodad"],
-        ["ip", "-6", "rule", "add", "pref", "100", "to", f"{COA}/128", "ipproto", "41",
-         "lookup", "100"],
-        ["ip", "-6", "rule", "add", "pref", "1000", "lookup", "local"],
-        ["ip", "-6", "rule", "del", "pref", "0", "lookup", "local"],
-        ["ip", "-6", "route", "add", f"{COA}/128", "encap", "seg6local", "action", "End.DT6",
-         "table", "local", "dev", MN_INTERFACE, "table", "100"],
-        ["ip", "-6", "rule", "add", "pref", "50", "from", str(HOA), "lookup", "200"],
-        ["ip", "-6", "route", "add", "default", "encap", "seg6", "mode", "encap.red", "segs",
-         str(HA), "dev", MN_INTERFACE, "table", "200"],
-    ]  # fmt: skip
-    undo = [
-        ["ip", "-6", "route", "flush", "table", "200"],
-        ["ip", "-6", "rule", "del", "pref", "50"],
-        ["ip", "-6", "route", "flush", "table", "100"],
-        ["ip", "-6", "rule", "add", "pref", "0", "lookup", "local"],
-        ["ip", "-6", "rule", "del", "pref", "1000", "lookup", "local"],
-        ["ip", "-6", "rule", "del", "pref", "100"],
-        ["ip", "-6", "addr", "del", f"{HOA}/128", "dev", "lo"],
-    ]
-    try:
-        for step in steps:
-            node.run(step)
-        yield
-    finally:
-        for step in undo:
-            node.run(step, check=False)
-
-
 def test_iperf3_through_the_tunnel_never_reaches_nfqueue(
     registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed
 ) -> None:
     ha = away_testbed.node("ha")
-    with mn_tunnel_endpoint(away_testbed.node("mn")):
+    with mn_tunnel_endpoint(away_testbed.node("mn"), HOA, COA, HA):
         ping = away_testbed.node("cn").run(["ping", "-c", "1", "-W", "2", str(HOA)], check=False)
         assert ping.returncode == 0, ping.stdout
         queued_before = queued_total(ha)

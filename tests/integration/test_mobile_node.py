@@ -13,12 +13,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import wait_until  # re-exported: other tests import it from here
 
 from nfq_mip6.control import ControlError, request
 from nfq_mip6.testbed import Testbed, care_of_address
@@ -94,16 +95,6 @@ def _answers(socket_path: Path) -> bool:
         return bool(request(socket_path, {"cmd": "version"}, timeout=0.5).get("ok"))
     except ControlError:
         return False
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
-    """Poll every 20 ms; False on timeout (the caller asserts with a useful message)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
 
 
 def bul(socket_path: Path) -> list[dict[str, Any]]:

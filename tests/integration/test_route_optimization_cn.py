@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv6Address
@@ -32,17 +30,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import (
+    AgentHandle,
+    ScriptedMobileNode,
+    leave_home,
+    scripted_mobile_node,
+    start_agent,
+    stop_agent,
+    wait_until,
+)
 
-from nfq_mip6.control import ControlError, request
 from nfq_mip6.mobility import rr
 from nfq_mip6.testbed import Testbed, care_of_address
 from nfq_mip6.testbed.testbed import Node
 from nfq_mip6.testbed.topology import (
     CN_ADDRESS,
     HA_ADDRESS,
-    HOME_PREFIX,
     MN_HOME_ADDRESS,
-    MN_INTERFACE,
     VISITNET2_PREFIX,
     VISITNET_PREFIX,
 )
@@ -80,37 +84,6 @@ QUEUE_NUM = 23
 MN_QUEUE_NUM = 24
 METRICS_PORT = 9736
 SEQUENCE = itertools.count(100)
-
-# The scripted MN: JSON commands on stdin, JSON answers on stdout.
-#   {"send": hex | null, "wait": s, "from": [addr...], "first": bool}
-# → the hex of every IPv6 packet from one of ``from`` received within ``wait`` seconds.
-MN_HELPER = r"""
-import ipaddress, json, select, socket, sys, time
-rx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x86DD))
-rx.bind((sys.argv[1], 0x86DD))
-tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
-tx.setsockopt(socket.IPPROTO_IPV6, 36, 1)
-print("ready", flush=True)
-for line in sys.stdin:
-    cmd = json.loads(line)
-    while select.select([rx], [], [], 0)[0]:
-        rx.recv(65535)
-    if cmd.get("send"):
-        pkt = bytes.fromhex(cmd["send"])
-        tx.sendto(pkt, (str(ipaddress.IPv6Address(pkt[24:40])), 0))
-    wanted = {ipaddress.IPv6Address(a).packed for a in cmd["from"]}
-    got, deadline = [], time.monotonic() + cmd["wait"]
-    while (left := deadline - time.monotonic()) > 0:
-        if not select.select([rx], [], [], left)[0]:
-            break
-        data, addr = rx.recvfrom(65535)
-        if addr[2] == socket.PACKET_OUTGOING or data[8:24] not in wanted:
-            continue
-        got.append(data.hex())
-        if cmd.get("first"):
-            break
-    print(json.dumps(got), flush=True)
-"""
 
 # The MN half of the RO data path, on the MN's kernel: RH2 in (raw PREROUTING), HAO out
 # (mangle OUTPUT, re-routed by the kernel on reinjection). argv: HoA CoA CN queue.
@@ -150,41 +123,6 @@ finally:
         subprocess.run(["ip6tables", "-w", "-t", table, "-D", chain, *spec])
     nfq.unbind()
 """
-
-
-class ScriptedMobileNode:
-    """The helper process in the MN namespace (see :data:`MN_HELPER`)."""
-
-    def __init__(self, node: Node) -> None:
-        self.proc = node.popen(
-            [sys.executable, "-c", MN_HELPER, MN_INTERFACE], stdin=subprocess.PIPE
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.strip() == "ready", line
-
-    def exchange(
-        self, packet: bytes | None, wait: float = 3.0, first: bool = True, sources: Any = (CN,)
-    ) -> list[bytes]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        cmd = {
-            "send": packet.hex() if packet else None,
-            "wait": wait,
-            "from": [str(s) for s in sources],
-            "first": first,
-        }
-        self.proc.stdin.write(json.dumps(cmd) + "\n")
-        self.proc.stdin.flush()
-        return [bytes.fromhex(h) for h in json.loads(self.proc.stdout.readline())]
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def mh_packet(
@@ -280,14 +218,8 @@ def udp_with_hao(home_address: IPv6Address, coa: IPv6Address) -> bytes:
 
 
 @dataclass
-class AgentHandle:
-    proc: subprocess.Popen[str]
-    node: Node
-    socket_path: Path
-    log_path: Path
-
-    def control(self, cmd: str, **extra: Any) -> dict[str, Any]:
-        return request(self.socket_path, {"cmd": cmd, **extra})
+class CorrespondentAgent(AgentHandle):
+    """The CN agent: its binding cache, its CLI and its Prometheus endpoint."""
 
     def cache(self) -> list[tuple[str, str]]:
         return [
@@ -329,48 +261,14 @@ state_dir = "{tmp / "state"}"
     return config
 
 
-def start_agent(node: Node, config: Path, socket_path: Path) -> AgentHandle:
-    log_path = socket_path.with_suffix(".log")
-    with log_path.open("a") as log:
-        proc = node.popen(
-            [
-                sys.executable, "-m", "nfq_mip6", "run", "--config", str(config),
-                "--metrics-listen", f"127.0.0.1:{METRICS_PORT}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    handle = AgentHandle(proc, node, socket_path, log_path)
-    deadline = time.monotonic() + 15
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(f"agent exited: {log_path.read_text()}")
-        with contextlib.suppress(ControlError, OSError):
-            if handle.control("stats").get("ok"):
-                return handle
-        if time.monotonic() > deadline:
-            raise AssertionError(f"agent did not come up: {log_path.read_text()}")
-        time.sleep(0.05)
-
-
-def stop_agent(handle: AgentHandle) -> int:
-    if handle.proc.poll() is None:
-        handle.proc.send_signal(signal.SIGTERM)
-        try:
-            handle.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            handle.proc.kill()
-            handle.proc.wait()
-    return handle.proc.returncode
-
-
-def wait_until(predicate: Any, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return bool(predicate())
+def start_cn_agent(node: Node, config: Path, socket_path: Path) -> CorrespondentAgent:
+    return start_agent(
+        node,
+        config,
+        socket_path,
+        extra_args=("--metrics-listen", f"127.0.0.1:{METRICS_PORT}"),
+        handle_type=CorrespondentAgent,
+    )
 
 
 def static_home_agent(node: Node, coa: IPv6Address) -> None:
@@ -379,17 +277,6 @@ def static_home_agent(node: Node, coa: IPv6Address) -> None:
     node.run(["ip", "-6", "neigh", "replace", "proxy", str(HOA), "dev", "eth0"])
     node.run(["ip", "sr", "tunsrc", "set", str(HA)])
     node.run(f"ip -6 route replace {HOA}/128 encap seg6 mode encap.red segs {coa} dev eth0".split())
-
-
-def go_to(bed: Testbed, link: str, prefix: str) -> None:
-    """Move the MN and forget the previous link (addresses, routes), as the HA tests do."""
-    mn = bed.node("mn")
-    bed.move(link)  # type: ignore[arg-type]
-    mn.run(["ip", "-6", "addr", "flush", "dev", MN_INTERFACE, "scope", "site"], check=False)
-    mn.run(["ip", "-6", "route", "flush", "dev", MN_INTERFACE, "proto", "ra"], check=False)
-    mn.run(["ip", "-6", "route", "del", HOME_PREFIX, "dev", MN_INTERFACE], check=False)
-    bed.solicit_router()
-    bed.wait_for_address(prefix)
 
 
 @contextlib.contextmanager
@@ -422,7 +309,7 @@ def away_testbed(testbed: Testbed) -> Iterator[Testbed]:
     """MN on visitnet with its CoA and the HoA on ``lo``; a static HA tunnels to the CoA."""
     testbed.reset()
     mn, ha = testbed.node("mn"), testbed.node("ha")
-    go_to(testbed, "visitnet", VISITNET_PREFIX)
+    leave_home(testbed, "visitnet", VISITNET_PREFIX)
     mn.run(["ip", "-6", "addr", "add", f"{HOA}/128", "dev", "lo"], check=False)
     static_home_agent(ha, COA)
     try:
@@ -432,9 +319,11 @@ def away_testbed(testbed: Testbed) -> Iterator[Testbed]:
 
 
 @pytest.fixture(scope="module")
-def agent(away_testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHandle]:
+def agent(
+    away_testbed: Testbed, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CorrespondentAgent]:
     tmp = tmp_path_factory.mktemp("cn")
-    handle = start_agent(away_testbed.node("cn"), write_config(tmp), tmp / "cn.sock")
+    handle = start_cn_agent(away_testbed.node("cn"), write_config(tmp), tmp / "cn.sock")
     try:
         yield handle
     finally:
@@ -445,15 +334,12 @@ def agent(away_testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="module")
 def mn(away_testbed: Testbed) -> Iterator[ScriptedMobileNode]:
-    scripted = ScriptedMobileNode(away_testbed.node("mn"))
-    try:
+    with scripted_mobile_node(away_testbed.node("mn"), CN) as scripted:
         yield scripted
-    finally:
-        scripted.close()
 
 
 @pytest.fixture(scope="module")
-def bound(agent: AgentHandle, mn: ScriptedMobileNode) -> Tokens:
+def bound(agent: CorrespondentAgent, mn: ScriptedMobileNode) -> Tokens:
     """Return routability and a binding HoA → CoA at the CN."""
     tokens = return_routability(mn)
     indices = NonceIndices(tokens.hot.nonce_index, tokens.cot.nonce_index)
@@ -470,7 +356,7 @@ def bound(agent: AgentHandle, mn: ScriptedMobileNode) -> Tokens:
 
 
 def test_binding_update_is_acknowledged_with_bad_and_rh2(
-    agent: AgentHandle, mn: ScriptedMobileNode, away_testbed: Testbed
+    agent: CorrespondentAgent, mn: ScriptedMobileNode, away_testbed: Testbed
 ) -> None:
     tokens = return_routability(mn)
     assert tokens.hot.nonce_index == tokens.cot.nonce_index  # one current nonce
@@ -492,7 +378,7 @@ def test_binding_update_is_acknowledged_with_bad_and_rh2(
 
 
 def test_route_optimized_ping_bypasses_the_home_network(
-    bound: Tokens, agent: AgentHandle, away_testbed: Testbed, tmp_path: Path
+    bound: Tokens, agent: CorrespondentAgent, away_testbed: Testbed, tmp_path: Path
 ) -> None:
     bed = away_testbed
     with (
@@ -527,7 +413,7 @@ def test_route_optimized_ping_bypasses_the_home_network(
 
 @pytest.mark.parametrize("forgery", ["wrong", "missing", "not_last", "stale"])
 def test_forged_binding_updates_create_no_binding(
-    agent: AgentHandle, mn: ScriptedMobileNode, forgery: str
+    agent: CorrespondentAgent, mn: ScriptedMobileNode, forgery: str
 ) -> None:
     """§9.5.1: a wrong authenticator, a missing BAD or a BAD that is not last → silent
     discard; unknown nonce indices → BA 138 without BAD. No binding for HOA2 either way."""
@@ -552,7 +438,7 @@ def test_forged_binding_updates_create_no_binding(
 
 
 def test_binding_errors_for_unbound_hao_and_unknown_mh_type(
-    agent: AgentHandle, mn: ScriptedMobileNode
+    agent: CorrespondentAgent, mn: ScriptedMobileNode
 ) -> None:
     # §9.3.1/§9.3.3: HAO without a binding for (HoA, source) → BE status 1 to the source.
     replies = mn.exchange(udp_with_hao(HOA2, COA))
@@ -567,7 +453,9 @@ def test_binding_errors_for_unbound_hao_and_unknown_mh_type(
     assert isinstance(be, BindingError) and (be.status, str(be.home_address)) == (2, "::")
 
 
-def test_ro_switch_off_and_on(agent: AgentHandle, mn: ScriptedMobileNode, bound: Tokens) -> None:
+def test_ro_switch_off_and_on(
+    agent: CorrespondentAgent, mn: ScriptedMobileNode, bound: Tokens
+) -> None:
     assert agent.metric("nfq_mip6_route_optimization_enabled") == 1.0
     assert "route optimization: off" in agent.cli("ro", "off")
     # off: no bindings, no CoT/HoT, no new bindings (§5.2.8: nonces invalidated too).
@@ -585,7 +473,7 @@ def test_ro_switch_off_and_on(agent: AgentHandle, mn: ScriptedMobileNode, bound:
 
 
 def test_sighup_applies_route_optimization_from_the_config(
-    agent: AgentHandle, mn: ScriptedMobileNode
+    agent: CorrespondentAgent, mn: ScriptedMobileNode
 ) -> None:
     """``route_optimization`` (legacy ``accept_return_routability``) changes without a
     restart: edit the file, SIGHUP, the agent answers no CoTI; back on, it answers again."""
@@ -607,14 +495,14 @@ def test_sighup_applies_route_optimization_from_the_config(
 
 
 def test_binding_follows_the_mobile_node_to_visitnet2(
-    agent: AgentHandle, mn: ScriptedMobileNode, away_testbed: Testbed
+    agent: CorrespondentAgent, mn: ScriptedMobileNode, away_testbed: Testbed
 ) -> None:
     """Travel: RR again from the new CoA, a BU with a newer sequence number → HoA → CoA2."""
     tokens = return_routability(mn)
     indices = NonceIndices(tokens.hot.nonce_index, tokens.cot.nonce_index)
     assert mn.exchange(correspondent_bu(tokens.kbm, indices))
     assert agent.cache() == [(str(HOA), str(COA))]
-    go_to(away_testbed, "visitnet2", VISITNET2_PREFIX)
+    leave_home(away_testbed, "visitnet2", VISITNET2_PREFIX)
     static_home_agent(away_testbed.node("ha"), COA2)
     tokens = return_routability(mn, COA2)
     indices = NonceIndices(tokens.hot.nonce_index, tokens.cot.nonce_index)

@@ -8,11 +8,6 @@ the authenticated MN registers and gets an authenticated BA.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,9 +15,17 @@ from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
 
+import helpers
 import pytest
+from helpers import (
+    AgentHandle,
+    ScriptedMobileNode,
+    mn_away,
+    scripted_mobile_node,
+    start_agent,
+    stop_agent,
+)
 
-from nfq_mip6.control import ControlError, request
 from nfq_mip6.security.auth import (
     BindingAckCheck,
     MobileNodeAuthenticator,
@@ -32,10 +35,7 @@ from nfq_mip6.testbed import Testbed, care_of_address
 from nfq_mip6.testbed.testbed import Node
 from nfq_mip6.testbed.topology import (
     HA_ADDRESS,
-    HOME_PREFIX,
     MN_HOME_ADDRESS,
-    MN_INTERFACE,
-    VISITNET_PREFIX,
 )
 from nfq_mip6.wire import (
     AlternateCareofAddress,
@@ -62,68 +62,6 @@ KEY = bytes.fromhex("00112233445566778899aabbccddeeff01234567")
 WRONG_KEY = bytes(20)
 SPI = 4711
 QUEUE_NUM = 27
-
-# The scripted MN: JSON commands on stdin → the hex of packets from the HA within "wait" s.
-MN_HELPER = r"""
-import ipaddress, json, select, socket, sys, time
-rx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x86DD))
-rx.bind((sys.argv[1], 0x86DD))
-tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
-tx.setsockopt(socket.IPPROTO_IPV6, 36, 1)
-print("ready", flush=True)
-for line in sys.stdin:
-    cmd = json.loads(line)
-    while select.select([rx], [], [], 0)[0]:
-        rx.recv(65535)
-    pkt = bytes.fromhex(cmd["send"])
-    tx.sendto(pkt, (str(ipaddress.IPv6Address(pkt[24:40])), 0))
-    want = ipaddress.IPv6Address(cmd["from"]).packed
-    got, deadline = [], time.monotonic() + cmd["wait"]
-    while (left := deadline - time.monotonic()) > 0:
-        if not select.select([rx], [], [], left)[0]:
-            break
-        data, addr = rx.recvfrom(65535)
-        if addr[2] != socket.PACKET_OUTGOING and data[8:24] == want:
-            got.append(data.hex())
-            break
-    print(json.dumps(got), flush=True)
-"""
-
-
-class ScriptedMobileNode:
-    def __init__(self, node: Node) -> None:
-        self.proc = node.popen(
-            [sys.executable, "-c", MN_HELPER, MN_INTERFACE], stdin=subprocess.PIPE
-        )
-        assert self.proc.stdout is not None
-        assert self.proc.stdout.readline().strip() == "ready"
-
-    def exchange(self, packet: bytes, wait: float = 3.0) -> list[bytes]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"send": packet.hex(), "wait": wait, "from": str(HA)}))
-        self.proc.stdin.write("\n")
-        self.proc.stdin.flush()
-        return [bytes.fromhex(h) for h in json.loads(self.proc.stdout.readline())]
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@dataclass
-class AgentHandle:
-    proc: subprocess.Popen[str]
-    socket_path: Path
-    config: Path
-    log_path: Path
-
-    def control(self, cmd: str) -> dict[str, Any]:
-        return request(self.socket_path, {"cmd": cmd})
 
 
 def write_key(directory: Path, name: str, key: bytes) -> Path:
@@ -163,61 +101,9 @@ max_tunnel_nr = 5
     return config
 
 
-def start_agent(node: Node, config: Path, socket_path: Path) -> AgentHandle:
-    log_path = socket_path.with_suffix(".log")
-    log = log_path.open("a")
-    proc = node.popen(
-        [sys.executable, "-m", "nfq_mip6", "run", "--config", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    handle = AgentHandle(proc, socket_path, config, log_path)
-    deadline = time.monotonic() + 15
-    while True:
-        if proc.poll() is not None:
-            raise AssertionError(f"agent exited: {log_path.read_text()}")
-        with contextlib.suppress(ControlError, OSError):
-            if handle.control("stats").get("ok"):
-                return handle
-        if time.monotonic() > deadline:
-            raise AssertionError(f"agent did not come up: {log_path.read_text()}")
-        time.sleep(0.05)
-
-
-def stop_agent(handle: AgentHandle) -> None:
-    if handle.proc.poll() is None:
-        handle.proc.send_signal(signal.SIGTERM)
-        try:
-            handle.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            handle.proc.kill()
-            handle.proc.wait()
-
-
 def flush_ha_kernel_state(node: Node) -> None:
-    for table in ("6275", "6276"):
-        node.run(["ip", "-6", "route", "flush", "table", table], check=False)
-    for pref in ("940", "941"):
-        node.run(["ip", "-6", "rule", "del", "pref", pref], check=False)
-    node.run(["ip", "-6", "neigh", "flush", "proxy"], check=False)
-
-
-@contextlib.contextmanager
-def mn_away(testbed: Testbed) -> Iterator[None]:
-    """The MN on visitnet with its CoA; its HoA off eth0 (else the home prefix is on-link)."""
-    testbed.reset_mn()
-    mn = testbed.node("mn")
-    testbed.move("visitnet")
-    mn.run(["ip", "-6", "addr", "flush", "dev", MN_INTERFACE, "scope", "site"], check=False)
-    mn.run(["ip", "-6", "route", "flush", "dev", MN_INTERFACE, "proto", "ra"], check=False)
-    mn.run(["ip", "-6", "route", "del", HOME_PREFIX, "dev", MN_INTERFACE], check=False)
-    testbed.solicit_router()
-    testbed.wait_for_address(VISITNET_PREFIX)
-    try:
-        yield
-    finally:
-        mn.run(["ip", "-6", "addr", "add", f"{HOA}/64", "dev", MN_INTERFACE, "nodad"], check=False)
-        testbed.reset_mn()
+    """The HA's tunnel tables, its rules 940 and 941 and its proxies (the tunnel source stays)."""
+    helpers.flush_ha_kernel_state(node, ("940", "941"), reset_tunnel_source=False)
 
 
 def association(key: bytes = KEY, spi: int = SPI) -> SecurityAssociation:
@@ -266,7 +152,7 @@ def bindings(agent: AgentHandle) -> list[tuple[str, str, int]]:
 
 @pytest.fixture(scope="module")
 def away(testbed: Testbed) -> Iterator[Testbed]:
-    with mn_away(testbed):
+    with mn_away(testbed, HOA):
         yield testbed
 
 
@@ -287,11 +173,8 @@ def agent(away: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
 
 @pytest.fixture(scope="module")
 def mn(away: Testbed) -> Iterator[ScriptedMobileNode]:
-    scripted = ScriptedMobileNode(away.node("mn"))
-    try:
+    with scripted_mobile_node(away.node("mn"), HA) as scripted:
         yield scripted
-    finally:
-        scripted.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,281 @@
+"""What the netns tests share: the scripted Mobile Node, starting and stopping ``nfq-mip6 run``,
+moving the MN off its home link, the MN's side of the bidirectional tunnel by hand, polling.
+
+Imported by the test modules (``tests/integration`` is on ``sys.path`` under pytest's
+default import mode); ``test_mobile_node`` re-exports :func:`wait_until`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv6Address
+from pathlib import Path
+from typing import Any, TypeVar
+
+from nfq_mip6.control import ControlError, request
+from nfq_mip6.testbed import Testbed
+from nfq_mip6.testbed.testbed import Node
+from nfq_mip6.testbed.topology import HOME_PREFIX, MN_INTERFACE, VISITNET_PREFIX
+
+# ------------------------------------------------------------------------------------------
+# The scripted Mobile Node
+# ------------------------------------------------------------------------------------------
+
+# The scripted MN: JSON commands on stdin, JSON answers on stdout.
+#   {"send": hex | null, "wait": s, "from": [addr...], "first": bool}
+# → the hex of every IPv6 packet from one of ``from`` received within ``wait`` seconds
+# (stops at the first one when ``first``). Packets go out whole through an IPV6_HDRINCL
+# socket (option 36); answers are read on an AF_PACKET socket bound to the MN's interface.
+MN_HELPER = r"""
+import ipaddress, json, select, socket, sys, time
+rx = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x86DD))
+rx.bind((sys.argv[1], 0x86DD))
+tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+tx.setsockopt(socket.IPPROTO_IPV6, 36, 1)
+print("ready", flush=True)
+for line in sys.stdin:
+    cmd = json.loads(line)
+    while select.select([rx], [], [], 0)[0]:
+        rx.recv(65535)
+    if cmd.get("send"):
+        pkt = bytes.fromhex(cmd["send"])
+        tx.sendto(pkt, (str(ipaddress.IPv6Address(pkt[24:40])), 0))
+    wanted = {ipaddress.IPv6Address(a).packed for a in cmd["from"]}
+    got, deadline = [], time.monotonic() + cmd["wait"]
+    while (left := deadline - time.monotonic()) > 0:
+        if not select.select([rx], [], [], left)[0]:
+            break
+        data, addr = rx.recvfrom(65535)
+        if addr[2] == socket.PACKET_OUTGOING or data[8:24] not in wanted:
+            continue
+        got.append(data.hex())
+        if cmd.get("first"):
+            break
+    print(json.dumps(got), flush=True)
+"""
+
+
+class ScriptedMobileNode:
+    """The helper process in the MN namespace (see :data:`MN_HELPER`); ``peer`` is the node
+    whose answers :meth:`exchange` collects unless told other ``sources``."""
+
+    def __init__(self, node: Node, peer: IPv6Address) -> None:
+        self.peer = peer
+        self.proc = node.popen(
+            [sys.executable, "-c", MN_HELPER, MN_INTERFACE], stdin=subprocess.PIPE
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.strip() == "ready", line
+
+    def exchange(
+        self,
+        packet: bytes | None,
+        wait: float = 3.0,
+        first: bool = True,
+        sources: Sequence[IPv6Address] | None = None,
+    ) -> list[bytes]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        cmd = {
+            "send": packet.hex() if packet else None,
+            "wait": wait,
+            "from": [str(s) for s in (sources if sources is not None else (self.peer,))],
+            "first": first,
+        }
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return [bytes.fromhex(h) for h in json.loads(self.proc.stdout.readline())]
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@contextlib.contextmanager
+def scripted_mobile_node(node: Node, peer: IPv6Address) -> Iterator[ScriptedMobileNode]:
+    """A :class:`ScriptedMobileNode` closed when the block ends."""
+    scripted = ScriptedMobileNode(node, peer)
+    try:
+        yield scripted
+    finally:
+        scripted.close()
+
+
+# ------------------------------------------------------------------------------------------
+# The agent under test
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AgentHandle:
+    """A running ``nfq-mip6 run`` and its control socket."""
+
+    proc: subprocess.Popen[str]
+    node: Node
+    socket_path: Path
+    config: Path
+    log_path: Path
+
+    def control(self, cmd: str, **extra: Any) -> dict[str, Any]:
+        return request(self.socket_path, {"cmd": cmd, **extra})
+
+    def stats(self) -> dict[str, Any]:
+        return self.control("stats")
+
+
+Handle = TypeVar("Handle", bound=AgentHandle)
+
+
+def start_agent(
+    node: Node,
+    config: Path,
+    socket_path: Path,
+    *,
+    extra_args: Sequence[str] = (),
+    handle_type: type[Handle] = AgentHandle,  # type: ignore[assignment]
+) -> Handle:
+    """``nfq-mip6 run --config CONFIG [EXTRA_ARGS]`` in ``node``'s namespace, logging next to
+    the control socket; returns once the control socket answers ``stats`` (15 s at most)."""
+    log_path = socket_path.with_suffix(".log")
+    with log_path.open("a") as log:
+        proc = node.popen(
+            [sys.executable, "-m", "nfq_mip6", "run", "--config", str(config), *extra_args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    handle = handle_type(proc, node, socket_path, config, log_path)
+    deadline = time.monotonic() + 15
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"agent exited: {log_path.read_text()}")
+        with contextlib.suppress(ControlError, OSError):
+            if handle.stats().get("ok"):
+                return handle
+        if time.monotonic() > deadline:
+            raise AssertionError(f"agent did not come up: {log_path.read_text()}")
+        time.sleep(0.05)
+
+
+def stop_agent(handle: AgentHandle) -> int:
+    """SIGTERM (kill after 10 s); the exit status."""
+    if handle.proc.poll() is None:
+        handle.proc.send_signal(signal.SIGTERM)
+        try:
+            handle.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            handle.proc.kill()
+            handle.proc.wait()
+    return handle.proc.returncode
+
+
+HA_RULE_PREFS = ("938", "939", "940", "941")
+
+
+def flush_ha_kernel_state(
+    node: Node, rule_prefs: Sequence[str] = HA_RULE_PREFS, reset_tunnel_source: bool = True
+) -> None:
+    """What a stopped HA deliberately leaves (tunnels, decap, rules, proxies): remove it."""
+    for table in ("6275", "6276"):
+        node.run(["ip", "-6", "route", "flush", "table", table], check=False)
+    for pref in rule_prefs:
+        node.run(["ip", "-6", "rule", "del", "pref", pref], check=False)
+    node.run(["ip", "-6", "neigh", "flush", "proxy"], check=False)
+    if reset_tunnel_source:
+        node.run(["ip", "sr", "tunsrc", "set", "::"], check=False)
+
+
+# ------------------------------------------------------------------------------------------
+# The MN away from home
+# ------------------------------------------------------------------------------------------
+
+
+def leave_home(testbed: Testbed, link: str, prefix: str) -> None:
+    """Move the MN to ``link`` and forget the previous link (HoA, home SLAAC address, home
+    prefix route, home routers); back once it has an address in ``prefix``."""
+    mn = testbed.node("mn")
+    testbed.move(link)  # type: ignore[arg-type]
+    mn.run(["ip", "-6", "addr", "flush", "dev", MN_INTERFACE, "scope", "site"], check=False)
+    mn.run(["ip", "-6", "route", "flush", "dev", MN_INTERFACE, "proto", "ra"], check=False)
+    mn.run(["ip", "-6", "route", "del", HOME_PREFIX, "dev", MN_INTERFACE], check=False)
+    testbed.solicit_router()
+    testbed.wait_for_address(prefix)
+
+
+@contextlib.contextmanager
+def mn_away(testbed: Testbed, home_address: IPv6Address) -> Iterator[None]:
+    """The MN on visitnet with its CoA; its HoA off eth0 (else the home prefix is on-link)."""
+    testbed.reset_mn()
+    mn = testbed.node("mn")
+    leave_home(testbed, "visitnet", VISITNET_PREFIX)
+    try:
+        yield
+    finally:
+        mn.run(
+            ["ip", "-6", "addr", "add", f"{home_address}/64", "dev", MN_INTERFACE, "nodad"],
+            check=False,
+        )
+        testbed.reset_mn()
+
+
+@contextlib.contextmanager
+def mn_tunnel_endpoint(
+    node: Node, home_address: IPv6Address, care_of: IPv6Address, home_agent: IPv6Address
+) -> Iterator[None]:
+    """The MN's side of the bidirectional tunnel by hand (End.DT6 decap of packets from the
+    HA to the CoA, encap.red reverse tunnel from the HoA), as the MN runtime would set it."""
+    hoa, coa = home_address, care_of
+    steps = [
+        ["ip", "-6", "addr", "add", f"{hoa}/128", "dev", "lo", "nodad"],
+        ["ip", "-6", "rule", "add", "pref", "100", "to", f"{coa}/128", "ipproto", "41",
+         "lookup", "100"],
+        ["ip", "-6", "rule", "add", "pref", "1000", "lookup", "local"],
+        ["ip", "-6", "rule", "del", "pref", "0", "lookup", "local"],
+        ["ip", "-6", "route", "add", f"{coa}/128", "encap", "seg6local", "action", "End.DT6",
+         "table", "local", "dev", MN_INTERFACE, "table", "100"],
+        ["ip", "-6", "rule", "add", "pref", "50", "from", str(hoa), "lookup", "200"],
+        ["ip", "-6", "route", "add", "default", "encap", "seg6", "mode", "encap.red", "segs",
+         str(home_agent), "dev", MN_INTERFACE, "table", "200"],
+    ]  # fmt: skip
+    undo = [
+        ["ip", "-6", "route", "flush", "table", "200"],
+        ["ip", "-6", "rule", "del", "pref", "50"],
+        ["ip", "-6", "route", "flush", "table", "100"],
+        ["ip", "-6", "rule", "add", "pref", "0", "lookup", "local"],
+        ["ip", "-6", "rule", "del", "pref", "1000", "lookup", "local"],
+        ["ip", "-6", "rule", "del", "pref", "100"],
+        ["ip", "-6", "addr", "del", f"{hoa}/128", "dev", "lo"],
+    ]
+    try:
+        for step in steps:
+            node.run(step)
+        yield
+    finally:
+        for step in undo:
+            node.run(step, check=False)
+
+
+# ------------------------------------------------------------------------------------------
+# Polling
+# ------------------------------------------------------------------------------------------
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float) -> bool:
+    """Poll every 20 ms; False on timeout (the caller asserts with a useful message)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return bool(predicate())
