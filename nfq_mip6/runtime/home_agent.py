@@ -51,7 +51,6 @@ from nfq_mip6.mobility.events import (
     InstallHomeTunnel,
     MessageDiscarded,
     MobilePrefixSolicitationReceived,
-    MobilityMessageReceived,
     ProxyDadCompleted,
     RemoveHomeTunnel,
     RouterAdvertisementReceived,
@@ -66,26 +65,22 @@ from nfq_mip6.mobility.home_agent import HomeAgent
 from nfq_mip6.mobility.home_agent import HomeAgentConfig as CoreHomeAgentConfig
 from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 from nfq_mip6.runtime.base import RuntimeContext, Verdict
+from nfq_mip6.runtime.mh_endpoint import MobilityHeaderEndpoint, mobility_message_received
 from nfq_mip6.runtime.throttle import LogThrottle
 from nfq_mip6.security.guard import HomeAgentGuard
 from nfq_mip6.store import HomeBindingPersistence, StateStore, StoreError
 from nfq_mip6.wire import (
     IPPROTO_MH,
-    Accepted,
     BindingAck,
-    BindingErrorRequired,
     DhaadReply,
     DhaadRequest,
     MalformedPacket,
     MHType,
     MobilePrefixAdvertisement,
     MobilePrefixSolicitation,
-    ParameterProblem,
-    ParameterProblemMessage,
     ParsedPacket,
     PrefixInformation,
     RouterAdvertisement,
-    SilentDiscard,
     build_icmpv6_packet,
     build_ipv6_packet,
     build_mh,
@@ -94,7 +89,6 @@ from nfq_mip6.wire import (
     parse_icmpv6,
     parse_ipv6,
     strip_hao_to_home_source,
-    validate_mh,
 )
 from nfq_mip6.wire.mh import BindingError as BindingErrorMessage
 
@@ -215,13 +209,15 @@ def _link_local_addresses(interface: str) -> frozenset[IPv6Address]:
     )
 
 
-class HomeAgentRuntime:
+class HomeAgentRuntime(MobilityHeaderEndpoint):
     """:class:`~nfq_mip6.runtime.base.RoleRuntime` for ``role = "ha"``.
 
     The constructor arguments exist for tests: ``dataplane_factory`` builds the data plane
     from the resolved home link (default: the kernel), ``nd_factory`` the ND helper (``None``
     result = no ND socket), ``load_rules`` whether to load ``rules/ha.rules``.
     """
+
+    mh_log = log
 
     def __init__(
         self,
@@ -436,80 +432,35 @@ class HomeAgentRuntime:
         assert self.link is not None
         return self.link.address
 
-    def _malformed(self, reason: str) -> None:
-        self.counters["malformed"] += 1
-        log.debug("dropping a malformed packet: %s", reason)
-        if self.ctx is not None and self.ctx.metrics is not None:
-            self.ctx.metrics.malformed()
-
     def _on_mobility_header(self, packet: ParsedPacket, now: float) -> Verdict:
         """RFC 6275 §9.2 then the core; the MH is always consumed (NF_DROP)."""
         assert self.core is not None
         started = time.perf_counter()
-        verdict = validate_mh(packet)
-        mh_type = (
-            packet.raw[packet.upper_offset + 2] if packet.end > packet.upper_offset + 2 else -1
-        )
-        metrics = self.ctx.metrics if self.ctx is not None else None
-        if metrics is not None and mh_type >= 0:
-            metrics.mh_received(mh_type)
-        if isinstance(verdict, SilentDiscard):
-            self.counters["silent_discards"] += 1
-            if mh_type == MHType.BU:
-                self.core.stats.NBindUpdatesRcvd += 1
-                self.core.stats.NBindUpdatesDropInvalid += 1
-            log.info("MH from %s silently discarded: %s", packet.src, verdict.reason)
+        screened = self._screen_mobility_header(packet, self.core.stats, now)
+        if screened is None:
             return Verdict.drop()
-        if isinstance(verdict, ParameterProblem):
-            # §9.2: ICMPv6 Parameter Problem code 0, pointer to the offending field.
-            self._send_parameter_problem(packet, verdict)
-            return Verdict.drop()
-        if isinstance(verdict, BindingErrorRequired):
-            # §9.2 / §9.3.3: unknown MH type → Binding Error status 2.
-            self._perform(
-                [
-                    SendMobilityMessage(
-                        BindingErrorMessage(verdict.status, verdict.home_address),
-                        packet.dst if not packet.dst.is_multicast else self._address,
-                        verdict.to,
-                    )
-                ],
-                now,
-            )
-            self.counters["binding_errors_sent"] += 1
-            return Verdict.drop()
-        assert isinstance(verdict, Accepted)
+        metrics = self._metrics
         if (
-            mh_type == MHType.BU
+            screened.mh_type == MHType.BU
             and self.guard is not None
             and not self.guard.allow_binding_update(packet.src, now)
         ):
             return Verdict.drop()  # counted in guard.counters() (rate_limited_binding_updates)
-        event = MobilityMessageReceived(
-            message=verdict.message,
-            src=packet.src,
-            dst=packet.dst,
-            home_address=packet.home_address,
-            routing_address=packet.rh2_address,
-            mh_bytes=packet.upper_layer_bytes,
-        )
-        self._bu_started = started if mh_type == MHType.BU else None
+        event = mobility_message_received(packet, screened.accepted)
+        self._bu_started = started if screened.mh_type == MHType.BU else None
         self._feed(event, now)
         if self._bu_started is not None and metrics is not None:
             metrics.observe_bu_latency(time.perf_counter() - started)
         self._bu_started = None
         return Verdict.drop()
 
-    def _send_parameter_problem(self, packet: ParsedPacket, problem: ParameterProblem) -> None:
+    def _binding_error_answered(self) -> None:
+        self.counters["binding_errors_sent"] += 1
+
+    def _icmp_error_allowed(self) -> bool:
+        """RFC 4443 §2.4(f) rate limit; a refusal is counted by the guard."""
         guard, ctx = self.guard, self.ctx
-        if guard is not None and ctx is not None and not guard.allow_icmp_error(ctx.clock()):
-            return  # RFC 4443 §2.4(f) rate limit, counted by the guard
-        invoking = packet.raw[: MIN_MTU - 48]  # RFC 4443 §2.4(c): fit in the minimum MTU
-        message = ParameterProblemMessage(problem.code, problem.pointer, invoking)
-        src = packet.dst if not packet.dst.is_multicast else self._address
-        self._send(build_icmpv6_packet(message, src, problem.to, hop_limit=64))
-        self.counters["parameter_problems_sent"] += 1
-        log.info("Parameter Problem to %s: %s", problem.to, problem.reason)
+        return guard is None or ctx is None or guard.allow_icmp_error(ctx.clock())
 
     def _on_home_address_option(self, packet: ParsedPacket, now: float) -> Verdict:
         """§9.3.1/§10.3.1: a non-MH packet with an HAO (e.g. an MPS) needs a binding."""
@@ -593,10 +544,6 @@ class HomeAgentRuntime:
                 self.counters["dataplane_errors"] += 1
                 log.error("%s failed: %s", type(action).__name__, exc)
                 self._dataplane_metric(type(action).__name__, ok=False)
-
-    def _dataplane_metric(self, op: str, *, ok: bool) -> None:
-        if self.ctx is not None and self.ctx.metrics is not None:
-            self.ctx.metrics.dataplane_op(op, ok)
 
     def _perform_one(self, action: Action, now: float) -> None:
         assert self.dataplane is not None

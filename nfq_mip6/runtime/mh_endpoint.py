@@ -1,0 +1,153 @@
+"""The Mobility Header receive stage the Home Agent and Correspondent Node runtimes share.
+
+RFC 6275 §9.2: every queued MH is checked (:func:`nfq_mip6.wire.validate_mh`) before any
+core sees it. A failed check is a counted, logged silent discard, an ICMPv6 Parameter Problem
+code 0 pointing at the offending field, or a Binding Error status 2 (unknown MH type, §9.3.3);
+only an accepted message goes on as a :class:`MobilityMessageReceived` event.
+:class:`MobilityHeaderEndpoint` is that stage as a base class; each runtime keeps what is its
+own (the HA's BU rate limit and ICMP error rate limit, how it times a BU, how it sends).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from ipaddress import IPv6Address
+from typing import TYPE_CHECKING, ClassVar, Final
+
+from nfq_mip6.mobility.events import Action, MobilityMessageReceived, SendMobilityMessage
+from nfq_mip6.mobility.stats import MobilityStats
+from nfq_mip6.runtime.base import RuntimeContext
+from nfq_mip6.wire import (
+    Accepted,
+    BindingErrorRequired,
+    MHType,
+    ParameterProblem,
+    ParameterProblemMessage,
+    ParsedPacket,
+    SilentDiscard,
+    build_icmpv6_packet,
+    validate_mh,
+)
+from nfq_mip6.wire.mh import BindingError as BindingErrorMessage
+
+if TYPE_CHECKING:
+    from nfq_mip6.metrics import AgentMetrics
+
+__all__ = ["MobilityHeaderEndpoint", "ScreenedMobilityHeader", "mobility_message_received"]
+
+MIN_MTU: Final = 1280
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenedMobilityHeader:
+    """An MH that passed the §9.2 checks: the parsed message and its MH Type octet."""
+
+    accepted: Accepted
+    mh_type: int
+
+
+def mobility_message_received(packet: ParsedPacket, accepted: Accepted) -> MobilityMessageReceived:
+    """The core's input event for an accepted MH, with the addresses as received."""
+    return MobilityMessageReceived(
+        message=accepted.message,
+        src=packet.src,
+        dst=packet.dst,
+        home_address=packet.home_address,
+        routing_address=packet.rh2_address,
+        mh_bytes=packet.upper_layer_bytes,
+    )
+
+
+class MobilityHeaderEndpoint:
+    """Base of a runtime that answers Mobility Headers itself (HA, CN).
+
+    The subclass provides ``counters``, ``ctx``, :attr:`mh_log` (its role's logger),
+    :attr:`_address` (the source of answers to a multicast destination), :meth:`_send` and
+    :meth:`_perform`.
+    """
+
+    mh_log: ClassVar[logging.Logger]
+    counters: dict[str, int]
+    ctx: RuntimeContext | None
+
+    @property
+    def _address(self) -> IPv6Address:
+        raise NotImplementedError
+
+    def _send(self, packet: bytes) -> None:
+        raise NotImplementedError
+
+    def _perform(self, actions: list[Action], now: float) -> None:
+        raise NotImplementedError
+
+    @property
+    def _metrics(self) -> AgentMetrics | None:
+        return self.ctx.metrics if self.ctx is not None else None
+
+    def _malformed(self, reason: str) -> None:
+        self.counters["malformed"] += 1
+        self.mh_log.debug("dropping a malformed packet: %s", reason)
+        if self.ctx is not None and self.ctx.metrics is not None:
+            self.ctx.metrics.malformed()
+
+    def _dataplane_metric(self, op: str, *, ok: bool) -> None:
+        if self.ctx is not None and self.ctx.metrics is not None:
+            self.ctx.metrics.dataplane_op(op, ok)
+
+    def _icmp_error_allowed(self) -> bool:
+        """RFC 4443 §2.4(f): may an ICMPv6 error go out now? (No limit unless overridden.)"""
+        return True
+
+    def _binding_error_answered(self) -> None:
+        """Called after a Binding Error status 2 was handed to :meth:`_perform`."""
+
+    def _screen_mobility_header(
+        self, packet: ParsedPacket, stats: MobilityStats, now: float
+    ) -> ScreenedMobilityHeader | None:
+        """RFC 6275 §9.2 on a queued MH; ``None`` when it was consumed here (discarded,
+        answered with a Parameter Problem or a Binding Error)."""
+        verdict = validate_mh(packet)
+        mh_type = (
+            packet.raw[packet.upper_offset + 2] if packet.end > packet.upper_offset + 2 else -1
+        )
+        metrics = self._metrics
+        if metrics is not None and mh_type >= 0:
+            metrics.mh_received(mh_type)
+        if isinstance(verdict, SilentDiscard):
+            self.counters["silent_discards"] += 1
+            if mh_type == MHType.BU:
+                stats.NBindUpdatesRcvd += 1
+                stats.NBindUpdatesDropInvalid += 1
+            self.mh_log.info("MH from %s silently discarded: %s", packet.src, verdict.reason)
+            return None
+        if isinstance(verdict, ParameterProblem):
+            # §9.2: ICMPv6 Parameter Problem code 0, pointer to the offending field.
+            self._send_parameter_problem(packet, verdict)
+            return None
+        if isinstance(verdict, BindingErrorRequired):
+            # §9.2 / §9.3.3: unknown MH type → Binding Error status 2 to the source.
+            self._perform(
+                [
+                    SendMobilityMessage(
+                        BindingErrorMessage(verdict.status, verdict.home_address),
+                        packet.dst if not packet.dst.is_multicast else self._address,
+                        verdict.to,
+                    )
+                ],
+                now,
+            )
+            self._binding_error_answered()
+            return None
+        assert isinstance(verdict, Accepted)
+        return ScreenedMobilityHeader(verdict, mh_type)
+
+    def _send_parameter_problem(self, packet: ParsedPacket, problem: ParameterProblem) -> None:
+        if not self._icmp_error_allowed():
+            return
+        invoking = packet.raw[: MIN_MTU - 48]  # RFC 4443 §2.4(c): fit in the minimum MTU
+        message = ParameterProblemMessage(problem.code, problem.pointer, invoking)
+        src = packet.dst if not packet.dst.is_multicast else self._address
+        self._send(build_icmpv6_packet(message, src, problem.to, hop_limit=64))
+        self.counters["parameter_problems_sent"] += 1
+        self.mh_log.info("Parameter Problem to %s: %s", problem.to, problem.reason)
