@@ -65,34 +65,27 @@ from nfq_mip6.mobility.events import (
     InputEvent,
     InstallRouteOptimization,
     MessageDiscarded,
-    MobilityMessageReceived,
     RemoveRouteOptimization,
     RouteOptimizationSwitched,
     SendMobilityMessage,
 )
 from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 from nfq_mip6.runtime.base import RuntimeContext, Verdict
+from nfq_mip6.runtime.mh_endpoint import MobilityHeaderEndpoint, mobility_message_received
 from nfq_mip6.runtime.ro_datapath import cn_inbound, cn_outbound
 from nfq_mip6.store import CorrespondentPersistence, StateStore, StoreError
 from nfq_mip6.wire import (
     IPPROTO_MH,
-    Accepted,
     BindingAck,
-    BindingErrorRequired,
     MalformedPacket,
     MHType,
-    ParameterProblem,
-    ParameterProblemMessage,
     ParsedPacket,
-    SilentDiscard,
-    build_icmpv6_packet,
     build_ipv6_packet,
     build_mh,
     insert_rh2,
     mh_data_for_authenticator,
     parse_ipv6,
     strip_hao_to_home_source,
-    validate_mh,
 )
 from nfq_mip6.wire.mh import BindingError as BindingErrorMessage
 
@@ -105,7 +98,6 @@ __all__ = [
 
 log = logging.getLogger("nfq_mip6.cn")
 
-MIN_MTU: Final = 1280
 IPPROTO_ICMPV6: Final = 58
 ICMPV6_DESTINATION_UNREACHABLE: Final = 1
 OUTPUT_CHAIN: Final = "NFQMIP6-CN-OUT"
@@ -190,7 +182,7 @@ def _ip6tables(args: list[str]) -> int:
     return result.returncode
 
 
-class CorrespondentRuntime:
+class CorrespondentRuntime(MobilityHeaderEndpoint):
     """:class:`~nfq_mip6.runtime.base.RoleRuntime` for ``role = "cn"`` (``FUNCTIONALITY=cn``).
 
     The constructor arguments exist for tests: ``load_rules`` whether to load
@@ -200,6 +192,8 @@ class CorrespondentRuntime:
     runtime built without the kernel rules writes nothing to disk), ``wall_clock`` the Unix
     time of the stored expiries and nonce creation times.
     """
+
+    mh_log = log
 
     def __init__(
         self,
@@ -412,67 +406,19 @@ class CorrespondentRuntime:
         self.counters["hao_stripped"] += 1
         return Verdict.rewrite(rewritten)
 
-    def _malformed(self, reason: str) -> None:
-        self.counters["malformed"] += 1
-        log.debug("dropping a malformed packet: %s", reason)
-        if self.ctx is not None and self.ctx.metrics is not None:
-            self.ctx.metrics.malformed()
-
     def _on_mobility_header(self, packet: ParsedPacket, now: float) -> Verdict:
         """RFC 6275 §9.2 then the core; the MH is always consumed (NF_DROP)."""
         assert self.core is not None
-        verdict = validate_mh(packet)
-        mh_type = (
-            packet.raw[packet.upper_offset + 2] if packet.end > packet.upper_offset + 2 else -1
-        )
-        metrics = self.ctx.metrics if self.ctx is not None else None
-        if metrics is not None and mh_type >= 0:
-            metrics.mh_received(mh_type)
-        if isinstance(verdict, SilentDiscard):
-            self.counters["silent_discards"] += 1
-            if mh_type == MHType.BU:
-                self.core.stats.NBindUpdatesRcvd += 1
-                self.core.stats.NBindUpdatesDropInvalid += 1
-            log.info("MH from %s silently discarded: %s", packet.src, verdict.reason)
+        screened = self._screen_mobility_header(packet, self.core.stats, now)
+        if screened is None:
             return Verdict.drop()
-        if isinstance(verdict, ParameterProblem):
-            self._send_parameter_problem(packet, verdict)
-            return Verdict.drop()
-        if isinstance(verdict, BindingErrorRequired):
-            # §9.2: unknown MH type → Binding Error status 2 to the source.
-            self._perform(
-                [
-                    SendMobilityMessage(
-                        BindingErrorMessage(verdict.status, verdict.home_address),
-                        packet.dst if not packet.dst.is_multicast else self._address,
-                        verdict.to,
-                    )
-                ],
-                now,
-            )
-            return Verdict.drop()
-        assert isinstance(verdict, Accepted)
-        event = MobilityMessageReceived(
-            message=verdict.message,
-            src=packet.src,
-            dst=packet.dst,
-            home_address=packet.home_address,
-            routing_address=packet.rh2_address,
-            mh_bytes=packet.upper_layer_bytes,
-        )
+        metrics = self._metrics
+        event = mobility_message_received(packet, screened.accepted)
         started = time.perf_counter()
         self._feed(event, now)
-        if mh_type == MHType.BU and metrics is not None:
+        if screened.mh_type == MHType.BU and metrics is not None:
             metrics.observe_bu_latency(time.perf_counter() - started)
         return Verdict.drop()
-
-    def _send_parameter_problem(self, packet: ParsedPacket, problem: ParameterProblem) -> None:
-        invoking = packet.raw[: MIN_MTU - 48]  # RFC 4443 §2.4(c): fit in the minimum MTU
-        message = ParameterProblemMessage(problem.code, problem.pointer, invoking)
-        src = packet.dst if not packet.dst.is_multicast else self._address
-        self._send(build_icmpv6_packet(message, src, problem.to, hop_limit=64))
-        self.counters["parameter_problems_sent"] += 1
-        log.info("Parameter Problem to %s: %s", problem.to, problem.reason)
 
     @property
     def _address(self) -> IPv6Address:
@@ -528,10 +474,6 @@ class CorrespondentRuntime:
             if not ok:
                 self.counters["rule_errors"] += 1
             self._dataplane_metric("remove_route_optimization", ok=ok)
-
-    def _dataplane_metric(self, op: str, *, ok: bool) -> None:
-        if self.ctx is not None and self.ctx.metrics is not None:
-            self.ctx.metrics.dataplane_op(op, ok)
 
     def _binding_error_allowed(self, now: float) -> bool:
         """§9.3.3: token bucket, :data:`BE_RATE_PER_S` per second, burst :data:`BE_BURST`."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from ipaddress import IPv6Address
-from typing import TYPE_CHECKING, ClassVar, Final
+from typing import TYPE_CHECKING, ClassVar
 
 from nfq_mip6.mobility.events import Action, MobilityMessageReceived, SendMobilityMessage
 from nfq_mip6.mobility.stats import MobilityStats
@@ -29,14 +29,13 @@ from nfq_mip6.wire import (
     build_icmpv6_packet,
     validate_mh,
 )
+from nfq_mip6.wire.icmp import MIN_MTU
 from nfq_mip6.wire.mh import BindingError as BindingErrorMessage
 
 if TYPE_CHECKING:
     from nfq_mip6.metrics import AgentMetrics
 
 __all__ = ["MobilityHeaderEndpoint", "ScreenedMobilityHeader", "mobility_message_received"]
-
-MIN_MTU: Final = 1280
 
 
 @dataclass(frozen=True, slots=True)
