@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 from typing import Final
 
-from nfq_mip6.mobility.binding import BindingCacheEntry
-from nfq_mip6.mobility.events import SendMobilityMessage
+from nfq_mip6.mobility.binding import BindingCache, BindingCacheEntry, BindingState
+from nfq_mip6.mobility.events import Action, SendMobilityMessage
 from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.wire.mh import (
     BAFlags,
@@ -99,6 +99,31 @@ def binding_error(
         return None
     message = BindingError(int(status), home_address or UNSPECIFIED)
     return SendMobilityMessage(message, local_address, offending_src)
+
+
+def has_binding(cache: BindingCache, home_address: IPv6Address, src: IPv6Address) -> bool:
+    """§9.3.1: ``cache`` holds a registered binding ``home_address`` → ``src`` (a packet from
+    ``src`` with a Home Address option for ``home_address`` may then be delivered)."""
+    entry = cache.get(home_address)
+    return (
+        entry is not None
+        and entry.state is BindingState.REGISTERED
+        and entry.care_of_address == src
+    )
+
+
+def unknown_binding_error(
+    src: IPv6Address, home_address: IPv6Address, local_address: IPv6Address
+) -> list[Action]:
+    """§9.3.1/§9.3.3: the BE 1 (unknown binding for Home Address option) to ``src``, from
+    ``local_address``; ``[]`` when ``src`` is not unicast."""
+    error = binding_error(
+        status=BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_OPTION,
+        offending_src=src,
+        home_address=home_address,
+        local_address=local_address,
+    )
+    return [error] if error is not None else []
 
 
 @dataclass(frozen=True, slots=True)

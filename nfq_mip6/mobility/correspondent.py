@@ -39,7 +39,9 @@ from nfq_mip6.mobility.common import (
     binding_ack,
     binding_cache_row,
     binding_error,
+    has_binding,
     is_unicast_routable,
+    unknown_binding_error,
 )
 from nfq_mip6.mobility.events import (
     Action,
@@ -287,20 +289,9 @@ class CorrespondentNode:
 
         Returns ``[]`` when the packet may be delivered (as if from the HoA).
         """
-        entry = self.cache.get(home_address)
-        if (
-            entry is not None
-            and entry.state is BindingState.REGISTERED
-            and entry.care_of_address == src
-        ):
+        if has_binding(self.cache, home_address, src):
             return []
-        error = binding_error(
-            status=BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_OPTION,
-            offending_src=src,
-            home_address=home_address,
-            local_address=local_address or self.config.address,
-        )
-        return [error] if error is not None else []
+        return unknown_binding_error(src, home_address, local_address or self.config.address)
 
     def binding_cache_rows(self, now: float) -> list[BindingCacheRow]:
         return [

@@ -48,8 +48,10 @@ from nfq_mip6.mobility.common import (
     binding_ack,
     binding_cache_row,
     binding_error,
+    has_binding,
     is_unicast_routable,
     link_local_for,
+    unknown_binding_error,
 )
 from nfq_mip6.mobility.correspondent import CorrespondentNode
 from nfq_mip6.mobility.events import (
@@ -282,22 +284,11 @@ class HomeAgent:
         self, src: IPv6Address, home_address: IPv6Address, now: float
     ) -> list[Action]:
         """§9.3.1/§10.3.1: a packet with an HAO needs a binding HoA → ``src``; else BE 1."""
-        entry = self.cache.get(home_address)
-        if (
-            entry is not None
-            and entry.state is BindingState.REGISTERED
-            and entry.care_of_address == src
-        ):
+        if has_binding(self.cache, home_address, src):
             return []
         if self.correspondent is not None:
             return self.correspondent.check_home_address_option(src, home_address, now)
-        error = binding_error(
-            status=BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_OPTION,
-            offending_src=src,
-            home_address=home_address,
-            local_address=self.config.address,
-        )
-        return [error] if error is not None else []
+        return unknown_binding_error(src, home_address, self.config.address)
 
     # ----------------------------------------------------------------------------------------
     # Operator snapshots
