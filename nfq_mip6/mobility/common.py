@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv6Address
-from typing import Final
+from typing import Any, Final
 
 from nfq_mip6.mobility.binding import BindingCache, BindingCacheEntry, BindingState
 from nfq_mip6.mobility.events import Action, SendMobilityMessage
@@ -140,6 +140,18 @@ class BindingCacheRow:
     flags: str
     sequence: int
     state: str
+
+    def control_json(self) -> dict[str, Any]:
+        """The row as the control socket's ``cache`` answer lists it."""
+        return {
+            "home_address": str(self.home_address),
+            "care_of_address": str(self.care_of_address),
+            "lifetime": self.lifetime_remaining,
+            "type": self.mipl_type,
+            "sequence": self.sequence,
+            "flags": self.flags,
+            "state": self.state,
+        }
 
 
 def binding_cache_row(entry: BindingCacheEntry, now: float) -> BindingCacheRow:

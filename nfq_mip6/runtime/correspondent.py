@@ -76,7 +76,6 @@ from nfq_mip6.runtime.ro_datapath import cn_inbound, cn_outbound
 from nfq_mip6.store import CorrespondentPersistence, StateStore, StoreError
 from nfq_mip6.wire import (
     IPPROTO_MH,
-    BindingAck,
     MalformedPacket,
     MHType,
     ParsedPacket,
@@ -491,25 +490,9 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
                 self.counters["binding_errors_rate_limited"] += 1
                 return
             self.counters["binding_errors_sent"] += 1
-        # §6.1.1 checksum over the pseudo-header with the HoA (HAO) / final destination (RH2).
-        pseudo_src = action.home_address or action.src
-        pseudo_dst = action.routing_address or action.dst
-        mh = build_mh(message, pseudo_src, pseudo_dst)
-        packet = build_ipv6_packet(
-            action.src,
-            action.dst,
-            IPPROTO_MH,
-            mh,
-            hop_limit=64,
-            home_address=action.home_address,
-            rh2_address=action.routing_address,
-        )
+        packet, mh_type = self._mobility_packet(action, message)
         self._send(packet)
-        metrics = self.ctx.metrics if self.ctx is not None else None
-        if metrics is not None:
-            metrics.mh_sent(mh[2])
-            if isinstance(message, BindingAck):
-                metrics.ba_sent(message.status)
+        self._mobility_message_sent(mh_type, message)
 
     def _log_binding_event(self, event: BindingEvent) -> None:
         if isinstance(event, BindingRejected):
@@ -555,21 +538,8 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         if cmd == "stats":
             return self._stats_snapshot()
         if cmd == "cache":
-            return {
-                "ok": True,
-                "bindings": [
-                    {
-                        "home_address": str(row.home_address),
-                        "care_of_address": str(row.care_of_address),
-                        "lifetime": row.lifetime_remaining,
-                        "type": row.mipl_type,
-                        "sequence": row.sequence,
-                        "flags": row.flags,
-                        "state": row.state,
-                    }
-                    for row in self.core.binding_cache_rows(now)
-                ],
-            }
+            rows = self.core.binding_cache_rows(now)
+            return {"ok": True, "bindings": [row.control_json() for row in rows]}
         if cmd == "bul":
             return {"ok": True, "entries": []}  # a correspondent node sends no BUs
         if cmd == "ro":

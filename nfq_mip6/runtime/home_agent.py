@@ -71,7 +71,6 @@ from nfq_mip6.security.guard import HomeAgentGuard
 from nfq_mip6.store import HomeBindingPersistence, StateStore, StoreError
 from nfq_mip6.wire import (
     IPPROTO_MH,
-    BindingAck,
     DhaadReply,
     DhaadRequest,
     MalformedPacket,
@@ -82,8 +81,6 @@ from nfq_mip6.wire import (
     PrefixInformation,
     RouterAdvertisement,
     build_icmpv6_packet,
-    build_ipv6_packet,
-    build_mh,
     encapsulate,
     home_agents_anycast,
     parse_icmpv6,
@@ -597,9 +594,6 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             log.debug("ignoring action %r", action)
 
     def _send_mobility_message(self, action: SendMobilityMessage) -> None:
-        # §6.1.1 checksum over the pseudo-header with the HoA (HAO) / final destination (RH2).
-        pseudo_src = action.home_address or action.src
-        pseudo_dst = action.routing_address or action.dst
         message = action.message
         if self.guard is not None:
             if (
@@ -609,24 +603,11 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             ):
                 return  # RFC 6275 §9.3.3 rate limit, counted by the guard
             message = self.guard.outgoing(message, action.dst, action.routing_address)
-        mh = build_mh(message, pseudo_src, pseudo_dst)
-        packet = build_ipv6_packet(
-            action.src,
-            action.dst,
-            IPPROTO_MH,
-            mh,
-            hop_limit=64,
-            home_address=action.home_address,
-            rh2_address=action.routing_address,
-        )
+        packet, mh_type = self._mobility_packet(action, message)
         if action.via_tunnel:
             packet = encapsulate(packet, self._address, action.dst)
         self._send(packet)
-        metrics = self.ctx.metrics if self.ctx is not None else None
-        if metrics is not None:
-            metrics.mh_sent(mh[2])
-            if isinstance(action.message, BindingAck):
-                metrics.ba_sent(action.message.status)
+        self._mobility_message_sent(mh_type, action.message)
 
     def _log_binding_event(self, event: BindingEvent) -> None:
         if isinstance(event, BindingRejected):
@@ -709,21 +690,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             return self._stats_snapshot()
         if cmd == "cache":
             rows = self.core.binding_cache_rows(now)
-            return {
-                "ok": True,
-                "bindings": [
-                    {
-                        "home_address": str(row.home_address),
-                        "care_of_address": str(row.care_of_address),
-                        "lifetime": row.lifetime_remaining,
-                        "type": row.mipl_type,
-                        "sequence": row.sequence,
-                        "flags": row.flags,
-                        "state": row.state,
-                    }
-                    for row in rows
-                ],
-            }
+            return {"ok": True, "bindings": [row.control_json() for row in rows]}
         if cmd == "bul":
             return {"ok": True, "entries": []}  # an HA sends no Binding Updates
         if cmd == "ro":

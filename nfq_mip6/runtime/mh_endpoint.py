@@ -19,14 +19,19 @@ from nfq_mip6.mobility.events import Action, MobilityMessageReceived, SendMobili
 from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.runtime.base import RuntimeContext
 from nfq_mip6.wire import (
+    IPPROTO_MH,
     Accepted,
+    BindingAck,
     BindingErrorRequired,
     MHType,
+    MobilityMessage,
     ParameterProblem,
     ParameterProblemMessage,
     ParsedPacket,
     SilentDiscard,
     build_icmpv6_packet,
+    build_ipv6_packet,
+    build_mh,
     validate_mh,
 )
 from nfq_mip6.wire.icmp import MIN_MTU
@@ -150,3 +155,31 @@ class MobilityHeaderEndpoint:
         self._send(build_icmpv6_packet(message, src, problem.to, hop_limit=64))
         self.counters["parameter_problems_sent"] += 1
         self.mh_log.info("Parameter Problem to %s: %s", problem.to, problem.reason)
+
+    def _mobility_packet(
+        self, action: SendMobilityMessage, message: MobilityMessage
+    ) -> tuple[bytes, int]:
+        """The whole IPv6 packet carrying ``message`` as ``action`` says (HAO, RH2), and the
+        MH Type octet it carries."""
+        # §6.1.1 checksum over the pseudo-header with the HoA (HAO) / final destination (RH2).
+        pseudo_src = action.home_address or action.src
+        pseudo_dst = action.routing_address or action.dst
+        mh = build_mh(message, pseudo_src, pseudo_dst)
+        packet = build_ipv6_packet(
+            action.src,
+            action.dst,
+            IPPROTO_MH,
+            mh,
+            hop_limit=64,
+            home_address=action.home_address,
+            rh2_address=action.routing_address,
+        )
+        return packet, mh[2]
+
+    def _mobility_message_sent(self, mh_type: int, message: MobilityMessage) -> None:
+        """Metrics for a Mobility Header handed to :meth:`_send`: its MH Type, a BA's status."""
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.mh_sent(mh_type)
+            if isinstance(message, BindingAck):
+                metrics.ba_sent(message.status)
