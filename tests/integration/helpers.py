@@ -138,6 +138,32 @@ class AgentHandle:
 Handle = TypeVar("Handle", bound=AgentHandle)
 
 
+def write_agent_config(
+    tmp: Path,
+    role: str,
+    queue_num: int,
+    sections: str = "",
+    *,
+    log_level: str = "info",
+    extra_keys: str = "",
+) -> Path:
+    """``tmp/ROLE.toml`` for ``nfq-mip6 run``: interface eth0, the control socket
+    ``tmp/ROLE.sock``, no metrics listener, state under ``tmp/state``; ``extra_keys`` are more
+    top-level keys (one per line), ``sections`` the role's tables."""
+    config = tmp / f"{role}.toml"
+    config.write_text(
+        f"""role = "{role}"
+interface = "eth0"
+log_level = "{log_level}"
+queue_num = {queue_num}
+{extra_keys}control_socket = "{tmp / f"{role}.sock"}"
+metrics_listen = ""
+state_dir = "{tmp / "state"}"
+{sections}"""
+    )
+    return config
+
+
 def start_agent(
     node: Node,
     config: Path,

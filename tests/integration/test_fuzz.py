@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import AgentHandle, start_agent, stop_agent
+from helpers import AgentHandle, start_agent, stop_agent, write_agent_config
 from test_security import KEY, flush_ha_kernel_state, write_key
 
 from nfq_mip6.security.auth import MobileNodeAuthenticator, SecurityAssociation
@@ -69,16 +69,11 @@ def agent(testbed_home: Testbed, tmp_path: Path) -> Iterator[AgentHandle]:
     ha = testbed_home.node("ha")
     flush_ha_kernel_state(ha)
     key_file = write_key(tmp_path, "fuzz.key", KEY)
-    config = tmp_path / "ha.toml"
-    config.write_text(
-        f"""role = "ha"
-interface = "eth0"
-log_level = "info"
-queue_num = {QUEUE_NUM}
-control_socket = "{tmp_path / "ha.sock"}"
-metrics_listen = ""
-state_dir = "{tmp_path / "state"}"
-
+    config = write_agent_config(
+        tmp_path,
+        "ha",
+        QUEUE_NUM,
+        f"""
 [ha]
 max_binding_lifetime = 400
 max_tunnel_nr = 64
@@ -87,7 +82,7 @@ max_tunnel_nr = 64
 home_address = "{FUZZ_HOA}"
 spi = {SPI}
 key_file = "{key_file}"
-"""
+""",
     )
     handle = start_agent(ha, config, tmp_path / "ha.sock")
     try:

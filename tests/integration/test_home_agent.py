@@ -29,6 +29,7 @@ from helpers import (
     scripted_mobile_node,
     start_agent,
     stop_agent,
+    write_agent_config,
 )
 
 from nfq_mip6.testbed import Testbed, care_of_address
@@ -107,23 +108,17 @@ def binding_ack(replies: list[bytes]) -> ReceivedBA:
 
 
 def write_config(tmp: Path) -> Path:
-    config = tmp / "ha.toml"
-    config.write_text(
-        f"""role = "ha"
-interface = "eth0"
-log_level = "info"
-queue_num = {QUEUE_NUM}
-control_socket = "{tmp / "ha.sock"}"
-metrics_listen = ""
-state_dir = "{tmp / "state"}"
-
+    return write_agent_config(
+        tmp,
+        "ha",
+        QUEUE_NUM,
+        f"""
 [ha]
 max_binding_lifetime = {MAX_LIFETIME}
 max_tunnel_nr = 5
 require_authentication = false
-"""
+""",
     )
-    return config
 
 
 def tunnel_routes(node: Node) -> list[dict[str, Any]]:

@@ -38,6 +38,7 @@ from helpers import (
     start_agent,
     stop_agent,
     wait_until,
+    write_agent_config,
 )
 
 from nfq_mip6.mobility import rr
@@ -246,19 +247,7 @@ class CorrespondentAgent(AgentHandle):
 
 
 def write_config(tmp: Path) -> Path:
-    config = tmp / "cn.toml"
-    config.write_text(
-        f"""role = "cn"
-interface = "eth0"
-log_level = "info"
-queue_num = {QUEUE_NUM}
-route_optimization = true
-control_socket = "{tmp / "cn.sock"}"
-metrics_listen = ""
-state_dir = "{tmp / "state"}"
-"""
-    )
-    return config
+    return write_agent_config(tmp, "cn", QUEUE_NUM, extra_keys="route_optimization = true\n")
 
 
 def start_cn_agent(node: Node, config: Path, socket_path: Path) -> CorrespondentAgent:

@@ -24,6 +24,7 @@ from helpers import (
     scripted_mobile_node,
     start_agent,
     stop_agent,
+    write_agent_config,
 )
 
 from nfq_mip6.security.auth import (
@@ -72,7 +73,6 @@ def write_key(directory: Path, name: str, key: bytes) -> Path:
 
 
 def write_ha_config(tmp: Path, queue_num: int, key_file: Path | None) -> Path:
-    config = tmp / "ha.toml"
     auth = (
         f"""
 [[ha.mobile_nodes]]
@@ -84,21 +84,12 @@ nai = "mn@example.org"
         if key_file is not None
         else "require_authentication = false\n"
     )
-    config.write_text(
-        f"""role = "ha"
-interface = "eth0"
-log_level = "debug"
-queue_num = {queue_num}
-control_socket = "{tmp / "ha.sock"}"
-metrics_listen = ""
-state_dir = "{tmp / "state"}"
-
+    sections = f"""
 [ha]
 max_binding_lifetime = 400
 max_tunnel_nr = 5
 {auth}"""
-    )
-    return config
+    return write_agent_config(tmp, "ha", queue_num, sections, log_level="debug")
 
 
 def flush_ha_kernel_state(node: Node) -> None:
