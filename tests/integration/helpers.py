@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from nfq_mip6.control import ControlError, request
 from nfq_mip6.testbed import Testbed
 from nfq_mip6.testbed.testbed import Node
-from nfq_mip6.testbed.topology import HOME_PREFIX, MN_INTERFACE, VISITNET_PREFIX
+from nfq_mip6.testbed.topology import HA_ADDRESS, HOME_PREFIX, MN_INTERFACE, VISITNET_PREFIX
 
 # ------------------------------------------------------------------------------------------
 # The scripted Mobile Node
@@ -290,6 +290,25 @@ def mn_tunnel_endpoint(
     finally:
         for step in undo:
             node.run(step, check=False)
+
+
+@contextlib.contextmanager
+def netns_with_home_link(name: str, address: str = HA_ADDRESS) -> Iterator[str]:
+    """A namespace ``name`` with a veth ``eth1`` holding ``address`` (default the HOWTO HA
+    address, as the image's default configuration has it on eth1); deleted at the end."""
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for command in (
+            ["link", "add", "eth1", "type", "veth", "peer", "name", "peer1"],
+            ["link", "set", "lo", "up"],
+            ["link", "set", "eth1", "up"],
+            ["link", "set", "peer1", "up"],
+            ["-6", "addr", "add", f"{address}/64", "dev", "eth1", "nodad"],
+        ):
+            subprocess.run(["ip", "-n", name, *command], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 # ------------------------------------------------------------------------------------------

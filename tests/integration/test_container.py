@@ -26,11 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import netns_with_home_link
 
 from nfq_mip6 import __version__
 from nfq_mip6.control import ControlError, request
 from nfq_mip6.testbed import Testbed, care_of_address
-from nfq_mip6.testbed.topology import HA_ADDRESS, MN_HOME_ADDRESS
+from nfq_mip6.testbed.topology import MN_HOME_ADDRESS
 
 pytestmark = [pytest.mark.container, pytest.mark.netns, pytest.mark.slow]
 
@@ -129,26 +130,6 @@ def podman() -> Podman:
 
 
 @contextlib.contextmanager
-def netns_with_home_link() -> Iterator[str]:
-    """A namespace with a veth ``eth1`` holding the HOWTO HA address (the image's default
-    configuration: HA fec0:106:2700::2 on eth1)."""
-    name = f"h5ctr-{os.getpid()}-{next(_names)}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for command in (
-            ["link", "add", "eth1", "type", "veth", "peer", "name", "peer1"],
-            ["link", "set", "lo", "up"],
-            ["link", "set", "eth1", "up"],
-            ["link", "set", "peer1", "up"],
-            ["-6", "addr", "add", f"{HA_ADDRESS}/64", "dev", "eth1", "nodad"],
-        ):
-            subprocess.run(["ip", "-n", name, *command], check=True)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
-
-
-@contextlib.contextmanager
 def ha_container(
     podman: Podman, netns: str, socket_dir: Path, *extra: str
 ) -> Iterator[tuple[str, Path]]:
@@ -211,7 +192,7 @@ def test_image_version_and_config_errors(podman: Podman) -> None:
 
 
 def test_home_agent_container_runs_with_two_capabilities(podman: Podman, tmp_path: Path) -> None:
-    with netns_with_home_link() as netns:
+    with netns_with_home_link(f"h5ctr-{os.getpid()}-{next(_names)}") as netns:
         with ha_container(podman, netns, tmp_path / "run") as (name, socket_path):
             # The host's CLI reads the agent in the container through the bind-mounted socket.
             stats = request(socket_path, {"cmd": "stats"})

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import netns_with_home_link
 
 from nfq_mip6.control import ControlError, request
 
@@ -29,20 +30,8 @@ HA = "fec0:106:2700::2"
 
 @pytest.fixture
 def netns() -> Iterator[str]:
-    name = f"h9sysctl-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for command in (
-            ["link", "add", "eth1", "type", "veth", "peer", "name", "peer1"],
-            ["link", "set", "lo", "up"],
-            ["link", "set", "eth1", "up"],
-            ["link", "set", "peer1", "up"],
-            ["-6", "addr", "add", f"{HA}/64", "dev", "eth1", "nodad"],
-        ):
-            subprocess.run(["ip", "-n", name, *command], check=True)
+    with netns_with_home_link(f"h9sysctl-{os.getpid()}", HA) as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def sysctl(netns: str, *assignments: str) -> None:
