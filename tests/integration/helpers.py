@@ -194,16 +194,29 @@ def start_agent(
         time.sleep(0.05)
 
 
+def terminate(proc: subprocess.Popen[str], timeout: float = 10.0) -> int:
+    """SIGTERM if still running, SIGKILL after ``timeout`` seconds; the exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 def stop_agent(handle: AgentHandle) -> int:
     """SIGTERM (kill after 10 s); the exit status."""
-    if handle.proc.poll() is None:
-        handle.proc.send_signal(signal.SIGTERM)
-        try:
-            handle.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            handle.proc.kill()
-            handle.proc.wait()
-    return handle.proc.returncode
+    return terminate(handle.proc)
+
+
+def control_answers(socket_path: Path) -> bool:
+    """The agent behind ``socket_path`` answers ``version`` within 0.5 s."""
+    try:
+        return bool(request(socket_path, {"cmd": "version"}, timeout=0.5).get("ok"))
+    except ControlError:
+        return False
 
 
 HA_RULE_PREFS = ("938", "939", "940", "941")

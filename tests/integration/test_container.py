@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -26,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import netns_with_home_link
+from helpers import control_answers as answers
+from helpers import netns_with_home_link, terminate
 
 from nfq_mip6 import __version__
-from nfq_mip6.control import ControlError, request
+from nfq_mip6.control import request
 from nfq_mip6.testbed import Testbed, care_of_address
 from nfq_mip6.testbed.topology import MN_HOME_ADDRESS
 
@@ -85,13 +85,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
-
-
-def answers(socket_path: Path) -> bool:
-    try:
-        return bool(request(socket_path, {"cmd": "version"}, timeout=0.5).get("ok"))
-    except ControlError:
-        return False
 
 
 class Podman:
@@ -246,13 +239,7 @@ def mobile_node_agent(testbed_home: Testbed, tmp_path: Path) -> Iterator[Path]:
             raise AssertionError(f"MN agent exited {proc.returncode}: {log_path.read_text()}")
         yield socket_path
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc)
 
 
 def test_home_agent_container_serves_the_howto_test_bed(

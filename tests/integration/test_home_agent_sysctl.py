@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import netns_with_home_link
+from helpers import netns_with_home_link, terminate
 
 from nfq_mip6.control import ControlError, request
 
@@ -177,10 +177,5 @@ def test_sighup_applies_reloadable_changes_and_names_the_refused_ones(
         wait_for(lambda: "configuration not reloaded" in log_path.read_text(), "the error")
         assert request(socket_path, {"cmd": "stats"})["home_agent"]["max_binding_lifetime"] == 300
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
     assert proc.returncode == 0, log_path.read_text()

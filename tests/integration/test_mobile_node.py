@@ -9,7 +9,6 @@ is exercised alone, independently of the Home Agent runtime (``test_journey.py``
 from __future__ import annotations
 
 import contextlib
-import signal
 import subprocess
 import sys
 import time
@@ -19,9 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import wait_until  # re-exported: other tests import it from here
+from helpers import (
+    control_answers,
+    terminate,
+    wait_until,  # re-exported: other tests import it from here
+)
 
-from nfq_mip6.control import ControlError, request
+from nfq_mip6.control import request
 from nfq_mip6.testbed import Testbed, care_of_address
 from nfq_mip6.testbed.testbed import Node
 from nfq_mip6.testbed.topology import HA_ADDRESS, MN_HOME_ADDRESS
@@ -73,28 +76,15 @@ def running_agent(node: Node, config: Path, socket_path: Path) -> Iterator[subpr
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: _answers(socket_path) or proc.poll() is not None, 15.0)
+        wait_until(lambda: control_answers(socket_path) or proc.poll() is not None, 15.0)
         if proc.poll() is not None:
             raise AssertionError(f"agent exited {proc.returncode}: {log_path.read_text()}")
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc)
         # shown by pytest only when the test fails
         print(f"--- {log_path.name} (last lines) ---")
         print("\n".join(log_path.read_text().splitlines()[-40:]))
-
-
-def _answers(socket_path: Path) -> bool:
-    try:
-        return bool(request(socket_path, {"cmd": "version"}, timeout=0.5).get("ok"))
-    except ControlError:
-        return False
 
 
 def bul(socket_path: Path) -> list[dict[str, Any]]:

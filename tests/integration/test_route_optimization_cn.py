@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from helpers import (
     scripted_mobile_node,
     start_agent,
     stop_agent,
+    terminate,
     wait_until,
     write_agent_config,
 )
@@ -280,12 +280,7 @@ def mn_ro_worker(node: Node, coa: IPv6Address) -> Iterator[None]:
     try:
         yield
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, timeout=5)
 
 
 # ------------------------------------------------------------------------------------------
