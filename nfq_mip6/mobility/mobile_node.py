@@ -36,7 +36,7 @@ import math
 import os
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from ipaddress import IPv6Address, IPv6Network
 
@@ -1034,6 +1034,23 @@ class MobileNode:
             self._no_route_optimization.add(entry.destination)
             return self._drop_correspondent(entry, deleted=True)
         return []
+
+    def set_home_registration_lifetime(self, seconds: int, now: float) -> list[Action]:
+        """SIGHUP ``[mn] binding_lifetime``: the next home BU requests ``seconds`` (§11.7.1).
+
+        A home binding in force that would outlive the new lifetime is refreshed at once (one
+        BU/BA exchange), so the HA's entry is shortened now rather than at the next refresh;
+        a longer lifetime waits for the scheduled refresh.
+        """
+        if seconds == self.config.home_registration_lifetime:
+            return []
+        self.config = replace(self.config, home_registration_lifetime=seconds)
+        entry = self.home_entry
+        if entry is None or entry.state is not BulState.BOUND or entry.expires_at - now <= seconds:
+            return []
+        entry.state = BulState.REFRESHING
+        entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
+        return self._transmit(entry, now)
 
     def _switch(self, enabled: bool, now: float = 0.0) -> list[Action]:
         self.route_optimization = enabled

@@ -858,22 +858,37 @@ class MobileNodeRuntime:
             self._apply(self.core.handle(RouteOptimizationSwitched(enabled), now), now)
         return self._route_optimization()
 
-    def _reload(self, now: float) -> dict[str, Any]:
-        """SIGHUP: ``route_optimization`` (legacy ``accept_return_routability``) is applied
-        without a restart; the other settings need one."""
+    def _reload(self, now: float, config: object = None) -> dict[str, Any]:
+        """SIGHUP: ``route_optimization`` (legacy ``accept_return_routability``) and ``[mn]
+        binding_lifetime`` are applied without a restart; the other settings need one.
+
+        ``config`` is the configuration the agent has just reloaded and merged
+        (:meth:`nfq_mip6.agent.Agent.reload`); without one (a control request, an older agent
+        loop) the file is read again. The new lifetime goes into the next home BU; a binding
+        in force longer than it is refreshed at once
+        (:meth:`~nfq_mip6.mobility.mobile_node.MobileNode.set_home_registration_lifetime`).
+        """
         if self.ctx is None:
             return {"ok": False, "error": "mobile node not started"}
-        from nfq_mip6.config import ConfigError, load_config
+        from nfq_mip6.config import AgentConfig, ConfigError, load_config
 
-        try:
-            new = load_config(Path(self.ctx.config.source))
-        except (ConfigError, OSError, ValueError) as exc:
-            LOG.error("reload failed: %s", exc)
-            return {"ok": False, "error": str(exc)}
+        if isinstance(config, AgentConfig):
+            new = config
+        else:
+            try:
+                new = load_config(Path(self.ctx.config.source))
+            except (ConfigError, OSError, ValueError) as exc:
+                LOG.error("reload failed: %s", exc)
+                return {"ok": False, "error": str(exc)}
         reloaded: list[str] = []
         if new.route_optimization != self._route_optimization():
             self.set_route_optimization(new.route_optimization, now)
             reloaded.append(f"route_optimization: {'on' if new.route_optimization else 'off'}")
+        if new.mn is not None and self.core is not None:
+            lifetime = new.mn.binding_lifetime
+            if lifetime != self.core.config.home_registration_lifetime:
+                self._apply(self.core.set_home_registration_lifetime(lifetime, now), now)
+                reloaded.append(f"binding_lifetime: {lifetime}")
         return {"ok": True, "reloaded": reloaded}
 
     def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -926,7 +941,7 @@ class MobileNodeRuntime:
                 self.set_route_optimization(value, now)
             return {"ok": True, "route_optimization": self._route_optimization()}
         if cmd == "reload":
-            return self._reload(now)
+            return self._reload(now, request.get("config"))
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 

@@ -7,6 +7,7 @@ exercised in ``tests/integration/test_mobile_node.py`` and ``test_journey.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import struct
 from ipaddress import IPv6Address, IPv6Interface, IPv6Network
@@ -318,3 +319,47 @@ def test_hoti_goes_through_the_tunnel_and_ro_actions_drive_the_helper(
     assert rules[-1][:4] == ["-t", "mangle", "-A", "NFQMIP6-MN-RO"]
     runtime._apply([RemoveRouteOptimization(HOA.ip, CN)], 100.3)
     assert runtime.ro.bindings == {} and rules[-1][2] == "-D"
+
+
+def test_sighup_binding_lifetime_goes_into_the_next_home_bu(
+    runtime_and_log: tuple[MobileNodeRuntime, list[str]],
+) -> None:
+    """``[mn] binding_lifetime`` changed + SIGHUP (the agent passes the merged config): a
+    shorter lifetime refreshes the binding at once, a longer one rides on the next refresh."""
+    runtime, log = runtime_and_log
+    assert runtime.ctx is not None and runtime.ctx.config.mn is not None
+    runtime._decide([MovedToForeignLink(COA, 86400.0, AR)], 100.0)
+    runtime.on_queued_packet(
+        binding_ack(bul_entries(runtime.core, 100.0)[0]["sequence"], COA), 100.0
+    )
+    assert bul_entries(runtime.core, 100.0)[0]["expires"] == 1000
+
+    def reload(seconds: int, now: float) -> dict[str, Any]:
+        assert runtime.ctx is not None and runtime.ctx.config.mn is not None
+        mn = dataclasses.replace(runtime.ctx.config.mn, binding_lifetime=seconds)
+        config = dataclasses.replace(runtime.ctx.config, mn=mn, route_optimization=False)
+        log.clear()
+        return runtime._reload(now, config)
+
+    def sent_lifetime() -> int:
+        (packet,) = sent_packets(log)
+        verdict = parse_and_validate_mh(packet)
+        assert isinstance(verdict, Accepted) and isinstance(verdict.message, BindingUpdate)
+        return verdict.message.lifetime * 4
+
+    reply = reload(100, 110.0)
+    assert reply == {"ok": True, "reloaded": ["binding_lifetime: 100"]}
+    assert sent_lifetime() == 100  # the 1000 s binding is shortened now
+    sequence = bul_entries(runtime.core, 110.0)[0]["sequence"]
+    ack = build_ipv6_packet(
+        HA, COA, IPPROTO_MH, build_mh(BindingAck(0, BAFlags.NONE, sequence, 25), HA, HOA.ip),
+        rh2_address=HOA.ip,
+    )  # fmt: skip
+    runtime.on_queued_packet(ack, 110.0)
+    assert bul_entries(runtime.core, 110.0)[0]["expires"] == 100
+    # longer: nothing leaves now; the refresh (80 % of 100 s) asks for 600 s
+    assert reload(600, 120.0)["reloaded"] == ["binding_lifetime: 600"]
+    assert sent_packets(log) == []
+    assert reload(600, 121.0)["reloaded"] == []  # unchanged: nothing to apply
+    runtime.on_timer(190.0)
+    assert sent_lifetime() == 600
