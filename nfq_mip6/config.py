@@ -58,7 +58,7 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-DEFAULT_STATE_DIR: Final = Path("/run/nfq-mip6")
+DEFAULT_STATE_DIR: Final = Path("/var/lib/nfq-mip6")
 # The Prometheus "default port allocations" range 9100-9999 is fully allocated (node_exporter
 # is 9100); 10135 sits outside it (135 = the Mobility Header's protocol number). Not registered
 # anywhere; see docs/operations.md.
