@@ -123,6 +123,8 @@ PARAMETER_PROBLEM_UNRECOGNIZED_NEXT_HEADER = 1
 PARAMETER_PROBLEM_UNRECOGNIZED_OPTION = 2
 MPS_RETRIES = 3
 """Mobile Prefix Solicitation retransmissions before giving up (RFC 6275 sets no limit)."""
+SEQUENCE_QUARTER_SPACE = 1 << 14
+"""RFC 1982 serial arithmetic on 16 bits: a number less than 2 ** 15 ahead is newer."""
 REFRESH_FRACTION = 0.8
 """Refresh a binding after this fraction of its granted lifetime when the HA sent no BRA."""
 
@@ -212,6 +214,7 @@ class BindingUpdateListEntry:
         "sent_at",
         "sent_flags",
         "sequence",
+        "sequence_unknown",
         "state",
     )
 
@@ -229,6 +232,8 @@ class BindingUpdateListEntry:
         self.care_of_address = care_of_address
         self.home_registration = home_registration
         self.sequence = sequence
+        # a random first sequence number for a binding the HA may hold (state lost)
+        self.sequence_unknown = False
         self.state = BulState.REGISTERING
         self.sent_flags = 0
         self.lifetime_requested = 0
@@ -640,6 +645,28 @@ class MobileNode:
             if self.bul.get(entry.destination) is not entry:
                 return actions
         if entry.state in _AWAITING_ACK and entry.next_retransmit_at <= now:
+            if (
+                entry.home_registration
+                and entry.state is BulState.DEREGISTERING
+                and not entry.bound_once
+                and entry.retransmit_delay >= MAX_BINDACK_TIMEOUT
+            ):
+                # a de-registration of a binding never acknowledged (home_link_found_at_start):
+                # the HA does not answer; stop asking
+                del self.bul[entry.destination]
+                return actions
+            if (
+                entry.sequence_unknown
+                and entry.state is BulState.DEREGISTERING
+                and not entry.deferred
+            ):
+                # A random sequence number is older than the HA's last accepted one half the
+                # time, and the HA's 135 goes to the HoA through the stale binding's tunnel,
+                # never here. Each retransmission steps a quarter of the sequence space ahead
+                # (still an increase, §11.7.1; RFC 1982 on 16 bits): one of any four
+                # consecutive BUs is newer than the HA's number, whatever it is.
+                # (_transmit adds the last 1.)
+                entry.sequence = (entry.sequence + SEQUENCE_QUARTER_SPACE - 1) & 0xFFFF
             if not entry.deferred:
                 # §11.8: exponential back-off up to MAX_BINDACK_TIMEOUT, then keep going.
                 entry.retransmit_delay = min(entry.retransmit_delay * 2, MAX_BINDACK_TIMEOUT)
@@ -721,6 +748,9 @@ class MobileNode:
             if not entry.home_registration:
                 actions += self._correspondent_go_home(entry, now)
         home = self.home_entry
+        if home is None and was is Location.UNKNOWN:
+            # the runtime found leftovers of a run that ended away (kernel state, no BUL)
+            return actions + self._deregister_unknown_binding(now)
         if home is None:
             if was is Location.AWAY:
                 actions.append(HomeAddressAtHome(self.config.home_address))
@@ -731,6 +761,40 @@ class MobileNode:
         home.state = BulState.DEREGISTERING
         home.retransmit_delay = INITIAL_BINDACK_TIMEOUT
         return actions + self._transmit(home, now)
+
+    def home_link_found_at_start(self, now: float) -> list[Action]:
+        """The first link found at start is the home link: de-register (§11.5.5).
+
+        The HA may still hold a binding for the HoA from a run that ended away from home
+        (crashed, its state directory lost, or moved home while it was down) and tunnel the
+        HoA's traffic away. One de-registration BU (from the HoA, lifetime 0) costs one BU/BA
+        exchange; an accepted BA or 133 (the HA had nothing to delete) both end it. An
+        unanswered one is given up at MAX_BINDACK_TIMEOUT (no binding is known to exist).
+        Nothing is sent without a known home agent, or when the BUL already has a home entry
+        (a restored binding is de-registered by ReturnedToHomeLink).
+        """
+        if self.location is not Location.UNKNOWN:
+            return []
+        self.location = Location.HOME
+        self.care_of_address = self.config.home_address
+        self.coa_valid_until = math.inf
+        return self._deregister_unknown_binding(now)
+
+    def _deregister_unknown_binding(self, now: float) -> list[Action]:
+        """§11.5.5 at home with no home entry in the BUL: a de-registration BU in case the HA
+        holds a binding this run does not know about (see home_link_found_at_start)."""
+        ha = self.home_agent
+        if ha is None or ha in self.bul:
+            return []
+        hoa = self.config.home_address
+        known = ha in self._sequence_floor
+        entry = BindingUpdateListEntry(
+            ha, hoa, hoa, home_registration=True, sequence=self._initial_sequence(ha)
+        )
+        entry.sequence_unknown = not known
+        entry.state = BulState.DEREGISTERING
+        self.bul[ha] = entry
+        return self._transmit(entry, now)
 
     def _home_bound(self) -> bool:
         home = self.home_entry
@@ -889,6 +953,7 @@ class MobileNode:
         if status == BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW:
             # §11.7.3: resend with the HA's/CN's last accepted sequence number + 1.
             entry.sequence = ba.sequence
+            entry.sequence_unknown = False
             entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
             rejected = BindingRejected(
                 entry.home_address, entry.destination, entry.home_registration, status

@@ -24,6 +24,12 @@ Theory of operation:
   ``ro on|off`` and SIGHUP (``route_optimization`` / ``accept_return_routability``) switch it.
 * Without a configured home agent the core runs DHAAD (§11.4.1); requests and replies
   (ICMPv6 144/145) are built and parsed here.
+* Started at home (§11.5.5), the MN sends one de-registration BU when the home agent is known:
+  the HA may still hold a binding from a run that ended away (crashed, state directory lost)
+  and tunnel the HoA's traffic away. A 133 answer means there was nothing to delete.
+* SIGHUP: the agent's merged configuration arrives with ``{"cmd": "reload", "config": …}``;
+  ``route_optimization`` and ``[mn] binding_lifetime`` (next home BU; a binding in force
+  longer than the new lifetime is refreshed at once) are applied without a restart.
 * ``stop()`` removes the rules, the tunnels and policy rules, puts the HoA back on the
   interface and the ``local`` rule back at pref 0; a run that crashed away from home leaves
   state that the next run adopts and removes when it finds the home link.
@@ -224,6 +230,7 @@ class MobileNodeRuntime:
             "rh2_rewritten": 0,
             "router_solicitations": 0,
             "moves": 0,
+            "start_deregistrations": 0,  # §11.5.5 BUs for a binding the HA may still hold
         }
         self.events: list[tuple[float, str]] = []  # (time, what) for handover measurements
         self._coa_dad_pending: set[IPv6Address] = set()
@@ -411,7 +418,12 @@ class MobileNodeRuntime:
     ) -> None:
         assert self.detector is not None
         if isinstance(observation, RouterAdvertisement):
+            first_link = self.detector.location == LinkLocation.UNKNOWN
             decisions = self.detector.on_router_advertisement(observation)
+            if first_link and self.detector.location == LinkLocation.HOME:
+                self._decide(decisions, now)
+                self._home_link_found_at_start(now)
+                return
             if self.detector.waiting_for_address:
                 # The kernel autoconfigures the CoA while it processes the RA, before this
                 # process reads it: take the address now rather than wait for its event.
@@ -442,6 +454,18 @@ class MobileNodeRuntime:
         else:
             decisions = self.detector.on_address_removed(observation)
         self._decide(decisions, now)
+
+    def _home_link_found_at_start(self, now: float) -> None:
+        """§11.5.5: the first link found is the home link. The HA may still hold a binding
+        for the HoA that this run does not know about (the MN crashed away and came home
+        while it was down, or its state directory was lost) and tunnel the HoA's traffic
+        away: one de-registration BU (an answer 133 only means there was nothing to delete).
+        """
+        actions = self.core.home_link_found_at_start(now)
+        if any(isinstance(action, SendMobilityMessage) for action in actions):
+            self.counters["start_deregistrations"] += 1
+            self._note(now, "home at start: de-registration")
+        self._apply(actions, now)
 
     def _decide(self, decisions: list[MovementDecision], now: float) -> None:
         for decision in decisions:

@@ -280,3 +280,42 @@ def test_stop_or_crash_while_away_leaves_no_trace(testbed_home: Testbed, tmp_pat
     with running_agent(mn, MN_CONFIG, tmp_path / "third.sock"):
         assert wait_until(lambda: home_configuration(mn), 10.0), kernel_state(mn)
     assert "NFQMIP6" not in kernel_state(mn)["raw"]
+
+
+HA_CONFIG = REPO / "deploy" / "network-mip6.conf.ha"
+
+
+def ha_cache_home_addresses(ha_socket: Path) -> list[str]:
+    """``nfq-mip6 cache --json`` on the HA: the home addresses it holds bindings for."""
+    answer = request(ha_socket, {"cmd": "cache"})
+    return [str(row["home_address"]) for row in answer.get("bindings", [])]
+
+
+def test_stale_binding_deregistered_when_the_agent_starts_at_home(
+    testbed_home: Testbed, tmp_path: Path
+) -> None:
+    """§11.5.5: the MN agent is killed away from home, its state directory is lost (a fresh
+    one), the MN comes home and the agent starts: it de-registers the binding the HA still
+    holds, so the HA stops tunnelling the HoA away and the CN reaches the MN at home."""
+    bed = testbed_home
+    mn, ha, cn = bed.node("mn"), bed.node("ha"), bed.node("cn")
+    ha_socket = tmp_path / "ha.sock"
+    with running_agent(ha, HA_CONFIG, ha_socket):
+        with running_agent(mn, MN_CONFIG, tmp_path / "crashed.sock") as agent:
+            bed.move("visitnet")
+            crashed = tmp_path / "crashed.sock"
+            # acknowledged: the HA's binding is in force (its DAD done)
+            registered = wait_until(lambda: any(row["state"] == 1 for row in bul(crashed)), 15.0)
+            assert registered and MN_HOME_ADDRESS in ha_cache_home_addresses(ha_socket)
+            agent.kill()
+            agent.wait()
+        bed.move("home")
+        assert MN_HOME_ADDRESS in ha_cache_home_addresses(ha_socket)  # stale now
+        restarted = tmp_path / "restarted.sock"  # another state directory: the BUL is lost
+        with running_agent(mn, MN_CONFIG, restarted):
+            emptied = wait_until(lambda: not ha_cache_home_addresses(ha_socket), 25.0)
+            assert emptied, ha_cache_home_addresses(ha_socket)
+            ping = ["ping", "-6", "-n", "-c", "1", "-W", "1", MN_HOME_ADDRESS]
+            assert wait_until(lambda: cn.run(ping, check=False).returncode == 0, 10.0)
+            stats = request(restarted, {"cmd": "stats"})
+            assert stats["counters"]["NBindUpdatesSent"] >= 1

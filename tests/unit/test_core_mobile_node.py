@@ -258,6 +258,57 @@ def test_mn_deregistration_ba_133_still_means_home() -> None:
     assert HomeAddressAtHome(HOA) in actions
 
 
+def test_mn_at_home_at_start_deregisters_a_binding_the_ha_may_hold() -> None:
+    """§11.5.5: the first link found is home; a stale binding (crash away, state lost) would
+    keep the HA tunnelling the HoA away: one de-registration BU; 133 (nothing to delete) or
+    an accepted BA both end it."""
+    for status in (0, 133):
+        mn = make_mn()
+        send, bu = the_bu(mn.home_link_found_at_start(5.0))
+        assert (send.src, send.dst, send.home_address) == (HOA, HA, None)
+        assert (bu.lifetime, bu.flags & (BUFlags.A | BUFlags.H)) == (0, BUFlags.A | BUFlags.H)
+        actions = mn.handle(ba_event(status, bu.sequence, 0), 5.1)
+        assert HomeAddressAtHome(HOA) in actions and mn.bul == {}
+        assert mn.home_link_found_at_start(6.0) == []  # once
+        # a later move registers as usual
+        assert away(mn, now=7.0).lifetime > 0
+
+
+def test_mn_at_home_at_start_without_home_agent_or_answer() -> None:
+    assert make_mn(home_agent=None).home_link_found_at_start(0.0) == []
+    mn = make_mn()
+    times = [0.0]
+    assert sent_bus(mn.home_link_found_at_start(0.0))
+    now = 0.0
+    while mn.bul and now < 600.0:
+        now += 0.5
+        if sent_bus(mn.handle_timer(now)):
+            times.append(now)
+    # retransmitted 1, 2, 4, 8, 16, 32 s apart, then given up (no binding is known to exist)
+    assert times == [0.0, 1.0, 3.0, 7.0, 15.0, 31.0]
+    assert mn.bul == {} and mn.next_deadline() is None
+
+
+def test_mn_leftovers_found_at_home_deregister_without_a_bul_entry() -> None:
+    """The runtime found kernel leftovers of a run that ended away but no BUL (state lost):
+    ReturnedToHomeLink as the first decision still sends the de-registration."""
+    mn = make_mn()
+    send, bu = the_bu(mn.handle(ReturnedToHomeLink(), 1.0))
+    assert (send.src, bu.lifetime) == (HOA, 0)
+
+
+def test_mn_binding_lifetime_changed_at_run_time() -> None:
+    mn = make_mn(home_registration_lifetime=1000)
+    bu = bound(mn)
+    assert bu.lifetime == 250
+    _, refresh = the_bu(mn.set_home_registration_lifetime(100, 2.0))  # shorter: at once
+    assert refresh.lifetime == 25
+    mn.handle(ba_event(0, refresh.sequence, 25), 2.1)
+    assert mn.set_home_registration_lifetime(400, 3.0) == []  # longer: the next refresh
+    _, later = the_bu(mn.handle_timer(2.0 + 80.0))
+    assert later.lifetime == 100
+
+
 def test_mn_router_lost_sends_router_solicitation() -> None:
     assert make_mn().handle(RouterLost(), 0.0) == [SendRouterSolicitation()]
 
@@ -527,3 +578,24 @@ def test_mn_mpa_with_matching_identifier_stops_mps() -> None:
     assert all(isinstance(a, MessageDiscarded) for a in mn.handle(not_from_ha, 2.0))
     assert mn.handle(MobilePrefixAdvertisementReceived(mps.identifier, HA, ()), 2.0) == []
     assert mps_times(mn, 30.0) == []
+
+
+def test_mn_start_deregistration_with_an_unknown_sequence_steps_a_quarter() -> None:
+    """State lost: the random first number may be older than the HA's last accepted one, and
+    the HA's 135 is tunnelled to the lost CoA; retransmissions step 16384 ahead, so that one
+    of any four is newer than the HA's number (RFC 1982 on 16 bits)."""
+    mn = make_mn()
+    _, first = the_bu(mn.home_link_found_at_start(0.0))
+    sequences = [first.sequence]
+    for now in (1.0, 3.0, 7.0):
+        _, bu = the_bu(mn.handle_timer(now))
+        sequences.append(bu.sequence)
+    assert sequences == [(first.sequence + 16384 * k) & 0xFFFF for k in range(4)]
+    for last_accepted in range(0, 65536, 997):
+        assert any(0 < (seq - last_accepted) % 65536 < 32768 for seq in sequences)
+    # a restored sequence number is known: plain +1 retransmissions
+    mn = make_mn()
+    mn._sequence_floor[HA] = 500
+    _, first = the_bu(mn.home_link_found_at_start(0.0))
+    _, second = the_bu(mn.handle_timer(1.0))
+    assert (first.sequence, second.sequence) == (501, 502)

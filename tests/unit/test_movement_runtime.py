@@ -363,3 +363,22 @@ def test_sighup_binding_lifetime_goes_into_the_next_home_bu(
     assert reload(600, 121.0)["reloaded"] == []  # unchanged: nothing to apply
     runtime.on_timer(190.0)
     assert sent_lifetime() == 600
+
+
+def test_home_link_at_start_sends_one_deregistration(
+    runtime_and_log: tuple[MobileNodeRuntime, list[str]],
+) -> None:
+    """§11.5.5: the first RA is from the home link: a de-registration BU from the HoA, in case
+    the HA still holds a binding (crash away, state lost); counted; not repeated."""
+    runtime, log = runtime_and_log
+    home = PrefixInfo(HOA.network, True, True, None, 86400, 14400)
+    runtime._observe(RouterAdvertisement(HA, 64, 0, 1800, (home,)), 100.0)
+    (packet,) = sent_packets(log)
+    verdict = parse_and_validate_mh(packet)
+    assert isinstance(verdict, Accepted) and isinstance(verdict.message, BindingUpdate)
+    parsed = parse_ipv6(packet)
+    assert (parsed.src, parsed.dst, parsed.home_address) == (HOA.ip, HA, None)
+    assert verdict.message.lifetime == 0
+    assert runtime.counters["start_deregistrations"] == 1
+    runtime._observe(RouterAdvertisement(HA, 64, 0, 1800, (home,)), 101.0)
+    assert len(sent_packets(log)) == 1
