@@ -33,6 +33,10 @@ Theory of operation:
 * ``stop()`` removes the rules, the tunnels and policy rules, puts the HoA back on the
   interface and the ``local`` rule back at pref 0; a run that crashed away from home leaves
   state that the next run adopts and removes when it finds the home link.
+* Router reachability (§11.5.1, §7.3): :class:`~nfq_mip6.runtime.movement.RouterReachability`
+  times the followed router's RAs (Advertisement Interval option, else Router Lifetime); when
+  they stop (a move without a carrier change) Router Solicitations go out from
+  :meth:`on_timer`, and the new link's RA drives the detector.
 * Persistence (docs/security.md, "Persistence and crash safety"): the Binding Update List
   is committed to ``<state_dir>/nfq-mip6.sqlite3`` (:class:`~nfq_mip6.store.
   MobileNodePersistence`) before the actions of each core call are carried out, so a BU's
@@ -90,6 +94,7 @@ from nfq_mip6.runtime.movement import (
     MovementMonitor,
     PurgeVisitedLinks,
     RouterAdvertisement,
+    RouterReachability,
     SolicitRouter,
 )
 from nfq_mip6.runtime.ro_datapath import MobileNodeRouteOptimization
@@ -238,6 +243,8 @@ class MobileNodeRuntime:
         self.ro: MobileNodeRouteOptimization | None = None  # §11.3 data path (ro_datapath)
         self.persistence: MobileNodePersistence | None = None  # BUL in SQLite (store)
         self.restored_bindings = 0
+        # §11.5.1: the followed router's RAs stopping means a move (or a dead router)
+        self.reachability = RouterReachability()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, ctx: RuntimeContext) -> None:
@@ -375,12 +382,19 @@ class MobileNodeRuntime:
     def next_deadline(self) -> float | None:
         if self.core is None:
             return None
-        deadline: float | None = self.core.next_deadline()
-        return deadline
+        deadlines = [self.core.next_deadline(), self.reachability.next_deadline()]
+        finite: list[float] = [deadline for deadline in deadlines if deadline is not None]
+        return min(finite) if finite else None
 
     def on_timer(self, now: float) -> None:
         if self.core is not None:
             self._apply(self.core.handle_timer(now), now)
+        lost = self.reachability.routers_lost
+        solicitations = self.reachability.on_timer(now)
+        if self.reachability.routers_lost != lost:
+            self._note(now, f"router lost {self.reachability.router}")
+        if self.detector is not None:
+            self._decide(solicitations, now)
 
     # -- movement --------------------------------------------------------------------------
     def _on_ra_readable(self) -> None:
@@ -418,6 +432,7 @@ class MobileNodeRuntime:
     ) -> None:
         assert self.detector is not None
         if isinstance(observation, RouterAdvertisement):
+            self.reachability.on_router_advertisement(observation, now)
             first_link = self.detector.location == LinkLocation.UNKNOWN
             decisions = self.detector.on_router_advertisement(observation)
             if first_link and self.detector.location == LinkLocation.HOME:
@@ -468,6 +483,11 @@ class MobileNodeRuntime:
         self._apply(actions, now)
 
     def _decide(self, decisions: list[MovementDecision], now: float) -> None:
+        self._decide_each(decisions, now)
+        if self.detector is not None:
+            self.reachability.follow(self.detector.router)
+
+    def _decide_each(self, decisions: list[MovementDecision], now: float) -> None:
         for decision in decisions:
             if isinstance(decision, SolicitRouter):
                 self._send_router_solicitation()
@@ -950,6 +970,7 @@ class MobileNodeRuntime:
                     ),
                     "counters": dict(self.counters),
                     "restored_bindings": self.restored_bindings,
+                    "routers_lost": self.reachability.routers_lost,
                     "store_errors": self.persistence.errors if self.persistence else 0,
                     "events": [[round(t, 6), what] for t, what in self.events],
                     "dataplane": self.dataplane.snapshot() if self.dataplane else None,

@@ -321,6 +321,93 @@ class MovementDetector:
         return []
 
 
+MAX_RTR_SOLICITATIONS: Final = 3  # RFC 4861 §10
+RTR_SOLICITATION_INTERVAL: Final = 4.0  # seconds, RFC 4861 §10
+
+
+class RouterReachability:
+    """Is the current default router still there? (RFC 6275 §11.5.1, §7.3; pure, clocked.)
+
+    A move without a carrier change (another access point of the same technology, a bridge
+    re-plugged upstream) shows only in the RAs: the current router's stop. Each RA restarts
+    its router's timer: the Advertisement Interval option (§7.3, the router's
+    MaxRtrAdvInterval) when the RA has one, and its Router Lifetime (RFC 4861 §6.3.4) in any
+    case, whichever ends first. When the timer of the router the detector follows
+    (:meth:`follow`) runs out, the router is taken as lost: a Router Solicitation goes out at
+    once (a router on the new link answers it; its RA then drives :class:`MovementDetector`),
+    repeated every RTR_SOLICITATION_INTERVAL up to MAX_RTR_SOLICITATIONS times in all; then
+    nothing more until an RA or a carrier change.
+
+    Args:
+        slack: seconds added to the Advertisement Interval (radvd sends at random times up to
+            the interval; the slack absorbs scheduling jitter, not a lost RA).
+    """
+
+    MAX_ROUTERS: Final = 8  # routers remembered (a link rarely has more; bounds the memory)
+
+    def __init__(self, slack: float = 0.5) -> None:
+        self.slack = slack
+        self.router: IPv6Address | None = None
+        self._lost_at: dict[IPv6Address, float | None] = {}  # router -> when it is lost
+        self._solicitations_left = 0
+        self._next_solicitation_at: float | None = None
+        self.routers_lost = 0
+
+    def on_router_advertisement(self, ra: RouterAdvertisement, now: float) -> None:
+        """Any RA: its router's timer starts again (it may become the followed one)."""
+        limits: list[float] = []
+        if ra.advertisement_interval_ms:
+            limits.append(ra.advertisement_interval_ms / 1000.0 + self.slack)
+        if ra.router_lifetime > 0:
+            limits.append(float(ra.router_lifetime))
+        self._lost_at.pop(ra.source, None)
+        self._lost_at[ra.source] = now + min(limits) if limits else None
+        while len(self._lost_at) > self.MAX_ROUTERS:
+            oldest = next(iter(self._lost_at))
+            if oldest == self.router:  # keep the followed one
+                self._lost_at[oldest] = self._lost_at.pop(oldest)
+                oldest = next(iter(self._lost_at))
+            del self._lost_at[oldest]
+        if ra.source == self.router:
+            self._next_solicitation_at = None  # it is back (or still there)
+            self._solicitations_left = 0
+
+    def follow(self, router: IPv6Address | None) -> None:
+        """The router of the link the detector has decided the MN is on."""
+        if router != self.router:
+            self.router = router
+            self._next_solicitation_at = None
+            self._solicitations_left = 0
+
+    @property
+    def lost_at(self) -> float | None:
+        """When the followed router is taken as lost, if no RA from it comes first."""
+        return None if self.router is None else self._lost_at.get(self.router)
+
+    def next_deadline(self) -> float | None:
+        if self._next_solicitation_at is not None:
+            return self._next_solicitation_at
+        return self.lost_at
+
+    def on_timer(self, now: float) -> list[MovementDecision]:
+        """Router Solicitations due at ``now`` (the router was lost, or is still missing)."""
+        lost_at = self.lost_at
+        if self.router is not None and lost_at is not None and now >= lost_at:
+            # §11.5.1: no RA from the current router within its interval: it is gone
+            self._lost_at[self.router] = None
+            self.routers_lost += 1
+            self._solicitations_left = MAX_RTR_SOLICITATIONS - 1
+            self._next_solicitation_at = now + RTR_SOLICITATION_INTERVAL
+            return [SolicitRouter()]
+        if self._next_solicitation_at is not None and now >= self._next_solicitation_at:
+            self._solicitations_left -= 1
+            self._next_solicitation_at = (
+                now + RTR_SOLICITATION_INTERVAL if self._solicitations_left > 0 else None
+            )
+            return [SolicitRouter()]
+        return []
+
+
 # --------------------------------------------------------------------------------------------
 # Adapter: raw ICMPv6 socket + rtnetlink
 # --------------------------------------------------------------------------------------------
@@ -517,6 +604,7 @@ __all__ = [
     "PrefixInformation",
     "PurgeVisitedLinks",
     "RouterAdvertisement",
+    "RouterReachability",
     "SolicitRouter",
     "address_usable",
     "build_router_solicitation",

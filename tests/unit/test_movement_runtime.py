@@ -382,3 +382,28 @@ def test_home_link_at_start_sends_one_deregistration(
     assert runtime.counters["start_deregistrations"] == 1
     runtime._observe(RouterAdvertisement(HA, 64, 0, 1800, (home,)), 101.0)
     assert len(sent_packets(log)) == 1
+
+
+def test_silent_router_is_solicited_from_the_timer(
+    runtime_and_log: tuple[MobileNodeRuntime, list[str]],
+) -> None:
+    """§11.5.1/§7.3: the visited router's RAs stop (a move without a carrier change): when its
+    Advertisement Interval has passed, the agent's timer sends a Router Solicitation."""
+    runtime, _log = runtime_and_log
+    solicited: list[float] = []
+    runtime._send_router_solicitation = lambda: solicited.append(0.0)  # type: ignore[method-assign]
+    visited = PrefixInfo(IPv6Network("fec0:106:1100::/64"), True, True, None, 86400, 14400)
+    advertisement = RouterAdvertisement(AR, 64, 0, 1800, (visited,), advertisement_interval_ms=1500)
+    runtime._observe(advertisement, 100.0)
+    runtime._observe(AddressObservation(IPv6Interface(f"{COA}/64"), True, 86400.0), 100.0)
+    assert runtime.reachability.router == AR
+    runtime._observe(advertisement, 101.0)  # still there
+    deadline = runtime.next_deadline()
+    assert deadline is not None and deadline <= 103.0
+    runtime.on_timer(102.0)
+    assert solicited == [] and runtime.reachability.routers_lost == 0
+    runtime.on_timer(103.0)  # 1.5 s + 0.5 s slack after the last RA
+    assert len(solicited) == 1
+    stats = runtime.handle_control({"cmd": "stats"})
+    assert stats["mobile_node"]["routers_lost"] == 1
+    assert any(what == f"router lost {AR}" for _t, what in runtime.events)
