@@ -14,11 +14,12 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from nfq_mip6.runtime.base import Verdict, VerdictKind
 
-__all__ = ["QueueAdapter"]
+__all__ = ["LinkOrigin", "QueueAdapter", "current_link_origin"]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,40 @@ log = logging.getLogger(__name__)
 # (NetfilterQueue does not set F_GSO), so MTU-sized packets are the norm.
 MAX_PACKET_LEN = 0xFFFF
 RCVBUF_BYTES = 8 * 1024 * 1024
+ETHERNET_ADDRESS_LEN = 6
+
+
+@dataclass(frozen=True, slots=True)
+class LinkOrigin:
+    """Where the packet being handled came from: its input interface (ifindex, 0 = none, e.g.
+    locally generated) and its link-layer source address (``None`` when the kernel gave
+    none, e.g. OUTPUT or a non-Ethernet link)."""
+
+    interface_index: int
+    hw_source: bytes | None
+
+
+_current_origin: LinkOrigin | None = None
+
+
+def current_link_origin() -> LinkOrigin | None:
+    """The :class:`LinkOrigin` of the queued packet whose handler is running right now
+    (``None`` outside a handler). The agent is single-threaded: a runtime may call this from
+    ``on_queued_packet`` (e.g. the HA answering a BU from the home link on the home link,
+    RFC 6275 §10.3.2) without a change to the runtime Protocol."""
+    return _current_origin
+
+
+def _link_origin(packet: Any) -> LinkOrigin | None:
+    try:
+        index = int(packet.indev or 0)
+        hw = packet.get_hw()  # PREROUTING/INPUT: the frame's source address, 8 octets padded
+    except (AttributeError, TypeError, ValueError):
+        return None
+    mac = bytes(hw[:ETHERNET_ADDRESS_LEN]) if hw else None
+    if mac is not None and (len(mac) != ETHERNET_ADDRESS_LEN or not any(mac)):
+        mac = None
+    return LinkOrigin(index, mac)
 
 
 class QueueAdapter:
@@ -69,13 +104,17 @@ class QueueAdapter:
             log.warning("NFQUEUE receive failed: %s", exc)
 
     def _on_packet(self, packet: Any) -> None:
+        global _current_origin
         started = time.perf_counter()
+        _current_origin = _link_origin(packet)
         try:
             verdict = self._handler(packet.get_payload(), self._clock())
         except Exception:  # a bug in the runtime must not leave the packet queued forever
             log.exception("runtime failed on a queued packet; dropping it")
             self.stats["errors"] += 1
             verdict = Verdict.drop()
+        finally:
+            _current_origin = None
         if verdict.kind == VerdictKind.ACCEPT:
             packet.accept()
             self.stats["accepted"] += 1

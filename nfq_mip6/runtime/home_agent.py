@@ -13,6 +13,10 @@ Theory of operation:
   packets, tunnels through :mod:`nfq_mip6.dataplane`, proxy ND and proxy DAD through
   :mod:`nfq_mip6.io.nd`. Every MH consumed gets NF_DROP (the kernel has no MIPv6 and would
   answer Parameter Problem); no packet with an HAO is ever given back unchanged.
+* §10.3.2: a BU from the home link (source = a home address, no HAO, in on the home
+  interface) is answered in a frame to its source MAC (NFQUEUE's hardware address,
+  :func:`nfq_mip6.io.nfqueue.current_link_origin`) through an ``AF_PACKET`` socket, because
+  the kernel would route a BA to the HoA through the binding's tunnel route to the old CoA.
 * Stop (SIGTERM): the ip6tables chains are removed; the kernel fast path (tunnel routes,
   decap routes, policy rules, proxy entries) **stays**, so flows survive a restart (and a
   kill -9). Every binding change is committed to ``<state_dir>/nfq-mip6.sqlite3``
@@ -26,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import socket
 import sqlite3
 import threading
 import time
@@ -245,6 +250,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             "slow_path_tunnelled": 0,
             "send_errors": 0,
             "dataplane_errors": 0,
+            "home_link_answers": 0,
         }
         self._bu_started: float | None = None
         # A flood of failed sends (fuzzing, a dead route) logs one line per 10 s, not each.
@@ -255,6 +261,12 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         self.guard: HomeAgentGuard | None = None
         self.persistence: HomeBindingPersistence | None = None
         self._checkpointer: WalCheckpointer | None = None
+        # RFC 6275 §10.3.2: a BU from the home link (source = HoA, no HAO) is answered to the
+        # sender's link-layer address on the home interface, not through the tunnel route.
+        self._home_ifindex = 0
+        self._home_link_peer: tuple[IPv6Address, bytes] | None = None
+        self._link_sender: Any = None
+        self._link_sender_failed = False
 
     # ------------------------------------------------------------------------------------
     # Lifecycle
@@ -271,6 +283,10 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             ha_config.home_prefix if ha_config else None,
         )
         self.link = link
+        try:
+            self._home_ifindex = socket.if_nametoindex(link.interface)
+        except OSError:
+            self._home_ifindex = 0  # tests with a made-up interface: always the raw socket
         requested = ha_config.tunnel_backend if ha_config else "auto"
         if self._dataplane_factory is not None:
             self.dataplane = self._dataplane_factory(link, requested)
@@ -346,6 +362,9 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
 
     def stop(self) -> None:
         self._send_failures.close()
+        if self._link_sender is not None:
+            self._link_sender.close()
+            self._link_sender = None
         if self.rules is not None:
             try:
                 self.rules.unload()
@@ -445,11 +464,54 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             return Verdict.drop()  # counted in guard.counters() (rate_limited_binding_updates)
         event = mobility_message_received(packet, screened.accepted)
         self._bu_started = started if screened.mh_type == MHType.BU else None
-        self._feed(event, now)
+        if screened.mh_type == MHType.BU:
+            self._home_link_peer = self._home_link_sender(packet)
+        try:
+            self._feed(event, now)
+        finally:
+            self._home_link_peer = None
         if self._bu_started is not None and metrics is not None:
             metrics.observe_bu_latency(time.perf_counter() - started)
         self._bu_started = None
         return Verdict.drop()
+
+    def _home_link_sender(self, packet: ParsedPacket) -> tuple[IPv6Address, bytes] | None:
+        """RFC 6275 §10.3.2: a BU that arrived on the home interface from a home address
+        without an HAO (the MN at home, de-registering) → (its address, its link-layer
+        address); ``None`` for anything else or when the kernel gave no link-layer address."""
+        from nfq_mip6.io.nfqueue import current_link_origin
+
+        if packet.home_address is not None or self.link is None or not self._home_ifindex:
+            return None
+        origin = current_link_origin()
+        if (
+            origin is None
+            or origin.hw_source is None
+            or origin.interface_index != self._home_ifindex
+            or packet.src not in self.link.prefix
+        ):
+            return None
+        return packet.src, origin.hw_source
+
+    def _send_on_home_link(self, packet: bytes, link_address: bytes) -> bool:
+        """Send ``packet`` in a frame to ``link_address`` on the home interface; ``False``
+        (the caller falls back to the raw IPv6 socket) when that is impossible."""
+        if self.link is None or self._link_sender_failed:
+            return False
+        try:
+            if self._link_sender is None:
+                from nfq_mip6.io.rawsock import LinkLayerIPv6Sender
+
+                self._link_sender = LinkLayerIPv6Sender(self.link.interface)
+            self._link_sender.send(packet, link_address)
+        except (OSError, ValueError) as exc:
+            if self._link_sender is None:  # no AF_PACKET socket (no CAP_NET_RAW): never retry
+                self._link_sender_failed = True
+            self.counters["send_errors"] += 1
+            self._send_failures.log("sending on the home link failed: %s", exc)
+            return False
+        self.counters["home_link_answers"] += 1
+        return True
 
     def _binding_error_answered(self) -> None:
         self.counters["binding_errors_sent"] += 1
@@ -606,7 +668,18 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         packet, mh_type = self._mobility_packet(action, message)
         if action.via_tunnel:
             packet = encapsulate(packet, self._address, action.dst)
-        self._send(packet)
+        # RFC 6275 §10.3.2: the answer to a BU from the home link goes to the MN's link-layer
+        # address; the kernel would route it through the HoA's (old) tunnel route.
+        peer = self._home_link_peer
+        sent_on_home_link = (
+            peer is not None
+            and action.dst == peer[0]
+            and action.routing_address is None
+            and not action.via_tunnel
+            and self._send_on_home_link(packet, peer[1])
+        )
+        if not sent_on_home_link:
+            self._send(packet)
         self._mobility_message_sent(mh_type, action.message)
 
     def _log_binding_event(self, event: BindingEvent) -> None:
