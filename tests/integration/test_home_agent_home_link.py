@@ -49,8 +49,13 @@ REGISTERED_SEQUENCE = 40
 
 
 def registration_from_away(sequence: int) -> bytes:
-    """A home registration from the CoA with an HAO (checksum over the HoA, §6.1.1)."""
-    bu = BindingUpdate(sequence, BUFlags.A | BUFlags.H, 0xFFFF, ())
+    """A home registration from the CoA with an HAO (checksum over the HoA, §6.1.1).
+
+    The lifetime (250 units = 1000 s) stays below the home prefix's valid lifetime (12000 s
+    in the test bed's radvd), so the answer is status 0 whether or not the HA has seen an RA
+    yet; 0xFFFF would be capped to the prefix lifetime with status 1 (§10.3.1) once it has.
+    """
+    bu = BindingUpdate(sequence, BUFlags.A | BUFlags.H, 250, ())
     return build_ipv6_packet(COA, HA, IPPROTO_MH, build_mh(bu, HOA, HA), home_address=HOA)
 
 
