@@ -29,7 +29,6 @@ from typing import Any, Final
 
 __all__ = [
     "DEFAULT_CONTROL_SOCKET",
-    "MIPL_STATISTICS",
     "AgentNotRunning",
     "ControlError",
     "ControlServer",
@@ -43,29 +42,6 @@ SOCKET_MODE: Final = 0o660
 MAX_REQUEST_BYTES: Final = 64 * 1024
 MAX_CLIENTS: Final = 16
 MAX_PENDING_OUTPUT: Final = 16 * 1024 * 1024
-
-# The 19 MIPL 1.x statistics, in the order ``mipdiag -s`` prints them (HOWTO §5.2).
-MIPL_STATISTICS: Final[tuple[str, ...]] = (
-    "NEncapsulations",
-    "NDecapsulations",
-    "NBindUpdatesRcvd",
-    "NBindAcksRcvd",
-    "NBindNAcksRcvd",
-    "NBindRqsRcvd",
-    "NBindUpdatesSent",
-    "NBindAcksSent",
-    "NBindNAcksSent",
-    "NBindRqsSent",
-    "NBindUpdatesDropAuth",
-    "NBindUpdatesDropInvalid",
-    "NBindUpdatesDropMisc",
-    "NBindAcksDropAuth",
-    "NBindAcksDropInvalid",
-    "NBindAcksDropMisc",
-    "NBindRqsDropAuth",
-    "NBindRqsDropInvalid",
-    "NBindRqsDropMisc",
-)
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 

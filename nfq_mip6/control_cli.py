@@ -18,10 +18,10 @@ from typing import Any, TextIO
 
 from nfq_mip6.control import (
     DEFAULT_CONTROL_SOCKET,
-    MIPL_STATISTICS,
     ControlError,
     request,
 )
+from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 
 __all__ = [
     "format_bul",
@@ -47,7 +47,7 @@ def format_statistics(stats: dict[str, Any]) -> list[str]:
     """``mipdiag -s``: the title and the 19 MIPL counters, ``Name<pad to 26>: value``."""
     counters = stats.get("counters", {})
     lines = ["Mobile IPv6 Statistics"]
-    for name in MIPL_STATISTICS:
+    for name in MIPL_COUNTER_NAMES:
         lines.append(f"{name:<26}: {counters.get(name, 0)}")
     return lines
 

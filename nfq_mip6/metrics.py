@@ -29,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 
 from nfq_mip6 import __version__
-from nfq_mip6.control import MIPL_STATISTICS
+from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 
 __all__ = [
     "MIPL_METRIC_NAMES",
@@ -63,7 +63,7 @@ MIPL_METRIC_NAMES: Final[dict[str, str]] = {
     "NBindRqsDropInvalid": "bind_requests_dropped_invalid",
     "NBindRqsDropMisc": "bind_requests_dropped_misc",
 }
-assert tuple(MIPL_METRIC_NAMES) == MIPL_STATISTICS
+assert tuple(MIPL_METRIC_NAMES) == MIPL_COUNTER_NAMES
 
 # RFC 6275 §6.1: Mobility Header types 0..7 (label values are bounded to these plus "other").
 MH_TYPE_NAMES: Final[dict[int, str]] = {

@@ -9,14 +9,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from nfq_mip6.control import MIPL_STATISTICS
 from nfq_mip6.metrics import MIPL_METRIC_NAMES, AgentMetrics, start_http_server
+from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 from nfq_mip6.wire.mh import MHType
 
 STATS: dict[str, Any] = {
     "ok": True,
     "role": "ha",
-    "counters": dict.fromkeys(MIPL_STATISTICS, 0) | {"NBindUpdatesRcvd": 3, "NBindAcksSent": 2},
+    "counters": dict.fromkeys(MIPL_COUNTER_NAMES, 0) | {"NBindUpdatesRcvd": 3, "NBindAcksSent": 2},
     "route_optimization": False,
     "backend": "seg6",
     "bindings": 2,

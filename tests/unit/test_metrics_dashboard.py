@@ -9,8 +9,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from nfq_mip6.control import MIPL_STATISTICS
 from nfq_mip6.metrics import AgentMetrics
+from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "deploy" / "grafana" / "nfq-mip6-dashboard.json"
@@ -21,7 +21,7 @@ def exported_sample_names() -> set[str]:
     snapshot = {
         "ok": True,
         "role": "ha",
-        "counters": dict.fromkeys(MIPL_STATISTICS, 0),
+        "counters": dict.fromkeys(MIPL_COUNTER_NAMES, 0),
         "route_optimization": True,
         "backend": "seg6",
         "bindings": 0,

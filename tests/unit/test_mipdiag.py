@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from nfq_mip6.cli import main, mipdiag_main
-from nfq_mip6.control import MIPL_STATISTICS, ControlServer
+from nfq_mip6.control import ControlServer
+from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 
 HOWTO_STATS = """\
 Mobile IPv6 Statistics
@@ -54,7 +55,7 @@ HOWTO_CACHE = (
     "fec0:106:2700::4  fec0:106:1100:0:290:7dff:fef3:31a  971       2    \n"
 )
 
-COUNTERS = dict.fromkeys(MIPL_STATISTICS, 0) | {"NBindAcksRcvd": 1, "NBindUpdatesSent": 1}
+COUNTERS = dict.fromkeys(MIPL_COUNTER_NAMES, 0) | {"NBindAcksRcvd": 1, "NBindUpdatesSent": 1}
 STATS = {
     "ok": True,
     "role": "mn",
