@@ -1,5 +1,8 @@
 """``nfq-mip6 run``: the agent process (one role, one network namespace, one loop).
 
+Before the role starts, ``nfq-mip6 run`` locks the state directory for the agent's life
+(:class:`nfq_mip6.statedir.StateDirectoryLock`: a second agent on it exits 1).
+
 Theory of operation: a single ``selectors`` loop watches
 
 * the NFQUEUE netlink fd (:class:`~nfq_mip6.io.nfqueue.QueueAdapter`, drained with
@@ -294,7 +297,6 @@ def _apply_overrides(config: AgentConfig, args: argparse.Namespace) -> AgentConf
 def run_command(args: argparse.Namespace) -> int:
     """``nfq-mip6 run``: exit 0 on a clean stop, 2 on bad configuration, 1 on failure."""
     from nfq_mip6.config import ConfigError, load_config
-    from nfq_mip6.dataplane import DataplaneError
     from nfq_mip6.runtime import UnsupportedRole, create_runtime
 
     try:
@@ -310,6 +312,25 @@ def run_command(args: argparse.Namespace) -> int:
     except UnsupportedRole as exc:
         print(f"nfq-mip6: {exc}", file=sys.stderr)
         return 2
+    from nfq_mip6.statedir import StateDirectoryBusy, StateDirectoryLock
+
+    try:  # held for the agent's life: one agent per state directory
+        state_lock = StateDirectoryLock(config.state_dir)
+    except StateDirectoryBusy as exc:
+        print(f"nfq-mip6: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"nfq-mip6: state directory {config.state_dir}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _run_agent(config, runtime)
+    finally:
+        state_lock.release()
+
+
+def _run_agent(config: AgentConfig, runtime: RoleRuntime) -> int:
+    from nfq_mip6.dataplane import DataplaneError
+
     metrics = _make_metrics(config)
     if metrics is not None:
         metrics.config_loaded(time.time())

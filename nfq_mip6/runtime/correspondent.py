@@ -73,7 +73,8 @@ from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 from nfq_mip6.runtime.base import RuntimeContext, Verdict
 from nfq_mip6.runtime.mh_endpoint import MobilityHeaderEndpoint, mobility_message_received
 from nfq_mip6.runtime.ro_datapath import cn_inbound, cn_outbound
-from nfq_mip6.store import CorrespondentPersistence, StateStore, StoreError
+from nfq_mip6.statedir import open_state
+from nfq_mip6.store import CorrespondentPersistence, StoreError
 from nfq_mip6.wire import (
     IPPROTO_MH,
     MalformedPacket,
@@ -278,7 +279,7 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         if not self._persist:
             return
         try:
-            store = StateStore.in_state_dir(ctx.config.state_dir)
+            store = open_state(ctx.config.state_dir, {"role": "cn"})  # nfq_mip6.statedir
         except StoreError as exc:
             log.warning("state store unavailable; CN state will not survive a restart: %s", exc)
             return

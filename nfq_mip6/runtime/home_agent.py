@@ -73,7 +73,8 @@ from nfq_mip6.runtime.base import RuntimeContext, Verdict
 from nfq_mip6.runtime.mh_endpoint import MobilityHeaderEndpoint, mobility_message_received
 from nfq_mip6.runtime.throttle import LogThrottle
 from nfq_mip6.security.guard import HomeAgentGuard
-from nfq_mip6.store import HomeBindingPersistence, StateStore, StoreError
+from nfq_mip6.statedir import open_state
+from nfq_mip6.store import HomeBindingPersistence, StoreError
 from nfq_mip6.wire import (
     IPPROTO_MH,
     DhaadReply,
@@ -309,7 +310,9 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         )
         self._state_path = Path(config.state_dir) / STATE_FILE
         try:
-            self.persistence = HomeBindingPersistence(StateStore.in_state_dir(config.state_dir))
+            # Bindings only from a database written for this home link (nfq_mip6.statedir).
+            identity = {"role": "ha", "interface": link.interface, "home_prefix": str(link.prefix)}
+            self.persistence = HomeBindingPersistence(open_state(config.state_dir, identity))
             self.guard.restore_state(self.persistence.store)
             self._checkpointer = WalCheckpointer(self.persistence.store.path)
             self._checkpointer.start()

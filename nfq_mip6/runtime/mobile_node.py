@@ -104,7 +104,8 @@ from nfq_mip6.security.auth import (
     care_of_address_of,
     mobile_node_authenticator,
 )
-from nfq_mip6.store import MobileNodePersistence, StateStore, StoreError
+from nfq_mip6.statedir import open_state
+from nfq_mip6.store import MobileNodePersistence, StoreError
 from nfq_mip6.wire import (
     ALL_NODES,
     Accepted,
@@ -313,7 +314,9 @@ class MobileNodeRuntime:
         authenticator with its RFC 4285 Mesg-ID state. Without a store the MN still runs
         (a warning: sequence numbers start at random again, the HA may answer 135 once)."""
         try:
-            self.persistence = MobileNodePersistence(StateStore.in_state_dir(ctx.config.state_dir))
+            home = ctx.config.mn.home_address if ctx.config.mn is not None else None
+            identity = {"role": "mn", "home_address": str(home)}  # nfq_mip6.statedir
+            self.persistence = MobileNodePersistence(open_state(ctx.config.state_dir, identity))
         except StoreError as exc:
             LOG.warning("state store unavailable; the BUL will not survive a restart: %s", exc)
             return

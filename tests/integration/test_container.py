@@ -228,7 +228,8 @@ def mobile_node_agent(testbed_home: Testbed, tmp_path: Path) -> Iterator[Path]:
     key_override = f"NFQ_MIP6_MN__AUTH_KEY_FILE={write_mn1_key(tmp_path / 'keys')}"
     with log_path.open("w") as log:
         proc = testbed_home.node("mn").popen(
-            ["env", key_override, sys.executable, "-m", "nfq_mip6", "run",
+            ["env", key_override, f"NFQ_MIP6_AGENT__STATE_DIR={tmp_path / 'mn-state'}",
+             sys.executable, "-m", "nfq_mip6", "run",
              "--config", str(MN_CONFIG), "--control-socket", str(socket_path)],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
