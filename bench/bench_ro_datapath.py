@@ -115,12 +115,12 @@ WORKER = r"""
 import json, resource, select, socket, sys, time
 from ipaddress import IPv6Address
 from netfilterqueue import NetfilterQueue
-from nfq_mip6.runtime.base import Verdict, VerdictKind
+from nfq_mip6.io.nfqueue import Verdict, VerdictKind, queued_packet
 from nfq_mip6.runtime import ro_datapath
 mode, queue = sys.argv[1], int(sys.argv[2])
 CN, COA, HOA = (IPv6Address(a) for a in sys.argv[3:6])
 if mode == "accept":
-    def handler(payload, now):
+    def handler(queued, now):
         return Verdict.accept()
 elif mode.startswith("cn_"):
     from nfq_mip6.runtime.correspondent import CorrespondentRuntime
@@ -133,14 +133,14 @@ else:
         (lambda raw: ro_datapath.mn_inbound(raw, home)) if mode == "mn_inbound"
         else (lambda raw: ro_datapath.mn_outbound(raw, HOA.packed, bindings))
     )
-    def handler(payload, now):
-        out = rewrite(payload)
+    def handler(queued, now):
+        out = rewrite(queued.payload)
         return Verdict.accept() if out is None else Verdict.rewrite(out)
 stats = {"accepted": 0, "rewritten": 0, "dropped": 0}
 times = []
 clock = time.monotonic
 def on_packet(packet):
-    verdict = handler(packet.get_payload(), clock())
+    verdict = handler(queued_packet(packet), clock())
     if verdict.kind == VerdictKind.ACCEPT:
         packet.accept()
         stats["accepted"] += 1

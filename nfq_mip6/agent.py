@@ -38,7 +38,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from nfq_mip6 import __version__
-from nfq_mip6.runtime.base import FdCallback, RoleRuntime, RuntimeContext, Verdict
+from nfq_mip6.runtime.base import FdCallback, QueuedPacket, RoleRuntime, RuntimeContext, Verdict
 
 if TYPE_CHECKING:
     from nfq_mip6.config import AgentConfig
@@ -93,8 +93,8 @@ class Agent:
         self._sender.send(packet)
 
     # -- queue -----------------------------------------------------------------------------
-    def _on_queued(self, payload: bytes, now: float) -> Verdict:
-        verdict = self.runtime.on_queued_packet(payload, now)
+    def _on_queued(self, packet: QueuedPacket, now: float) -> Verdict:
+        verdict = self.runtime.on_queued_packet(packet, now)
         if self.metrics is not None:
             try:
                 self.metrics.nfqueue_verdict(verdict.kind.name.lower())

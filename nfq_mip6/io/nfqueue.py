@@ -1,9 +1,10 @@
 """NFQUEUE adapter (NetfilterQueue 1.1.0): the only module importing ``netfilterqueue``.
 
 The agent loop watches :meth:`QueueAdapter.fileno` and calls :meth:`QueueAdapter.on_readable`,
-which drains the socket (``run(block=False)`` reads until EAGAIN) and hands each payload to
-the handler. The handler's :class:`~nfq_mip6.runtime.base.Verdict` is applied here; an
-exception from the handler is logged and the packet dropped (never left unverdicted).
+which drains the socket (``run(block=False)`` reads until EAGAIN) and hands each packet to
+the handler as a :class:`QueuedPacket` (payload, input interface, link-layer source). The
+handler's :class:`Verdict` is applied here; an exception from the handler is logged and the
+packet dropped (never left unverdicted).
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any
 
-from nfq_mip6.runtime.base import Verdict, VerdictKind
-
-__all__ = ["LinkOrigin", "QueueAdapter", "current_link_origin"]
+__all__ = ["QueueAdapter", "QueuedPacket", "Verdict", "VerdictKind"]
 
 log = logging.getLogger(__name__)
 
@@ -30,46 +30,71 @@ RCVBUF_BYTES = 8 * 1024 * 1024
 ETHERNET_ADDRESS_LEN = 6
 
 
+class VerdictKind(IntEnum):
+    """What the kernel does with a queued packet (values are the netfilter verdicts)."""
+
+    DROP = 0  # NF_DROP
+    ACCEPT = 1  # NF_ACCEPT
+    REWRITE = 2  # NF_ACCEPT with a replaced payload (set_payload + accept)
+
+
 @dataclass(frozen=True, slots=True)
-class LinkOrigin:
-    """Where the packet being handled came from: its input interface (ifindex, 0 = none, e.g.
-    locally generated) and its link-layer source address (``None`` when the kernel gave
-    none, e.g. OUTPUT or a non-Ethernet link)."""
+class Verdict:
+    """The answer to one queued packet."""
 
-    interface_index: int
-    hw_source: bytes | None
+    kind: VerdictKind
+    payload: bytes | None = None
+
+    @classmethod
+    def accept(cls) -> Verdict:
+        return _ACCEPT
+
+    @classmethod
+    def drop(cls) -> Verdict:
+        return _DROP
+
+    @classmethod
+    def rewrite(cls, new_payload: bytes) -> Verdict:
+        """Accept the packet with ``new_payload`` (a whole IPv6 packet) in place of the old."""
+        return cls(VerdictKind.REWRITE, bytes(new_payload))
 
 
-_current_origin: LinkOrigin | None = None
+_ACCEPT = Verdict(VerdictKind.ACCEPT)
+_DROP = Verdict(VerdictKind.DROP)
 
 
-def current_link_origin() -> LinkOrigin | None:
-    """The :class:`LinkOrigin` of the queued packet whose handler is running right now
-    (``None`` outside a handler). The agent is single-threaded: a runtime may call this from
-    ``on_queued_packet`` (e.g. the HA answering a BU from the home link on the home link,
-    RFC 6275 §10.3.2) without a change to the runtime Protocol."""
-    return _current_origin
+@dataclass(frozen=True, slots=True)
+class QueuedPacket:
+    """One packet from NFQUEUE: the whole IPv6 packet, its input interface (ifindex, 0 =
+    none, e.g. locally generated) and its link-layer source address (``None`` when the
+    kernel gave none, e.g. OUTPUT or a non-Ethernet link)."""
+
+    payload: bytes
+    interface_index: int = 0
+    link_source: bytes | None = None
 
 
-def _link_origin(packet: Any) -> LinkOrigin | None:
+def queued_packet(packet: Any) -> QueuedPacket:
+    """The :class:`QueuedPacket` of a ``netfilterqueue.Packet``."""
+    payload = packet.get_payload()
     try:
         index = int(packet.indev or 0)
         hw = packet.get_hw()  # PREROUTING/INPUT: the frame's source address, 8 octets padded
     except (AttributeError, TypeError, ValueError):
-        return None
+        return QueuedPacket(payload)
     mac = bytes(hw[:ETHERNET_ADDRESS_LEN]) if hw else None
     if mac is not None and (len(mac) != ETHERNET_ADDRESS_LEN or not any(mac)):
         mac = None
-    return LinkOrigin(index, mac)
+    return QueuedPacket(payload, index, mac)
 
 
 class QueueAdapter:
-    """Binds NFQUEUE ``queue_num`` and applies verdicts from ``handler(payload, now)``."""
+    """Binds NFQUEUE ``queue_num`` and applies verdicts from ``handler(packet, now)``."""
 
     def __init__(
         self,
         queue_num: int,
-        handler: Callable[[bytes, float], Verdict],
+        handler: Callable[[QueuedPacket, float], Verdict],
         clock: Callable[[], float],
     ) -> None:
         from netfilterqueue import NetfilterQueue
@@ -104,17 +129,13 @@ class QueueAdapter:
             log.warning("NFQUEUE receive failed: %s", exc)
 
     def _on_packet(self, packet: Any) -> None:
-        global _current_origin
         started = time.perf_counter()
-        _current_origin = _link_origin(packet)
         try:
-            verdict = self._handler(packet.get_payload(), self._clock())
+            verdict = self._handler(queued_packet(packet), self._clock())
         except Exception:  # a bug in the runtime must not leave the packet queued forever
             log.exception("runtime failed on a queued packet; dropping it")
             self.stats["errors"] += 1
             verdict = Verdict.drop()
-        finally:
-            _current_origin = None
         if verdict.kind == VerdictKind.ACCEPT:
             packet.accept()
             self.stats["accepted"] += 1

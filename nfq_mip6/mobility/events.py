@@ -49,6 +49,10 @@ class MobilityMessageReceived:
             authenticator (§5.2.6); other receivers may leave this empty.
         ipsec_protected: the runtime verified MN–HA protection for this message (§5.1). The
             project runs without IPsec, so runtimes pass ``True`` unless a policy says otherwise.
+        interface_index: the interface it came in on (ifindex; 0 = unknown or local).
+        link_source: the link-layer source address of its frame, ``None`` when unknown. With
+            ``interface_index`` it lets the HA answer a BU from the home link on that link
+            (§10.3.2).
     """
 
     message: MobilityMessage
@@ -59,6 +63,8 @@ class MobilityMessageReceived:
     via_tunnel: bool = False
     mh_bytes: bytes = b""
     ipsec_protected: bool = True
+    interface_index: int = 0
+    link_source: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,6 +274,9 @@ class SendMobilityMessage:
             MH checksum then uses it as the pseudo-header destination.
         via_tunnel: send it through the MN–HA tunnel (a HoTI from the MN's HoA, §11.6.1):
             outer src = the CoA, outer dst = the HA, inner src = ``src`` (the HoA).
+        link_destination: send it in a frame to this link-layer address on the home link
+            (HA, §10.3.2: the answer to a BU from the home link), not through routing, which
+            would take the HoA's tunnel route to the old CoA. ``None``: route it.
     """
 
     message: MobilityMessage
@@ -276,6 +285,7 @@ class SendMobilityMessage:
     home_address: IPv6Address | None = None
     routing_address: IPv6Address | None = None
     via_tunnel: bool = False
+    link_destination: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

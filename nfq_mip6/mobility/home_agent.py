@@ -27,7 +27,7 @@ when the BU had an HAO (§9.5.4). The granted lifetime is ≤ the BU's, ≤ the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv6Address, IPv6Network
 from typing import Final, Protocol
 
@@ -74,6 +74,7 @@ from nfq_mip6.mobility.events import (
     RouterAdvertisementReceived,
     SendDhaadReply,
     SendMobilePrefixAdvertisement,
+    SendMobilityMessage,
     StartProxyDad,
     StartProxyNeighbor,
     StopProxyNeighbor,
@@ -117,6 +118,8 @@ class HomeAgentConfig:
         max_bindings: home registrations accepted at most (then 130); ``None`` = no limit.
         preference: this HA's preference in its own DHAAD replies (Home Agent Information
             option, §7.4; unsigned, 0xffff highest).
+        home_interface_index: the home link's interface (ifindex) for §10.3.2 answers on
+            the link; 0 = unknown (every answer is routed).
     """
 
     address: IPv6Address
@@ -128,6 +131,7 @@ class HomeAgentConfig:
     dad_timeout: float = 10.0
     max_bindings: int | None = None
     preference: int = 0
+    home_interface_index: int = 0
 
 
 class BindingUpdateRejection(Protocol):
@@ -311,11 +315,39 @@ class HomeAgent:
     # Mobility messages
     # ----------------------------------------------------------------------------------------
 
+    def set_max_binding_lifetime(self, lifetime: int) -> None:
+        """Reconfigure the §10.3.1 lifetime cap; it applies to the next registrations,
+        existing bindings keep theirs."""
+        self.config = replace(self.config, max_binding_lifetime=lifetime)
+
+    def _on_home_link(self, event: MobilityMessageReceived, actions: list[Action]) -> list[Action]:
+        """§10.3.2: a BU from a home address without an HAO that came in on the home
+        interface is the MN at home; its answer goes in a frame to the BU's link-layer
+        source, because routing would take the HoA's tunnel route to the old CoA."""
+        index = self.config.home_interface_index
+        if (
+            not index
+            or event.interface_index != index
+            or event.link_source is None
+            or event.home_address is not None
+            or self._home_prefix_of(event.src) is None
+        ):
+            return actions
+        return [
+            replace(action, link_destination=event.link_source)
+            if isinstance(action, SendMobilityMessage)
+            and action.dst == event.src
+            and action.routing_address is None
+            and not action.via_tunnel
+            else action
+            for action in actions
+        ]
+
     def _mobility_message(self, event: MobilityMessageReceived, now: float) -> list[Action]:
         message = event.message
         if isinstance(message, BindingUpdate):
             if int(message.flags) & _H_FLAG:
-                return self._home_binding_update(event, message, now)
+                return self._on_home_link(event, self._home_binding_update(event, message, now))
             if self.correspondent is not None:
                 return self.correspondent.handle(event, now)
             self.stats.NBindUpdatesRcvd += 1

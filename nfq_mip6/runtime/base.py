@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from nfq_mip6.io.nfqueue import QueuedPacket, Verdict, VerdictKind
 
 if TYPE_CHECKING:
     from nfq_mip6.config import AgentConfig
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FdCallback",
+    "QueuedPacket",
     "RoleRuntime",
     "RuntimeContext",
     "Verdict",
@@ -31,39 +33,6 @@ __all__ = [
 
 FdCallback = Callable[[], None]
 """Called by the agent loop (no arguments) when a registered fd is readable."""
-
-
-class VerdictKind(IntEnum):
-    """What the kernel does with a queued packet (values are the netfilter verdicts)."""
-
-    DROP = 0  # NF_DROP
-    ACCEPT = 1  # NF_ACCEPT
-    REWRITE = 2  # NF_ACCEPT with a replaced payload (set_payload + accept)
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The answer of :meth:`RoleRuntime.on_queued_packet` for one queued packet."""
-
-    kind: VerdictKind
-    payload: bytes | None = None
-
-    @classmethod
-    def accept(cls) -> Verdict:
-        return _ACCEPT
-
-    @classmethod
-    def drop(cls) -> Verdict:
-        return _DROP
-
-    @classmethod
-    def rewrite(cls, new_payload: bytes) -> Verdict:
-        """Accept the packet with ``new_payload`` (a whole IPv6 packet) in place of the old."""
-        return cls(VerdictKind.REWRITE, bytes(new_payload))
-
-
-_ACCEPT = Verdict(VerdictKind.ACCEPT)
-_DROP = Verdict(VerdictKind.DROP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +73,8 @@ class RoleRuntime(Protocol):
     def start(self, ctx: RuntimeContext) -> None:
         """Load the role's rules, open its sockets, reconcile kernel state. Raise on failure."""
 
-    def on_queued_packet(self, payload: bytes, now: float) -> Verdict:
-        """Decide on one packet from NFQUEUE (``payload`` is the whole IPv6 packet)."""
+    def on_queued_packet(self, packet: QueuedPacket, now: float) -> Verdict:
+        """Decide on one packet from NFQUEUE (``packet.payload`` is the whole IPv6 packet)."""
 
     def on_timer(self, now: float) -> None:
         """Called when ``now >= next_deadline()``."""

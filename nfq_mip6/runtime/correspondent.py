@@ -70,7 +70,7 @@ from nfq_mip6.mobility.events import (
     SendMobilityMessage,
 )
 from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
-from nfq_mip6.runtime.base import RuntimeContext, Verdict
+from nfq_mip6.runtime.base import QueuedPacket, RuntimeContext, Verdict
 from nfq_mip6.runtime.mh_endpoint import MobilityHeaderEndpoint, mobility_message_received
 from nfq_mip6.runtime.ro_datapath import cn_inbound, cn_outbound
 from nfq_mip6.statedir import open_state
@@ -322,7 +322,8 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
     # ------------------------------------------------------------------------------------
     # Queued packets
     # ------------------------------------------------------------------------------------
-    def on_queued_packet(self, payload: bytes, now: float) -> Verdict:
+    def on_queued_packet(self, queued: QueuedPacket, now: float) -> Verdict:
+        payload = queued.payload
         bindings = self.bindings
         if bindings:
             out = cn_outbound(payload, bindings)
@@ -333,9 +334,10 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
             if out is not None:
                 self.counters["hao_stripped"] += 1
                 return Verdict.rewrite(out)
-        return self._slow_path(payload, now)
+        return self._slow_path(queued, now)
 
-    def _slow_path(self, payload: bytes, now: float) -> Verdict:
+    def _slow_path(self, queued: QueuedPacket, now: float) -> Verdict:
+        payload = queued.payload
         try:
             packet = parse_ipv6(payload)
         except MalformedPacket as exc:
@@ -344,7 +346,7 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         if packet.raw[24:40] in self.bindings:
             return self._outbound_general(packet)
         if packet.upper_layer == IPPROTO_MH:
-            return self._on_mobility_header(packet, now)
+            return self._on_mobility_header(packet, queued, now)
         if packet.rh2_address is not None:
             # A correspondent node that is not a mobile node discards RH2 packets (TAHI CN-6-5).
             self.counters["rh2_dropped"] += 1
@@ -406,14 +408,16 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         self.counters["hao_stripped"] += 1
         return Verdict.rewrite(rewritten)
 
-    def _on_mobility_header(self, packet: ParsedPacket, now: float) -> Verdict:
+    def _on_mobility_header(
+        self, packet: ParsedPacket, queued: QueuedPacket, now: float
+    ) -> Verdict:
         """RFC 6275 §9.2 then the core; the MH is always consumed (NF_DROP)."""
         assert self.core is not None
         screened = self._screen_mobility_header(packet, self.core.stats, now)
         if screened is None:
             return Verdict.drop()
         metrics = self._metrics
-        event = mobility_message_received(packet, screened.accepted)
+        event = mobility_message_received(packet, screened.accepted, queued)
         started = time.perf_counter()
         self._feed(event, now)
         if screened.mh_type == MHType.BU and metrics is not None:

@@ -13,10 +13,11 @@ Theory of operation:
   packets, tunnels through :mod:`nfq_mip6.dataplane`, proxy ND and proxy DAD through
   :mod:`nfq_mip6.io.nd`. Every MH consumed gets NF_DROP (the kernel has no MIPv6 and would
   answer Parameter Problem); no packet with an HAO is ever given back unchanged.
-* §10.3.2: a BU from the home link (source = a home address, no HAO, in on the home
-  interface) is answered in a frame to its source MAC (NFQUEUE's hardware address,
-  :func:`nfq_mip6.io.nfqueue.current_link_origin`) through an ``AF_PACKET`` socket, because
-  the kernel would route a BA to the HoA through the binding's tunnel route to the old CoA.
+* §10.3.2: the core marks the answer to a BU from the home link (source = a home address,
+  no HAO, in on the home interface; :class:`~nfq_mip6.io.nfqueue.QueuedPacket` carries the
+  interface and source MAC) with ``link_destination``; it is sent in a frame to that MAC
+  through an ``AF_PACKET`` socket, because the kernel would route a BA to the HoA through the
+  binding's tunnel route to the old CoA.
 * Stop (SIGTERM): the ip6tables chains are removed; the kernel fast path (tunnel routes,
   decap routes, policy rules, proxy entries) **stays**, so flows survive a restart (and a
   kill -9). Every binding change is committed to ``<state_dir>/nfq-mip6.sqlite3``
@@ -69,7 +70,7 @@ from nfq_mip6.mobility.events import (
 from nfq_mip6.mobility.home_agent import HomeAgent
 from nfq_mip6.mobility.home_agent import HomeAgentConfig as CoreHomeAgentConfig
 from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
-from nfq_mip6.runtime.base import RuntimeContext, Verdict
+from nfq_mip6.runtime.base import QueuedPacket, RuntimeContext, Verdict
 from nfq_mip6.runtime.mh_endpoint import MobilityHeaderEndpoint, mobility_message_received
 from nfq_mip6.runtime.throttle import LogThrottle
 from nfq_mip6.security.guard import HomeAgentGuard
@@ -253,7 +254,6 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             "dataplane_errors": 0,
             "home_link_answers": 0,
         }
-        self._bu_started: float | None = None
         # A flood of failed sends (fuzzing, a dead route) logs one line per 10 s, not each.
         self._send_failures = LogThrottle(log, "sending a packet failed")
         self._own_link_locals: frozenset[IPv6Address] = frozenset()
@@ -265,7 +265,6 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         # RFC 6275 §10.3.2: a BU from the home link (source = HoA, no HAO) is answered to the
         # sender's link-layer address on the home interface, not through the tunnel route.
         self._home_ifindex = 0
-        self._home_link_peer: tuple[IPv6Address, bytes] | None = None
         self._link_sender: Any = None
         self._link_sender_failed = False
 
@@ -305,6 +304,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
                 home_prefixes=(link.prefix,),
                 max_binding_lifetime=ha_config.max_binding_lifetime if ha_config else 262140,
                 max_bindings=ha_config.max_tunnel_nr if ha_config else None,
+                home_interface_index=self._home_ifindex,
             ),
             authorizer=self.guard.verifier,
         )
@@ -428,14 +428,15 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
     # ------------------------------------------------------------------------------------
     # Queued packets
     # ------------------------------------------------------------------------------------
-    def on_queued_packet(self, payload: bytes, now: float) -> Verdict:
+    def on_queued_packet(self, queued: QueuedPacket, now: float) -> Verdict:
+        payload = queued.payload
         try:
             packet = parse_ipv6(payload)
         except MalformedPacket as exc:
             self._malformed(f"unparsable IPv6 packet: {exc}")
             return Verdict.drop()
         if packet.upper_layer == IPPROTO_MH:
-            return self._on_mobility_header(packet, now)
+            return self._on_mobility_header(packet, queued, now)
         if packet.rh2_address is not None:
             # An HA is never the final destination of an RH2 (§6.4 is for the MN).
             self.counters["rh2_dropped"] += 1
@@ -451,50 +452,27 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         assert self.link is not None
         return self.link.address
 
-    def _on_mobility_header(self, packet: ParsedPacket, now: float) -> Verdict:
+    def _on_mobility_header(
+        self, packet: ParsedPacket, queued: QueuedPacket, now: float
+    ) -> Verdict:
         """RFC 6275 §9.2 then the core; the MH is always consumed (NF_DROP)."""
         assert self.core is not None
         started = time.perf_counter()
         screened = self._screen_mobility_header(packet, self.core.stats, now)
         if screened is None:
             return Verdict.drop()
-        metrics = self._metrics
+        is_bu = screened.mh_type == MHType.BU
         if (
-            screened.mh_type == MHType.BU
+            is_bu
             and self.guard is not None
             and not self.guard.allow_binding_update(packet.src, now)
         ):
             return Verdict.drop()  # counted in guard.counters() (rate_limited_binding_updates)
-        event = mobility_message_received(packet, screened.accepted)
-        self._bu_started = started if screened.mh_type == MHType.BU else None
-        if screened.mh_type == MHType.BU:
-            self._home_link_peer = self._home_link_sender(packet)
-        try:
-            self._feed(event, now)
-        finally:
-            self._home_link_peer = None
-        if self._bu_started is not None and metrics is not None:
+        self._feed(mobility_message_received(packet, screened.accepted, queued), now)
+        metrics = self._metrics
+        if is_bu and metrics is not None:
             metrics.observe_bu_latency(time.perf_counter() - started)
-        self._bu_started = None
         return Verdict.drop()
-
-    def _home_link_sender(self, packet: ParsedPacket) -> tuple[IPv6Address, bytes] | None:
-        """RFC 6275 §10.3.2: a BU that arrived on the home interface from a home address
-        without an HAO (the MN at home, de-registering) → (its address, its link-layer
-        address); ``None`` for anything else or when the kernel gave no link-layer address."""
-        from nfq_mip6.io.nfqueue import current_link_origin
-
-        if packet.home_address is not None or self.link is None or not self._home_ifindex:
-            return None
-        origin = current_link_origin()
-        if (
-            origin is None
-            or origin.hw_source is None
-            or origin.interface_index != self._home_ifindex
-            or packet.src not in self.link.prefix
-        ):
-            return None
-        return packet.src, origin.hw_source
 
     def _send_on_home_link(self, packet: bytes, link_address: bytes) -> bool:
         """Send ``packet`` in a frame to ``link_address`` on the home interface; ``False``
@@ -671,17 +649,9 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         packet, mh_type = self._mobility_packet(action, message)
         if action.via_tunnel:
             packet = encapsulate(packet, self._address, action.dst)
-        # RFC 6275 §10.3.2: the answer to a BU from the home link goes to the MN's link-layer
-        # address; the kernel would route it through the HoA's (old) tunnel route.
-        peer = self._home_link_peer
-        sent_on_home_link = (
-            peer is not None
-            and action.dst == peer[0]
-            and action.routing_address is None
-            and not action.via_tunnel
-            and self._send_on_home_link(packet, peer[1])
-        )
-        if not sent_on_home_link:
+        if action.link_destination is None or not self._send_on_home_link(
+            packet, action.link_destination
+        ):
             self._send(packet)
         self._mobility_message_sent(mh_type, action.message)
 

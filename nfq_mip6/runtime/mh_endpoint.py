@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from nfq_mip6.mobility.events import Action, MobilityMessageReceived, SendMobilityMessage
 from nfq_mip6.mobility.stats import MobilityStats
-from nfq_mip6.runtime.base import RuntimeContext
+from nfq_mip6.runtime.base import QueuedPacket, RuntimeContext
 from nfq_mip6.wire import (
     IPPROTO_MH,
     Accepted,
@@ -51,7 +51,9 @@ class ScreenedMobilityHeader:
     mh_type: int
 
 
-def mobility_message_received(packet: ParsedPacket, accepted: Accepted) -> MobilityMessageReceived:
+def mobility_message_received(
+    packet: ParsedPacket, accepted: Accepted, queued: QueuedPacket
+) -> MobilityMessageReceived:
     """The core's input event for an accepted MH, with the addresses as received."""
     return MobilityMessageReceived(
         message=accepted.message,
@@ -60,6 +62,8 @@ def mobility_message_received(packet: ParsedPacket, accepted: Accepted) -> Mobil
         home_address=packet.home_address,
         routing_address=packet.rh2_address,
         mh_bytes=packet.upper_layer_bytes,
+        interface_index=queued.interface_index,
+        link_source=queued.link_source,
     )
 
 

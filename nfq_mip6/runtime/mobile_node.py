@@ -84,7 +84,7 @@ from nfq_mip6.mobility.events import (
     SendRouterSolicitation,
 )
 from nfq_mip6.mobility.stats import MobilityStats
-from nfq_mip6.runtime.base import RuntimeContext, Verdict
+from nfq_mip6.runtime.base import QueuedPacket, RuntimeContext, Verdict
 from nfq_mip6.runtime.movement import (
     AddressObservation,
     LinkLocation,
@@ -734,7 +734,8 @@ class MobileNodeRuntime:
             sock.close()
 
     # -- queued packets --------------------------------------------------------------------
-    def on_queued_packet(self, payload: bytes, now: float) -> Verdict:
+    def on_queued_packet(self, queued: QueuedPacket, now: float) -> Verdict:
+        payload = queued.payload
         try:
             packet = parse_ipv6(payload)
         except MalformedPacket:

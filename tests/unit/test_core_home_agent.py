@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv6Address, IPv6Network
 
 import pytest
@@ -176,6 +177,44 @@ def test_ha_dereg_with_old_sequence_gets_135_and_keeps_binding() -> None:
     actions = ha.handle(home_bu(seq=9, coa=HOA, src=HOA, hao=False, lifetime_units=0), 5.0)
     assert ba_of(actions).status == 135 and only_ba(actions).routing_address is None
     assert HOA in ha.cache
+
+
+MN_MAC = bytes.fromhex("02000000000a")
+
+
+def from_home_link(event: MobilityMessageReceived, interface: int = 3) -> MobilityMessageReceived:
+    return replace(event, interface_index=interface, link_source=MN_MAC)
+
+
+def test_ha_answers_a_bu_from_the_home_link_on_the_home_link() -> None:
+    """§10.3.2: the MN at home (no HAO, source = HoA, in on the home interface) gets its BA
+    in a frame to its link-layer address; routing would use the tunnel to the old CoA."""
+    ha = make_ha(home_interface_index=3)
+    registered(ha, seq=10)
+    stale = from_home_link(home_bu(seq=9, coa=HOA, src=HOA, hao=False, lifetime_units=0))
+    assert only_ba(ha.handle(stale, 5.0)).link_destination == MN_MAC
+    dereg = from_home_link(home_bu(seq=11, coa=HOA, src=HOA, hao=False, lifetime_units=0))
+    actions = ha.handle(dereg, 6.0)
+    assert ba_of(actions).status == 0 and only_ba(actions).link_destination == MN_MAC
+
+
+def test_ha_routes_the_answer_to_a_bu_from_elsewhere() -> None:
+    dereg = home_bu(coa=HOA, src=HOA, hao=False, lifetime_units=0)
+    other_interface = from_home_link(dereg, interface=4)
+    assert (
+        only_ba(make_ha(home_interface_index=3).handle(other_interface, 0.0)).link_destination
+        is None
+    )
+    unknown_home_interface = from_home_link(dereg)
+    assert only_ba(make_ha().handle(unknown_home_interface, 0.0)).link_destination is None
+    with_hao = from_home_link(home_bu(lifetime_units=0))
+    assert only_ba(make_ha(home_interface_index=3).handle(with_hao, 0.0)).link_destination is None
+
+
+def test_ha_max_binding_lifetime_reconfigured_for_the_next_registrations() -> None:
+    ha = make_ha()
+    ha.set_max_binding_lifetime(8)
+    assert ba_of(registered(ha)).lifetime == 2  # 8 s in 4 s units
 
 
 def test_ha_any_sequence_accepted_without_binding() -> None:

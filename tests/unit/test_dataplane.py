@@ -23,6 +23,7 @@ from nfq_mip6.dataplane.rtnl import (
     seg6_encap_red_route,
     seg6local_dx6_route,
 )
+from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.runtime.base import RuntimeContext, VerdictKind
 from nfq_mip6.runtime.home_agent import HomeAgentRuntime, HomeLinkAddressing
 from nfq_mip6.wire import (
@@ -179,22 +180,23 @@ def test_registration_through_proxy_dad_installs_tunnel_and_answers_with_rh2(
     runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
 ) -> None:
     rt, fake, sent = runtime
-    assert rt.on_queued_packet(bu(1), 100.0).kind == VerdictKind.DROP  # the MH is consumed
+    # the MH is consumed
+    assert rt.on_queued_packet(QueuedPacket(bu(1)), 100.0).kind == VerdictKind.DROP
     assert sent == [] and rt.next_deadline() == 100.0  # proxy DAD running
     rt.on_timer(101.0)
     ba, dst, rh2 = answer(sent)
     assert (ba.status, ba.sequence, ba.lifetime_seconds, dst, rh2) == (0, 1, 400, COA, HOA)
     assert fake.tunnels() == {HOA: COA} and HOA in fake.proxies()
     # A CoA change replaces the tunnel; the BA goes to the new CoA.
-    rt.on_queued_packet(bu(2, coa=COA2), 102.0)
+    rt.on_queued_packet(QueuedPacket(bu(2, coa=COA2)), 102.0)
     assert answer(sent)[1] == COA2 and fake.tunnels() == {HOA: COA2}
     assert fake.counters.tunnel_replacements == 1
     # An old sequence number: 135 with the last accepted one.
-    rt.on_queued_packet(bu(1, coa=COA2), 103.0)
+    rt.on_queued_packet(QueuedPacket(bu(1, coa=COA2)), 103.0)
     ba, _dst, _rh2 = answer(sent)
     assert (ba.status, ba.sequence) == (BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW, 2)
     # De-registration removes the tunnel and the proxy.
-    rt.on_queued_packet(bu(3, coa=COA2, lifetime=0), 104.0)
+    rt.on_queued_packet(QueuedPacket(bu(3, coa=COA2, lifetime=0)), 104.0)
     assert answer(sent)[0].status == BAStatus.ACCEPTED
     assert fake.tunnels() == {} and HOA not in fake.proxies()
     assert fake.proxies() == {home_agents_anycast(PREFIX)}  # DHAAD (§10.5) stays proxied
@@ -207,11 +209,11 @@ def test_malformed_and_slow_path_packets(
     runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
 ) -> None:
     rt, _fake, sent = runtime
-    assert rt.on_queued_packet(b"\x60garbage", 100.0).kind == VerdictKind.DROP
+    assert rt.on_queued_packet(QueuedPacket(b"\x60garbage"), 100.0).kind == VerdictKind.DROP
     assert rt.counters["malformed"] == 1
     # A new flow toward a node at home (no binding): accepted unchanged.
     at_home = build_ipv6_packet(IPv6Address("fec0:106:2300::10"), HOA, 59, b"")
-    assert rt.on_queued_packet(at_home, 100.0).kind == VerdictKind.ACCEPT
+    assert rt.on_queued_packet(QueuedPacket(at_home), 100.0).kind == VerdictKind.ACCEPT
     assert sent == []
     assert rt.handle_control({"cmd": "nope"})["ok"] is False
 
@@ -323,7 +325,7 @@ def test_router_advertisements_feed_prefix_lifetimes_and_the_home_agents_list(
                                         preferred_lifetime=50),),
         ),
     )  # fmt: skip
-    rt.on_queued_packet(bu(1), 100.0)
+    rt.on_queued_packet(QueuedPacket(bu(1)), 100.0)
     rt.on_timer(101.0)  # proxy DAD done
     ba, _dst, _rh2 = answer(sent)
     assert ba.status == BAStatus.ACCEPTED_PREFIX_DISCOVERY_NECESSARY
@@ -339,7 +341,9 @@ def test_router_advertisements_feed_prefix_lifetimes_and_the_home_agents_list(
         ),
     )
     anycast = home_agents_anycast(PREFIX)
-    rt.on_queued_packet(build_icmpv6_packet(DhaadRequest(7), COA, anycast, hop_limit=64), 102.0)
+    rt.on_queued_packet(
+        QueuedPacket(build_icmpv6_packet(DhaadRequest(7), COA, anycast, hop_limit=64)), 102.0
+    )
     reply = parse_icmpv6(parse_ipv6(sent[-1]).upper_layer_bytes)
     assert isinstance(reply, DhaadReply)
     assert reply.home_agents == (other_ha, HA)
@@ -367,7 +371,7 @@ def test_an_expired_binding_loses_its_tunnel_and_proxy(
     runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
 ) -> None:
     rt, fake, _sent = runtime
-    rt.on_queued_packet(bu(1, lifetime=10), 100.0)  # 40 s
+    rt.on_queued_packet(QueuedPacket(bu(1, lifetime=10)), 100.0)  # 40 s
     rt.on_timer(101.0)  # proxy DAD done: registered until 141
     assert fake.tunnels() == {HOA: COA}
     deadline = rt.next_deadline()
@@ -439,7 +443,7 @@ def test_bindings_gauge_is_per_state_when_scraped(
             if line.startswith("nfq_mip6_bindings{")
         }
 
-    rt.on_queued_packet(bu(1), 100.0)  # proxy DAD running: state "dad"
+    rt.on_queued_packet(QueuedPacket(bu(1)), 100.0)  # proxy DAD running: state "dad"
     assert scrape() == {'role="ha",state="dad"': 1.0, 'role="ha",state="registered"': 0.0}
     rt.on_timer(101.0)
     assert scrape() == {'role="ha",state="dad"': 0.0, 'role="ha",state="registered"': 1.0}

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from nfq_mip6.config import load_config
+from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.mobility.events import (
     InstallRouteOptimization,
     MovedToForeignLink,
@@ -173,14 +174,16 @@ def test_binding_ack_from_nfqueue_is_consumed_and_installs_the_tunnel(
     runtime, log = runtime_and_log
     runtime._decide([MovedToForeignLink(COA, 86400.0, AR)], 100.0)
     sequence = bul_entries(runtime.core, 100.0)[0]["sequence"]
-    verdict = runtime.on_queued_packet(binding_ack(sequence, COA), 100.01)
+    verdict = runtime.on_queued_packet(QueuedPacket(binding_ack(sequence, COA)), 100.01)
     assert verdict.kind is VerdictKind.DROP
     assert f"tunnel {COA} {HA}" in log
     row = bul_entries(runtime.core, 100.02)[0]
     assert row["state"] == 1 and row["care_of_address"] == str(COA)
     assert row["expires"] >= 999 and row["recipient"] == str(HA)
     # a BA naming another home address in its RH2 is dropped without effect (§11.3.3)
-    other = runtime.on_queued_packet(binding_ack(sequence, COA, IPv6Address("fec0::9")), 100.03)
+    other = runtime.on_queued_packet(
+        QueuedPacket(binding_ack(sequence, COA, IPv6Address("fec0::9"))), 100.03
+    )
     assert other.kind is VerdictKind.DROP
     assert runtime.counters["malformed"] == 1
 
@@ -191,7 +194,7 @@ def test_second_move_reregisters_and_return_home_deregisters_from_the_hoa(
     runtime, log = runtime_and_log
     runtime._decide([MovedToForeignLink(COA, 86400.0, AR)], 100.0)
     runtime.on_queued_packet(
-        binding_ack(bul_entries(runtime.core, 100.0)[0]["sequence"], COA), 100.01
+        QueuedPacket(binding_ack(bul_entries(runtime.core, 100.0)[0]["sequence"], COA)), 100.01
     )
     log.clear()
     runtime._decide([MovedToForeignLink(COA2, 86400.0, AR)], 101.0)
@@ -219,13 +222,13 @@ def test_queued_packets_that_are_not_mobility_messages(
     udp = struct.pack("!HHHH", 5000, 6000, 12, 0) + b"data"
     # route-optimised data with an RH2 to our HoA: rewritten to the HoA and accepted
     routed = build_ipv6_packet(CN, COA, IPPROTO_UDP, udp, rh2_address=HOA.ip)
-    verdict = runtime.on_queued_packet(routed, 1.0)
+    verdict = runtime.on_queued_packet(QueuedPacket(routed), 1.0)
     assert verdict.kind is VerdictKind.REWRITE and verdict.payload is not None
     assert parse_ipv6(verdict.payload).dst == HOA.ip
-    assert runtime.on_queued_packet(build_ipv6_packet(CN, COA, IPPROTO_UDP, udp), 1.0).kind is (
-        VerdictKind.ACCEPT
-    )
-    assert runtime.on_queued_packet(b"\x60garbage", 1.0).kind is VerdictKind.DROP
+    assert runtime.on_queued_packet(
+        QueuedPacket(build_ipv6_packet(CN, COA, IPPROTO_UDP, udp)), 1.0
+    ).kind is (VerdictKind.ACCEPT)
+    assert runtime.on_queued_packet(QueuedPacket(b"\x60garbage"), 1.0).kind is VerdictKind.DROP
     assert runtime.counters["malformed"] == 1
 
 
@@ -237,10 +240,10 @@ def test_mobile_prefix_advertisement_goes_to_the_core(
         7, prefixes=(PrefixInformation(IPv6Address("fec0:106:2700::"), 64),)
     )
     packet = build_icmpv6_packet(mpa, HA, COA, hop_limit=64, rh2_address=HOA.ip)
-    assert runtime.on_queued_packet(packet, 1.0).kind is VerdictKind.DROP
+    assert runtime.on_queued_packet(QueuedPacket(packet), 1.0).kind is VerdictKind.DROP
     assert any(what == "mpa id=7" for _t, what in runtime.events)
     broken = packet[:-1] + bytes((packet[-1] ^ 0xFF,))
-    assert runtime.on_queued_packet(broken, 1.0).kind is VerdictKind.DROP
+    assert runtime.on_queued_packet(QueuedPacket(broken), 1.0).kind is VerdictKind.DROP
     assert runtime.counters["malformed"] == 1
 
 
@@ -279,7 +282,7 @@ def test_binding_ack_status_1_sends_a_mobile_prefix_solicitation(
     mh = build_mh(BindingAck(1, BAFlags.NONE, sequence, 250), HA, HOA.ip)
     packet = build_ipv6_packet(HA, COA, IPPROTO_MH, mh, rh2_address=HOA.ip)
     log.clear()
-    runtime.on_queued_packet(packet, 100.01)
+    runtime.on_queued_packet(QueuedPacket(packet), 100.01)
     # §11.4.2: MPS from the CoA to the HA with an HAO, checksummed over the HoA
     (mps,) = sent_packets(log)
     parsed = parse_ipv6(mps)
@@ -330,7 +333,7 @@ def test_sighup_binding_lifetime_goes_into_the_next_home_bu(
     assert runtime.ctx is not None and runtime.ctx.config.mn is not None
     runtime._decide([MovedToForeignLink(COA, 86400.0, AR)], 100.0)
     runtime.on_queued_packet(
-        binding_ack(bul_entries(runtime.core, 100.0)[0]["sequence"], COA), 100.0
+        QueuedPacket(binding_ack(bul_entries(runtime.core, 100.0)[0]["sequence"], COA)), 100.0
     )
     assert bul_entries(runtime.core, 100.0)[0]["expires"] == 1000
 
@@ -355,7 +358,7 @@ def test_sighup_binding_lifetime_goes_into_the_next_home_bu(
         HA, COA, IPPROTO_MH, build_mh(BindingAck(0, BAFlags.NONE, sequence, 25), HA, HOA.ip),
         rh2_address=HOA.ip,
     )  # fmt: skip
-    runtime.on_queued_packet(ack, 110.0)
+    runtime.on_queued_packet(QueuedPacket(ack), 110.0)
     assert bul_entries(runtime.core, 110.0)[0]["expires"] == 100
     # longer: nothing leaves now; the refresh (80 % of 100 s) asks for 600 s
     assert reload(600, 120.0)["reloaded"] == ["binding_lifetime: 600"]

@@ -17,6 +17,7 @@ from pathlib import Path
 from test_movement_runtime import AR, binding_ack, runtime_and_log
 from test_movement_runtime import COA as RUNTIME_COA
 
+from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.mobility.events import (
     Action,
     BindingRefreshed,
@@ -251,7 +252,7 @@ def test_runtime_commits_the_bul_before_the_bu_leaves(
     (row,) = store.bul_entries()
     assert (row.sequence, row.state) == (sequence, "registering")
     # the BA accepted: committed as bound, with its expiry
-    runtime.on_queued_packet(binding_ack(sequence, RUNTIME_COA), 100.01)
+    runtime.on_queued_packet(QueuedPacket(binding_ack(sequence, RUNTIME_COA)), 100.01)
     (row,) = store.bul_entries()
     assert row.state == "bound" and row.expires_wall > 0
     store.close()

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from nfq_mip6.config import load_config
+from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.mobility import rr
 from nfq_mip6.runtime.base import RuntimeContext, VerdictKind
 from nfq_mip6.runtime.correspondent import BindingRules, CorrespondentRuntime
@@ -57,7 +58,7 @@ class Harness:
     sent: list[bytes] = field(default_factory=list)
 
     def queue(self, packet: bytes) -> Any:
-        return self.runtime.on_queued_packet(packet, self.clock())
+        return self.runtime.on_queued_packet(QueuedPacket(packet), self.clock())
 
     def replies(self) -> list[tuple[Any, Any]]:
         """(ParsedPacket, message) of the MH packets sent since the last call."""
