@@ -7,7 +7,7 @@ baseline measured in the same run, a smaller number with :meth:`install_tunnel` 
 pyroute2 request per route); also the agent's per-BU path (hand-packed rtnetlink, all
 requests of one binding in one sendmsg). Prints JSON. Needs root.
 
-    sudo .venv/bin/python bench/bench_binding_install.py --bindings 100000
+    .venv/bin/python bench/bench_binding_install.py --bindings 100000
 """
 
 from __future__ import annotations

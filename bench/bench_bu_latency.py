@@ -11,7 +11,7 @@ only) and ``coa_change`` (alternating CoA: the tunnel route is replaced too). Ba
 the same run: ICMPv6 echo to the HA at the same rate through the same sockets.
 Prints JSON. Needs root.
 
-    sudo .venv/bin/python bench/bench_bu_latency.py --rate 1000 --seconds 3
+    .venv/bin/python bench/bench_bu_latency.py --rate 1000 --seconds 3
 """
 
 from __future__ import annotations

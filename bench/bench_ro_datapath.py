@@ -14,7 +14,7 @@ Prints one JSON object with, measured in the same run:
   (route optimization off) and on the direct path (on), with the real HA, MN and CN agents
   on the HOWTO test bed.
 
-    sudo .venv/bin/python bench/bench_ro_datapath.py [--packets 50000] [--rounds 3] [--testbed]
+    .venv/bin/python bench/bench_ro_datapath.py [--packets 50000] [--rounds 3] [--testbed]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ encap.red reverse tunnel from the HoA). iperf3 TCP and UDP, alternating rounds:
 ``tunnel`` = CN -> HoA (bidirectional tunnel), ``plain`` = CN -> CoA (the baseline, routed
 by the same HA). Prints JSON with medians and ratios. Needs root.
 
-    sudo .venv/bin/python bench/bench_tunnel.py --seconds 3 --rounds 2
+    .venv/bin/python bench/bench_tunnel.py --seconds 3 --rounds 2
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
-  echo "demo: needs root (network namespaces, bridges, radvd): sudo bash scripts/demo.sh" >&2
+  echo "demo: needs root (network namespaces, bridges, radvd): run bash scripts/demo.sh as root" >&2
   exit 1
 fi
 bash scripts/bootstrap.sh

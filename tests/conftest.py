@@ -20,7 +20,7 @@ import pytest
 def netns_unavailable_reason() -> str | None:
     """Why netns tests cannot run here, or None when they can."""
     if os.geteuid() != 0:
-        return "needs root (network namespaces): run as root, e.g. sudo bash scripts/test.sh"
+        return "needs root (network namespaces): run bash scripts/test.sh as root"
     if shutil.which("ip") is None:
         return "needs iproute2's `ip` (scripts/bootstrap.sh installs it)"
     try:

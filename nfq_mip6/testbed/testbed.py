@@ -837,7 +837,7 @@ def _port_name(node: str, ifname: str) -> str:
 
 def _require_root() -> None:
     if os.geteuid() != 0:
-        raise TestbedError("the test bed needs root (network namespaces, bridges, radvd): use sudo")
+        raise TestbedError("the test bed needs root (network namespaces, bridges, radvd)")
     ok, why = netns_available()
     if not ok:
         raise TestbedError(f"`ip netns` is not usable here: {why}")

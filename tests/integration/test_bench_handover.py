@@ -2,7 +2,7 @@
 
 Only what a user would observe is asserted (every move delivered the CN's stream at the new
 care-of address); the latencies are printed, not asserted (timed assertions don't belong in
-tests). The full run is ``sudo .venv/bin/python bench/bench_handover.py`` (20 moves).
+tests). The full run is ``.venv/bin/python bench/bench_handover.py`` as root (20 moves).
 """
 
 from __future__ import annotations
