@@ -14,6 +14,7 @@ ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         python3 python3-venv python3-dev gcc libc6-dev libnetfilter-queue-dev ca-certificates \
+        clang llvm libbpf-dev \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 # The dependencies first (their layer survives source edits). A TLS-intercepting proxy's CA
@@ -26,6 +27,8 @@ RUN --mount=type=secret,id=extra_ca,required=false \
 # The project itself (nfq_mip6/, rules/: see .dockerignore), installed editable from
 # /opt/nfq-mip6 so that the runtime finds rules/ beside the package, as in a source checkout.
 COPY . /opt/nfq-mip6/
+# The route-optimization tc programs are compiled here, never by the running agent.
+RUN bash /opt/nfq-mip6/scripts/build-bpf.sh
 RUN /opt/venv/bin/pip install --no-deps --no-build-isolation -e /opt/nfq-mip6 \
  && /opt/venv/bin/python -m compileall -q /opt/nfq-mip6/nfq_mip6 \
  && /opt/venv/bin/nfq-mip6 --version
@@ -35,7 +38,7 @@ FROM ${BASE}
 ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        python3 libnetfilter-queue1 iproute2 iptables tini \
+        python3 libnetfilter-queue1 iproute2 iptables tini libbpf1 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/nfq-mip6 /opt/nfq-mip6

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything nfq_mip6 needs on a fresh Debian 12 machine (run as root):
 # the system packages (build chain for NetfilterQueue, iproute2, ip6tables, radvd,
-# capture tools, iperf3) and a Python virtual environment in .venv with the
+# capture tools, iperf3, clang and libbpf headers for the route-optimization tc programs),
+# the BPF objects (scripts/build-bpf.sh) and a Python virtual environment in .venv with the
 # project installed in editable mode plus its dev extras.
 # Idempotent: a second run only checks.
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   gcc python3-dev python3-venv libnetfilter-queue-dev pkgconf
   iproute2 iptables radvd ndisc6 tcpdump tshark iperf3 iputils-ping procps kmod
+  clang llvm libbpf-dev
 )
 
 missing=()
@@ -26,6 +28,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+bash scripts/build-bpf.sh
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
