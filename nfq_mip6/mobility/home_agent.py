@@ -2,7 +2,7 @@
 mobile prefix answers. Sans-I/O: ``handle(event, now) -> list[Action]``.
 
 Theory of operation — a Binding Update with H = 1 goes through these checks, in this order
-(facts §8.1/§8.2, UMIP ``ha.c``):
+(RFC 6275 §9.5.1, §10.3.1, §10.3.2 in UMIP ``ha.c``'s order, docs/protocol-notes.md §1):
 
 1. HoA (HAO, else source) and CoA (AltCoA, else source) must be routable unicast → else
    silent discard; a home BU carrying Nonce Indices → silent discard (TAHI HA_2_2_7/8);
@@ -503,7 +503,7 @@ class HomeAgent:
             lifetime = int(valid_remaining)
         lifetime_units = min(lifetime // LIFETIME_UNIT, MAX_LIFETIME_UNITS)
         # Status 1 when the prefix is or becomes deprecated during the binding; lifetimes are
-        # compared in 4-second units (facts §1.4).
+        # compared in 4-second units (§6.1.8, docs/protocol-notes.md §2).
         preferred_units = (prefix.lifetime.preferred_until - now) / LIFETIME_UNIT
         status = (
             BAStatus.ACCEPTED_PREFIX_DISCOVERY_NECESSARY

@@ -8,10 +8,10 @@
 
 The authenticator covers the exact MH octets. A receiver verifies it over the bytes it
 received (:func:`verify_authenticator`). A sender needs the octets its encoder will put on the
-wire: :func:`mh_data_for_authenticator` builds them with the canonical option layout of facts
-§2 (minimal Pad1/PadN before each option to meet its ``xn+y`` alignment, the BAD last with no
-trailing padding). Roles accept an ``encode_mh`` callable so that a runtime whose codec lays
-options out differently can hand in its own encoder.
+wire: :func:`mh_data_for_authenticator` builds them with the canonical option layout
+(docs/protocol-notes.md §4: minimal Pad1/PadN before each option to meet its ``xn+y``
+alignment, the BAD last with no trailing padding). Roles accept an ``encode_mh`` callable so
+that a runtime whose codec lays options out differently can hand in its own encoder.
 
 The module also keeps the correspondent node's nonce table (:class:`NonceTable`, §5.2.3).
 """
@@ -113,7 +113,7 @@ def verify_authenticator(
 
 
 # --------------------------------------------------------------------------------------------
-# Canonical MH encoding for the authenticator (facts §2 layouts)
+# Canonical MH encoding for the authenticator (RFC 6275 §6.2, docs/protocol-notes.md §4)
 # --------------------------------------------------------------------------------------------
 
 _ALIGNMENT: dict[type, tuple[int, int]] = {
@@ -146,7 +146,7 @@ def _encode_option(option: MobilityOption) -> bytes:
 
 
 def encode_bu_or_ba(message: BindingUpdate | BindingAck, checksum: int = 0) -> bytes:
-    """Encode a BU or BA (known options only) with the canonical facts §2 layout."""
+    """Encode a BU or BA (known options only) in the canonical layout (protocol-notes §4)."""
     if isinstance(message, BindingUpdate):
         fixed = struct.pack(
             "!BBBBHHHH",

@@ -136,7 +136,7 @@ def test_both_install_paths_really_install_encap_red(
     pair: None, per_request_pyroute2: bool
 ) -> None:
     """pyroute2 0.9.7 silently turns mode "encap.red" into "encap" (an SRH on the wire)
-    unless patched (notes Q4); the hand-packed path must say encap.red as well."""
+    unless patched (docs/kernel-notes.md §4); the hand-packed path must say encap.red as well."""
     script = (
         "from ipaddress import IPv6Address as A, IPv6Network as N\n"
         "from nfq_mip6.dataplane.netlink import NetlinkDataplane\n"

@@ -110,7 +110,7 @@ def mobility_headers(pcap: Path) -> list[tuple[Any, Any]]:
 
 @contextlib.contextmanager
 def static_home_agent(node: Node, care_of: IPv6Address) -> Iterator[None]:
-    """The HA's kernel fast path for one binding, made by hand (dataplane notes Q3, Q7)."""
+    """The HA's kernel fast path for one binding, made by hand (docs/kernel-notes.md §4–§6)."""
     commands = [
         ["sysctl", "-qw", "net.ipv6.neigh.eth0.proxy_delay=0"],
         f"ip -6 neigh add proxy {HOA} dev eth0".split(),

@@ -1,4 +1,4 @@
-"""Binding cache, state transitions and RFC 6275 §9.5.1 sequence arithmetic (facts §6)."""
+"""Binding cache, state transitions and RFC 6275 §9.5.1 sequence arithmetic."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Correspondent node core: RFC 6275 §9.4–§9.5 rules (facts §7, §8.5), one rule per test."""
+"""Correspondent node core: RFC 6275 §5.2, §9.4–§9.5 rules, one rule per test."""
 
 from __future__ import annotations
 

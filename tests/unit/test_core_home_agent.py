@@ -1,4 +1,4 @@
-"""Home Agent core: RFC 6275 §10.3 check order and statuses (facts §8.1–§8.4), one rule per test."""
+"""Home Agent core: RFC 6275 §10.3 check order and statuses, one rule per test."""
 
 from __future__ import annotations
 

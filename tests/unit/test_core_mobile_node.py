@@ -1,4 +1,4 @@
-"""Mobile node core: RFC 6275 §11 rules (facts §8.6), one rule per test."""
+"""Mobile node core: RFC 6275 §11 rules, one rule per test."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Return routability crypto against the vectors of facts §7.1 (RFC 6275 §5.2.5–§5.2.6)."""
+"""Return routability crypto (RFC 6275 §5.2.5–§5.2.6) against tests/vectors/mh_vectors.json."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """CorrespondentRuntime without the kernel: packets in (as NFQUEUE would hand them), verdicts
 and sent packets out. A scripted mobile node runs return routability with ``nfq_mip6.wire``
-and ``nfq_mip6.mobility.rr`` (RFC 6275 §5.2, §9.2–§9.5, facts §7–§8.5)."""
+and ``nfq_mip6.mobility.rr`` (RFC 6275 §5.2, §9.2–§9.5)."""
 
 from __future__ import annotations
 

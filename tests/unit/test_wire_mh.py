@@ -1,4 +1,4 @@
-"""Mobility Header codec: golden vectors (rfc6275-facts §7.1), round trips, layouts."""
+"""Mobility Header codec: golden vectors (docs/protocol-notes.md §5), round trips, layouts."""
 
 from __future__ import annotations
 
@@ -50,8 +50,10 @@ HOA, COA, CN, HA = ADDR["hoa"], ADDR["coa"], ADDR["cn"], ADDR["ha"]
 KBM = bytes.fromhex(VECTORS["kbm"])
 
 
-def _facts_authenticator(kbm: bytes, coa: IPv6Address, cn: IPv6Address, mh_data: bytes) -> bytes:
-    """The reference code of rfc6275-facts §7.1, verbatim in behaviour."""
+def _reference_authenticator(
+    kbm: bytes, coa: IPv6Address, cn: IPv6Address, mh_data: bytes
+) -> bytes:
+    """The independent reference authenticator of RFC 6275 §5.2.6 (docs/protocol-notes.md §5)."""
     m = bytearray(mh_data)
     m[4:6] = b"\0\0"
     return hmac.new(kbm, coa.packed + cn.packed + bytes(m), hashlib.sha1).digest()[:12]
@@ -82,7 +84,7 @@ def test_cn_binding_update_authenticator_callback_reproduces_vector() -> None:
 
     def authenticate(mh_data: bytes) -> bytes:
         seen.append(mh_data)
-        return _facts_authenticator(KBM, COA, CN, mh_data)
+        return _reference_authenticator(KBM, COA, CN, mh_data)
 
     built = build_mh(bu, HOA, CN, authenticator=authenticate)
     assert built.hex() == VECTORS["cn_bu"]["mh"]
@@ -116,7 +118,7 @@ def test_bu_without_options_has_padn_2_and_hdrlen_1() -> None:
     assert built[12:16] == b"\x01\x02\x00\x00"
 
 
-def test_altcoa_nonce_indices_bad_layout_matches_facts() -> None:
+def test_altcoa_nonce_indices_bad_layout_is_canonical() -> None:
     bu = BindingUpdate(
         2,
         BUFlags.A,

@@ -1,6 +1,6 @@
 """Cross-check against scapy's MIPv6 layers (scapy.layers.inet6), every field set explicitly.
 
-scapy pitfalls met here (see rfc6275-facts §2): MIP6OptNonceIndices and MIP6OptBindingAuthData
+scapy pitfalls met here: MIP6OptNonceIndices and MIP6OptBindingAuthData
 default to olen=16 (must be 4 and 12); ICMPv6HAAD* default R=1; and scapy's in6_chksum only
 uses the HAO home address for the checksum when the Destination Options header holds the HAO
 as its *only* option (scapy then autopads it), so the HAO is given alone below.
@@ -251,8 +251,8 @@ def test_scapy_reads_our_home_bu() -> None:
     assert bu.seq == 1 and bu.mhtime == 10 and bu.len == 3
     assert bu.options[1].acoa == str(COA)
     assert decoded[HAO].hoa == str(HOA)
-    assert bu.cksum == 0x70E9  # rfc6275-facts §7.1: pseudo-header source = the HoA
+    assert bu.cksum == 0x70E9  # tests/vectors: pseudo-header source = the HoA
     # scapy limitation: re-checksumming the *dissected* packet, whose Destination Options
-    # header now holds PadN + HAO, makes scapy fall back to the CoA (the facts' wrong 0x71e3)
+    # header now holds PadN + HAO, makes scapy fall back to the CoA (the vectors' wrong 0x71e3)
     del bu.cksum
     assert IPv6(bytes(decoded))[MIP6MH_BU].cksum == 0x71E3

@@ -2,7 +2,8 @@
 expert info (bad ICMPv6 checksums are such errors), and each layer is dissected as intended.
 
 Wireshark does not verify MH checksums, so those are checked here with the independent
-reference code of rfc6275-facts §7.1. Skipped only when tshark is not installed.
+reference code of RFC 6275 §6.1.1 (docs/protocol-notes.md §5). Skipped only when tshark
+is not installed.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ LINKTYPE_RAW = 101
 
 
 def _reference_mh_checksum_ok(src: IPv6Address, dst: IPv6Address, mh: bytes) -> bool:
-    """rfc6275-facts §7.1 csum16 over pseudo-header + MH (as received) must give 0."""
+    """RFC 6275 §6.1.1: the Internet checksum over pseudo-header + MH (as received) must give 0."""
     data = src.packed + dst.packed + struct.pack("!I", len(mh)) + b"\0\0\0\x87" + mh
     if len(data) % 2:
         data += b"\0"
