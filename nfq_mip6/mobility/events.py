@@ -452,6 +452,9 @@ class InstallRouteOptimization:
     HAO = ``home_address`` are accepted (§9.3.1, §9.3.2).
     At an MN (``correspondent`` set): packets from ``home_address`` to ``correspondent`` leave
     from ``care_of_address`` with an HAO, and RH2 packets from it are accepted (§11.3.1).
+    At an HA (``correspondent`` is ``None``, a home registration): the HA's *own* packets to
+    ``home_address`` leave directly for ``care_of_address`` with an RH2 (§9.3.2, §10.3.1);
+    packets it forwards keep the tunnel of :class:`InstallHomeTunnel`.
     Creates or replaces.
     """
 

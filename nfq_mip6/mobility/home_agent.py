@@ -66,11 +66,13 @@ from nfq_mip6.mobility.events import (
     HomePrefixAdvertised,
     InputEvent,
     InstallHomeTunnel,
+    InstallRouteOptimization,
     MessageDiscarded,
     MobilePrefixSolicitationReceived,
     MobilityMessageReceived,
     ProxyDadCompleted,
     RemoveHomeTunnel,
+    RemoveRouteOptimization,
     RouterAdvertisementReceived,
     SendDhaadReply,
     SendMobilePrefixAdvertisement,
@@ -633,9 +635,11 @@ class HomeAgent:
         bu: BindingUpdate,
         status: int,
     ) -> list[Action]:
-        """A new home registration is in force: tunnel, proxy ND (§10.4.1), then the BA."""
+        """A new home registration is in force: tunnel, direct delivery of the HA's own
+        packets (§9.3.2), proxy ND (§10.4.1), then the BA."""
         return [
             InstallHomeTunnel(entry.home_address, entry.care_of_address),
+            InstallRouteOptimization(entry.home_address, entry.care_of_address),
             StartProxyNeighbor(entry.home_address, entry.link_local),
             self._accept_ba(src, dst, hao, bu, entry.lifetime, status),
             BindingRegistered(
@@ -660,6 +664,7 @@ class HomeAgent:
         actions: list[Action] = []
         if int(care_of_address) != int(entry.care_of_address):
             actions.append(InstallHomeTunnel(entry.home_address, care_of_address))
+            actions.append(InstallRouteOptimization(entry.home_address, care_of_address))
         self.cache.register(
             entry,
             care_of_address=care_of_address,
@@ -700,6 +705,19 @@ class HomeAgent:
         return [
             RemoveHomeTunnel(entry.home_address),
             StopProxyNeighbor(entry.home_address, entry.link_local),
+            RemoveRouteOptimization(entry.home_address),
+        ]
+
+    def route_optimizations(self) -> list[InstallRouteOptimization]:
+        """§9.3.2, §10.3.1: one :class:`InstallRouteOptimization` per registered home binding,
+        for a runtime that restored the cache (its own packets to each HoA go directly to the
+        CoA with a type 2 routing header; forwarded ones keep the tunnel)."""
+        return [
+            InstallRouteOptimization(entry.home_address, entry.care_of_address)
+            for entry in self.cache
+            if entry.state is BindingState.REGISTERED
+            and entry.home_registration
+            and int(entry.care_of_address) != int(entry.home_address)
         ]
 
     # ----------------------------------------------------------------------------------------

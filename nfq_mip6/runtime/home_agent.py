@@ -55,10 +55,12 @@ from nfq_mip6.mobility.events import (
     HomePrefixAdvertised,
     InputEvent,
     InstallHomeTunnel,
+    InstallRouteOptimization,
     MessageDiscarded,
     MobilePrefixSolicitationReceived,
     ProxyDadCompleted,
     RemoveHomeTunnel,
+    RemoveRouteOptimization,
     RouterAdvertisementReceived,
     SendDhaadReply,
     SendMobilePrefixAdvertisement,
@@ -71,6 +73,7 @@ from nfq_mip6.mobility.home_agent import HomeAgent
 from nfq_mip6.mobility.home_agent import HomeAgentConfig as CoreHomeAgentConfig
 from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 from nfq_mip6.runtime.base import QueuedPacket, RuntimeContext, Verdict
+from nfq_mip6.runtime.home_egress import EgressRewriter, HomeAgentEgress
 from nfq_mip6.runtime.mh_endpoint import MobilityHeaderEndpoint, mobility_message_received
 from nfq_mip6.runtime.throttle import LogThrottle
 from nfq_mip6.security.guard import HomeAgentGuard
@@ -241,6 +244,8 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         self.nd: Any = None
         self.rules: Any = None
         self.link: HomeLinkAddressing | None = None
+        # §9.3.2: the HA's own packets to a registered HoA leave directly with an RH2.
+        self.egress: EgressRewriter | None = None
         self.counters: dict[str, int] = {
             "malformed": 0,
             "parameter_problems_sent": 0,
@@ -357,6 +362,11 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
                 },
             )
             self.rules.load()
+        self.egress = HomeAgentEgress(ctx.queue_num, rules=self._load_rules)
+        self.egress.install_many(
+            (action.home_address, action.care_of_address)
+            for action in self.core.route_optimizations()
+        )
         log.info(
             "home agent %s on %s serving %s (%s backend, %d binding(s) restored)",
             link.address, link.interface, link.prefix, self.dataplane.backend,
@@ -373,6 +383,8 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
                 self.rules.unload()
             except Exception:
                 log.exception("removing ha.rules failed")
+        if self.egress is not None:
+            self.egress.forget()  # its rules went with the NFQMIP6-HA-OUT chain
         if self.core is not None and self.ctx is not None:
             self._save_bindings(self.ctx.clock())
         if self.nd is not None:
@@ -430,6 +442,13 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
     # ------------------------------------------------------------------------------------
     def on_queued_packet(self, queued: QueuedPacket, now: float) -> Verdict:
         payload = queued.payload
+        egress = self.egress
+        if egress is not None and queued.interface_index == 0 and payload[24:40] in egress.bindings:
+            # NFQMIP6-HA-OUT (OUTPUT: no input interface, not FORWARD): our own packet to a
+            # bound HoA (§9.3.2); an MH (a BA to the HoA) or a shape the rewrite refuses
+            # leaves unchanged.
+            out = egress.rewrite(payload)
+            return Verdict.rewrite(out) if out is not None else Verdict.accept()
         try:
             packet = parse_ipv6(payload)
         except MalformedPacket as exc:
@@ -595,6 +614,14 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         elif isinstance(action, RemoveHomeTunnel):
             self.dataplane.remove_tunnel(action.home_address)
             self._dataplane_metric("remove_tunnel", ok=True)
+        elif isinstance(action, InstallRouteOptimization):
+            if self.egress is not None:
+                ok = self.egress.install(action.home_address, action.care_of_address)
+                self._dataplane_metric("install_route_optimization", ok=ok)
+        elif isinstance(action, RemoveRouteOptimization):
+            if self.egress is not None:
+                ok = self.egress.remove(action.home_address)
+                self._dataplane_metric("remove_route_optimization", ok=ok)
         elif isinstance(action, StartProxyNeighbor):
             for address in (action.home_address, action.link_local):
                 if address is None:
@@ -747,6 +774,9 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             return self._reload(request.get("config"))
         if cmd == "flush":
             self.dataplane.remove_tunnels(list(self.dataplane.tunnels()))
+            if self.egress is not None:
+                for home_address in list(self.egress.bindings):
+                    self.egress.remove(IPv6Address(home_address))
             return {"ok": True}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
@@ -796,6 +826,10 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         if self.nd is not None and isinstance(getattr(self.nd, "stats", None), dict):
             extra.update({f"nd_{key}": value for key, value in self.nd.stats.items()})
         extra["reverse_tunnel_rejected"] = rejected
+        if isinstance(self.egress, HomeAgentEgress):
+            extra["direct_rh2_inserted"] = self.egress.counters["rh2_inserted"]
+            extra["direct_rule_errors"] = self.egress.counters["rule_errors"]
+            extra["direct_bindings"] = len(self.egress.bindings)
         extra["max_binding_lifetime"] = self.core.config.max_binding_lifetime
         return {
             "ok": True,

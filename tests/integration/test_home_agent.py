@@ -63,6 +63,7 @@ from nfq_mip6.wire import (
     parse_ipv6,
     parse_mh,
 )
+from nfq_mip6.wire.icmp import UnknownICMPv6
 from nfq_mip6.wire.mh import IPPROTO_MH
 
 pytestmark = pytest.mark.netns
@@ -332,6 +333,28 @@ def test_cn_ping_is_tunnelled_to_the_coa(
     assert 43 not in (frame[IPv6].nh for frame in tunnelled)  # encap.red: no SRH
     # mipdiag -s: the kernel's encapsulations, read from the agent's counting rule.
     assert agent.stats()["counters"]["NEncapsulations"] >= encapsulated + 2
+
+
+def test_echo_request_with_hao_is_answered_directly_with_rh2_not_tunnelled(
+    registered: ReceivedBA, agent: AgentHandle, mn: ScriptedMobileNode
+) -> None:
+    """RFC 6275 §9.3.1, §9.3.2, §10.3.1: the MN pings the HA from its CoA with a Home Address
+    option; the HA's Echo Reply (its own packet to a registered HoA) goes straight to the CoA
+    with a type 2 routing header carrying the HoA, not through the IPv6-in-IPv6 tunnel."""
+    echo = build_icmpv6_packet(
+        UnknownICMPv6(128, 0, b"\x12\x34\x00\x01ping"), COA, HA, hop_limit=64, home_address=HOA
+    )
+    replies = mn.exchange(echo, wait=3.0)
+    assert replies, "no Echo Reply from the home agent"
+    packet = parse_ipv6(replies[0])
+    assert packet.upper_layer == 58, f"not direct: headers {packet.header_types}"
+    assert (packet.src, packet.dst, packet.rh2_address) == (HA, COA, HOA)
+    reply = parse_icmpv6(packet.upper_layer_bytes)
+    assert isinstance(reply, UnknownICMPv6) and (reply.icmp_type, reply.body) == (
+        129,
+        b"\x12\x34\x00\x01ping",
+    )
+    assert agent.stats()["home_agent"]["direct_rh2_inserted"] >= 1
 
 
 # R's unicast Neighbor Solicitation for a proxied home address (NUD, RFC 4861 §7.3.3):

@@ -17,11 +17,13 @@ from nfq_mip6.mobility.events import (
     DhaadRequestReceived,
     HomePrefixAdvertised,
     InstallHomeTunnel,
+    InstallRouteOptimization,
     MessageDiscarded,
     MobilePrefixSolicitationReceived,
     MobilityMessageReceived,
     ProxyDadCompleted,
     RemoveHomeTunnel,
+    RemoveRouteOptimization,
     RouterAdvertisementReceived,
     SendDhaadReply,
     SendMobilePrefixAdvertisement,
@@ -98,7 +100,8 @@ def test_ha_first_registration_starts_proxy_dad_then_ba_after_dad() -> None:
     assert ha.cache.get(HOA).state is BindingState.DAD_PENDING  # type: ignore[union-attr]
     actions = ha.handle(ProxyDadCompleted(HOA, duplicate=False), 1.0)
     assert actions[0] == InstallHomeTunnel(HOA, COA)
-    assert actions[1] == StartProxyNeighbor(HOA, None)
+    assert actions[1] == InstallRouteOptimization(HOA, COA)
+    assert actions[2] == StartProxyNeighbor(HOA, None)
     ba = ba_of(actions)
     assert (ba.status, ba.sequence, ba.lifetime) == (0, 1, 100)
     assert isinstance(actions[-1], BindingRegistered)
@@ -317,7 +320,7 @@ def test_ha_new_coa_replaces_tunnel() -> None:
     ha = make_ha()
     registered(ha)
     actions = ha.handle(home_bu(seq=2, coa=COA2), 10.0)
-    assert actions[0] == InstallHomeTunnel(HOA, COA2)
+    assert actions[:2] == [InstallHomeTunnel(HOA, COA2), InstallRouteOptimization(HOA, COA2)]
     assert ba_of(actions).status == 0
     assert only_ba(actions).dst == COA2
 
@@ -347,8 +350,12 @@ def test_ha_binding_expiry_tears_down() -> None:
     assert ha.next_deadline() == 41.0
     assert ha.handle_timer(40.9) == []
     actions = ha.handle_timer(41.0)
-    assert actions[:2] == [RemoveHomeTunnel(HOA), StopProxyNeighbor(HOA, None)]
-    assert isinstance(actions[2], BindingExpired)
+    assert actions[:3] == [
+        RemoveHomeTunnel(HOA),
+        StopProxyNeighbor(HOA, None),
+        RemoveRouteOptimization(HOA),
+    ]
+    assert isinstance(actions[3], BindingExpired)
     assert ha.next_deadline() is None
 
 
@@ -460,3 +467,29 @@ def test_ha_counts_bus_and_acks() -> None:
     ha.handle(home_bu(seq=1), 2.0)  # 135
     assert ha.stats.NBindUpdatesRcvd == 2
     assert ha.stats.NBindAcksSent == 1 and ha.stats.NBindNAcksSent == 1
+
+
+def test_ha_own_packets_to_a_registered_home_address_go_directly_with_rh2() -> None:
+    """RFC 6275 §9.3.2, §10.3.1: with a home registration in force the HA's own packets to
+    the HoA go to the CoA with an RH2 (the runtime rewrites them); a refresh with the same
+    CoA changes nothing, a new CoA replaces it, de-registration and expiry remove it."""
+    ha = make_ha()
+    assert InstallRouteOptimization(HOA, COA) in registered(ha)
+    assert ha.route_optimizations() == [InstallRouteOptimization(HOA, COA)]
+    refresh = ha.handle(home_bu(seq=2), 5.0)
+    assert not [a for a in refresh if isinstance(a, InstallRouteOptimization)]
+    moved = ha.handle(home_bu(seq=3, coa=COA2), 6.0)
+    assert InstallRouteOptimization(HOA, COA2) in moved
+    assert ha.route_optimizations() == [InstallRouteOptimization(HOA, COA2)]
+    gone = ha.handle(home_bu(seq=4, coa=HOA, src=HOA, hao=False, lifetime_units=0), 7.0)
+    assert RemoveRouteOptimization(HOA) in gone
+    assert ha.route_optimizations() == []
+    expiring = make_ha()
+    registered(expiring, lifetime_units=10)
+    assert RemoveRouteOptimization(HOA) in expiring.handle_timer(41.0)
+
+
+def test_ha_binding_still_waiting_for_dad_has_no_direct_delivery() -> None:
+    ha = make_ha()
+    ha.handle(home_bu(), 0.0)
+    assert ha.route_optimizations() == []

@@ -27,6 +27,7 @@ from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.runtime.base import RuntimeContext, VerdictKind
 from nfq_mip6.runtime.home_agent import HomeAgentRuntime, HomeLinkAddressing
 from nfq_mip6.wire import (
+    BAFlags,
     BAStatus,
     BindingAck,
     BindingUpdate,
@@ -482,3 +483,40 @@ def test_a_flood_of_failed_sends_is_counted_but_logged_once_per_window(
         "(last: sending a 40-octet packet failed: [Errno 101] Network is unreachable)",
     ]
     assert rt.handle_control({"cmd": "stats"})["home_agent"]["send_errors"] == 1001
+
+
+def test_own_packets_to_a_registered_home_address_go_directly_with_rh2(
+    runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
+) -> None:
+    """RFC 6275 §9.3.2, §10.3.1: once the HoA is registered, a packet the HA originates for
+    it (from NFQMIP6-HA-OUT, no input interface) leaves for the CoA with an RH2 = HoA; the
+    same packet arriving through FORWARD keeps the tunnel; an MH (a BA) is left alone;
+    after de-registration nothing is rewritten."""
+    rt, _fake, sent = runtime
+    echo_reply = build_ipv6_packet(HA, HOA, 58, b"\x81\x00\x00\x00\x00\x01\x00\x01")
+    assert (
+        rt.on_queued_packet(QueuedPacket(echo_reply), 100.0).kind == VerdictKind.ACCEPT
+    )  # no binding yet
+    rt.on_queued_packet(QueuedPacket(bu(1)), 100.0)
+    rt.on_timer(101.0)  # proxy DAD done: registered
+    verdict = rt.on_queued_packet(QueuedPacket(echo_reply), 102.0)
+    assert verdict.kind == VerdictKind.REWRITE and verdict.payload is not None
+    out = parse_ipv6(verdict.payload)
+    assert (out.src, out.dst, out.rh2_address, out.upper_layer) == (HA, COA, HOA, 58)
+    assert out.upper_layer_bytes == echo_reply[40:]  # checksum over the HoA: unchanged
+    assert rt.handle_control({"cmd": "stats"})["home_agent"]["direct_rh2_inserted"] == 1
+    # A BA the HA sends to the HoA itself is never rewritten.
+    own_ba = build_ipv6_packet(
+        HA, HOA, IPPROTO_MH, build_mh(BindingAck(0, BAFlags(0), 1, 0), HA, HOA)
+    )
+    assert rt.on_queued_packet(QueuedPacket(own_ba), 102.0).kind == VerdictKind.ACCEPT
+    # Forwarded (FORWARD slow path: an input interface) → tunnelled, not given an RH2.
+    forwarded = build_ipv6_packet(IPv6Address("2001:db8:c::9"), HOA, 59, b"")
+    assert rt.on_queued_packet(QueuedPacket(forwarded, 7), 102.0).kind == VerdictKind.DROP
+    assert parse_ipv6(sent[-1]).dst == COA and parse_ipv6(sent[-1]).upper_layer == 41
+    # A new CoA moves the direct path with it; de-registration ends it.
+    rt.on_queued_packet(QueuedPacket(bu(2, coa=COA2)), 103.0)
+    verdict = rt.on_queued_packet(QueuedPacket(echo_reply), 103.0)
+    assert verdict.payload is not None and parse_ipv6(verdict.payload).dst == COA2
+    rt.on_queued_packet(QueuedPacket(bu(3, coa=COA2, lifetime=0)), 104.0)
+    assert rt.on_queued_packet(QueuedPacket(echo_reply), 105.0).kind == VerdictKind.ACCEPT

@@ -69,6 +69,7 @@ def test_ha_rules_queue_mh_hao_rh2_and_dhaad_with_the_configured_queue() -> None
     assert rules.hooks() == [
         ("raw", "PREROUTING", "-j NFQMIP6-HA-PRE"),
         ("mangle", "PREROUTING", "-j NFQMIP6-HA-MSS"),
+        ("mangle", "OUTPUT", "-j NFQMIP6-HA-OUT"),
         ("filter", "INPUT", "-j NFQMIP6-HA-IN"),
         ("filter", "FORWARD", "-j NFQMIP6-HA-FWD"),
     ]
@@ -105,3 +106,18 @@ def test_home_link_neighbour_solicitations_are_marked_for_the_nd_policy_rules() 
         "-A NFQMIP6-HA-MSS -i eth0 -d fec0:106:2700::/64 -p icmpv6 --icmpv6-type "
         "neighbour-solicitation -j MARK --set-xmark 0x6275/0xffffffff"
     ) in rules.text.splitlines()
+
+
+def test_neighbor_discovery_to_a_bound_home_address_is_never_queued_for_the_rh2_rewrite() -> None:
+    """The per-binding rules of NFQMIP6-HA-OUT are appended after these RETURNs: the HA's
+    NA to a home address (the MN back home, still bound) stays on the link (RFC 4861)."""
+    rules = RuleSet.from_file(rules_path("ha.rules"), HA_PARAMS)
+    returns = [line for line in rules.text.splitlines() if line.startswith("-A NFQMIP6-HA-OUT")]
+    assert [line.split("--icmpv6-type ")[1].split()[0] for line in returns] == [
+        "router-solicitation",
+        "router-advertisement",
+        "neighbour-solicitation",
+        "neighbour-advertisement",
+        "redirect",
+    ]
+    assert all(line.endswith("-j RETURN") for line in returns)
