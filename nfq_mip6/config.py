@@ -32,6 +32,7 @@ from typing import Any, Final
 
 from nfq_mip6.constants import MAX_LIFETIME_SECONDS
 from nfq_mip6.control import DEFAULT_CONTROL_SOCKET
+from nfq_mip6.errors import ConfigurationError
 from nfq_mip6.security.auth import (
     DEFAULT_TIMESTAMP_WINDOW,
     MobileNodeCredentials,
@@ -78,7 +79,7 @@ class Role(StrEnum):
     CN = "cn"
 
 
-class ConfigError(Exception):
+class ConfigError(ConfigurationError):
     """A configuration problem: ``source`` (file or environment variable), ``key``, ``problem``."""
 
     def __init__(self, path: Path | str, key: str, problem: str) -> None:

@@ -52,3 +52,17 @@ AUTHENTICATOR_LENGTH: Final = 12
 
 # §9.5.1: sequence numbers compare modulo 2^16.
 SEQUENCE_MODULUS: Final = 0x10000
+
+# IANA protocol numbers (IPv6 Next Header values) used by the codec, the rules and the kernel
+# data plane: RFC 8200 §4 for the extension headers, RFC 6275 §6.1 for the Mobility Header,
+# RFC 2473 for IPv6-in-IPv6.
+IPPROTO_HOPOPTS: Final = 0
+IPPROTO_IPV6: Final = 41  # IPv6-in-IPv6 (RFC 2473): the MN–HA tunnel
+IPPROTO_ROUTING: Final = 43
+IPPROTO_FRAGMENT: Final = 44
+IPPROTO_ESP: Final = 50
+IPPROTO_AH: Final = 51
+IPPROTO_ICMPV6: Final = 58
+IPPROTO_NONE: Final = 59
+IPPROTO_DSTOPTS: Final = 60
+IPPROTO_MH: Final = 135  # RFC 6275 §6.1

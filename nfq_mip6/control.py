@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from nfq_mip6.errors import ControlError
+
 __all__ = [
     "DEFAULT_CONTROL_SOCKET",
     "AgentNotRunning",
@@ -44,10 +46,6 @@ MAX_CLIENTS: Final = 16
 MAX_PENDING_OUTPUT: Final = 16 * 1024 * 1024
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
-
-
-class ControlError(Exception):
-    """The control request failed (no answer, bad answer, permission)."""
 
 
 class AgentNotRunning(ControlError):

@@ -47,6 +47,7 @@ from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any, Final
 
+from nfq_mip6.errors import StoreError
 from nfq_mip6.mobility.binding import BindingCache, BindingCacheEntry, BindingState
 from nfq_mip6.mobility.correspondent import CorrespondentNode, NodeKeyState
 from nfq_mip6.mobility.events import (
@@ -117,10 +118,6 @@ CREATE TABLE IF NOT EXISTS nonces (
 );
 CREATE TABLE IF NOT EXISTS "values" (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-class StoreError(Exception):
-    """The state database cannot be opened, read or written."""
 
 
 @dataclass(frozen=True, slots=True)

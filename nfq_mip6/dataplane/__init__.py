@@ -1,9 +1,15 @@
-"""Kernel fast path of the Home Agent, behind a small Protocol (RFC 6275 §10.4).
+"""Kernel fast paths of the Home Agent (RFC 6275 §10.4) and the Mobile Node (§11.3.1),
+each behind a small Protocol with an in-memory fake.
 
-* :mod:`nfq_mip6.dataplane.netlink`: the real kernel (pyroute2 + ``ip -batch``), with a
-  seg6 ``encap.red`` backend (the default here: no ip6tnl in this kernel) and an ip6tnl one.
-* :mod:`nfq_mip6.dataplane.fake`: an in-memory fake for unit tests.
-* :mod:`nfq_mip6.dataplane.mobile_node`: the Mobile Node's data plane (separate owner).
+* :class:`Dataplane`: the Home Agent's; :mod:`nfq_mip6.dataplane.netlink` on the real kernel
+  (pyroute2, hand-packed rtnetlink and ``ip -batch``), with a seg6 ``encap.red`` backend (the
+  default here: no ip6tnl in this kernel) and an ip6tnl one.
+* :class:`MobileNodeKernel`: the Mobile Node's; :mod:`nfq_mip6.dataplane.mobile_node` on the
+  real kernel.
+* :mod:`nfq_mip6.dataplane.fake`: the in-memory fakes of both, for unit tests.
+* :mod:`nfq_mip6.dataplane.kernel`: the toolkit both real ones share (constants, the pyroute2
+  seg6 patch, the ENOMEM retry, rule and tunnel-source helpers); every failure is the one
+  :class:`~nfq_mip6.errors.DataplaneError`.
 
 Kernel state owned by the Home Agent is recognisable after a restart: routes carry the
 routing protocol number :data:`RT_PROTO_NFQ_MIP6` and live in :data:`TUNNEL_TABLE` /
@@ -15,8 +21,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv6Address
-from typing import Final, Protocol
+from ipaddress import IPv6Address, IPv6Interface, IPv6Network
+from typing import Any, Protocol
+
+from nfq_mip6.dataplane.kernel import (
+    DECAP_TABLE,
+    IFA_F_DADFAILED,
+    IFA_F_OPTIMISTIC,
+    IFA_F_TENTATIVE,
+    LOCAL_RULE_PRIORITY,
+    ND_FWMARK,
+    RT_PROTO_NFQ_MIP6,
+    RULE_PRIORITY_DECAP,
+    RULE_PRIORITY_ND,
+    RULE_PRIORITY_ND_LOCAL,
+    RULE_PRIORITY_TUNNEL,
+    TUNNEL_TABLE,
+)
+from nfq_mip6.errors import DataplaneError
 
 __all__ = [
     "DECAP_TABLE",
@@ -31,28 +53,10 @@ __all__ = [
     "Dataplane",
     "DataplaneCounters",
     "DataplaneError",
+    "InterfaceAddress",
+    "MobileNodeKernel",
     "ReconcileReport",
 ]
-
-TUNNEL_TABLE: Final = 6275  # HoA/128 -> encap to the CoA (the RFC number, easy to spot)
-DECAP_TABLE: Final = 6276  # HA/128 from CoA/128 -> End.DX6 (reverse tunnel, §10.4.5)
-RT_PROTO_NFQ_MIP6: Final = 173  # `proto 173` on every route the HA installs
-# Neighbor Solicitations to the home prefix, marked ND_FWMARK by ha.rules (mangle PREROUTING),
-# look up `main` before the tunnel table: a proxied HoA's seg6 route would otherwise carry
-# the home router's unicast NUD probes to the CoA at route input, before ip6_forward's
-# proxy-NDP check could answer them (RFC 6275 §10.4.1: the HA defends the HoA).
-# The marked NS consult `local` first (NS to the HA's own addresses; `local` moved behind
-# the tunnel rule, see LOCAL_RULE_PRIORITY), then `main`.
-ND_FWMARK: Final = 0x6275
-RULE_PRIORITY_ND_LOCAL: Final = 938  # fwmark ND_FWMARK lookup local
-RULE_PRIORITY_ND: Final = 939  # fwmark ND_FWMARK lookup main
-RULE_PRIORITY_DECAP: Final = 940  # to HA ipproto 41 lookup DECAP_TABLE (before `local`)
-RULE_PRIORITY_TUNNEL: Final = 941  # to <home prefix> lookup TUNNEL_TABLE
-LOCAL_RULE_PRIORITY: Final = 1000  # where the `lookup local` rule moves (was 0)
-
-
-class DataplaneError(RuntimeError):
-    """A kernel operation failed; the message says which and why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +121,74 @@ class Dataplane(Protocol):
 
     def shutdown(self, *, flush: bool) -> None:
         """Stop. ``flush=False`` keeps tunnels, rules and proxies (restart keeps flows)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceAddress:
+    """An IPv6 address on the MN's interface, as the kernel reports it."""
+
+    interface: IPv6Interface
+    flags: int  # IFA_F_* of linux/if_addr.h
+    valid_lifetime: float | None  # None = forever
+    preferred_lifetime: float | None
+
+    @property
+    def address(self) -> IPv6Address:
+        return self.interface.ip
+
+    @property
+    def usable(self) -> bool:
+        """Usable as a source: not tentative (unless optimistic) and DAD did not fail."""
+        if self.flags & IFA_F_DADFAILED:
+            return False
+        return not (self.flags & IFA_F_TENTATIVE) or bool(self.flags & IFA_F_OPTIMISTIC)
+
+
+class MobileNodeKernel(Protocol):
+    """The Mobile Node's kernel data plane (RFC 6275 §11.3.1, §11.5): the home address
+    away from home, the reverse tunnel to the Home Agent, decapsulation at the CoA, and what
+    the visited link left behind. One instance per agent, inside its netns."""
+
+    care_of_address: IPv6Address | None  # the CoA of the installed tunnel
+    home_agent: IPv6Address | None
+    home_address_away: bool  # the HoA is off the interface (on ``lo``)
+    local_rule_moved: bool  # the ``local`` rule is behind the decap rule
+
+    def adopt_leftovers(self) -> bool:
+        """At start: recognise state of a previous run that ended away (flags set so the
+        return home or :meth:`cleanup` removes it). Whether anything was found."""
+
+    def carrier_state(self) -> tuple[bool, int | None]:
+        """(carrier, carrier change count) of the interface now."""
+
+    def interface_addresses(self) -> list[InterfaceAddress]:
+        """Global (non-link-local) IPv6 addresses on the interface."""
+
+    def prepare_care_of_address(self, care_of_address: IPv6Address) -> None:
+        """Decapsulation for ``care_of_address`` and the tunnel source, ahead of the BA."""
+
+    def install_reverse_tunnel(self, care_of_address: IPv6Address, home_agent: IPv6Address) -> None:
+        """Create or re-point the MN–HA tunnel for a (new) CoA, make-before-break."""
+
+    def remove_reverse_tunnel(self) -> None:
+        """Remove the tunnel, its rules and routes (back home, or on stop)."""
+
+    def move_home_address_away(self) -> None:
+        """The HoA leaves the interface and lives on ``lo`` as a /128 (§11.5.1)."""
+
+    def move_home_address_home(self) -> None:
+        """The HoA goes back on the home interface (§11.5.5)."""
+
+    def purge_visited_link_state(
+        self, keep_prefixes: tuple[IPv6Network, ...], keep_router: IPv6Address | None
+    ) -> list[IPv6Interface]:
+        """Remove addresses and RA-learned routes of links left; the addresses removed."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """State for the ``stats`` snapshot."""
+
+    def cleanup(self) -> None:
+        """Remove every agent-owned kernel object and put the HoA back on the interface."""
+
+    def close(self) -> None:
+        """Release the netlink sockets (the kernel state stays)."""

@@ -1,13 +1,24 @@
-"""In-memory :class:`~nfq_mip6.dataplane.Dataplane` for unit tests (faucet's FakeOFTable idea)."""
+"""In-memory data planes for unit tests: :class:`FakeDataplane` (the Home Agent's
+:class:`~nfq_mip6.dataplane.Dataplane`) and :class:`FakeMobileNodeKernel` (the Mobile Node's
+:class:`~nfq_mip6.dataplane.MobileNodeKernel`). Both keep the state the kernel would hold in
+plain containers and list every operation in ``log``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Interface, IPv6Network
+from typing import Any
 
-from nfq_mip6.dataplane import DataplaneCounters, ReconcileReport
+from nfq_mip6.dataplane import (
+    Dataplane,
+    DataplaneCounters,
+    InterfaceAddress,
+    MobileNodeKernel,
+    ReconcileReport,
+)
+from nfq_mip6.errors import DataplaneError
 
-__all__ = ["FakeDataplane"]
+__all__ = ["FakeDataplane", "FakeMobileNodeKernel"]
 
 
 class FakeDataplane:
@@ -28,8 +39,6 @@ class FakeDataplane:
         self.log.append(("setup",))
 
     def install_tunnel(self, home_address: IPv6Address, care_of_address: IPv6Address) -> None:
-        from nfq_mip6.dataplane import DataplaneError
-
         if self.fail_next > 0:
             self.fail_next -= 1
             self.counters.errors += 1
@@ -84,3 +93,119 @@ class FakeDataplane:
             self.routes.clear()
             self.proxied.clear()
         self.log.append(("shutdown", "flush" if flush else "keep"))
+
+
+class FakeMobileNodeKernel:
+    """The Mobile Node's kernel in memory: where the HoA is, the tunnel, the decap CoAs.
+
+    ``addresses`` are what :meth:`interface_addresses` reports (tests put entries there);
+    ``fail_next`` makes the next N tunnel or home-address operations raise
+    :class:`~nfq_mip6.errors.DataplaneError`; ``leftovers`` is what :meth:`adopt_leftovers`
+    finds.
+    """
+
+    def __init__(self, home_address: IPv6Interface) -> None:
+        self.home_address = home_address
+        self.care_of_address: IPv6Address | None = None
+        self.home_agent: IPv6Address | None = None
+        self.home_address_away = False
+        self.local_rule_moved = False
+        self.decap: set[IPv6Address] = set()  # CoAs with a decap rule and route
+        self.tunnel_source: IPv6Address | None = None
+        self.carrier: tuple[bool, int | None] = (True, 1)
+        self.addresses: list[InterfaceAddress] = []
+        self.leftovers = False
+        self.closed = False
+        self.fail_next = 0
+        self.log: list[tuple[str, ...]] = []
+
+    def _maybe_fail(self, what: str) -> None:
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            raise DataplaneError(f"fake failure: {what}")
+
+    def adopt_leftovers(self) -> bool:
+        if self.leftovers:
+            self.home_address_away = True
+            self.local_rule_moved = True
+        self.log.append(("adopt", str(self.leftovers)))
+        return self.leftovers
+
+    def carrier_state(self) -> tuple[bool, int | None]:
+        return self.carrier
+
+    def interface_addresses(self) -> list[InterfaceAddress]:
+        return list(self.addresses)
+
+    def prepare_care_of_address(self, care_of_address: IPv6Address) -> None:
+        self._maybe_fail(f"prepare {care_of_address}")
+        self.local_rule_moved = True
+        self.decap.add(care_of_address)
+        self.tunnel_source = care_of_address
+        self.log.append(("prepare", str(care_of_address)))
+
+    def install_reverse_tunnel(self, care_of_address: IPv6Address, home_agent: IPv6Address) -> None:
+        self._maybe_fail(f"tunnel {care_of_address} -> {home_agent}")
+        self.prepare_care_of_address(care_of_address)
+        self.decap = {care_of_address}  # make-before-break: the old CoAs go after
+        self.care_of_address = care_of_address
+        self.home_agent = home_agent
+        self.log.append(("tunnel", str(care_of_address), str(home_agent)))
+
+    def remove_reverse_tunnel(self) -> None:
+        self.decap.clear()
+        self.tunnel_source = None
+        self.local_rule_moved = False
+        self.care_of_address = None
+        self.home_agent = None
+        self.log.append(("untunnel",))
+
+    def move_home_address_away(self) -> None:
+        self._maybe_fail("home address away")
+        self.home_address_away = True
+        self.log.append(("hoa away",))
+
+    def move_home_address_home(self) -> None:
+        self._maybe_fail("home address home")
+        self.home_address_away = False
+        self.log.append(("hoa home",))
+
+    def purge_visited_link_state(
+        self, keep_prefixes: tuple[IPv6Network, ...], keep_router: IPv6Address | None
+    ) -> list[IPv6Interface]:
+        removed = [
+            entry.interface
+            for entry in self.addresses
+            if entry.address != self.home_address.ip
+            and not any(entry.address in prefix for prefix in keep_prefixes)
+        ]
+        self.addresses = [entry for entry in self.addresses if entry.interface not in removed]
+        self.log.append(("purge", *(str(i) for i in removed)))
+        return removed
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "backend": "fake",
+            "care_of_address": str(self.care_of_address) if self.care_of_address else None,
+            "home_agent": str(self.home_agent) if self.home_agent else None,
+            "home_address_away": self.home_address_away,
+            "operations": len(self.log),
+        }
+
+    def cleanup(self) -> None:
+        try:
+            self.remove_reverse_tunnel()
+        finally:
+            if self.home_address_away:
+                self.move_home_address_home()
+
+    def close(self) -> None:
+        self.closed = True
+        self.log.append(("close",))
+
+
+def _fakes_follow_the_protocols(
+    home_agent: FakeDataplane, mobile_node: FakeMobileNodeKernel
+) -> tuple[Dataplane, MobileNodeKernel]:
+    """Never called: mypy checks here that the fakes implement the Protocols."""
+    return home_agent, mobile_node

@@ -1,4 +1,4 @@
-"""Mobile Node kernel data plane on the seg6 backend (RFC 6275 §11.2–§11.5, dataplane notes Q3/Q7).
+"""Mobile Node kernel data plane on the seg6 backend (RFC 6275 §11.2–§11.5, §11.3.1).
 
 Away from home the MN keeps its Home Address (HoA) usable by applications and reverse-tunnels
 everything sent from it to the Home Agent; packets the HA tunnels to the care-of address (CoA)
@@ -24,89 +24,60 @@ Design choices (kernel 6.18 without ip6tnl/sit/MIPv6):
   local address stays local).
 * On a CoA change the new decap rule and route are added before the old ones are removed.
 
-pyroute2 0.9.7 silently turns seg6 mode ``encap.red`` into ``encap`` (with an SRH, notes Q4);
-:func:`ensure_pyroute2_encap_red` patches its mode table (idempotent).
+The pyroute2 seg6 patch, the ENOMEM retry, the rule helpers and the tunnel source come from
+the shared toolkit :mod:`nfq_mip6.dataplane.kernel`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
-import subprocess
-import time
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Interface, IPv6Network
-from typing import Any, Final
+from typing import Any
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
+
+from nfq_mip6.constants import IPPROTO_IPV6
+from nfq_mip6.dataplane import InterfaceAddress, MobileNodeKernel
+from nfq_mip6.dataplane.kernel import (
+    AF_INET6,
+    IFA_F_NODAD,
+    IFA_F_NOPREFIXROUTE,
+    IFA_F_PERMANENT,
+    LOCAL_RULE_PRIORITY,
+    MN_DECAP_RULE_PRIORITY,
+    MN_DECAP_TABLE,
+    MN_HOME_ADDRESS_RULE_PRIORITY,
+    MN_REVERSE_TUNNEL_TABLE,
+    RT_TABLE_LOCAL,
+    RT_TABLE_MAIN,
+    RTPROT_KERNEL,
+    RTPROT_RA,
+    EnomemRetry,
+    TunnelSource,
+    add_rule,
+    has_rule,
+    ipv6_rules,
+    move_local_rule,
+    patch_pyroute2_seg6_modes,
+    quietly,
+    restore_local_rule,
+    rule_table,
+)
+from nfq_mip6.errors import DataplaneError
 
 LOG = logging.getLogger(__name__)
-
-AF_INET6: Final = 10
-RT_TABLE_LOCAL: Final = 255
-RT_TABLE_MAIN: Final = 254
-IPPROTO_IPV6: Final = 41
-IFA_F_NODAD: Final = 0x02
-IFA_F_OPTIMISTIC: Final = 0x04
-IFA_F_DADFAILED: Final = 0x08
-IFA_F_HOMEADDRESS: Final = 0x10
-IFA_F_DEPRECATED: Final = 0x20
-IFA_F_TENTATIVE: Final = 0x40
-IFA_F_PERMANENT: Final = 0x80
-IFA_F_NOPREFIXROUTE: Final = 0x200
-RTPROT_KERNEL: Final = 2
-RTPROT_RA: Final = 9
-ENOMEM_RETRIES: Final = 5
-ENOMEM_RETRY_DELAY: Final = 0.01  # notes Q4: a retry after 10 ms always succeeded
-
-
-class DataplaneError(RuntimeError):
-    """A kernel operation of the MN data plane failed (message says which)."""
-
-
-def ensure_pyroute2_encap_red() -> None:
-    """Teach pyroute2 0.9.7 the seg6 modes it lacks (dataplane notes Q4). Idempotent."""
-    from pyroute2.netlink.rtnl.rtmsg import rtmsg
-
-    srh: Any = rtmsg.seg6_encap_info.ipv6_sr_hdr
-    if srh.encapmodes.get("encap.red") == 3:
-        return
-    srh.encapmodes.update({"l2encap": 2, "encap.red": 3, "l2encap.red": 4})
-    srh.r_encapmodes = {value: key for key, value in srh.encapmodes.items()}
 
 
 @dataclass(frozen=True, slots=True)
 class MobileNodeTables:
     """Routing tables and rule priorities owned by the MN data plane."""
 
-    reverse_tunnel_table: int = 206
-    decap_table: int = 207
-    decap_rule_priority: int = 100
-    local_rule_priority: int = 1000
-    home_address_rule_priority: int = 1100
-
-
-@dataclass(frozen=True, slots=True)
-class InterfaceAddress:
-    """An IPv6 address on the MN's interface, as the kernel reports it."""
-
-    interface: IPv6Interface
-    flags: int
-    valid_lifetime: float | None  # None = forever
-    preferred_lifetime: float | None
-
-    @property
-    def address(self) -> IPv6Address:
-        return self.interface.ip
-
-    @property
-    def usable(self) -> bool:
-        """Usable as a source: not tentative (unless optimistic) and DAD did not fail."""
-        if self.flags & IFA_F_DADFAILED:
-            return False
-        return not (self.flags & IFA_F_TENTATIVE) or bool(self.flags & IFA_F_OPTIMISTIC)
+    reverse_tunnel_table: int = MN_REVERSE_TUNNEL_TABLE
+    decap_table: int = MN_DECAP_TABLE
+    decap_rule_priority: int = MN_DECAP_RULE_PRIORITY
+    local_rule_priority: int = LOCAL_RULE_PRIORITY
+    home_address_rule_priority: int = MN_HOME_ADDRESS_RULE_PRIORITY
 
 
 def _lifetime(value: int) -> float | None:
@@ -131,7 +102,7 @@ class MobileNodeDataplane:
         netns: str | None = None,
         tables: MobileNodeTables | None = None,
     ) -> None:
-        ensure_pyroute2_encap_red()
+        patch_pyroute2_seg6_modes()
         self.interface = interface
         self.home_address = home_address
         self.netns = netns
@@ -148,136 +119,49 @@ class MobileNodeDataplane:
         self.home_address_away = False
         self.local_rule_moved = False
         self.operations = 0
-        self._genl: _Seg6Genl | None = None
+        self._enomem = EnomemRetry()
+        self._tunnel_source = TunnelSource(netns=netns)
         self._decap_installed: set[IPv6Address] = set()
-        self._tunnel_source: IPv6Address | None = None
         self._tunnel_route_installed = False
         self._home_rule_installed = False
 
     # ---------------------------------------------------------------- helpers
 
     def _retry(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run one netlink request, retrying on ENOMEM (percpu dst_cache, notes Q4)."""
-        for attempt in range(ENOMEM_RETRIES):
-            try:
-                self.operations += 1
-                return func(*args, **kwargs)
-            except NetlinkError as exc:
-                if exc.code == errno.ENOMEM and attempt + 1 < ENOMEM_RETRIES:
-                    time.sleep(ENOMEM_RETRY_DELAY)
-                    continue
-                raise DataplaneError(f"{what}: {exc}") from exc
-        raise DataplaneError(f"{what}: ENOMEM")  # pragma: no cover - loop always returns/raises
+        """One netlink request through the toolkit's ENOMEM retry."""
+        self.operations += 1
+        return self._enomem.call(what, func, *args, **kwargs)
 
     def _quiet(self, what: str, func: Any, *args: Any, **kwargs: Any) -> bool:
-        """Run a removal; a missing object (ENOENT/ESRCH/EADDRNOTAVAIL) is not an error."""
-        try:
-            self.operations += 1
-            func(*args, **kwargs)
-            return True
-        except NetlinkError as exc:
-            if exc.code in (errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENODEV):
-                return False
-            raise DataplaneError(f"{what}: {exc}") from exc
-
-    def _run_ip(self, *args: str) -> None:
-        command = ["ip"]
-        if self.netns:
-            command += ["-n", self.netns]
-        command += list(args)
+        """A removal; a missing object is not an error."""
         self.operations += 1
-        try:
-            result = subprocess.run(
-                command, capture_output=True, text=True, check=False, timeout=10
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DataplaneError(f"{' '.join(command)}: {exc}") from exc
-        if result.returncode != 0:
-            raise DataplaneError(f"{' '.join(command)}: {result.stderr.strip()}")
+        return quietly(what, func, *args, **kwargs)
 
     def set_tunnel_source(self, address: IPv6Address | None) -> None:
-        """``ip sr tunsrc set`` (per netns; ``None`` resets to ``::``).
-
-        Through the SEG6 generic netlink family (SEG6_CMD_SET_TUNSRC) in the current netns,
-        about 10 ms faster than running ``ip``; ``ip`` when a named netns is targeted or the
-        family is unavailable.
-        """
-        value = address or IPv6Address("::")
-        if self.netns is None:
-            try:
-                if self._genl is None:
-                    self._genl = _Seg6Genl()
-                self.operations += 1
-                self._genl.set_tunnel_source(value)
-                return
-            except Exception as exc:  # pyroute2 raises untyped errors here
-                LOG.debug("SEG6 generic netlink unavailable (%s): using ip sr tunsrc", exc)
-                self._close_genl()
-        self._run_ip("sr", "tunsrc", "set", str(value))
-
-    def _close_genl(self) -> None:
-        if self._genl is not None:
-            with contextlib.suppress(Exception):
-                self._genl.close()
-            self._genl = None
+        """``ip sr tunsrc set`` (per netns; ``None`` resets to ``::``)."""
+        self.operations += 1
+        self._tunnel_source.set(address)
 
     def _rules(self) -> list[Any]:
-        return list(self._ipr.get_rules(family=AF_INET6))
+        return ipv6_rules(self._ipr)
 
     def _has_rule(self, priority: int, table: int) -> bool:
-        for rule in self._rules():
-            if (
-                rule.get_attr("FRA_PRIORITY", 0) == priority
-                and (rule.get_attr("FRA_TABLE") or rule["table"]) == table
-            ):
-                return True
-        return False
+        return has_rule(self._ipr, priority, table)
 
     # ---------------------------------------------------------------- the local rule
 
     def move_local_rule(self) -> None:
-        """Put the ``local`` table lookup after the decap rule (pref 0 → 1000, notes Q3)."""
+        """Put the ``local`` table lookup after the decap rule (pref 0 → 1000)."""
         if self.local_rule_moved:
             return
-        priority = self.tables.local_rule_priority
-        if not self._has_rule(priority, RT_TABLE_LOCAL):
-            self._retry(
-                "add local rule",
-                self._ipr.rule,
-                "add",
-                family=AF_INET6,
-                priority=priority,
-                table=RT_TABLE_LOCAL,
-            )
-        self._quiet(
-            "del local rule 0",
-            self._ipr.rule,
-            "del",
-            family=AF_INET6,
-            priority=0,
-            table=RT_TABLE_LOCAL,
-        )
+        self.operations += 2
+        move_local_rule(self._ipr, self._enomem, self.tables.local_rule_priority)
         self.local_rule_moved = True
 
     def restore_local_rule(self) -> None:
         """Put the ``local`` rule back at pref 0 (at home, or on stop)."""
-        if not self._has_rule(0, RT_TABLE_LOCAL):
-            self._retry(
-                "add local rule 0",
-                self._ipr.rule,
-                "add",
-                family=AF_INET6,
-                priority=0,
-                table=RT_TABLE_LOCAL,
-            )
-        self._quiet(
-            "del moved local rule",
-            self._ipr.rule,
-            "del",
-            family=AF_INET6,
-            priority=self.tables.local_rule_priority,
-            table=RT_TABLE_LOCAL,
-        )
+        self.operations += 2
+        restore_local_rule(self._ipr, self._enomem, self.tables.local_rule_priority)
         self.local_rule_moved = False
 
     # ---------------------------------------------------------------- home address
@@ -343,25 +227,20 @@ class MobileNodeDataplane:
                 table=self.tables.decap_table,
                 encap={"type": "seg6local", "action": "End.DT6", "table": RT_TABLE_LOCAL},
             )
-            try:
-                self._retry(
-                    "add decap rule",
-                    self._ipr.rule,
-                    "add",
-                    family=AF_INET6,
-                    priority=self.tables.decap_rule_priority,
-                    dst=str(care_of_address),
-                    dst_len=128,
-                    ip_proto=IPPROTO_IPV6,
-                    table=self.tables.decap_table,
-                )
-            except DataplaneError as exc:
-                if "exists" not in str(exc).lower():
-                    raise
+            self.operations += 1
+            add_rule(
+                self._ipr,
+                self._enomem,
+                "add decap rule",
+                priority=self.tables.decap_rule_priority,
+                table=self.tables.decap_table,
+                dst=str(care_of_address),
+                dst_len=128,
+                ip_proto=IPPROTO_IPV6,
+            )
             self._decap_installed.add(care_of_address)
-        if self._tunnel_source != care_of_address:
+        if self._tunnel_source.current != care_of_address:
             self.set_tunnel_source(care_of_address)
-            self._tunnel_source = care_of_address
 
     def install_reverse_tunnel(self, care_of_address: IPv6Address, home_agent: IPv6Address) -> None:
         """Create or re-point the bidirectional MN–HA tunnel (§11.3.1) for a (new) CoA.
@@ -453,13 +332,12 @@ class MobileNodeDataplane:
         for rule in self._rules():
             if (
                 rule.get_attr("FRA_PRIORITY", 0) == tables.decap_rule_priority
-                and (rule.get_attr("FRA_TABLE") or rule["table"]) == tables.decap_table
+                and rule_table(rule) == tables.decap_table
             ):
                 self._quiet("del stale decap rule", self._ipr.rule, "del", **_rule_key(rule))
         self._flush_table(tables.decap_table)
         self._flush_table(tables.reverse_tunnel_table)
         self.set_tunnel_source(None)
-        self._tunnel_source = None
         self.restore_local_rule()
         self.care_of_address = None
         self.home_agent = None
@@ -607,11 +485,10 @@ class MobileNodeDataplane:
         ours = {tables.decap_table, tables.reverse_tunnel_table}
         rules = self._rules()
         local_moved = not any(
-            rule.get_attr("FRA_PRIORITY", 0) == 0
-            and (rule.get_attr("FRA_TABLE") or rule["table"]) == RT_TABLE_LOCAL
+            rule.get_attr("FRA_PRIORITY", 0) == 0 and rule_table(rule) == RT_TABLE_LOCAL
             for rule in rules
         )
-        our_rules = any((rule.get_attr("FRA_TABLE") or rule["table"]) in ours for rule in rules)
+        our_rules = any(rule_table(rule) in ours for rule in rules)
         self.home_address_away = self.home_address_away or on_lo
         self.local_rule_moved = self.local_rule_moved or local_moved
         found = on_lo or local_moved or our_rules
@@ -634,50 +511,15 @@ class MobileNodeDataplane:
                 self.move_home_address_home()
 
     def close(self) -> None:
-        self._close_genl()
+        self._tunnel_source.close()
         self._ipr.close()
-
-
-SEG6_CMD_SET_TUNSRC: Final = 3  # linux/seg6_genl.h
-SEG6_GENL_VERSION: Final = 0
-
-
-class _Seg6Genl:
-    """The SEG6 generic netlink family, for ``ip sr tunsrc set`` without forking ``ip``."""
-
-    def __init__(self) -> None:
-        from pyroute2.netlink import genlmsg
-        from pyroute2.netlink.generic import GenericNetlinkSocket
-
-        class seg6msg(genlmsg):  # type: ignore[misc]
-            nla_map = (("SEG6_ATTR_UNSPEC", "none"), ("SEG6_ATTR_DST", "ip6addr"))
-
-        self._msg_class = seg6msg
-        self._sock: Any = GenericNetlinkSocket()
-        try:
-            self._sock.bind("SEG6", seg6msg)
-        except Exception:
-            self._sock.close()
-            raise
-
-    def set_tunnel_source(self, address: IPv6Address) -> None:
-        from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
-
-        msg = self._msg_class()
-        msg["cmd"] = SEG6_CMD_SET_TUNSRC
-        msg["version"] = SEG6_GENL_VERSION
-        msg["attrs"] = [("SEG6_ATTR_DST", str(address))]
-        self._sock.nlm_request(msg, msg_type=self._sock.prid, msg_flags=NLM_F_REQUEST | NLM_F_ACK)
-
-    def close(self) -> None:
-        self._sock.close()
 
 
 def _rule_key(rule: Any) -> dict[str, Any]:
     key: dict[str, Any] = {
         "family": AF_INET6,
         "priority": rule.get_attr("FRA_PRIORITY", 0),
-        "table": rule.get_attr("FRA_TABLE") or rule["table"],
+        "table": rule_table(rule),
     }
     dst = rule.get_attr("FRA_DST")
     if dst is not None:
@@ -694,5 +536,9 @@ __all__ = [
     "InterfaceAddress",
     "MobileNodeDataplane",
     "MobileNodeTables",
-    "ensure_pyroute2_encap_red",
 ]
+
+
+def _follows_the_protocol(dataplane: MobileNodeDataplane) -> MobileNodeKernel:
+    """Never called: mypy checks here that the real data plane implements the Protocol."""
+    return dataplane

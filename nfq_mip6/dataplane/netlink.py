@@ -1,6 +1,6 @@
 """The Home Agent's kernel fast path on the real kernel (RFC 6275 §10.4).
 
-seg6 backend (the default on this kernel, which has no ip6tnl; dataplane notes Q3–Q4):
+seg6 backend (the default on this kernel, which has no ip6tnl):
 
 * forward tunnel (§10.4.2): ``HoA/128 encap seg6 mode encap.red segs CoA`` in
   :data:`TUNNEL_TABLE` — plain IPv6-in-IPv6 (outer next header 41, no SRH), outer source set
@@ -13,8 +13,9 @@ seg6 backend (the default on this kernel, which has no ip6tnl; dataplane notes Q
   local delivery and is dropped (and counted) by the agent's ``filter INPUT`` rule.
 * a CoA change is one ``RTM_NEWROUTE`` with ``NLM_F_REPLACE`` (no gap, no duplicate).
 * bulk installs and restart reconciliation go through ``ip -6 -force -batch -`` (≈60–117k
-  routes/s vs ≈1.9k/s with one pyroute2 request per route, notes Q4); routes that fail with
-  ENOMEM (per-cpu allocation of the lwtunnel dst cache, GFP_ATOMIC) are retried after 10 ms.
+  routes/s vs ≈1.9k/s with one pyroute2 request per route); routes that fail with ENOMEM
+  (per-cpu allocation of the lwtunnel dst cache, GFP_ATOMIC) are retried after 10 ms by the
+  toolkit's one retry policy (:class:`~nfq_mip6.dataplane.kernel.EnomemRetry`).
 
 Everything installed carries ``proto`` :data:`RT_PROTO_NFQ_MIP6`, so a restarted agent finds
 its own state (``tunnels()`` reads it back) and :meth:`reconcile` fixes it.
@@ -26,6 +27,7 @@ the device decapsulates only from its remote, which gives the same source check.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -41,9 +43,9 @@ from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any, Final
 
+from nfq_mip6.constants import IPPROTO_IPV6
 from nfq_mip6.dataplane import (
     DECAP_TABLE,
-    LOCAL_RULE_PRIORITY,
     ND_FWMARK,
     RT_PROTO_NFQ_MIP6,
     RULE_PRIORITY_DECAP,
@@ -51,9 +53,25 @@ from nfq_mip6.dataplane import (
     RULE_PRIORITY_ND_LOCAL,
     RULE_PRIORITY_TUNNEL,
     TUNNEL_TABLE,
+    Dataplane,
     DataplaneCounters,
     DataplaneError,
     ReconcileReport,
+)
+from nfq_mip6.dataplane.kernel import (
+    MISSING_ERRNOS,
+    RT_TABLE_LOCAL,
+    RT_TABLE_MAIN,
+    EnomemRetry,
+    TunnelSource,
+    add_rule,
+    delete_rule,
+    has_rule,
+    move_local_rule,
+    patch_pyroute2_seg6_modes,
+    quietly,
+    restore_local_rule,
+    run_ip,
 )
 from nfq_mip6.dataplane.rtnl import (
     RTM_DELROUTE,
@@ -73,29 +91,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-AF_INET6: Final = 10
-RT_TABLE_LOCAL: Final = 255
-ENOMEM_RETRIES: Final = 8
-ENOMEM_RETRY_DELAY_S: Final = 0.01  # notes Q4: a retry after 10 ms always succeeded
+Request = tuple[int, int, bytes]  # (message type, extra flags, body) of rtnl.py
 BATCH_CHUNK: Final = 50000  # lines per `ip -batch` process
-
-
-def patch_pyroute2_seg6_modes() -> None:
-    """Teach pyroute2 0.9.7 the seg6 encap modes it lacks (notes Q4). Idempotent.
-
-    Unpatched, ``mode="encap.red"`` is silently sent as ``encap`` (with an SRH).
-    """
-    from pyroute2.netlink.rtnl.rtmsg import rtmsg_base
-
-    for srh in (
-        rtmsg_base.seg6_encap_info.ipv6_sr_hdr,
-        rtmsg_base.seg6local_encap_info.ipv6_sr_hdr,
-    ):
-        modes: dict[str, int] = srh.encapmodes
-        if modes.get("encap.red") == 3:
-            continue
-        modes.update({"l2encap": 2, "encap.red": 3, "l2encap.red": 4})
-        srh.r_encapmodes = {value: key for key, value in modes.items()}
 
 
 def _run(argv: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -147,7 +144,8 @@ class NetlinkDataplane:
         self.ha_address = ha_address
         self.home_prefix = home_prefix
         self.counters = DataplaneCounters()
-        self._sleep = sleep
+        self._enomem = EnomemRetry(sleep=sleep, on_retry=self._count_retries)
+        self._tunnel_source = TunnelSource()
         self._ipr: Any = IPRoute()
         links = self._ipr.link_lookup(ifname=interface)
         if not links:
@@ -161,34 +159,22 @@ class NetlinkDataplane:
         self._moved_local_rule = False
 
     # -- helpers ---------------------------------------------------------------------------
-    def _retry(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
-        from pyroute2.netlink.exceptions import NetlinkError
+    def _count_retries(self, count: int) -> None:
+        self.counters.enomem_retries += count
 
-        for attempt in range(ENOMEM_RETRIES + 1):
-            try:
-                return func(*args, **kwargs)
-            except NetlinkError as exc:
-                if exc.code == errno.ENOMEM and attempt < ENOMEM_RETRIES:
-                    self.counters.enomem_retries += 1
-                    self._sleep(ENOMEM_RETRY_DELAY_S)
-                    continue
-                self.counters.errors += 1
-                raise DataplaneError(f"{what}: {exc}") from exc
-        raise AssertionError("unreachable")
+    def _retry(self, what: str, func: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._enomem.call(what, func, *args, **kwargs)
+        except DataplaneError:
+            self.counters.errors += 1
+            raise
 
     def _ip(self, *args: str, check: bool = True) -> str:
-        result = _run(["ip", *args])
-        if check and result.returncode != 0:
+        try:
+            return run_ip(*args, check=check)
+        except DataplaneError:
             self.counters.errors += 1
-            raise DataplaneError(f"ip {' '.join(args)}: {result.stderr.strip()}")
-        return result.stdout
-
-    def _rules(self) -> list[dict[str, Any]]:
-        rules: list[dict[str, Any]] = json.loads(self._ip("-6", "-j", "rule", "show") or "[]")
-        return rules
-
-    def _has_rule(self, priority: int, table: str) -> bool:
-        return any(r.get("priority") == priority and r.get("table") == table for r in self._rules())
+            raise
 
     def wanted_sysctls(self) -> list[tuple[str, str, bool]]:
         """(dotted sysctl name, value, required) the Home Agent needs in its netns."""
@@ -213,36 +199,34 @@ class NetlinkDataplane:
         """
         for name, value, required in self.wanted_sysctls():
             ensure_sysctl(name, value, required=required)
+        ipr, retry = self._ipr, self._enomem
         if self.backend == "seg6":
             # The outer source of every encap.red packet in this netns (no per-route source
-            # on this kernel, notes Q3).
-            self._ip("sr", "tunsrc", "set", str(self.ha_address))
+            # on this kernel).
+            self._tunnel_source.set(self.ha_address)
             # `local` must come after the decap rule, else the HA's address is delivered
-            # locally before the End.DX6 lookup (notes Q3).
-            if not self._has_rule(LOCAL_RULE_PRIORITY, "local"):
-                self._ip("-6", "rule", "add", "pref", str(LOCAL_RULE_PRIORITY), "lookup", "local")
-            if self._has_rule(0, "local"):
-                self._ip("-6", "rule", "del", "pref", "0", "lookup", "local")
+            # locally before the End.DX6 lookup.
+            if move_local_rule(ipr, retry):
                 self._moved_local_rule = True
-            if not self._has_rule(RULE_PRIORITY_DECAP, str(DECAP_TABLE)):
-                self._ip(
-                    "-6", "rule", "add", "pref", str(RULE_PRIORITY_DECAP),
-                    "to", f"{self.ha_address}/128", "ipproto", "41",
-                    "lookup", str(DECAP_TABLE),
+            if not has_rule(ipr, RULE_PRIORITY_DECAP, DECAP_TABLE):
+                add_rule(
+                    ipr, retry, "add decap rule", priority=RULE_PRIORITY_DECAP,
+                    table=DECAP_TABLE, dst=str(self.ha_address), dst_len=128,
+                    ip_proto=IPPROTO_IPV6,
                 )  # fmt: skip
-        if not self._has_rule(RULE_PRIORITY_TUNNEL, str(TUNNEL_TABLE)):
-            self._ip(
-                "-6", "rule", "add", "pref", str(RULE_PRIORITY_TUNNEL),
-                "to", str(self.home_prefix), "lookup", str(TUNNEL_TABLE),
+        if not has_rule(ipr, RULE_PRIORITY_TUNNEL, TUNNEL_TABLE):
+            add_rule(
+                ipr, retry, "add tunnel rule", priority=RULE_PRIORITY_TUNNEL, table=TUNNEL_TABLE,
+                dst=str(self.home_prefix.network_address), dst_len=self.home_prefix.prefixlen,
             )  # fmt: skip
         # RFC 6275 §10.4.1: NS for a proxied HoA (marked by ha.rules) must reach
         # ip6_forward's proxy-NDP check, not the HoA's tunnel route (dataplane ND_FWMARK).
-        for pref, table in ((RULE_PRIORITY_ND_LOCAL, "local"), (RULE_PRIORITY_ND, "main")):
-            if not self._has_rule(pref, table):
-                self._ip(
-                    "-6", "rule", "add", "pref", str(pref),
-                    "fwmark", hex(ND_FWMARK), "lookup", table,
-                )  # fmt: skip
+        for pref, table in (
+            (RULE_PRIORITY_ND_LOCAL, RT_TABLE_LOCAL),
+            (RULE_PRIORITY_ND, RT_TABLE_MAIN),
+        ):
+            if not has_rule(ipr, pref, table):
+                add_rule(ipr, retry, "add ND rule", priority=pref, table=table, fwmark=ND_FWMARK)
         self._coa_of = self.tunnels()
         self._resync_refs()
         log.info(
@@ -331,23 +315,22 @@ class NetlinkDataplane:
     def _transact(self, requests: list[tuple[int, int, bytes]], what: str) -> None:
         """Send ``requests`` together; retry ENOMEM ones after 10 ms; a delete of a route
         that is not there is fine; any other refusal is a :class:`DataplaneError`."""
-        pending = requests
-        for attempt in range(ENOMEM_RETRIES + 1):
-            results = self._rtnl.transact(pending)
+
+        def attempt(
+            pending: list[tuple[int, int, bytes]], final: bool
+        ) -> list[tuple[int, int, bytes]]:
             retry = []
-            for request, code in zip(pending, results, strict=True):
+            for request, code in zip(pending, self._rtnl.transact(pending), strict=True):
                 if code == 0 or (code == errno.ESRCH and request[0] == RTM_DELROUTE):
                     continue
-                if code == errno.ENOMEM and attempt < ENOMEM_RETRIES:
+                if code == errno.ENOMEM and not final:
                     retry.append(request)
                     continue
                 self.counters.errors += 1
                 raise DataplaneError(f"{what}: {os.strerror(code)}")
-            if not retry:
-                return
-            self.counters.enomem_retries += len(retry)
-            self._sleep(ENOMEM_RETRY_DELAY_S)
-            pending = retry
+            return retry
+
+        self._enomem.rounds(requests, attempt)
 
     def _add_decap(self, coa: IPv6Address) -> None:
         # RFC 6275 §10.4.5: only a registered CoA may reverse-tunnel to the HA.
@@ -360,16 +343,11 @@ class NetlinkDataplane:
         )  # fmt: skip
 
     def _del_decap(self, coa: IPv6Address) -> None:
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        try:
-            self._ipr.route(
-                "del", dst=str(self.ha_address), dst_len=128, src=str(coa), src_len=128,
-                table=DECAP_TABLE, proto=RT_PROTO_NFQ_MIP6,
-            )  # fmt: skip
-        except NetlinkError as exc:
-            if exc.code != errno.ESRCH:
-                raise DataplaneError(f"remove decap from {coa}: {exc}") from exc
+        quietly(
+            f"remove decap from {coa}", self._ipr.route, "del",
+            dst=str(self.ha_address), dst_len=128, src=str(coa), src_len=128,
+            table=DECAP_TABLE, proto=RT_PROTO_NFQ_MIP6,
+        )  # fmt: skip
 
     def _install_ip6tnl(self, hoa: IPv6Address, coa: IPv6Address) -> None:
         name = _ip6tnl_name(coa)
@@ -400,13 +378,13 @@ class NetlinkDataplane:
     def run_batch(self, lines: Sequence[str], *, ignore_missing: bool = False) -> int:
         """Run ``ip -6 -force -batch -`` over ``lines``; retry ENOMEM failures; return the
         number of lines that still failed (hard failures of every round included)."""
-        pending = list(lines)
         hard_total = 0
-        for attempt in range(ENOMEM_RETRIES + 1):
+
+        def attempt(pending: list[str], final: bool) -> list[str]:
+            nonlocal hard_total
             failed: list[tuple[str, str]] = []
             for start in range(0, len(pending), BATCH_CHUNK):
-                chunk = pending[start : start + BATCH_CHUNK]
-                failed.extend(_batch_failures(chunk))
+                failed.extend(_batch_failures(pending[start : start + BATCH_CHUNK]))
             if ignore_missing:
                 failed = [(line, why) for line, why in failed if "No such process" not in why]
             retryable = [line for line, why in failed if "Cannot allocate memory" in why]
@@ -415,12 +393,13 @@ class NetlinkDataplane:
                 log.warning("ip -batch: %s: %s", line, why)
             self.counters.errors += len(hard)
             hard_total += len(hard)
-            if not retryable or attempt == ENOMEM_RETRIES:
+            if final:
                 self.counters.errors += len(retryable)
-                return hard_total + len(retryable)
-            self.counters.enomem_retries += len(retryable)
-            self._sleep(ENOMEM_RETRY_DELAY_S)
-            pending = retryable
+                hard_total += len(retryable)
+                return []
+            return retryable
+
+        self._enomem.rounds(lines, attempt)
         return hard_total
 
     def install_tunnels(self, bindings: Mapping[IPv6Address, IPv6Address]) -> int:
@@ -558,7 +537,7 @@ class NetlinkDataplane:
 
     def remove_proxy(self, address: IPv6Address) -> None:
         results = self._rtnl.transact([proxy_neighbor(address, ifindex=self._ifindex, add=False)])
-        if results[0] not in (0, errno.ENOENT, errno.ESRCH):
+        if results[0] != 0 and results[0] not in MISSING_ERRNOS:
             raise DataplaneError(f"unproxy {address}: {os.strerror(results[0])}")
 
     def proxies(self) -> set[IPv6Address]:
@@ -576,23 +555,26 @@ class NetlinkDataplane:
                     self._del_decap(coa)
                 for address in self.proxies():
                     self.remove_proxy(address)
+                ipr = self._ipr
                 for pref, table in (
-                    (RULE_PRIORITY_ND_LOCAL, "local"),
-                    (RULE_PRIORITY_ND, "main"),
-                    (RULE_PRIORITY_DECAP, str(DECAP_TABLE)),
-                    (RULE_PRIORITY_TUNNEL, str(TUNNEL_TABLE)),
+                    (RULE_PRIORITY_ND_LOCAL, RT_TABLE_LOCAL),
+                    (RULE_PRIORITY_ND, RT_TABLE_MAIN),
+                    (RULE_PRIORITY_DECAP, DECAP_TABLE),
+                    (RULE_PRIORITY_TUNNEL, TUNNEL_TABLE),
                 ):
-                    while self._has_rule(pref, table):
-                        self._ip("-6", "rule", "del", "pref", str(pref), "lookup", table)
-                if self._moved_local_rule and not self._has_rule(0, "local"):
-                    self._ip("-6", "rule", "add", "pref", "0", "lookup", "local")
-                    self._ip("-6", "rule", "del", "pref", str(LOCAL_RULE_PRIORITY), "lookup",
-                             "local", check=False)  # fmt: skip
+                    while has_rule(ipr, pref, table) and delete_rule(
+                        ipr, f"del rule {pref}", priority=pref, table=table
+                    ):
+                        pass
+                if self._moved_local_rule:
+                    restore_local_rule(ipr, self._enomem)
                 if self.backend == "seg6":
-                    self._ip("sr", "tunsrc", "set", "::", check=False)
+                    with contextlib.suppress(DataplaneError):
+                        self._tunnel_source.set(None)
                 self._coa_of.clear()
                 self._coa_refs.clear()
         finally:
+            self._tunnel_source.close()
             self._ipr.close()
             self._rtnl.close()
 
@@ -736,3 +718,8 @@ def ensure_sysctl(name: str, value: str, *, required: bool = True) -> bool:
 def count_by_coa(bindings: Mapping[IPv6Address, IPv6Address]) -> Counter[IPv6Address]:
     """How many HoAs share each CoA (diagnostics)."""
     return Counter(bindings.values())
+
+
+def _follows_the_protocol(dataplane: NetlinkDataplane) -> Dataplane:
+    """Never called: mypy checks here that the real data plane implements the Protocol."""
+    return dataplane

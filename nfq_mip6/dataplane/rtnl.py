@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from ipaddress import IPv6Address
 from typing import Final
 
+from nfq_mip6.dataplane.kernel import AF_INET6, SEG6_IPTUN_MODE_ENCAP_RED
+
 __all__ = [
-    "RtnlError",
     "RtnlSocket",
     "proxy_neighbor",
     "route_delete",
@@ -42,7 +43,6 @@ NLM_F_REQUEST: Final = 0x1
 NLM_F_ACK: Final = 0x4
 NLM_F_REPLACE: Final = 0x100
 NLM_F_CREATE: Final = 0x400
-AF_INET6: Final = 10
 RT_SCOPE_UNIVERSE: Final = 0
 RTN_UNICAST: Final = 1
 RTA_DST: Final = 1
@@ -55,7 +55,6 @@ NLA_F_NESTED: Final = 0x8000
 LWTUNNEL_ENCAP_SEG6: Final = 5
 LWTUNNEL_ENCAP_SEG6_LOCAL: Final = 7
 SEG6_IPTUNNEL_SRH: Final = 1
-SEG6_IPTUN_MODE_ENCAP_RED: Final = 3
 SEG6_LOCAL_ACTION: Final = 1
 SEG6_LOCAL_NH6: Final = 5
 SEG6_LOCAL_ACTION_END_DX6: Final = 5
@@ -66,10 +65,6 @@ _RTMSG = struct.Struct("=BBBBBBBBI")
 _RTATTR = struct.Struct("=HH")
 _NDMSG = struct.Struct("=BBHiHBB")
 _UNSPECIFIED = bytes(16)
-
-
-class RtnlError(OSError):
-    """A route request the kernel refused (``errno`` is the kernel's)."""
 
 
 def _attr(kind: int, data: bytes) -> bytes:

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from nfq_mip6.errors import DataplaneError
+
 __all__ = ["RuleSet", "RulesError", "all_chain_counters", "chain_counters", "rules_path"]
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 _HOOK = re.compile(r"^-[AI]\s+(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING)\s+(?:\d+\s+)?(.*)$")
 
 
-class RulesError(RuntimeError):
+class RulesError(DataplaneError):
     """ip6tables refused a rule fragment (the message carries ip6tables' own error)."""
 
 

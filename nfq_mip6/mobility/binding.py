@@ -22,6 +22,7 @@ from ipaddress import IPv6Address
 from typing import Final
 
 from nfq_mip6.constants import SEQUENCE_MODULUS
+from nfq_mip6.errors import InternalError
 
 
 def seq_newer(new: int, last: int) -> bool:
@@ -84,7 +85,7 @@ LIVE_STATES: Final = frozenset(
 )
 
 
-class IllegalTransition(AssertionError):
+class IllegalTransition(InternalError):
     """A state change outside :data:`TRANSITIONS`: a bug in the core."""
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 
+from nfq_mip6.errors import ConfigurationError
 from nfq_mip6.runtime.base import RoleRuntime, RuntimeContext, Verdict, VerdictKind
 
 __all__ = [
@@ -28,7 +29,7 @@ RUNTIME_CLASSES: dict[str, tuple[str, str]] = {
 }
 
 
-class UnsupportedRole(RuntimeError):
+class UnsupportedRole(ConfigurationError, RuntimeError):
     """No runtime is available for the configured role."""
 
 

@@ -37,6 +37,7 @@ from enum import IntEnum
 from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from typing import Any, Final
 
+from nfq_mip6.errors import MalformedInput
 from nfq_mip6.mobility.events import MovedToForeignLink, ReturnedToHomeLink
 from nfq_mip6.wire import MalformedPacket, parse_icmpv6
 from nfq_mip6.wire import RouterAdvertisement as WireRouterAdvertisement
@@ -50,7 +51,7 @@ RA_FLAG_HOME_AGENT: Final = 0x20  # RFC 6275 §7.1
 INFINITE_LIFETIME: Final = 0xFFFFFFFF
 
 
-class MalformedRouterAdvertisement(ValueError):
+class MalformedRouterAdvertisement(MalformedInput):
     """An ICMPv6 message that is not a well-formed Router Advertisement (counted, dropped)."""
 
 

@@ -63,6 +63,7 @@ from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Final, TypeVar
 
+from nfq_mip6.errors import ConfigurationError
 from nfq_mip6.security.ratelimit import TokenBucket
 from nfq_mip6.wire.errors import MalformedPacket
 from nfq_mip6.wire.mh import (
@@ -264,7 +265,7 @@ def verify_message(
 # ---------------------------------------------------------------------------------------------
 
 
-class KeyMaterialError(Exception):
+class KeyMaterialError(ConfigurationError):
     """A key file or variable is missing, unreadable or unsuitable (never shows the key)."""
 
 

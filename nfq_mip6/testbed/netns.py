@@ -14,10 +14,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nfq_mip6.errors import NfqMip6Error
+
 Command = Sequence[str] | str
 
 
-class TestbedError(RuntimeError):
+class TestbedError(NfqMip6Error, RuntimeError):
     """The test bed cannot do what was asked; the message says why and what to do."""
 
     __test__ = False  # not a pytest test class

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from ipaddress import IPv6Address
 
-IPPROTO_MH = 135
-IPPROTO_ICMPV6 = 58
+from nfq_mip6.constants import IPPROTO_ICMPV6 as IPPROTO_ICMPV6
+from nfq_mip6.constants import IPPROTO_MH as IPPROTO_MH
 
 
 def ones_complement_sum(data: bytes | bytearray | memoryview) -> int:

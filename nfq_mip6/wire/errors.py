@@ -7,6 +7,8 @@ when asked to encode a value that does not fit its field.
 
 from __future__ import annotations
 
+from nfq_mip6.errors import MalformedInput
 
-class MalformedPacket(ValueError):
+
+class MalformedPacket(MalformedInput):
     """Bytes that cannot be decoded (or a value that cannot be encoded) by the wire codec."""

@@ -22,9 +22,10 @@ from enum import IntEnum, IntFlag
 from ipaddress import IPv6Address, IPv6Network
 from struct import Struct
 
+from nfq_mip6.constants import IPPROTO_ICMPV6
 from nfq_mip6.wire.checksum import pseudo_header_checksum
 from nfq_mip6.wire.errors import MalformedPacket
-from nfq_mip6.wire.ipv6 import IPPROTO_ICMPV6, build_ipv6_packet
+from nfq_mip6.wire.ipv6 import build_ipv6_packet
 
 MIN_MTU = 1280
 MAX_DHAAD_REPLY_ADDRESSES = (MIN_MTU - 40 - 8) // 16

@@ -19,20 +19,18 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 from struct import Struct
 
+from nfq_mip6.constants import (
+    IPPROTO_AH,
+    IPPROTO_DSTOPTS,
+    IPPROTO_FRAGMENT,
+    IPPROTO_HOPOPTS,
+    IPPROTO_IPV6,
+    IPPROTO_ROUTING,
+)
 from nfq_mip6.wire.errors import MalformedPacket
 
 IPV6_HEADER_LENGTH = 40
 
-IPPROTO_HOPOPTS = 0
-IPPROTO_IPV6 = 41
-IPPROTO_ROUTING = 43
-IPPROTO_FRAGMENT = 44
-IPPROTO_ESP = 50
-IPPROTO_AH = 51
-IPPROTO_ICMPV6 = 58
-IPPROTO_NONE = 59
-IPPROTO_DSTOPTS = 60
-IPPROTO_MH = 135
 
 HOME_ADDRESS_OPTION = 0xC9
 """§6.3: destination option type 201; top bits 11 = discard + ICMP code 2 if not understood."""

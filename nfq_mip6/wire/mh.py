@@ -14,6 +14,8 @@ from enum import IntEnum, IntFlag
 from ipaddress import IPv6Address
 from struct import Struct
 
+from nfq_mip6.constants import IPPROTO_MH as IPPROTO_MH
+from nfq_mip6.constants import IPPROTO_NONE as IPPROTO_NONE
 from nfq_mip6.wire.checksum import mh_checksum, pseudo_header_checksum
 from nfq_mip6.wire.errors import MalformedPacket
 from nfq_mip6.wire.options import (
@@ -23,9 +25,6 @@ from nfq_mip6.wire.options import (
     decode_options,
     encode_options,
 )
-
-IPPROTO_MH = 135
-IPPROTO_NONE = 59
 
 
 class MHType(IntEnum):

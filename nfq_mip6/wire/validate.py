@@ -22,11 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
+from nfq_mip6.constants import IPPROTO_MH, IPPROTO_NONE
 from nfq_mip6.wire.checksum import internet_checksum
 from nfq_mip6.wire.errors import MalformedPacket
-from nfq_mip6.wire.ipv6 import IPPROTO_MH, ParsedPacket, parse_ipv6
+from nfq_mip6.wire.ipv6 import ParsedPacket, parse_ipv6
 from nfq_mip6.wire.mh import (
-    IPPROTO_NONE,
     MIN_HEADER_LEN,
     BEStatus,
     MobilityMessage,

@@ -1,0 +1,111 @@
+"""The kernel toolkit shared by the HA and MN data planes (nfq_mip6/dataplane/kernel.py)."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+from pyroute2.netlink.exceptions import NetlinkError
+
+from nfq_mip6.dataplane import kernel
+from nfq_mip6.dataplane.kernel import (
+    ENOMEM_RETRIES,
+    ENOMEM_RETRY_DELAY_S,
+    EnomemRetry,
+    patch_pyroute2_seg6_modes,
+    quietly,
+)
+from nfq_mip6.errors import DataplaneError, NfqMip6Error
+
+
+class Flaky:
+    """A pyroute2 request that fails with the given errnos, then answers ``"done"``."""
+
+    def __init__(self, *codes: int) -> None:
+        self.codes = list(codes)
+        self.calls = 0
+
+    def __call__(self, *args: object, **kwargs: object) -> str:
+        self.calls += 1
+        if self.codes:
+            raise NetlinkError(self.codes.pop(0))
+        return "done"
+
+
+def test_enomem_is_retried_after_10_ms_and_counted() -> None:
+    slept: list[float] = []
+    counted: list[int] = []
+    retry = EnomemRetry(sleep=slept.append, on_retry=counted.append)
+    request = Flaky(errno.ENOMEM, errno.ENOMEM)
+    assert retry.call("add route", request) == "done"
+    assert request.calls == 3
+    assert slept == [ENOMEM_RETRY_DELAY_S] * 2 and counted == [1, 1] and retry.retried == 2
+
+
+def test_other_refusals_and_enomem_after_the_last_retry_are_one_dataplane_error() -> None:
+    retry = EnomemRetry(sleep=lambda s: None)
+    with pytest.raises(DataplaneError, match=r"^add route: ") as refused:
+        retry.call("add route", Flaky(errno.EINVAL))
+    assert isinstance(refused.value, NfqMip6Error)
+    assert isinstance(refused.value.__cause__, NetlinkError)
+    request = Flaky(*[errno.ENOMEM] * (ENOMEM_RETRIES + 1))
+    with pytest.raises(DataplaneError):
+        retry.call("add route", request)
+    assert request.calls == ENOMEM_RETRIES + 1
+
+
+def test_batch_rounds_retry_only_what_failed_with_enomem() -> None:
+    rounds: list[tuple[list[str], bool]] = []
+
+    def attempt(pending: list[str], final: bool) -> list[str]:
+        rounds.append((pending, final))
+        return [item for item in pending if item == "b"] if len(rounds) < 3 else []
+
+    counted: list[int] = []
+    EnomemRetry(sleep=lambda s: None, on_retry=counted.append).rounds(["a", "b", "c"], attempt)
+    assert rounds == [(["a", "b", "c"], False), (["b"], False), (["b"], False)]
+    assert counted == [1, 1]
+
+
+def test_the_last_round_is_marked_final_and_nothing_is_retried_after_it() -> None:
+    finals: list[bool] = []
+
+    def attempt(pending: list[str], final: bool) -> list[str]:
+        finals.append(final)
+        return pending
+
+    EnomemRetry(sleep=lambda s: None, retries=2).rounds(["x"], attempt)
+    assert finals == [False, False, True]
+
+
+def test_removing_what_is_not_there_is_quiet() -> None:
+    for code in (errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL, errno.ENODEV):
+        assert quietly("del rule", Flaky(code)) is False
+    assert quietly("del rule", Flaky()) is True
+    with pytest.raises(DataplaneError, match="del rule"):
+        quietly("del rule", Flaky(errno.EPERM))
+
+
+def test_pyroute2_learns_encap_red_once() -> None:
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg_base
+
+    patch_pyroute2_seg6_modes()
+    patch_pyroute2_seg6_modes()
+    for srh in (
+        rtmsg_base.seg6_encap_info.ipv6_sr_hdr,
+        rtmsg_base.seg6local_encap_info.ipv6_sr_hdr,
+    ):
+        assert srh.encapmodes["encap.red"] == kernel.SEG6_IPTUN_MODE_ENCAP_RED
+        assert srh.r_encapmodes[kernel.SEG6_IPTUN_MODE_ENCAP_RED] == "encap.red"
+
+
+def test_run_ip_names_the_command_that_failed() -> None:
+    with pytest.raises(DataplaneError, match=r"^ip -6 route frobnicate: "):
+        kernel.run_ip("-6", "route", "frobnicate")
+
+
+def test_the_rule_priorities_keep_decap_before_local_before_the_home_address_rule() -> None:
+    assert kernel.MN_DECAP_RULE_PRIORITY < kernel.LOCAL_RULE_PRIORITY
+    assert kernel.LOCAL_RULE_PRIORITY < kernel.MN_HOME_ADDRESS_RULE_PRIORITY
+    assert kernel.RULE_PRIORITY_ND_LOCAL < kernel.RULE_PRIORITY_ND < kernel.RULE_PRIORITY_DECAP
+    assert kernel.RULE_PRIORITY_DECAP < kernel.LOCAL_RULE_PRIORITY
