@@ -44,7 +44,7 @@ IDENTITY_KEY: Final = "state.identity"
 _SQLITE_SIDE_FILES: Final = ("-wal", "-shm")
 
 
-class StateDirectoryBusy(Exception):
+class StateDirectoryBusy(StoreError):
     """Another agent holds the state directory's lock."""
 
     def __init__(self, directory: Path, pid: int | None) -> None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from nfq_mip6.errors import DataplaneError
+
 __all__ = [
     "BpfError",
     "BpfMap",
@@ -62,8 +64,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
 
-class BpfError(OSError):
-    """A ``bpf(2)`` command failed; ``errno`` is set, the message names the command."""
+class BpfError(OSError, DataplaneError):
+    """A ``bpf(2)`` command failed; ``errno`` is set, the message names the command (the
+    kernel branch of the error root; ``OSError`` first so ``errno`` is filled in)."""
 
 
 def _bpf(command: int, attr: ctypes.Array[ctypes.c_char], what: str) -> int:
