@@ -62,6 +62,8 @@ _MAP_INFO_SIZE: Final = 40  # up to and including name[16]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
+_libc.syscall.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_long]
+_syscall = _libc.syscall
 
 
 class BpfError(OSError, DataplaneError):
@@ -69,19 +71,17 @@ class BpfError(OSError, DataplaneError):
     kernel branch of the error root; ``OSError`` first so ``errno`` is filled in)."""
 
 
+_SYSCALL_NUMBER: Final = _SYSCALL_NUMBERS.get(platform.machine(), -1)
+
+
 def _bpf(command: int, attr: ctypes.Array[ctypes.c_char], what: str) -> int:
-    number = _SYSCALL_NUMBERS.get(platform.machine())
-    if number is None:
+    if _SYSCALL_NUMBER < 0:
         raise BpfError(errno.ENOSYS, f"bpf(2): unknown system call number on {platform.machine()}")
-    result = int(_libc.syscall(ctypes.c_long(number), command, attr, ctypes.sizeof(attr)))
+    result: int = _syscall(_SYSCALL_NUMBER, command, attr, len(attr))
     if result < 0:
         code = ctypes.get_errno()
         raise BpfError(code, f"bpf({what}): {os.strerror(code)}")
     return result
-
-
-def _address(buffer: ctypes.Array[ctypes.c_char] | None) -> int:
-    return 0 if buffer is None else ctypes.addressof(buffer)
 
 
 @functools.cache
@@ -204,6 +204,12 @@ class BpfMap:
         self._next = ctypes.create_string_buffer(self.key_size)
         self._value = ctypes.create_string_buffer(self._value_room)
         self._attr = ctypes.create_string_buffer(_ELEM_ATTR.size)
+        self._update_attr = ctypes.create_string_buffer(
+            _ELEM_ATTR.pack(
+                fd, 0, ctypes.addressof(self._key), ctypes.addressof(self._value), BPF_ANY
+            ),
+            _ELEM_ATTR.size,
+        )
 
     @classmethod
     def by_id(cls, map_id: int, *, per_cpu: bool = False) -> BpfMap:
@@ -231,22 +237,11 @@ class BpfMap:
 
     def update(self, key: bytes, value: bytes) -> None:
         """Insert or replace (``BPF_ANY``): a reader sees the old or the new value, whole."""
-        self._check_key(key)
-        if len(value) != self.value_size:
-            raise ValueError(f"map {self.name}: value of {len(value)} octets")
-        self._key.raw = key
-        self._value.raw = value.ljust(self._value_room, b"\0")
-        struct.pack_into(
-            "=IIQQQ",
-            self._attr,
-            0,
-            self.fd,
-            0,
-            ctypes.addressof(self._key),
-            ctypes.addressof(self._value),
-            BPF_ANY,
-        )
-        _bpf(BPF_MAP_UPDATE_ELEM, self._attr, f"MAP_UPDATE_ELEM {self.name}")
+        if len(key) != self.key_size or len(value) != self.value_size:
+            raise ValueError(f"map {self.name}: key or value of the wrong size")
+        ctypes.memmove(self._key, key, self.key_size)
+        ctypes.memmove(self._value, value, self.value_size)
+        _bpf(BPF_MAP_UPDATE_ELEM, self._update_attr, "MAP_UPDATE_ELEM")
 
     def lookup(self, key: bytes) -> bytes | None:
         """The value (all CPUs' values one after another for a per-CPU map), or None."""

@@ -10,95 +10,22 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from ipaddress import IPv6Address
 
 import pytest
 
 from nfq_mip6.dataplane.ro_bpf import MN_ROUTE_TABLE, OBJECT_PATH, RT_PROTO_RO
-from nfq_mip6.testbed import unique_prefix
+from nfq_mip6.testbed.ro_lab import CN, COA, HOA, RoLab
 
 pytestmark = pytest.mark.netns
 
-CN = "2001:db8:c::2"
-COA = "2001:db8:f::2"
-HOA = "2001:db8:a::100"
-
-ADAPTER = """
-import json, sys
-from ipaddress import IPv6Address as A
-from nfq_mip6.dataplane.ro_bpf import BpfRouteOptimization
-role, dev, action = sys.argv[1:4]
-fast_path = BpfRouteOptimization(role, interfaces=(dev,))
-how = fast_path.start()
-if action == "install":
-    fast_path.install(A(sys.argv[4]), A(sys.argv[5]), A(sys.argv[6]))
-elif action == "reconcile":
-    wanted = json.loads(sys.argv[4])
-    fast_path.reconcile({(A(h), A(p)): A(c) for h, p, c in wanted})
-bindings = {f"{h} {p}": str(c) for (h, p), c in fast_path.bindings().items()}
-print(json.dumps({"start": how, "bindings": bindings, "counters": fast_path.counters()}))
-fast_path.stop(flush=action == "stop")
-"""
-
-
-class Lab:
-    def __init__(self) -> None:
-        prefix = unique_prefix("rb")
-        self.cn, self.router, self.mn = (f"{prefix}-cn", f"{prefix}-r", f"{prefix}-mn")
-
-    def sh(self, ns: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True, check=check
-        )
-
-    def up(self) -> None:
-        for ns in (self.cn, self.router, self.mn):
-            subprocess.run(["ip", "netns", "add", ns], check=True)
-            self.sh(ns, "ip", "link", "set", "lo", "up")
-        ip = ["ip", "link", "add"]
-        subprocess.run([*ip, "cn0", "netns", self.cn, "type", "veth", "peer", "rc0", "netns",
-                        self.router], check=True)  # fmt: skip
-        subprocess.run([*ip, "mn0", "netns", self.mn, "type", "veth", "peer", "rm0", "netns",
-                        self.router], check=True)  # fmt: skip
-        self.sh(self.router, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-        for ns, dev, address in (
-            (self.cn, "cn0", f"{CN}/64"),
-            (self.router, "rc0", "2001:db8:c::1/64"),
-            (self.router, "rm0", "2001:db8:f::1/64"),
-            (self.mn, "mn0", f"{COA}/64"),
-        ):
-            self.sh(ns, "ip", "addr", "add", address, "dev", dev, "nodad")
-            self.sh(ns, "ip", "link", "set", dev, "up")
-        self.sh(self.mn, "ip", "addr", "add", f"{HOA}/128", "dev", "lo")
-        self.sh(self.cn, "ip", "-6", "route", "add", "default", "via", "2001:db8:c::1")
-        self.sh(self.mn, "ip", "-6", "route", "add", "default", "via", "2001:db8:f::1")
-        # ping the router so that neighbours are resolved before the first measurement
-        self.sh(self.cn, "ping", "-c1", "-W2", "2001:db8:c::1", check=False)
-        self.sh(self.mn, "ping", "-c1", "-W2", "2001:db8:f::1", check=False)
-
-    def down(self) -> None:
-        for ns in (self.cn, self.router, self.mn):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
-
-    def adapter(self, role: str, action: str, *args: str) -> dict[str, object]:
-        ns, dev = (self.cn, "cn0") if role == "cn" else (self.mn, "mn0")
-        done = self.sh(ns, sys.executable, "-c", ADAPTER, role, dev, action, *args, check=False)
-        assert done.returncode == 0, done.stderr
-        result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
-        return result
-
-    def ping(self, ns: str, target: str, *extra: str) -> bool:
-        done = self.sh(ns, "ping", "-c2", "-i0.2", "-W2", *extra, target, check=False)
-        return done.returncode == 0
-
 
 @pytest.fixture
-def lab() -> Iterator[Lab]:
+def lab() -> Iterator[RoLab]:
     if not OBJECT_PATH.is_file():
         pytest.fail(f"{OBJECT_PATH} not built: run scripts/build-bpf.sh")
-    lab = Lab()
+    lab = RoLab()
     try:
         lab.up()
         yield lab
@@ -106,14 +33,9 @@ def lab() -> Iterator[Lab]:
         lab.down()
 
 
-def bind(lab: Lab) -> None:
-    assert lab.adapter("cn", "install", HOA, CN, COA)["start"] == "loaded"
-    assert lab.adapter("mn", "install", HOA, CN, COA)["start"] == "loaded"
-
-
-def test_home_address_traffic_crosses_the_router_with_rh2_and_hao(lab: Lab) -> None:
+def test_home_address_traffic_crosses_the_router_with_rh2_and_hao(lab: RoLab) -> None:
     assert not lab.ping(lab.cn, HOA)  # the router has no route to the home prefix
-    bind(lab)
+    lab.bind()
     capture = subprocess.Popen(
         ["ip", "netns", "exec", lab.router, "tcpdump", "-l", "-nv", "-c", "4", "-i", "rm0",
          "icmp6 or ip6[6] == 43 or ip6[6] == 60"],
@@ -136,8 +58,8 @@ def test_home_address_traffic_crosses_the_router_with_rh2_and_hao(lab: Lab) -> N
     assert cn_counters["in_errors"] == 0 and cn_counters["out_errors"] == 0
 
 
-def test_full_size_packets_and_tcp_both_ways(lab: Lab) -> None:
-    bind(lab)
+def test_full_size_packets_and_tcp_both_ways(lab: RoLab) -> None:
+    lab.bind()
     routes = lab.sh(lab.cn, "ip", "-6", "route", "show", f"{HOA}/128").stdout
     assert "mtu 1476" in routes and f"proto {RT_PROTO_RO}" in routes
     mn_route = lab.sh(lab.mn, "ip", "-6", "route", "show", "table", str(MN_ROUTE_TABLE)).stdout
@@ -176,8 +98,8 @@ def test_full_size_packets_and_tcp_both_ways(lab: Lab) -> None:
     assert counters["out_errors"] == 0 and counters["in_errors"] == 0
 
 
-def test_restart_adopts_the_map_and_a_clean_stop_removes_everything(lab: Lab) -> None:
-    bind(lab)
+def test_restart_adopts_the_map_and_a_clean_stop_removes_everything(lab: RoLab) -> None:
+    lab.bind()
     again = lab.adapter("cn", "keep")
     assert again["start"] == "adopted"
     assert again["bindings"] == {f"{HOA} {CN}": COA}
