@@ -71,7 +71,10 @@ def binding_ack(
     options: tuple[MobilityOption, ...] = (),
     stats: MobilityStats,
 ) -> SendMobilityMessage:
-    """§9.5.4/§10.3.1: a BA to the BU's source, with an RH2 = HoA when the BU had an HAO.
+    """§9.5.4/§10.3.1: a BA to the BU's source, with an RH2 = HoA when the BU had an HAO
+    and came from a care-of address. A BU whose source is its home address (the MN at home,
+    CoA = HoA, with or without an HAO) is answered straight to that address, without an RH2
+    (§9.5.4, §10.3.2: the routing header only takes a packet from a CoA to the HoA).
 
     The lifetime is 0 for a rejection (§6.1.8: undefined when status ≥ 128).
     """
@@ -81,7 +84,8 @@ def binding_ack(
     else:
         stats.NBindAcksSent += 1
     message = BindingAck(status, BAFlags.NONE, sequence, lifetime_units, options)
-    return SendMobilityMessage(message, bu_dst, bu_src, None, bu_home_address, False)
+    routing = bu_home_address if bu_home_address != bu_src else None
+    return SendMobilityMessage(message, bu_dst, bu_src, None, routing, False)
 
 
 def binding_error(

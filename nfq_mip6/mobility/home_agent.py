@@ -323,15 +323,16 @@ class HomeAgent:
         self.config = replace(self.config, max_binding_lifetime=lifetime)
 
     def _on_home_link(self, event: MobilityMessageReceived, actions: list[Action]) -> list[Action]:
-        """§10.3.2: a BU from a home address without an HAO that came in on the home
-        interface is the MN at home; its answer goes in a frame to the BU's link-layer
-        source, because routing would take the HoA's tunnel route to the old CoA."""
+        """§10.3.2: a BU from a home address (without an HAO, or with one naming that same
+        address) that came in on the home interface is the MN at home; its answer goes in a
+        frame to the BU's link-layer source, because routing would take the HoA's tunnel
+        route to the old CoA."""
         index = self.config.home_interface_index
         if (
             not index
             or event.interface_index != index
             or event.link_source is None
-            or event.home_address is not None
+            or (event.home_address is not None and event.home_address != event.src)
             or self._home_prefix_of(event.src) is None
         ):
             return actions

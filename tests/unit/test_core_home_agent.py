@@ -493,3 +493,19 @@ def test_ha_binding_still_waiting_for_dad_has_no_direct_delivery() -> None:
     ha = make_ha()
     ha.handle(home_bu(), 0.0)
     assert ha.route_optimizations() == []
+
+
+def test_ha_answers_a_bu_from_the_home_address_with_hao_without_rh2() -> None:
+    """§9.5.4, §10.3.2 (TAHI HA_3_2_2/3/7/8): the MN at home de-registers from its HoA with
+    an HAO naming that same HoA (CoA = HoA); the BA goes straight to the HoA, no RH2, and
+    from the home link in a frame to the MN's link-layer address."""
+    at_home = home_bu(coa=HOA, src=HOA, lifetime_units=0)
+    send = only_ba(make_ha().handle(at_home, 0.0))
+    assert (send.dst, send.routing_address) == (HOA, None)
+    assert ba_of([send]).status == BAStatus.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE
+    ha = make_ha(home_interface_index=3)
+    registered(ha, seq=10)
+    actions = ha.handle(from_home_link(home_bu(seq=11, coa=HOA, src=HOA, lifetime_units=0)), 5.0)
+    send = only_ba(actions)
+    assert ba_of(actions).status == 0 and HOA not in ha.cache
+    assert (send.dst, send.routing_address, send.link_destination) == (HOA, None, MN_MAC)
