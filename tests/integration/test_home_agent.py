@@ -32,13 +32,10 @@ from helpers import (
     write_agent_config,
 )
 
-from nfq_mip6.testbed import Testbed, care_of_address
+from nfq_mip6.testbed import Testbed
 from nfq_mip6.testbed.testbed import Node
 from nfq_mip6.testbed.topology import (
-    CN_ADDRESS,
-    HA_ADDRESS,
     HOME_PREFIX,
-    MN_HOME_ADDRESS,
     MN_INTERFACE,
     R_HOME_ADDRESS,
 )
@@ -65,13 +62,10 @@ from nfq_mip6.wire import (
 )
 from nfq_mip6.wire.icmp import UnknownICMPv6
 from nfq_mip6.wire.mh import IPPROTO_MH
+from tests.support.howto import CN, COA, HA, HOA
 
 pytestmark = pytest.mark.netns
 
-HA = IPv6Address(HA_ADDRESS)
-HOA = IPv6Address(MN_HOME_ADDRESS)
-CN = IPv6Address(CN_ADDRESS)
-COA = IPv6Address(care_of_address("visitnet"))
 WRONG_COA = IPv6Address("fec0:106:1100::99")
 QUEUE_NUM = 17
 MAX_LIFETIME = 400  # [ha] max_binding_lifetime in the test config (seconds)

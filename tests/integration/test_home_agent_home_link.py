@@ -11,7 +11,6 @@ link and nothing goes toward the old CoA on the internet link.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from ipaddress import IPv6Address
 from pathlib import Path
 
 import pytest
@@ -25,8 +24,7 @@ from helpers import (
     write_agent_config,
 )
 
-from nfq_mip6.testbed import Testbed, care_of_address
-from nfq_mip6.testbed.topology import HA_ADDRESS, MN_HOME_ADDRESS
+from nfq_mip6.testbed import Testbed
 from nfq_mip6.wire import (
     BAStatus,
     BindingAck,
@@ -38,12 +36,10 @@ from nfq_mip6.wire import (
     parse_mh,
 )
 from nfq_mip6.wire.mh import IPPROTO_MH
+from tests.support.howto import COA, HA, HOA
 
 pytestmark = pytest.mark.netns
 
-HA = IPv6Address(HA_ADDRESS)
-HOA = IPv6Address(MN_HOME_ADDRESS)
-COA = IPv6Address(care_of_address("visitnet"))
 QUEUE_NUM = 19
 REGISTERED_SEQUENCE = 40
 

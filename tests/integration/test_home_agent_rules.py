@@ -13,13 +13,13 @@ import pytest
 
 from nfq_mip6.wire import BindingUpdate, BUFlags, build_ipv6_packet, build_mh, parse_ipv6
 from nfq_mip6.wire.mh import IPPROTO_MH
+from tests.support.vectors import HA
 
 pytestmark = pytest.mark.netns
 
 TAG = f"h4r{os.getpid():x}"
 NS_MN, NS_HA = f"{TAG}-mn", f"{TAG}-ha"
 MN = IPv6Address("2001:db8:b::2")
-HA = IPv6Address("2001:db8:a::1")
 HOA = IPv6Address("2001:db8:a::4")
 QUEUE = 23
 

@@ -13,7 +13,6 @@ import functools
 import subprocess
 import sys
 import time
-from ipaddress import IPv6Address
 from pathlib import Path
 
 import pytest
@@ -24,14 +23,13 @@ from nfq_mip6.testbed import Testbed, care_of_address
 from nfq_mip6.testbed.testbed import Node
 from nfq_mip6.testbed.topology import HA_ADDRESS, MN_HOME_ADDRESS, MN_MAC
 from nfq_mip6.wire import BindingAck, BindingUpdate
+from tests.support.howto import HA, HOA
 
 pytestmark = pytest.mark.netns
 
 REPO = Path(__file__).resolve().parents[2]
 HA_CONFIG = REPO / "deploy" / "network-mip6.conf.ha"
 MN_CONFIG = REPO / "deploy" / "network-mip6.conf.mn"
-HOA = IPv6Address(MN_HOME_ADDRESS)
-HA = IPv6Address(HA_ADDRESS)
 MIPDIAG = (sys.executable, "-c", "from nfq_mip6.cli import mipdiag_main; mipdiag_main()")
 
 

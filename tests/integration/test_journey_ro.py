@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import time
-from ipaddress import IPv6Address
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from nfq_mip6.testbed import Testbed, care_of_address
 from nfq_mip6.testbed.testbed import Node
 from nfq_mip6.testbed.topology import CN_ADDRESS, MN_HOME_ADDRESS
 from nfq_mip6.wire import parse_ipv6
+from tests.support.howto import CN, HOA
 
 pytestmark = pytest.mark.netns
 
@@ -31,8 +31,6 @@ REPO = Path(__file__).resolve().parents[2]
 HA_CONFIG = REPO / "deploy" / "network-mip6.conf.ha"
 MN_CONFIG = REPO / "deploy" / "network-mip6.conf.mn"
 CN_CONFIG = REPO / "deploy" / "nfq-mip6-cn.toml"
-HOA = IPv6Address(MN_HOME_ADDRESS)
-CN = IPv6Address(CN_ADDRESS)
 
 
 def correspondent_binding(cn_socket: Path) -> str | None:

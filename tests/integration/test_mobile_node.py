@@ -39,13 +39,12 @@ from nfq_mip6.wire import (
 )
 from nfq_mip6.wire.mh import IPPROTO_MH
 from nfq_mip6.wire.validate import Accepted
+from tests.support.howto import HA, HOA
 
 pytestmark = pytest.mark.netns
 
 REPO = Path(__file__).resolve().parents[2]
 MN_CONFIG = REPO / "deploy" / "network-mip6.conf.mn"
-HOA = IPv6Address(MN_HOME_ADDRESS)
-HA = IPv6Address(HA_ADDRESS)
 VISIT_COA = care_of_address("visitnet")
 DEFAULT_RULES = ["0:", "from", "all", "lookup", "local", "32766:", "from", "all", "lookup", "main"]
 DX6_TAIL = ("nh6", "::", "dev", "eth0", "table", "100")

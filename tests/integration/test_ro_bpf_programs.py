@@ -27,10 +27,10 @@ from scapy.layers.l2 import Ether
 from nfq_mip6.dataplane import DataplaneError
 from nfq_mip6.dataplane.bpf_syscall import prog_test_run
 from nfq_mip6.dataplane.ro_bpf import OBJECT_PATH, BpfRouteOptimization
+from tests.support.vectors import HOA
 
 pytestmark = pytest.mark.netns
 
-HOA = IPv6Address("2001:db8:a::100")
 CN = IPv6Address("2001:db8:c::2")
 COA = IPv6Address("2001:db8:f::2")
 OTHER = IPv6Address("2001:db8:f::99")

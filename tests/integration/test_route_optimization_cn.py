@@ -42,12 +42,9 @@ from helpers import (
 )
 
 from nfq_mip6.mobility import rr
-from nfq_mip6.testbed import Testbed, care_of_address
+from nfq_mip6.testbed import Testbed
 from nfq_mip6.testbed.testbed import Node
 from nfq_mip6.testbed.topology import (
-    CN_ADDRESS,
-    HA_ADDRESS,
-    MN_HOME_ADDRESS,
     VISITNET2_PREFIX,
     VISITNET_PREFIX,
 )
@@ -71,16 +68,12 @@ from nfq_mip6.wire import (
 )
 from nfq_mip6.wire.checksum import mh_checksum, pseudo_header_checksum
 from nfq_mip6.wire.mh import IPPROTO_MH
+from tests.support.howto import CN, COA, COA2, HA, HOA
 
 pytestmark = pytest.mark.netns
 
 REPO = Path(__file__).resolve().parents[2]
-HA = IPv6Address(HA_ADDRESS)
-HOA = IPv6Address(MN_HOME_ADDRESS)
 HOA2 = IPv6Address("fec0:106:2700::44")  # a second home address, for forgeries
-CN = IPv6Address(CN_ADDRESS)
-COA = IPv6Address(care_of_address("visitnet"))
-COA2 = IPv6Address(care_of_address("visitnet2"))
 QUEUE_NUM = 23
 MN_QUEUE_NUM = 24
 METRICS_PORT = 9736

@@ -32,12 +32,8 @@ from nfq_mip6.security.auth import (
     MobileNodeAuthenticator,
     SecurityAssociation,
 )
-from nfq_mip6.testbed import Testbed, care_of_address
+from nfq_mip6.testbed import Testbed
 from nfq_mip6.testbed.testbed import Node
-from nfq_mip6.testbed.topology import (
-    HA_ADDRESS,
-    MN_HOME_ADDRESS,
-)
 from nfq_mip6.wire import (
     AlternateCareofAddress,
     AuthenticationOption,
@@ -51,13 +47,11 @@ from nfq_mip6.wire import (
     parse_mh,
 )
 from nfq_mip6.wire.mh import IPPROTO_MH
+from tests.support.howto import COA, HA, HOA
 
 pytestmark = pytest.mark.netns
 
-HA = IPv6Address(HA_ADDRESS)
-HOA = IPv6Address(MN_HOME_ADDRESS)
 OTHER_HOA = IPv6Address("fec0:106:2700::77")
-COA = IPv6Address(care_of_address("visitnet"))
 HIJACK_COA = IPv6Address("fec0:106:1100::99")
 KEY = bytes.fromhex("00112233445566778899aabbccddeeff01234567")
 WRONG_KEY = bytes(20)

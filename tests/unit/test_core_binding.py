@@ -17,9 +17,7 @@ from nfq_mip6.mobility.binding import (
     seq_newer,
     seq_next,
 )
-
-HOA = IPv6Address("2001:db8:a::100")
-COA = IPv6Address("2001:db8:f::1")
+from tests.support.vectors import COA, HOA
 
 
 def _entry(hoa: IPv6Address = HOA, lifetime: int = 100, now: float = 0.0) -> BindingCacheEntry:

@@ -38,18 +38,14 @@ from nfq_mip6.wire.mh import (
     UnknownMobilityMessage,
 )
 from nfq_mip6.wire.options import AlternateCareofAddress, BindingRefreshAdvice, NonceIndices
-
-CN = IPv6Address("2001:db8:c::1")
-HOA = IPv6Address("2001:db8:a::100")
-COA = IPv6Address("2001:db8:f::1")
-COA2 = IPv6Address("2001:db8:e::1")
+from tests.support.factories import counter_bytes
+from tests.support.vectors import CN, COA, COA2, HOA
 
 
 def make_cn(**kwargs: object) -> CorrespondentNode:
-    counter = iter(range(1, 10_000))
     return CorrespondentNode(
         CorrespondentConfig(address=CN, **kwargs),  # type: ignore[arg-type]
-        random_bytes=lambda n: bytes([next(counter) & 0xFF]) * n,
+        random_bytes=counter_bytes(1),
     )
 
 

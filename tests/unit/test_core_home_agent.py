@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Address
 
 import pytest
 
@@ -46,12 +46,7 @@ from nfq_mip6.wire.options import (
     BindingRefreshAdvice,
     NonceIndices,
 )
-
-HA = IPv6Address("2001:db8:a::1")
-HOA = IPv6Address("2001:db8:a::100")
-COA = IPv6Address("2001:db8:f::1")
-COA2 = IPv6Address("2001:db8:e::1")
-PREFIX = IPv6Network("2001:db8:a::/64")
+from tests.support.vectors import COA, COA2, HA, HOA, PREFIX
 
 
 def make_ha(**kwargs: object) -> HomeAgent:

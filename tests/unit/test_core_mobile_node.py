@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import itertools
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Address
 
 import pytest
 
@@ -47,24 +46,18 @@ from nfq_mip6.wire.mh import (
     HomeTestInit,
 )
 from nfq_mip6.wire.options import AlternateCareofAddress, BindingRefreshAdvice
-
-HA = IPv6Address("2001:db8:a::1")
-HA2 = IPv6Address("2001:db8:a::2")
-HOA = IPv6Address("2001:db8:a::100")
-PREFIX = IPv6Network("2001:db8:a::/64")
-COA = IPv6Address("2001:db8:f::1")
-CN = IPv6Address("2001:db8:c::1")
+from tests.support.factories import counter_bytes
+from tests.support.vectors import CN, COA, HA, HA2, HOA, PREFIX
 
 
 def make_mn(home_agent: IPv6Address | None = HA, **kwargs: object) -> MobileNode:
-    counter = itertools.count(1)
     config = MobileNodeConfig(
         home_address=HOA,
         home_prefix=PREFIX,
         home_agent=home_agent,
         **kwargs,  # type: ignore[arg-type]
     )
-    return MobileNode(config, random_bytes=lambda n: bytes([next(counter) & 0xFF]) * n)
+    return MobileNode(config, random_bytes=counter_bytes(1))
 
 
 def sent_bus(actions: list[Action]) -> list[SendMobilityMessage]:

@@ -3,7 +3,7 @@ describe exactly its binding cache (hypothesis)."""
 
 from __future__ import annotations
 
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Address
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,9 +23,8 @@ from nfq_mip6.mobility.events import (
 from nfq_mip6.mobility.home_agent import HomeAgent, HomeAgentConfig
 from nfq_mip6.wire.mh import BindingAck, BindingUpdate, BUFlags
 from nfq_mip6.wire.options import AlternateCareofAddress
+from tests.support.vectors import HA, PREFIX
 
-HA = IPv6Address("2001:db8:a::1")
-PREFIX = IPv6Network("2001:db8:a::/64")
 HOAS = [IPv6Address(f"2001:db8:a::{i + 100:x}") for i in range(4)]
 COAS = [IPv6Address(f"2001:db8:f::{i + 1:x}") for i in range(3)]
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv6Address
-
 import pytest
 
 from nfq_mip6.mobility.rr import (
@@ -24,13 +22,12 @@ from nfq_mip6.wire.options import (
     BindingRefreshAdvice,
     NonceIndices,
 )
+from tests.support.factories import counter_bytes
+from tests.support.vectors import CN, COA, HOA
 
 KCN = bytes(range(20))
 HOME_NONCE = b"\x11" * 8
 CAREOF_NONCE = b"\x22" * 8
-HOA = IPv6Address("2001:db8:a::100")
-COA = IPv6Address("2001:db8:f::1")
-CN = IPv6Address("2001:db8:c::1")
 
 
 def test_home_keygen_token_vector() -> None:
@@ -94,8 +91,7 @@ def test_mh_data_stops_before_authenticator() -> None:
 
 
 def test_nonce_table_rotation_and_lifetime() -> None:
-    counter = iter(range(1, 1000))
-    table = NonceTable(lambda n: bytes([next(counter)]) * n, rotation_interval=30)
+    table = NonceTable(counter_bytes(1), rotation_interval=30)
     index0, nonce0 = table.current(0)
     assert table.current(29) == (index0, nonce0)
     index1, nonce1 = table.current(30)

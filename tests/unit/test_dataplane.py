@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,8 @@ from nfq_mip6.wire import (
     parse_mh,
 )
 from nfq_mip6.wire.mh import IPPROTO_MH
+from tests.support.howto import HA, HOA, PREFIX
 
-HA = IPv6Address("fec0:106:2700::2")
-PREFIX = IPv6Network("fec0:106:2700::/64")
-HOA = IPv6Address("fec0:106:2700::4")
 COA = IPv6Address("fec0:106:1100::10")
 COA2 = IPv6Address("fec0:106:1000::10")
 

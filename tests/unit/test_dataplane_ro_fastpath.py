@@ -12,8 +12,8 @@ from nfq_mip6.dataplane.ro_fastpath import (
     FakeRouteOptimizationFastPath,
     reconcile_plan,
 )
+from tests.support.vectors import HOA
 
-HOA = IPv6Address("2001:db8:a::100")
 HOA2 = IPv6Address("2001:db8:a::200")
 CN = IPv6Address("2001:db8:c::2")
 COA = IPv6Address("2001:db8:f::2")

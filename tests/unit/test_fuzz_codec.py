@@ -41,11 +41,9 @@ from nfq_mip6.wire.options import (
     NonceIndices,
     UnknownOption,
 )
+from tests.support.howto import HA, HOA, PREFIX
 
-HA = IPv6Address("fec0:106:2700::2")
-HOA = IPv6Address("fec0:106:2700::4")
 COA = IPv6Address("fec0:106:1100::4")
-PREFIX = IPv6Network("fec0:106:2700::/64")
 KEY = bytes(range(20))
 SPI = 4242
 WALL = 1_800_000_000.0

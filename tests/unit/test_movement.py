@@ -21,17 +21,12 @@ from nfq_mip6.runtime.movement import (
     build_router_solicitation,
     parse_router_advertisement,
 )
+from tests.support.howto import COA, COA2, HA, PREFIX, VISIT, VISIT2
+from tests.support.howto import HOA_INTERFACE as HOA
 
-HOA = IPv6Interface("fec0:106:2700::4/64")
-HA = IPv6Address("fec0:106:2700::2")
-HOME = IPv6Network("fec0:106:2700::/64")
-VISIT = IPv6Network("fec0:106:1100::/64")
-VISIT2 = IPv6Network("fec0:106:1000::/64")
 HA_LL = IPv6Address("fe80::1")
 AR_LL = IPv6Address("fe80::11")
 AR2_LL = IPv6Address("fe80::22")
-COA = IPv6Address("fec0:106:1100:0:290:7dff:fef3:31a")
-COA2 = IPv6Address("fec0:106:1000:0:290:7dff:fef3:31a")
 
 
 def pio(prefix: IPv6Network, *, router: IPv6Address | None = None) -> PrefixInformation:
@@ -52,14 +47,14 @@ def test_start_solicits_a_router() -> None:
 
 def test_home_at_start_is_silent_for_the_core() -> None:
     detector = MovementDetector(HOA, HA)
-    decisions = detector.on_router_advertisement(ra(HA_LL, pio(HOME), h=True))
-    assert decisions == [PurgeVisitedLinks((HOME,), HA_LL)]
+    decisions = detector.on_router_advertisement(ra(HA_LL, pio(PREFIX), h=True))
+    assert decisions == [PurgeVisitedLinks((PREFIX,), HA_LL)]
     assert detector.location == LinkLocation.HOME
 
 
 def test_move_waits_for_the_autoconfigured_address() -> None:
     detector = MovementDetector(HOA, HA)
-    detector.on_router_advertisement(ra(HA_LL, pio(HOME), h=True))
+    detector.on_router_advertisement(ra(HA_LL, pio(PREFIX), h=True))
     decisions = detector.on_router_advertisement(ra(AR_LL, pio(VISIT)))
     assert decisions == [PurgeVisitedLinks((VISIT,), AR_LL)]
     assert detector.on_address(addr(COA, usable=False)) == []  # tentative, not optimistic
@@ -71,7 +66,7 @@ def test_move_waits_for_the_autoconfigured_address() -> None:
 
 def test_address_before_ra_completes_the_move_on_the_ra() -> None:
     detector = MovementDetector(HOA, HA)
-    detector.on_router_advertisement(ra(HA_LL, pio(HOME), h=True))
+    detector.on_router_advertisement(ra(HA_LL, pio(PREFIX), h=True))
     assert detector.on_address(addr(COA)) == []
     decisions = detector.on_router_advertisement(ra(AR_LL, pio(VISIT)))
     assert decisions[-1] == MovedToForeignLink(COA, 86400.0, AR_LL)
@@ -89,15 +84,15 @@ def test_same_link_again_is_no_move() -> None:
 
 def test_visitnet_to_visitnet2_to_home() -> None:
     detector = MovementDetector(HOA, HA)
-    detector.on_router_advertisement(ra(HA_LL, pio(HOME), h=True))
+    detector.on_router_advertisement(ra(HA_LL, pio(PREFIX), h=True))
     detector.on_router_advertisement(ra(AR_LL, pio(VISIT)))
     detector.on_address(addr(COA))
     decisions = detector.on_router_advertisement(ra(AR2_LL, pio(VISIT2)))
     assert decisions == [PurgeVisitedLinks((VISIT2,), AR2_LL)]
     assert detector.on_address_removed(COA) == []  # the purge removed the old CoA
     assert detector.on_address(addr(COA2)) == [MovedToForeignLink(COA2, 86400.0, AR2_LL)]
-    decisions = detector.on_router_advertisement(ra(HA_LL, pio(HOME), h=True))
-    assert decisions == [PurgeVisitedLinks((HOME,), HA_LL), ReturnedToHomeLink()]
+    decisions = detector.on_router_advertisement(ra(HA_LL, pio(PREFIX), h=True))
+    assert decisions == [PurgeVisitedLinks((PREFIX,), HA_LL), ReturnedToHomeLink()]
     assert detector.care_of_address is None
     assert detector.moves == 3
 
@@ -140,7 +135,7 @@ def test_parse_router_advertisement_with_h_flag_pio_and_hai() -> None:
     interval = struct.pack("!BBHI", 7, 1, 0, 50)
     parsed = parse_router_advertisement(_ra_bytes(0x20, pio_bytes + hai + interval), HA_LL)
     assert parsed.home_agent
-    assert parsed.prefixes[0].prefix == HOME
+    assert parsed.prefixes[0].prefix == PREFIX
     assert parsed.prefixes[0].router_address == HA
     assert parsed.prefixes[0].autonomous and parsed.prefixes[0].on_link
     assert (parsed.ha_preference, parsed.ha_lifetime) == (10, 1800)

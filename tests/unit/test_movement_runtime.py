@@ -55,14 +55,11 @@ from nfq_mip6.wire import (
 )
 from nfq_mip6.wire.mh import IPPROTO_MH
 from nfq_mip6.wire.validate import Accepted
+from tests.support.howto import CN, COA, COA2, HA
+from tests.support.howto import HOA_INTERFACE as HOA
 
 REPO = Path(__file__).resolve().parents[2]
-HOA = IPv6Interface("fec0:106:2700::4/64")
-HA = IPv6Address("fec0:106:2700::2")
-COA = IPv6Address("fec0:106:1100:0:290:7dff:fef3:31a")
-COA2 = IPv6Address("fec0:106:1000:0:290:7dff:fef3:31a")
 AR = IPv6Address("fe80::11")
-CN = IPv6Address("fec0:106:2300::10")
 IPPROTO_UDP = 17
 
 

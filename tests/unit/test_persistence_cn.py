@@ -32,6 +32,7 @@ from nfq_mip6.runtime.base import RuntimeContext, VerdictKind
 from nfq_mip6.runtime.correspondent import CorrespondentRuntime
 from nfq_mip6.store import CorrespondentPersistence, StateStore, StoredNonce
 from nfq_mip6.wire import BAStatus, BindingAck, BindingError
+from tests.support.factories import counter_bytes
 
 WALL = 1_800_000_000.0
 
@@ -142,10 +143,9 @@ def test_node_state_round_trip(tmp_path: Path) -> None:
 
 
 def test_core_key_state_export_and_restore() -> None:
-    counter = iter(range(1, 1000))
     core = CorrespondentNode(
         CorrespondentConfig(address=CN),
-        random_bytes=lambda n: bytes([next(counter)]) * n,
+        random_bytes=counter_bytes(1),
     )
     index, nonce = core.nonces.current(100.0)
     state = core.export_key_state(130.0)

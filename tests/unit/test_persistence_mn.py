@@ -8,10 +8,9 @@ numbers (RFC 6275 §11.7.1) and keeps a home binding still in force.
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 from collections.abc import Iterable
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Address
 from pathlib import Path
 
 from test_movement_runtime import AR, binding_ack, runtime_and_log
@@ -42,21 +41,16 @@ from nfq_mip6.store import (
     StoredBulEntry,
 )
 from nfq_mip6.wire.mh import BAFlags, BindingAck, BindingUpdate
+from tests.support.factories import counter_bytes
+from tests.support.vectors import CN, COA, COA2, HA, HOA, PREFIX
 
-HA = IPv6Address("2001:db8:a::1")
-HOA = IPv6Address("2001:db8:a::100")
-PREFIX = IPv6Network("2001:db8:a::/64")
-COA = IPv6Address("2001:db8:f::1")
-COA2 = IPv6Address("2001:db8:e::1")
-CN = IPv6Address("2001:db8:c::1")
 WALL = 1_800_000_000.0
 __all__ = ["runtime_and_log"]  # the fixture, shared with test_movement_runtime
 
 
 def make_mn(home_agent: IPv6Address | None = HA) -> MobileNode:
-    counter = itertools.count(1)
     config = MobileNodeConfig(home_address=HOA, home_prefix=PREFIX, home_agent=home_agent)
-    return MobileNode(config, random_bytes=lambda n: bytes([next(counter) & 0xFF]) * n)
+    return MobileNode(config, random_bytes=counter_bytes(1))
 
 
 def the_bu(actions: list[Action]) -> BindingUpdate:

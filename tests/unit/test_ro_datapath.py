@@ -41,10 +41,8 @@ from nfq_mip6.wire import (
     strip_rh2_to_home_destination,
 )
 from nfq_mip6.wire.checksum import verify_pseudo_header_checksum
+from tests.support.howto import CN, COA, HOA
 
-HOA = IPv6Address("fec0:106:2700::4")
-COA = IPv6Address("fec0:106:1100:0:290:7dff:fef3:31a")
-CN = IPv6Address("fec0:106:2300::10")
 OTHER = IPv6Address("fec0:106:1000::99")
 
 CN_BINDINGS = {HOA.packed: COA.packed}

@@ -36,11 +36,7 @@ from nfq_mip6.wire import (
     parse_and_validate_mh,
     parse_ipv6,
 )
-
-HOA = IPv6Address("fec0:106:2700::4")
-COA = IPv6Address("fec0:106:1100:0:290:7dff:fef3:31a")
-COA2 = IPv6Address("fec0:106:1000:0:290:7dff:fef3:31a")
-CN = IPv6Address("fec0:106:2300::10")
+from tests.support.howto import CN, COA, COA2, HOA
 
 
 @dataclass

@@ -3,8 +3,6 @@ without the kernel: rules as ip6tables argument lists, packets in, verdicts and 
 
 from __future__ import annotations
 
-from ipaddress import IPv6Address
-
 from nfq_mip6.mobility.events import DataPacketFromCorrespondent, IcmpErrorReceived
 from nfq_mip6.runtime.base import VerdictKind
 from nfq_mip6.runtime.ro_datapath import (
@@ -20,11 +18,7 @@ from nfq_mip6.wire import (
     build_mh,
     parse_ipv6,
 )
-
-HOA = IPv6Address("fec0:106:2700::4")
-HA = IPv6Address("fec0:106:2700::2")
-COA = IPv6Address("fec0:106:1100:0:290:7dff:fef3:31a")
-CN = IPv6Address("fec0:106:2300::10")
+from tests.support.howto import CN, COA, HA, HOA
 
 
 def helper() -> tuple[MobileNodeRouteOptimization, list[list[str]]]:
@@ -108,22 +102,3 @@ def test_garbage_is_left_to_the_runtime() -> None:
         verdict, events = ro.handle_packet(blob, away=True)
         assert events == [] or all(isinstance(e, DataPacketFromCorrespondent) for e in events)
         assert verdict is None or verdict.kind in tuple(VerdictKind)
-
-
-def test_core_ro_off_while_away_deletes_the_binding_at_the_correspondent() -> None:
-    """``ro off`` at the MN sends one de-registration BU (lifetime 0) to each bound CN, so the
-    CN's traffic goes back through the HA as well (the in-memory network of the core tests)."""
-    from test_core_network import (
-        HOME_ADDRESS,
-        registered_network,
-        with_route_optimization,
-    )
-
-    from nfq_mip6.mobility.events import RouteOptimizationSwitched
-
-    net = with_route_optimization(registered_network())
-    assert net.cn.has_binding(HOME_ADDRESS)
-    net.inject("mn", RouteOptimizationSwitched(False))
-    net.run_until(net.now + 5.0)
-    assert not net.cn.has_binding(HOME_ADDRESS)
-    assert net.mn.home_entry is not None  # the home registration stays

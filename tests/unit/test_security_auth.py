@@ -34,11 +34,10 @@ from nfq_mip6.wire.options import (
     MessageIdentifier,
     MobileNodeIdentifier,
 )
+from tests.support.howto import HA, HOA
 
-HOA = IPv6Address("fec0:106:2700::4")
 OTHER_HOA = IPv6Address("fec0:106:2700::5")
 COA = IPv6Address("fec0:106:1100::4")
-HA = IPv6Address("fec0:106:2700::2")
 KEY = bytes(range(1, 21))
 WRONG_KEY = bytes(range(2, 22))
 SPI = 1000

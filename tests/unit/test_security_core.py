@@ -29,11 +29,9 @@ from nfq_mip6.security.auth import (
 from nfq_mip6.wire import build_mh
 from nfq_mip6.wire.mh import BAStatus, BindingAck, BindingUpdate, BUFlags
 from nfq_mip6.wire.options import AlternateCareofAddress, MessageIdentifier
+from tests.support.howto import HA, HOA, PREFIX
 
-HA = IPv6Address("fec0:106:2700::2")
-HOA = IPv6Address("fec0:106:2700::4")
 COA = IPv6Address("fec0:106:1100::4")
-PREFIX = IPv6Network("fec0:106:2700::/64")
 KEY = bytes(range(100, 120))
 SPI = 5000
 WALL = 1_800_000_000.0

@@ -23,9 +23,8 @@ from nfq_mip6.store import HomeBindingPersistence, StateStore
 from nfq_mip6.wire import build_mh
 from nfq_mip6.wire.mh import BAFlags, BindingAck, BindingError, BindingUpdate, BUFlags
 from nfq_mip6.wire.options import AlternateCareofAddress, AuthenticationOption
+from tests.support.howto import HA, HOA
 
-HA = IPv6Address("fec0:106:2700::2")
-HOA = IPv6Address("fec0:106:2700::4")
 COA = IPv6Address("fec0:106:1100::4")
 KEY = bytes(range(40, 60))
 SPI = 777

@@ -19,10 +19,10 @@ from nfq_mip6.statedir import (
     open_state,
 )
 from nfq_mip6.store import DATABASE_NAME, StateStore, StoredBinding
+from tests.support.howto import HOA
 
 HA_HOME = {"role": "ha", "interface": "eth1", "home_prefix": "fec0:106:2700::/64"}
 OTHER_HOME = {"role": "ha", "interface": "eth1", "home_prefix": "2001:db8:1::/64"}
-HOA = IPv6Address("fec0:106:2700::4")
 WALL = 1_800_000_000.0
 
 

@@ -19,8 +19,8 @@ from nfq_mip6.store import (
     StoredBulEntry,
     StoreError,
 )
+from tests.support.howto import HOA
 
-HOA = IPv6Address("fec0:106:2700::4")
 HOA2 = IPv6Address("fec0:106:2700::5")
 COA = IPv6Address("fec0:106:1100::4")
 WALL = 1_800_000_000.0

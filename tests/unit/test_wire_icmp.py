@@ -52,10 +52,8 @@ from nfq_mip6.wire import (
     solicited_node_address,
     verify_icmpv6_checksum,
 )
+from tests.support.vectors import COA, HA, HOA
 
-HOA = IPv6Address("2001:db8:a::100")
-COA = IPv6Address("2001:db8:f::1")
-HA = IPv6Address("2001:db8:a::1")
 MAC = bytes.fromhex("020000000001")
 PREFIX = PrefixInformation(IPv6Address("2001:db8:a::"), 64, True, True, False, 86400, 14400)
 HA_PREFIX = PrefixInformation(HA, 64, True, True, True, 86400, 14400)

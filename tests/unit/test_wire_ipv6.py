@@ -36,11 +36,7 @@ from nfq_mip6.wire import (
     verify_mh_checksum,
 )
 from nfq_mip6.wire.checksum import verify_pseudo_header_checksum
-
-HOA = IPv6Address("2001:db8:a::100")
-COA = IPv6Address("2001:db8:f::1")
-CN = IPv6Address("2001:db8:c::1")
-HA = IPv6Address("2001:db8:a::1")
+from tests.support.vectors import CN, COA, HA, HOA
 
 
 def _echo(src: IPv6Address, dst: IPv6Address) -> bytes:

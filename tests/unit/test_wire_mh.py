@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import replace
 from ipaddress import IPv6Address
-from pathlib import Path
 
 import pytest
 
@@ -43,8 +41,8 @@ from nfq_mip6.wire import (
     parse_mh,
     verify_mh_checksum,
 )
+from tests.support.vectors import VECTORS
 
-VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "mh_vectors.json").read_text())
 ADDR = {name: IPv6Address(text) for name, text in VECTORS["addresses"].items()}
 HOA, COA, CN, HA = ADDR["hoa"], ADDR["coa"], ADDR["cn"], ADDR["ha"]
 KBM = bytes.fromhex(VECTORS["kbm"])

@@ -64,10 +64,9 @@ from nfq_mip6.wire import (
     verify_icmpv6_checksum,
     verify_mh_checksum,
 )
-
-SRC = IPv6Address("2001:db8:a::100")
-DST = IPv6Address("2001:db8:c::1")
-COA = IPv6Address("2001:db8:f::1")
+from tests.support.vectors import CN as DST
+from tests.support.vectors import COA
+from tests.support.vectors import HOA as SRC
 
 u16 = st.integers(0, 0xFFFF)
 addresses = st.builds(IPv6Address, st.integers(0, 2**128 - 1))

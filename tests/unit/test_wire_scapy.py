@@ -8,8 +8,6 @@ as its *only* option (scapy then autopads it), so the HAO is given alone below.
 
 from __future__ import annotations
 
-from ipaddress import IPv6Address
-
 import pytest
 from scapy.layers.inet6 import (
     HAO,
@@ -54,11 +52,8 @@ from nfq_mip6.wire import (
     parse_and_validate_mh,
     parse_mh,
 )
+from tests.support.vectors import CN, COA, HA, HOA
 
-HOA = IPv6Address("2001:db8:a::100")
-COA = IPv6Address("2001:db8:f::1")
-CN = IPv6Address("2001:db8:c::1")
-HA = IPv6Address("2001:db8:a::1")
 AUTH = bytes.fromhex("158994d2c435abdf457d6691")
 COOKIE = bytes.fromhex("0102030405060708")
 TOKEN = bytes.fromhex("1112131415161718")

@@ -56,14 +56,11 @@ from nfq_mip6.wire import (
     pseudo_header_checksum,
     solicited_node_address,
 )
+from tests.support.vectors import CN, COA, HA, HOA
 
 TSHARK = shutil.which("tshark")
 pytestmark = pytest.mark.skipif(TSHARK is None, reason="tshark is not installed")
 
-HOA = IPv6Address("2001:db8:a::100")
-COA = IPv6Address("2001:db8:f::1")
-CN = IPv6Address("2001:db8:c::1")
-HA = IPv6Address("2001:db8:a::1")
 ALL_NODES = IPv6Address("ff02::1")
 MAC = bytes.fromhex("020000000001")
 PI_WARN = 0x00600000

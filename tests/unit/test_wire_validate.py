@@ -23,11 +23,8 @@ from nfq_mip6.wire import (
     parse_ipv6,
     validate_mh,
 )
+from tests.support.vectors import CN, COA, HA, HOA
 
-HOA = IPv6Address("2001:db8:a::100")
-COA = IPv6Address("2001:db8:f::1")
-HA = IPv6Address("2001:db8:a::1")
-CN = IPv6Address("2001:db8:c::1")
 HOME_BU = BindingUpdate(1, BUFlags.A | BUFlags.H, 10, (AlternateCareofAddress(COA),))
 
 
