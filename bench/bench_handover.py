@@ -17,8 +17,13 @@ reached the MN. Components come from the MN agent's event log (same CLOCK_MONOTO
 
 The baseline measured in the same run is the steady-state echo round trip through the
 tunnel and the kernel-only part of a move (link_layer + movement_detection), so the cost of
-the Mobile IPv6 signalling is latency − baseline. The first registration (from home, with
-the HA's proxy DAD, RFC 6275 §10.3.1) is reported separately.
+the Mobile IPv6 signalling is latency − baseline.
+
+The first move (home → visitnet, the stream already running) is the first registration and is
+reported apart, next to the later moves (``first_registration``: latency, lost packets,
+longest gap in the stream): before its first BA the HA runs proxy DAD for the home address
+(RFC 6275 §10.3.1), ``dad_transmits`` × RetransTimer of its home interface (RFC 4862;
+``proxy_dad_wait_ms``), which the later moves (binding updates) do not wait for.
 
 Usage (root): ``python bench/bench_handover.py [--moves 20] [--rate 100] [--dwell 1.5]``.
 """
@@ -249,6 +254,7 @@ def run(
     dwell: float,
     pcap_dir: Path | None = None,
     keep_workdir: bool = False,
+    home_retrans_timer_ms: int | None = None,
 ) -> dict[str, Any]:
     from nfq_mip6.control import request
     from nfq_mip6.testbed import Testbed, care_of_address, unique_prefix
@@ -261,23 +267,14 @@ def run(
     try:
         bed.up()
         ha, mn, cn = bed.node("ha"), bed.node("mn"), bed.node("cn")
+        if home_retrans_timer_ms is not None:  # the HA's proxy DAD wait (RFC 4862 RetransTimer)
+            ha.run(
+                ["sysctl", "-qw", f"net.ipv6.neigh.eth0.retrans_time_ms={home_retrans_timer_ms}"]
+            )
         with (
             _agent(ha, REPO / "deploy" / "network-mip6.conf.ha", ha_control, workdir / "ha.log"),
             _agent(mn, REPO / "deploy" / "network-mip6.conf.mn", mn_control, workdir / "mn.log"),
         ):
-            # First registration (from home, HA proxy DAD): reported apart.
-            moved = time.monotonic()
-            bed.move("visitnet")
-            coa = care_of_address("visitnet")
-            while not any(
-                b.get("care_of_address") == coa
-                for b in request(ha_control, {"cmd": "cache"}).get("bindings", [])
-            ):
-                if time.monotonic() - moved > 15:
-                    raise RuntimeError("first registration did not complete")
-                time.sleep(0.005)
-            first_registration = time.monotonic() - moved
-            time.sleep(0.5)
             captures = contextlib.ExitStack()
             if pcap_dir is not None:  # diagnostics: every link of the test bed, from the switch
                 pcap_dir.mkdir(parents=True, exist_ok=True)
@@ -289,8 +286,21 @@ def run(
             probe = _helper(
                 cn, "_prober", HOME_ADDRESS, str(rate), str(identifier), str(prober_out)
             )
-            time.sleep(1.0)  # steady state before the first measured move
-            move_times: list[tuple[str, float]] = []
+            time.sleep(1.0)  # the stream reaches the MN at home
+            # First registration (home -> visitnet, HA proxy DAD): move 0, reported apart.
+            move_times: list[tuple[str, float]] = [("visitnet", time.monotonic())]
+            bed.move("visitnet")
+            coa = care_of_address("visitnet")
+            while not any(  # registered: proxy DAD over, BA sent
+                b.get("care_of_address") == coa and b.get("state") == "registered"
+                for b in request(ha_control, {"cmd": "cache"}).get("bindings", [])
+            ):
+                if time.monotonic() - move_times[0][1] > 15:
+                    raise RuntimeError("first registration did not complete")
+                time.sleep(0.005)
+            first_registration = time.monotonic() - move_times[0][1]
+            tunnel_steady_from = time.monotonic() + 0.5
+            time.sleep(max(dwell, 1.5))  # steady state through the tunnel (the baseline)
             for index in range(moves):
                 target: MnLink = "visitnet2" if index % 2 == 0 else "visitnet"
                 move_times.append((target, time.monotonic()))
@@ -301,9 +311,14 @@ def run(
             _stop_helper(listen)
             captures.close()
             events = _events(mn_control)
+            ha_stats = request(ha_control, {"cmd": "stats"})
             agent_queues = {
-                "ha": request(ha_control, {"cmd": "stats"}).get("nfqueue"),
+                "ha": ha_stats.get("nfqueue"),
                 "mn": request(mn_control, {"cmd": "stats"}).get("nfqueue"),
+            }
+            proxy_dad = {
+                "transmits": ha_stats.get("home_agent", {}).get("nd_dad_transmits"),
+                "wait_ms": ha_stats.get("home_agent", {}).get("nd_dad_wait_ms"),
             }
         probe_data = json.loads(prober_out.read_text())
         arrivals = {int(k): v for k, v in json.loads(listener_out.read_text())["arrivals"].items()}
@@ -319,7 +334,10 @@ def run(
     latency: list[float] = []
     lost: list[float] = []
     unanswered: list[float] = []
+    gaps_per_move: list[float] = []
     per_move: list[dict[str, Any]] = []
+    first: dict[str, Any] = {}
+    arrival_times = sorted(arrivals.values())
     prober_stalls = 0
     path_stalls = 0
     parts: dict[str, list[float]] = {
@@ -332,6 +350,10 @@ def run(
     }
     for index, (_link, start) in enumerate(move_times):
         stop = move_times[index + 1][1] if index + 1 < len(move_times) else end
+        measured = index > 0  # move 0 is the first registration, reported apart
+        # The longest silence of the stream at the MN around the move.
+        around = [t for t in arrival_times if start - 0.5 <= t < stop]
+        longest_gap = max((b - a for a, b in itertools.pairwise(around)), default=stop - start)
         carrier = _first(events, "carrier up", start, stop)
         # Packets still in flight on the old link can arrive just after the move command;
         # the first delivery through the new CoA is the first one after the new link is up.
@@ -351,14 +373,33 @@ def run(
             for seq, t in sent.items()
             if start - 0.5 <= t < start - 0.02
         )
+        window = [seq for seq, t in sent.items() if start <= t < stop - 0.05]
+        move_lost = sum(1 for seq in window if seq not in arrivals)
+        if not measured:
+            first = {
+                "link": _link,
+                "latency_ms": round(1000 * (min(delivered) - start), 2) if delivered else None,
+                "lost": move_lost,
+                "sent": len(window),
+                "longest_gap_ms": round(1000 * longest_gap, 1),
+                "registration_ms": round(1000 * first_registration, 1),
+                "proxy_dad_transmits": proxy_dad["transmits"],
+                "proxy_dad_wait_ms": proxy_dad["wait_ms"],
+                "prober_stalled": stalled,
+            }
+            bu = _first(events, "bu seq", start, stop)
+            ba = _first(events, "ba seq", start, stop)
+            if bu is not None and ba is not None:  # includes the HA's proxy DAD
+                first["bu_to_ba_ms"] = round(1000 * (ba - bu), 2)
+            continue
         if stalled:
             prober_stalls += 1
         elif held:
             path_stalls += 1
         elif delivered:
             latency.append(1000 * (min(delivered) - start))
-        window = [seq for seq, t in sent.items() if start <= t < stop - 0.05]
-        lost.append(sum(1 for seq in window if seq not in arrivals))
+        lost.append(move_lost)
+        gaps_per_move.append(1000 * longest_gap)
         unanswered.append(sum(1 for seq in window if seq not in replies))
         moved_at = _first(events, "moved", start, stop)
         bu = _first(events, "bu seq", start, stop)
@@ -376,6 +417,7 @@ def run(
         detail: dict[str, Any] = {
             "link": _link,
             "lost": lost[-1],
+            "longest_gap_ms": round(1000 * longest_gap, 1),
             "prober_stalled": stalled,
             "path_held_before_move": held,
         }
@@ -386,10 +428,11 @@ def run(
         if delivered:
             detail["latency"] = round(1000 * (min(delivered) - start), 2)
         per_move.append(detail)
-    steady = [
+    next_move = move_times[1][1] if len(move_times) > 1 else end
+    steady = [  # through the tunnel, after the first registration, before the next move
         1000 * (replies[seq] - sent[seq])
         for seq in sent
-        if seq in replies and sent[seq] < move_times[0][1]
+        if seq in replies and tunnel_steady_from <= sent[seq] < next_move
     ]
     kernel_only = [
         a + b for a, b in zip(parts["link_layer"], parts["movement_detection"], strict=False)
@@ -409,13 +452,20 @@ def run(
         "unanswered_per_move": _summary(unanswered),
         "components_ms": {name: _summary(values) for name, values in parts.items()},
         "per_move": per_move,
+        "first_registration": first,
+        "later_moves": {
+            "latency_ms_median": latency_summary["median"],
+            "lost_median": lost_summary["median"],
+            "lost_max": lost_summary["max"],
+            "longest_gap_ms_median": _summary(gaps_per_move)["median"],
+        },
         "first_registration_ms": round(1000 * first_registration, 1),
         "baseline": {
             "steady_state_rtt_ms": _summary(steady)["median"],
             "kernel_only_move_ms": _summary(kernel_only)["median"],
         },
         "nfqueue_verdicts": agent_queues,
-        "move_times_monotonic": [round(t, 6) for _link, t in move_times],
+        "move_times_monotonic": [round(t, 6) for _link, t in move_times[1:]],
         "clock_offset_realtime_minus_monotonic": round(time.time() - time.monotonic(), 6),
         "targets": TARGETS,
         "meets_targets": {
@@ -446,11 +496,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keep-workdir", action="store_true", help="keep agent logs and raw samples"
     )
+    parser.add_argument(
+        "--home-retrans-timer-ms",
+        type=int,
+        default=None,
+        help="RetransTimer of the HA's home interface (default: the test bed's 200 ms; "
+        "1000 is the RFC 4861 default), i.e. the first registration's proxy DAD wait",
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print(json.dumps({"benchmark": "handover", "error": "needs root (network namespaces)"}))
         return 2
-    result = run(args.moves, args.rate, args.dwell, args.pcap_dir, args.keep_workdir)
+    result = run(
+        args.moves,
+        args.rate,
+        args.dwell,
+        args.pcap_dir,
+        args.keep_workdir,
+        args.home_retrans_timer_ms,
+    )
     print(json.dumps(result, indent=2))
     return 0
 

@@ -39,6 +39,9 @@ MIPL_HA_MAX_BINDING_LIFETIME: Final = 1000
 # RFC 4861 constants used by the Home Agent's proxy ND (§10.4.1).
 MAX_NEIGHBOR_ADVERTISEMENT: Final = 3
 MAX_ANYCAST_DELAY_TIME: Final = 1.0
+RETRANS_TIMER: Final = 1.0  # RFC 4861 §10 default RetransTimer, seconds
+# RFC 4862 §5.1: DupAddrDetectTransmits default (0 disables Duplicate Address Detection).
+DUP_ADDR_DETECT_TRANSMITS: Final = 1
 
 # §6.5: a DHAAD reply is truncated to fit 1280 octets: (1280 − 40 − 8) / 16 = 77 addresses.
 DHAAD_REPLY_MAX_ADDRESSES: Final = 77

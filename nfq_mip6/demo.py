@@ -179,6 +179,15 @@ class AgentProcess:
                 self.proc.kill()
                 self.proc.wait()
 
+    def stats(self) -> dict[str, Any]:
+        """The agent's ``stats`` answer ({} when it does not answer)."""
+        from nfq_mip6.control import ControlError, request
+
+        try:
+            return request(self.socket, {"cmd": "stats"}, timeout=2.0)
+        except (ControlError, OSError):
+            return {}
+
     def mipdiag(self, flag: str) -> str:
         argv = [sys.executable, "-c", _MIPDIAG, flag, "--control-socket", str(self.socket)]
         done = self.node.run(argv, check=False, timeout=10.0)
@@ -341,6 +350,8 @@ def _walk_through(bed: Testbed, args: argparse.Namespace, agents: list[AgentProc
     for r in results:
         ping = r.ping.summary() if r.ping else "-"
         _say(f"{r.link:<10} {r.care_of_address or '-':<36} {r.registered:<9} {ping}")
+    if ha is not None and results:
+        _say(_first_move_note(results[0].link, ha.stats().get("home_agent", {})))
     if not agents:
         _say(f"\nMISSING: the HA and MN agents ({why or 'not started'}).")
         _say("Without them the CN's pings cannot reach the home address while the MN is away,")
@@ -394,6 +405,17 @@ def _travel(
     _say(f"cn# ping6 -i {1 / args.ping_rate:g} {MN_HOME_ADDRESS}    (during the move)")
     _say(f"    {result.summary()}")
     return StepResult(link, coa, registered, result)
+
+
+def _first_move_note(link: str, home_agent: dict[str, Any]) -> str:
+    """One line: why the first move loses more than the later ones (RFC 6275 §10.3.1)."""
+    transmits, wait_ms = home_agent.get("nd_dad_transmits"), home_agent.get("nd_dad_wait_ms")
+    dad = f"{transmits} probe(s), {wait_ms} ms here" if wait_ms is not None else "1 s by default"
+    return (
+        f"{link} is the first registration: before its first BA the HA runs proxy DAD for the "
+        f"home address on the home link (RFC 6275 §10.3.1; {dad}: the home interface's "
+        "dad_transmits x RetransTimer); later moves only update the binding."
+    )
 
 
 def _wait_binding(ha: AgentProcess, coa: str | None, timeout: float = 5.0) -> str:

@@ -4,9 +4,12 @@
   :mod:`nfq_mip6.dataplane.netlink`); this module adds the unsolicited Neighbor
   Advertisements the HA must send when it starts defending a home address (to ff02::1,
   R = 0, S = 0, O = 1, Target Link-Layer Address = the HA's MAC, hop limit 255).
-* proxy DAD: a Neighbor Solicitation from ``::`` to the solicited-node group of the home
-  address (and of the link-local address when L = 1), then listen ~1 s (RetransTimer) for an
-  NA for that target or another node's DAD NS → ``duplicate``.
+* proxy DAD: Neighbor Solicitations from ``::`` to the solicited-node group of the home
+  address (and of the link-local address when L = 1), with the home interface's own DAD
+  settings (:class:`~nfq_mip6.mobility.dad.DadTiming`, read from ``dad_transmits`` and
+  ``retrans_time_ms`` when each DAD starts: RFC 4862 defaults 1 × 1 s), listening until
+  RetransTimer after the last one for an NA for that target or another node's DAD NS →
+  ``duplicate``.
 
 Packets are sent whole through an ``IPV6_HDRINCL`` socket bound to the home interface (the
 source ``::`` cannot be chosen otherwise) and received on a raw ICMPv6 socket filtered to
@@ -27,6 +30,7 @@ from typing import Final
 
 from nfq_mip6.constants import MAX_NEIGHBOR_ADVERTISEMENT
 from nfq_mip6.io.rawsock import IPV6_HDRINCL
+from nfq_mip6.mobility.dad import DadTiming
 from nfq_mip6.wire import (
     ALL_NODES,
     MalformedPacket,
@@ -39,7 +43,7 @@ from nfq_mip6.wire import (
     solicited_node_address,
 )
 
-__all__ = ["DadResult", "HomeLinkND"]
+__all__ = ["DadResult", "HomeLinkND", "read_dad_timing"]
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,7 @@ ND_ROUTER_ADVERT: Final = 134
 ND_NEIGHBOR_SOLICIT: Final = 135
 ND_NEIGHBOR_ADVERT: Final = 136
 UNSPECIFIED: Final = IPv6Address("::")
-DAD_WAIT_S: Final = 1.0  # RFC 4861 RetransTimer default, DupAddrDetectTransmits = 1
+PROC_SYS_IPV6: Final = Path("/proc/sys/net/ipv6")
 UNSOLICITED_NA_INTERVAL_S: Final = 1.0
 SO_BINDTODEVICE: Final = 25
 
@@ -66,6 +70,8 @@ class _DadRun:
     home_address: IPv6Address
     targets: frozenset[IPv6Address]
     deadline: float
+    probes: list[float] = field(default_factory=list)  # Neighbor Solicitations still to send
+    joined: bool = False  # the solicited-node groups of the targets
     duplicate: bool = False
 
 
@@ -82,6 +88,26 @@ def _icmp6_filter(*allowed: int) -> bytes:
     return struct.pack("=8I", *words)
 
 
+def read_dad_timing(interface: str, proc_sys: Path = PROC_SYS_IPV6) -> DadTiming:
+    """The DAD settings of ``interface`` in this network namespace (RFC 4862 §5.1:
+    ``conf/<if>/dad_transmits``, ``neigh/<if>/retrans_time_ms``); the RFC defaults for a
+    value that cannot be read."""
+    values: list[int | None] = []
+    for path in (proc_sys / "conf" / interface / "dad_transmits",
+                 proc_sys / "neigh" / interface / "retrans_time_ms"):  # fmt: skip
+        try:
+            values.append(int(path.read_text().strip()))
+        except (OSError, ValueError) as exc:
+            log.warning("%s unreadable (%s): RFC 4862 default used", path, exc)
+            values.append(None)
+    default = DadTiming()
+    transmits, retrans_ms = values
+    return DadTiming.from_interface(
+        default.transmits if transmits is None else transmits,
+        round(1000 * default.retrans_timer) if retrans_ms is None else retrans_ms,
+    )
+
+
 def interface_mac(interface: str) -> bytes:
     text = Path(f"/sys/class/net/{interface}/address").read_text().strip()
     return bytes(int(part, 16) for part in text.split(":"))
@@ -90,12 +116,28 @@ def interface_mac(interface: str) -> bytes:
 class HomeLinkND:
     """Unsolicited NAs and proxy DAD on ``interface`` (open inside the HA's netns)."""
 
-    def __init__(self, interface: str, *, dad_wait: float = DAD_WAIT_S) -> None:
+    def __init__(
+        self, interface: str, *, dad_timing: Callable[[], DadTiming] | None = None
+    ) -> None:
         self.interface = interface
         self.ifindex = socket.if_nametoindex(interface)
         self.mac = interface_mac(interface)
-        self.dad_wait = dad_wait
-        self.stats = {"na_sent": 0, "dad_ns_sent": 0, "dad_duplicates": 0, "send_errors": 0}
+        # Read when each DAD starts: an operator (or an RA's RetransTimer) may change them.
+        self.dad_timing = dad_timing or (lambda: read_dad_timing(interface))
+        timing = self.dad_timing()
+        log.info(
+            "proxy DAD on %s: %d Neighbor Solicitation(s) %.0f ms apart, %d ms before the "
+            "first BA of a home address (RFC 4862 dad_transmits, retrans_time_ms)",
+            interface, timing.transmits, 1000 * timing.retrans_timer, timing.wait_ms,
+        )  # fmt: skip
+        self.stats = {
+            "na_sent": 0,
+            "dad_ns_sent": 0,
+            "dad_duplicates": 0,
+            "send_errors": 0,
+            "dad_transmits": 0,  # of the last proxy DAD started
+            "dad_wait_ms": 0,  # its whole wait: transmits × RetransTimer
+        }
         self._rx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         self._rx.setsockopt(
             socket.IPPROTO_ICMPV6,
@@ -150,15 +192,28 @@ class HomeLinkND:
     def start_dad(
         self, home_address: IPv6Address, link_local: IPv6Address | None, now: float
     ) -> None:
-        """RFC 4862 §5.4.2 on behalf of the MN: NS from ``::`` to the solicited-node group."""
+        """RFC 4862 §5.4.2 on behalf of the MN: NS from ``::`` to the solicited-node group,
+        ``dad_transmits`` times, RetransTimer apart (none when DAD is off on the link)."""
+        timing = self.dad_timing()
+        self.stats["dad_transmits"] = timing.transmits
+        self.stats["dad_wait_ms"] = timing.wait_ms
         targets = frozenset(a for a in (home_address, link_local) if a is not None)
-        self._dad[home_address] = _DadRun(home_address, targets, now + self.dad_wait)
-        for target in targets:
-            group = solicited_node_address(target)
-            self._join(group)
-            packet = build_icmpv6_packet(NeighborSolicitation(target), UNSPECIFIED, group)
-            self._send(packet, group)
-            self.stats["dad_ns_sent"] += 1
+        run = _DadRun(home_address, targets, timing.deadline(now), list(timing.probe_times(now)))
+        self._dad[home_address] = run
+        if timing.enabled:
+            for target in targets:
+                self._join(solicited_node_address(target))
+            run.joined = True
+        self._send_due_probes(run, now)
+
+    def _send_due_probes(self, run: _DadRun, now: float) -> None:
+        while run.probes and run.probes[0] <= now:
+            run.probes.pop(0)
+            for target in run.targets:
+                group = solicited_node_address(target)
+                packet = build_icmpv6_packet(NeighborSolicitation(target), UNSPECIFIED, group)
+                self._send(packet, group)
+                self.stats["dad_ns_sent"] += 1
 
     def _join(self, group: IPv6Address) -> None:
         count = self._joined.get(group, 0)
@@ -221,6 +276,7 @@ class HomeLinkND:
     # -- timers ----------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         times = [run.deadline for run in self._dad.values()]
+        times += [run.probes[0] for run in self._dad.values() if run.probes]
         times += [p[0] for p in self._announce.pending]
         return min(times) if times else None
 
@@ -235,11 +291,14 @@ class HomeLinkND:
         for home_address, run in list(self._dad.items()):
             if run.deadline <= now or run.duplicate:
                 del self._dad[home_address]
-                for target in run.targets:
-                    self._leave(solicited_node_address(target))
+                if run.joined:
+                    for target in run.targets:
+                        self._leave(solicited_node_address(target))
                 if run.duplicate:
                     self.stats["dad_duplicates"] += 1
                 finished.append(DadResult(home_address, run.duplicate))
+            else:
+                self._send_due_probes(run, now)
         return finished
 
     def close(self) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from nfq_mip6.testbed.topology import VISITNET2_PREFIX, VISITNET_PREFIX
+from nfq_mip6.testbed.topology import HOME_LINK_RETRANS_TIMER_MS, VISITNET2_PREFIX, VISITNET_PREFIX
 
 # RFC 6275 §7.5: MinRtrAdvInterval >= 0.03 s, MaxRtrAdvInterval >= 0.07 s.
 MIN_RTR_ADV_INTERVAL: Final = "0.05"
@@ -26,6 +26,9 @@ def home_agent_config(interface: str = "eth0") -> str:
 
     ``AdvIntervalOpt`` is on (the HOWTO has it off): the Advertisement Interval option
     (RFC 6275 §7.3) is what lets the MN notice quickly that it has left home (HOWTO FAQ 10).
+    ``AdvRetransTimer`` (the HOWTO leaves it unspecified, hosts then use 1 s) is the home
+    link's RetransTimer, which the HA's home interface uses too: its proxy DAD before a first
+    registration (RFC 6275 §10.3.1) waits that long.
     """
     return f"""\
 # Home Agent (Linux Mobile IPv6 HOWTO §4.2.4), fast intervals of RFC 6275 §7.5
@@ -37,6 +40,7 @@ interface {interface}
     MinDelayBetweenRAs {MIN_DELAY_BETWEEN_RAS};
     AdvIntervalOpt on;
     AdvHomeAgentFlag on;
+    AdvRetransTimer {HOME_LINK_RETRANS_TIMER_MS};
     HomeAgentLifetime 10000;
     HomeAgentPreference 20;
     AdvHomeAgentInfo on;

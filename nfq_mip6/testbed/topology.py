@@ -87,6 +87,10 @@ VISITNET2_PREFIX: Final = "fec0:106:1000::/64"
 # the HOWTO's (fec0:106:1100:0:290:7dff:fef3:31a on visitnet).
 MN_MAC: Final = "00:90:7d:f3:03:1a"
 MN_INTERFACE: Final = "eth0"
+# RFC 4861 RetransTimer of the home link (default 1000 ms): radvd advertises it to the hosts
+# (AdvRetransTimer) and the HA's home interface uses it (``retrans_time_ms``), so the HA's
+# proxy DAD before a first registration (RFC 6275 §10.3.1) waits 1 × 200 ms, not 1 s.
+HOME_LINK_RETRANS_TIMER_MS: Final = 200
 MN_INTERFACE_ID: Final = "290:7dff:fef3:31a"
 
 # Where the MN's single interface is attached for each travel destination.
@@ -241,13 +245,18 @@ def sysctls(spec: NodeSpec) -> dict[str, str]:
 
 
 def interface_sysctls(spec: NodeSpec, ifname: str) -> dict[str, str]:
-    """Per-interface copies of the namespace defaults (set before the interface goes up)."""
+    """Per-interface copies of the namespace defaults (set before the interface goes up);
+    on the HA's home interface also the home link's DAD settings (RFC 4862 §5.1)."""
     prefix = "net.ipv6.conf.default."
-    return {
+    values = {
         f"net.ipv6.conf.{ifname}.{key[len(prefix) :]}": value
         for key, value in sysctls(spec).items()
         if key.startswith(prefix)
     }
+    if spec.role is NodeRole.HOME_AGENT and ifname == spec.radvd_interface:
+        values[f"net.ipv6.conf.{ifname}.dad_transmits"] = "1"
+        values[f"net.ipv6.neigh.{ifname}.retrans_time_ms"] = str(HOME_LINK_RETRANS_TIMER_MS)
+    return values
 
 
 # The switch namespace only forwards frames: no IPv6 on bridges or ports.

@@ -552,3 +552,38 @@ def test_first_registration_runs_proxy_dad_then_announces_the_home_address(
     assert frames.index(dad[0]) < frames.index(na)
     extra = agent.stats()["home_agent"]
     assert extra["nd_dad_ns_sent"] >= 1 and extra["nd_na_sent"] >= 1
+
+
+def test_proxy_dad_follows_the_home_interface_dad_settings(
+    agent: AgentHandle, away_testbed: Testbed, mn: ScriptedMobileNode, tmp_path: Path
+) -> None:
+    """RFC 4862 §5.1/§5.4 on the home interface: dad_transmits = 2 and retrans_time_ms = 300
+    give two DAD probes for the HoA at least 300 ms apart, and the HA's unsolicited NA (sent
+    once DAD is over, with the BA) no earlier than 300 ms after the last probe."""
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6ND_NS, IPv6
+    from scapy.utils import rdpcap
+
+    ha = away_testbed.node("ha")
+    if agent.control("cache")["bindings"]:
+        binding_ack(mn.exchange(home_bu(60, lifetime_units=0)))  # start from no binding
+    keys = ("net.ipv6.conf.eth0.dad_transmits", "net.ipv6.neigh.eth0.retrans_time_ms")
+    before = [ha.run(["sysctl", "-n", key]).stdout.strip() for key in keys]
+    ha.run(["sysctl", "-qw", f"{keys[0]}=2", f"{keys[1]}=300"])
+    try:
+        with away_testbed.capture("homenet", tmp_path / "homenet.pcap") as pcap:
+            answer = binding_ack(mn.exchange(home_bu(61), wait=5.0))
+    finally:  # the test bed's own DAD settings again
+        ha.run(["sysctl", "-qw", *(f"{k}={v}" for k, v in zip(keys, before, strict=True))])
+    assert answer.ba.status == BAStatus.ACCEPTED
+    frames = rdpcap(str(pcap))
+    probes = [
+        f
+        for f in frames
+        if ICMPv6ND_NS in f and f[IPv6].src == "::" and f[ICMPv6ND_NS].tgt == str(HOA)
+    ]
+    announced = [f for f in frames if ICMPv6ND_NA in f and f[ICMPv6ND_NA].tgt == str(HOA)]
+    assert len(probes) == 2 and announced
+    assert float(probes[1].time - probes[0].time) >= 0.29
+    assert float(announced[0].time - probes[1].time) >= 0.29
+    extra = agent.stats()["home_agent"]
+    assert (extra["nd_dad_transmits"], extra["nd_dad_wait_ms"]) == (2, 600)
