@@ -329,7 +329,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _run_agent(config: AgentConfig, runtime: RoleRuntime) -> int:
-    from nfq_mip6.dataplane import DataplaneError
+    from nfq_mip6.errors import ConfigurationError, DataplaneError, NfqMip6Error
 
     metrics = _make_metrics(config)
     if metrics is not None:
@@ -346,12 +346,16 @@ def _run_agent(config: AgentConfig, runtime: RoleRuntime) -> int:
         gc.freeze()
         log.info("nfq-mip6 %s running as %s (queue %d)", __version__, config.role, config.queue_num)
         agent.run_forever()
-    except OSError as exc:
-        log.error("agent failed: %s", exc)
-        return 1
     except DataplaneError as exc:
-        # e.g. a required sysctl on a read-only /proc/sys (container): one clear line.
+        # The kernel refused the set-up (a missing interface, a required sysctl on a
+        # read-only /proc/sys, a route, a rule, ip6tables, BPF): one clear line, exit 1.
         print(f"nfq-mip6: {exc}", file=sys.stderr)
+        return 1
+    except ConfigurationError as exc:  # e.g. key material the role reads at start
+        print(f"nfq-mip6: {exc}", file=sys.stderr)
+        return 2
+    except (NfqMip6Error, OSError) as exc:
+        log.error("agent failed: %s", exc)
         return 1
     finally:
         agent.close()
