@@ -15,8 +15,8 @@ Theory of operation: a single ``selectors`` loop watches
 and sleeps until ``runtime.next_deadline()`` (a single timer, aioquic-style). SIGTERM and
 SIGINT stop cleanly (``runtime.stop()`` removes the rules), SIGHUP reloads (:meth:`Agent.reload`:
 ``nfq_mip6.config.reload_config``, log level/format applied here, one log line per applied or
-refused change, the merged configuration handed to the runtime through
-``handle_control({"cmd": "reload", "config": AgentConfig})``). No threads.
+refused change, the merged configuration handed to :meth:`RoleRuntime.reload`; the control
+socket's ``reload`` takes the same path). No threads.
 """
 
 from __future__ import annotations
@@ -126,6 +126,8 @@ class Agent:
         cmd = request.get("cmd")
         if cmd == "version":
             return {"ok": True, "version": __version__, "role": str(self.config.role)}
+        if cmd == "reload":
+            return self.reload()
         try:
             return self.runtime.handle_control(request)
         except Exception as exc:
@@ -209,7 +211,11 @@ class Agent:
         self.config = new
         for change in refused:
             log.warning("SIGHUP: %s needs a restart; not applied", change)
-        reply = self.handle_control({"cmd": "reload", "config": new})
+        try:
+            reloaded = self.runtime.reload(new)
+        except Exception as exc:
+            log.exception("SIGHUP: the runtime failed to apply the configuration")
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         for change in applied:
             log.info("SIGHUP: applied %s", change)
         log.info(
@@ -218,7 +224,7 @@ class Agent:
         )  # fmt: skip
         if self.metrics is not None:
             self.metrics.config_loaded(time.time())
-        return {**reply, "applied": applied, "refused": refused}
+        return {"ok": True, "reloaded": reloaded, "applied": applied, "refused": refused}
 
     def close(self) -> None:
         try:

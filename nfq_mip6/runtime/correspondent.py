@@ -52,15 +52,11 @@ from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any, Final
 
+from nfq_mip6.config import AgentConfig
 from nfq_mip6.mobility.correspondent import CorrespondentConfig, CorrespondentNode
 from nfq_mip6.mobility.events import (
     Action,
-    BindingDeleted,
     BindingEvent,
-    BindingExpired,
-    BindingRefreshed,
-    BindingRegistered,
-    BindingRejected,
     IcmpErrorReceived,
     InputEvent,
     InstallRouteOptimization,
@@ -69,10 +65,11 @@ from nfq_mip6.mobility.events import (
     RouteOptimizationSwitched,
     SendMobilityMessage,
 )
-from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
+from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.runtime.base import QueuedPacket, RuntimeContext, Verdict
 from nfq_mip6.runtime.mh_endpoint import MobilityHeaderEndpoint, mobility_message_received
 from nfq_mip6.runtime.ro_datapath import cn_inbound, cn_outbound
+from nfq_mip6.security.ratelimit import TokenBucket
 from nfq_mip6.statedir import open_state
 from nfq_mip6.store import CorrespondentPersistence, StoreError
 from nfq_mip6.wire import (
@@ -193,7 +190,9 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
     time of the stored expiries and nonce creation times.
     """
 
-    mh_log = log
+    role = "cn"
+    log = log
+    backend = "nfqueue-ro"
 
     def __init__(
         self,
@@ -209,7 +208,6 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         self._wall_clock = wall_clock
         self._address_override = address
         self._random_bytes = random_bytes
-        self.ctx: RuntimeContext | None = None
         self.core: CorrespondentNode | None = None
         self.address: IPv6Address | None = None
         self.interface: str | None = None
@@ -218,22 +216,22 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         self.kernel_mip6: bool | None = None
         self.bindings: dict[bytes, bytes] = {}
         """The data path's view: HoA octets → CoA octets of every binding in force."""
-        self.counters: dict[str, int] = {
-            "rh2_inserted": 0,
-            "hao_stripped": 0,
-            "malformed": 0,
-            "parameter_problems_sent": 0,
-            "binding_errors_sent": 0,
-            "binding_errors_rate_limited": 0,
-            "silent_discards": 0,
-            "rh2_dropped": 0,
-            "accepted_unchanged": 0,
-            "send_errors": 0,
-            "rule_errors": 0,
-            "destination_unreachables_seen": 0,
-        }
-        self._be_tokens = BE_BURST
-        self._be_refilled = 0.0
+        super().__init__(
+            (
+                "rh2_inserted",
+                "hao_stripped",
+                "parameter_problems_sent",
+                "binding_errors_sent",
+                "binding_errors_rate_limited",
+                "silent_discards",
+                "rh2_dropped",
+                "accepted_unchanged",
+                "rule_errors",
+                "destination_unreachables_seen",
+            )
+        )
+        # §9.3.3: Binding Errors are rate-limited like ICMPv6 errors
+        self._binding_errors = TokenBucket(BE_RATE_PER_S, BE_BURST)
         self.persistence: CorrespondentPersistence | None = None  # Kcn, nonces, bindings
 
     # ------------------------------------------------------------------------------------
@@ -257,7 +255,6 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         self.kernel_mip6 = detect_kernel_mip6()
         if self.kernel_mip6:
             log.info("kernel has CONFIG_IPV6_MIP6; the NFQUEUE data path is used regardless")
-        self._be_refilled = ctx.clock()
         if self._load_rules:
             from nfq_mip6.io.iptables import RuleSet, rules_path
 
@@ -436,14 +433,6 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         assert self.core is not None
         self._perform(self.core.handle(event, now), now)
 
-    def _send(self, packet: bytes) -> None:
-        assert self.ctx is not None
-        try:
-            self.ctx.send_packet(packet)
-        except (OSError, ValueError) as exc:
-            self.counters["send_errors"] += 1
-            log.warning("sending a %d-octet packet failed: %s", len(packet), exc)
-
     def _perform(self, actions: list[Action], now: float) -> None:
         if actions and self.persistence is not None and self.core is not None:
             self.persistence.record(self.core, actions, now)  # before any of them is sent
@@ -479,40 +468,16 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
                 self.counters["rule_errors"] += 1
             self._dataplane_metric("remove_route_optimization", ok=ok)
 
-    def _binding_error_allowed(self, now: float) -> bool:
-        """§9.3.3: token bucket, :data:`BE_RATE_PER_S` per second, burst :data:`BE_BURST`."""
-        self._be_tokens = min(BE_BURST, self._be_tokens + (now - self._be_refilled) * BE_RATE_PER_S)
-        self._be_refilled = now
-        if self._be_tokens < 1.0:
-            return False
-        self._be_tokens -= 1.0
-        return True
-
     def _send_mobility_message(self, action: SendMobilityMessage, now: float) -> None:
         message = action.message
         if isinstance(message, BindingErrorMessage):
-            if not self._binding_error_allowed(now):
+            if not self._binding_errors.allow(now):
                 self.counters["binding_errors_rate_limited"] += 1
                 return
             self.counters["binding_errors_sent"] += 1
         packet, mh_type = self._mobility_packet(action, message)
         self._send(packet)
         self._mobility_message_sent(mh_type, message)
-
-    def _log_binding_event(self, event: BindingEvent) -> None:
-        if isinstance(event, BindingRejected):
-            log.info("binding for %s rejected: status %d", event.home_address, event.status)
-        elif isinstance(event, BindingRegistered | BindingRefreshed):
-            log.info(
-                "binding %s -> %s %s for %d s",
-                event.home_address, event.care_of_address,
-                "registered" if isinstance(event, BindingRegistered) else "refreshed",
-                event.lifetime,
-            )  # fmt: skip
-        elif isinstance(event, BindingDeleted | BindingExpired):
-            log.info("binding for %s %s", event.home_address, type(event).__name__[7:].lower())
-        else:
-            log.debug("%r", event)
 
     # ------------------------------------------------------------------------------------
     # Timers
@@ -527,74 +492,36 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
     # ------------------------------------------------------------------------------------
     # Control socket
     # ------------------------------------------------------------------------------------
-    def set_route_optimization(self, enabled: bool) -> bool:
-        """The run-time switch (``nfq-mip6 ro on|off``); returns the new state."""
-        assert self.core is not None and self.ctx is not None
-        if enabled != self.core.route_optimization:
-            log.info("route optimization switched %s", "on" if enabled else "off")
-        self._feed(RouteOptimizationSwitched(enabled), self.ctx.clock())
+    def route_optimization(self) -> bool:
+        assert self.core is not None
         return self.core.route_optimization
 
-    def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
-        cmd = request.get("cmd")
-        if self.core is None or self.ctx is None:
-            return {"ok": False, "error": "correspondent node not started"}
-        now = self.ctx.clock()
-        if cmd == "stats":
-            return self._stats_snapshot()
-        if cmd == "cache":
-            rows = self.core.binding_cache_rows(now)
-            return {"ok": True, "bindings": [row.control_json() for row in rows]}
-        if cmd == "bul":
-            return {"ok": True, "entries": []}  # a correspondent node sends no BUs
-        if cmd == "ro":
-            if "set" in request:
-                value = request["set"]
-                if not isinstance(value, bool):
-                    return {"ok": False, "error": "ro set wants true or false"}
-                return {"ok": True, "route_optimization": self.set_route_optimization(value)}
-            return {"ok": True, "route_optimization": self.core.route_optimization}
-        if cmd == "reload":
-            return self._reload(request.get("config"))
-        return {"ok": False, "error": f"unknown command {cmd!r}"}
+    def set_route_optimization(self, enabled: bool, now: float) -> bool:
+        """The run-time switch (``nfq-mip6 ro on|off``); returns the new state."""
+        assert self.core is not None
+        if enabled != self.core.route_optimization:
+            log.info("route optimization switched %s", "on" if enabled else "off")
+        self._feed(RouteOptimizationSwitched(enabled), now)
+        return self.core.route_optimization
 
-    def _reload(self, config: object = None) -> dict[str, Any]:
-        """SIGHUP: ``route_optimization`` (legacy ``accept_return_routability``) is applied
-        without a restart. ``config`` is the configuration the agent has just reloaded; without
-        one (an older agent loop, or a control request) the file is read again."""
-        assert self.ctx is not None and self.core is not None
-        from nfq_mip6.config import AgentConfig, ConfigError, load_config
+    def reload(self, config: AgentConfig) -> list[str]:
+        """``route_optimization`` (legacy ``accept_return_routability``)."""
+        assert self.ctx is not None
+        if config.route_optimization == self.route_optimization():
+            return []
+        self.set_route_optimization(config.route_optimization, self.ctx.clock())
+        return [f"route_optimization: {'on' if config.route_optimization else 'off'}"]
 
-        if isinstance(config, AgentConfig):
-            new = config
-        else:
-            try:
-                new = load_config(Path(self.ctx.config.source))
-            except (ConfigError, OSError, ValueError) as exc:
-                log.error("reload failed: %s", exc)
-                return {"ok": False, "error": str(exc)}
-        reloaded: list[str] = []
-        if new.route_optimization != self.core.route_optimization:
-            self.set_route_optimization(new.route_optimization)
-            reloaded.append(f"route_optimization: {'on' if new.route_optimization else 'off'}")
-        return {"ok": True, "reloaded": reloaded}
+    def mobility_stats(self) -> MobilityStats:
+        assert self.core is not None
+        return self.core.stats
 
-    def _stats_snapshot(self) -> dict[str, Any]:
-        assert self.core is not None and self.ctx is not None
-        counters = self.core.stats.as_dict()
-        nfq = dict(self.ctx.stats or {})
+    def cache_rows(self, now: float) -> list[dict[str, Any]]:
+        assert self.core is not None
+        return [row.control_json() for row in self.core.binding_cache_rows(now)]
+
+    def role_stats(self, now: float) -> dict[str, Any]:
         return {
-            "ok": True,
-            "role": "cn",
-            "counters": {name: counters[name] for name in MIPL_COUNTER_NAMES},
-            "route_optimization": self.core.route_optimization,
-            "backend": "nfqueue-ro",
-            "bindings": len(self.core.binding_cache_rows(self.ctx.clock())),
-            "nfqueue": {
-                "accepted": nfq.get("accepted", 0),
-                "dropped": nfq.get("dropped", 0),
-                "rewritten": nfq.get("rewritten", 0),
-            },
             "correspondent": {
                 "address": str(self.address),
                 "kernel_mip6": self.kernel_mip6,

@@ -28,7 +28,6 @@ Theory of operation:
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import socket
@@ -41,15 +40,12 @@ from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from pathlib import Path
 from typing import Any, Final
 
+from nfq_mip6.config import AgentConfig
 from nfq_mip6.dataplane import ND_FWMARK, Dataplane, DataplaneError
 from nfq_mip6.mobility.binding import BindingState
 from nfq_mip6.mobility.events import (
     Action,
-    BindingDeleted,
     BindingEvent,
-    BindingExpired,
-    BindingRegistered,
-    BindingRejected,
     DataplaneCountersSampled,
     DhaadRequestReceived,
     HomePrefixAdvertised,
@@ -71,11 +67,10 @@ from nfq_mip6.mobility.events import (
 )
 from nfq_mip6.mobility.home_agent import HomeAgent
 from nfq_mip6.mobility.home_agent import HomeAgentConfig as CoreHomeAgentConfig
-from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
+from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.runtime.base import QueuedPacket, RuntimeContext, Verdict
 from nfq_mip6.runtime.home_egress import EgressRewriter, HomeAgentEgress
 from nfq_mip6.runtime.mh_endpoint import MobilityHeaderEndpoint, mobility_message_received
-from nfq_mip6.runtime.throttle import LogThrottle
 from nfq_mip6.security.guard import HomeAgentGuard
 from nfq_mip6.statedir import open_state
 from nfq_mip6.store import HomeBindingPersistence, StoreError
@@ -224,7 +219,8 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
     result = no ND socket), ``load_rules`` whether to load ``rules/ha.rules``.
     """
 
-    mh_log = log
+    role = "ha"
+    log = log
 
     def __init__(
         self,
@@ -238,7 +234,6 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         self._nd_factory = nd_factory
         self._load_rules = load_rules
         self._home_link = home_link
-        self.ctx: RuntimeContext | None = None
         self.core: HomeAgent | None = None
         self.dataplane: Dataplane | None = None
         self.nd: Any = None
@@ -246,21 +241,19 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         self.link: HomeLinkAddressing | None = None
         # §9.3.2: the HA's own packets to a registered HoA leave directly with an RH2.
         self.egress: EgressRewriter | None = None
-        self.counters: dict[str, int] = {
-            "malformed": 0,
-            "parameter_problems_sent": 0,
-            "binding_errors_sent": 0,
-            "silent_discards": 0,
-            "hao_rewritten": 0,
-            "rh2_dropped": 0,
-            "slow_path_accepted": 0,
-            "slow_path_tunnelled": 0,
-            "send_errors": 0,
-            "dataplane_errors": 0,
-            "home_link_answers": 0,
-        }
-        # A flood of failed sends (fuzzing, a dead route) logs one line per 10 s, not each.
-        self._send_failures = LogThrottle(log, "sending a packet failed")
+        super().__init__(
+            (
+                "parameter_problems_sent",
+                "binding_errors_sent",
+                "silent_discards",
+                "hao_rewritten",
+                "rh2_dropped",
+                "slow_path_accepted",
+                "slow_path_tunnelled",
+                "dataplane_errors",
+                "home_link_answers",
+            )
+        )
         self._own_link_locals: frozenset[IPv6Address] = frozenset()
         self._state_path: Path | None = None
         # RFC 4285 verifier + rate limits, SQLite store (nfq_mip6.security, nfq_mip6.store).
@@ -302,6 +295,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
                 link.interface, link.address, link.prefix, backend=backend
             )
         self.dataplane.setup()
+        self.backend = self.dataplane.backend
         self.guard = HomeAgentGuard.from_config(ha_config, legacy=config.legacy)
         self.core = HomeAgent(
             CoreHomeAgentConfig(
@@ -587,14 +581,6 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         self._persist(actions, now)
         self._perform(actions, now)
 
-    def _send(self, packet: bytes) -> None:
-        assert self.ctx is not None
-        try:
-            self.ctx.send_packet(packet)
-        except (OSError, ValueError) as exc:
-            self.counters["send_errors"] += 1  # every one counted; the log is throttled
-            self._send_failures.log("sending a %d-octet packet failed: %s", len(packet), exc)
-
     def _perform(self, actions: list[Action], now: float) -> None:
         for action in actions:
             try:
@@ -682,19 +668,6 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             self._send(packet)
         self._mobility_message_sent(mh_type, action.message)
 
-    def _log_binding_event(self, event: BindingEvent) -> None:
-        if isinstance(event, BindingRejected):
-            log.info("binding for %s rejected: status %d", event.home_address, event.status)
-        elif isinstance(event, BindingRegistered):
-            log.info(
-                "binding %s -> %s registered for %d s",
-                event.home_address, event.care_of_address, event.lifetime,
-            )  # fmt: skip
-        elif isinstance(event, BindingDeleted | BindingExpired):
-            log.info("binding for %s %s", event.home_address, type(event).__name__[7:].lower())
-        else:
-            log.debug("%r", event)
-
     def _on_router_advertisement(self, source: IPv6Address, ra: RouterAdvertisement) -> None:
         """Our own RA (radvd, looped back) gives the home prefix lifetimes (§10.3.1 caps,
         §10.6.1); another router's RA with the H bit maintains the Home Agents List (§10.5.1,
@@ -752,109 +725,72 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         self._perform(actions, now)
 
     # ------------------------------------------------------------------------------------
-    # Control socket
+    # Control socket and reload
     # ------------------------------------------------------------------------------------
-    def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
-        cmd = request.get("cmd")
-        if self.core is None or self.dataplane is None or self.ctx is None:
-            return {"ok": False, "error": "home agent not started"}
-        now = self.ctx.clock()
-        if cmd == "stats":
-            return self._stats_snapshot()
-        if cmd == "cache":
-            rows = self.core.binding_cache_rows(now)
-            return {"ok": True, "bindings": [row.control_json() for row in rows]}
-        if cmd == "bul":
-            return {"ok": True, "entries": []}  # an HA sends no Binding Updates
-        if cmd == "ro":
-            if "set" in request:
-                return {"ok": False, "error": "route optimization is a MN/CN setting"}
-            return {"ok": True, "route_optimization": False}
-        if cmd == "reload":
-            return self._reload(request.get("config"))
-        if cmd == "flush":
+    def reload(self, config: AgentConfig) -> list[str]:
+        """``[ha] max_binding_lifetime`` applies to the next registrations (§10.3.1 cap);
+        existing bindings keep theirs."""
+        assert self.core is not None
+        lifetime = config.ha.max_binding_lifetime if config.ha is not None else None
+        if lifetime is None or lifetime == self.core.config.max_binding_lifetime:
+            return []
+        self.core.set_max_binding_lifetime(lifetime)
+        return [f"max_binding_lifetime: {lifetime}"]
+
+    def role_command(self, cmd: object, request: dict[str, Any], now: float) -> dict[str, Any]:
+        if cmd == "flush" and self.dataplane is not None:
             self.dataplane.remove_tunnels(list(self.dataplane.tunnels()))
             if self.egress is not None:
                 for home_address in list(self.egress.bindings):
                     self.egress.remove(IPv6Address(home_address))
             return {"ok": True}
-        return {"ok": False, "error": f"unknown command {cmd!r}"}
+        return super().role_command(cmd, request, now)
 
-    def _reload(self, config: Any) -> dict[str, Any]:
-        """SIGHUP (the agent passes the merged configuration; a control-socket ``reload``
-        without one re-reads the file): ``[ha] max_binding_lifetime`` applies to the next
-        registrations (§10.3.1 lifetime cap); existing bindings keep theirs."""
-        assert self.core is not None and self.ctx is not None
-        if config is None:
-            from nfq_mip6.config import ConfigError, reload_config
-
-            try:
-                config, _applied, _refused = reload_config(self.ctx.config)
-            except (ConfigError, OSError, ValueError) as exc:
-                log.error("reload failed: %s", exc)
-                return {"ok": False, "error": str(exc)}
-        reloaded: list[str] = []
-        ha_config = getattr(config, "ha", None)
-        if ha_config is not None:
-            lifetime = int(ha_config.max_binding_lifetime)
-            if lifetime != self.core.config.max_binding_lifetime:
-                self.core.config = dataclasses.replace(
-                    self.core.config, max_binding_lifetime=lifetime
-                )
-                reloaded.append(f"max_binding_lifetime: {lifetime}")
-        return {"ok": True, "reloaded": reloaded}
-
-    def _bindings_by_state(self) -> dict[str, int]:
-        """Binding Cache entries per state (``nfq_mip6_bindings{role="ha",state=…}``); the
-        two states a home registration lives in are always present, 0 included."""
+    def mobility_stats(self) -> MobilityStats:
         assert self.core is not None
-        counts = dict.fromkeys((BindingState.REGISTERED.value, BindingState.DAD_PENDING.value), 0)
-        for entry in self.core.cache:
-            counts[entry.state.value] = counts.get(entry.state.value, 0) + 1
-        return counts
+        return self.core.stats
 
-    def _stats_snapshot(self) -> dict[str, Any]:
-        assert self.core is not None and self.dataplane is not None and self.ctx is not None
-        rejected = self._sample_kernel_counters()
-        counters = self.core.stats.as_dict()
-        nfq = dict(self.ctx.stats or {})
+    def cache_rows(self, now: float) -> list[dict[str, Any]]:
+        assert self.core is not None
+        return [row.control_json() for row in self.core.binding_cache_rows(now)]
+
+    def binding_count(self, now: float) -> int:
+        assert self.core is not None
+        return len(self.core.cache)
+
+    def role_stats(self, now: float) -> dict[str, Any]:
+        assert self.core is not None and self.dataplane is not None
         extra = dict(self.counters)
+        extra["reverse_tunnel_rejected"] = self._sample_kernel_counters(now)
         if self.guard is not None:
             extra.update(self.guard.counters())
         if self.persistence is not None:
             extra["store_errors"] = self.persistence.errors
         if self.nd is not None and isinstance(getattr(self.nd, "stats", None), dict):
             extra.update({f"nd_{key}": value for key, value in self.nd.stats.items()})
-        extra["reverse_tunnel_rejected"] = rejected
         if isinstance(self.egress, HomeAgentEgress):
             extra["direct_rh2_inserted"] = self.egress.counters["rh2_inserted"]
             extra["direct_rule_errors"] = self.egress.counters["rule_errors"]
             extra["direct_bindings"] = len(self.egress.bindings)
         extra["max_binding_lifetime"] = self.core.config.max_binding_lifetime
+        # the two states a home registration lives in are always present, 0 included
+        by_state = dict.fromkeys((BindingState.REGISTERED.value, BindingState.DAD_PENDING.value), 0)
+        for entry in self.core.cache:
+            by_state[entry.state.value] = by_state.get(entry.state.value, 0) + 1
+        counters = self.dataplane.counters
         return {
-            "ok": True,
-            "role": "ha",
-            "counters": {name: counters[name] for name in MIPL_COUNTER_NAMES},
-            "route_optimization": False,
-            "backend": self.dataplane.backend,
-            "bindings": len(self.core.cache),
-            "bindings_by_state": self._bindings_by_state(),
-            "nfqueue": {
-                "accepted": nfq.get("accepted", 0),
-                "dropped": nfq.get("dropped", 0),
-                "rewritten": nfq.get("rewritten", 0),
-            },
+            "bindings_by_state": by_state,
             "home_agent": extra,
             "dataplane": {
-                "tunnel_installs": self.dataplane.counters.tunnel_installs,
-                "tunnel_replacements": self.dataplane.counters.tunnel_replacements,
-                "tunnel_removals": self.dataplane.counters.tunnel_removals,
-                "enomem_retries": self.dataplane.counters.enomem_retries,
-                "errors": self.dataplane.counters.errors,
+                "tunnel_installs": counters.tunnel_installs,
+                "tunnel_replacements": counters.tunnel_replacements,
+                "tunnel_removals": counters.tunnel_removals,
+                "enomem_retries": counters.enomem_retries,
+                "errors": counters.errors,
             },
         }
 
-    def _sample_kernel_counters(self) -> int:
+    def _sample_kernel_counters(self, now: float) -> int:
         """Read the counting rules of ha.rules (one ``ip6tables-save -c``): feed the core
         NEncapsulations/NDecapsulations (the kernel does the tunnelling, MIPL counted it in
         its own tunnel code) and return the rejected reverse-tunnel packets."""
@@ -883,6 +819,6 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
                 encapsulations=encapsulated + self.counters["slow_path_tunnelled"],
                 decapsulations=max(0, arrived - rejected),
             ),
-            self.ctx.clock() if self.ctx is not None else 0.0,
+            now,
         )
         return rejected

@@ -10,14 +10,13 @@ own (the HA's BU rate limit and ICMP error rate limit, how it times a BU, how it
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from ipaddress import IPv6Address
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from nfq_mip6.mobility.events import Action, MobilityMessageReceived, SendMobilityMessage
 from nfq_mip6.mobility.stats import MobilityStats
-from nfq_mip6.runtime.base import QueuedPacket, RuntimeContext
+from nfq_mip6.runtime.base import QueuedPacket, RoleRuntime
 from nfq_mip6.wire import (
     IPPROTO_MH,
     Accepted,
@@ -67,23 +66,15 @@ def mobility_message_received(
     )
 
 
-class MobilityHeaderEndpoint:
+class MobilityHeaderEndpoint(RoleRuntime):
     """Base of a runtime that answers Mobility Headers itself (HA, CN).
 
-    The subclass provides ``counters``, ``ctx``, :attr:`mh_log` (its role's logger),
-    :attr:`_address` (the source of answers to a multicast destination), :meth:`_send` and
-    :meth:`_perform`.
+    The subclass provides :attr:`_address` (the source of answers to a multicast
+    destination) and :meth:`_perform`.
     """
-
-    mh_log: ClassVar[logging.Logger]
-    counters: dict[str, int]
-    ctx: RuntimeContext | None
 
     @property
     def _address(self) -> IPv6Address:
-        raise NotImplementedError
-
-    def _send(self, packet: bytes) -> None:
         raise NotImplementedError
 
     def _perform(self, actions: list[Action], now: float) -> None:
@@ -92,16 +83,6 @@ class MobilityHeaderEndpoint:
     @property
     def _metrics(self) -> AgentMetrics | None:
         return self.ctx.metrics if self.ctx is not None else None
-
-    def _malformed(self, reason: str) -> None:
-        self.counters["malformed"] += 1
-        self.mh_log.debug("dropping a malformed packet: %s", reason)
-        if self.ctx is not None and self.ctx.metrics is not None:
-            self.ctx.metrics.malformed()
-
-    def _dataplane_metric(self, op: str, *, ok: bool) -> None:
-        if self.ctx is not None and self.ctx.metrics is not None:
-            self.ctx.metrics.dataplane_op(op, ok)
 
     def _icmp_error_allowed(self) -> bool:
         """RFC 4443 §2.4(f): may an ICMPv6 error go out now? (No limit unless overridden.)"""
@@ -127,7 +108,7 @@ class MobilityHeaderEndpoint:
             if mh_type == MHType.BU:
                 stats.NBindUpdatesRcvd += 1
                 stats.NBindUpdatesDropInvalid += 1
-            self.mh_log.info("MH from %s silently discarded: %s", packet.src, verdict.reason)
+            self.log.info("MH from %s silently discarded: %s", packet.src, verdict.reason)
             return None
         if isinstance(verdict, ParameterProblem):
             # §9.2: ICMPv6 Parameter Problem code 0, pointer to the offending field.
@@ -158,7 +139,7 @@ class MobilityHeaderEndpoint:
         src = packet.dst if not packet.dst.is_multicast else self._address
         self._send(build_icmpv6_packet(message, src, problem.to, hop_limit=64))
         self.counters["parameter_problems_sent"] += 1
-        self.mh_log.info("Parameter Problem to %s: %s", problem.to, problem.reason)
+        self.log.info("Parameter Problem to %s: %s", problem.to, problem.reason)
 
     def _mobility_packet(
         self, action: SendMobilityMessage, message: MobilityMessage

@@ -27,7 +27,7 @@ Theory of operation:
 * Started at home (§11.5.5), the MN sends one de-registration BU when the home agent is known:
   the HA may still hold a binding from a run that ended away (crashed, state directory lost)
   and tunnel the HoA's traffic away. A 133 answer means there was nothing to delete.
-* SIGHUP: the agent's merged configuration arrives with ``{"cmd": "reload", "config": …}``;
+* SIGHUP: the agent's merged configuration arrives through :meth:`MobileNodeRuntime.reload`;
   ``route_optimization`` and ``[mn] binding_lifetime`` (next home BU; a binding in force
   longer than the new lifetime is refreshed at once) are applied without a restart.
 * ``stop()`` removes the rules, the tunnels and policy rules, puts the HoA back on the
@@ -54,9 +54,9 @@ import contextlib
 import logging
 import socket
 from ipaddress import IPv6Address, IPv6Interface
-from pathlib import Path
 from typing import Any, Final
 
+from nfq_mip6.config import AgentConfig
 from nfq_mip6.io.iptables import RuleSet, chain_counters, rules_path
 from nfq_mip6.mobility.events import (
     Action,
@@ -84,7 +84,7 @@ from nfq_mip6.mobility.events import (
     SendRouterSolicitation,
 )
 from nfq_mip6.mobility.stats import MobilityStats
-from nfq_mip6.runtime.base import QueuedPacket, RuntimeContext, Verdict
+from nfq_mip6.runtime.base import QueuedPacket, RoleRuntime, RuntimeContext, Verdict
 from nfq_mip6.runtime.movement import (
     AddressObservation,
     LinkLocation,
@@ -214,11 +214,25 @@ def _pick_interface(configured: str | None, home_address: IPv6Interface) -> str:
     return "eth0" if "eth0" in names else (names[0] if names else "eth0")
 
 
-class MobileNodeRuntime:
+class MobileNodeRuntime(RoleRuntime):
     """:class:`~nfq_mip6.runtime.base.RoleRuntime` for ``role = "mn"``."""
 
+    role = "mn"
+    log = LOG
+    backend = "seg6"
+
     def __init__(self) -> None:
-        self.ctx: RuntimeContext | None = None
+        super().__init__(
+            (
+                "bu_sent",
+                "ba_received",
+                "dataplane_errors",
+                "rh2_rewritten",
+                "router_solicitations",
+                "moves",
+                "start_deregistrations",  # §11.5.5 BUs for a binding the HA may still hold
+            )
+        )
         self.core: Any = None
         self.detector: MovementDetector | None = None
         self.monitor: MovementMonitor | None = None
@@ -227,17 +241,6 @@ class MobileNodeRuntime:
         self.interface = "eth0"
         self.home_address: IPv6Interface | None = None
         self.home_agent: IPv6Address | None = None
-        self.counters: dict[str, int] = {
-            "bu_sent": 0,
-            "ba_received": 0,
-            "malformed": 0,
-            "send_errors": 0,
-            "dataplane_errors": 0,
-            "rh2_rewritten": 0,
-            "router_solicitations": 0,
-            "moves": 0,
-            "start_deregistrations": 0,  # §11.5.5 BUs for a binding the HA may still hold
-        }
         self.events: list[tuple[float, str]] = []  # (time, what) for handover measurements
         self._coa_dad_pending: set[IPv6Address] = set()
         self.authenticator: MobileNodeAuthenticator | None = None  # RFC 4285 (docs/security.md)
@@ -869,14 +872,11 @@ class MobileNodeRuntime:
         return Verdict.drop()
 
     # -- control ---------------------------------------------------------------------------
-    def _mipl_counters(self) -> dict[str, int]:
-        stats = getattr(self.core, "stats", None)
-        if stats is not None and hasattr(stats, "as_dict"):
-            counters: dict[str, int] = stats.as_dict()
-            return counters
-        return MobilityStats().as_dict()
+    def mobility_stats(self) -> MobilityStats:
+        stats: MobilityStats = self.core.stats
+        return stats
 
-    def _bul_rows(self, now: float) -> list[dict[str, Any]]:
+    def bul_rows(self, now: float) -> list[dict[str, Any]]:
         return [] if self.core is None else bul_entries(self.core, now)
 
     def _sample_tunnel_counters(self, now: float) -> None:
@@ -894,104 +894,55 @@ class MobileNodeRuntime:
         )
         self.core.handle(DataplaneCountersSampled(encapsulations, decapsulations), now)
 
-    def _route_optimization(self) -> bool:
-        return bool(getattr(self.core, "route_optimization", False))
+    def route_optimization(self) -> bool:
+        return bool(self.core.route_optimization)
 
     def set_route_optimization(self, enabled: bool, now: float) -> bool:
         """``nfq-mip6 ro on|off``: off drops every correspondent binding and its rule, so the
         traffic is back in the HA tunnel at once (docs/route-optimization.md)."""
-        if self.core is not None:
-            if enabled != self._route_optimization():
-                LOG.info("route optimization switched %s", "on" if enabled else "off")
-            self._apply(self.core.handle(RouteOptimizationSwitched(enabled), now), now)
-        return self._route_optimization()
+        if enabled != self.route_optimization():
+            LOG.info("route optimization switched %s", "on" if enabled else "off")
+        self._apply(self.core.handle(RouteOptimizationSwitched(enabled), now), now)
+        return self.route_optimization()
 
-    def _reload(self, now: float, config: object = None) -> dict[str, Any]:
-        """SIGHUP: ``route_optimization`` (legacy ``accept_return_routability``) and ``[mn]
-        binding_lifetime`` are applied without a restart; the other settings need one.
-
-        ``config`` is the configuration the agent has just reloaded and merged
-        (:meth:`nfq_mip6.agent.Agent.reload`); without one (a control request, an older agent
-        loop) the file is read again. The new lifetime goes into the next home BU; a binding
-        in force longer than it is refreshed at once
-        (:meth:`~nfq_mip6.mobility.mobile_node.MobileNode.set_home_registration_lifetime`).
-        """
-        if self.ctx is None:
-            return {"ok": False, "error": "mobile node not started"}
-        from nfq_mip6.config import AgentConfig, ConfigError, load_config
-
-        if isinstance(config, AgentConfig):
-            new = config
-        else:
-            try:
-                new = load_config(Path(self.ctx.config.source))
-            except (ConfigError, OSError, ValueError) as exc:
-                LOG.error("reload failed: %s", exc)
-                return {"ok": False, "error": str(exc)}
+    def reload(self, config: AgentConfig) -> list[str]:
+        """``route_optimization`` (legacy ``accept_return_routability``) and ``[mn]
+        binding_lifetime``: the new lifetime goes into the next home BU; a binding in force
+        longer than it is refreshed at once
+        (:meth:`~nfq_mip6.mobility.mobile_node.MobileNode.set_home_registration_lifetime`)."""
+        assert self.ctx is not None
+        now = self.ctx.clock()
         reloaded: list[str] = []
-        if new.route_optimization != self._route_optimization():
-            self.set_route_optimization(new.route_optimization, now)
-            reloaded.append(f"route_optimization: {'on' if new.route_optimization else 'off'}")
-        if new.mn is not None and self.core is not None:
-            lifetime = new.mn.binding_lifetime
+        if config.route_optimization != self.route_optimization():
+            self.set_route_optimization(config.route_optimization, now)
+            reloaded.append(f"route_optimization: {'on' if config.route_optimization else 'off'}")
+        if config.mn is not None:
+            lifetime = config.mn.binding_lifetime
             if lifetime != self.core.config.home_registration_lifetime:
                 self._apply(self.core.set_home_registration_lifetime(lifetime, now), now)
                 reloaded.append(f"binding_lifetime: {lifetime}")
-        return {"ok": True, "reloaded": reloaded}
+        return reloaded
 
-    def handle_control(self, request: dict[str, Any]) -> dict[str, Any]:
-        now = self.ctx.clock() if self.ctx is not None else 0.0
-        cmd = request.get("cmd")
-        if cmd == "stats":
-            try:
-                self._sample_tunnel_counters(now)
-            except OSError as exc:
-                LOG.debug("tunnel counters unavailable: %s", exc)
-        if cmd == "bul":
-            return {"ok": True, "entries": self._bul_rows(now)}
-        if cmd == "stats":
-            stats = self.ctx.stats if self.ctx is not None and self.ctx.stats else {}
-            detector = self.detector
-            return {
-                "ok": True,
-                "role": "mn",
-                "counters": self._mipl_counters(),
-                "route_optimization": self._route_optimization(),
-                "backend": "seg6",
-                "bindings": len(self._bul_rows(now)),
-                "nfqueue": {
-                    "accepted": stats.get("accepted", 0),
-                    "dropped": stats.get("dropped", 0),
-                    "rewritten": stats.get("rewritten", 0),
-                },
-                "mobile_node": {
-                    "interface": self.interface,
-                    "location": detector.location.name.lower() if detector else "unknown",
-                    "care_of_address": (
-                        str(detector.care_of_address)
-                        if detector and detector.care_of_address
-                        else None
-                    ),
-                    "counters": dict(self.counters),
-                    "restored_bindings": self.restored_bindings,
-                    "routers_lost": self.reachability.routers_lost,
-                    "store_errors": self.persistence.errors if self.persistence else 0,
-                    "events": [[round(t, 6), what] for t, what in self.events],
-                    "dataplane": self.dataplane.snapshot() if self.dataplane else None,
-                },
-            }
-        if cmd == "cache":
-            return {"ok": True, "bindings": []}
-        if cmd == "ro":
-            if "set" in request:
-                value = request["set"]
-                if not isinstance(value, bool):
-                    return {"ok": False, "error": "ro set wants true or false"}
-                self.set_route_optimization(value, now)
-            return {"ok": True, "route_optimization": self._route_optimization()}
-        if cmd == "reload":
-            return self._reload(now, request.get("config"))
-        return {"ok": False, "error": f"unknown command {cmd!r}"}
+    def role_stats(self, now: float) -> dict[str, Any]:
+        try:
+            self._sample_tunnel_counters(now)
+        except OSError as exc:
+            LOG.debug("tunnel counters unavailable: %s", exc)
+        detector = self.detector
+        care_of = detector.care_of_address if detector is not None else None
+        return {
+            "mobile_node": {
+                "interface": self.interface,
+                "location": detector.location.name.lower() if detector else "unknown",
+                "care_of_address": str(care_of) if care_of else None,
+                "counters": dict(self.counters),
+                "restored_bindings": self.restored_bindings,
+                "routers_lost": self.reachability.routers_lost,
+                "store_errors": self.persistence.errors if self.persistence else 0,
+                "events": [[round(t, 6), what] for t, what in self.events],
+                "dataplane": self.dataplane.snapshot() if self.dataplane else None,
+            },
+        }
 
 
 __all__ = ["MobileNodeRuntime", "bul_entries"]

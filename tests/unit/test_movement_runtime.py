@@ -334,12 +334,13 @@ def test_sighup_binding_lifetime_goes_into_the_next_home_bu(
     )
     assert bul_entries(runtime.core, 100.0)[0]["expires"] == 1000
 
-    def reload(seconds: int, now: float) -> dict[str, Any]:
+    def reload(seconds: int, now: float) -> list[str]:
         assert runtime.ctx is not None and runtime.ctx.config.mn is not None
         mn = dataclasses.replace(runtime.ctx.config.mn, binding_lifetime=seconds)
         config = dataclasses.replace(runtime.ctx.config, mn=mn, route_optimization=False)
+        runtime.ctx = dataclasses.replace(runtime.ctx, clock=lambda: now)
         log.clear()
-        return runtime._reload(now, config)
+        return runtime.reload(config)
 
     def sent_lifetime() -> int:
         (packet,) = sent_packets(log)
@@ -347,8 +348,7 @@ def test_sighup_binding_lifetime_goes_into_the_next_home_bu(
         assert isinstance(verdict, Accepted) and isinstance(verdict.message, BindingUpdate)
         return verdict.message.lifetime * 4
 
-    reply = reload(100, 110.0)
-    assert reply == {"ok": True, "reloaded": ["binding_lifetime: 100"]}
+    assert reload(100, 110.0) == ["binding_lifetime: 100"]
     assert sent_lifetime() == 100  # the 1000 s binding is shortened now
     sequence = bul_entries(runtime.core, 110.0)[0]["sequence"]
     ack = build_ipv6_packet(
@@ -358,9 +358,9 @@ def test_sighup_binding_lifetime_goes_into_the_next_home_bu(
     runtime.on_queued_packet(QueuedPacket(ack), 110.0)
     assert bul_entries(runtime.core, 110.0)[0]["expires"] == 100
     # longer: nothing leaves now; the refresh (80 % of 100 s) asks for 600 s
-    assert reload(600, 120.0)["reloaded"] == ["binding_lifetime: 600"]
+    assert reload(600, 120.0) == ["binding_lifetime: 600"]
     assert sent_packets(log) == []
-    assert reload(600, 121.0)["reloaded"] == []  # unchanged: nothing to apply
+    assert reload(600, 121.0) == []  # unchanged: nothing to apply
     runtime.on_timer(190.0)
     assert sent_lifetime() == 600
 

@@ -300,15 +300,7 @@ def test_ro_switch_off_drops_bindings_and_stops_answering(harness: Harness) -> N
 def test_reload_applies_accept_return_routability(harness: Harness, tmp_path: Path) -> None:
     legacy = tmp_path / "network-mip6.conf"
     legacy.write_text("FUNCTIONALITY=cn\nDEBUGLEVEL=1\naccept_return_routability=no\n")
-    ctx = harness.runtime.ctx
-    assert ctx is not None
-    import dataclasses
-
-    harness.runtime.ctx = dataclasses.replace(
-        ctx, config=dataclasses.replace(ctx.config, source=legacy)
-    )
-    answer = harness.runtime.handle_control({"cmd": "reload"})
-    assert answer["ok"] is True and answer["reloaded"]
+    assert harness.runtime.reload(load_config(legacy)) == ["route_optimization: off"]
     assert harness.runtime.handle_control({"cmd": "ro"})["route_optimization"] is False
 
 
@@ -380,6 +372,5 @@ def test_reload_takes_the_configuration_the_agent_loaded(harness: Harness) -> No
     ctx = harness.runtime.ctx
     assert ctx is not None
     new = dataclasses.replace(ctx.config, route_optimization=False)
-    answer = harness.runtime.handle_control({"cmd": "reload", "config": new})
-    assert answer == {"ok": True, "reloaded": ["route_optimization: off"]}
+    assert harness.runtime.reload(new) == ["route_optimization: off"]
     assert harness.runtime.handle_control({"cmd": "ro"})["route_optimization"] is False
