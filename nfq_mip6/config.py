@@ -69,6 +69,7 @@ ENV_PREFIX: Final = "NFQ_MIP6_"
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOG_FORMATS: Final = ("text", "json")
 TUNNEL_BACKENDS: Final = ("auto", "seg6", "ip6tnl")
+RO_DATAPATHS: Final = ("auto", "bpf", "nfqueue")
 
 
 class Role(StrEnum):
@@ -142,6 +143,7 @@ class AgentConfig:
     queue_num: int = 0
     queue_bypass: bool = False
     route_optimization: bool = True
+    ro_datapath: str = "auto"  # RO data packets: tc BPF ("bpf"), NFQUEUE, or BPF when it loads
     control_socket: Path | None = DEFAULT_CONTROL_SOCKET
     metrics_listen: tuple[str, int] | None = None
     state_dir: Path = DEFAULT_STATE_DIR
@@ -342,6 +344,7 @@ _AGENT_KEYS: Final[dict[str, Callable[[object], Any]]] = {
     "queue_num": _int_parser(0, 65535),
     "queue_bypass": _parse_bool,
     "route_optimization": _parse_bool,
+    "ro_datapath": _choice_parser(RO_DATAPATHS),
     "control_socket": _parse_path_or_none,
     "metrics_listen": _parse_listen_or_none,
     "state_dir": _parse_path,

@@ -131,11 +131,31 @@ def format_stats_extended(stats: dict[str, Any]) -> list[str]:
         f"NFQUEUE dropped           : {nfqueue.get('dropped', 0)}",
         f"NFQUEUE rewritten         : {nfqueue.get('rewritten', 0)}",
     ]
+    lines += format_ro_datapath(stats.get("ro_datapath"))
+    return lines
+
+
+def format_ro_datapath(ro_datapath: object) -> list[str]:
+    """The RO data path (CN, MN) and, with BPF, the programs' counters."""
+    if not isinstance(ro_datapath, dict):
+        return []
+    datapath = ro_datapath.get("datapath", "?")
+    lines = [f"RO data path              : {datapath}"]
+    if ro_datapath.get("reason"):
+        lines[0] += f" ({ro_datapath['reason']})"
+    counters = ro_datapath.get("counters") or {}
+    for name in ("out_rewritten", "out_skipped", "out_errors"):
+        if name in counters:
+            lines.append(f"RO BPF {name:<19}: {counters[name]}")
+    for name in ("in_rewritten", "in_punted", "in_errors"):
+        if name in counters:
+            lines.append(f"RO BPF {name:<19}: {counters[name]}")
     return lines
 
 
 def format_ro(answer: dict[str, Any]) -> list[str]:
-    return [f"route optimization: {'on' if answer.get('route_optimization') else 'off'}"]
+    lines = [f"route optimization: {'on' if answer.get('route_optimization') else 'off'}"]
+    return lines + format_ro_datapath(answer.get("ro_datapath"))
 
 
 # ---------------------------------------------------------------------------------------------

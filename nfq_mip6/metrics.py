@@ -79,6 +79,19 @@ MH_TYPE_NAMES: Final[dict[int, str]] = {
 VERDICTS: Final = frozenset({"accept", "drop", "rewrite", "repeat"})
 ROLES: Final = frozenset({"ha", "mn", "cn"})
 BACKENDS: Final = frozenset({"seg6", "ip6tnl", "none", "fake", "auto"})
+RO_DATAPATHS: Final = frozenset({"bpf", "nfqueue", "fake"})
+RO_BPF_COUNTERS: Final = frozenset(
+    {
+        "out_rewritten",
+        "out_not_bound",
+        "out_skipped",
+        "out_errors",
+        "in_rewritten",
+        "in_not_ours",
+        "in_punted",
+        "in_errors",
+    }
+)
 BINDING_STATES: Final = frozenset({"registered", "cached", "dying", "dad", "pending", "all"})
 MAX_OPERATION_LABELS: Final = 32
 
@@ -177,6 +190,28 @@ class _StateCollector(Collector):
             )
             backend.add_metric([], {"backend": _bounded(stats["backend"], BACKENDS)})
             yield backend
+
+        ro_datapath = stats.get("ro_datapath")
+        if isinstance(ro_datapath, Mapping):
+            datapath = InfoMetricFamily(
+                f"{PREFIX}_ro_datapath",
+                "How route-optimized data packets are rewritten (tc BPF or NFQUEUE)",
+            )
+            datapath.add_metric(
+                [], {"datapath": _bounded(ro_datapath.get("datapath"), RO_DATAPATHS)}
+            )
+            yield datapath
+            counters = ro_datapath.get("counters")
+            if isinstance(counters, Mapping) and counters:
+                packets = CounterMetricFamily(
+                    f"{PREFIX}_ro_bpf_packets",
+                    "Packets seen by the route-optimization tc programs, by outcome",
+                    labels=["counter"],
+                )
+                for name, value in sorted(counters.items()):
+                    if name in RO_BPF_COUNTERS:
+                        packets.add_metric([name], float(value))
+                yield packets
 
 
 class AgentMetrics:

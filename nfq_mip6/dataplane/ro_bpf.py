@@ -61,6 +61,7 @@ __all__ = [
     "RT_PROTO_RO",
     "BpfRouteOptimization",
     "Libbpf",
+    "open_ro_fast_path",
 ]
 
 log = logging.getLogger("nfq_mip6.ro_bpf")
@@ -531,3 +532,27 @@ class BpfRouteOptimization:
         self._object = None
         self._prog_fds.clear()
         self.attached.clear()
+
+
+def open_ro_fast_path(
+    role: str, mode: str, *, interfaces: tuple[str, ...] = ()
+) -> tuple[BpfRouteOptimization | None, str]:
+    """The configured RO data path (``[agent] ro_datapath``) for ``role`` (``cn``/``mn``).
+
+    Returns ``(fast path, reason)``: a started :class:`BpfRouteOptimization`, or ``None``
+    when NFQUEUE carries the data packets, with why. ``"bpf"`` raises
+    :class:`~nfq_mip6.dataplane.DataplaneError` when the programs cannot run; ``"auto"``
+    falls back to NFQUEUE and logs the reason.
+    """
+    if mode == "nfqueue":
+        return None, "configured (ro_datapath = nfqueue)"
+    fast_path = BpfRouteOptimization(role, interfaces=interfaces)
+    try:
+        how = fast_path.start()
+    except DataplaneError as exc:
+        fast_path.stop(flush=False)
+        if mode == "bpf":
+            raise
+        log.warning("route optimization data path: NFQUEUE, tc BPF unavailable: %s", exc)
+        return None, f"tc BPF unavailable: {exc}"
+    return fast_path, f"tc BPF programs {how}"

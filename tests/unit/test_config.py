@@ -216,6 +216,17 @@ def test_environment_overrides(tmp_path: Path) -> None:
     assert config.ha.max_binding_lifetime == 600
 
 
+def test_ro_datapath_choice_from_file_and_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "a.toml", 'role = "cn"\nro_datapath = "nfqueue"\n')
+    assert load_config(path, environ={}).ro_datapath == "nfqueue"
+    environ = {"NFQ_MIP6_AGENT__RO_DATAPATH": "bpf"}
+    assert load_config(path, environ=environ).ro_datapath == "bpf"
+    default = write(tmp_path, "b.toml", 'role = "cn"\n')
+    assert load_config(default, environ={}).ro_datapath == "auto"
+    with pytest.raises(ConfigError, match="ro_datapath"):
+        load_config(path, environ={"NFQ_MIP6_AGENT__RO_DATAPATH": "xdp"})
+
+
 def test_environment_errors_name_the_variable(tmp_path: Path) -> None:
     path = write(tmp_path, "a.toml", 'role = "ha"\n')
     with pytest.raises(ConfigError) as info:

@@ -185,3 +185,15 @@ def test_http_endpoint() -> None:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_ro_datapath_and_bpf_counters_from_the_snapshot() -> None:
+    registry = CollectorRegistry()
+    counters = {"out_rewritten": 7, "in_punted": 2, "bogus": 1}
+    snapshot = STATS | {"role": "cn", "ro_datapath": {"datapath": "bpf", "counters": counters}}
+    AgentMetrics(registry, lambda: snapshot)
+    families = scrape(registry)
+    assert value(families, "nfq_mip6_ro_datapath_info", datapath="bpf") == 1
+    assert value(families, "nfq_mip6_ro_bpf_packets_total", counter="out_rewritten") == 7
+    assert value(families, "nfq_mip6_ro_bpf_packets_total", counter="in_punted") == 2
+    assert "bogus" not in generate_latest(registry).decode()
