@@ -25,6 +25,7 @@ def exported_sample_names() -> set[str]:
         "route_optimization": True,
         "backend": "seg6",
         "bindings": 0,
+        "ro_datapath": {"datapath": "bpf", "counters": {"out_rewritten": 0}},
     }
     AgentMetrics(registry, lambda: snapshot)
     text = generate_latest(registry).decode()
