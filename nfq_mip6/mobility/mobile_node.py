@@ -1,5 +1,15 @@
-"""Mobile Node role (RFC 6275 §11): Binding Update List, home registration, movement, return
-routability and correspondent registrations. Sans-I/O: ``handle(event, now) -> list[Action]``.
+"""Mobile Node role (RFC 6275 §11): home registration, movement, and correspondent
+registrations, composed from the Binding Update List, discovery and return routability.
+Sans-I/O: ``handle(event, now) -> list[Action]``.
+
+The parts it composes (each sans-I/O, each with its own tests):
+
+* :mod:`~nfq_mip6.mobility.binding_update_list`: the BUL entries (§11.1) and their state
+  transition table;
+* :mod:`~nfq_mip6.mobility.discovery`: DHAAD (§11.4.1) and Mobile Prefix Solicitation
+  (§11.4.2);
+* :mod:`~nfq_mip6.mobility.mn_return_routability`: the MN side of return routability with one
+  correspondent (§11.6, §11.7.2).
 
 Theory of operation:
 
@@ -34,29 +44,37 @@ from __future__ import annotations
 
 import math
 import os
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
 from ipaddress import IPv6Address, IPv6Network
 
 from nfq_mip6.constants import (
-    COOKIE_LENGTH,
     DEFAULT_HA_MAX_BINDING_LIFETIME,
-    DHAAD_RETRIES,
     INITIAL_BINDACK_TIMEOUT,
     INITIAL_BINDACK_TIMEOUT_FIRST_REG,
-    INITIAL_DHAAD_TIMEOUT,
-    INITIAL_SOLICIT_TIMER,
     LIFETIME_UNIT,
     MAX_BINDACK_TIMEOUT,
     MAX_LIFETIME_UNITS,
     MAX_RR_BINDING_LIFETIME,
-    MAX_TOKEN_LIFETIME,
     MAX_UPDATE_RATE,
 )
+from nfq_mip6.mobility import mn_return_routability as mn_rr
 from nfq_mip6.mobility.binding import seq_next
-from nfq_mip6.mobility.common import binding_error, flags_text
+from nfq_mip6.mobility.binding_update_list import (
+    AWAITING_ACK,
+    IN_FORCE,
+    BindingUpdateListEntry,
+    BindingUpdateListRecord,
+    BindingUpdateListRow,
+    BulState,
+)
+from nfq_mip6.mobility.common import binding_error
+from nfq_mip6.mobility.discovery import (
+    HomeAgentDiscovery,
+    MobilePrefixDiscovery,
+    home_agents_anycast,
+)
 from nfq_mip6.mobility.events import (
     Action,
     BindingDeleted,
@@ -82,20 +100,11 @@ from nfq_mip6.mobility.events import (
     ReturnedToHomeLink,
     RouteOptimizationSwitched,
     RouterLost,
-    SendDhaadRequest,
-    SendMobilePrefixSolicitation,
     SendMobilityMessage,
     SendNeighborAdvertisement,
     SendRouterSolicitation,
 )
-from nfq_mip6.mobility.rr import (
-    MhDataEncoder,
-    RandomBytes,
-    binding_management_key,
-    mh_data_for_authenticator,
-    verify_authenticator,
-    with_authenticator,
-)
+from nfq_mip6.mobility.rr import MhDataEncoder, RandomBytes, mh_data_for_authenticator
 from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.wire.mh import (
     BAStatus,
@@ -106,23 +115,15 @@ from nfq_mip6.wire.mh import (
     BindingUpdate,
     BUFlags,
     CareofTest,
-    CareofTestInit,
     HomeTest,
-    HomeTestInit,
     MHType,
     UnknownMobilityMessage,
 )
-from nfq_mip6.wire.options import (
-    AlternateCareofAddress,
-    BindingRefreshAdvice,
-    NonceIndices,
-)
+from nfq_mip6.wire.options import AlternateCareofAddress, BindingRefreshAdvice
 
 ICMPV6_PARAMETER_PROBLEM = 4
 PARAMETER_PROBLEM_UNRECOGNIZED_NEXT_HEADER = 1
 PARAMETER_PROBLEM_UNRECOGNIZED_OPTION = 2
-MPS_RETRIES = 3
-"""Mobile Prefix Solicitation retransmissions before giving up (RFC 6275 sets no limit)."""
 SEQUENCE_QUARTER_SPACE = 1 << 14
 """RFC 1982 serial arithmetic on 16 bits: a number less than 2 ** 15 ahead is newer."""
 REFRESH_FRACTION = 0.8
@@ -161,163 +162,6 @@ class Location(Enum):
     AWAY = "away"
 
 
-class BulState(Enum):
-    """State of one Binding Update List entry."""
-
-    RR_PENDING = "rr-pending"
-    """CN: waiting for HoT and/or CoT before a BU can be sent."""
-    REGISTERING = "registering"
-    """A BU is outstanding and no binding is in force yet."""
-    BOUND = "bound"
-    """The binding is acknowledged and in force."""
-    REFRESHING = "refreshing"
-    """The binding is in force and a refreshing BU is outstanding."""
-    DEREGISTERING = "deregistering"
-    """A de-registration BU (lifetime 0) is outstanding."""
-
-
-_AWAITING_ACK = frozenset({BulState.REGISTERING, BulState.REFRESHING, BulState.DEREGISTERING})
-_IN_FORCE = frozenset({BulState.BOUND, BulState.REFRESHING})
-
-
-class BindingUpdateListEntry:
-    """§11.1: what the MN sent to one destination, and the return routability state."""
-
-    __slots__ = (
-        "auth_care_of_address",
-        "bound_once",
-        "care_of_address",
-        "careof_cookie",
-        "careof_nonce_index",
-        "careof_token",
-        "careof_token_at",
-        "careof_token_coa",
-        "deferred",
-        "destination",
-        "expires_at",
-        "home_address",
-        "home_cookie",
-        "home_nonce_index",
-        "home_registration",
-        "home_token",
-        "home_token_at",
-        "kbm",
-        "lifetime_granted",
-        "lifetime_requested",
-        "next_retransmit_at",
-        "refresh_at",
-        "retransmit_delay",
-        "route_installed",
-        "rr_delay",
-        "rr_next_at",
-        "send_times",
-        "sent_at",
-        "sent_flags",
-        "sequence",
-        "sequence_unknown",
-        "state",
-    )
-
-    def __init__(
-        self,
-        destination: IPv6Address,
-        home_address: IPv6Address,
-        care_of_address: IPv6Address,
-        *,
-        home_registration: bool,
-        sequence: int,
-    ) -> None:
-        self.destination = destination
-        self.home_address = home_address
-        self.care_of_address = care_of_address
-        self.home_registration = home_registration
-        self.sequence = sequence
-        # a random first sequence number for a binding the HA may hold (state lost)
-        self.sequence_unknown = False
-        self.state = BulState.REGISTERING
-        self.sent_flags = 0
-        self.lifetime_requested = 0
-        self.lifetime_granted = 0
-        self.sent_at = -math.inf
-        self.expires_at = -math.inf
-        self.refresh_at = math.inf
-        self.retransmit_delay = INITIAL_BINDACK_TIMEOUT
-        self.next_retransmit_at = math.inf
-        self.deferred = False
-        self.send_times: deque[float] = deque(maxlen=MAX_UPDATE_RATE)
-        self.bound_once = False
-        self.route_installed = False
-        # Return routability (CN entries only).
-        self.home_cookie: bytes | None = None
-        self.careof_cookie: bytes | None = None
-        self.home_token: bytes | None = None
-        self.home_nonce_index = 0
-        self.home_token_at = -math.inf
-        self.careof_token: bytes | None = None
-        self.careof_nonce_index = 0
-        self.careof_token_at = -math.inf
-        self.careof_token_coa: IPv6Address | None = None
-        self.rr_delay = INITIAL_BINDACK_TIMEOUT
-        self.rr_next_at = math.inf
-        self.kbm = b""
-        self.auth_care_of_address = care_of_address
-
-    def __repr__(self) -> str:
-        return (
-            f"BindingUpdateListEntry({self.destination}: {self.home_address} -> "
-            f"{self.care_of_address}, seq={self.sequence}, state={self.state.value})"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class BindingUpdateListRow:
-    """One ``mipdiag -l`` / ``nfq-mip6 bul`` row (MIPL: recipient, HoA, CoA, expires,
-    sequence, state, delay, max delay, callback time)."""
-
-    destination: IPv6Address
-    home_registration: bool
-    home_address: IPv6Address
-    care_of_address: IPv6Address
-    lifetime_remaining: int
-    lifetime_granted: int
-    flags: str
-    sequence: int
-    state: str
-    retransmit_delay: float
-    max_delay: float
-    refresh_in: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class BindingUpdateListRecord:
-    """What of one BUL entry survives a restart of the agent (the runtime persists these,
-    :mod:`nfq_mip6.store`; the core does no I/O).
-
-    ``sequence`` is the last sequence number **sent** (RFC 6275 §11.7.1: the next BU must
-    carry a greater one, else the HA/CN answers 135). ``remaining`` is how many seconds of
-    the acknowledged binding are left (≤ 0: none in force); the runtime converts it to and
-    from an absolute wall-clock expiry.
-    """
-
-    destination: IPv6Address
-    home_address: IPv6Address
-    care_of_address: IPv6Address
-    sequence: int
-    home_registration: bool
-    state: str
-    """A :class:`BulState` value."""
-    lifetime_granted: int
-    remaining: float
-
-
-@dataclass(slots=True)
-class _Dhaad:
-    identifier: int
-    retransmissions: int
-    delay: float
-    next_at: float
-
-
 class MobileNode:
     """RFC 6275 §11 mobile node core."""
 
@@ -339,12 +183,10 @@ class MobileNode:
         self.home_agent = config.home_agent
         self.route_optimization = config.route_optimization
         self.bul: dict[IPv6Address, BindingUpdateListEntry] = {}
-        self._ha_candidates: list[IPv6Address] = []
-        self._dhaad: _Dhaad | None = None
+        self._discovery = HomeAgentDiscovery()
         self._no_route_optimization: set[IPv6Address] = set()
         self._wanted_correspondents: set[IPv6Address] = set()
-        self._mps_identifier = 0
-        self._mps: _Dhaad | None = None  # same retry bookkeeping as DHAAD
+        self._prefix_discovery = MobilePrefixDiscovery()
         # restored last sequence numbers (§11.7.1) of destinations with no entry yet
         self._sequence_floor: dict[IPv6Address, int] = {}
 
@@ -382,29 +224,24 @@ class MobileNode:
             if self.bul.get(entry.destination) is not entry:
                 continue
             actions += self._entry_timer(entry, now)
-        dhaad = self._dhaad
-        if dhaad is not None and dhaad.next_at <= now:
-            actions += self._dhaad_retransmit(dhaad, now)
-        mps = self._mps
-        if mps is not None and mps.next_at <= now:
-            actions += self._mps_retransmit(mps, now)
+        actions += self._discovery.timer(self.care_of_address, self.home_agents_anycast(), now)
+        actions += self._mps_timer(now)
         return actions
 
     def next_deadline(self) -> float | None:
         deadlines: list[float] = []
         for entry in self.bul.values():
-            if entry.state in _AWAITING_ACK or entry.deferred:
+            if entry.state in AWAITING_ACK or entry.deferred:
                 deadlines.append(entry.next_retransmit_at)
             if entry.state is BulState.RR_PENDING:
                 deadlines.append(entry.rr_next_at)
             if entry.state is BulState.BOUND:
                 deadlines.append(entry.refresh_at)
-            if entry.state in _IN_FORCE:
+            if entry.state in IN_FORCE:
                 deadlines.append(entry.expires_at)
-        if self._dhaad is not None:
-            deadlines.append(self._dhaad.next_at)
-        if self._mps is not None:
-            deadlines.append(self._mps.next_at)
+        for deadline in (self._discovery.next_deadline(), self._prefix_discovery.next_deadline()):
+            if deadline is not None:
+                deadlines.append(deadline)
         finite = [d for d in deadlines if d != math.inf]
         return min(finite) if finite else None
 
@@ -414,46 +251,13 @@ class MobileNode:
 
     def binding_update_list_rows(self, now: float) -> list[BindingUpdateListRow]:
         """``mipdiag -l``: one row per destination, the home agent first."""
-        rows = []
-        for entry in sorted(self.bul.values(), key=lambda e: not e.home_registration):
-            remaining = max(0, int(entry.expires_at - now)) if entry.state in _IN_FORCE else 0
-            refresh_in = (
-                max(0, int(entry.refresh_at - now)) if entry.state is BulState.BOUND else None
-            )
-            rows.append(
-                BindingUpdateListRow(
-                    destination=entry.destination,
-                    home_registration=entry.home_registration,
-                    home_address=entry.home_address,
-                    care_of_address=entry.care_of_address,
-                    lifetime_remaining=remaining,
-                    lifetime_granted=entry.lifetime_granted,
-                    flags=flags_text(entry.sent_flags),
-                    sequence=entry.sequence,
-                    state=entry.state.value,
-                    retransmit_delay=entry.retransmit_delay,
-                    max_delay=MAX_BINDACK_TIMEOUT,
-                    refresh_in=refresh_in,
-                )
-            )
-        return rows
+        entries = sorted(self.bul.values(), key=lambda e: not e.home_registration)
+        return [entry.row(now) for entry in entries]
 
     def binding_update_list_records(self, now: float) -> list[BindingUpdateListRecord]:
         """The BUL as :class:`BindingUpdateListRecord` for persistence (with the restored
         sequence floors of destinations that have no entry yet, as ``state`` "none")."""
-        records = [
-            BindingUpdateListRecord(
-                destination=entry.destination,
-                home_address=entry.home_address,
-                care_of_address=entry.care_of_address,
-                sequence=entry.sequence,
-                home_registration=entry.home_registration,
-                state=entry.state.value,
-                lifetime_granted=entry.lifetime_granted,
-                remaining=(entry.expires_at - now) if entry.state in _IN_FORCE else 0.0,
-            )
-            for entry in self.bul.values()
-        ]
+        records = [entry.record(now) for entry in self.bul.values()]
         hoa = self.config.home_address
         for destination, sequence in self._sequence_floor.items():
             if destination not in self.bul:
@@ -499,8 +303,8 @@ class MobileNode:
                 record.care_of_address,
                 home_registration=True,
                 sequence=record.sequence & 0xFFFF,
+                state=BulState.BOUND,
             )
-            entry.state = BulState.BOUND
             entry.bound_once = True
             entry.route_installed = True
             entry.sent_flags = int(BUFlags.A | BUFlags.H)
@@ -577,13 +381,8 @@ class MobileNode:
 
     def _correspondent_bu(self, entry: BindingUpdateListEntry, now: float) -> SendMobilityMessage:
         hoa = self.config.home_address
-        deletion = entry.state is BulState.DEREGISTERING
-        flags = BUFlags.A  # H = 0, K = 0 towards a CN (§6.1.7)
-        entry.sent_flags = int(flags)
-        assert entry.home_token is not None
-        if deletion:
+        if entry.state is BulState.DEREGISTERING:
             units = 0
-            kbm = binding_management_key(entry.home_token, None)
             coa = hoa if self.location is not Location.AWAY else entry.care_of_address
         else:
             # §11.7.2: ≤ 420 s, ≤ the home registration's and the CoA's remaining lifetimes.
@@ -596,23 +395,15 @@ class MobileNode:
                 self._coa_remaining(now),
             )
             units = max(1, int(lifetime) // LIFETIME_UNIT)
-            assert entry.careof_token is not None
-            kbm = binding_management_key(entry.home_token, entry.careof_token)
             coa = entry.care_of_address
         entry.lifetime_requested = units * LIFETIME_UNIT
-        entry.kbm = kbm
-        entry.auth_care_of_address = coa
-        indices = NonceIndices(entry.home_nonce_index, entry.careof_nonce_index)
-        bu = with_authenticator(
-            BindingUpdate(entry.sequence, flags, units, (indices,)),
-            kbm,
-            coa,
-            entry.destination,
-            self._encode_mh_data,
+        return mn_rr.correspondent_binding_update(
+            entry,
+            home_address=hoa,
+            care_of_address=coa,
+            units=units,
+            encode_mh_data=self._encode_mh_data,
         )
-        if coa == hoa:
-            return SendMobilityMessage(bu, hoa, entry.destination)
-        return SendMobilityMessage(bu, coa, entry.destination, home_address=hoa)
 
     def _start_home_registration(self, now: float) -> list[Action]:
         ha = self.home_agent
@@ -630,8 +421,8 @@ class MobileNode:
             )
             self.bul[ha] = entry
         entry.care_of_address = coa
-        first = not entry.bound_once or entry.state not in _IN_FORCE
-        entry.state = BulState.REFRESHING if entry.state in _IN_FORCE else BulState.REGISTERING
+        first = not entry.bound_once or entry.state not in IN_FORCE
+        entry.transition(BulState.REFRESHING if entry.state in IN_FORCE else BulState.REGISTERING)
         # §11.8: 1.5 s for a first home registration (DAD at the HA), 1 s otherwise.
         entry.retransmit_delay = (
             self.config.first_registration_timeout if first else INITIAL_BINDACK_TIMEOUT
@@ -640,11 +431,11 @@ class MobileNode:
 
     def _entry_timer(self, entry: BindingUpdateListEntry, now: float) -> list[Action]:
         actions: list[Action] = []
-        if entry.state in _IN_FORCE and entry.expires_at <= now:
+        if entry.state in IN_FORCE and entry.expires_at <= now:
             actions += self._binding_lapsed(entry, now)
             if self.bul.get(entry.destination) is not entry:
                 return actions
-        if entry.state in _AWAITING_ACK and entry.next_retransmit_at <= now:
+        if entry.state in AWAITING_ACK and entry.next_retransmit_at <= now:
             if (
                 entry.home_registration
                 and entry.state is BulState.DEREGISTERING
@@ -682,7 +473,7 @@ class MobileNode:
         elif entry.state is BulState.BOUND and entry.refresh_at <= now:
             entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
             if entry.home_registration:
-                entry.state = BulState.REFRESHING
+                entry.transition(BulState.REFRESHING)
                 actions += self._transmit(entry, now)
             else:
                 actions += self._correspondent_progress(entry, now)
@@ -698,7 +489,7 @@ class MobileNode:
         ]
         if entry.home_registration:
             # Keep retransmitting the refresh; the tunnel stays until we move or go home.
-            entry.state = BulState.REGISTERING
+            entry.transition(BulState.REGISTERING)
             return actions
         return actions + self._drop_correspondent(entry, deleted=False)
 
@@ -729,11 +520,11 @@ class MobileNode:
                 continue
             actions += self._uninstall_route(entry)
             entry.care_of_address = event.care_of_address
-            entry.state = BulState.RR_PENDING
+            entry.transition(BulState.RR_PENDING)
             entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
             entry.rr_delay = INITIAL_BINDACK_TIMEOUT
             entry.rr_next_at = math.inf
-            entry.home_cookie = entry.careof_cookie = None
+            mn_rr.forget_tests(entry)
             # The HoTI needs the tunnel to the new CoA: wait for the home BA.
         return actions
 
@@ -742,7 +533,7 @@ class MobileNode:
         self.location = Location.HOME
         self.care_of_address = self.config.home_address
         self.coa_valid_until = math.inf
-        self._dhaad = None
+        self._discovery.cancel()
         actions: list[Action] = []
         for entry in list(self.bul.values()):
             if not entry.home_registration:
@@ -758,7 +549,7 @@ class MobileNode:
             return actions
         # §11.5.5: de-register from the home address, no HAO, lifetime 0, A = H = 1.
         home.care_of_address = self.config.home_address
-        home.state = BulState.DEREGISTERING
+        home.transition(BulState.DEREGISTERING)
         home.retransmit_delay = INITIAL_BINDACK_TIMEOUT
         return actions + self._transmit(home, now)
 
@@ -789,16 +580,20 @@ class MobileNode:
         hoa = self.config.home_address
         known = ha in self._sequence_floor
         entry = BindingUpdateListEntry(
-            ha, hoa, hoa, home_registration=True, sequence=self._initial_sequence(ha)
+            ha,
+            hoa,
+            hoa,
+            home_registration=True,
+            sequence=self._initial_sequence(ha),
+            state=BulState.DEREGISTERING,
         )
         entry.sequence_unknown = not known
-        entry.state = BulState.DEREGISTERING
         self.bul[ha] = entry
         return self._transmit(entry, now)
 
     def _home_bound(self) -> bool:
         home = self.home_entry
-        return home is not None and home.state in _IN_FORCE
+        return home is not None and home.state in IN_FORCE
 
     def _home_deregistered(self, entry: BindingUpdateListEntry) -> list[Action]:
         """§11.5.5 after the de-registration BA: tunnel down, HoA home, NA for it."""
@@ -817,46 +612,30 @@ class MobileNode:
 
     def home_agents_anycast(self) -> IPv6Address:
         """RFC 2526: the Mobile IPv6 Home-Agents anycast address of the home prefix."""
-        prefix = self.config.home_prefix
-        host_bits = 128 - prefix.prefixlen
-        host_mask = (1 << host_bits) - 1
-        anycast_id = host_mask - 1  # all ones except the low bit: anycast ID 126 (0x7e)
-        if prefix.prefixlen == 64:
-            anycast_id &= ~(1 << 57)  # EUI-64 format: the universal/local bit is 0
-        return IPv6Address(int(prefix.network_address) | anycast_id)
+        return home_agents_anycast(self.config.home_prefix)
 
     def _dhaad_start(self, now: float) -> list[Action]:
-        identifier = int.from_bytes(self._random_bytes(2), "big")
-        self._dhaad = _Dhaad(identifier, 0, INITIAL_DHAAD_TIMEOUT, now + INITIAL_DHAAD_TIMEOUT)
-        return [self._dhaad_request(identifier)]
-
-    def _dhaad_request(self, identifier: int) -> SendDhaadRequest:
         assert self.care_of_address is not None
-        return SendDhaadRequest(identifier, self.care_of_address, self.home_agents_anycast())
-
-    def _dhaad_retransmit(self, dhaad: _Dhaad, now: float) -> list[Action]:
-        if dhaad.retransmissions >= DHAAD_RETRIES:
-            self._dhaad = None
-            return [MessageDiscarded("dhaad-no-reply")]
-        dhaad.retransmissions += 1
-        dhaad.delay *= 2
-        dhaad.next_at = now + dhaad.delay
-        return [self._dhaad_request(dhaad.identifier)]
+        identifier = int.from_bytes(self._random_bytes(2), "big")
+        return self._discovery.start(
+            identifier, self.care_of_address, self.home_agents_anycast(), now
+        )
 
     def _home_agents_discovered(self, event: HomeAgentDiscovered, now: float) -> list[Action]:
-        dhaad = self._dhaad
-        if dhaad is None or event.identifier != dhaad.identifier or not event.home_agents:
-            return [MessageDiscarded("unexpected-dhaad-reply", event.src)]
-        self._dhaad = None
-        self._ha_candidates = list(event.home_agents)
-        self.home_agent = self._ha_candidates.pop(0)
+        chosen = self._discovery.reply(event)
+        if isinstance(chosen, MessageDiscarded):
+            return [chosen]
+        self.home_agent = chosen
         return self._start_home_registration(now)
 
     def _try_next_home_agent(self, now: float) -> list[Action]:
         """TAHI MN-5-1-2-1-028/029: after a failure try the next HA from the DHAAD reply."""
-        if not self._ha_candidates or self.config.home_agent is not None:
+        if self.config.home_agent is not None:
             return []
-        self.home_agent = self._ha_candidates.pop(0)
+        candidate = self._discovery.next_candidate()
+        if candidate is None:
+            return []
+        self.home_agent = candidate
         return self._start_home_registration(now)
 
     # ----------------------------------------------------------------------------------------
@@ -864,51 +643,31 @@ class MobileNode:
     # ----------------------------------------------------------------------------------------
 
     def _mps_start(self, now: float) -> list[Action]:
-        if self._mps is not None:
+        if not self._prefix_discovery.start(now):
             return []  # one solicitation at a time
-        self._mps_identifier = (self._mps_identifier + 1) & 0xFFFF
-        self._mps = _Dhaad(
-            self._mps_identifier, 0, INITIAL_SOLICIT_TIMER, now + INITIAL_SOLICIT_TIMER
-        )
         return self._mps_send()
 
     def _mps_send(self) -> list[Action]:
         home = self.home_entry
-        if self._mps is None or home is None or self.location is not Location.AWAY:
-            self._mps = None
-            return []
-        return [
-            SendMobilePrefixSolicitation(
-                self._mps.identifier,
-                home.care_of_address,
-                home.destination,
-                self.config.home_address,
-            )
-        ]
+        if home is None or self.location is not Location.AWAY:
+            return self._prefix_discovery.solicit(None, None, self.config.home_address)
+        return self._prefix_discovery.solicit(
+            home.care_of_address, home.destination, self.config.home_address
+        )
 
-    def _mps_retransmit(self, mps: _Dhaad, now: float) -> list[Action]:
+    def _mps_timer(self, now: float) -> list[Action]:
         """§11.4.2: retransmit after INITIAL_SOLICIT_TIMER (3 s), doubling, a few times."""
-        if mps.retransmissions >= MPS_RETRIES:
-            self._mps = None
-            return [MessageDiscarded("mps-no-reply")]
-        mps.retransmissions += 1
-        mps.delay = min(mps.delay * 2, MAX_BINDACK_TIMEOUT)
-        mps.next_at = now + mps.delay
+        if not self._prefix_discovery.due(now):
+            return []
+        gave_up = self._prefix_discovery.retransmit(now)
+        if gave_up is not None:
+            return [gave_up]
         return self._mps_send()
 
     def _mobile_prefix_advertisement(
         self, event: MobilePrefixAdvertisementReceived
     ) -> list[Action]:
-        """§11.4.3: an MPA counts only if it comes from the HA with an RH2 and, when solicited,
-        echoes the identifier (TAHI MN-4-2-1-1-013/014). Prefix changes themselves are applied
-        by the runtime (address configuration)."""
-        if event.src != self.home_agent or not event.via_routing_header:
-            return [MessageDiscarded("mpa-not-from-home-agent", event.src)]
-        if self._mps is not None:
-            if event.identifier != self._mps.identifier:
-                return [MessageDiscarded("mpa-identifier-mismatch", event.src)]
-            self._mps = None
-        return []
+        return self._prefix_discovery.advertisement(event, self.home_agent)
 
     # ----------------------------------------------------------------------------------------
     # Mobility messages
@@ -943,7 +702,7 @@ class MobileNode:
         if ba.status >= 128:
             stats.NBindNAcksRcvd += 1
         entry = self.bul.get(event.src)
-        if entry is None or entry.state not in _AWAITING_ACK:
+        if entry is None or entry.state not in AWAITING_ACK:
             stats.NBindAcksDropMisc += 1
             return [MessageDiscarded("unexpected-binding-ack", event.src, MHType.BA)]
         if entry.home_registration and not event.ipsec_protected:
@@ -967,9 +726,7 @@ class MobileNode:
         if (
             not entry.home_registration
             and status < 128
-            and not verify_authenticator(
-                entry.kbm, entry.auth_care_of_address, entry.destination, event.mh_bytes
-            )
+            and not mn_rr.binding_ack_authentic(entry, event.mh_bytes)
         ):
             stats.NBindAcksDropAuth += 1
             return [MessageDiscarded("binding-ack-bad-authenticator", event.src, MHType.BA)]
@@ -1006,7 +763,7 @@ class MobileNode:
             if status < 128 or status == BAStatus.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE:
                 return self._home_deregistered(entry)
             entry.next_retransmit_at = math.inf
-            entry.state = BulState.BOUND
+            entry.transition(BulState.BOUND)
             return [BindingRejected(hoa, entry.destination, True, status)]
         if status >= 128:
             del self.bul[entry.destination]
@@ -1020,7 +777,7 @@ class MobileNode:
             return [BindingDeleted(hoa, entry.destination, True)]
         was_bound = entry.bound_once and entry.route_installed
         self._schedule_refresh(entry, ba, granted)
-        entry.state = BulState.BOUND
+        entry.transition(BulState.BOUND)
         entry.bound_once = True
         actions = []
         # §11.3.1: data traffic waits for the BA; now tunnel it through the HA.
@@ -1049,12 +806,12 @@ class MobileNode:
         """§11.7.4: answer a BRR from a node in the BUL with a new BU; ignore the others."""
         self.stats.NBindRqsRcvd += 1
         entry = self.bul.get(event.src)
-        if entry is None or entry.state not in _IN_FORCE:
+        if entry is None or entry.state not in IN_FORCE:
             self.stats.NBindRqsDropMisc += 1
             return [MessageDiscarded("unexpected-binding-refresh-request", event.src, MHType.BRR)]
         entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
         if entry.home_registration:
-            entry.state = BulState.REFRESHING
+            entry.transition(BulState.REFRESHING)
             return self._transmit(entry, now)
         return self._correspondent_progress(entry, now)
 
@@ -1069,7 +826,7 @@ class MobileNode:
             if error.status == BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_OPTION and (
                 self.location is Location.AWAY
             ):
-                entry.state = BulState.REGISTERING
+                entry.transition(BulState.REGISTERING)
                 entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
                 return self._transmit(entry, now)
             return []
@@ -1077,7 +834,7 @@ class MobileNode:
             self._no_route_optimization.add(entry.destination)
             return self._drop_correspondent(entry, deleted=True)
         if self.route_optimization and self.location is Location.AWAY:
-            entry.state = BulState.RR_PENDING
+            entry.transition(BulState.RR_PENDING)
             return self._uninstall_route(entry) + self._correspondent_progress(entry, now)
         return self._drop_correspondent(entry, deleted=True)
 
@@ -1090,7 +847,7 @@ class MobileNode:
             if event.code == PARAMETER_PROBLEM_UNRECOGNIZED_NEXT_HEADER:
                 self._no_route_optimization.add(event.source)
             return []
-        if event.code == PARAMETER_PROBLEM_UNRECOGNIZED_OPTION and entry.state in _IN_FORCE:
+        if event.code == PARAMETER_PROBLEM_UNRECOGNIZED_OPTION and entry.state in IN_FORCE:
             return []  # TAHI MN-4-2-2-2-011: ignore from an already registered CN.
         if event.code in (
             PARAMETER_PROBLEM_UNRECOGNIZED_NEXT_HEADER,
@@ -1113,7 +870,7 @@ class MobileNode:
         entry = self.home_entry
         if entry is None or entry.state is not BulState.BOUND or entry.expires_at - now <= seconds:
             return []
-        entry.state = BulState.REFRESHING
+        entry.transition(BulState.REFRESHING)
         entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
         return self._transmit(entry, now)
 
@@ -1154,19 +911,13 @@ class MobileNode:
             home_registration=False,
             sequence=self._initial_sequence(correspondent),
         )
-        entry.state = BulState.RR_PENDING
+        entry.transition(BulState.RR_PENDING)
         self.bul[correspondent] = entry
         return self._correspondent_progress(entry, now)
 
     def _tokens_needed(self, entry: BindingUpdateListEntry, now: float) -> tuple[bool, bool]:
         deletion = entry.state is BulState.DEREGISTERING
-        need_home = entry.home_token is None or now - entry.home_token_at >= MAX_TOKEN_LIFETIME
-        need_careof = not deletion and (
-            entry.careof_token is None
-            or now - entry.careof_token_at >= MAX_TOKEN_LIFETIME
-            or entry.careof_token_coa != entry.care_of_address
-        )
-        return need_home, need_careof
+        return mn_rr.tokens_needed(entry, now, deletion=deletion)
 
     def _correspondent_progress(
         self, entry: BindingUpdateListEntry, now: float, *, retransmit: bool = False
@@ -1175,82 +926,44 @@ class MobileNode:
         need_home, need_careof = self._tokens_needed(entry, now)
         if not need_home and not need_careof:
             if entry.state is not BulState.DEREGISTERING:
-                entry.state = (
-                    BulState.REFRESHING if entry.state in _IN_FORCE else BulState.REGISTERING
+                entry.transition(
+                    BulState.REFRESHING if entry.state in IN_FORCE else BulState.REGISTERING
                 )
             if not retransmit:
                 entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
             return self._transmit(entry, now)
         if entry.state is not BulState.DEREGISTERING:
-            entry.state = BulState.RR_PENDING
+            entry.transition(BulState.RR_PENDING)
         entry.next_retransmit_at = math.inf
         # §11.8: HoTI/CoTI retransmissions use the INITIAL_BINDACK_TIMEOUT back-off.
         entry.rr_delay = (
             min(entry.rr_delay * 2, MAX_BINDACK_TIMEOUT) if retransmit else INITIAL_BINDACK_TIMEOUT
         )
-        if need_home:
-            entry.home_cookie = self._random_bytes(COOKIE_LENGTH)
-        if need_careof:
-            entry.careof_cookie = self._random_bytes(COOKIE_LENGTH)
+        mn_rr.new_cookies(entry, need_home, need_careof, self._random_bytes)
         return self._send_test_inits(entry, now)
 
     def _send_test_inits(self, entry: BindingUpdateListEntry, now: float) -> list[Action]:
         """§11.6.1: HoTI through the reverse tunnel from the HoA; CoTI directly from the CoA."""
-        actions: list[Action] = []
-        hoa = self.config.home_address
-        entry.rr_next_at = now + entry.rr_delay
+        away = self.location is Location.AWAY
+        actions = mn_rr.test_inits(entry, self.config.home_address, away=away, now=now)
         if entry.state is BulState.DEREGISTERING:
             entry.next_retransmit_at = entry.rr_next_at
-        if entry.home_cookie is not None:
-            away = self.location is Location.AWAY
-            actions.append(
-                SendMobilityMessage(
-                    HomeTestInit(entry.home_cookie), hoa, entry.destination, via_tunnel=away
-                )
-            )
-        if entry.careof_cookie is not None:
-            actions.append(
-                SendMobilityMessage(
-                    CareofTestInit(entry.careof_cookie),
-                    entry.care_of_address,
-                    entry.destination,
-                )
-            )
         return actions
 
     def _test(
         self, event: MobilityMessageReceived, message: HomeTest | CareofTest, now: float
     ) -> list[Action]:
-        """§11.6.2: accept a HoT/CoT only with the outstanding cookie, from the CN, to the
-        right address (a HoT through the tunnel while away)."""
+        """§11.6.2: keep the token of a HoT/CoT for the outstanding test; with both tokens
+        in hand the BU goes out."""
         entry = self.bul.get(event.src)
         if entry is None or entry.home_registration:
             return [MessageDiscarded("unexpected-test", event.src, None)]
-        if isinstance(message, HomeTest):
-            if (
-                entry.home_cookie is None
-                or message.cookie != entry.home_cookie
-                or event.dst != self.config.home_address
-                or (self.location is Location.AWAY and not event.via_tunnel)
-            ):
-                return [MessageDiscarded("home-test-mismatch", event.src, MHType.HOT)]
-            entry.home_cookie = None
-            entry.home_token = message.keygen_token
-            entry.home_nonce_index = message.nonce_index
-            entry.home_token_at = now
-        else:
-            if (
-                entry.careof_cookie is None
-                or message.cookie != entry.careof_cookie
-                or event.dst != entry.care_of_address
-            ):
-                return [MessageDiscarded("careof-test-mismatch", event.src, MHType.COT)]
-            entry.careof_cookie = None
-            entry.careof_token = message.keygen_token
-            entry.careof_nonce_index = message.nonce_index
-            entry.careof_token_at = now
-            entry.careof_token_coa = entry.care_of_address
-        if entry.home_cookie is None and entry.careof_cookie is None:
+        away = self.location is Location.AWAY
+        hoa = self.config.home_address
+        discarded = mn_rr.accept_test(entry, event, message, hoa, away=away, now=now)
+        if discarded is not None:
+            return [discarded]
+        if mn_rr.tests_complete(entry):
             entry.rr_next_at = math.inf
             if entry.state in (BulState.RR_PENDING, BulState.DEREGISTERING):
                 return self._correspondent_progress(entry, now)
@@ -1270,10 +983,7 @@ class MobileNode:
             BAStatus.EXPIRED_NONCES,
         ):
             # §11.7.3: get fresh tokens for the expired nonce(s) and try again.
-            if status != BAStatus.EXPIRED_CAREOF_NONCE_INDEX:
-                entry.home_token = None
-            if status != BAStatus.EXPIRED_HOME_NONCE_INDEX:
-                entry.careof_token = None
+            mn_rr.expire_tokens(entry, status)
             rejected = BindingRejected(hoa, entry.destination, False, status)
             return [rejected, *self._correspondent_progress(entry, now)]
         if status >= 128:
@@ -1285,7 +995,7 @@ class MobileNode:
             return self._drop_correspondent(entry, deleted=True)
         was_bound = entry.state is BulState.REFRESHING
         self._schedule_refresh(entry, ba, granted)
-        entry.state = BulState.BOUND
+        entry.transition(BulState.BOUND)
         entry.bound_once = True
         actions: list[Action] = []
         if not entry.route_installed or not was_bound:
@@ -1315,29 +1025,28 @@ class MobileNode:
         returns to the HA tunnel. Not retransmitted: the entry is dropped and the CN binding
         expires anyway; without a valid home token nothing is sent."""
         if (
-            entry.state not in _IN_FORCE
+            entry.state not in IN_FORCE
             or self.location is not Location.AWAY
-            or entry.home_token is None
-            or now - entry.home_token_at >= MAX_TOKEN_LIFETIME
+            or not mn_rr.home_token_valid(entry, now)
         ):
             return []
-        entry.state = BulState.DEREGISTERING
+        entry.transition(BulState.DEREGISTERING)
         return self._transmit(entry, now)
 
     def _correspondent_go_home(self, entry: BindingUpdateListEntry, now: float) -> list[Action]:
         """§11.5.5: back home, delete the CN binding (BU from the HoA, lifetime 0) if one is
         in force; the route optimization stops at once either way."""
         actions = self._uninstall_route(entry)
-        if entry.state not in _IN_FORCE or not self.route_optimization:
+        if entry.state not in IN_FORCE or not self.route_optimization:
             self.bul.pop(entry.destination, None)
             return actions
         entry.care_of_address = self.config.home_address
-        entry.state = BulState.DEREGISTERING
+        entry.transition(BulState.DEREGISTERING)
         entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
         need_home, _ = self._tokens_needed(entry, now)
         if need_home:
-            entry.home_cookie = self._random_bytes(COOKIE_LENGTH)
-            entry.careof_cookie = None
+            mn_rr.forget_tests(entry)
+            mn_rr.new_cookies(entry, True, False, self._random_bytes)
             entry.rr_delay = INITIAL_BINDACK_TIMEOUT
             return actions + self._send_test_inits(entry, now)
         return actions + self._transmit(entry, now)
