@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 from ipaddress import IPv6Address
+from typing import Any, Self
 
 __all__ = ["ETH_P_IPV6", "IPV6_HDRINCL", "LinkLayerIPv6Sender", "RawIPv6Sender"]
 
@@ -17,28 +18,23 @@ IPV6_HDRINCL = 36  # linux/in6.h; not exported by the socket module
 ETH_P_IPV6 = 0x86DD  # linux/if_ether.h
 
 
-class RawIPv6Sender:
-    """``socket(AF_INET6, SOCK_RAW, IPPROTO_RAW)`` with ``IPV6_HDRINCL``.
+class _PacketSender:
+    """A non-blocking socket that sends whole IPv6 packets, counting sends and failures."""
 
-    ``send(packet)`` sends ``packet`` (a whole IPv6 packet) to its destination address, taken
-    from bytes 24..40 of the fixed header; the route lookup uses that address, so a BA with an
-    RH2 goes to the CoA.
-    """
-
-    def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
-        self._sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
         self._sock.setblocking(False)
         self.sent = 0
         self.errors = 0
 
-    def send(self, packet: bytes) -> None:
-        """Send one whole IPv6 packet; raises ``ValueError`` if it is not one, ``OSError``."""
+    @staticmethod
+    def _require_ipv6(packet: bytes) -> None:
         if len(packet) < 40 or packet[0] >> 4 != 6:
             raise ValueError("not an IPv6 packet")
-        dst = str(IPv6Address(packet[24:40]))
+
+    def _sendto(self, packet: bytes, address: tuple[Any, ...]) -> None:
         try:
-            self._sock.sendto(packet, (dst, 0))
+            self._sock.sendto(packet, address)
         except OSError:
             self.errors += 1
             raise
@@ -47,14 +43,33 @@ class RawIPv6Sender:
     def close(self) -> None:
         self._sock.close()
 
-    def __enter__(self) -> RawIPv6Sender:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-class LinkLayerIPv6Sender:
+class RawIPv6Sender(_PacketSender):
+    """``socket(AF_INET6, SOCK_RAW, IPPROTO_RAW)`` with ``IPV6_HDRINCL``.
+
+    ``send(packet)`` sends ``packet`` (a whole IPv6 packet) to its destination address, taken
+    from bytes 24..40 of the fixed header; the route lookup uses that address, so a BA with an
+    RH2 goes to the CoA.
+    """
+
+    def __init__(self) -> None:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        sock.setsockopt(socket.IPPROTO_IPV6, IPV6_HDRINCL, 1)
+        super().__init__(sock)
+
+    def send(self, packet: bytes) -> None:
+        """Send one whole IPv6 packet; raises ``ValueError`` if it is not one, ``OSError``."""
+        self._require_ipv6(packet)
+        self._sendto(packet, (str(IPv6Address(packet[24:40])), 0))
+
+
+class LinkLayerIPv6Sender(_PacketSender):
     """``socket(AF_PACKET, SOCK_DGRAM, ETH_P_IPV6)`` on one interface: a whole IPv6 packet
     sent straight to a neighbour's link-layer address, bypassing the routing table.
 
@@ -65,30 +80,14 @@ class LinkLayerIPv6Sender:
 
     def __init__(self, interface: str) -> None:
         self.interface = interface
-        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IPV6))
-        self._sock.setblocking(False)
-        self.sent = 0
-        self.errors = 0
+        super().__init__(
+            socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IPV6))
+        )
 
     def send(self, packet: bytes, link_address: bytes) -> None:
         """Send one whole IPv6 packet in a frame to ``link_address`` (6 octets); raises
         ``ValueError`` for a bad packet or address, ``OSError``."""
-        if len(packet) < 40 or packet[0] >> 4 != 6:
-            raise ValueError("not an IPv6 packet")
+        self._require_ipv6(packet)
         if len(link_address) != 6:
             raise ValueError("not an Ethernet address")
-        try:
-            self._sock.sendto(packet, (self.interface, ETH_P_IPV6, 0, 0, link_address))
-        except OSError:
-            self.errors += 1
-            raise
-        self.sent += 1
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def __enter__(self) -> LinkLayerIPv6Sender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._sendto(packet, (self.interface, ETH_P_IPV6, 0, 0, link_address))

@@ -24,7 +24,7 @@ from nfq_mip6.dataplane.rtnl import (
     seg6local_dx6_route,
 )
 from nfq_mip6.io.nfqueue import QueuedPacket
-from nfq_mip6.runtime.base import RuntimeContext, VerdictKind
+from nfq_mip6.runtime.base import VerdictKind
 from nfq_mip6.runtime.home_agent import HomeAgentRuntime, HomeLinkAddressing
 from nfq_mip6.wire import (
     BAFlags,
@@ -39,6 +39,7 @@ from nfq_mip6.wire import (
     parse_mh,
 )
 from nfq_mip6.wire.mh import IPPROTO_MH
+from tests.support.factories import runtime_context
 from tests.support.howto import HA, HOA, PREFIX
 
 COA = IPv6Address("fec0:106:1100::10")
@@ -148,16 +149,7 @@ def runtime(tmp_path: Path) -> Iterator[tuple[HomeAgentRuntime, FakeDataplane, l
         state_dir=tmp_path,
         ha=HomeAgentConfig(max_binding_lifetime=400),
     )
-    ctx = RuntimeContext(
-        config=config,
-        send_packet=sent.append,
-        add_reader=lambda fd, cb: None,
-        remove_reader=lambda fd: None,
-        metrics=None,
-        logger=__import__("logging").getLogger("test"),
-        clock=lambda: 100.0,
-        stats={"accepted": 0, "dropped": 0, "rewritten": 0},
-    )
+    ctx = runtime_context(config, sent.append, lambda: 100.0)
     rt.start(ctx)
     yield rt, fake, sent
     rt.stop()  # stops the WAL checkpointer thread, closes the store

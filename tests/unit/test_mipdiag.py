@@ -5,10 +5,11 @@ The golden texts are the HOWTO §5.2 listings (indentation of the HOWTO removed)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import selectors
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +120,10 @@ class FakeAgent:
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 
-@pytest.fixture
-def agent(tmp_path: Path) -> Iterator[tuple[FakeAgent, Path]]:
-    fake = FakeAgent()
-    path = tmp_path / "agent.sock"
-    server = ControlServer(path, fake.handle)
+@contextlib.contextmanager
+def serving(path: Path, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> Iterator[None]:
+    """A ControlServer on ``path`` answering with ``handler``, its selector loop in a thread."""
+    server = ControlServer(path, handler)
     selector = selectors.DefaultSelector()
     server.register(selector)
     stop = threading.Event()
@@ -136,12 +136,20 @@ def agent(tmp_path: Path) -> Iterator[tuple[FakeAgent, Path]]:
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
-        yield fake, path
+        yield
     finally:
         stop.set()
         thread.join()
         server.close()
         selector.close()
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> Iterator[tuple[FakeAgent, Path]]:
+    fake = FakeAgent()
+    path = tmp_path / "agent.sock"
+    with serving(path, fake.handle):
+        yield fake, path
 
 
 def test_mipdiag_s(agent: tuple[FakeAgent, Path], capsys: pytest.CaptureFixture[str]) -> None:
@@ -258,28 +266,10 @@ def test_nfq_mip6_ro(agent: tuple[FakeAgent, Path], capsys: pytest.CaptureFixtur
 
 def test_refusal_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "agent.sock"
-    server = ControlServer(
-        path, lambda _c: {"ok": False, "error": "role cn has no binding update list"}
-    )
-    selector = selectors.DefaultSelector()
-    server.register(selector)
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            for key, _ in selector.select(0.05):
-                key.data()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
+    refusal = {"ok": False, "error": "role cn has no binding update list"}
+    with serving(path, lambda _c: refusal):
         assert mipdiag_main(["-l", "--control-socket", str(path)]) == 1
         assert "role cn has no binding update list" in capsys.readouterr().err
-    finally:
-        stop.set()
-        thread.join()
-        server.close()
-        selector.close()
 
 
 def test_environment_default_socket(

@@ -8,7 +8,6 @@ exercised in ``tests/integration/test_mobile_node.py`` and ``test_journey.py``.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import struct
 from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from pathlib import Path
@@ -26,7 +25,7 @@ from nfq_mip6.mobility.events import (
     SendMobilityMessage,
 )
 from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
-from nfq_mip6.runtime.base import RuntimeContext, VerdictKind
+from nfq_mip6.runtime.base import VerdictKind
 from nfq_mip6.runtime.mobile_node import MobileNodeRuntime, _make_core, bul_entries
 from nfq_mip6.runtime.movement import (
     AddressObservation,
@@ -55,6 +54,7 @@ from nfq_mip6.wire import (
 )
 from nfq_mip6.wire.mh import IPPROTO_MH
 from nfq_mip6.wire.validate import Accepted
+from tests.support.factories import runtime_context
 from tests.support.howto import CN, COA, COA2, HA
 from tests.support.howto import HOA_INTERFACE as HOA
 
@@ -111,15 +111,7 @@ def runtime_and_log() -> tuple[MobileNodeRuntime, list[str]]:
         log.append("send " + packet.hex())
 
     runtime = MobileNodeRuntime()
-    runtime.ctx = RuntimeContext(
-        config=config,
-        send_packet=send,
-        add_reader=lambda fd, cb: None,
-        remove_reader=lambda fd: None,
-        metrics=None,
-        logger=logging.getLogger("test"),
-        clock=lambda: clock[0],
-    )
+    runtime.ctx = runtime_context(config, send, lambda: clock[0], verdict_stats=False)
     runtime.home_address = HOA
     runtime.home_agent = HA
     # no such interface: whatever the runtime would multicast (NAs) goes nowhere, even as root

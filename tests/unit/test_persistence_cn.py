@@ -10,7 +10,6 @@ pure core hooks.
 
 from __future__ import annotations
 
-import logging
 from ipaddress import IPv6Address
 from pathlib import Path
 
@@ -28,11 +27,11 @@ from nfq_mip6.config import load_config
 from nfq_mip6.constants import MAX_NONCE_LIFETIME
 from nfq_mip6.mobility.correspondent import CorrespondentConfig, CorrespondentNode, NodeKeyState
 from nfq_mip6.mobility.events import InstallRouteOptimization
-from nfq_mip6.runtime.base import RuntimeContext, VerdictKind
+from nfq_mip6.runtime.base import VerdictKind
 from nfq_mip6.runtime.correspondent import CorrespondentRuntime
 from nfq_mip6.store import CorrespondentPersistence, StateStore, StoredNonce
 from nfq_mip6.wire import BAStatus, BindingAck, BindingError
-from tests.support.factories import counter_bytes
+from tests.support.factories import counter_bytes, runtime_context
 
 WALL = 1_800_000_000.0
 
@@ -49,16 +48,7 @@ def start_runtime(tmp_path: Path, clock: Clock, wall: list[float]) -> Harness:
     runtime = CorrespondentRuntime(
         load_rules=False, address=CN, persist=True, wall_clock=lambda: wall[0]
     )
-    ctx = RuntimeContext(
-        config=config,
-        send_packet=sent.append,
-        add_reader=lambda fd, cb: None,
-        remove_reader=lambda fd: None,
-        metrics=None,
-        logger=logging.getLogger("test"),
-        clock=clock,
-        stats={"accepted": 0, "dropped": 0, "rewritten": 0},
-    )
+    ctx = runtime_context(config, sent.append, clock)
     runtime.start(ctx)
     assert runtime.persistence is not None
     return Harness(runtime, clock, sent)

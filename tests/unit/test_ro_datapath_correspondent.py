@@ -4,7 +4,6 @@ and ``nfq_mip6.mobility.rr`` (RFC 6275 §5.2, §9.2–§9.5)."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from nfq_mip6.config import load_config
 from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.mobility import rr
-from nfq_mip6.runtime.base import RuntimeContext, VerdictKind
+from nfq_mip6.runtime.base import VerdictKind
 from nfq_mip6.runtime.correspondent import BindingRules, CorrespondentRuntime
 from nfq_mip6.runtime.ro_datapath import cn_outbound, mn_outbound
 from nfq_mip6.wire import (
@@ -36,6 +35,7 @@ from nfq_mip6.wire import (
     parse_and_validate_mh,
     parse_ipv6,
 )
+from tests.support.factories import runtime_context
 from tests.support.howto import CN, COA, COA2, HOA
 
 
@@ -75,16 +75,7 @@ def harness(tmp_path: Path) -> Harness:
     clock = Clock()
     sent: list[bytes] = []
     runtime = CorrespondentRuntime(load_rules=False, address=CN)
-    ctx = RuntimeContext(
-        config=config,
-        send_packet=sent.append,
-        add_reader=lambda fd, cb: None,
-        remove_reader=lambda fd: None,
-        metrics=None,
-        logger=logging.getLogger("test"),
-        clock=clock,
-        stats={"accepted": 0, "dropped": 0, "rewritten": 0},
-    )
+    ctx = runtime_context(config, sent.append, clock)
     runtime.start(ctx)
     return Harness(runtime, clock, sent)
 
