@@ -95,7 +95,8 @@ class AuthenticationOption:
 
 @dataclass(frozen=True, slots=True)
 class MessageIdentifier:
-    """RFC 4285 §6: 64-bit timestamp (NTP-like: 48-bit seconds + 16-bit fraction) or counter."""
+    """RFC 4285 §6: the 64-bit timestamp, in NTP format (RFC 5905 §6): 32-bit seconds since
+    1900-01-01 and a 32-bit fraction of a second ("32.32")."""
 
     identifier: int
 
@@ -140,7 +141,10 @@ def option_alignment(option: MobilityOption) -> tuple[int, int]:
     * BRA 2n (§6.2.4), AltCoA 8n+6 (§6.2.5), Nonce Indices 2n (§6.2.6), BAD 8n+2 (§6.2.7);
     * MN-ID: RFC 4283 §3 states no alignment requirement;
     * Authentication: RFC 4285 §5 "The alignment requirement for this option is 4n + 1",
-      which puts the 32-bit SPI on a 4-octet boundary;
+      which puts the 32-bit SPI on a 4-octet boundary, and the option "MUST be the last option"
+      of the message: we place it at the 4n + 1 offset where it ends the MH on an 8-octet
+      boundary, so no padding follows it (8n + 5 with the 12-octet HMAC-SHA1-96
+      authenticator: 7 + 12 = 19 octets);
     * Mesg-ID: RFC 4285 §6, 8n + 2;
     * unknown options: none (we only ever re-emit them as received).
     """
@@ -151,7 +155,8 @@ def option_alignment(option: MobilityOption) -> tuple[int, int]:
     if isinstance(option, BindingRefreshAdvice | NonceIndices):
         return (2, 0)
     if isinstance(option, AuthenticationOption):
-        return (4, 1)
+        end_aligned = -(_AUTH_HEAD.size + 2 + len(option.data)) % 8
+        return (8, end_aligned) if end_aligned % 4 == 1 else (4, 1)
     return (1, 0)
 
 
@@ -205,7 +210,8 @@ def encode_options(options: Sequence[MobilityOption], start: int) -> bytes:
     Each option is preceded by the padding its alignment needs. The final padding goes after the
     last option, except that a Binding Authorization Data option placed last needs none: at
     8n+2 its 14 octets end on an 8-octet boundary (§6.2.7, "MUST be the last option" and no
-    trailing padding, §9.5.1).
+    trailing padding, §9.5.1); likewise an RFC 4285 Authentication option placed last at
+    8n+5 (see :func:`option_alignment`).
     """
     out = bytearray()
     offset = start
