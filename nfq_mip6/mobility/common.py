@@ -7,7 +7,7 @@ from ipaddress import IPv6Address
 from typing import Any, Final
 
 from nfq_mip6.mobility.binding import BindingCache, BindingCacheEntry, BindingState
-from nfq_mip6.mobility.events import Action, SendMobilityMessage
+from nfq_mip6.mobility.events import Action, MessageDiscarded, SendMobilityMessage
 from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.wire.mh import (
     BAFlags,
@@ -120,7 +120,10 @@ def unknown_binding_error(
     src: IPv6Address, home_address: IPv6Address, local_address: IPv6Address
 ) -> list[Action]:
     """§9.3.1/§9.3.3: the BE 1 (unknown binding for Home Address option) to ``src``, from
-    ``local_address``; ``[]`` when ``src`` is not unicast."""
+    ``local_address``; ``[]`` when ``src`` is not unicast. An HAO whose home address is not
+    unicast routable (multicast, link-local) is dropped silently, without a BE (§9.3.1)."""
+    if not is_unicast_routable(home_address):
+        return [MessageDiscarded("home-address-not-unicast-routable", src, None)]
     error = binding_error(
         status=BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_OPTION,
         offending_src=src,

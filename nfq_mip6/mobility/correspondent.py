@@ -12,16 +12,21 @@ Theory of operation:
   Indices) → Nonce Indices present → nonce indices still valid (136/137/138, sent even with
   A = 0 and without BAD) → BAD last and correct (else silent drop) → 139 → 135 → circular
   reference → create/update/delete. Lifetimes are capped at 420 s (MAX_RR_BINDING_LIFETIME).
-* The BA is sent only when A = 1, or for the rejections 135–138; an accepted one carries a BAD
-  computed with Kbm (§9.5.4).
+* The BA is sent only when A = 1, or for the rejections 135–138. Every BA answering a BU whose
+  BAD verified (accepted, 135, 139) carries a BAD computed with Kbm; 136/137/138 carry none
+  (§9.5.4).
 * After a deletion the entry stays as a *replay guard* until the nonces expire (§5.2.8), so a
   replayed BU is answered with 135 instead of re-creating the binding.
-* Before an active binding expires the CN sends one Binding Refresh Request (§9.5.5).
+* Before a binding in active use (the runtime reports :class:`BindingsInUse`) expires, the CN
+  sends one Binding Refresh Request to the HoA (§9.5.5); an idle binding just expires.
+* A Home Address option naming a multicast (not unicast-routable) home address is dropped
+  silently, without a Binding Error (§9.3.1); so is such a BU (§9.5.1).
 * ``ro off`` (RouteOptimizationSwitched(False)) drops every binding and answers no HoTI/CoTI/BU.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import os
 from dataclasses import dataclass
@@ -50,6 +55,7 @@ from nfq_mip6.mobility.events import (
     BindingRefreshed,
     BindingRegistered,
     BindingRejected,
+    BindingsInUse,
     DataplaneCountersSampled,
     IcmpErrorReceived,
     InputEvent,
@@ -74,7 +80,6 @@ from nfq_mip6.mobility.rr import (
 )
 from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.wire.mh import (
-    BAFlags,
     BAStatus,
     BEStatus,
     BindingAck,
@@ -123,8 +128,8 @@ class CorrespondentConfig:
         route_optimization: initial state of the ``ro on|off`` switch.
         max_binding_lifetime: cap in seconds (MAX_RR_BINDING_LIFETIME = 420, §5.2.6/§12).
         nonce_rotation_interval: a new nonce (and index) is generated this often (§5.2.7).
-        refresh_request_lead: send a BRR this many seconds before an active binding expires
-            (§9.5.5); ``None`` = never.
+        refresh_request_lead: send a BRR this many seconds before a binding in active use
+            expires (§9.5.5), at most a quarter of its lifetime; ``None`` = never.
     """
 
     address: IPv6Address
@@ -157,6 +162,8 @@ class CorrespondentNode:
         self._encode_mh_data = encode_mh_data
         self._brr_heap: list[tuple[float, float, IPv6Address]] = []
         self._unreachable_counts: dict[IPv6Address, int] = {}
+        self._in_use: set[IPv6Address] = set()
+        """HoAs whose binding carried data since it was (re-)registered (§9.5.5)."""
 
     # ----------------------------------------------------------------------------------------
     # Driving the core
@@ -169,6 +176,9 @@ class CorrespondentNode:
             return self._switch(event.enabled)
         if isinstance(event, IcmpErrorReceived):
             return self._icmp_error(event)
+        if isinstance(event, BindingsInUse):
+            self._in_use.update(event.home_addresses)
+            return []
         if isinstance(event, DataplaneCountersSampled):
             self.stats.NEncapsulations = event.encapsulations
             self.stats.NDecapsulations = event.decapsulations
@@ -177,6 +187,7 @@ class CorrespondentNode:
     def handle_timer(self, now: float) -> list[Action]:
         actions: list[Action] = []
         for entry, previous in self.cache.pop_expired(now):
+            self._in_use.discard(entry.home_address)
             if previous is BindingState.REGISTERED:
                 actions.append(RemoveRouteOptimization(entry.home_address))
                 actions.append(BindingExpired(entry.home_address, entry.care_of_address, False))
@@ -189,9 +200,10 @@ class CorrespondentNode:
                 or bound.state is not BindingState.REGISTERED
                 or bound.registered_at != registered_at
                 or bound.brr_sent
+                or home_address not in self._in_use
             ):
                 continue
-            # §9.5.5: ask the MN to refresh a binding that is about to expire.
+            # §9.5.5: ask the MN to refresh a binding in active use that is about to expire.
             bound.brr_sent = True
             self.stats.NBindRqsSent += 1
             actions.append(
@@ -393,8 +405,11 @@ class CorrespondentNode:
         *,
         sequence: int | None = None,
         lifetime_units: int = 0,
+        signed_with: tuple[bytes, IPv6Address, IPv6Address] | None = None,
     ) -> SendMobilityMessage:
-        return binding_ack(
+        """A BA to the BU's source; ``signed_with`` = (Kbm, care-of address, correspondent)
+        adds the BAD (§9.5.4: every BA to an authorized BU, not 136/137/138)."""
+        action = binding_ack(
             status=status,
             sequence=bu.sequence if sequence is None else sequence,
             lifetime_units=lifetime_units,
@@ -403,6 +418,15 @@ class CorrespondentNode:
             bu_home_address=event.home_address,
             stats=self.stats,
         )
+        if signed_with is None:
+            return action
+        kbm, care_of_address, correspondent = signed_with
+        message = action.message
+        assert isinstance(message, BindingAck)
+        signed = with_authenticator(
+            message, kbm, care_of_address, correspondent, self._encode_mh_data
+        )
+        return dataclasses.replace(action, message=signed)
 
     def _binding_update(
         self, event: MobilityMessageReceived, bu: BindingUpdate, now: float
@@ -476,6 +500,7 @@ class CorrespondentNode:
         if not verify_authenticator(kbm, care_of_address, correspondent, event.mh_bytes):
             stats.NBindUpdatesDropAuth += 1
             return [MessageDiscarded("bad-authenticator", event.src, MHType.BU)]
+        signing = (kbm, care_of_address, correspondent)
 
         # §9.5.1: registration type change → 139 (the home registration stays as it is).
         if self.home_registrations is not None:
@@ -483,7 +508,7 @@ class CorrespondentNode:
             if home_entry is not None and home_entry.state is not BindingState.DELETED:
                 status = BAStatus.REGISTRATION_TYPE_CHANGE_DISALLOWED
                 return [
-                    self._ba(event, bu, status),
+                    self._ba(event, bu, status, signed_with=signing),
                     BindingRejected(home_address, care_of_address, False, status),
                 ]
         entry = self.cache.get(home_address)
@@ -491,7 +516,7 @@ class CorrespondentNode:
         if entry is not None and not seq_newer(bu.sequence, entry.sequence):
             status = BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW
             return [
-                self._ba(event, bu, status, sequence=entry.sequence),
+                self._ba(event, bu, status, sequence=entry.sequence, signed_with=signing),
                 BindingRejected(home_address, care_of_address, False, status),
             ]
         # §6.1.7: a CoA that is the HoA of another binding would loop (TAHI CN-5-4-2).
@@ -560,21 +585,24 @@ class CorrespondentNode:
             self._unreachable_counts.pop(home_address, None)
         # §9.5.4: BA only when A = 1; it carries a BAD computed with Kbm.
         if bu.flags & BUFlags.A:
-            ba = BindingAck(BAStatus.ACCEPTED, BAFlags.NONE, bu.sequence, lifetime // 4)
-            signed = with_authenticator(
-                ba, kbm, care_of_address, correspondent, self._encode_mh_data
+            ba = self._ba(
+                event,
+                bu,
+                BAStatus.ACCEPTED,
+                lifetime_units=lifetime // LIFETIME_UNIT,
+                signed_with=signing,
             )
-            stats.NBindAcksSent += 1
-            actions.insert(
-                0,
-                SendMobilityMessage(signed, event.dst, event.src, None, event.home_address),
-            )
+            actions.insert(0, ba)
         return actions
 
     def _schedule_brr(self, entry: BindingCacheEntry) -> None:
+        """§9.5.5: the BRR falls due ``refresh_request_lead`` (at most a quarter of the
+        lifetime) before expiry; it is sent then only if the binding carried data meanwhile."""
+        self._in_use.discard(entry.home_address)
         lead = self.config.refresh_request_lead
-        if lead is None or entry.lifetime <= 2 * lead:
+        if lead is None or entry.lifetime <= 0:
             return
+        lead = min(lead, entry.lifetime / 4)
         heapq.heappush(
             self._brr_heap, (entry.expires_at - lead, entry.registered_at, entry.home_address)
         )

@@ -237,6 +237,15 @@ class DataplaneCountersSampled:
     decapsulations: int
 
 
+@dataclass(frozen=True, slots=True)
+class BindingsInUse:
+    """CN: the runtime sent data to these home addresses through their bindings (RH2) since
+    its last report. A Binding Refresh Request is only sent for a binding in active use
+    (RFC 6275 §9.5.5)."""
+
+    home_addresses: tuple[IPv6Address, ...]
+
+
 InputEvent = (
     MobilityMessageReceived
     | ProxyDadCompleted
@@ -253,6 +262,7 @@ InputEvent = (
     | RouteOptimizationSwitched
     | DataPacketFromCorrespondent
     | DataplaneCountersSampled
+    | BindingsInUse
 )
 
 # --------------------------------------------------------------------------------------------
@@ -565,6 +575,7 @@ __all__ = [
     "BindingRefreshed",
     "BindingRegistered",
     "BindingRejected",
+    "BindingsInUse",
     "DataPacketFromCorrespondent",
     "DataplaneCountersSampled",
     "DhaadRequestReceived",

@@ -21,6 +21,14 @@ Theory of operation:
   and on to the sockets.
 * Replies (HoT, CoT, BA with an RH2 to the CoA, BE, BRR) are whole IPv6 packets sent through
   ``ctx.send_packet`` (IPV6_HDRINCL): the kernel refuses an RH2 through socket options.
+  A reply to a bound HoA passes the binding's own ``NFQMIP6-CN-OUT`` rule and comes back
+  into the queue; a Mobility Header generated here (no input interface) is always let out —
+  e.g. the BA of a home de-registration (§9.5.3), sent while the deleted binding's rule is
+  still in place, is not mistaken for an incoming MH.
+* A packet is judged only after the timers that fell due ran (an expired binding is gone,
+  so its HAO gets BE 1, §9.3.1). Data sent through a binding is reported to the core
+  (:class:`~nfq_mip6.mobility.events.BindingsInUse`), which asks for a refresh (BRR) only for
+  bindings in active use (§9.5.5).
 * ``ro off`` (control socket, ``accept_return_routability`` on reload): the core drops every
   binding and invalidates its nonces; HoTI/CoTI/BU are then discarded, so mobile nodes keep
   using their home agent. ``ro on`` takes effect for the next return-routability exchange.
@@ -57,6 +65,7 @@ from nfq_mip6.mobility.correspondent import CorrespondentConfig, CorrespondentNo
 from nfq_mip6.mobility.events import (
     Action,
     BindingEvent,
+    BindingsInUse,
     IcmpErrorReceived,
     InputEvent,
     InstallRouteOptimization,
@@ -232,6 +241,8 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         )
         # §9.3.3: Binding Errors are rate-limited like ICMPv6 errors
         self._binding_errors = TokenBucket(BE_RATE_PER_S, BE_BURST)
+        self._in_use: set[bytes] = set()
+        """HoA octets of bindings that carried data since the last timer (§9.5.5)."""
         self.persistence: CorrespondentPersistence | None = None  # Kcn, nonces, bindings
 
     # ------------------------------------------------------------------------------------
@@ -321,11 +332,15 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
     # ------------------------------------------------------------------------------------
     def on_queued_packet(self, queued: QueuedPacket, now: float) -> Verdict:
         payload = queued.payload
+        deadline = self.next_deadline()
+        if deadline is not None and deadline <= now:
+            self.on_timer(now)  # §9.3.1: a binding whose lifetime ended no longer counts
         bindings = self.bindings
         if bindings:
             out = cn_outbound(payload, bindings)
             if out is not None:
                 self.counters["rh2_inserted"] += 1
+                self._in_use.add(payload[24:40])
                 return Verdict.rewrite(out)
             out = cn_inbound(payload, bindings)
             if out is not None:
@@ -343,6 +358,11 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         if packet.raw[24:40] in self.bindings:
             return self._outbound_general(packet)
         if packet.upper_layer == IPPROTO_MH:
+            if queued.interface_index == 0:
+                # Our own answer (e.g. the BA of a de-registration, §9.5.3) that met the
+                # per-binding OUTPUT rule of the binding it has just deleted: let it out.
+                self.counters["accepted_unchanged"] += 1
+                return Verdict.accept()
             return self._on_mobility_header(packet, queued, now)
         if packet.rh2_address is not None:
             # A correspondent node that is not a mobile node discards RH2 packets (TAHI CN-6-5).
@@ -487,6 +507,10 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
 
     def on_timer(self, now: float) -> None:
         assert self.core is not None
+        if self._in_use:
+            used = tuple(IPv6Address(home) for home in self._in_use)
+            self._in_use.clear()
+            self._feed(BindingsInUse(used), now)
         self._perform(self.core.handle_timer(now), now)
 
     # ------------------------------------------------------------------------------------

@@ -489,3 +489,29 @@ def test_binding_follows_the_mobile_node_to_visitnet2(
     assert isinstance(ba, BindingAck) and ba.status == BAStatus.ACCEPTED
     assert (packet.dst, packet.rh2_address) == (COA2, HOA)
     assert agent.cache() == [(str(HOA), str(COA2))]
+
+
+def test_home_deregistration_is_acknowledged_and_the_binding_deleted(
+    agent: CorrespondentAgent, mn: ScriptedMobileNode, bound: Tokens
+) -> None:
+    """§9.5.3/§5.2.5: the MN back home sends a BU from its HoA (CoA = HoA, no HAO) with only
+    the home nonce index and A = 1: the CN deletes the binding and its BA — carrying a BAD
+    computed with Kbm = SHA1(home keygen token), §9.5.4 — reaches the HoA (through the home
+    network), although it passes the deleted binding's own OUTPUT rule on the way out."""
+    replies = mn.exchange(mh_packet(HomeTestInit(b"hoti-del"), HOA, CN), sources=(HA, CN))
+    assert replies, "no Home Test through the home agent"
+    _packet, hot = received_mh(replies[0])
+    assert isinstance(hot, HomeTest) and hot.cookie == b"hoti-del"
+    kbm = rr.binding_management_key(hot.keygen_token, None)
+    sequence = next(SEQUENCE)
+    bu = BindingUpdate(sequence, BUFlags.A, 0, (NonceIndices(hot.nonce_index, 0),))
+    mh = build_mh(bu, HOA, CN, authenticator=lambda data: rr.authenticator(kbm, HOA, CN, data))
+    replies = mn.exchange(build_ipv6_packet(HOA, CN, IPPROTO_MH, mh), sources=(HA, CN))
+    assert replies, f"no BA to the home de-registration: {agent.log_path.read_text()}"
+    packet, ba = received_mh(replies[0])
+    assert isinstance(ba, BindingAck)
+    assert (ba.status, ba.sequence, ba.lifetime) == (BAStatus.ACCEPTED, sequence, 0)
+    assert (packet.src, packet.dst, packet.rh2_address) == (CN, HOA, None)
+    assert rr.verify_authenticator(kbm, HOA, CN, packet.upper_layer_bytes)
+    assert agent.cache() == []
+    assert "unexpected-mh-type" not in agent.log_path.read_text()

@@ -11,6 +11,7 @@ from nfq_mip6.mobility.correspondent import CorrespondentConfig, CorrespondentNo
 from nfq_mip6.mobility.events import (
     Action,
     BindingExpired,
+    BindingsInUse,
     IcmpErrorReceived,
     InstallRouteOptimization,
     MessageDiscarded,
@@ -268,9 +269,11 @@ def test_cn_unknown_mh_type_gets_be2() -> None:
     assert send.message.status == 2 and send.dst == COA
 
 
-def test_cn_sends_brr_before_expiry_once() -> None:
+def test_cn_sends_brr_before_expiry_of_binding_in_active_use_once() -> None:
+    """§9.5.5: a binding that carried data gets one BRR, to the HoA, before it expires."""
     cn = make_cn(refresh_request_lead=20.0)
     cn.handle(MobileSide(cn).bu(1, 0.0), 0.0)
+    cn.handle(BindingsInUse((HOA,)), 100.0)
     assert cn.next_deadline() == 400.0
     (brr,) = cn.handle_timer(400.0)
     assert isinstance(brr, SendMobilityMessage) and isinstance(brr.message, BindingRefreshRequest)
@@ -279,6 +282,85 @@ def test_cn_sends_brr_before_expiry_once() -> None:
     actions = cn.handle_timer(420.0)
     assert RemoveRouteOptimization(HOA) in actions
     assert any(isinstance(a, BindingExpired) for a in actions)
+
+
+def test_cn_no_brr_for_binding_not_in_active_use() -> None:
+    """§9.5.5: an idle binding just expires, no BRR."""
+    cn = make_cn(refresh_request_lead=20.0)
+    cn.handle(MobileSide(cn).bu(1, 0.0), 0.0)
+    assert cn.handle_timer(400.0) == []
+
+
+def test_cn_brr_for_short_binding_in_active_use_at_three_quarters() -> None:
+    """§9.5.5: a short binding (16 s) in use still gets its BRR, a quarter before expiry."""
+    cn = make_cn(refresh_request_lead=20.0)
+    cn.handle(MobileSide(cn).bu(1, 0.0, lifetime=4), 0.0)
+    cn.handle(BindingsInUse((HOA,)), 1.0)
+    assert cn.next_deadline() == 12.0
+    (brr,) = cn.handle_timer(12.0)
+    assert isinstance(brr, SendMobilityMessage) and isinstance(brr.message, BindingRefreshRequest)
+
+
+def test_cn_hao_after_binding_expired_gets_be1() -> None:
+    """§9.3.1/§9.3.3: once the binding's lifetime ran out, its HAO gets BE status 1."""
+    cn = make_cn()
+    cn.handle(MobileSide(cn).bu(1, 0.0, lifetime=4), 0.0)
+    assert cn.check_home_address_option(COA, HOA, 1.0) == []
+    cn.handle_timer(16.0)
+    (send,) = cn.check_home_address_option(COA, HOA, 16.0)
+    assert isinstance(send, SendMobilityMessage) and isinstance(send.message, BindingError)
+    assert (send.message.status, send.message.home_address, send.dst) == (1, HOA, COA)
+
+
+def test_cn_hao_with_multicast_home_address_silently_dropped() -> None:
+    """§9.3.1: a HoA that is not unicast routable → dropped, no Binding Error."""
+    cn = make_cn()
+    actions = cn.check_home_address_option(COA, IPv6Address("ff0e::1"), 0.0)
+    assert actions and all(isinstance(a, MessageDiscarded) for a in actions)
+
+
+def test_cn_bu_with_multicast_home_address_silently_dropped() -> None:
+    """§9.5.1: a BU whose HAO names a multicast address is discarded without BA or BE."""
+    cn = make_cn()
+    mn = MobileSide(cn)
+    event = mn.bu(1, 0.0)
+    event = MobilityMessageReceived(
+        event.message, COA, CN, home_address=IPv6Address("ff02::1"), mh_bytes=event.mh_bytes
+    )
+    actions = cn.handle(event, 0.0)
+    assert actions and all(isinstance(a, MessageDiscarded) for a in actions)
+
+
+def test_cn_ba_135_carries_bad_computed_with_kbm() -> None:
+    """§9.5.4: every BA to an authorized BU carries a BAD, status 135 included."""
+    cn = make_cn()
+    mn = MobileSide(cn)
+    cn.handle(mn.bu(10000, 0.0), 0.0)
+    hot, cot = mn.tokens(1.0)
+    _, ba = ba_of(cn.handle(mn.bu(9999, 1.0, hot_cot=(hot, cot)), 1.0))
+    assert (ba.status, ba.sequence) == (135, 10000)
+    kbm = binding_management_key(hot.keygen_token, cot.keygen_token)
+    assert verify_authenticator(kbm, COA, CN, encode_bu_or_ba(ba))
+
+
+def test_cn_home_deregistration_acknowledged_with_bad_computed_with_home_kbm() -> None:
+    """§9.5.3/§5.2.5: CoA = HoA (the MN at home, no HAO), only the home nonce: the binding
+    is deleted and the BA (A = 1) carries a BAD with Kbm = SHA1(home keygen token)."""
+    cn = make_cn()
+    mn = MobileSide(cn)
+    cn.handle(mn.bu(1, 0.0), 0.0)
+    hot, _cot = mn.tokens(1.0)
+    kbm = binding_management_key(hot.keygen_token, None)
+    bu = with_authenticator(
+        BindingUpdate(2, BUFlags.A, 0, (NonceIndices(hot.nonce_index, 0),)), kbm, HOA, CN
+    )
+    event = MobilityMessageReceived(bu, HOA, CN, mh_bytes=encode_bu_or_ba(bu))
+    actions = cn.handle(event, 1.0)
+    send, ba = ba_of(actions)
+    assert (ba.status, ba.sequence, ba.lifetime) == (0, 2, 0)
+    assert (send.dst, send.routing_address) == (HOA, None)
+    assert verify_authenticator(kbm, HOA, CN, encode_bu_or_ba(ba))
+    assert RemoveRouteOptimization(HOA) in actions and not cn.has_binding(HOA)
 
 
 def test_cn_no_brr_after_refresh() -> None:

@@ -504,3 +504,14 @@ def test_ha_answers_a_bu_from_the_home_address_with_hao_without_rh2() -> None:
     send = only_ba(actions)
     assert ba_of(actions).status == 0 and HOA not in ha.cache
     assert (send.dst, send.routing_address, send.link_destination) == (HOA, None, MN_MAC)
+
+
+def test_ha_hao_with_multicast_home_address_silently_dropped() -> None:
+    """§9.3.1: an HAO naming a multicast home address → dropped, no Binding Error 1."""
+    from nfq_mip6.mobility.common import unknown_binding_error
+    from nfq_mip6.mobility.events import MessageDiscarded
+
+    actions = unknown_binding_error(
+        IPv6Address("2001:db8:f::1"), IPv6Address("ff0e::1"), IPv6Address("2001:db8:a::1")
+    )
+    assert actions and all(isinstance(a, MessageDiscarded) for a in actions)

@@ -54,6 +54,11 @@ class Harness:
     sent: list[bytes] = field(default_factory=list)
 
     def queue(self, packet: bytes) -> Any:
+        """``packet`` as received on an interface (raw PREROUTING, input interface 2)."""
+        return self.runtime.on_queued_packet(QueuedPacket(packet, 2), self.clock())
+
+    def queue_outgoing(self, packet: bytes) -> Any:
+        """``packet`` as this host sent it (mangle OUTPUT: no input interface)."""
         return self.runtime.on_queued_packet(QueuedPacket(packet), self.clock())
 
     def replies(self) -> list[tuple[Any, Any]]:
@@ -257,10 +262,15 @@ def test_binding_follows_a_new_care_of_address(harness: Harness) -> None:
     assert harness.runtime.bindings == {HOA.packed: COA2.packed}
 
 
-def test_binding_refresh_request_before_expiry(harness: Harness) -> None:
+def test_binding_refresh_request_before_expiry_of_binding_in_active_use(
+    harness: Harness,
+) -> None:
+    """§9.5.5: data sent through the binding makes it "in active use": one BRR to the HoA."""
     hot, cot = run_rr(harness)
     harness.queue(bu_packet(hot, cot, lifetime=20))  # 80 s
     harness.replies()
+    out = harness.queue(build_ipv6_packet(CN, HOA, 59, b""))
+    assert out.kind == VerdictKind.REWRITE
     deadline = harness.runtime.next_deadline()
     assert deadline is not None
     harness.clock.now = deadline
@@ -270,6 +280,43 @@ def test_binding_refresh_request_before_expiry(harness: Harness) -> None:
     harness.clock.now += 100
     harness.runtime.on_timer(harness.clock.now)
     assert harness.runtime.bindings == {}
+
+
+def test_no_binding_refresh_request_for_idle_binding(harness: Harness) -> None:
+    """§9.5.5: without data through it, the binding expires with no BRR."""
+    hot, cot = run_rr(harness)
+    harness.queue(bu_packet(hot, cot, lifetime=20))
+    harness.replies()
+    harness.clock.now += 100
+    harness.runtime.on_timer(harness.clock.now)
+    assert harness.replies() == [] and harness.runtime.bindings == {}
+
+
+def test_hao_after_binding_expired_gets_binding_error_1_before_timer_ran(
+    harness: Harness,
+) -> None:
+    """§9.3.1/§9.3.3: a packet that arrives after the binding's lifetime ended gets BE 1,
+    even when the agent loop has not yet run the expiry timer."""
+    hot, cot = run_rr(harness)
+    harness.queue(bu_packet(hot, cot, lifetime=4))  # 16 s
+    harness.replies()
+    reply = mn_outbound(build_ipv6_packet(HOA, CN, 59, b""), HOA.packed, {CN.packed: COA.packed})
+    assert reply is not None
+    assert harness.queue(reply).kind == VerdictKind.REWRITE
+    harness.clock.now += 17
+    assert harness.queue(reply).kind == VerdictKind.DROP
+    [(pkt, be)] = harness.replies()
+    assert isinstance(be, BindingError) and (be.status, be.home_address) == (1, HOA)
+    assert pkt.dst == COA
+
+
+def test_own_binding_ack_to_a_deleted_binding_leaves_unchanged(harness: Harness) -> None:
+    """§9.5.3: the BA of a home de-registration meets the deleted binding's OUTPUT rule and
+    comes back into the queue; it is our own MH (no input interface) and leaves as is,
+    while the same octets received on an interface would be an unexpected MH type."""
+    ba = mh_packet(BindingAck(0, 0, 7, 0), CN, HOA)  # the binding is already gone
+    assert harness.queue_outgoing(ba).kind == VerdictKind.ACCEPT
+    assert harness.queue(ba).kind == VerdictKind.DROP
 
 
 def test_ro_switch_off_drops_bindings_and_stops_answering(harness: Harness) -> None:
