@@ -69,7 +69,7 @@ from nfq_mip6.mobility.home_agent import HomeAgent
 from nfq_mip6.mobility.home_agent import HomeAgentConfig as CoreHomeAgentConfig
 from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.runtime.base import QueuedPacket, RuntimeContext, Verdict
-from nfq_mip6.runtime.home_egress import EgressRewriter, HomeAgentEgress
+from nfq_mip6.runtime.home_egress import EgressRewriter, HomeAgentEgress, is_redirect
 from nfq_mip6.runtime.mh_endpoint import MobilityHeaderEndpoint, mobility_message_received
 from nfq_mip6.security.guard import HomeAgentGuard
 from nfq_mip6.statedir import open_state
@@ -252,6 +252,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
                 "slow_path_tunnelled",
                 "dataplane_errors",
                 "home_link_answers",
+                "redirects_suppressed",
             )
         )
         self._own_link_locals: frozenset[IPv6Address] = frozenset()
@@ -440,7 +441,10 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         if egress is not None and queued.interface_index == 0 and payload[24:40] in egress.bindings:
             # NFQMIP6-HA-OUT (OUTPUT: no input interface, not FORWARD): our own packet to a
             # bound HoA (§9.3.2); an MH (a BA to the HoA) or a shape the rewrite refuses
-            # leaves unchanged.
+            # leaves unchanged; the kernel's Redirect to it is dropped (§10.4.5).
+            if is_redirect(payload):
+                self.counters["redirects_suppressed"] += 1
+                return Verdict.drop()
             out = egress.rewrite(payload)
             return Verdict.rewrite(out) if out is not None else Verdict.accept()
         try:

@@ -37,12 +37,26 @@ from typing import Final, Protocol
 
 from nfq_mip6.runtime.ro_datapath import cn_outbound
 
-__all__ = ["OUTPUT_CHAIN", "EgressRewriter", "HomeAgentEgress"]
+__all__ = ["OUTPUT_CHAIN", "EgressRewriter", "HomeAgentEgress", "is_redirect"]
 
 log = logging.getLogger("nfq_mip6.ha")
 
 OUTPUT_CHAIN: Final = "NFQMIP6-HA-OUT"
 """mangle OUTPUT chain of ``rules/ha.rules`` holding the per-binding NFQUEUE rules."""
+
+
+_ICMPV6: Final = 58
+_REDIRECT: Final = 137
+
+
+def is_redirect(payload: bytes) -> bool:
+    """An ICMPv6 Redirect (RFC 4861 §4.5) as the kernel sends it (no extension headers).
+
+    The kernel redirects the source of a packet it forwards back out of the interface it
+    came in on; for a decapsulated reverse-tunnelled packet (§10.4.5) that source is a bound
+    home address, which is not on the link (§8.2: the redirected node must be a neighbour),
+    so the HA drops these."""
+    return len(payload) > 40 and payload[6] == _ICMPV6 and payload[40] == _REDIRECT
 
 
 class EgressRewriter(Protocol):

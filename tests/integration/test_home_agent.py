@@ -451,6 +451,45 @@ def test_home_router_nud_probes_are_answered_while_a_cn_pings_the_home_address(
     assert "REACHABLE" in r.run(["ip", "-6", "neigh", "show", str(HOA), "dev", "eth1"]).stdout
 
 
+def test_reverse_tunnelled_packets_forwarded_back_out_of_the_home_link_draw_no_redirect(
+    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed, tmp_path: Path
+) -> None:
+    """RFC 6275 §10.4.5, RFC 4861 §8.2: the MN's replies come back through the reverse
+    tunnel; the HA decapsulates them on its home interface and forwards them to the home
+    router on that same interface. The kernel would send the home address an ICMPv6
+    Redirect (the HoA is not on the link); the HA suppresses it."""
+    from scapy.layers.inet6 import ICMPv6ND_Redirect, IPv6
+    from scapy.utils import rdpcap
+
+    # As on a real home link (and in TAHI), the HA reaches the CN through the router's
+    # link-local address: the kernel redirects only toward a link-local target.
+    ha = away_testbed.node("ha")
+    r_link_local = next(
+        a
+        for a in away_testbed.node("r").ipv6_addresses("eth1", link_local=True)
+        if a.startswith("fe80:")
+    )
+    ha.run(["ip", "-6", "route", "replace", f"{CN}/128", "via", r_link_local, "dev", "eth0"])
+    try:
+        with (
+            mn_tunnel_endpoint(away_testbed.node("mn"), HOA, COA, HA),
+            away_testbed.capture("homenet", tmp_path / "homenet.pcap") as pcap,
+        ):
+            ping = away_testbed.node("cn").run(
+                ["ping", "-c", "3", "-i", "0.2", "-W", "2", str(HOA)], check=False
+            )
+    finally:
+        ha.run(["ip", "-6", "route", "del", f"{CN}/128"], check=False)
+    assert ping.returncode == 0, ping.stdout
+    frames = rdpcap(str(pcap))
+    assert [f for f in frames if IPv6 in f and f[IPv6].nh == 41 and f[IPv6].src == str(COA)], (
+        "no reverse-tunnelled packet on the home link"
+    )
+    redirects = [f for f in frames if ICMPv6ND_Redirect in f and f[IPv6].src != str(R_HOME_ADDRESS)]
+    assert redirects == [], f"{len(redirects)} ICMPv6 Redirect(s) from the HA"
+    assert agent.stats()["home_agent"]["redirects_suppressed"] >= 1
+
+
 def test_reverse_tunnel_from_an_unregistered_source_is_dropped(
     registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed, mn: ScriptedMobileNode
 ) -> None:

@@ -504,6 +504,13 @@ def test_own_packets_to_a_registered_home_address_go_directly_with_rh2(
     forwarded = build_ipv6_packet(IPv6Address("2001:db8:c::9"), HOA, 59, b"")
     assert rt.on_queued_packet(QueuedPacket(forwarded, 7), 102.0).kind == VerdictKind.DROP
     assert parse_ipv6(sent[-1]).dst == COA and parse_ipv6(sent[-1]).upper_layer == 41
+    # The kernel's Redirect to the bound HoA (a reverse-tunnelled packet forwarded back out
+    # of the home interface, §10.4.5) is dropped, counted.
+    redirect = build_ipv6_packet(
+        IPv6Address("fe80::1"), HOA, 58, b"\x89\x00\x00\x00" + bytes(36), hop_limit=255
+    )
+    assert rt.on_queued_packet(QueuedPacket(redirect), 102.0).kind == VerdictKind.DROP
+    assert rt.counters["redirects_suppressed"] == 1
     # A new CoA moves the direct path with it; de-registration ends it.
     rt.on_queued_packet(QueuedPacket(bu(2, coa=COA2)), 103.0)
     verdict = rt.on_queued_packet(QueuedPacket(echo_reply), 103.0)
