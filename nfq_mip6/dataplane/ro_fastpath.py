@@ -9,7 +9,7 @@ map); :class:`FakeRouteOptimizationFastPath` records the same operations for uni
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from ipaddress import IPv6Address
 from typing import Any, Final, Protocol
 
@@ -19,6 +19,7 @@ __all__ = [
     "COUNTER_NAMES",
     "BindingKey",
     "FakeRouteOptimizationFastPath",
+    "FastPathFactory",
     "RouteOptimizationFastPath",
     "reconcile_plan",
 ]
@@ -73,6 +74,12 @@ class RouteOptimizationFastPath(Protocol):
     def stop(self, *, flush: bool) -> None:
         """``flush=True`` detaches the programs and removes entries and routes (clean stop);
         ``flush=False`` leaves everything in the kernel so traffic keeps flowing."""
+
+
+FastPathFactory = Callable[
+    [str, str, tuple[str, ...]], tuple[RouteOptimizationFastPath | None, str]
+]
+"""(role, ``[agent] ro_datapath``, interfaces) -> (started fast path or None, why)."""
 
 
 def reconcile_plan(

@@ -150,6 +150,11 @@ class RoleRuntime(ABC):
         """``ro on|off``; returns the new state."""
         raise NotImplementedError
 
+    def ro_datapath_stats(self) -> dict[str, Any] | None:
+        """How route-optimized data packets are rewritten (CN, MN): ``datapath`` (``bpf`` or
+        ``nfqueue``), ``reason``, and with BPF the programs' ``counters``; None for the HA."""
+        return None
+
     def role_command(self, cmd: object, request: dict[str, Any], now: float) -> dict[str, Any]:
         """A control command only this role knows (e.g. the HA's ``flush``)."""
         return {"ok": False, "error": f"unknown command {cmd!r}"}
@@ -169,7 +174,9 @@ class RoleRuntime(ABC):
             return {"ok": True, "entries": self.bul_rows(now)}
         if cmd == "ro":
             if "set" not in request:
-                return {"ok": True, "route_optimization": bool(self.route_optimization())}
+                answer = {"ok": True, "route_optimization": bool(self.route_optimization())}
+                ro_datapath = self.ro_datapath_stats()
+                return answer if ro_datapath is None else answer | {"ro_datapath": ro_datapath}
             if self.route_optimization() is None:
                 return {"ok": False, "error": "route optimization is a MN/CN setting"}
             value = request["set"]
@@ -184,7 +191,7 @@ class RoleRuntime(ABC):
         own = self.role_stats(now)  # first: it may sample kernel counters into the core
         counters = self.mobility_stats().as_dict()
         nfqueue = self.ctx.stats or {}
-        return {
+        snapshot: dict[str, Any] = {
             "ok": True,
             "role": self.role,
             "counters": {name: counters[name] for name in MIPL_COUNTER_NAMES},
@@ -194,6 +201,10 @@ class RoleRuntime(ABC):
             "nfqueue": {key: nfqueue.get(key, 0) for key in ("accepted", "dropped", "rewritten")},
             **own,
         }
+        ro_datapath = self.ro_datapath_stats()
+        if ro_datapath is not None:
+            snapshot["ro_datapath"] = ro_datapath
+        return snapshot
 
     # -- helpers the roles share ------------------------------------------------------------
     def _send(self, packet: bytes) -> None:

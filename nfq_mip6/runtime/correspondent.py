@@ -61,6 +61,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from nfq_mip6.config import AgentConfig
+from nfq_mip6.dataplane import DataplaneError
+from nfq_mip6.dataplane.ro_fastpath import FastPathFactory, RouteOptimizationFastPath
 from nfq_mip6.mobility.correspondent import CorrespondentConfig, CorrespondentNode
 from nfq_mip6.mobility.events import (
     Action,
@@ -179,6 +181,14 @@ class BindingRules:
         return self._run(["-t", "mangle", "-D", OUTPUT_CHAIN, *self._spec(home_address)]) == 0
 
 
+def _open_ro_fast_path(
+    role: str, mode: str, interfaces: tuple[str, ...]
+) -> tuple[RouteOptimizationFastPath | None, str]:
+    from nfq_mip6.dataplane.ro_bpf import open_ro_fast_path
+
+    return open_ro_fast_path(role, mode, interfaces=interfaces)
+
+
 def _ip6tables(args: list[str]) -> int:
     result = subprocess.run(
         ["ip6tables", "--wait", *args], capture_output=True, text=True, check=False
@@ -211,8 +221,10 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         random_bytes: Callable[[int], bytes] | None = None,
         persist: bool | None = None,
         wall_clock: Callable[[], float] = time.time,
+        fast_path_factory: FastPathFactory | None = None,
     ) -> None:
         self._load_rules = load_rules
+        self._fast_path_factory = fast_path_factory
         self._persist = load_rules if persist is None else persist
         self._wall_clock = wall_clock
         self._address_override = address
@@ -222,6 +234,9 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         self.interface: str | None = None
         self.rules: Any = None
         self.binding_rules: BindingRules | None = None
+        self.fast_path: RouteOptimizationFastPath | None = None
+        """The tc BPF data path (``[agent] ro_datapath``); None: NFQUEUE rewrites."""
+        self.ro_datapath_reason = "no kernel rules (test runtime)"
         self.kernel_mip6: bool | None = None
         self.bindings: dict[bytes, bytes] = {}
         """The data path's view: HoA octets → CoA octets of every binding in force."""
@@ -275,7 +290,19 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
             )
             self.rules.load()
             self.binding_rules = BindingRules(ctx.queue_num, ctx.queue_bypass)
+        factory = self._fast_path_factory or (_open_ro_fast_path if self._load_rules else None)
+        if factory is not None:
+            self.fast_path, self.ro_datapath_reason = factory(
+                "cn", config.ro_datapath, (self.interface,) if self.interface else ()
+            )
         self._restore_state(ctx)
+        if self.fast_path is not None:
+            wanted = {(IPv6Address(hoa), self._address): IPv6Address(coa)
+                      for hoa, coa in self.bindings.items()}  # fmt: skip
+            report = self.fast_path.reconcile(wanted)
+            log.info("RO data path: tc BPF, %s; %s", self.ro_datapath_reason, report)
+        else:
+            log.info("RO data path: NFQUEUE (%s)", self.ro_datapath_reason)
         log.info(
             "correspondent node %s on %s, route optimization %s",
             self.address, self.interface or "?", "on" if config.route_optimization else "off",
@@ -312,6 +339,12 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
             self.rules = None
         if self.binding_rules is not None:
             self.binding_rules.installed.clear()
+        if self.fast_path is not None:  # a clean stop: programs, entries and routes go
+            try:
+                self.fast_path.stop(flush=True)
+            except DataplaneError as exc:
+                log.warning("removing the RO data path failed: %s", exc)
+            self.fast_path = None
         self.bindings.clear()
 
     def _announce_lost_bindings(self) -> None:
@@ -474,6 +507,17 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
     def _install(self, home_address: IPv6Address, care_of_address: IPv6Address) -> None:
         """§9.3.2: from now on, packets to the HoA go to the CoA with an RH2."""
         self.bindings[home_address.packed] = care_of_address.packed
+        if self.fast_path is not None:
+            try:  # the programs rewrite the binding's packets: nothing to queue
+                self.fast_path.install(home_address, self._address, care_of_address)
+            except DataplaneError as exc:
+                log.warning("RO data path: %s; NFQUEUE for %s", exc, home_address)
+                self.counters["rule_errors"] += 1
+            else:
+                self._dataplane_metric("install_route_optimization", ok=True)
+                if self.binding_rules is not None:
+                    self.binding_rules.remove(home_address)
+                return
         if self.binding_rules is not None:
             ok = self.binding_rules.add(home_address)
             if not ok:
@@ -482,6 +526,12 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
 
     def _remove(self, home_address: IPv6Address) -> None:
         self.bindings.pop(home_address.packed, None)
+        if self.fast_path is not None:
+            try:
+                self.fast_path.remove(home_address, self._address)
+            except DataplaneError as exc:
+                log.warning("RO data path: %s", exc)
+                self.counters["rule_errors"] += 1
         if self.binding_rules is not None:
             ok = self.binding_rules.remove(home_address)
             if not ok:
@@ -536,6 +586,11 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         self.set_route_optimization(config.route_optimization, self.ctx.clock())
         return [f"route_optimization: {'on' if config.route_optimization else 'off'}"]
 
+    def ro_datapath_stats(self) -> dict[str, Any]:
+        if self.fast_path is None:
+            return {"datapath": "nfqueue", "reason": self.ro_datapath_reason}
+        return {"datapath": "bpf", "reason": self.ro_datapath_reason, **self.fast_path.snapshot()}
+
     def mobility_stats(self) -> MobilityStats:
         assert self.core is not None
         return self.core.stats
@@ -549,7 +604,7 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
             "correspondent": {
                 "address": str(self.address),
                 "kernel_mip6": self.kernel_mip6,
-                "datapath": "nfqueue",
+                "datapath": "nfqueue" if self.fast_path is None else "bpf",
                 "binding_rules": len(self.binding_rules.installed) if self.binding_rules else 0,
                 "counters": dict(self.counters),
             },

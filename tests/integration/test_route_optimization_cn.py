@@ -240,7 +240,9 @@ class CorrespondentAgent(AgentHandle):
 
 
 def write_config(tmp: Path) -> Path:
-    return write_agent_config(tmp, "cn", QUEUE_NUM, extra_keys="route_optimization = true\n")
+    # The NFQUEUE data path (the tc BPF one: test_route_optimization_bpf.py).
+    extra = 'route_optimization = true\nro_datapath = "nfqueue"\n'
+    return write_agent_config(tmp, "cn", QUEUE_NUM, extra_keys=extra)
 
 
 def start_cn_agent(node: Node, config: Path, socket_path: Path) -> CorrespondentAgent:

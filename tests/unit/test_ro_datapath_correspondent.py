@@ -412,3 +412,50 @@ def test_reload_takes_the_configuration_the_agent_loaded(harness: Harness) -> No
     new = dataclasses.replace(ctx.config, route_optimization=False)
     assert harness.runtime.reload(new) == ["route_optimization: off"]
     assert harness.runtime.handle_control({"cmd": "ro"})["route_optimization"] is False
+
+
+def test_bindings_go_to_the_bpf_fast_path_and_leave_with_ro_off(tmp_path: Path) -> None:
+    from nfq_mip6.dataplane.ro_fastpath import FakeRouteOptimizationFastPath
+
+    fake = FakeRouteOptimizationFastPath("cn")
+    requested: list[tuple[str, str, tuple[str, ...]]] = []
+
+    def factory(
+        role: str, mode: str, interfaces: tuple[str, ...]
+    ) -> tuple[FakeRouteOptimizationFastPath, str]:
+        requested.append((role, mode, interfaces))
+        fake.start()
+        return fake, "fake programs loaded"
+
+    config_file = tmp_path / "cn.toml"
+    config_file.write_text('role = "cn"\ninterface = "eth0"\nro_datapath = "bpf"\n')
+    runtime = CorrespondentRuntime(load_rules=False, address=CN, fast_path_factory=factory)
+    clock = Clock()
+    sent: list[bytes] = []
+    runtime.start(
+        RuntimeContext(
+            config=load_config(config_file, environ={}),
+            send_packet=sent.append,
+            add_reader=lambda fd, cb: None,
+            remove_reader=lambda fd: None,
+            metrics=None,
+            logger=logging.getLogger("test"),
+            clock=clock,
+            stats={"accepted": 0, "dropped": 0, "rewritten": 0},
+        )
+    )
+    assert requested == [("cn", "bpf", ("eth0",))]
+    h = Harness(runtime, clock, sent)
+    hot, cot = run_rr(h)
+    h.queue(bu_packet(hot, cot))
+    assert fake.entries == {(HOA, CN): COA}  # key (HoA, the CN address), value the CoA
+    status = runtime.handle_control({"cmd": "ro"})
+    assert status["ro_datapath"]["datapath"] == "bpf"
+    assert status["ro_datapath"]["entries"] == 1
+    stats = runtime.handle_control({"cmd": "stats"})
+    assert stats["ro_datapath"]["counters"]["out_rewritten"] == 0
+    assert stats["correspondent"]["datapath"] == "bpf"
+    runtime.handle_control({"cmd": "ro", "set": False})
+    assert fake.entries == {}
+    runtime.stop()
+    assert fake.log[-1] == ("stop", "flush")
