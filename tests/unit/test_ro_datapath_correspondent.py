@@ -432,18 +432,7 @@ def test_bindings_go_to_the_bpf_fast_path_and_leave_with_ro_off(tmp_path: Path) 
     runtime = CorrespondentRuntime(load_rules=False, address=CN, fast_path_factory=factory)
     clock = Clock()
     sent: list[bytes] = []
-    runtime.start(
-        RuntimeContext(
-            config=load_config(config_file, environ={}),
-            send_packet=sent.append,
-            add_reader=lambda fd, cb: None,
-            remove_reader=lambda fd: None,
-            metrics=None,
-            logger=logging.getLogger("test"),
-            clock=clock,
-            stats={"accepted": 0, "dropped": 0, "rewritten": 0},
-        )
-    )
+    runtime.start(runtime_context(load_config(config_file, environ={}), sent.append, clock))
     assert requested == [("cn", "bpf", ("eth0",))]
     h = Harness(runtime, clock, sent)
     hot, cot = run_rr(h)
