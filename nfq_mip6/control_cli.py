@@ -131,8 +131,21 @@ def format_stats_extended(stats: dict[str, Any]) -> list[str]:
         f"NFQUEUE dropped           : {nfqueue.get('dropped', 0)}",
         f"NFQUEUE rewritten         : {nfqueue.get('rewritten', 0)}",
     ]
+    lines += format_ip6tables(stats.get("ip6tables"))
     lines += format_ro_datapath(stats.get("ro_datapath"))
     return lines
+
+
+def format_ip6tables(ip6tables: object) -> list[str]:
+    """The ip6tables backend holding the agent's rules and the chains it loaded."""
+    if not isinstance(ip6tables, dict):
+        return []
+    chains = ip6tables.get("chains") or []
+    return [
+        f"ip6tables backend         : {ip6tables.get('backend', '?')}"
+        f" ({ip6tables.get('version') or '?'})",
+        f"ip6tables chains          : {', '.join(chains) if chains else 'none loaded'}",
+    ]
 
 
 def format_ro_datapath(ro_datapath: object) -> list[str]:

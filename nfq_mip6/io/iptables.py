@@ -6,10 +6,13 @@ Placeholders in braces (``{queue}``, ``{bypass}``, ``{ha_address}``, …) are fi
 :meth:`RuleSet.render`. Unloading deletes exactly the hooks and chains the fragment declares,
 so nothing else in the tables is touched. Works with ip6tables-legacy and ip6tables-nft
 (whichever ``ip6tables`` is); do not load both backends in one netns.
+:func:`ip6tables_backend` says which one this ``ip6tables`` is (``nfq-mip6 stats`` shows it
+with the chains loaded, :meth:`RuleSet.chain_names`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import subprocess
@@ -19,7 +22,15 @@ from pathlib import Path
 
 from nfq_mip6.errors import DataplaneError
 
-__all__ = ["RuleSet", "RulesError", "all_chain_counters", "chain_counters", "rules_path"]
+__all__ = [
+    "RuleSet",
+    "RulesError",
+    "all_chain_counters",
+    "backend_of_version",
+    "chain_counters",
+    "ip6tables_backend",
+    "rules_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +39,32 @@ _HOOK = re.compile(r"^-[AI]\s+(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING)\s+(?
 
 class RulesError(DataplaneError):
     """ip6tables refused a rule fragment (the message carries ip6tables' own error)."""
+
+
+@functools.cache
+def ip6tables_backend() -> tuple[str, str]:
+    """``(backend, version line)`` of the ``ip6tables`` on PATH: backend ``"nft"``
+    (ip6tables-nft: the rules live in nftables tables ``ip6 raw``/``mangle``/``filter``),
+    ``"legacy"`` (the x_tables of ip6tables-legacy) or ``"unknown"``. Asked once per process."""
+    try:
+        result = subprocess.run(
+            ["ip6tables", "--version"], capture_output=True, text=True, check=False, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return "unknown", f"ip6tables --version: {exc}"
+    version = (result.stdout.strip() or result.stderr.strip()).splitlines()[:1]
+    line = version[0] if version else ""
+    return backend_of_version(line), line
+
+
+def backend_of_version(line: str) -> str:
+    """``nft`` for ``ip6tables v1.8.9 (nf_tables)``, ``legacy`` for ``… (legacy)``, else
+    ``unknown`` (ip6tables before 1.8 names no backend: it is legacy, but we do not guess)."""
+    if "(nf_tables)" in line:
+        return "nft"
+    if "(legacy)" in line:
+        return "legacy"
+    return "unknown"
 
 
 def rules_path(name: str) -> Path:
@@ -76,6 +113,10 @@ class RuleSet:
                 found.append((table, line[1:].split()[0]))
         return found
 
+    def chain_names(self) -> list[str]:
+        """``table/chain`` of every agent-owned chain, e.g. ``raw/NFQMIP6-HA-PRE``."""
+        return [f"{table}/{chain}" for table, chain in self.chains()]
+
     def hooks(self) -> list[tuple[str, str, str]]:
         """(table, built-in chain, rule spec) of every jump into an agent-owned chain."""
         table = ""
@@ -101,7 +142,9 @@ class RuleSet:
         )
         if result.returncode != 0:
             raise RulesError(f"ip6tables-restore {self.name}: {result.stderr.strip()}")
-        log.info("loaded %s (%d chains)", self.name, len(self.chains()))
+        backend, version = ip6tables_backend()
+        log.info("loaded %s (%d chains) with %s (%s backend)", self.name, len(self.chains()),
+                 version or "ip6tables", backend)  # fmt: skip
 
     def unload(self) -> None:
         """Delete our hooks (every copy) and chains; missing ones are fine."""

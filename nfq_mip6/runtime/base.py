@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from nfq_mip6.io.iptables import RuleSet, ip6tables_backend
 from nfq_mip6.io.nfqueue import QueuedPacket, Verdict, VerdictKind
 from nfq_mip6.mobility.events import (
     BindingDeleted,
@@ -89,6 +90,7 @@ class RoleRuntime(ABC):
     role: ClassVar[str]  # "ha", "mn", "cn"
     log: ClassVar[logging.Logger]
     backend: str = ""  # the data path's name in ``stats``
+    rules: RuleSet | None = None  # the role's ip6tables fragment, once loaded
 
     def __init__(self, counters: Iterable[str] = ()) -> None:
         self.ctx: RuntimeContext | None = None
@@ -199,12 +201,20 @@ class RoleRuntime(ABC):
             "backend": self.backend,
             "bindings": self.binding_count(now),
             "nfqueue": {key: nfqueue.get(key, 0) for key in ("accepted", "dropped", "rewritten")},
+            "ip6tables": self.ip6tables_stats(),
             **own,
         }
         ro_datapath = self.ro_datapath_stats()
         if ro_datapath is not None:
             snapshot["ro_datapath"] = ro_datapath
         return snapshot
+
+    def ip6tables_stats(self) -> dict[str, Any]:
+        """Which ip6tables backend holds the role's rules (``nft``/``legacy``) and the chains
+        it loaded: what an operator would otherwise look for with ``nft list ruleset``."""
+        backend, version = ip6tables_backend()
+        chains = self.rules.chain_names() if self.rules is not None else []
+        return {"backend": backend, "version": version, "chains": chains}
 
     # -- helpers the roles share ------------------------------------------------------------
     def _send(self, packet: bytes) -> None:

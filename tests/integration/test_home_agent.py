@@ -626,3 +626,28 @@ def test_proxy_dad_follows_the_home_interface_dad_settings(
     assert float(announced[0].time - probes[1].time) >= 0.29
     extra = agent.stats()["home_agent"]
     assert (extra["nd_dad_transmits"], extra["nd_dad_wait_ms"]) == (2, 600)
+
+
+def test_stats_json_names_the_ip6tables_backend_and_the_chains_loaded(
+    agent: AgentHandle, away_testbed: Testbed
+) -> None:
+    """``nfq-mip6 stats --json`` in the HA's namespace: the backend of the ip6tables that
+    loaded the rules and every chain it created, as ip6tables itself lists them."""
+    ha = away_testbed.node("ha")
+    done = ha.run([sys.executable, "-m", "nfq_mip6", "stats", "--json",
+                   "--control-socket", str(agent.socket_path)])  # fmt: skip
+    shown = json.loads(done.stdout)["ip6tables"]
+    version = ha.run(["ip6tables", "--version"]).stdout.strip()
+    assert shown["version"] == version
+    assert shown["backend"] == ("nft" if "(nf_tables)" in version else "legacy")
+    saved = ha.run(["ip6tables-save"]).stdout
+    present, table = set(), ""
+    for line in saved.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+        elif line.startswith(":NFQMIP6-"):
+            present.add(f"{table}/{line[1:].split()[0]}")
+    assert shown["chains"] and set(shown["chains"]) == present
+    text = ha.run([sys.executable, "-m", "nfq_mip6", "stats",
+                   "--control-socket", str(agent.socket_path)]).stdout  # fmt: skip
+    assert f"ip6tables backend         : {shown['backend']}" in text

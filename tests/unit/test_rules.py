@@ -7,7 +7,8 @@ import string
 
 import pytest
 
-from nfq_mip6.io.iptables import RulesError, RuleSet, rules_path
+from nfq_mip6.control_cli import format_ip6tables
+from nfq_mip6.io.iptables import RulesError, RuleSet, backend_of_version, rules_path
 
 HA_PARAMS = {
     "queue": 5,
@@ -120,3 +121,26 @@ def test_neighbor_discovery_to_a_bound_home_address_is_never_queued_for_the_rh2_
         "neighbour-advertisement",
     ]  # a Redirect to a bound HoA is queued: the agent drops it
     assert all(line.endswith("-j RETURN") for line in returns)
+
+
+@pytest.mark.parametrize(
+    ("line", "backend"),
+    [
+        ("ip6tables v1.8.9 (nf_tables)", "nft"),
+        ("ip6tables v1.8.7 (legacy)", "legacy"),
+        ("ip6tables v1.6.1", "unknown"),
+        ("", "unknown"),
+    ],
+)
+def test_backend_named_from_the_version_line(line: str, backend: str) -> None:
+    assert backend_of_version(line) == backend
+
+
+def test_stats_name_the_backend_and_the_chains_loaded() -> None:
+    rules = RuleSet.from_file(rules_path("ha.rules"), HA_PARAMS)
+    names = rules.chain_names()
+    assert names and all(re.fullmatch(r"(raw|mangle|filter)/NFQMIP6-\S+", n) for n in names)
+    lines = format_ip6tables({"backend": "nft", "version": "ip6tables v1.8.9", "chains": names})
+    assert lines[0].endswith(": nft (ip6tables v1.8.9)")
+    assert lines[1].endswith(": " + ", ".join(names))
+    assert format_ip6tables({"backend": "legacy", "chains": []})[1].endswith("none loaded")
