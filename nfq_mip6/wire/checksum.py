@@ -65,14 +65,23 @@ def verify_pseudo_header_checksum(
     return pseudo_header_checksum(src, dst, next_header, payload) == 0
 
 
+def mh_length_of(mh: bytes | bytearray | memoryview) -> int:
+    """RFC 6275 §6.1.1: the length of the Mobility Header starting at ``mh[0]`` as its Header
+    Len field defines it, ``(Header Len + 1) × 8`` octets; anything after it (a piggybacked
+    payload) is not part of the MH and not covered by its checksum."""
+    return (mh[1] + 1) * 8
+
+
 def mh_checksum(
     home_or_source: IPv6Address, final_destination: IPv6Address, mh: bytes | bytearray
 ) -> int:
-    """RFC 6275 §6.1.1: MH checksum, computed with the checksum field (octets 4–5) as zero.
+    """RFC 6275 §6.1.1: MH checksum, computed with the checksum field (octets 4–5) as zero,
+    over the Mobility Header as its Header Len defines it (octets after it are left out).
 
     ``home_or_source`` is the home address from the HAO when the packet carries one, else the
     IPv6 source; ``final_destination`` is the RH2 home address when there is an RH2, else the
     IPv6 destination. The pseudo-header next header is 135 (RFC 3775's "2" is an erratum).
     """
-    zeroed = bytes(mh[:4]) + b"\x00\x00" + bytes(mh[6:])
+    end = min(len(mh), mh_length_of(mh)) if len(mh) >= 2 else len(mh)
+    zeroed = bytes(mh[:4]) + b"\x00\x00" + bytes(mh[6:end])
     return pseudo_header_checksum(home_or_source, final_destination, IPPROTO_MH, zeroed)

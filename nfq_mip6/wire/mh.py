@@ -16,7 +16,7 @@ from struct import Struct
 
 from nfq_mip6.constants import IPPROTO_MH as IPPROTO_MH
 from nfq_mip6.constants import IPPROTO_NONE as IPPROTO_NONE
-from nfq_mip6.wire.checksum import mh_checksum, pseudo_header_checksum
+from nfq_mip6.wire.checksum import mh_checksum, mh_length_of, pseudo_header_checksum
 from nfq_mip6.wire.errors import MalformedPacket
 from nfq_mip6.wire.options import (
     AUTHENTICATOR_LENGTH,
@@ -316,10 +316,11 @@ def build_mh_unchecksummed(msg: MobilityMessage) -> bytearray:
 
 
 def finalize_mh(mh: bytes | bytearray, src: IPv6Address, dst: IPv6Address) -> bytes:
-    """Write the §6.1.1 checksum into ``mh`` (pseudo-header src/dst as for :func:`build_mh`)."""
+    """Write the §6.1.1 checksum into ``mh`` (pseudo-header src/dst as for :func:`build_mh`);
+    it covers the MH as its Header Len defines it (:func:`~nfq_mip6.wire.checksum.mh_checksum`).
+    """
     out = bytearray(mh)
-    out[4:6] = b"\x00\x00"
-    out[4:6] = pseudo_header_checksum(src, dst, IPPROTO_MH, out).to_bytes(2, "big")
+    out[4:6] = mh_checksum(src, dst, out).to_bytes(2, "big")
     return bytes(out)
 
 
@@ -390,8 +391,11 @@ def _with_options(msg: MobilityMessage, options: tuple[MobilityOption, ...]) -> 
 
 
 def verify_mh_checksum(mh: bytes | bytearray, src: IPv6Address, dst: IPv6Address) -> bool:
-    """True when the received MH's checksum is right (pseudo-header addresses as in §6.1.1)."""
-    return pseudo_header_checksum(src, dst, IPPROTO_MH, mh) == 0
+    """True when the received MH's checksum is right (pseudo-header addresses as in §6.1.1).
+    It covers the MH as its Header Len defines it; octets after it are not part of it."""
+    if len(mh) < 6 or mh_length_of(mh) > len(mh):
+        return False
+    return pseudo_header_checksum(src, dst, IPPROTO_MH, mh[: mh_length_of(mh)]) == 0
 
 
 def compute_mh_checksum(mh: bytes | bytearray, src: IPv6Address, dst: IPv6Address) -> int:

@@ -3,9 +3,13 @@
 :func:`validate_mh` takes a :class:`~nfq_mip6.wire.ipv6.ParsedPacket` whose upper layer is the
 MH and returns exactly one verdict, in the order the RFC (and TAHI) checks them:
 
-1. truncated (fewer than 6 octets, no checksum field) → :class:`SilentDiscard`;
-2. checksum wrong (pseudo-header with the HAO home address and the RH2 final destination,
-   §6.1.1) → :class:`SilentDiscard`;
+1. truncated (fewer than 6 octets, no checksum field, or fewer octets than Header Len
+   announces) → :class:`SilentDiscard`;
+2. checksum wrong → :class:`SilentDiscard`. The checksum covers the Mobility Header as its
+   Header Len defines it, ``(Header Len + 1) × 8`` octets, and the pseudo-header length is
+   that MH length (§6.1.1), not the whole IPv6 payload: a BU with a piggybacked payload or a
+   Header Len below the type's minimum still has a valid checksum and reaches checks 3–4;
+   the pseudo-header takes the HAO home address and the RH2 final destination;
 3. Payload Proto ≠ 59 → :class:`ParameterProblem` code 0 pointing at the Payload Proto octet;
 4. Header Len below the type's minimum → :class:`ParameterProblem` code 0 pointing at the
    Header Len octet;
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 
 from nfq_mip6.constants import IPPROTO_MH, IPPROTO_NONE
-from nfq_mip6.wire.checksum import internet_checksum
+from nfq_mip6.wire.checksum import internet_checksum, mh_length_of
 from nfq_mip6.wire.errors import MalformedPacket
 from nfq_mip6.wire.ipv6 import ParsedPacket, parse_ipv6
 from nfq_mip6.wire.mh import (
@@ -101,18 +105,23 @@ def validate_mh(packet: ParsedPacket) -> MHVerdict:
     size = len(mh)
     if size < 6:
         return SilentDiscard("truncated mobility header")
+    # §6.1.1: the MH is (Header Len + 1) × 8 octets; what follows it (a piggybacked payload)
+    # is not part of it and not covered by its checksum.
+    mh_length = mh_length_of(mh)
+    if mh_length > size:
+        return SilentDiscard(f"header len {mh[1]} announces {mh_length} octets, {size} present")
     # §6.1.1 / §9.2: checksum over the pseudo-header (HoA from the HAO, final destination from
-    # an RH2 with a segment left, RFC 8200 §8.1) and the MH as received; a correct one sums
-    # to zero.
+    # an RH2 with a segment left, RFC 8200 §8.1; length = the MH length) and the MH as
+    # received; a correct one sums to zero.
     hao = packet.hao_offset
     rh2 = packet.rh2_offset
     pseudo = (
         (raw[8:24] if hao is None else raw[hao + 2 : hao + 18])
         + (raw[24:40] if rh2 is None or raw[rh2 + 3] == 0 else raw[rh2 + 8 : rh2 + 24])
-        + size.to_bytes(4, "big")
+        + mh_length.to_bytes(4, "big")
         + b"\x00\x00\x00\x87"
     )
-    if internet_checksum(pseudo + mh) != 0:
+    if internet_checksum(pseudo + mh[:mh_length]) != 0:
         return SilentDiscard("bad mobility header checksum")
     if mh[0] != IPPROTO_NONE:
         return ParameterProblem(0, start, packet.src, f"payload proto {mh[0]} is not 59")

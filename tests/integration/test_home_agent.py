@@ -273,6 +273,26 @@ def test_parameter_problem_points_at_the_bad_field(
     assert icmp[16:48] == packet[8:40]  # the invoking packet follows (hop limit aside)
 
 
+def test_bu_with_piggybacked_payload_gets_parameter_problem_at_payload_proto(
+    agent: AgentHandle, mn: ScriptedMobileNode
+) -> None:
+    """§6.1.1/§9.2: a BU followed by a piggybacked Echo Request (Payload Proto 58), its
+    checksum over the MH as Header Len defines it: Parameter Problem code 0 at Payload Proto,
+    not a silent bad-checksum drop."""
+    mh = bytearray(build_mh(BindingUpdate(21, BUFlags.A | BUFlags.H, 10), HOA, HA))
+    mh[0] = 58
+    echo = bytes((128, 0, 0, 0, 0, 1, 0, 1))
+    packet = build_ipv6_packet(
+        COA, HA, IPPROTO_MH, finalize_mh(mh, HOA, HA) + echo, home_address=HOA
+    )
+    replies = mn.exchange(packet)
+    assert replies, f"no Parameter Problem: {agent.log_path.read_text()[-2000:]}"
+    reply = parse_ipv6(replies[0])
+    icmp = reply.upper_layer_bytes
+    assert reply.upper_layer == 58 and icmp[0] == 4 and icmp[1] == 0
+    assert int.from_bytes(icmp[4:8], "big") == 40 + 24  # Payload Proto, after the HAO
+
+
 def test_unknown_mh_type_gets_binding_error_2(agent: AgentHandle, mn: ScriptedMobileNode) -> None:
     mh = bytearray(8)
     mh[0], mh[1], mh[2] = 59, 0, 42

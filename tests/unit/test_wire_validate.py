@@ -21,6 +21,7 @@ from nfq_mip6.wire import (
     finalize_mh,
     parse_and_validate_mh,
     parse_ipv6,
+    pseudo_header_checksum,
     validate_mh,
 )
 from tests.support.vectors import CN, COA, HA, HOA
@@ -118,3 +119,33 @@ def test_rh2_destination_used_in_checksum() -> None:
 def test_not_mh_is_silent() -> None:
     raw = build_ipv6_packet(HA, COA, 59, b"")
     assert isinstance(validate_mh(parse_ipv6(raw)), SilentDiscard)
+
+
+def test_checksum_covers_the_mh_as_header_len_defines_it_not_a_piggybacked_payload() -> None:
+    """§6.1.1/§9.2: a BU carrying a piggybacked payload (Payload Proto 58, an Echo Request
+    after the MH) has its checksum over the 16-octet MH only; it is not a bad checksum but a
+    Payload Proto error: Parameter Problem code 0 pointing at Payload Proto (40 + 24 = 64)."""
+    mh = bytearray(build_mh_unchecksummed(HOME_BU))
+    mh[0] = 58
+    mh = bytearray(finalize_mh(mh, HOA, HA))
+    echo = bytes((128, 0, 0, 0, 0, 1, 0, 1))
+    verdict = parse_and_validate_mh(_with_hao(bytes(mh) + echo))
+    assert isinstance(verdict, ParameterProblem), verdict
+    assert (verdict.code, verdict.pointer, verdict.to) == (0, 64, COA)
+    # A checksum over the whole IPv6 payload instead is wrong: silently discarded.
+    whole = bytearray(mh + echo)
+    whole[4:6] = b"\x00\x00"
+    whole[4:6] = pseudo_header_checksum(HOA, HA, 135, whole).to_bytes(2, "big")
+    verdict = parse_and_validate_mh(_with_hao(bytes(whole)))
+    assert isinstance(verdict, SilentDiscard) and "checksum" in verdict.reason
+
+
+def test_header_len_inconsistent_with_the_message_points_at_header_len() -> None:
+    """§9.2: a whole 24-octet BU whose Header Len says 0 (8 octets, below the BU's minimum
+    of 1); its checksum covers the 8 octets Header Len defines → Parameter Problem code 0
+    at Header Len (40 + 24 + 1 = 65), not a silent checksum discard."""
+    mh = bytearray(build_mh_unchecksummed(HOME_BU))
+    mh[1] = 0
+    verdict = parse_and_validate_mh(_with_hao(finalize_mh(mh, HOA, HA)))
+    assert isinstance(verdict, ParameterProblem), verdict
+    assert (verdict.code, verdict.pointer, verdict.to) == (0, 65, COA)
