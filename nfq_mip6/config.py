@@ -102,6 +102,9 @@ class HomeAgentConfig:
     min_tunnel_nr: int = 1  # MIPL MIN_TUNNEL_NR: tunnels prepared at start (informational)
     max_tunnel_nr: int = 64  # MIPL MAX_TUNNEL_NR: most bindings served at once
     tunnel_sitelocal: bool = True  # MIPL TUNNEL_SITELOCAL: tunnel site-local (fec0::/10) too
+    # §7.4, §10.5.1: this HA's rank in its own DHAAD replies (0xffff highest) until its own RA
+    # (radvd's Home Agent Information option) advertises one, which then wins.
+    preference: int = 0
     # RFC 4285 MN-HA authentication (docs/security.md): [[ha.mobile_nodes]] tables hold key
     # *references* (key_file/key_env), never keys. require_authentication None (unset) means
     # "required for TOML configurations, not for the legacy network-mip6.conf" (load_config
@@ -357,6 +360,7 @@ _HA_KEYS: Final[dict[str, Callable[[object], Any]]] = {
     "min_tunnel_nr": _int_parser(0, 65535),
     "max_tunnel_nr": _int_parser(1, 65535),
     "tunnel_sitelocal": _parse_bool,
+    "preference": _int_parser(0, 65535),
     "mobile_nodes": parse_mobile_node_entries,
     "require_authentication": _parse_bool,
     "auth_timestamp_window": _parse_timestamp_window,

@@ -143,6 +143,15 @@ class HomePrefixAdvertised:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnHomeAgentInformation:
+    """HA: its own Router Advertisement (radvd) carries a Home Agent Information option
+    (§7.4): the preference the link ranks this HA by, so its own DHAAD replies rank it the
+    same way (§10.5.1)."""
+
+    preference: int
+
+
+@dataclass(frozen=True, slots=True)
 class DhaadRequestReceived:
     """HA: ICMPv6 Home Agent Address Discovery Request (type 144, §10.5) arrived.
 
@@ -254,6 +263,7 @@ InputEvent = (
     | RouterLost
     | RouterAdvertisementReceived
     | HomePrefixAdvertised
+    | OwnHomeAgentInformation
     | DhaadRequestReceived
     | HomeAgentDiscovered
     | MobilePrefixSolicitationReceived
@@ -593,6 +603,7 @@ __all__ = [
     "MobilePrefixSolicitationReceived",
     "MobilityMessageReceived",
     "MovedToForeignLink",
+    "OwnHomeAgentInformation",
     "ProxyDadCompleted",
     "RemoveHomeTunnel",
     "RemoveReverseTunnel",

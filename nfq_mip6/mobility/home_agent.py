@@ -70,6 +70,7 @@ from nfq_mip6.mobility.events import (
     MessageDiscarded,
     MobilePrefixSolicitationReceived,
     MobilityMessageReceived,
+    OwnHomeAgentInformation,
     ProxyDadCompleted,
     RemoveHomeTunnel,
     RemoveRouteOptimization,
@@ -119,7 +120,9 @@ class HomeAgentConfig:
         dad_timeout: forget a pending registration whose DAD never completed after this long.
         max_bindings: home registrations accepted at most (then 130); ``None`` = no limit.
         preference: this HA's preference in its own DHAAD replies (Home Agent Information
-            option, §7.4; unsigned, 0xffff highest).
+            option, §7.4; unsigned, 0xffff highest) until its own RA advertises one
+            (:class:`OwnHomeAgentInformation`), which then wins: the other home agents on
+            the link rank it by the advertised value.
         home_interface_index: the home link's interface (ifindex) for §10.3.2 answers on
             the link; 0 = unknown (every answer is routed).
     """
@@ -231,6 +234,8 @@ class HomeAgent:
             for net in config.home_prefixes
         ]
         self._home_agents: dict[IPv6Address, _HomeAgentListEntry] = {}
+        self.preference = config.preference
+        """This HA's own preference (§7.4, §10.5.1): the configured one, or the advertised."""
         self._ha_order = 0
 
     # ----------------------------------------------------------------------------------------
@@ -248,6 +253,9 @@ class HomeAgent:
             return []
         if isinstance(event, HomePrefixAdvertised):
             return self._home_prefix_advertised(event, now)
+        if isinstance(event, OwnHomeAgentInformation):
+            self.preference = event.preference
+            return []
         if isinstance(event, DhaadRequestReceived):
             return [self._dhaad_reply(event, now)]
         if isinstance(event, MobilePrefixSolicitationReceived):
@@ -764,7 +772,7 @@ class HomeAgent:
         """Global HA addresses in decreasing preference (§10.5.1), this HA included."""
         candidates: list[tuple[int, int, IPv6Address]] = []
         if self.config.enabled:
-            candidates.append((self.config.preference, 0, self.config.address))
+            candidates.append((self.preference, 0, self.config.address))
         for ha in self._home_agents.values():
             if ha.expires_at <= now:
                 continue

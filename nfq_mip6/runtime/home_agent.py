@@ -54,6 +54,7 @@ from nfq_mip6.mobility.events import (
     InstallRouteOptimization,
     MessageDiscarded,
     MobilePrefixSolicitationReceived,
+    OwnHomeAgentInformation,
     ProxyDadCompleted,
     RemoveHomeTunnel,
     RemoveRouteOptimization,
@@ -304,6 +305,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
                 home_prefixes=(link.prefix,),
                 max_binding_lifetime=ha_config.max_binding_lifetime if ha_config else 262140,
                 max_bindings=ha_config.max_tunnel_nr if ha_config else None,
+                preference=ha_config.preference if ha_config else 0,
                 home_interface_index=self._home_ifindex,
             ),
             authorizer=self.guard.verifier,
@@ -674,12 +676,15 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
 
     def _on_router_advertisement(self, source: IPv6Address, ra: RouterAdvertisement) -> None:
         """Our own RA (radvd, looped back) gives the home prefix lifetimes (§10.3.1 caps,
-        §10.6.1); another router's RA with the H bit maintains the Home Agents List (§10.5.1,
-        for DHAAD replies)."""
+        §10.6.1) and our advertised Home Agent Information preference (§7.4); another
+        router's RA with the H bit maintains the Home Agents List (§10.5.1, for DHAAD
+        replies)."""
         if self.ctx is None or self.link is None:
             return
         now = self.ctx.clock()
         if source in self._own_link_locals:
+            if ra.home_agent_information is not None:
+                self._feed(OwnHomeAgentInformation(ra.home_agent_information.preference), now)
             for info in ra.prefixes:
                 if info.network == self.link.prefix:  # R = 1 (router address) included
                     self._feed(

@@ -122,6 +122,7 @@ address = "fec0:106:2700::2"
 home_prefix = "fec0:106:2700::/64"
 max_binding_lifetime = 600
 tunnel_backend = "seg6"
+preference = 10
 require_authentication = false
 """,
     )
@@ -138,6 +139,7 @@ require_authentication = false
     assert config.ha.home_prefix == IPv6Network("fec0:106:2700::/64")
     assert config.ha.max_binding_lifetime == 600
     assert config.ha.tunnel_backend == "seg6"
+    assert config.ha.preference == 10
 
 
 @pytest.mark.parametrize(
@@ -161,6 +163,7 @@ require_authentication = false
             "not inside",
         ),
         ('role = "ha"\n[ha]\ntunnel_backend = "gre"\n', "ha.tunnel_backend", "not one of"),
+        ('role = "ha"\n[ha]\npreference = 65536\n', "ha.preference", "out of range"),
         ('role = "mn"\n', "mn.home_address", "missing"),
         ('role = "mn"\n[mn]\nhome_address = "fec0::4"\n', "mn.home_address", "prefix length"),
         ('role = "cn"\n[mn]\nhome_address = "fec0::4/64"\n', "mn.home_address", "role is cn"),

@@ -21,6 +21,7 @@ from nfq_mip6.mobility.events import (
     MessageDiscarded,
     MobilePrefixSolicitationReceived,
     MobilityMessageReceived,
+    OwnHomeAgentInformation,
     ProxyDadCompleted,
     RemoveHomeTunnel,
     RemoveRouteOptimization,
@@ -515,3 +516,24 @@ def test_ha_hao_with_multicast_home_address_silently_dropped() -> None:
         IPv6Address("2001:db8:f::1"), IPv6Address("ff0e::1"), IPv6Address("2001:db8:a::1")
     )
     assert actions and all(isinstance(a, MessageDiscarded) for a in actions)
+
+
+def test_ha_ranks_itself_by_its_configured_then_its_advertised_preference() -> None:
+    """§7.4, §10.5.1 (TAHI HA_7_2_3/4): the HA's own entry in its DHAAD reply is ranked
+    with its Home Agent Information preference: [ha] preference, then what its own RA
+    (radvd) advertises, against the other home agents heard on the link."""
+    ha0, ha1 = IPv6Address("2001:db8:a::a0"), IPv6Address("2001:db8:a::a1")
+    ha = make_ha(preference=3)
+    for link_local, preference, address in (("fe80::a0", 5, ha0), ("fe80::a1", 1, ha1)):
+        ha.handle(
+            RouterAdvertisementReceived(
+                IPv6Address(link_local), True, 1800, preference, 1800, (address,)
+            ),
+            0.0,
+        )
+    request = DhaadRequestReceived(1, COA, IPv6Address("2001:db8:a::fdff:ffff:ffff:fffe"))
+    (reply,) = ha.handle(request, 1.0)
+    assert isinstance(reply, SendDhaadReply) and reply.home_agents == (ha0, HA, ha1)
+    assert ha.handle(OwnHomeAgentInformation(preference=10), 2.0) == []
+    (reply,) = ha.handle(request, 3.0)
+    assert isinstance(reply, SendDhaadReply) and reply.home_agents == (HA, ha0, ha1)
