@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from ipaddress import IPv6Address
 from typing import Final, Protocol
 
-from nfq_mip6.runtime.ro_datapath import cn_outbound
+from nfq_mip6.wire.ro_rewrite import cn_outbound
 
 __all__ = ["OUTPUT_CHAIN", "EgressRewriter", "HomeAgentEgress", "is_redirect"]
 

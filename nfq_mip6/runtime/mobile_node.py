@@ -87,13 +87,13 @@ from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.runtime.base import QueuedPacket, RoleRuntime, RuntimeContext, Verdict
 from nfq_mip6.runtime.movement import (
     AddressObservation,
+    HeardRouterAdvertisement,
     LinkLocation,
     LinkObservation,
     MovementDecision,
     MovementDetector,
     MovementMonitor,
     PurgeVisitedLinks,
-    RouterAdvertisement,
     RouterReachability,
     SolicitRouter,
 )
@@ -433,11 +433,11 @@ class MobileNodeRuntime(RoleRuntime):
 
     def _observe(
         self,
-        observation: RouterAdvertisement | AddressObservation | LinkObservation | IPv6Address,
+        observation: HeardRouterAdvertisement | AddressObservation | LinkObservation | IPv6Address,
         now: float,
     ) -> None:
         assert self.detector is not None
-        if isinstance(observation, RouterAdvertisement):
+        if isinstance(observation, HeardRouterAdvertisement):
             self.reachability.on_router_advertisement(observation, now)
             first_link = self.detector.location == LinkLocation.UNKNOWN
             decisions = self.detector.on_router_advertisement(observation)

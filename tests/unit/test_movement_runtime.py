@@ -29,10 +29,9 @@ from nfq_mip6.runtime.base import VerdictKind
 from nfq_mip6.runtime.mobile_node import MobileNodeRuntime, _make_core, bul_entries
 from nfq_mip6.runtime.movement import (
     AddressObservation,
+    HeardRouterAdvertisement,
     MovementDetector,
-    RouterAdvertisement,
 )
-from nfq_mip6.runtime.movement import PrefixInformation as PrefixInfo
 from nfq_mip6.runtime.ro_datapath import MobileNodeRouteOptimization
 from nfq_mip6.wire import (
     AlternateCareofAddress,
@@ -44,6 +43,7 @@ from nfq_mip6.wire import (
     MobilePrefixAdvertisement,
     MobilePrefixSolicitation,
     PrefixInformation,
+    RouterAdvertisement,
     build_icmpv6_packet,
     build_ipv6_packet,
     build_mh,
@@ -136,8 +136,8 @@ def test_move_sends_a_home_registration_after_the_hoa_leaves(
 ) -> None:
     runtime, log = runtime_and_log
     # what the monitor reports: the AR's RA, then the autoconfigured (optimistic) address
-    visited = PrefixInfo(IPv6Network("fec0:106:1100::/64"), True, True, None, 86400, 14400)
-    runtime._observe(RouterAdvertisement(AR, 64, 0, 1800, (visited,)), 100.0)
+    visited = PrefixInformation(IPv6Address("fec0:106:1100::"), 64, True, True, False, 86400, 14400)
+    runtime._observe(HeardRouterAdvertisement(AR, RouterAdvertisement(prefixes=(visited,))), 100.0)
     assert log == ["purge"]
     runtime._observe(AddressObservation(IPv6Interface(f"{COA}/64"), True, 86400.0), 100.0)
     kinds = [entry.split()[0] for entry in log]
@@ -293,8 +293,8 @@ def test_hoti_goes_through_the_tunnel_and_ro_actions_drive_the_helper(
         return 0
 
     runtime.ro = MobileNodeRouteOptimization(HOA.ip, HA, 0, False, run=run)
-    visited = PrefixInfo(IPv6Network("fec0:106:1100::/64"), True, True, None, 86400, 14400)
-    runtime._observe(RouterAdvertisement(AR, 64, 0, 1800, (visited,)), 100.0)
+    visited = PrefixInformation(IPv6Address("fec0:106:1100::"), 64, True, True, False, 86400, 14400)
+    runtime._observe(HeardRouterAdvertisement(AR, RouterAdvertisement(prefixes=(visited,))), 100.0)
     runtime._observe(AddressObservation(IPv6Interface(f"{COA}/64"), True, 86400.0), 100.0)
     log.clear()
     hoti = HomeTestInit(b"\x01" * 8)
@@ -363,8 +363,8 @@ def test_home_link_at_start_sends_one_deregistration(
     """§11.5.5: the first RA is from the home link: a de-registration BU from the HoA, in case
     the HA still holds a binding (crash away, state lost); counted; not repeated."""
     runtime, log = runtime_and_log
-    home = PrefixInfo(HOA.network, True, True, None, 86400, 14400)
-    runtime._observe(RouterAdvertisement(HA, 64, 0, 1800, (home,)), 100.0)
+    home = PrefixInformation(HOA.network.network_address, 64, True, True, False, 86400, 14400)
+    runtime._observe(HeardRouterAdvertisement(HA, RouterAdvertisement(prefixes=(home,))), 100.0)
     (packet,) = sent_packets(log)
     verdict = parse_and_validate_mh(packet)
     assert isinstance(verdict, Accepted) and isinstance(verdict.message, BindingUpdate)
@@ -372,7 +372,7 @@ def test_home_link_at_start_sends_one_deregistration(
     assert (parsed.src, parsed.dst, parsed.home_address) == (HOA.ip, HA, None)
     assert verdict.message.lifetime == 0
     assert runtime.counters["start_deregistrations"] == 1
-    runtime._observe(RouterAdvertisement(HA, 64, 0, 1800, (home,)), 101.0)
+    runtime._observe(HeardRouterAdvertisement(HA, RouterAdvertisement(prefixes=(home,))), 101.0)
     assert len(sent_packets(log)) == 1
 
 
@@ -384,8 +384,10 @@ def test_silent_router_is_solicited_from_the_timer(
     runtime, _log = runtime_and_log
     solicited: list[float] = []
     runtime._send_router_solicitation = lambda: solicited.append(0.0)  # type: ignore[method-assign]
-    visited = PrefixInfo(IPv6Network("fec0:106:1100::/64"), True, True, None, 86400, 14400)
-    advertisement = RouterAdvertisement(AR, 64, 0, 1800, (visited,), advertisement_interval_ms=1500)
+    visited = PrefixInformation(IPv6Address("fec0:106:1100::"), 64, True, True, False, 86400, 14400)
+    advertisement = HeardRouterAdvertisement(
+        AR, RouterAdvertisement(prefixes=(visited,), advertisement_interval=1500)
+    )
     runtime._observe(advertisement, 100.0)
     runtime._observe(AddressObservation(IPv6Interface(f"{COA}/64"), True, 86400.0), 100.0)
     assert runtime.reachability.router == AR

@@ -21,14 +21,6 @@ from scapy.layers.inet6 import (
     PadN,
 )
 
-from nfq_mip6.runtime.ro_datapath import (
-    cn_inbound,
-    cn_outbound,
-    has_home_address_option,
-    has_type2_routing_header,
-    mn_inbound,
-    mn_outbound,
-)
 from nfq_mip6.wire import (
     BindingUpdate,
     BUFlags,
@@ -41,6 +33,14 @@ from nfq_mip6.wire import (
     strip_rh2_to_home_destination,
 )
 from nfq_mip6.wire.checksum import verify_pseudo_header_checksum
+from nfq_mip6.wire.ro_rewrite import (
+    cn_inbound,
+    cn_outbound,
+    has_home_address_option,
+    has_type2_routing_header,
+    mn_inbound,
+    mn_outbound,
+)
 from tests.support.howto import CN, COA, HOA
 
 OTHER = IPv6Address("fec0:106:1000::99")

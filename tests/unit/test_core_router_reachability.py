@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from ipaddress import IPv6Address
 
-from nfq_mip6.runtime.movement import (
+from nfq_mip6.mobility.movement import (
     MAX_RTR_SOLICITATIONS,
     RTR_SOLICITATION_INTERVAL,
-    RouterAdvertisement,
+    HeardRouterAdvertisement,
     RouterReachability,
     SolicitRouter,
 )
+from nfq_mip6.wire.icmp import RouterAdvertisement
 
 AR = IPv6Address("fe80::11")
 AR2 = IPv6Address("fe80::22")
@@ -18,8 +19,9 @@ AR2 = IPv6Address("fe80::22")
 
 def ra(
     source: IPv6Address = AR, interval_ms: int | None = 3000, lifetime: int = 1800
-) -> RouterAdvertisement:
-    return RouterAdvertisement(source, 64, 0, lifetime, advertisement_interval_ms=interval_ms)
+) -> HeardRouterAdvertisement:
+    message = RouterAdvertisement(router_lifetime=lifetime, advertisement_interval=interval_ms)
+    return HeardRouterAdvertisement(source, message)
 
 
 def solicitations(reachability: RouterReachability, start: float, end: float) -> list[float]:
