@@ -16,13 +16,15 @@ import functools
 import logging
 import re
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from ipaddress import IPv6Address
 from pathlib import Path
 
 from nfq_mip6.errors import DataplaneError
 
 __all__ = [
+    "DestinationRules",
     "RuleSet",
     "RulesError",
     "all_chain_counters",
@@ -154,6 +156,81 @@ class RuleSet:
         for table, chain in self.chains():
             if _ip6tables("-t", table, "-F", chain) == 0:
                 _ip6tables("-t", table, "-X", chain)
+
+
+class DestinationRules:
+    """One ``-d <address>/128 -j NFQUEUE`` rule per address in an agent-owned mangle chain
+    (the per-binding rules of the CN's ``NFQMIP6-CN-OUT`` and the HA's ``NFQMIP6-HA-OUT``;
+    the chain itself comes and goes with the role's fragment).
+
+    ``run`` executes one ip6tables command (arguments after ``ip6tables --wait``), ``restore``
+    feeds ``ip6tables-restore --noflush``; both return the exit code (tests replace them). A
+    refused rule is logged and reported as ``False``, never raised.
+    """
+
+    def __init__(
+        self,
+        chain: str,
+        queue_num: int,
+        *,
+        bypass: bool,
+        run: Callable[[list[str]], int] | None = None,
+        restore: Callable[[str], int] | None = None,
+    ) -> None:
+        self.chain = chain
+        self._target = ["-j", "NFQUEUE", "--queue-num", str(queue_num)]
+        if bypass:
+            self._target.append("--queue-bypass")
+        self._run = run or _logged_ip6tables
+        self._restore = restore or _logged_restore
+        self.installed: set[IPv6Address] = set()
+
+    def _spec(self, address: IPv6Address) -> list[str]:
+        return ["-d", f"{address}/128", *self._target]
+
+    def add(self, address: IPv6Address) -> bool:
+        if address in self.installed:
+            return True
+        code = self._run(["-t", "mangle", "-A", self.chain, *self._spec(address)])
+        if code == 0:
+            self.installed.add(address)
+        return code == 0
+
+    def add_many(self, addresses: Iterable[IPv6Address]) -> bool:
+        """Many addresses with one ``ip6tables-restore`` (a restart with restored bindings)."""
+        new = [address for address in dict.fromkeys(addresses) if address not in self.installed]
+        if not new:
+            return True
+        lines = [" ".join(["-A", self.chain, *self._spec(address)]) for address in new]
+        if self._restore("*mangle\n" + "\n".join(lines) + "\nCOMMIT\n") != 0:
+            return False
+        self.installed.update(new)
+        return True
+
+    def remove(self, address: IPv6Address) -> bool:
+        if address not in self.installed:
+            return True
+        self.installed.discard(address)
+        return self._run(["-t", "mangle", "-D", self.chain, *self._spec(address)]) == 0
+
+    def forget(self) -> None:
+        """Forget the rules without touching the kernel (they went with the chain)."""
+        self.installed.clear()
+
+
+def _logged_ip6tables(args: list[str]) -> int:
+    return _logged(["ip6tables", "--wait", *args], None)
+
+
+def _logged_restore(text: str) -> int:
+    return _logged(["ip6tables-restore", "--noflush", "--wait"], text)
+
+
+def _logged(command: list[str], stdin: str | None) -> int:
+    result = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        log.warning("%s: %s", " ".join(command), result.stderr.strip())
+    return result.returncode
 
 
 def _ip6tables(*args: str) -> int:

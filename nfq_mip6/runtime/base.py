@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from nfq_mip6.io.iptables import RuleSet, ip6tables_backend
 from nfq_mip6.io.nfqueue import QueuedPacket, Verdict, VerdictKind
+from nfq_mip6.logsetup import LogThrottle
 from nfq_mip6.mobility.events import (
     BindingDeleted,
     BindingEvent,
@@ -28,7 +29,6 @@ from nfq_mip6.mobility.events import (
     BindingRejected,
 )
 from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES, MobilityStats
-from nfq_mip6.runtime.throttle import LogThrottle
 
 if TYPE_CHECKING:
     from nfq_mip6.config import AgentConfig

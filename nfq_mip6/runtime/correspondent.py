@@ -7,7 +7,7 @@ Theory of operation:
   local packet with a Destination Options header (an HAO) and every Type 2 Routing Header;
   it creates the mangle OUTPUT chain ``NFQMIP6-CN-OUT`` that holds one rule per binding,
   ``-d <HoA>/128 -j NFQUEUE``, added and removed as bindings come and go
-  (:class:`BindingRules`).
+  (:class:`~nfq_mip6.io.iptables.DestinationRules`).
 * Data packets take the byte-level fast path of :mod:`nfq_mip6.runtime.ro_datapath`:
   outbound to a bound HoA → destination := CoA plus an RH2 (§9.3.2; the kernel re-routes the
   reinjected packet at LOCAL_OUT); inbound with an HAO from the binding's CoA → source :=
@@ -50,19 +50,17 @@ Theory of operation:
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
-import subprocess
 import time
 from collections.abc import Callable
 from ipaddress import IPv6Address
-from pathlib import Path
 from typing import Any, Final
 
 from nfq_mip6.config import AgentConfig
 from nfq_mip6.dataplane import DataplaneError
 from nfq_mip6.dataplane.ro_fastpath import FastPathFactory, RouteOptimizationFastPath
+from nfq_mip6.io.host import detect_kernel_mip6, resolve_local_address
+from nfq_mip6.io.iptables import DestinationRules
 from nfq_mip6.mobility.correspondent import CorrespondentConfig, CorrespondentNode
 from nfq_mip6.mobility.events import (
     Action,
@@ -98,10 +96,7 @@ from nfq_mip6.wire import (
 from nfq_mip6.wire.mh import BindingError as BindingErrorMessage
 
 __all__ = [
-    "BindingRules",
     "CorrespondentRuntime",
-    "detect_kernel_mip6",
-    "resolve_local_address",
 ]
 
 log = logging.getLogger("nfq_mip6.cn")
@@ -114,88 +109,12 @@ BE_RATE_PER_S: Final = 10.0
 BE_BURST: Final = 10.0
 
 
-def resolve_local_address(interface: str | None) -> tuple[str, IPv6Address]:
-    """The CN's interface and its first global (or site-local) address (``ip -j addr``)."""
-    result = subprocess.run(
-        ["ip", "-j", "-6", "addr", "show"], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        raise OSError(f"ip -6 addr show: {result.stderr.strip()}")
-    for link in json.loads(result.stdout or "[]"):
-        name = str(link.get("ifname", ""))
-        if name == "lo" or (interface is not None and name != interface):
-            continue
-        for info in link.get("addr_info", []):
-            if info.get("family") == "inet6" and info.get("scope") in ("global", "site"):
-                return name, IPv6Address(info["local"])
-    where = f"interface {interface}" if interface else "any interface"
-    raise OSError(f"no global IPv6 address on {where}: the correspondent node needs one")
-
-
-def detect_kernel_mip6(config_path: Path = Path("/proc/config.gz")) -> bool | None:
-    """Does the kernel have ``CONFIG_IPV6_MIP6`` (HAO/RH2 processing with xfrm RO states)?
-
-    ``None`` when it cannot be told (no ``/proc/config.gz``); then the ``mip6`` module's
-    presence in ``/sys/module`` decides if it is loaded.
-    """
-    try:
-        with gzip.open(config_path, "rt") as config:
-            for line in config:
-                if line.startswith("CONFIG_IPV6_MIP6="):
-                    return line.strip().split("=", 1)[1] in ("y", "m")
-        return False
-    except OSError:
-        return True if Path("/sys/module/mip6").exists() else None
-
-
-class BindingRules:
-    """The per-binding ``-d <HoA>/128 -j NFQUEUE`` rules of ``NFQMIP6-CN-OUT`` (mangle)."""
-
-    def __init__(
-        self,
-        queue_num: int,
-        bypass: bool,
-        run: Callable[[list[str]], int] | None = None,
-    ) -> None:
-        self._target = ["-j", "NFQUEUE", "--queue-num", str(queue_num)]
-        if bypass:
-            self._target.append("--queue-bypass")
-        self._run = run or _ip6tables
-        self.installed: set[IPv6Address] = set()
-
-    def _spec(self, home_address: IPv6Address) -> list[str]:
-        return ["-d", f"{home_address}/128", *self._target]
-
-    def add(self, home_address: IPv6Address) -> bool:
-        if home_address in self.installed:
-            return True
-        code = self._run(["-t", "mangle", "-A", OUTPUT_CHAIN, *self._spec(home_address)])
-        if code == 0:
-            self.installed.add(home_address)
-        return code == 0
-
-    def remove(self, home_address: IPv6Address) -> bool:
-        if home_address not in self.installed:
-            return True
-        self.installed.discard(home_address)
-        return self._run(["-t", "mangle", "-D", OUTPUT_CHAIN, *self._spec(home_address)]) == 0
-
-
 def _open_ro_fast_path(
     role: str, mode: str, interfaces: tuple[str, ...]
 ) -> tuple[RouteOptimizationFastPath | None, str]:
     from nfq_mip6.dataplane.ro_bpf import open_ro_fast_path
 
     return open_ro_fast_path(role, mode, interfaces=interfaces)
-
-
-def _ip6tables(args: list[str]) -> int:
-    result = subprocess.run(
-        ["ip6tables", "--wait", *args], capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        log.warning("ip6tables %s: %s", " ".join(args), result.stderr.strip())
-    return result.returncode
 
 
 class CorrespondentRuntime(MobilityHeaderEndpoint):
@@ -233,7 +152,7 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         self.address: IPv6Address | None = None
         self.interface: str | None = None
         self.rules: Any = None
-        self.binding_rules: BindingRules | None = None
+        self.binding_rules: DestinationRules | None = None
         self.fast_path: RouteOptimizationFastPath | None = None
         """The tc BPF data path (``[agent] ro_datapath``); None: NFQUEUE rewrites."""
         self.ro_datapath_reason = "no kernel rules (test runtime)"
@@ -289,7 +208,9 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
                 {"queue": ctx.queue_num, "bypass": " --queue-bypass" if ctx.queue_bypass else ""},
             )
             self.rules.load()
-            self.binding_rules = BindingRules(ctx.queue_num, ctx.queue_bypass)
+            self.binding_rules = DestinationRules(
+                OUTPUT_CHAIN, ctx.queue_num, bypass=ctx.queue_bypass
+            )
         factory = self._fast_path_factory or (_open_ro_fast_path if self._load_rules else None)
         if factory is not None:
             self.fast_path, self.ro_datapath_reason = factory(
@@ -338,7 +259,7 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
                 log.exception("removing cn.rules failed")
             self.rules = None
         if self.binding_rules is not None:
-            self.binding_rules.installed.clear()
+            self.binding_rules.forget()
         if self.fast_path is not None:  # a clean stop: programs, entries and routes go
             try:
                 self.fast_path.stop(flush=True)

@@ -28,20 +28,19 @@ Theory of operation:
 
 from __future__ import annotations
 
-import json
 import logging
 import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from ipaddress import IPv6Address, IPv6Interface, IPv6Network
+from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any, Final
 
 from nfq_mip6.config import AgentConfig
 from nfq_mip6.dataplane import ND_FWMARK, Dataplane, DataplaneError
+from nfq_mip6.io.host import HomeLinkAddressing, link_local_addresses, resolve_home_link
 from nfq_mip6.mobility.binding import BindingState
 from nfq_mip6.mobility.events import (
     Action,
@@ -95,7 +94,7 @@ from nfq_mip6.wire import (
 )
 from nfq_mip6.wire.mh import BindingError as BindingErrorMessage
 
-__all__ = ["HomeAgentRuntime", "HomeLinkAddressing", "resolve_home_link"]
+__all__ = ["HomeAgentRuntime"]
 
 log = logging.getLogger("nfq_mip6.ha")
 
@@ -105,58 +104,6 @@ MIN_MTU: Final = 1280
 STATE_FILE: Final = "ha-bindings.json"
 TUNNEL_OVERHEAD: Final = 40  # one IPv6 header (encap.red, no SRH)
 INFINITE: Final = 0xFFFFFFFF  # RFC 4861 infinite prefix lifetime
-
-
-@dataclass(frozen=True, slots=True)
-class HomeLinkAddressing:
-    """Where the HA serves: its home interface, its address there and the home prefix."""
-
-    interface: str
-    address: IPv6Address
-    prefix: IPv6Network
-    mtu: int
-
-
-def _ip_json(*args: str) -> Any:
-    import subprocess
-
-    result = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise DataplaneError(f"ip {' '.join(args)}: {result.stderr.strip()}")
-    return json.loads(result.stdout or "[]")
-
-
-def resolve_home_link(
-    interface: str | None, address: IPv6Address | None, prefix: IPv6Network | None
-) -> HomeLinkAddressing:
-    """Fill in what the configuration leaves out (legacy files name no interface).
-
-    No interface → the first interface carrying a global (or site-local) IPv6 address (the
-    HOWTO's HA has one home interface). No address/prefix → that interface's address and
-    its prefix.
-    """
-    links = _ip_json("-6", "addr", "show")
-    for link in links:
-        name = str(link.get("ifname", ""))
-        if interface is not None and name != interface:
-            continue
-        for info in link.get("addr_info", []):
-            # fec0::/10 (the HOWTO's site-local addresses) is scope "site".
-            if info.get("family") != "inet6" or info.get("scope") not in ("global", "site"):
-                continue
-            iface = IPv6Interface(f"{info['local']}/{info['prefixlen']}")
-            if address is not None and iface.ip != address and prefix is None:
-                continue
-            return HomeLinkAddressing(
-                interface=name,
-                address=address if address is not None else iface.ip,
-                prefix=prefix if prefix is not None else iface.network,
-                mtu=int(link.get("mtu", 1500)),
-            )
-        if interface is not None and address is not None and prefix is not None:
-            return HomeLinkAddressing(interface, address, prefix, int(link.get("mtu", 1500)))
-    where = f"interface {interface}" if interface else "any interface"
-    raise DataplaneError(f"no global IPv6 address on {where}: cannot derive the home link")
 
 
 class WalCheckpointer(threading.Thread):
@@ -197,19 +144,6 @@ class WalCheckpointer(threading.Thread):
     def stop(self) -> None:
         self._stopping.set()
         self.join(timeout=2.0)
-
-
-def _link_local_addresses(interface: str) -> frozenset[IPv6Address]:
-    try:
-        links = _ip_json("-6", "addr", "show", "dev", interface, "scope", "link")
-    except DataplaneError:
-        return frozenset()
-    return frozenset(
-        IPv6Address(info["local"])
-        for link in links
-        for info in link.get("addr_info", [])
-        if info.get("family") == "inet6"
-    )
 
 
 class HomeAgentRuntime(MobilityHeaderEndpoint):
@@ -338,7 +272,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             ctx.add_reader(self.nd.fileno(), self.nd.on_readable)
             if hasattr(self.nd, "on_router_advertisement"):
                 self.nd.on_router_advertisement = self._on_router_advertisement
-                self._own_link_locals = _link_local_addresses(link.interface)
+                self._own_link_locals = link_local_addresses(link.interface)
         if self._load_rules:
             from nfq_mip6.io.iptables import RuleSet, rules_path
 

@@ -30,11 +30,11 @@ egress path keyed by a map of bindings) can replace this one without touching th
 from __future__ import annotations
 
 import logging
-import subprocess
 from collections.abc import Callable, Iterable
 from ipaddress import IPv6Address
 from typing import Final, Protocol
 
+from nfq_mip6.io.iptables import DestinationRules
 from nfq_mip6.wire.ro_rewrite import cn_outbound
 
 __all__ = ["OUTPUT_CHAIN", "EgressRewriter", "HomeAgentEgress", "is_redirect"]
@@ -78,20 +78,6 @@ class EgressRewriter(Protocol):
         """The rewritten packet, or ``None``: leave it unchanged (an MH, no binding)."""
 
 
-def _ip6tables(args: list[str], stdin: str | None = None) -> int:
-    command = ["ip6tables-restore", "--noflush", "--wait"] if stdin is not None else None
-    result = subprocess.run(
-        command or ["ip6tables", "--wait", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        log.warning("ip6tables %s: %s", " ".join(args) or "restore", result.stderr.strip())
-    return result.returncode
-
-
 class HomeAgentEgress:
     """:class:`EgressRewriter` with per-binding NFQUEUE rules (``run`` = ip6tables, for tests;
     ``restore`` = ``ip6tables-restore --noflush`` with the given input)."""
@@ -104,49 +90,34 @@ class HomeAgentEgress:
         run: Callable[[list[str]], int] | None = None,
         restore: Callable[[str], int] | None = None,
     ) -> None:
-        self._target = ["-j", "NFQUEUE", "--queue-num", str(queue_num), "--queue-bypass"]
-        self._rules = rules
-        self._run = run or _ip6tables
-        self._restore = restore or (lambda text: _ip6tables([], stdin=text))
+        self._rules = (
+            DestinationRules(OUTPUT_CHAIN, queue_num, bypass=True, run=run, restore=restore)
+            if rules
+            else None
+        )
         self.bindings: dict[bytes, bytes] = {}
         self.counters: dict[str, int] = {"rh2_inserted": 0, "rule_errors": 0}
 
-    def _spec(self, home_address: IPv6Address) -> list[str]:
-        return ["-d", f"{home_address}/128", *self._target]
-
     def install(self, home_address: IPv6Address, care_of_address: IPv6Address) -> bool:
         """Packets this host originates for ``home_address`` leave for ``care_of_address``."""
-        key = home_address.packed
-        had = key in self.bindings
-        self.bindings[key] = care_of_address.packed
-        if had or not self._rules:
-            return True
-        return self._count(
-            self._run(["-t", "mangle", "-A", OUTPUT_CHAIN, *self._spec(home_address)])
-        )
+        self.bindings[home_address.packed] = care_of_address.packed
+        return self._rules is None or self._count(self._rules.add(home_address))
 
     def install_many(self, pairs: Iterable[tuple[IPv6Address, IPv6Address]]) -> bool:
         """Many bindings at once (a restart with a restored cache): one ip6tables-restore."""
-        lines = []
-        for home_address, care_of_address in pairs:
-            key = home_address.packed
-            if key not in self.bindings:
-                lines.append(" ".join(["-A", OUTPUT_CHAIN, *self._spec(home_address)]))
-            self.bindings[key] = care_of_address.packed
-        if not lines or not self._rules:
-            return True
-        return self._count(self._restore("*mangle\n" + "\n".join(lines) + "\nCOMMIT\n"))
+        pairs = list(pairs)
+        self.bindings.update((hoa.packed, coa.packed) for hoa, coa in pairs)
+        return self._rules is None or self._count(self._rules.add_many(hoa for hoa, _ in pairs))
 
     def remove(self, home_address: IPv6Address) -> bool:
         """Back to the tunnel (or to the home link) for ``home_address``."""
-        if self.bindings.pop(home_address.packed, None) is None or not self._rules:
-            return True
-        return self._count(
-            self._run(["-t", "mangle", "-D", OUTPUT_CHAIN, *self._spec(home_address)])
-        )
+        self.bindings.pop(home_address.packed, None)
+        return self._rules is None or self._count(self._rules.remove(home_address))
 
     def forget(self) -> None:
         self.bindings.clear()
+        if self._rules is not None:
+            self._rules.forget()
 
     def rewrite(self, payload: bytes) -> bytes | None:
         out = cn_outbound(payload, self.bindings)
@@ -154,7 +125,7 @@ class HomeAgentEgress:
             self.counters["rh2_inserted"] += 1
         return out
 
-    def _count(self, code: int) -> bool:
-        if code != 0:
+    def _count(self, ok: bool) -> bool:
+        if not ok:
             self.counters["rule_errors"] += 1
-        return code == 0
+        return ok

@@ -23,9 +23,10 @@ from nfq_mip6.dataplane.rtnl import (
     seg6_encap_red_route,
     seg6local_dx6_route,
 )
+from nfq_mip6.io.host import HomeLinkAddressing
 from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.runtime.base import VerdictKind
-from nfq_mip6.runtime.home_agent import HomeAgentRuntime, HomeLinkAddressing
+from nfq_mip6.runtime.home_agent import HomeAgentRuntime
 from nfq_mip6.wire import (
     BAFlags,
     BAStatus,
@@ -445,7 +446,7 @@ def test_a_flood_of_failed_sends_is_counted_but_logged_once_per_window(
     runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from nfq_mip6.runtime.throttle import LogThrottle
+    from nfq_mip6.logsetup import LogThrottle
 
     rt, _fake, _sent = runtime
     clock = [1000.0]

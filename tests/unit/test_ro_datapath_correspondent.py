@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from nfq_mip6.config import load_config
+from nfq_mip6.io.iptables import DestinationRules
 from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.mobility import rr
 from nfq_mip6.runtime.base import VerdictKind
-from nfq_mip6.runtime.correspondent import BindingRules, CorrespondentRuntime
+from nfq_mip6.runtime.correspondent import CorrespondentRuntime
 from nfq_mip6.runtime.ro_datapath import cn_outbound, mn_outbound
 from nfq_mip6.wire import (
     Accepted,
@@ -365,7 +366,7 @@ def test_binding_rules_add_remove_commands() -> None:
         calls.append(args)
         return 0
 
-    rules = BindingRules(3, True, run=run)
+    rules = DestinationRules("NFQMIP6-CN-OUT", 3, bypass=True, run=run)
     assert rules.add(HOA) and rules.add(HOA)
     assert rules.remove(HOA) and rules.remove(HOA)
     spec = ["-d", f"{HOA}/128", "-j", "NFQUEUE", "--queue-num", "3", "--queue-bypass"]
