@@ -8,14 +8,19 @@ Theory of operation:
   (RFC 2526), retransmitted after INITIAL_DHAAD_TIMEOUT (3 s), doubling, DHAAD_RETRIES
   (4) times. The reply's home agents are tried in order: the next one after a refused
   registration (TAHI MN-5-1-2-1-028/029).
-* **Mobile Prefix Solicitation**: when the HA's BA says the home prefix is changing (status 1)
-  the MN solicits the prefix list through the HA, retransmitted after INITIAL_SOLICIT_TIMER
-  (3 s), doubling up to MAX_BINDACK_TIMEOUT, MPS_RETRIES times. An Advertisement counts only
-  from the HA with an RH2 and, when solicited, with the solicitation's identifier.
+* **Mobile Prefix Solicitation** (§11.4.2): when the HA's BA says the home prefix is changing
+  (status 1), when the home prefix's valid lifetime (last advertised) runs low — at
+  :data:`PREFIX_LIFETIME_SOLICIT_FRACTION` of it — and to acknowledge an unsolicited
+  Advertisement (§11.4.3, the HA retransmits it until solicited), the MN solicits the prefix
+  list through the HA, retransmitted after INITIAL_SOLICIT_TIMER (3 s), doubling up to
+  MAX_BINDACK_TIMEOUT, MPS_RETRIES times. An Advertisement counts only from the HA with an
+  RH2 and, when solicited, with the solicitation's identifier; a valid one updates the home
+  prefix's valid lifetime.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 
@@ -35,8 +40,13 @@ from nfq_mip6.mobility.events import (
 )
 from nfq_mip6.wire.icmp import home_agents_anycast
 
+INFINITE_LIFETIME = 0xFFFFFFFF
+"""RFC 4861 §4.6.2: a Prefix Information lifetime of all ones is infinity."""
 MPS_RETRIES = 3
 """Mobile Prefix Solicitation retransmissions before giving up (RFC 6275 sets no limit)."""
+PREFIX_LIFETIME_SOLICIT_FRACTION = 0.8
+"""§11.4.2: solicit when this much of the home prefix's advertised valid lifetime is gone
+(the same 80 % the MN uses to refresh a binding)."""
 
 
 @dataclass(slots=True)
@@ -106,11 +116,13 @@ class HomeAgentDiscovery:
 class MobilePrefixDiscovery:
     """§11.4.2/§11.4.3: at most one outstanding Mobile Prefix Solicitation."""
 
-    __slots__ = ("_identifier", "pending")
+    __slots__ = ("_identifier", "low_lifetime_at", "pending")
 
     def __init__(self) -> None:
         self._identifier = 0
         self.pending: Solicitation | None = None
+        self.low_lifetime_at = math.inf
+        """When the home prefix's valid lifetime runs low (§11.4.2); inf = not known."""
 
     def start(self, now: float) -> bool:
         """Open a solicitation; False when one is already outstanding."""
@@ -123,7 +135,17 @@ class MobilePrefixDiscovery:
         return True
 
     def next_deadline(self) -> float | None:
-        return None if self.pending is None else self.pending.next_at
+        if self.pending is not None:
+            return self.pending.next_at
+        return None if self.low_lifetime_at == math.inf else self.low_lifetime_at
+
+    def lifetime_running_low(self, now: float) -> bool:
+        """§11.4.2: the home prefix's lifetime ran low; True once (then it is forgotten until
+        an Advertisement tells it again)."""
+        if self.pending is None and self.low_lifetime_at <= now:
+            self.low_lifetime_at = math.inf
+            return True
+        return False
 
     def solicit(
         self,
@@ -158,22 +180,37 @@ class MobilePrefixDiscovery:
         return None
 
     def advertisement(
-        self, event: MobilePrefixAdvertisementReceived, home_agent: IPv6Address | None
-    ) -> list[Action]:
+        self,
+        event: MobilePrefixAdvertisementReceived,
+        home_agent: IPv6Address | None,
+        home_address: IPv6Address,
+        now: float,
+    ) -> list[Action] | None:
         """§11.4.3: an MPA counts only if it comes from the HA with an RH2 and, when
-        solicited, echoes the identifier (TAHI MN-4-2-1-1-013/014). Prefix changes themselves
-        are applied by the runtime (address configuration)."""
+        solicited, echoes the identifier (TAHI MN-4-2-1-1-013/014). A valid one updates when
+        the home prefix's lifetime runs low. Returns the discards, ``[]`` for a solicited
+        MPA, or ``None`` for a valid unsolicited one (to be acknowledged with an MPS). Prefix
+        changes themselves are applied by the runtime (address configuration)."""
         if event.src != home_agent or not event.via_routing_header:
             return [MessageDiscarded("mpa-not-from-home-agent", event.src)]
+        solicited = self.pending is not None
         if self.pending is not None:
             if event.identifier != self.pending.identifier:
                 return [MessageDiscarded("mpa-identifier-mismatch", event.src)]
             self.pending = None
-        return []
+        for prefix, valid_lifetime, _preferred in event.prefixes:
+            if home_address in prefix:
+                self.low_lifetime_at = (
+                    math.inf
+                    if valid_lifetime >= INFINITE_LIFETIME
+                    else now + valid_lifetime * PREFIX_LIFETIME_SOLICIT_FRACTION
+                )
+        return [] if solicited else None
 
 
 __all__ = [
     "MPS_RETRIES",
+    "PREFIX_LIFETIME_SOLICIT_FRACTION",
     "HomeAgentDiscovery",
     "MobilePrefixDiscovery",
     "Solicitation",

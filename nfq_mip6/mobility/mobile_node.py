@@ -212,7 +212,7 @@ class MobileNode:
         if isinstance(event, DataPacketFromCorrespondent):
             return self._data_from_correspondent(event.correspondent, now)
         if isinstance(event, MobilePrefixAdvertisementReceived):
-            return self._mobile_prefix_advertisement(event)
+            return self._mobile_prefix_advertisement(event, now)
         if isinstance(event, DataplaneCountersSampled):
             self.stats.NEncapsulations = event.encapsulations
             self.stats.NDecapsulations = event.decapsulations
@@ -363,9 +363,11 @@ class MobileNode:
             flags |= BUFlags.L
         entry.sent_flags = int(flags)
         if entry.state is BulState.DEREGISTERING:
-            # §11.5.5: from the HoA, no HAO, lifetime 0 (CoA = HoA).
+            # §11.5.5: from the HoA, no HAO, lifetime 0, CoA = HoA; §11.7.1: the Alternate
+            # Care-of Address option is in every home registration BU (ESP does not cover
+            # the IPv6 source), the de-registration too.
             entry.lifetime_requested = 0
-            bu = BindingUpdate(entry.sequence, flags, 0)
+            bu = BindingUpdate(entry.sequence, flags, 0, (AlternateCareofAddress(hoa),))
             return SendMobilityMessage(bu, hoa, entry.destination)
         coa = entry.care_of_address
         # §11.7.1: lifetime ≤ the remaining CoA lifetime and the configured maximum.
@@ -656,7 +658,10 @@ class MobileNode:
         )
 
     def _mps_timer(self, now: float) -> list[Action]:
-        """§11.4.2: retransmit after INITIAL_SOLICIT_TIMER (3 s), doubling, a few times."""
+        """§11.4.2: retransmit after INITIAL_SOLICIT_TIMER (3 s), doubling, a few times; a
+        first solicitation when the home prefix's lifetime runs low."""
+        if self._prefix_discovery.lifetime_running_low(now):
+            return self._mps_start(now)
         if not self._prefix_discovery.due(now):
             return []
         gave_up = self._prefix_discovery.retransmit(now)
@@ -665,9 +670,16 @@ class MobileNode:
         return self._mps_send()
 
     def _mobile_prefix_advertisement(
-        self, event: MobilePrefixAdvertisementReceived
+        self, event: MobilePrefixAdvertisementReceived, now: float
     ) -> list[Action]:
-        return self._prefix_discovery.advertisement(event, self.home_agent)
+        discarded = self._prefix_discovery.advertisement(
+            event, self.home_agent, self.config.home_address, now
+        )
+        if discarded is not None:
+            return discarded
+        # §11.4.3: a valid unsolicited Advertisement is processed and acknowledged with a
+        # Solicitation (the HA retransmits it until one arrives, §10.6.2).
+        return self._mps_start(now)
 
     # ----------------------------------------------------------------------------------------
     # Mobility messages

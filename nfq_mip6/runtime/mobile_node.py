@@ -147,6 +147,9 @@ INTERFACE_SYSCTLS: Final = {
     # RFC 4429 optimistic DAD: the new CoA is usable at once (dataplane notes Q6).
     "optimistic_dad": "1",
     "use_optimistic": "1",
+    # RFC 6275 §11.5.4 / RFC 4862 §5.4: DAD runs for every new address (optimistic is
+    # fine, skipping it is not), whatever the host's defaults.
+    "accept_dad": "1",
     "accept_ra": "1",
     "autoconf": "1",
 }

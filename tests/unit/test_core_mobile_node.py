@@ -592,3 +592,38 @@ def test_mn_start_deregistration_with_an_unknown_sequence_steps_a_quarter() -> N
     _, first = the_bu(mn.home_link_found_at_start(0.0))
     _, second = the_bu(mn.handle_timer(1.0))
     assert (first.sequence, second.sequence) == (501, 502)
+
+
+def test_mn_home_deregistration_bu_carries_alternate_care_of_address() -> None:
+    """§11.7.1: the Alternate Care-of Address option is in every home registration BU, the
+    de-registration from home too (§11.5.5: from the HoA, no HAO, CoA = HoA, lifetime 0)."""
+    mn = make_mn()
+    bound(mn)
+    send, bu = the_bu(mn.handle(ReturnedToHomeLink(), 10.0))
+    assert (send.src, send.dst, send.home_address) == (HOA, HA, None)
+    assert bu.lifetime == 0 and bu.options == (AlternateCareofAddress(HOA),)
+
+
+def test_mn_unsolicited_mpa_from_home_agent_acknowledged_with_mps() -> None:
+    """§11.4.3: a valid unsolicited Mobile Prefix Advertisement (from the HA, with an RH2) is
+    processed and answered with a Mobile Prefix Solicitation; one from elsewhere is not."""
+    mn = make_mn()
+    bound(mn)
+    elsewhere = MobilePrefixAdvertisementReceived(77, CN, ((PREFIX, 3600, 1800),))
+    assert all(isinstance(a, MessageDiscarded) for a in mn.handle(elsewhere, 2.0))
+    actions = mn.handle(MobilePrefixAdvertisementReceived(77, HA, ((PREFIX, 3600, 1800),)), 2.0)
+    (mps,) = [a for a in actions if isinstance(a, SendMobilePrefixSolicitation)]
+    assert (mps.src, mps.dst, mps.home_address) == (COA, HA, HOA)
+
+
+def test_mn_mps_when_home_prefix_lifetime_runs_low() -> None:
+    """§11.4.2: the home prefix's valid lifetime (100 s, last advertised at t = 2) runs low
+    at 80 %: the MN solicits the prefix list at t = 82, once."""
+    mn = make_mn()
+    bound(mn)
+    mps_sent = mn.handle(MobilePrefixAdvertisementReceived(5, HA, ((PREFIX, 100, 50),)), 2.0)
+    (first,) = [a for a in mps_sent if isinstance(a, SendMobilePrefixSolicitation)]
+    answer = MobilePrefixAdvertisementReceived(first.identifier, HA, ((PREFIX, 100, 50),))
+    assert mn.handle(answer, 2.5) == []
+    assert mps_times(mn, 81.0) == []
+    assert mps_times(mn, 82.6)[:1] == [82.5]
