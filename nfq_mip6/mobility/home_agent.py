@@ -198,8 +198,13 @@ class HomeAgentListRow:
 
 @dataclass(slots=True)
 class _PrefixLifetime:
+    """Remaining lifetimes (``*_until``) and the values the HA's own RA last advertised
+    (``None``: infinite, or no RA seen yet)."""
+
     valid_until: float = math.inf
     preferred_until: float = math.inf
+    valid_advertised: float | None = None
+    preferred_advertised: float | None = None
 
 
 @dataclass(slots=True)
@@ -736,6 +741,8 @@ class HomeAgent:
     def _home_prefix_advertised(self, event: HomePrefixAdvertised, now: float) -> list[Action]:
         for prefix in self._prefixes:
             if prefix.network == event.prefix:
+                prefix.lifetime.valid_advertised = event.valid_lifetime
+                prefix.lifetime.preferred_advertised = event.preferred_lifetime
                 prefix.lifetime.valid_until = (
                     math.inf if event.valid_lifetime is None else now + event.valid_lifetime
                 )
@@ -796,20 +803,25 @@ class HomeAgent:
     def _mobile_prefix_solicitation(
         self, event: MobilePrefixSolicitationReceived, now: float
     ) -> list[Action]:
-        """§10.6.4: answer an MPS at once with the prefix list; BE 1 without a binding."""
+        """§10.6.4: answer an MPS at once with the prefix list; BE 1 without a binding.
+
+        §10.6.2: the MPA carries the prefix lifetimes as the HA's own RAs advertise them on
+        the home link (what a Router Solicitation would get now; radvd renews them with every
+        RA), so every binding lifetime granted since (≤ the remaining valid lifetime,
+        §10.3.1) is ≤ the MPA's valid lifetime (TAHI HA_8_1_7); 0 once the prefix expired.
+        """
         if event.home_address is None:
             return [MessageDiscarded("mps-without-home-address", event.src)]
         entry = self.cache.get(event.home_address)
         if entry is None or entry.state is not BindingState.REGISTERED:
             # TAHI HA_8_1_3: an MPS with an HAO but no binding → BE 1.
             return self.check_home_address_option(event.src, event.home_address, now)
-        remaining = int(entry.remaining(now))
         prefixes: list[tuple[IPv6Network, int, int]] = []
         for prefix in self._prefixes:
-            valid = _seconds(prefix.lifetime.valid_until, now)
-            preferred = _seconds(prefix.lifetime.preferred_until, now)
-            # TAHI HA_8_1_7: the valid lifetime is not below the binding's lifetime.
-            prefixes.append((prefix.network, max(valid, remaining), preferred))
+            lifetime = prefix.lifetime
+            valid = _advertised(lifetime.valid_advertised, lifetime.valid_until, now)
+            preferred = _advertised(lifetime.preferred_advertised, lifetime.preferred_until, now)
+            prefixes.append((prefix.network, valid, preferred))
         return [
             SendMobilePrefixAdvertisement(
                 event.identifier,
@@ -819,6 +831,15 @@ class HomeAgent:
                 tuple(prefixes),
             )
         ]
+
+
+def _advertised(advertised: float | None, until: float, now: float) -> int:
+    """An MPA lifetime: as advertised in the RA while it has not run out, else 0."""
+    if until <= now:
+        return 0
+    if advertised is None:
+        return _seconds(until, now)
+    return max(0, min(INFINITE_LIFETIME - 1, int(advertised)))
 
 
 def _seconds(until: float, now: float) -> int:

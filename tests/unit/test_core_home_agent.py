@@ -440,7 +440,7 @@ def test_ha_mps_answered_with_mpa_valid_lifetime_not_below_binding() -> None:
     assert isinstance(mpa, SendMobilePrefixAdvertisement)
     assert (mpa.identifier, mpa.dst, mpa.home_address) == (9, COA, HOA)
     ((prefix, valid, preferred),) = mpa.prefixes
-    assert prefix == PREFIX and valid >= 3998 and preferred == 2999
+    assert (prefix, valid, preferred) == (PREFIX, 5000, 3000)  # as the RA advertises them
 
 
 def test_ha_mps_without_binding_gets_be1() -> None:
@@ -537,3 +537,27 @@ def test_ha_ranks_itself_by_its_configured_then_its_advertised_preference() -> N
     assert ha.handle(OwnHomeAgentInformation(preference=10), 2.0) == []
     (reply,) = ha.handle(request, 3.0)
     assert isinstance(reply, SendDhaadReply) and reply.home_agents == (HA, ha0, ha1)
+
+
+def test_ha_binding_lifetime_never_exceeds_the_mpa_valid_lifetime() -> None:
+    """§10.3.1, §10.6.2 (TAHI HA_8_1_7): the own RA advertises the prefix valid for 86400 s;
+    a BU asking for 0xffff units a second later gets at most the remaining 86399 s (86396 in
+    4-s units), and an MPS nine seconds after that gets the prefix as the RA advertises it
+    (86400 s), never less than the granted binding lifetime."""
+    ha = make_ha(max_binding_lifetime=262140)
+    ha.handle(HomePrefixAdvertised(PREFIX, valid_lifetime=86400, preferred_lifetime=14400), 0.0)
+    ha.handle(home_bu(lifetime_units=0xFFFF), 1.0)
+    actions = ha.handle(ProxyDadCompleted(HOA, duplicate=False), 1.0)
+    granted = ba_of(actions).lifetime * 4
+    assert granted == 86396
+    (mpa,) = ha.handle(MobilePrefixSolicitationReceived(9, COA, HOA), 10.0)
+    assert isinstance(mpa, SendMobilePrefixAdvertisement)
+    ((_prefix, valid, preferred),) = mpa.prefixes
+    assert (valid, preferred) == (86400, 14400) and valid >= granted
+    # Once the prefix ran out (no RA renewed it), the MPA says so.
+    expired = make_ha()
+    registered(expired, lifetime_units=10)
+    expired.handle(HomePrefixAdvertised(PREFIX, valid_lifetime=30, preferred_lifetime=20), 2.0)
+    (mpa,) = expired.handle(MobilePrefixSolicitationReceived(9, COA, HOA), 25.0)
+    assert isinstance(mpa, SendMobilePrefixAdvertisement)
+    assert mpa.prefixes[0][1:] == (30, 0)
