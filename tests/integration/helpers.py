@@ -23,6 +23,8 @@ from nfq_mip6.control import ControlError, request
 from nfq_mip6.testbed import Testbed
 from nfq_mip6.testbed.testbed import Node
 from nfq_mip6.testbed.topology import HA_ADDRESS, HOME_PREFIX, MN_INTERFACE, VISITNET_PREFIX
+from nfq_mip6.wire import BindingAck, parse_ipv6, parse_mh
+from nfq_mip6.wire.mh import IPPROTO_MH
 
 # ------------------------------------------------------------------------------------------
 # The scripted Mobile Node
@@ -116,6 +118,30 @@ def scripted_mobile_node(node: Node, peer: IPv6Address) -> Iterator[ScriptedMobi
 # ------------------------------------------------------------------------------------------
 # The agent under test
 # ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceivedBindingAck:
+    """A BA as the scripted mobile node received it: the message, its Mobility Header octets
+    and the addresses it came with."""
+
+    ba: BindingAck
+    mh: bytes
+    src: IPv6Address
+    dst: IPv6Address
+    rh2_address: IPv6Address | None
+
+
+def binding_ack(replies: list[bytes]) -> ReceivedBindingAck:
+    """The first answer, which must be a Binding Acknowledgement."""
+    assert replies, "no answer from the home agent"
+    packet = parse_ipv6(replies[0])
+    assert packet.upper_layer == IPPROTO_MH, packet.header_types
+    message = parse_mh(packet.upper_layer_bytes)
+    assert isinstance(message, BindingAck), message
+    return ReceivedBindingAck(
+        message, packet.upper_layer_bytes, packet.src, packet.dst, packet.rh2_address
+    )
 
 
 @dataclass

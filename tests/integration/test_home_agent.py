@@ -14,7 +14,6 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,9 @@ from typing import Any
 import pytest
 from helpers import (
     AgentHandle,
+    ReceivedBindingAck,
     ScriptedMobileNode,
+    binding_ack,
     flush_ha_kernel_state,
     mn_away,
     mn_tunnel_endpoint,
@@ -43,7 +44,6 @@ from nfq_mip6.wire import (
     BAFlags,
     BAStatus,
     BEStatus,
-    BindingAck,
     BindingError,
     BindingUpdate,
     BUFlags,
@@ -83,23 +83,6 @@ def home_bu(
     """A home-registration BU from the CoA with an HAO (checksum over the HoA, §6.1.1)."""
     mh = build_mh(BindingUpdate(sequence, flags, lifetime_units, options), home_address, HA)
     return build_ipv6_packet(care_of, HA, IPPROTO_MH, mh, home_address=home_address)
-
-
-@dataclass(frozen=True)
-class ReceivedBA:
-    ba: BindingAck
-    src: IPv6Address
-    dst: IPv6Address
-    rh2_address: IPv6Address | None
-
-
-def binding_ack(replies: list[bytes]) -> ReceivedBA:
-    assert replies, "no answer from the home agent"
-    packet = parse_ipv6(replies[0])
-    assert packet.upper_layer == IPPROTO_MH, packet.header_types
-    message = parse_mh(packet.upper_layer_bytes)
-    assert isinstance(message, BindingAck), message
-    return ReceivedBA(message, packet.src, packet.dst, packet.rh2_address)
 
 
 def write_config(tmp: Path) -> Path:
@@ -162,7 +145,7 @@ def mn(away_testbed: Testbed) -> Iterator[ScriptedMobileNode]:
 
 
 @pytest.fixture(scope="module")
-def registered(agent: AgentHandle, mn: ScriptedMobileNode) -> ReceivedBA:
+def registered(agent: AgentHandle, mn: ScriptedMobileNode) -> ReceivedBindingAck:
     """One home registration (sequence 10), answered after proxy DAD."""
     return binding_ack(mn.exchange(home_bu(10), wait=5.0))
 
@@ -173,7 +156,7 @@ def registered(agent: AgentHandle, mn: ScriptedMobileNode) -> ReceivedBA:
 
 
 def test_registration_answers_ba_with_rh2_to_the_coa(
-    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed
+    registered: ReceivedBindingAck, agent: AgentHandle, away_testbed: Testbed
 ) -> None:
     assert registered.ba.status == BAStatus.ACCEPTED
     assert registered.ba.sequence == 10
@@ -196,7 +179,7 @@ def test_registration_answers_ba_with_rh2_to_the_coa(
 
 
 def test_old_sequence_gets_135_with_the_last_accepted(
-    registered: ReceivedBA, mn: ScriptedMobileNode
+    registered: ReceivedBindingAck, mn: ScriptedMobileNode
 ) -> None:
     answer = binding_ack(mn.exchange(home_bu(9)))
     assert answer.ba.status == BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW
@@ -235,7 +218,7 @@ def test_home_address_in_use_on_the_home_link_gets_134(
 
 
 def test_silent_discards(
-    registered: ReceivedBA, agent: AgentHandle, mn: ScriptedMobileNode
+    registered: ReceivedBindingAck, agent: AgentHandle, mn: ScriptedMobileNode
 ) -> None:
     before = agent.stats()
     bad_checksum = bytearray(home_bu(11))
@@ -322,7 +305,7 @@ def test_dhaad_request_to_the_anycast_address_is_answered(
 
 
 def test_cn_ping_is_tunnelled_to_the_coa(
-    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed, tmp_path: Path
+    registered: ReceivedBindingAck, agent: AgentHandle, away_testbed: Testbed, tmp_path: Path
 ) -> None:
     encapsulated = agent.stats()["counters"]["NEncapsulations"]
     from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
@@ -350,7 +333,7 @@ def test_cn_ping_is_tunnelled_to_the_coa(
 
 
 def test_echo_request_with_hao_is_answered_directly_with_rh2_not_tunnelled(
-    registered: ReceivedBA, agent: AgentHandle, mn: ScriptedMobileNode
+    registered: ReceivedBindingAck, agent: AgentHandle, mn: ScriptedMobileNode
 ) -> None:
     """RFC 6275 §9.3.1, §9.3.2, §10.3.1: the MN pings the HA from its CoA with a Home Address
     option; the HA's Echo Reply (its own packet to a registered HoA) goes straight to the CoA
@@ -394,7 +377,7 @@ print(json.dumps([{"mac": f[Ether].src, "src": f[IPv6].src, "dst": f[IPv6].dst,
 
 
 def test_unicast_ns_from_the_home_link_is_answered_by_proxy_not_tunnelled(
-    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed, tmp_path: Path
+    registered: ReceivedBindingAck, agent: AgentHandle, away_testbed: Testbed, tmp_path: Path
 ) -> None:
     """§10.4.1: the HA defends a proxied HoA against unicast NS (the home router's NUD
     probes) too; the HoA's seg6 route must not carry them to the CoA."""
@@ -421,7 +404,7 @@ def test_unicast_ns_from_the_home_link_is_answered_by_proxy_not_tunnelled(
 
 
 def test_home_router_nud_probes_are_answered_while_a_cn_pings_the_home_address(
-    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed, tmp_path: Path
+    registered: ReceivedBindingAck, agent: AgentHandle, away_testbed: Testbed, tmp_path: Path
 ) -> None:
     """R's own NUD (entry put in PROBE while CN -> HoA traffic flows): its unicast NS are
     answered by the HA at once, so the entry never fails and traffic never waits for a
@@ -472,7 +455,7 @@ def test_home_router_nud_probes_are_answered_while_a_cn_pings_the_home_address(
 
 
 def test_reverse_tunnelled_packets_forwarded_back_out_of_the_home_link_draw_no_redirect(
-    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed, tmp_path: Path
+    registered: ReceivedBindingAck, agent: AgentHandle, away_testbed: Testbed, tmp_path: Path
 ) -> None:
     """RFC 6275 §10.4.5, RFC 4861 §8.2: the MN's replies come back through the reverse
     tunnel; the HA decapsulates them on its home interface and forwards them to the home
@@ -511,7 +494,10 @@ def test_reverse_tunnelled_packets_forwarded_back_out_of_the_home_link_draw_no_r
 
 
 def test_reverse_tunnel_from_an_unregistered_source_is_dropped(
-    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed, mn: ScriptedMobileNode
+    registered: ReceivedBindingAck,
+    agent: AgentHandle,
+    away_testbed: Testbed,
+    mn: ScriptedMobileNode,
 ) -> None:
     mn_node = away_testbed.node("mn")
     mn_node.run(
@@ -530,7 +516,7 @@ def test_reverse_tunnel_from_an_unregistered_source_is_dropped(
 
 
 def test_iperf3_through_the_tunnel_never_reaches_nfqueue(
-    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed
+    registered: ReceivedBindingAck, agent: AgentHandle, away_testbed: Testbed
 ) -> None:
     ha = away_testbed.node("ha")
     with mn_tunnel_endpoint(away_testbed.node("mn"), HOA, COA, HA):
@@ -550,7 +536,7 @@ def test_iperf3_through_the_tunnel_never_reaches_nfqueue(
 
 
 def test_restart_keeps_the_tunnel_and_reconciles(
-    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed
+    registered: ReceivedBindingAck, agent: AgentHandle, away_testbed: Testbed
 ) -> None:
     ha = away_testbed.node("ha")
     assert stop_agent(agent) == 0
@@ -569,7 +555,10 @@ def test_restart_keeps_the_tunnel_and_reconciles(
 
 
 def test_deregistration_removes_tunnel_and_proxy(
-    registered: ReceivedBA, agent: AgentHandle, away_testbed: Testbed, mn: ScriptedMobileNode
+    registered: ReceivedBindingAck,
+    agent: AgentHandle,
+    away_testbed: Testbed,
+    mn: ScriptedMobileNode,
 ) -> None:
     answer = binding_ack(mn.exchange(home_bu(30, lifetime_units=0)))
     assert answer.ba.status == BAStatus.ACCEPTED

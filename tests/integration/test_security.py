@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,9 @@ import helpers
 import pytest
 from helpers import (
     AgentHandle,
+    ReceivedBindingAck,
     ScriptedMobileNode,
+    binding_ack,
     mn_away,
     scripted_mobile_node,
     start_agent,
@@ -37,14 +38,11 @@ from nfq_mip6.testbed.testbed import Node
 from nfq_mip6.wire import (
     AlternateCareofAddress,
     AuthenticationOption,
-    BindingAck,
     BindingUpdate,
     BUFlags,
     MessageIdentifier,
     build_ipv6_packet,
     build_mh,
-    parse_ipv6,
-    parse_mh,
 )
 from nfq_mip6.wire.mh import IPPROTO_MH
 from tests.support.howto import COA, HA, HOA
@@ -109,22 +107,6 @@ def home_bu(
     return build_ipv6_packet(COA, HA, IPPROTO_MH, mh, home_address=home_address)
 
 
-@dataclass(frozen=True)
-class Answer:
-    ba: BindingAck
-    mh: bytes
-    dst: IPv6Address
-    rh2: IPv6Address | None
-
-
-def answer(replies: list[bytes]) -> Answer:
-    assert replies, "no answer from the home agent"
-    packet = parse_ipv6(replies[0])
-    message = parse_mh(packet.upper_layer_bytes)
-    assert isinstance(message, BindingAck), message
-    return Answer(message, packet.upper_layer_bytes, packet.dst, packet.rh2_address)
-
-
 def bindings(agent: AgentHandle) -> list[tuple[str, str, int]]:
     return [
         (b["home_address"], b["care_of_address"], b["sequence"])
@@ -170,17 +152,19 @@ def signer() -> MobileNodeAuthenticator:
 @pytest.fixture(scope="module")
 def registered(
     agent: AgentHandle, mn: ScriptedMobileNode, signer: MobileNodeAuthenticator
-) -> tuple[Answer, bytes]:
+) -> tuple[ReceivedBindingAck, bytes]:
     packet = home_bu(10, signer)
-    return answer(mn.exchange(packet, wait=5.0)), packet
+    return binding_ack(mn.exchange(packet, wait=5.0)), packet
 
 
 def test_authenticated_mn_registers_and_the_ba_is_authenticated(
-    registered: tuple[Answer, bytes], agent: AgentHandle, signer: MobileNodeAuthenticator
+    registered: tuple[ReceivedBindingAck, bytes],
+    agent: AgentHandle,
+    signer: MobileNodeAuthenticator,
 ) -> None:
     reply, _ = registered
     assert reply.ba.status == 0
-    assert (reply.dst, reply.rh2) == (COA, HOA)
+    assert (reply.dst, reply.rh2_address) == (COA, HOA)
     kinds = [type(o) for o in reply.ba.options]
     assert kinds[-2:] == [MessageIdentifier, AuthenticationOption]
     check = signer.check_binding_ack(reply.ba, reply.mh, COA, HOA)
@@ -200,7 +184,7 @@ def test_authenticated_mn_registers_and_the_ba_is_authenticated(
     ],
 )
 def test_forged_binding_updates_get_146_and_change_nothing(
-    registered: tuple[Answer, bytes],
+    registered: tuple[ReceivedBindingAck, bytes],
     agent: AgentHandle,
     mn: ScriptedMobileNode,
     name: str,
@@ -211,7 +195,7 @@ def test_forged_binding_updates_get_146_and_change_nothing(
     forger = None if signer_args is None else MobileNodeAuthenticator(association(**signer_args))
     before = agent.control("stats")["home_agent"].get(reason, 0)
     # A newer sequence number and an attacker's CoA: would be a hijack if accepted.
-    reply = answer(mn.exchange(home_bu(200, forger, home_address, HIJACK_COA)))
+    reply = binding_ack(mn.exchange(home_bu(200, forger, home_address, HIJACK_COA)))
     assert reply.ba.status == 146, name
     assert not any(isinstance(o, AuthenticationOption) for o in reply.ba.options)
     assert bindings(agent) == [(str(HOA), str(COA), 10)]
@@ -219,13 +203,13 @@ def test_forged_binding_updates_get_146_and_change_nothing(
 
 
 def test_replayed_binding_update_gets_144_with_the_ha_time(
-    registered: tuple[Answer, bytes],
+    registered: tuple[ReceivedBindingAck, bytes],
     agent: AgentHandle,
     mn: ScriptedMobileNode,
     signer: MobileNodeAuthenticator,
 ) -> None:
     _, original = registered
-    reply = answer(mn.exchange(original))
+    reply = binding_ack(mn.exchange(original))
     assert reply.ba.status == 144
     (ha_time,) = [o for o in reply.ba.options if isinstance(o, MessageIdentifier)]
     assert abs((ha_time.identifier >> 32) - (int(time.time()) + 2_208_988_800)) <= 5
@@ -235,21 +219,21 @@ def test_replayed_binding_update_gets_144_with_the_ha_time(
 
 
 def test_missing_mesg_id_gets_145(
-    registered: tuple[Answer, bytes], agent: AgentHandle, mn: ScriptedMobileNode
+    registered: tuple[ReceivedBindingAck, bytes], agent: AgentHandle, mn: ScriptedMobileNode
 ) -> None:
     no_mesg_id = MobileNodeAuthenticator(association(), use_mesg_id=False)
-    reply = answer(mn.exchange(home_bu(300, no_mesg_id, HOA, HIJACK_COA)))
+    reply = binding_ack(mn.exchange(home_bu(300, no_mesg_id, HOA, HIJACK_COA)))
     assert reply.ba.status == 145
     assert bindings(agent) == [(str(HOA), str(COA), 10)]
 
 
 def test_authenticated_refresh_is_accepted(
-    registered: tuple[Answer, bytes],
+    registered: tuple[ReceivedBindingAck, bytes],
     agent: AgentHandle,
     mn: ScriptedMobileNode,
     signer: MobileNodeAuthenticator,
 ) -> None:
-    reply = answer(mn.exchange(home_bu(11, signer)))
+    reply = binding_ack(mn.exchange(home_bu(11, signer)))
     assert reply.ba.status == 0
     assert signer.check_binding_ack(reply.ba, reply.mh, COA, HOA) is BindingAckCheck.ACCEPT
     assert bindings(agent) == [(str(HOA), str(COA), 11)]
