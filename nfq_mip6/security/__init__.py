@@ -1,9 +1,14 @@
 """Security and reliability: RFC 4285 MN-HA authentication, rate limits (RFC 6275 §9.3.3).
 
 Pure modules (no sockets, no clocks read implicitly: every time is an argument or an injected
-callable) so that the protocol core and the runtimes can both use them. The runtime-facing
-bundle is :class:`nfq_mip6.security.guard.HomeAgentGuard` (not imported here: it refers to
-the configuration, which itself imports :mod:`nfq_mip6.security.auth`). See docs/security.md.
+callable) so that the protocol core and the runtimes can both use them; only
+:mod:`~nfq_mip6.security.keys` reads files (the keys). RFC 4285 is split into the codec
+(:mod:`~nfq_mip6.security.auth_codec`), the Home Agent side
+(:mod:`~nfq_mip6.security.home_agent_auth`) and the Mobile Node side
+(:mod:`~nfq_mip6.security.mobile_node_auth`); :mod:`~nfq_mip6.security.auth` names them all.
+The runtime-facing bundle is :class:`nfq_mip6.security.guard.HomeAgentGuard`. Imports run
+downward only: security uses wire and the error root, never the configuration or the store.
+See docs/security.md.
 """
 
 from nfq_mip6.security.auth import (

@@ -17,17 +17,39 @@ import logging
 import os
 from collections.abc import Mapping
 from ipaddress import IPv6Address
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-from nfq_mip6.security.auth import HomeAgentVerifier, home_agent_verifier
+from nfq_mip6.errors import StoreError
+from nfq_mip6.security.home_agent_auth import HomeAgentVerifier, home_agent_verifier
+from nfq_mip6.security.keys import MobileNodeCredentials
 from nfq_mip6.security.ratelimit import RateLimiter, RateLimits, TokenBucket
 from nfq_mip6.wire.mh import BindingAck, MobilityMessage
 
-if TYPE_CHECKING:
-    from nfq_mip6.config import HomeAgentConfig
-    from nfq_mip6.store import StateStore
-
 log = logging.getLogger("nfq_mip6.security")
+
+
+class AuthenticationSettings(Protocol):
+    """The ``[ha]`` settings the guard reads (the configuration's ``HomeAgentConfig`` has
+    them; security does not import the configuration, which sits above it)."""
+
+    @property
+    def mobile_nodes(self) -> tuple[MobileNodeCredentials, ...]: ...
+
+    @property
+    def require_authentication(self) -> bool | None: ...
+
+    @property
+    def auth_timestamp_window(self) -> float: ...
+
+
+class ValueStore(Protocol):
+    """Where the guard keeps its state across restarts (the agent's ``StateStore``); its
+    failures are :class:`nfq_mip6.errors.StoreError`."""
+
+    def get_value(self, key: str, default: Any = None) -> Any: ...
+
+    def set_value(self, key: str, value: Any) -> None: ...
+
 
 LOG_INTERVAL = 1.0
 """Seconds between two log lines about the same kind of drop."""
@@ -59,7 +81,7 @@ class HomeAgentGuard:
     @classmethod
     def from_config(
         cls,
-        ha: HomeAgentConfig | None,
+        ha: AuthenticationSettings | None,
         *,
         legacy: bool,
         environ: Mapping[str, str] = os.environ,
@@ -153,11 +175,9 @@ class HomeAgentGuard:
     # a BU captured before a restart cannot be replayed after it.
     STATE_KEY = "auth.timestamps"
 
-    def restore_state(self, store: StateStore) -> None:
+    def restore_state(self, store: ValueStore) -> None:
         if self.verifier is None:
             return
-        from nfq_mip6.store import StoreError
-
         try:
             saved = store.get_value(self.STATE_KEY, {})
             values = {int(spi): int(ts) for spi, ts in dict(saved).items()}
@@ -167,15 +187,13 @@ class HomeAgentGuard:
         self.verifier.restore_timestamps(values)
         self._saved_timestamps = self.verifier.last_timestamps()
 
-    def save_state(self, store: StateStore) -> None:
+    def save_state(self, store: ValueStore) -> None:
         """Commit the timestamps if they changed (call before the BA is sent)."""
         if self.verifier is None:
             return
         current = self.verifier.last_timestamps()
         if current == self._saved_timestamps:
             return
-        from nfq_mip6.store import StoreError
-
         try:
             store.set_value(self.STATE_KEY, {str(k): v for k, v in current.items()})
             self._saved_timestamps = current
