@@ -57,6 +57,8 @@ from ipaddress import IPv6Address, IPv6Interface
 from typing import Any, Final
 
 from nfq_mip6.config import AgentConfig
+from nfq_mip6.dataplane import DataplaneError
+from nfq_mip6.dataplane.ro_fastpath import RouteOptimizationFastPath
 from nfq_mip6.io.iptables import RuleSet, chain_counters, rules_path
 from nfq_mip6.mobility.events import (
     Action,
@@ -248,6 +250,7 @@ class MobileNodeRuntime(RoleRuntime):
         self._coa_dad_pending: set[IPv6Address] = set()
         self.authenticator: MobileNodeAuthenticator | None = None  # RFC 4285 (docs/security.md)
         self.ro: MobileNodeRouteOptimization | None = None  # §11.3 data path (ro_datapath)
+        self.ro_datapath_reason = "not started"
         self.persistence: MobileNodePersistence | None = None  # BUL in SQLite (store)
         self.restored_bindings = 0
         # §11.5.1: the followed router's RAs stopping means a move (or a dead router)
@@ -269,7 +272,11 @@ class MobileNodeRuntime(RoleRuntime):
             mn.home_address, mn.home_agent, mn.binding_lifetime, ctx.config.route_optimization
         )
         self.ro = MobileNodeRouteOptimization(
-            mn.home_address.ip, mn.home_agent, ctx.queue_num, ctx.queue_bypass
+            mn.home_address.ip,
+            mn.home_agent,
+            ctx.queue_num,
+            ctx.queue_bypass,
+            fast_path=self._open_fast_path(ctx),
         )
         self.authenticator = mobile_node_authenticator(
             spi=mn.auth_spi,
@@ -313,6 +320,24 @@ class MobileNodeRuntime(RoleRuntime):
             mn.home_agent,
             self.interface,
         )
+
+    def _open_fast_path(self, ctx: RuntimeContext) -> RouteOptimizationFastPath | None:
+        """``[agent] ro_datapath``: the tc BPF programs, or None for the NFQUEUE rewrites.
+
+        Entries a previous run left in an adopted map are removed: correspondent bindings
+        are not restored (their RR keys are not kept), RR runs again when data flows and
+        meanwhile the tunnel and the NFQUEUE path carry the traffic."""
+        from nfq_mip6.dataplane.ro_bpf import open_ro_fast_path
+
+        fast_path, self.ro_datapath_reason = open_ro_fast_path(
+            "mn", ctx.config.ro_datapath, interfaces=(self.interface,)
+        )
+        if fast_path is not None:
+            report = fast_path.reconcile({})
+            LOG.info("RO data path: tc BPF, %s; %s", self.ro_datapath_reason, report)
+        else:
+            LOG.info("RO data path: NFQUEUE (%s)", self.ro_datapath_reason)
+        return fast_path
 
     def _restore_state(self, ctx: RuntimeContext) -> None:
         """Open the state store and seed the core with the BUL of the previous run (its
@@ -371,6 +396,12 @@ class MobileNodeRuntime(RoleRuntime):
             self.monitor = None
         if self.ro is not None:
             self.ro.clear()
+            if self.ro.fast_path is not None:  # a clean stop: programs and routes go
+                try:
+                    self.ro.fast_path.stop(flush=True)
+                except DataplaneError as exc:
+                    LOG.warning("removing the RO data path failed: %s", exc)
+                self.ro.fast_path = None
         if self.rules is not None:
             self.rules.unload()
             self.rules = None
@@ -925,6 +956,12 @@ class MobileNodeRuntime(RoleRuntime):
                 self._apply(self.core.set_home_registration_lifetime(lifetime, now), now)
                 reloaded.append(f"binding_lifetime: {lifetime}")
         return reloaded
+
+    def ro_datapath_stats(self) -> dict[str, Any]:
+        fast_path = self.ro.fast_path if self.ro is not None else None
+        if fast_path is None:
+            return {"datapath": "nfqueue", "reason": self.ro_datapath_reason}
+        return {"datapath": "bpf", "reason": self.ro_datapath_reason, **fast_path.snapshot()}
 
     def role_stats(self, now: float) -> dict[str, Any]:
         try:

@@ -8,11 +8,14 @@ rewritten, which one becomes an event for the core.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from ipaddress import IPv6Address
 from typing import Any, Final
 
 from nfq_mip6.constants import IPPROTO_MH
+from nfq_mip6.dataplane import DataplaneError
+from nfq_mip6.dataplane.ro_fastpath import RouteOptimizationFastPath
 from nfq_mip6.mobility.events import DataPacketFromCorrespondent, IcmpErrorReceived
 from nfq_mip6.runtime.base import Verdict
 from nfq_mip6.wire.errors import MalformedPacket
@@ -28,6 +31,8 @@ from nfq_mip6.wire.ro_rewrite import (
     mn_outbound,
     upper_layer_is_mh,
 )
+
+_log = logging.getLogger("nfq_mip6.ro_datapath")
 
 __all__ = [
     "HAO_HEADER_LENGTH",
@@ -91,8 +96,12 @@ class MobileNodeRouteOptimization:
         bypass: bool,
         *,
         run: Callable[[list[str]], int] | None = None,
+        fast_path: RouteOptimizationFastPath | None = None,
     ) -> None:
         self.home_address = home_address
+        self.fast_path = fast_path
+        """The tc BPF data path; with it a binding gets a map entry instead of a rule."""
+        self._ruled: set[bytes] = set()  # correspondents with a NFQMIP6-MN-RO rule
         self.home_agent = home_agent
         self._home = home_address.packed
         self._homes = frozenset({self._home})
@@ -116,20 +125,43 @@ class MobileNodeRouteOptimization:
 
     def install(self, correspondent: IPv6Address, care_of_address: IPv6Address) -> bool:
         """Packets HoA → ``correspondent`` leave from ``care_of_address`` with an HAO."""
-        key = correspondent.packed
-        had = key in self.bindings
-        self.bindings[key] = care_of_address.packed
-        if had:
-            return True
-        ok = self._run(["-t", "mangle", "-A", MN_OUTPUT_CHAIN, *self._spec(correspondent)]) == 0
-        if not ok:
-            self.counters["rule_errors"] += 1
-        return ok
+        self.bindings[correspondent.packed] = care_of_address.packed
+        if self.fast_path is not None:
+            try:  # the tc programs rewrite the binding's packets: nothing to queue
+                self.fast_path.install(self.home_address, correspondent, care_of_address)
+            except DataplaneError as exc:
+                _log.warning("RO data path: %s; NFQUEUE for %s", exc, correspondent)
+                self.counters["rule_errors"] += 1
+            else:
+                return self._remove_rule(correspondent)
+        return self._add_rule(correspondent)
 
     def remove(self, correspondent: IPv6Address) -> bool:
         """Back to the reverse tunnel for ``correspondent``."""
         if self.bindings.pop(correspondent.packed, None) is None:
             return True
+        if self.fast_path is not None:
+            try:
+                self.fast_path.remove(self.home_address, correspondent)
+            except DataplaneError as exc:
+                _log.warning("RO data path: %s", exc)
+                self.counters["rule_errors"] += 1
+        return self._remove_rule(correspondent)
+
+    def _add_rule(self, correspondent: IPv6Address) -> bool:
+        if correspondent.packed in self._ruled:
+            return True
+        ok = self._run(["-t", "mangle", "-A", MN_OUTPUT_CHAIN, *self._spec(correspondent)]) == 0
+        if ok:
+            self._ruled.add(correspondent.packed)
+        else:
+            self.counters["rule_errors"] += 1
+        return ok
+
+    def _remove_rule(self, correspondent: IPv6Address) -> bool:
+        if correspondent.packed not in self._ruled:
+            return True
+        self._ruled.discard(correspondent.packed)
         ok = self._run(["-t", "mangle", "-D", MN_OUTPUT_CHAIN, *self._spec(correspondent)]) == 0
         if not ok:
             self.counters["rule_errors"] += 1
@@ -204,6 +236,7 @@ class MobileNodeRouteOptimization:
 
     def snapshot(self) -> dict[str, Any]:
         return {
+            "datapath": "nfqueue" if self.fast_path is None else "bpf",
             "bindings": {
                 str(IPv6Address(cn)): str(IPv6Address(coa)) for cn, coa in self.bindings.items()
             },

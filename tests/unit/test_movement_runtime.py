@@ -258,7 +258,11 @@ def test_control_snapshots_have_the_contract_shapes(
     assert stats["ok"] and stats["role"] == "mn" and stats["backend"] == "seg6"
     assert tuple(stats["counters"]) == MIPL_COUNTER_NAMES
     assert stats["counters"]["NBindUpdatesSent"] == 1
-    assert runtime.handle_control({"cmd": "ro"}) == {"ok": True, "route_optimization": False}
+    assert runtime.handle_control({"cmd": "ro"}) == {
+        "ok": True,
+        "route_optimization": False,
+        "ro_datapath": {"datapath": "nfqueue", "reason": "not started"},
+    }
     assert runtime.handle_control({"cmd": "nonsense"})["ok"] is False
 
 
