@@ -123,6 +123,7 @@ class BindingUpdateListEntry:
         "lifetime_granted",
         "lifetime_requested",
         "next_retransmit_at",
+        "outstanding",
         "refresh_at",
         "retransmit_delay",
         "route_installed",
@@ -165,6 +166,9 @@ class BindingUpdateListEntry:
         self.next_retransmit_at = math.inf
         self.deferred = False
         self.send_times: deque[float] = deque(maxlen=MAX_UPDATE_RATE)
+        self.outstanding: dict[int, float] = {}
+        """Sequence number → send time of every BU of this registration attempt not yet
+        acknowledged (§11.7.3: a BA matching any of them acknowledges the binding)."""
         self.bound_once = False
         self.route_installed = False
         # Return routability (CN entries only, see mn_return_routability).

@@ -350,6 +350,7 @@ class MobileNode:
         times.append(now)
         entry.sequence = seq_next(entry.sequence)
         entry.sent_at = now
+        entry.outstanding[entry.sequence] = now
         entry.next_retransmit_at = now + entry.retransmit_delay
         self.stats.NBindUpdatesSent += 1
         if entry.home_registration:
@@ -422,6 +423,8 @@ class MobileNode:
                 sequence=self._initial_sequence(ha),
             )
             self.bul[ha] = entry
+        if entry.care_of_address != coa:
+            entry.outstanding.clear()  # a BA to a BU for another CoA does not count
         entry.care_of_address = coa
         first = not entry.bound_once or entry.state not in IN_FORCE
         entry.transition(BulState.REFRESHING if entry.state in IN_FORCE else BulState.REGISTERING)
@@ -522,6 +525,7 @@ class MobileNode:
                 continue
             actions += self._uninstall_route(entry)
             entry.care_of_address = event.care_of_address
+            entry.outstanding.clear()
             entry.transition(BulState.RR_PENDING)
             entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
             entry.rr_delay = INITIAL_BINDACK_TIMEOUT
@@ -551,6 +555,7 @@ class MobileNode:
             return actions
         # §11.5.5: de-register from the home address, no HAO, lifetime 0, A = H = 1.
         home.care_of_address = self.config.home_address
+        home.outstanding.clear()  # a BA to an earlier registration BU is no de-registration
         home.transition(BulState.DEREGISTERING)
         home.retransmit_delay = INITIAL_BINDACK_TIMEOUT
         return actions + self._transmit(home, now)
@@ -725,13 +730,17 @@ class MobileNode:
             # §11.7.3: resend with the HA's/CN's last accepted sequence number + 1.
             entry.sequence = ba.sequence
             entry.sequence_unknown = False
+            entry.outstanding.clear()  # all answered by this rejection
             entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
             rejected = BindingRejected(
                 entry.home_address, entry.destination, entry.home_registration, status
             )
             return [rejected, *self._resend(entry, now)]
-        if ba.sequence != entry.sequence:
-            # §11.7.3: must match the outstanding BU (TAHI MN-2-2-1-1-017).
+        sent_at = entry.outstanding.get(ba.sequence)
+        if sent_at is None:
+            # §11.7.3: must match an outstanding BU (TAHI MN-2-2-1-1-017). Every BU of this
+            # attempt (a retransmission has a new number, §11.8) is outstanding until one is
+            # acknowledged: a late BA to an earlier one ends the retransmissions too.
             stats.NBindAcksDropInvalid += 1
             return [MessageDiscarded("binding-ack-sequence-mismatch", event.src, MHType.BA)]
         # §11.7.3: a CN's BA must carry a valid BAD (last option).
@@ -742,6 +751,8 @@ class MobileNode:
         ):
             stats.NBindAcksDropAuth += 1
             return [MessageDiscarded("binding-ack-bad-authenticator", event.src, MHType.BA)]
+        entry.sent_at = sent_at  # the lifetime counts from the acknowledged BU
+        entry.outstanding.clear()
         if entry.home_registration:
             return self._home_binding_ack(entry, ba, now)
         return self._correspondent_binding_ack(entry, ba, now)

@@ -47,7 +47,7 @@ from nfq_mip6.wire.mh import (
 )
 from nfq_mip6.wire.options import AlternateCareofAddress, BindingRefreshAdvice
 from tests.support.factories import counter_bytes
-from tests.support.vectors import CN, COA, HA, HA2, HOA, PREFIX
+from tests.support.vectors import CN, COA, COA2, HA, HA2, HOA, PREFIX
 
 
 def make_mn(home_agent: IPv6Address | None = HA, **kwargs: object) -> MobileNode:
@@ -627,3 +627,31 @@ def test_mn_mps_when_home_prefix_lifetime_runs_low() -> None:
     assert mn.handle(answer, 2.5) == []
     assert mps_times(mn, 81.0) == []
     assert mps_times(mn, 82.6)[:1] == [82.5]
+
+
+def test_mn_ba_to_an_earlier_outstanding_bu_ends_retransmissions() -> None:
+    """§11.7.3/§11.8: a BA answering the first BU after it was retransmitted (new sequence
+    number) acknowledges the binding: no BU is sent again until the refresh is due."""
+    mn = make_mn()
+    first = away(mn)
+    _, second = the_bu(mn.handle_timer(1.5))
+    assert second.sequence == (first.sequence + 1) & 0xFFFF
+    actions = mn.handle(ba_event(0, first.sequence, 100), 1.6)
+    assert InstallReverseTunnel(HOA, COA, HA) in actions
+    entry = mn.home_entry
+    assert entry is not None and entry.state is BulState.BOUND
+    assert entry.refresh_at == pytest.approx(0.0 + 400 * 0.8)  # from the acknowledged BU
+    now = 1.6
+    while (deadline := mn.next_deadline()) is not None and deadline < entry.refresh_at:
+        now = deadline
+        assert sent_bus(mn.handle_timer(now)) == []
+
+
+def test_mn_ba_to_a_bu_for_the_previous_care_of_address_is_ignored() -> None:
+    """§11.7.3: after a move, a late BA to the BU for the old CoA acknowledges nothing."""
+    mn = make_mn()
+    old = away(mn)
+    _, new = the_bu(mn.handle(MovedToForeignLink(COA2, None), 0.5))
+    actions = mn.handle(ba_event(0, old.sequence, 100), 0.6)
+    assert all(isinstance(a, MessageDiscarded) for a in actions)
+    assert mn.handle(ba_event(0, new.sequence, 100), 0.7)
