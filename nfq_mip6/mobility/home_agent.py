@@ -163,6 +163,24 @@ class HomeRegistrationAuthorizer(Protocol):
     ) -> BindingUpdateRejection | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class TunnelErrorRelay:
+    """RFC 2473 §8.1 (RFC 6275 §10.4.2): the ICMPv6 error the HA, as the tunnel entry point,
+    sends back to the original source of a packet it tunnelled, about the inner packet."""
+
+    dst: IPv6Address
+    icmp_type: int
+    code: int
+    invoking_packet: bytes
+
+
+ICMPV6_DESTINATION_UNREACHABLE: Final = 1
+ICMPV6_TIME_EXCEEDED: Final = 3
+ICMPV6_PARAMETER_PROBLEM: Final = 4
+ADDRESS_UNREACHABLE: Final = 3
+_IPPROTO_IPV6: Final = 41
+
+
 @dataclass(slots=True)
 class _PendingRegistration:
     """A first registration waiting for proxy DAD: what the BA will need."""
@@ -298,6 +316,35 @@ class HomeAgent:
             deadlines.append(self.correspondent.next_deadline())
         present = [d for d in deadlines if d is not None and d != math.inf]
         return min(present) if present else None
+
+    def tunnel_error_relay(self, icmp_type: int, invoking_packet: bytes) -> TunnelErrorRelay | None:
+        """RFC 2473 §8.1: an ICMPv6 error from inside the tunnel (Destination Unreachable,
+        Time Exceeded, Parameter Problem) about a packet this HA encapsulated toward a CoA
+        (outer source = the HA, next header 41, inner destination on a home prefix) is
+        reported to the inner packet's source as Destination Unreachable, code 3 (address
+        unreachable), carrying the inner packet. Every such error, whatever its code, makes the
+        home address unreachable through the tunnel. ``None``: not about our tunnel, or an
+        inner source no error may go to (RFC 4443 §2.4(e))."""
+        if icmp_type not in (
+            ICMPV6_DESTINATION_UNREACHABLE,
+            ICMPV6_TIME_EXCEEDED,
+            ICMPV6_PARAMETER_PROBLEM,
+        ):
+            return None
+        if len(invoking_packet) < 80 or invoking_packet[6] != _IPPROTO_IPV6:
+            return None
+        if invoking_packet[8:24] != self.config.address.packed:
+            return None
+        inner = invoking_packet[40:]
+        if inner[0] >> 4 != 6:
+            return None
+        source = IPv6Address(inner[8:24])
+        if (
+            not is_unicast_routable(source)
+            or self._home_prefix_of(IPv6Address(inner[24:40])) is None
+        ):
+            return None
+        return TunnelErrorRelay(source, ICMPV6_DESTINATION_UNREACHABLE, ADDRESS_UNREACHABLE, inner)
 
     def check_home_address_option(
         self, src: IPv6Address, home_address: IPv6Address, now: float

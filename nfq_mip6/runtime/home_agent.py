@@ -76,6 +76,7 @@ from nfq_mip6.statedir import open_state
 from nfq_mip6.store import HomeBindingPersistence, StoreError
 from nfq_mip6.wire import (
     IPPROTO_MH,
+    DestinationUnreachable,
     DhaadReply,
     DhaadRequest,
     MalformedPacket,
@@ -188,6 +189,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
                 "dataplane_errors",
                 "home_link_answers",
                 "redirects_suppressed",
+                "tunnel_errors_relayed",
             )
         )
         self._own_link_locals: frozenset[IPv6Address] = frozenset()
@@ -398,6 +400,9 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             return self._on_home_address_option(packet, now)
         if packet.upper_layer == IPPROTO_ICMPV6 and packet.dst != self._address:
             return self._on_icmp_to_anycast(packet, now)
+        if packet.upper_layer == IPPROTO_ICMPV6 and packet.dst == self._address:
+            self._relay_tunnel_error(packet)
+            return Verdict.accept()
         return self._slow_path(packet, payload, now)
 
     @property
@@ -481,6 +486,22 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             return Verdict.drop()
         self.counters["hao_rewritten"] += 1
         return Verdict.rewrite(rewritten)
+
+    def _relay_tunnel_error(self, packet: ParsedPacket) -> None:
+        """RFC 2473 §8.1: an ICMPv6 error about a packet we tunnelled goes back to the
+        original sender (the core decides; RFC 4443 §2.4(f) rate limit)."""
+        assert self.core is not None
+        offset = packet.upper_offset
+        if packet.end < offset + 8:
+            return
+        relay = self.core.tunnel_error_relay(
+            packet.raw[offset], packet.raw[offset + 8 : packet.end]
+        )
+        if relay is None or not self._icmp_error_allowed():
+            return
+        message = DestinationUnreachable(relay.code, relay.invoking_packet)
+        self._send(build_icmpv6_packet(message, self._address, relay.dst, hop_limit=64))
+        self.counters["tunnel_errors_relayed"] += 1
 
     def _on_icmp_to_anycast(self, packet: ParsedPacket, now: float) -> Verdict:
         """§10.5: DHAAD Request to the home agents anycast address."""

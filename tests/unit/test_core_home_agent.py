@@ -561,3 +561,27 @@ def test_ha_binding_lifetime_never_exceeds_the_mpa_valid_lifetime() -> None:
     (mpa,) = expired.handle(MobilePrefixSolicitationReceived(9, COA, HOA), 25.0)
     assert isinstance(mpa, SendMobilePrefixAdvertisement)
     assert mpa.prefixes[0][1:] == (30, 0)
+
+
+def test_ha_relays_tunnel_icmp_errors_to_the_original_source() -> None:
+    """RFC 2473 §8.1, RFC 6275 §10.4.2 (TAHI HA_5_1_3): a Time Exceeded from a router on the
+    tunnel path about our HA -> CoA encapsulation of CN -> HoA becomes a Destination
+    Unreachable, code 3, to the CN carrying the inner packet; errors about other packets
+    are not relayed."""
+    from nfq_mip6.wire import build_ipv6_packet, encapsulate
+
+    ha = make_ha()
+    cn = IPv6Address("2001:db8:c::1")
+    inner = build_ipv6_packet(cn, HOA, 58, b"\x80\x00\x00\x00\x00\x01\x00\x01")
+    tunnelled = encapsulate(inner, HA, COA)
+    relay = ha.tunnel_error_relay(3, tunnelled)
+    assert relay is not None
+    assert (relay.dst, relay.icmp_type, relay.code, relay.invoking_packet) == (cn, 1, 3, inner)
+    assert ha.tunnel_error_relay(1, tunnelled) is not None  # Destination Unreachable too
+    assert ha.tunnel_error_relay(2, tunnelled) is None  # Packet Too Big: not this mapping
+    assert ha.tunnel_error_relay(3, inner) is None  # not tunnelled
+    assert ha.tunnel_error_relay(3, encapsulate(inner, COA2, COA)) is None  # not our tunnel
+    off_home = build_ipv6_packet(cn, IPv6Address("2001:db8:9::1"), 59, b"")
+    assert ha.tunnel_error_relay(3, encapsulate(off_home, HA, COA)) is None
+    from_multicast = build_ipv6_packet(IPv6Address("ff02::1"), HOA, 59, b"")
+    assert ha.tunnel_error_relay(3, encapsulate(from_multicast, HA, COA)) is None

@@ -33,6 +33,7 @@ from nfq_mip6.wire import (
     BindingAck,
     BindingUpdate,
     BUFlags,
+    build_icmpv6_packet,
     build_ipv6_packet,
     build_mh,
     home_agents_anycast,
@@ -518,3 +519,29 @@ def test_own_packets_to_a_registered_home_address_go_directly_with_rh2(
     assert verdict.payload is not None and parse_ipv6(verdict.payload).dst == COA2
     rt.on_queued_packet(QueuedPacket(bu(3, coa=COA2, lifetime=0)), 104.0)
     assert rt.on_queued_packet(QueuedPacket(echo_reply), 105.0).kind == VerdictKind.ACCEPT
+
+
+def test_icmp_error_about_a_tunnelled_packet_is_relayed_to_its_source(
+    runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
+) -> None:
+    """RFC 2473 §8.1: Time Exceeded from the tunnel path → Destination Unreachable code 3
+    from the HA to the original sender, with the inner packet; the error is accepted."""
+    from nfq_mip6.wire import encapsulate
+    from nfq_mip6.wire.icmp import DestinationUnreachable, UnknownICMPv6, parse_icmpv6
+
+    rt, _fake, sent = runtime
+    cn = IPv6Address("2001:db8:c::1")
+    inner = build_ipv6_packet(cn, HOA, 59, b"")
+    error = build_icmpv6_packet(
+        UnknownICMPv6(3, 0, bytes(4) + encapsulate(inner, HA, COA)),
+        IPv6Address("2001:db8:d::1"),
+        HA,
+        hop_limit=64,
+    )
+    assert rt.on_queued_packet(QueuedPacket(error, 2), 100.0).kind == VerdictKind.ACCEPT
+    relayed = parse_ipv6(sent[-1])
+    assert (relayed.src, relayed.dst, relayed.upper_layer) == (HA, cn, 58)
+    message = parse_icmpv6(relayed.upper_layer_bytes)
+    assert isinstance(message, DestinationUnreachable)
+    assert (message.code, message.invoking_packet) == (3, inner)
+    assert rt.counters["tunnel_errors_relayed"] == 1

@@ -80,7 +80,11 @@ def test_without_bypass_the_signalling_rules_fail_closed_but_the_slow_path_fails
     rules = RuleSet.from_file(rules_path("ha.rules"), {**HA_PARAMS, "bypass": ""})
     for line in rules.text.splitlines():
         if "-j NFQUEUE" in line:
-            assert line.endswith("--queue-bypass") == line.startswith("-A NFQMIP6-HA-FWD"), line
+            fail_open = line.startswith("-A NFQMIP6-HA-FWD") or (
+                "--icmpv6-type" in line
+                and ("unreachable" in line or "exceeded" in line or "parameter" in line)
+            )
+            assert line.endswith("--queue-bypass") == fail_open, line
 
 
 def test_a_missing_placeholder_is_a_clear_error() -> None:
@@ -144,3 +148,12 @@ def test_stats_name_the_backend_and_the_chains_loaded() -> None:
     assert lines[0].endswith(": nft (ip6tables v1.8.9)")
     assert lines[1].endswith(": " + ", ".join(names))
     assert format_ip6tables({"backend": "legacy", "chains": []})[1].endswith("none loaded")
+
+
+def test_icmp_errors_to_the_ha_are_queued_for_the_rfc_2473_relay() -> None:
+    rules = RuleSet.from_file(rules_path("ha.rules"), HA_PARAMS)
+    for kind in ("destination-unreachable", "time-exceeded", "parameter-problem"):
+        assert (
+            f"-A NFQMIP6-HA-PRE -d fec0:106:2700::2/128 -p icmpv6 --icmpv6-type {kind} "
+            "-j NFQUEUE --queue-num 5 --queue-bypass"
+        ) in rules.text
