@@ -1,0 +1,37 @@
+"""Crash-safe persistence of protocol state (SQLite WAL under ``config.state_dir``).
+
+* :mod:`nfq_mip6.store.database`: the database — schema, migrations, transactions and the
+  typed rows (:class:`StateStore`, :class:`StoredBinding`, ...);
+* one mapper per role between its core and the rows: :mod:`nfq_mip6.store.home_agent`
+  (:class:`HomeBindingPersistence`), :mod:`nfq_mip6.store.mobile_node`
+  (:class:`MobileNodePersistence`), :mod:`nfq_mip6.store.correspondent`
+  (:class:`CorrespondentPersistence`).
+"""
+
+from nfq_mip6.store.correspondent import CorrespondentPersistence
+from nfq_mip6.store.database import (
+    DATABASE_NAME,
+    SCHEMA_VERSION,
+    StateStore,
+    StoredBinding,
+    StoredBulEntry,
+    StoredNodeKey,
+    StoredNonce,
+    StoreError,
+)
+from nfq_mip6.store.home_agent import HomeBindingPersistence
+from nfq_mip6.store.mobile_node import MobileNodePersistence
+
+__all__ = [
+    "DATABASE_NAME",
+    "SCHEMA_VERSION",
+    "CorrespondentPersistence",
+    "HomeBindingPersistence",
+    "MobileNodePersistence",
+    "StateStore",
+    "StoreError",
+    "StoredBinding",
+    "StoredBulEntry",
+    "StoredNodeKey",
+    "StoredNonce",
+]

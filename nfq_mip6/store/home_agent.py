@@ -1,0 +1,159 @@
+"""The Home Agent's mapper: core Binding Cache (home registrations) <-> the state database.
+
+A binding change is committed before the BA that announces it is sent (see
+:mod:`nfq_mip6.store.database` for the write-ordering contract); at start the bindings that
+have not expired on the wall clock are restored with their remaining lifetime.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from ipaddress import IPv6Address
+from pathlib import Path
+from typing import Final
+
+from nfq_mip6.errors import StoreError
+from nfq_mip6.mobility.binding import BindingCache, BindingCacheEntry, BindingState
+from nfq_mip6.mobility.events import (
+    BindingDeleted,
+    BindingExpired,
+    BindingRefreshed,
+    BindingRegistered,
+)
+from nfq_mip6.store.database import StateStore, StoredBinding
+
+__all__ = ["HomeBindingPersistence"]
+
+log = logging.getLogger("nfq_mip6.store")
+
+
+class HomeBindingPersistence:
+    """Keeps the HA core's home registrations in a :class:`StateStore`.
+
+    The runtime calls :meth:`record` with the actions of every core call **before** carrying
+    them out (so the binding is committed before its BA leaves), :meth:`save_all` at stop and
+    :meth:`restore` at start. Failures are logged and counted (``errors``), never raised: the
+    agent keeps serving from memory.
+    """
+
+    ROLE: Final = "ha"
+
+    def __init__(self, store: StateStore, wall_clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self._wall = wall_clock
+        self.errors = 0
+
+    def __repr__(self) -> str:
+        return f"HomeBindingPersistence({self.store!r})"
+
+    def _row(self, entry: BindingCacheEntry, now: float, wall: float) -> StoredBinding:
+        return StoredBinding(
+            role=self.ROLE,
+            home_address=entry.home_address,
+            care_of_address=entry.care_of_address,
+            sequence=entry.sequence,
+            flags=entry.flags,
+            lifetime=entry.lifetime,
+            expires_wall=wall + entry.remaining(now),
+            link_local=entry.link_local,
+        )
+
+    def record(self, cache: BindingCache, actions: Iterable[object], now: float) -> None:
+        """Commit the binding changes announced by ``actions`` (one transaction)."""
+        upserts: list[StoredBinding] = []
+        deletions: list[tuple[str, IPv6Address]] = []
+        wall = self._wall()
+        for action in actions:
+            if isinstance(action, BindingRegistered | BindingRefreshed):
+                if not action.home_registration:
+                    continue
+                entry = cache.get(action.home_address)
+                if entry is not None and entry.state is BindingState.REGISTERED:
+                    upserts.append(self._row(entry, now, wall))
+            elif isinstance(action, BindingDeleted | BindingExpired) and action.home_registration:
+                deletions.append((self.ROLE, action.home_address))
+        if not upserts and not deletions:
+            return
+        try:
+            self.store.apply_binding_changes(upserts, deletions)
+        except StoreError as exc:
+            self.errors += 1
+            log.error(
+                "could not persist %d binding change(s): %s", len(upserts) + len(deletions), exc
+            )
+
+    def save_all(self, cache: BindingCache, now: float) -> None:
+        wall = self._wall()
+        rows = [
+            self._row(entry, now, wall)
+            for entry in cache
+            if entry.state is BindingState.REGISTERED and entry.home_registration
+        ]
+        try:
+            self.store.replace_bindings(self.ROLE, rows)
+        except StoreError as exc:
+            self.errors += 1
+            log.error("could not save the binding cache: %s", exc)
+
+    def restore(self, cache: BindingCache, now: float) -> list[BindingCacheEntry]:
+        """Insert the stored bindings that have not expired; lifetimes continue (wall clock)."""
+        wall = self._wall()
+        try:
+            rows = self.store.bindings(self.ROLE, wall_now=wall)
+        except StoreError as exc:
+            self.errors += 1
+            log.error("could not read stored bindings: %s", exc)
+            return []
+        restored: list[BindingCacheEntry] = []
+        for row in rows:
+            if row.home_address in cache:
+                continue
+            entry = BindingCacheEntry(
+                row.home_address,
+                row.care_of_address,
+                sequence=row.sequence,
+                flags=row.flags,
+                lifetime=row.lifetime,
+                now=now,
+                home_registration=True,
+                link_local=row.link_local,
+            )
+            cache.insert(entry)
+            cache.set_expiry(entry, now + row.remaining(wall))
+            restored.append(entry)
+        return restored
+
+    def import_json(self, path: Path) -> int:
+        """One-time migration of the former ``ha-bindings.json`` (rows with ``expires_wall``);
+        the file is renamed ``*.migrated``. Returns the number of rows imported."""
+        if not path.exists():
+            return 0
+        try:
+            rows = json.loads(path.read_text()).get("bindings", [])
+            stored = [
+                StoredBinding(
+                    role=self.ROLE,
+                    home_address=IPv6Address(row["home_address"]),
+                    care_of_address=IPv6Address(row["care_of_address"]),
+                    sequence=int(row["sequence"]),
+                    flags=int(row["flags"]),
+                    lifetime=int(row["lifetime"]),
+                    expires_wall=float(row["expires_wall"]),
+                    link_local=IPv6Address(row["link_local"]) if row.get("link_local") else None,
+                )
+                for row in rows
+            ]
+            existing = {b.home_address for b in self.store.bindings(self.ROLE)}
+            self.store.apply_binding_changes(
+                [row for row in stored if row.home_address not in existing]
+            )
+            os.replace(path, path.with_name(path.name + ".migrated"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, StoreError) as exc:
+            self.errors += 1
+            log.warning("ignoring unreadable %s: %s", path, exc)
+            return 0
+        return len(stored)

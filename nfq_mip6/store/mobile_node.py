@@ -1,0 +1,128 @@
+"""The Mobile Node's mapper: core Binding Update List (and the RFC 4285 Mesg-ID state) <->
+the state database, so that a restarted MN continues its sequence numbers (RFC 6275 §11.7.1).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Final
+
+from nfq_mip6.errors import StoreError
+from nfq_mip6.mobility.binding_update_list import BindingUpdateListRecord
+from nfq_mip6.store.database import StateStore, StoredBulEntry
+
+__all__ = ["MobileNodePersistence"]
+
+log = logging.getLogger("nfq_mip6.store")
+
+
+class MobileNodePersistence:
+    """Keeps the MN core's Binding Update List (and its RFC 4285 Mesg-ID state) in a
+    :class:`StateStore`.
+
+    The runtime calls :meth:`save` with the core's records before it carries out the actions
+    of a core call (so the sequence number of a BU is committed **before** the BU leaves: a
+    restarted MN never reuses one, RFC 6275 §11.7.1), and :meth:`load` at start. A save whose
+    rows equal the last saved ones (expiry to the second) writes nothing, so the packet path
+    pays one comparison when nothing changed. Failures are logged and counted (``errors``),
+    never raised.
+    """
+
+    AUTH_KEY: Final = "mn.auth"
+
+    def __init__(self, store: StateStore, wall_clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self._wall = wall_clock
+        self._last: list[StoredBulEntry] | None = None
+        self._last_auth: dict[str, Any] | None = None
+        self.errors = 0
+
+    def __repr__(self) -> str:
+        return f"MobileNodePersistence({self.store!r})"
+
+    def _rows(self, records: Iterable[BindingUpdateListRecord]) -> list[StoredBulEntry]:
+        wall = self._wall()
+        return sorted(
+            (
+                StoredBulEntry(
+                    recipient=r.destination,
+                    home_address=r.home_address,
+                    care_of_address=r.care_of_address,
+                    sequence=r.sequence & 0xFFFF,
+                    home_registration=r.home_registration,
+                    lifetime=r.lifetime_granted,
+                    expires_wall=float(round(wall + r.remaining)) if r.remaining > 0 else 0.0,
+                    state=r.state,
+                )
+                for r in records
+            ),
+            key=lambda e: (e.recipient, e.home_address),
+        )
+
+    def save(self, records: Iterable[BindingUpdateListRecord]) -> bool:
+        """Commit the BUL (one transaction) unless it equals the last one saved. True if
+        written."""
+        rows = self._rows(records)
+        if rows == self._last:
+            return False
+        try:
+            self.store.replace_bul(rows)
+        except StoreError as exc:
+            self.errors += 1
+            log.error("could not persist the binding update list: %s", exc)
+            return False
+        self._last = rows
+        return True
+
+    def load(self) -> list[BindingUpdateListRecord]:
+        """The stored BUL as core records; ``remaining`` from the wall clock (≤ 0 when the
+        binding expired while the agent was down: only its sequence number counts)."""
+        wall = self._wall()
+        try:
+            rows = self.store.bul_entries()
+        except StoreError as exc:
+            self.errors += 1
+            log.error("could not read the stored binding update list: %s", exc)
+            return []
+        self._last = rows
+        return [
+            BindingUpdateListRecord(
+                destination=row.recipient,
+                home_address=row.home_address,
+                care_of_address=row.care_of_address or row.home_address,
+                sequence=row.sequence,
+                home_registration=row.home_registration,
+                state=row.state or "none",
+                lifetime_granted=row.lifetime,
+                remaining=row.expires_wall - wall if row.expires_wall > 0 else 0.0,
+            )
+            for row in rows
+        ]
+
+    def save_auth(self, last_mesg_id: int, clock_offset: float) -> None:
+        """RFC 4285 §6: the last Mesg-ID timestamp sent and the clock offset learnt from
+        the HA, so that a restarted MN keeps its timestamps increasing and in the window."""
+        value = {"last_mesg_id": int(last_mesg_id), "clock_offset": float(clock_offset)}
+        if value == self._last_auth:
+            return
+        try:
+            self.store.set_value(self.AUTH_KEY, value)
+        except StoreError as exc:
+            self.errors += 1
+            log.error("could not persist the Mesg-ID state: %s", exc)
+            return
+        self._last_auth = value
+
+    def load_auth(self) -> tuple[int, float]:
+        """(last Mesg-ID timestamp sent, clock offset); (0, 0.0) when none is stored."""
+        try:
+            value = self.store.get_value(self.AUTH_KEY, {})
+            result = (int(value.get("last_mesg_id", 0)), float(value.get("clock_offset", 0.0)))
+        except (StoreError, AttributeError, TypeError, ValueError) as exc:
+            self.errors += 1
+            log.warning("ignoring the stored Mesg-ID state: %s", exc)
+            return (0, 0.0)
+        self._last_auth = {"last_mesg_id": result[0], "clock_offset": result[1]}
+        return result
