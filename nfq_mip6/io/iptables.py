@@ -16,7 +16,7 @@ import functools
 import logging
 import re
 import subprocess
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address
 from pathlib import Path
@@ -32,6 +32,7 @@ __all__ = [
     "chain_counters",
     "ip6tables_backend",
     "rules_path",
+    "run_ip6tables",
 ]
 
 log = logging.getLogger(__name__)
@@ -151,11 +152,11 @@ class RuleSet:
     def unload(self) -> None:
         """Delete our hooks (every copy) and chains; missing ones are fine."""
         for table, builtin, spec in self.hooks():
-            while _ip6tables("-t", table, "-D", builtin, *spec.split()) == 0:
+            while run_ip6tables(["-t", table, "-D", builtin, *spec.split()], quiet=True) == 0:
                 pass
         for table, chain in self.chains():
-            if _ip6tables("-t", table, "-F", chain) == 0:
-                _ip6tables("-t", table, "-X", chain)
+            if run_ip6tables(["-t", table, "-F", chain], quiet=True) == 0:
+                run_ip6tables(["-t", table, "-X", chain], quiet=True)
 
 
 class DestinationRules:
@@ -181,8 +182,8 @@ class DestinationRules:
         self._target = ["-j", "NFQUEUE", "--queue-num", str(queue_num)]
         if bypass:
             self._target.append("--queue-bypass")
-        self._run = run or _logged_ip6tables
-        self._restore = restore or _logged_restore
+        self._run = run or run_ip6tables
+        self._restore = restore or _restore
         self.installed: set[IPv6Address] = set()
 
     def _spec(self, address: IPv6Address) -> list[str]:
@@ -218,26 +219,23 @@ class DestinationRules:
         self.installed.clear()
 
 
-def _logged_ip6tables(args: list[str]) -> int:
-    return _logged(["ip6tables", "--wait", *args], None)
-
-
-def _logged_restore(text: str) -> int:
-    return _logged(["ip6tables-restore", "--noflush", "--wait"], text)
-
-
-def _logged(command: list[str], stdin: str | None) -> int:
+def run_ip6tables(args: Sequence[str], *, stdin: str | None = None, quiet: bool = False) -> int:
+    """The one way the agent runs ip6tables: ``ip6tables --wait <args>``, or with ``stdin``
+    ``ip6tables-restore --noflush --wait`` reading it. Returns the exit code; a failure is
+    logged as a warning with ip6tables' own message unless ``quiet`` (probes such as
+    "delete until nothing is left")."""
+    if stdin is None:
+        command = ["ip6tables", "--wait", *args]
+    else:
+        command = ["ip6tables-restore", "--noflush", "--wait"]
     result = subprocess.run(command, input=stdin, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
+    if result.returncode != 0 and not quiet:
         log.warning("%s: %s", " ".join(command), result.stderr.strip())
     return result.returncode
 
 
-def _ip6tables(*args: str) -> int:
-    result = subprocess.run(
-        ["ip6tables", "--wait", *args], capture_output=True, text=True, check=False
-    )
-    return result.returncode
+def _restore(text: str) -> int:
+    return run_ip6tables((), stdin=text)
 
 
 def chain_counters(table: str, chain: str) -> list[tuple[int, int, str]]:

@@ -57,6 +57,7 @@ from ipaddress import IPv6Address
 from typing import Any, Final
 
 from nfq_mip6.config import AgentConfig
+from nfq_mip6.constants import IPPROTO_ICMPV6
 from nfq_mip6.dataplane import DataplaneError
 from nfq_mip6.dataplane.ro_fastpath import FastPathFactory, RouteOptimizationFastPath
 from nfq_mip6.io.host import detect_kernel_mip6, resolve_local_address
@@ -101,7 +102,6 @@ __all__ = [
 
 log = logging.getLogger("nfq_mip6.cn")
 
-IPPROTO_ICMPV6: Final = 58
 ICMPV6_DESTINATION_UNREACHABLE: Final = 1
 OUTPUT_CHAIN: Final = "NFQMIP6-CN-OUT"
 BE_RATE_PER_S: Final = 10.0

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from nfq_mip6.config import AgentConfig
+from nfq_mip6.constants import IPPROTO_ICMPV6
 from nfq_mip6.dataplane import ND_FWMARK, Dataplane, DataplaneError
 from nfq_mip6.io.host import HomeLinkAddressing, link_local_addresses, resolve_home_link
 from nfq_mip6.mobility.binding import BindingState
@@ -99,7 +100,6 @@ __all__ = ["HomeAgentRuntime"]
 
 log = logging.getLogger("nfq_mip6.ha")
 
-IPPROTO_ICMPV6: Final = 58
 ICMPV6_PARAMETER_PROBLEM: Final = 4
 MIN_MTU: Final = 1280
 STATE_FILE: Final = "ha-bindings.json"

@@ -34,7 +34,9 @@ from collections.abc import Callable, Iterable
 from ipaddress import IPv6Address
 from typing import Final, Protocol
 
+from nfq_mip6.constants import IPPROTO_ICMPV6
 from nfq_mip6.io.iptables import DestinationRules
+from nfq_mip6.wire.icmp import ICMPv6Type
 from nfq_mip6.wire.ro_rewrite import cn_outbound
 
 __all__ = ["OUTPUT_CHAIN", "EgressRewriter", "HomeAgentEgress", "is_redirect"]
@@ -45,10 +47,6 @@ OUTPUT_CHAIN: Final = "NFQMIP6-HA-OUT"
 """mangle OUTPUT chain of ``rules/ha.rules`` holding the per-binding NFQUEUE rules."""
 
 
-_ICMPV6: Final = 58
-_REDIRECT: Final = 137
-
-
 def is_redirect(payload: bytes) -> bool:
     """An ICMPv6 Redirect (RFC 4861 §4.5) as the kernel sends it (no extension headers).
 
@@ -56,7 +54,7 @@ def is_redirect(payload: bytes) -> bool:
     came in on; for a decapsulated reverse-tunnelled packet (§10.4.5) that source is a bound
     home address, which is not on the link (§8.2: the redirected node must be a neighbour),
     so the HA drops these."""
-    return len(payload) > 40 and payload[6] == _ICMPV6 and payload[40] == _REDIRECT
+    return len(payload) > 40 and payload[6] == IPPROTO_ICMPV6 and payload[40] == ICMPv6Type.REDIRECT
 
 
 class EgressRewriter(Protocol):

@@ -57,6 +57,7 @@ from ipaddress import IPv6Address, IPv6Interface
 from typing import Any, Final
 
 from nfq_mip6.config import AgentConfig
+from nfq_mip6.constants import IPPROTO_ICMPV6
 from nfq_mip6.dataplane import DataplaneError
 from nfq_mip6.dataplane.ro_fastpath import RouteOptimizationFastPath
 from nfq_mip6.io.iptables import RuleSet, chain_counters, rules_path
@@ -132,7 +133,6 @@ from nfq_mip6.wire import (
     strip_rh2_to_home_destination,
     verify_icmpv6_checksum,
 )
-from nfq_mip6.wire.checksum import IPPROTO_ICMPV6
 from nfq_mip6.wire.mh import IPPROTO_MH
 
 LOG = logging.getLogger("nfq_mip6.mn")

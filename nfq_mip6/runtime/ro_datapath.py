@@ -8,17 +8,20 @@ rewritten, which one becomes an event for the core.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from ipaddress import IPv6Address
 from typing import Any, Final
 
-from nfq_mip6.constants import IPPROTO_MH
+from nfq_mip6.constants import IPPROTO_ICMPV6, IPPROTO_MH
 from nfq_mip6.dataplane import DataplaneError
 from nfq_mip6.dataplane.ro_fastpath import RouteOptimizationFastPath
+from nfq_mip6.io.iptables import run_ip6tables
 from nfq_mip6.mobility.events import DataPacketFromCorrespondent, IcmpErrorReceived
 from nfq_mip6.runtime.base import Verdict
 from nfq_mip6.wire.errors import MalformedPacket
+from nfq_mip6.wire.icmp import ICMPv6Type
 from nfq_mip6.wire.ipv6 import parse_ipv6
 from nfq_mip6.wire.ro_rewrite import (
     HAO_HEADER_LENGTH,
@@ -59,18 +62,6 @@ MN_OUTPUT_CHAIN: Final = "NFQMIP6-MN-RO"
 RouteOptimizationEvent = DataPacketFromCorrespondent | IcmpErrorReceived
 """Input events for the MN core that :meth:`MobileNodeRouteOptimization.handle_packet` finds."""
 
-_ICMPV6: Final = 58
-_ICMPV6_PARAMETER_PROBLEM: Final = 4
-
-
-def _run_ip6tables(args: list[str]) -> int:
-    import subprocess
-
-    result = subprocess.run(
-        ["ip6tables", "--wait", *args], capture_output=True, text=True, check=False
-    )
-    return result.returncode
-
 
 class MobileNodeRouteOptimization:
     """The MN half of route optimization on a kernel without MIPv6 (RFC 6275 §11.3, §11.6).
@@ -109,7 +100,7 @@ class MobileNodeRouteOptimization:
         self._target = ["-j", "NFQUEUE", "--queue-num", str(queue_num)]
         if bypass:
             self._target.append("--queue-bypass")
-        self._run = run or _run_ip6tables
+        self._run = run or functools.partial(run_ip6tables, quiet=True)
         self.bindings: dict[bytes, bytes] = {}
         """Correspondent octets → CoA octets of every RO binding in force."""
         self.counters: dict[str, int] = {
@@ -195,7 +186,11 @@ class MobileNodeRouteOptimization:
         if source == self._home:
             # Ours, leaving through NFQMIP6-MN-RO (an MH, or a shape the rewrite refused).
             return Verdict.accept(), []
-        if payload[6] == _ICMPV6 and len(payload) > 40 and payload[40] == _ICMPV6_PARAMETER_PROBLEM:
+        if (
+            payload[6] == IPPROTO_ICMPV6
+            and len(payload) > 40
+            and payload[40] == ICMPv6Type.PARAMETER_PROBLEM
+        ):
             return Verdict.accept(), self._parameter_problem(payload)
         if (
             away
@@ -227,7 +222,7 @@ class MobileNodeRouteOptimization:
         return [
             IcmpErrorReceived(
                 source=IPv6Address(payload[8:24]),
-                icmp_type=_ICMPV6_PARAMETER_PROBLEM,
+                icmp_type=ICMPv6Type.PARAMETER_PROBLEM,
                 code=payload[41],
                 invoking_destination=destination,
                 invoking_mh_type=mh_type,
