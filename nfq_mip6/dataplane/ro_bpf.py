@@ -157,7 +157,7 @@ class Libbpf:
         self._print = _PRINT_FN(_print)  # kept alive as long as the library uses it
         lib.libbpf_set_print(ctypes.cast(self._print, ctypes.c_void_p))
 
-    def last_messages(self, count: int = 8) -> str:
+    def last_messages(self, count: int = 4) -> str:
         return " | ".join(self.messages[-count:])
 
 
@@ -282,6 +282,7 @@ class BpfRouteOptimization:
     def _load(self, reuse: Mapping[str, int]) -> None:
         assert self._libbpf is not None
         lib = self._libbpf.lib
+        self._libbpf.messages.clear()  # only this load's messages go into an error
         obj = lib.bpf_object__open_file(str(self.object_path).encode(), None)
         if not obj:
             raise DataplaneError(
