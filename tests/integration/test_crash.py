@@ -17,13 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ScriptedMobileNode, mn_away, mn_tunnel_endpoint, start_agent, stop_agent
+from helpers import (
+    ScriptedMobileNode,
+    binding_ack,
+    mn_away,
+    mn_tunnel_endpoint,
+    start_agent,
+    stop_agent,
+)
 from test_security import (
     COA,
     HA,
     HOA,
     KEY,
-    answer,
     association,
     flush_ha_kernel_state,
     home_bu,
@@ -69,7 +75,7 @@ def test_kill_9_keeps_the_flow_and_a_restart_restores_the_bindings(
     restarted = None
     try:
         first = home_bu(10, signer)
-        assert answer(mn.exchange(first, wait=5.0)).ba.status == 0
+        assert binding_ack(mn.exchange(first, wait=5.0)).ba.status == 0
         with mn_tunnel_endpoint(away.node("mn"), HOA, COA, HA):
             stream = away.ping_stream("cn", str(HOA), rate_pps=PING_RATE).start()
             try:
@@ -102,8 +108,8 @@ def test_kill_9_keeps_the_flow_and_a_restart_restores_the_bindings(
         routes = ha.ipv6_routes("table", "6275")
         assert [r["dst"] for r in routes] == [str(HOA)]
         # A replay of the pre-crash BU is still refused; the MN's next refresh is accepted.
-        assert answer(mn.exchange(first)).ba.status == 144
-        refresh = answer(mn.exchange(home_bu(11, signer)))
+        assert binding_ack(mn.exchange(first)).ba.status == 144
+        refresh = binding_ack(mn.exchange(home_bu(11, signer)))
         assert refresh.ba.status == 0
         (refreshed,) = cli_cache(ha, socket_path)
         assert refreshed["sequence"] == 11

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from helpers import (
     ScriptedMobileNode,
+    binding_ack,
     control_answers,
     mn_away,
     netns_with_home_link,
@@ -25,7 +26,7 @@ from helpers import (
     stop_agent,
     terminate,
 )
-from test_security import HA, HOA, answer, flush_ha_kernel_state, home_bu, write_ha_config
+from test_security import HA, HOA, flush_ha_kernel_state, home_bu, write_ha_config
 
 from nfq_mip6.control import request
 from nfq_mip6.statedir import IDENTITY_KEY
@@ -81,7 +82,7 @@ def test_second_agent_on_one_state_directory_refused_then_not_adopting_its_state
     second_argv = ["ip", "netns", "exec", other_home_link, sys.executable, "-m", "nfq_mip6",
                    "run", "--config", str(second_config)]  # fmt: skip
     try:
-        assert answer(mn.exchange(home_bu(300, None), wait=5.0)).ba.status == 0
+        assert binding_ack(mn.exchange(home_bu(300, None), wait=5.0)).ba.status == 0
         refused = subprocess.run(second_argv, capture_output=True, text=True, timeout=60)
         assert refused.returncode == 1, refused.stderr
         assert refused.stderr.splitlines() == [
