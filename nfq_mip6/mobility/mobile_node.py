@@ -186,6 +186,8 @@ class MobileNode:
         self._discovery = HomeAgentDiscovery()
         self._no_route_optimization: set[IPv6Address] = set()
         self._wanted_correspondents: set[IPv6Address] = set()
+        self._home_agent_direct: tuple[IPv6Address, IPv6Address] | None = None
+        """(HA, CoA) while packets from the HoA to the HA leave directly with an HAO."""
         self._prefix_discovery = MobilePrefixDiscovery()
         # restored last sequence numbers (§11.7.1) of destinations with no entry yet
         self._sequence_floor: dict[IPv6Address, int] = {}
@@ -515,6 +517,7 @@ class MobileNode:
         )
         if same_coa:
             return actions
+        actions += self._home_agent_indirect()  # the old CoA is gone
         if self.home_agent is None:
             return actions + self._dhaad_start(now)
         actions += self._start_home_registration(now)
@@ -540,7 +543,7 @@ class MobileNode:
         self.care_of_address = self.config.home_address
         self.coa_valid_until = math.inf
         self._discovery.cancel()
-        actions: list[Action] = []
+        actions: list[Action] = self._home_agent_indirect()
         for entry in list(self.bul.values()):
             if not entry.home_registration:
                 actions += self._correspondent_go_home(entry, now)
@@ -597,6 +600,26 @@ class MobileNode:
         entry.sequence_unknown = not known
         self.bul[ha] = entry
         return self._transmit(entry, now)
+
+    def _home_agent_direct_install(self, entry: BindingUpdateListEntry) -> list[Action]:
+        """§11.3.1: packets from the HoA to the HA leave from the acknowledged CoA with an HAO
+        (while route optimization is on: ``ro off`` sends everything through the tunnel)."""
+        direct = (entry.destination, entry.care_of_address)
+        if not self.route_optimization or self._home_agent_direct == direct:
+            return []
+        actions = self._home_agent_indirect()
+        hoa = self.config.home_address
+        actions.append(InstallRouteOptimization(hoa, entry.care_of_address, entry.destination))
+        self._home_agent_direct = direct
+        return actions
+
+    def _home_agent_indirect(self) -> list[Action]:
+        """Packets to the HA go through the reverse tunnel again (no binding for the CoA)."""
+        if self._home_agent_direct is None:
+            return []
+        home_agent, _ = self._home_agent_direct
+        self._home_agent_direct = None
+        return [RemoveRouteOptimization(self.config.home_address, home_agent)]
 
     def _home_bound(self) -> bool:
         home = self.home_entry
@@ -790,14 +813,17 @@ class MobileNode:
             return [BindingRejected(hoa, entry.destination, True, status)]
         if status >= 128:
             del self.bul[entry.destination]
-            actions: list[Action] = [BindingRejected(hoa, entry.destination, True, status)]
+            actions: list[Action] = [
+                *self._home_agent_indirect(),
+                BindingRejected(hoa, entry.destination, True, status),
+            ]
             if entry.route_installed:
                 actions.append(RemoveReverseTunnel(hoa))
             return actions + self._try_next_home_agent(now)
         granted = ba.lifetime * LIFETIME_UNIT
         if granted == 0:
             del self.bul[entry.destination]
-            return [BindingDeleted(hoa, entry.destination, True)]
+            return [*self._home_agent_indirect(), BindingDeleted(hoa, entry.destination, True)]
         was_bound = entry.bound_once and entry.route_installed
         self._schedule_refresh(entry, ba, granted)
         entry.transition(BulState.BOUND)
@@ -806,6 +832,10 @@ class MobileNode:
         # §11.3.1: data traffic waits for the BA; now tunnel it through the HA.
         actions.append(InstallReverseTunnel(hoa, entry.care_of_address, entry.destination))
         entry.route_installed = True
+        # §11.3.1, §9.3.1: the HA holds a binding HoA → CoA, so our packets to the HA itself
+        # (e.g. the Echo Reply to its Echo Request that came with an RH2, §11.3.3) go
+        # directly from the CoA with an HAO, as to any correspondent with a binding.
+        actions += self._home_agent_direct_install(entry)
         event_cls = BindingRefreshed if was_bound else BindingRegistered
         actions.append(event_cls(hoa, entry.destination, True, entry.care_of_address, granted))
         if status == BAStatus.ACCEPTED_PREFIX_DISCOVERY_NECESSARY:
@@ -899,9 +929,12 @@ class MobileNode:
 
     def _switch(self, enabled: bool, now: float = 0.0) -> list[Action]:
         self.route_optimization = enabled
+        home = self.home_entry
         if enabled:
+            if home is not None and home.state in IN_FORCE and self.location is Location.AWAY:
+                return self._home_agent_direct_install(home)
             return []
-        actions: list[Action] = []
+        actions: list[Action] = self._home_agent_indirect()
         for entry in list(self.bul.values()):
             if not entry.home_registration:
                 actions += self._correspondent_farewell(entry, now)
