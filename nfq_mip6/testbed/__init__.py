@@ -20,17 +20,10 @@ Importing this package needs neither root nor C extensions.
 """
 
 from nfq_mip6.testbed.netns import CommandFailed, TestbedError
-from nfq_mip6.testbed.testbed import (
-    Node,
-    Outage,
-    PingResult,
-    PingStream,
-    Testbed,
-    TestbedStatus,
-    parse_ping_output,
-    unique_prefix,
-)
+from nfq_mip6.testbed.node import Node
+from nfq_mip6.testbed.testbed import Testbed, TestbedStatus, unique_prefix
 from nfq_mip6.testbed.topology import MN_LINKS, MnLink, care_of_address
+from nfq_mip6.testbed.traffic import Outage, PingResult, PingStream, parse_ping_output
 
 __all__ = [
     "MN_LINKS",

@@ -19,6 +19,11 @@ veth goes down, is re-mastered to another bridge and comes up again, so the MN s
 carrier drop and return. Linux sends no Router Solicitation on carrier regain; the MN
 learns about the new link from the next unsolicited RA (radvd sends one at least every
 1.5 s) or from an RS that its agent (or a test, with ``rdisc6``) sends.
+
+This module is the bed itself (build, tear down, status, move). A node is
+:class:`~nfq_mip6.testbed.node.Node`; the traffic tools (ping stream, capture, iperf3) are in
+:mod:`nfq_mip6.testbed.traffic` and the resets for tests sharing a bed in
+:mod:`nfq_mip6.testbed.resets`; the :class:`Testbed` methods of the same names use them.
 """
 
 from __future__ import annotations
@@ -26,26 +31,19 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import ipaddress
-import itertools
 import json
 import os
 import re
-import shlex
 import shutil
-import signal
-import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Final
+from typing import Any, Final
 
+from nfq_mip6.testbed import resets, traffic
 from nfq_mip6.testbed.netns import (
-    Command,
     TestbedError,
-    as_argv,
     ip,
     kill_netns_processes,
     list_netns,
@@ -55,93 +53,41 @@ from nfq_mip6.testbed.netns import (
     sysctl,
     terminate_pids,
 )
+from nfq_mip6.testbed.node import Node
 from nfq_mip6.testbed.radvd import radvd_config
 from nfq_mip6.testbed.topology import (
     LINKS,
     MN_INTERFACE,
     MN_LINK_BRIDGE,
-    MN_LINK_PREFIX,
     MN_LINKS,
     NODE_NAMES,
     NODES,
     SWITCH_SYSCTLS,
     MnLink,
-    care_of_address,
     interface_sysctls,
     node_spec,
     sysctls,
 )
+from nfq_mip6.testbed.traffic import Outage, PingResult, PingStream, parse_ping_output
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "DEFAULT_RUN_DIR",
+    "Node",
+    "Outage",
+    "PingResult",
+    "PingStream",
+    "Testbed",
+    "TestbedStatus",
+    "parse_ping_output",
+    "unique_prefix",
+]
 
 DEFAULT_PREFIX: Final = "nfqm"
 DEFAULT_RUN_DIR: Final = Path("/run/nfq-mip6-testbed")
 STATE_VERSION: Final = 1
 SWITCH: Final = "sw"
 _PREFIX_RE: Final = re.compile(r"^[a-z][a-z0-9]{0,10}$")
-
-
-# ---------------------------------------------------------------------------------------
-# Nodes
-
-
-@dataclass(frozen=True, slots=True)
-class Node:
-    """A namespace of the test bed; commands run in it through ``ip netns exec``."""
-
-    name: str
-    netns: str
-
-    def argv(self, cmd: Command) -> list[str]:
-        return ["ip", "netns", "exec", self.netns, *as_argv(cmd)]
-
-    def run(
-        self,
-        cmd: Command,
-        *,
-        check: bool = True,
-        timeout: float = 10.0,
-        input_text: str | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``cmd`` in this node and wait; raises ``CommandFailed`` if ``check``."""
-        return run(self.argv(cmd), check=check, timeout=timeout, input_text=input_text)
-
-    def popen(
-        self,
-        cmd: Command,
-        *,
-        stdout: int | IO[Any] | None = subprocess.PIPE,
-        stderr: int | IO[Any] | None = subprocess.PIPE,
-        stdin: int | IO[Any] | None = subprocess.DEVNULL,
-        new_session: bool = False,
-    ) -> subprocess.Popen[str]:
-        """Start ``cmd`` in this node (text mode). The caller waits for or kills it;
-        ``Testbed.down()`` kills whatever is left in the namespace."""
-        return subprocess.Popen(
-            self.argv(cmd),
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            text=True,
-            start_new_session=new_session,
-        )
-
-    def ipv6_addresses(self, ifname: str, link_local: bool = False) -> list[str]:
-        """Addresses of ``ifname`` (``ip -6 addr show``), without prefix length; the
-        HOWTO's fec0::/10 addresses have scope "site", so no scope filter is used."""
-        done = self.run(["ip", "-6", "-j", "addr", "show", "dev", ifname])
-        links = json.loads(done.stdout or "[]")
-        return [
-            str(info["local"])
-            for link in links
-            for info in link.get("addr_info", [])
-            if info.get("family") == "inet6"
-            and info.get("scope") != "host"
-            and (link_local or info.get("scope") != "link")
-        ]
-
-    def ipv6_routes(self, *selector: str) -> list[dict[str, Any]]:
-        done = self.run(["ip", "-6", "-j", "route", "show", *selector])
-        routes: list[dict[str, Any]] = json.loads(done.stdout or "[]")
-        return routes
 
 
 # ---------------------------------------------------------------------------------------
@@ -213,138 +159,6 @@ class TestbedStatus:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self) | {"healthy": self.healthy}, indent=2)
-
-
-# ---------------------------------------------------------------------------------------
-# Ping stream
-
-
-@dataclass(frozen=True, slots=True)
-class Outage:
-    """A run of consecutive unanswered echo requests."""
-
-    first_seq: int
-    last_seq: int
-    seconds: float  # number of lost requests x interval
-
-
-@dataclass(frozen=True, slots=True)
-class PingResult:
-    sent: int
-    received: int
-    interval_s: float
-    max_gap_s: float  # longest time between two consecutive replies (ping -D timestamps)
-    outages: tuple[Outage, ...]
-
-    @property
-    def loss(self) -> float:
-        return 0.0 if self.sent == 0 else 1.0 - min(self.received, self.sent) / self.sent
-
-    def summary(self) -> str:
-        text = (
-            f"{self.sent} sent, {self.received} received, {self.loss:.1%} loss, "
-            f"longest gap between replies {self.max_gap_s * 1000:.0f} ms"
-        )
-        if self.outages:
-            worst = max(self.outages, key=lambda o: o.seconds)
-            text += (
-                f", {len(self.outages)} outage(s), longest {worst.seconds * 1000:.0f} ms "
-                f"(seq {worst.first_seq}-{worst.last_seq})"
-            )
-        return text
-
-
-_REPLY_RE: Final = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=(\d+)")
-_SUMMARY_RE: Final = re.compile(r"(\d+) packets transmitted, (\d+) received")
-
-
-class PingStream:
-    """``ping -i 1/rate`` from a node, collecting reply timestamps until ``stop()``."""
-
-    def __init__(
-        self, node: Node, destination: str, rate_pps: int = 100, source: str | None = None
-    ) -> None:
-        if not 1 <= rate_pps <= 500:
-            raise ValueError("rate_pps must be within 1..500")
-        self.node = node
-        self.destination = destination
-        self.interval_s = round(1.0 / rate_pps, 3)
-        self.source = source
-        self._proc: subprocess.Popen[str] | None = None
-        self._lines: list[str] = []
-        self._reader: threading.Thread | None = None
-
-    def start(self) -> PingStream:
-        argv = ["ping", "-6", "-n", "-D", "-O", "-W", "1", "-i", f"{self.interval_s:.3f}"]
-        if self.source:
-            argv += ["-I", self.source]
-        self._proc = self.node.popen([*argv, self.destination], stderr=subprocess.STDOUT)
-        proc = self._proc
-
-        def read() -> None:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                self._lines.append(line.rstrip("\n"))
-
-        self._reader = threading.Thread(target=read, name="ping-stream", daemon=True)
-        self._reader.start()
-        return self
-
-    @property
-    def replies_so_far(self) -> int:
-        """Echo replies seen up to now (the stream keeps running)."""
-        return sum(1 for line in list(self._lines) if _REPLY_RE.match(line))
-
-    def stop(self) -> PingResult:
-        if self._proc is None:
-            raise TestbedError("ping stream was not started")
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGINT)
-        try:
-            self._proc.wait(timeout=5.0)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        if self._reader is not None:
-            self._reader.join(timeout=5.0)
-        return parse_ping_output(self._lines, self.interval_s)
-
-    def __enter__(self) -> PingStream:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self.stop()
-
-
-def parse_ping_output(lines: Sequence[str], interval_s: float) -> PingResult:
-    """Parse iputils ``ping -D -O`` output into counts, reply gaps and outages."""
-    replies: dict[int, float] = {}
-    sent = received = 0
-    for line in lines:
-        if match := _REPLY_RE.match(line):
-            seq = int(match.group(2))
-            replies.setdefault(seq, float(match.group(1)))
-        elif match := _SUMMARY_RE.search(line):
-            sent, received = int(match.group(1)), int(match.group(2))
-    if sent == 0:  # killed before the summary: estimate from what was seen
-        received = len(replies)
-        sent = max(replies, default=0)
-    seqs = sorted(replies)
-    times = [replies[s] for s in seqs]
-    max_gap = max((b - a for a, b in itertools.pairwise(times)), default=0.0)
-    outages: list[Outage] = []
-    expected = 1
-    for seq in seqs:
-        if seq > expected:
-            outages.append(Outage(expected, seq - 1, (seq - expected) * interval_s))
-        expected = seq + 1
-    return PingResult(sent, received, interval_s, max_gap, tuple(outages))
 
 
 # ---------------------------------------------------------------------------------------
@@ -462,48 +276,9 @@ class Testbed:
         self.reset_mn(timeout)
 
     def restore_baseline(self, node: str) -> None:
-        """Undo what an agent or a test may have left in ``node``: policy rules, routing
-        tables other than main/local, routes added to main (tunnels, host routes), proxy
-        neighbours, the seg6 tunnel source, addresses on ``lo``, ip6tables rules in the
-        raw/mangle/filter tables, and the HOWTO sysctls."""
-        spec = node_spec(node)
-        target = self.node(node)
-        values = sysctls(spec)
-        for iface in spec.interfaces:
-            values |= interface_sysctls(spec, iface.name)
-        script = [
-            _BASELINE_SCRIPT,
-            shlex.join(["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in values.items())]),
-            # addresses on lo other than ::1 (e.g. a home address parked there)
-            "ip -6 -o addr show dev lo | awk '$4 != \"::1/128\" {print $4}' |"
-            ' while read a; do ip -6 addr del "$a" dev lo; done',
-        ]
-        for iface in spec.interfaces:
-            for address in iface.addresses:
-                script.append(shlex.join(["ip", "-6", "addr", "replace", address, "dev",
-                                          iface.name, "nodad"]))  # fmt: skip
-            script.append(shlex.join(["ip", "link", "set", iface.name, "up"]))
-        target.run(["sh", "-c", "\n".join(script)], check=False)
-        wanted = {(r.destination, r.gateway) for r in spec.routes}
-        present: set[tuple[str, str]] = set()
-        flushed: set[str] = set()
-        for route in target.ipv6_routes("table", "all"):
-            table = str(route.get("table", "main"))
-            dst = str(route.get("dst", ""))
-            if table not in ("main", "local"):
-                if table not in flushed:
-                    target.run(["ip", "-6", "route", "flush", "table", table], check=False)
-                    flushed.add(table)
-                continue
-            if table != "main" or route.get("protocol") in ("kernel", "ra"):
-                continue
-            key = (dst, str(route.get("gateway", "")))
-            if key in wanted and "encap" not in route:
-                present.add(key)
-                continue
-            target.run(["ip", "-6", "route", "del", dst, "table", "main"], check=False)
-        for destination, gateway in sorted(wanted - present):
-            target.run(["ip", "-6", "route", "replace", destination, "via", gateway])
+        """Undo what an agent or a test may have left in ``node``
+        (:func:`nfq_mip6.testbed.resets.restore_baseline`)."""
+        resets.restore_baseline(self.node(node), node_spec(node))
 
     def reset_mn(self, timeout: float = 10.0) -> None:
         """Bring the MN home and make it forget visited links (for tests): remove its
@@ -515,20 +290,9 @@ class Testbed:
         if state.mn_link != "home":
             self.move("home")
         mn = self.node("mn")
-        mn.run(["ip", "-6", "addr", "flush", "dev", MN_INTERFACE, "dynamic"], check=False)
-        mn.run(["ip", "-6", "route", "flush", "dev", MN_INTERFACE, "proto", "ra"], check=False)
-        for link in MN_LINKS:
-            if link != "home":
-                mn.run(["ip", "-6", "route", "del", MN_LINK_PREFIX[link]], check=False)
+        resets.forget_visited_links(mn)
         self.solicit_router()
-        home_slaac = care_of_address("home")
-        self.wait_until(
-            lambda: (
-                home_slaac in mn.ipv6_addresses(MN_INTERFACE) and bool(mn.ipv6_routes("default"))
-            ),
-            timeout,
-            "the MN's home SLAAC address and default router",
-        )
+        self.wait_until(lambda: resets.home_again(mn), timeout, resets.HOME_AGAIN)
 
     # -- helpers for tests and the demo ---------------------------------------------
 
@@ -560,36 +324,14 @@ class Testbed:
                 raise TestbedError(f"{node} got no address in {prefix} on {ifname} in {timeout} s")
             time.sleep(0.02)
 
-    @contextlib.contextmanager
     def capture(
         self, link: str, path: str | os.PathLike[str], node: str | None = None
-    ) -> Iterator[Path]:
+    ) -> contextlib.AbstractContextManager[Path]:
         """tcpdump to a pcap while the block runs. ``link`` is a bridge (``homenet``...)
         watched from the switch, or an interface of ``node`` when ``node`` is given."""
-        where = self.node(node) if node else self.switch
         if node is None and link not in LINKS:
             raise TestbedError(f"unknown link {link!r}; choose one of {', '.join(LINKS)}")
-        pcap = Path(path)
-        proc = where.popen(
-            ["tcpdump", "-i", link, "-n", "-U", "--immediate-mode", "-Z", "root", "-w", str(pcap)],
-            stdout=subprocess.DEVNULL,
-        )
-        assert proc.stderr is not None
-        first = proc.stderr.readline()
-        if "listening on" not in first:
-            proc.kill()
-            proc.wait()
-            raise TestbedError(f"tcpdump on {link} failed: {first.strip()}")
-        try:
-            yield pcap
-        finally:
-            time.sleep(0.05)  # let the last packets reach the capture
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.communicate(timeout=5.0)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.communicate()
+        return traffic.capture(self.node(node) if node else self.switch, link, path)
 
     def ping_stream(
         self, src_node: str, dst: str, rate_pps: int = 100, source: str | None = None
@@ -608,35 +350,16 @@ class Testbed:
         port: int = 5201,
     ) -> dict[str, Any]:
         """Run iperf3 from ``client`` to ``server_address`` (served in node ``server``);
-        returns the client's JSON report. ``seconds`` is whole (iperf3 3.12 reads 0.5 as 0,
-        i.e. forever)."""
-        if seconds < 1:
-            raise ValueError("iperf3 duration must be at least 1 s")
-        srv = self.node(server).popen(
-            ["iperf3", "-s", "-1", "-B", server_address, "-p", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        returns the client's JSON report (:func:`nfq_mip6.testbed.traffic.iperf3`)."""
+        return traffic.iperf3(
+            self.node(client),
+            self.node(server),
+            server_address,
+            seconds=seconds,
+            udp=udp,
+            bitrate=bitrate,
+            port=port,
         )
-        try:
-            deadline = time.monotonic() + 5.0
-            while not self.node(server).run(["ss", "-Htln", f"sport = :{port}"]).stdout.strip():
-                if srv.poll() is not None or time.monotonic() > deadline:
-                    raise TestbedError(f"iperf3 server on {server} did not start")
-                time.sleep(0.02)
-            argv = ["iperf3", "-c", server_address, "-p", str(port), "-t", str(seconds), "-J"]
-            if udp:
-                argv += ["-u", "-b", bitrate or "100M"]
-            elif bitrate:
-                argv += ["-b", bitrate]
-            done = self.node(client).run(argv, check=False, timeout=seconds + 15.0)
-            report: dict[str, Any] = json.loads(done.stdout or "{}")
-            if done.returncode != 0 or "error" in report:
-                raise TestbedError(f"iperf3 failed: {report.get('error', done.stderr.strip())}")
-            return report
-        finally:
-            if srv.poll() is None:
-                srv.terminate()
-            srv.wait(timeout=5.0)
 
     # -- internals ------------------------------------------------------------------
 
@@ -803,20 +526,6 @@ class Testbed:
             removed.append(name)
         shutil.rmtree(self.run_dir, ignore_errors=True)
         return removed
-
-
-# Policy rules back to the kernel's defaults, no proxy neighbours and an empty neighbour
-# cache (no stale proxied entries pointing at the HA), no seg6 tunnel source,
-# empty raw/mangle/filter tables (the agents' NFQUEUE rules).
-_BASELINE_SCRIPT: Final = """\
-ip -6 rule flush
-ip -6 rule show pref 0 | grep -q . || ip -6 rule add pref 0 lookup local
-ip -6 rule add pref 32766 lookup main
-ip -6 neigh flush proxy
-ip -6 neigh flush all
-ip sr tunsrc set ::
-printf '*raw\\nCOMMIT\\n*mangle\\nCOMMIT\\n*filter\\nCOMMIT\\n' | ip6tables-restore -w
-"""
 
 
 def unique_prefix(tag: str = "t") -> str:
