@@ -46,8 +46,11 @@ __all__ = [
     "MN_DECAP_TABLE",
     "MN_HOME_ADDRESS_RULE_PRIORITY",
     "MN_REVERSE_TUNNEL_TABLE",
+    "MN_RO_ROUTE_TABLE",
+    "MN_RO_RULE_PRIORITY",
     "ND_FWMARK",
     "RT_PROTO_NFQ_MIP6",
+    "RT_PROTO_RO",
     "RT_TABLE_LOCAL",
     "RT_TABLE_MAIN",
     "RULE_PRIORITY_DECAP",
@@ -120,6 +123,14 @@ MN_REVERSE_TUNNEL_TABLE: Final = 206  # default -> encap to the HA
 MN_DECAP_TABLE: Final = 207  # CoA/128 -> End.DT6 table local
 MN_DECAP_RULE_PRIORITY: Final = 100  # to CoA ipproto 41 lookup MN_DECAP_TABLE
 MN_HOME_ADDRESS_RULE_PRIORITY: Final = 1100  # from HoA lookup MN_REVERSE_TUNNEL_TABLE
+
+# Route optimization in tc BPF (RFC 6275 §9.3.2, §11.3.1): per-binding host routes carry
+# `proto RT_PROTO_RO`; on the MN a rule `to <CN>/128 lookup MN_RO_ROUTE_TABLE` comes after
+# `local` and before the from-HoA tunnel rule, so traffic to a bound correspondent leaves
+# directly (its source is the HoA, rewritten in BPF).
+RT_PROTO_RO: Final = 174
+MN_RO_ROUTE_TABLE: Final = 6277
+MN_RO_RULE_PRIORITY: Final = 1050
 
 # -- ENOMEM ------------------------------------------------------------------------------------
 ENOMEM_RETRIES: Final = 8  # retries after the first attempt

@@ -19,7 +19,7 @@ with the package; nothing is compiled when the agent runs.
 * **Routes** (+24 octets per packet for the RH2 / HAO): with each binding a host route with
   the interface MTU less 24, so nothing that is not GSO exceeds the path MTU after the
   insert. On the CN ``<HoA>/128 via <next hop to the CoA>``; on the MN a rule
-  ``to <CN>/128 lookup`` :data:`MN_ROUTE_TABLE` (before the reverse-tunnel rule
+  ``to <CN>/128 lookup`` :data:`MN_RO_ROUTE_TABLE` (before the reverse-tunnel rule
   ``from HoA``) with ``<CN>/128 via <next hop> src <HoA>``: the packet leaves the interface
   the programs are on instead of the tunnel, and a socket bound to ``::`` answers from the
   HoA (Linux has RFC 6724 rule 4 only with ``CONFIG_IPV6_MIP6``). These routes carry
@@ -50,13 +50,14 @@ from nfq_mip6.dataplane.bpf_syscall import (
     prog_fd_by_id,
     prog_info,
 )
+from nfq_mip6.dataplane.kernel import MN_RO_ROUTE_TABLE, MN_RO_RULE_PRIORITY, RT_PROTO_RO
 from nfq_mip6.dataplane.ro_fastpath import COUNTER_NAMES, BindingKey, reconcile_plan
 
 __all__ = [
     "FILTER_HANDLE",
     "FILTER_PRIORITY",
-    "MN_ROUTE_TABLE",
-    "MN_RULE_PRIORITY",
+    "MN_RO_ROUTE_TABLE",
+    "MN_RO_RULE_PRIORITY",
     "OBJECT_PATH",
     "RT_PROTO_RO",
     "BpfRouteOptimization",
@@ -71,9 +72,6 @@ FILTER_HANDLE: Final = 1
 FILTER_PRIORITY: Final = {"cn": 0x6275, "mn": 0x6276}
 PROGRAMS: Final = {"cn": ("cn_ingress", "cn_egress"), "mn": ("mn_ingress", "mn_egress")}
 MAPS: Final = {"cn": ("mip6_cn_bind", "mip6_cn_stats"), "mn": ("mip6_mn_bind", "mip6_mn_stats")}
-RT_PROTO_RO: Final = 174  # `proto 174` on the per-binding routes (the HA uses 173)
-MN_ROUTE_TABLE: Final = 6277
-MN_RULE_PRIORITY: Final = 1050  # after local (1000), before the from-HoA tunnel rule (1100)
 MIP6_EXT_LEN: Final = 24
 ARPHRD_ETHER: Final = 1
 BPF_TC_INGRESS: Final = 1
@@ -444,7 +442,7 @@ class BpfRouteOptimization:
         else:
             found = self._route_get(peer, care_of_address)
             destination = peer
-            extra = ["src", str(home_address), "table", str(MN_ROUTE_TABLE)]
+            extra = ["src", str(home_address), "table", str(MN_RO_ROUTE_TABLE)]
         dev = str(found["dev"])
         self.attach(dev)
         mtu = int(Path(f"/sys/class/net/{dev}/mtu").read_text()) - MIP6_EXT_LEN
@@ -459,26 +457,26 @@ class BpfRouteOptimization:
         self.routes[(home_address, peer)] = (destination, dev)
 
     def _mn_rule(self, verb: str, peer: IPv6Address) -> None:
-        args = ["-6", "rule", verb, "to", f"{peer}/128", "lookup", str(MN_ROUTE_TABLE)]
-        args += ["priority", str(MN_RULE_PRIORITY)]
+        args = ["-6", "rule", verb, "to", f"{peer}/128", "lookup", str(MN_RO_ROUTE_TABLE)]
+        args += ["priority", str(MN_RO_RULE_PRIORITY)]
         if verb == "add":
             shown = self._run_ip(["-j", "-6", "rule", "show", "to", f"{peer}/128"])
             for rule in json.loads(shown.stdout or "[]") if shown.returncode == 0 else []:
-                if rule.get("priority") == MN_RULE_PRIORITY:
+                if rule.get("priority") == MN_RO_RULE_PRIORITY:
                     return
         self._run_ip(args)
 
     def _delete_route(self, destination: IPv6Address, home_address: IPv6Address) -> None:
         args = ["-6", "route", "del", f"{destination}/128", "proto", str(RT_PROTO_RO)]
         if self.role == "mn":
-            args += ["table", str(MN_ROUTE_TABLE)]
+            args += ["table", str(MN_RO_ROUTE_TABLE)]
             self._mn_rule("del", destination)
         self._run_ip(args)
 
     def _remove_stale_routes(self, wanted: Mapping[BindingKey, IPv6Address]) -> None:
         """Routes (and MN rules) of ours for bindings that are gone (after a crash)."""
         keep = {home if self.role == "cn" else peer for home, peer in wanted}
-        table = ["table", str(MN_ROUTE_TABLE)] if self.role == "mn" else []
+        table = ["table", str(MN_RO_ROUTE_TABLE)] if self.role == "mn" else []
         shown = self._run_ip(["-j", "-6", "route", "show", "proto", str(RT_PROTO_RO), *table])
         for route in json.loads(shown.stdout or "[]") if shown.returncode == 0 else []:
             dst = str(route.get("dst", ""))
@@ -489,7 +487,7 @@ class BpfRouteOptimization:
         if self.role == "mn":
             rules = self._run_ip(["-j", "-6", "rule", "show"])
             for rule in json.loads(rules.stdout or "[]") if rules.returncode == 0 else []:
-                if rule.get("priority") != MN_RULE_PRIORITY:
+                if rule.get("priority") != MN_RO_RULE_PRIORITY:
                     continue
                 with contextlib.suppress(ValueError):
                     address = IPv6Address(str(rule.get("dst", "")))

@@ -15,7 +15,8 @@ from ipaddress import IPv6Address
 
 import pytest
 
-from nfq_mip6.dataplane.ro_bpf import MN_ROUTE_TABLE, OBJECT_PATH, RT_PROTO_RO
+from nfq_mip6.dataplane.kernel import MN_RO_ROUTE_TABLE, RT_PROTO_RO
+from nfq_mip6.dataplane.ro_bpf import OBJECT_PATH
 from nfq_mip6.testbed.ro_lab import CN, COA, HOA, RoLab
 
 pytestmark = pytest.mark.netns
@@ -62,7 +63,7 @@ def test_full_size_packets_and_tcp_both_ways(lab: RoLab) -> None:
     lab.bind()
     routes = lab.sh(lab.cn, "ip", "-6", "route", "show", f"{HOA}/128").stdout
     assert "mtu 1476" in routes and f"proto {RT_PROTO_RO}" in routes
-    mn_route = lab.sh(lab.mn, "ip", "-6", "route", "show", "table", str(MN_ROUTE_TABLE)).stdout
+    mn_route = lab.sh(lab.mn, "ip", "-6", "route", "show", "table", str(MN_RO_ROUTE_TABLE)).stdout
     assert f"src {HOA}" in mn_route and "mtu 1476" in mn_route
     # 1452 octets of ICMPv6 data = a 1500-octet packet before the 24-octet insert
     assert lab.ping(lab.cn, HOA, "-s", "1452", "-M", "dont")

@@ -106,6 +106,21 @@ def test_run_ip_names_the_command_that_failed() -> None:
 
 def test_the_rule_priorities_keep_decap_before_local_before_the_home_address_rule() -> None:
     assert kernel.MN_DECAP_RULE_PRIORITY < kernel.LOCAL_RULE_PRIORITY
-    assert kernel.LOCAL_RULE_PRIORITY < kernel.MN_HOME_ADDRESS_RULE_PRIORITY
+    # a bound correspondent's route (tc BPF route optimization) wins over the tunnel
+    assert kernel.LOCAL_RULE_PRIORITY < kernel.MN_RO_RULE_PRIORITY
+    assert kernel.MN_RO_RULE_PRIORITY < kernel.MN_HOME_ADDRESS_RULE_PRIORITY
     assert kernel.RULE_PRIORITY_ND_LOCAL < kernel.RULE_PRIORITY_ND < kernel.RULE_PRIORITY_DECAP
     assert kernel.RULE_PRIORITY_DECAP < kernel.LOCAL_RULE_PRIORITY
+
+
+def test_every_table_and_route_protocol_the_agent_owns_is_distinct() -> None:
+    tables = [
+        kernel.TUNNEL_TABLE,
+        kernel.DECAP_TABLE,
+        kernel.MN_REVERSE_TUNNEL_TABLE,
+        kernel.MN_DECAP_TABLE,
+        kernel.MN_RO_ROUTE_TABLE,
+    ]
+    assert len(set(tables)) == len(tables)
+    assert not {kernel.RT_TABLE_MAIN, kernel.RT_TABLE_LOCAL} & set(tables)
+    assert kernel.RT_PROTO_NFQ_MIP6 != kernel.RT_PROTO_RO
