@@ -48,6 +48,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
 from ipaddress import IPv6Address, IPv6Network
+from typing import Protocol
 
 from nfq_mip6.constants import (
     DEFAULT_HA_MAX_BINDING_LIFETIME,
@@ -156,6 +157,36 @@ class MobileNodeConfig:
     first_registration_timeout: float = INITIAL_BINDACK_TIMEOUT_FIRST_REG
 
 
+class BindingAckCheck(Enum):
+    """What the MN does with a BA from its HA after MN–HA authentication (RFC 4285 §5.1, §6)."""
+
+    ACCEPT = "accept"
+    """Authenticated (or no SA): process it."""
+    DROP = "drop"
+    """Not authenticated, or a stale echo: it counts as unprotected (NBindAcksDropAuth)."""
+    RESYNC = "resync"
+    """An authenticated 144/145: the clock offset or Mesg-ID use was adjusted; discard it
+    silently, the BU retransmission carries the fix."""
+
+
+class HomeRegistrationAuthenticator(Protocol):
+    """MN–HA authentication of home registrations (RFC 4285:
+    ``security.auth.MobileNodeAuthenticator``), the MN's counterpart of the HA's
+    ``HomeRegistrationAuthorizer``."""
+
+    def sign_binding_update(
+        self, bu: BindingUpdate, care_of_address: IPv6Address, home_address: IPv6Address
+    ) -> BindingUpdate: ...
+
+    def check_binding_ack(
+        self,
+        ba: BindingAck,
+        mh_bytes: bytes,
+        care_of_address: IPv6Address,
+        home_address: IPv6Address,
+    ) -> BindingAckCheck: ...
+
+
 class Location(Enum):
     UNKNOWN = "unknown"
     HOME = "home"
@@ -172,8 +203,10 @@ class MobileNode:
         random_bytes: RandomBytes = os.urandom,
         stats: MobilityStats | None = None,
         encode_mh_data: MhDataEncoder = mh_data_for_authenticator,
+        authenticator: HomeRegistrationAuthenticator | None = None,
     ) -> None:
         self.config = config
+        self.authenticator = authenticator
         self.stats = stats if stats is not None else MobilityStats()
         self._random_bytes = random_bytes
         self._encode_mh_data = encode_mh_data
@@ -371,7 +404,7 @@ class MobileNode:
             # the IPv6 source), the de-registration too.
             entry.lifetime_requested = 0
             bu = BindingUpdate(entry.sequence, flags, 0, (AlternateCareofAddress(hoa),))
-            return SendMobilityMessage(bu, hoa, entry.destination)
+            return SendMobilityMessage(self._signed(bu, hoa), hoa, entry.destination)
         coa = entry.care_of_address
         # §11.7.1: lifetime ≤ the remaining CoA lifetime and the configured maximum.
         lifetime = min(
@@ -382,7 +415,17 @@ class MobileNode:
         units = max(1, int(lifetime) // LIFETIME_UNIT)
         entry.lifetime_requested = units * LIFETIME_UNIT
         bu = BindingUpdate(entry.sequence, flags, units, (AlternateCareofAddress(coa),))
-        return SendMobilityMessage(bu, coa, entry.destination, home_address=hoa)
+        return SendMobilityMessage(self._signed(bu, coa), coa, entry.destination, home_address=hoa)
+
+    def _signed(self, bu: BindingUpdate, care_of_address: IPv6Address) -> BindingUpdate:
+        """RFC 4285: [MN-ID] Mesg-ID Authentication, a fresh timestamp per transmission."""
+        if self.authenticator is None:
+            return bu
+        return self.authenticator.sign_binding_update(bu, care_of_address, self.config.home_address)
+
+    def accepts_routing_header(self, address: IPv6Address) -> bool:
+        """§11.3.3: a type 2 routing header must name this node's home address."""
+        return address == self.config.home_address
 
     def _correspondent_bu(self, entry: BindingUpdateListEntry, now: float) -> SendMobilityMessage:
         hoa = self.config.home_address
@@ -714,6 +757,15 @@ class MobileNode:
     # ----------------------------------------------------------------------------------------
 
     def _mobility_message(self, event: MobilityMessageReceived, now: float) -> list[Action]:
+        if (
+            not event.via_tunnel
+            and self.location is Location.AWAY
+            and event.dst == self.config.home_address
+            and event.routing_address is None
+        ):
+            # Away, an MH to the HoA without an RH2 can only have come through the HA tunnel
+            # (decapsulated by the kernel): a HoT or a BRR (§11.6.2).
+            event = replace(event, via_tunnel=True)
         message = event.message
         if isinstance(message, BindingAck):
             return self._binding_ack(event, message, now)
@@ -737,6 +789,14 @@ class MobileNode:
     def _binding_ack(
         self, event: MobilityMessageReceived, ba: BindingAck, now: float
     ) -> list[Action]:
+        protected = event.ipsec_protected
+        if self.authenticator is not None:
+            check = self.authenticator.check_binding_ack(
+                ba, event.mh_bytes, event.dst, event.routing_address or event.dst
+            )
+            if check is BindingAckCheck.RESYNC:
+                return [MessageDiscarded("binding-ack-resync", event.src, MHType.BA)]
+            protected = protected and check is BindingAckCheck.ACCEPT
         stats = self.stats
         stats.NBindAcksRcvd += 1
         if ba.status >= 128:
@@ -745,7 +805,7 @@ class MobileNode:
         if entry is None or entry.state not in AWAITING_ACK:
             stats.NBindAcksDropMisc += 1
             return [MessageDiscarded("unexpected-binding-ack", event.src, MHType.BA)]
-        if entry.home_registration and not event.ipsec_protected:
+        if entry.home_registration and not protected:
             stats.NBindAcksDropAuth += 1
             return [MessageDiscarded("binding-ack-not-protected", event.src, MHType.BA)]
         status = ba.status

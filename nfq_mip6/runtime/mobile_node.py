@@ -86,6 +86,7 @@ from nfq_mip6.mobility.events import (
     SendNeighborAdvertisement,
     SendRouterSolicitation,
 )
+from nfq_mip6.mobility.mobile_node import MobileNode, MobileNodeConfig
 from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.runtime.base import QueuedPacket, RoleRuntime, RuntimeContext, Verdict
 from nfq_mip6.runtime.movement import (
@@ -102,9 +103,7 @@ from nfq_mip6.runtime.movement import (
 )
 from nfq_mip6.runtime.ro_datapath import MobileNodeRouteOptimization
 from nfq_mip6.security.auth import (
-    BindingAckCheck,
     MobileNodeAuthenticator,
-    care_of_address_of,
     mobile_node_authenticator,
 )
 from nfq_mip6.statedir import open_state
@@ -114,7 +113,6 @@ from nfq_mip6.wire import (
     Accepted,
     BindingAck,
     BindingUpdate,
-    BUFlags,
     DhaadReply,
     DhaadRequest,
     MalformedPacket,
@@ -162,14 +160,14 @@ def _make_core(
     home_agent: IPv6Address | None,
     binding_lifetime: int,
     route_optimization: bool = False,
-) -> Any:
+    authenticator: MobileNodeAuthenticator | None = None,
+) -> MobileNode:
     """The pure core (``nfq_mip6.mobility.mobile_node``) configured for this node.
 
     ``home_agent`` None: the core finds one with DHAAD (§11.4.1). ``route_optimization``:
     MIPL's ``accept_return_routability`` (HOWTO FAQ 4), switchable at run time.
+    ``authenticator``: RFC 4285 MN–HA authentication of home registrations.
     """
-    from nfq_mip6.mobility.mobile_node import MobileNode, MobileNodeConfig
-
     config = MobileNodeConfig(
         home_address=home_address.ip,
         home_prefix=home_address.network,
@@ -177,7 +175,7 @@ def _make_core(
         home_registration_lifetime=binding_lifetime,
         route_optimization=route_optimization,
     )
-    return MobileNode(config)
+    return MobileNode(config, authenticator=authenticator)
 
 
 def bul_entries(core: Any, now: float) -> list[dict[str, Any]]:
@@ -238,7 +236,7 @@ class MobileNodeRuntime(RoleRuntime):
                 "start_deregistrations",  # §11.5.5 BUs for a binding the HA may still hold
             )
         )
-        self.core: Any = None
+        self.core: MobileNode | None = None
         self.detector: MovementDetector | None = None
         self.monitor: MovementMonitor | None = None
         self.dataplane: Any = None
@@ -256,6 +254,11 @@ class MobileNodeRuntime(RoleRuntime):
         # §11.5.1: the followed router's RAs stopping means a move (or a dead router)
         self.reachability = RouterReachability()
 
+    @property
+    def _core(self) -> MobileNode:
+        assert self.core is not None, "mobile node not started"
+        return self.core
+
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, ctx: RuntimeContext) -> None:
         from nfq_mip6.dataplane.mobile_node import MobileNodeDataplane
@@ -268,8 +271,19 @@ class MobileNodeRuntime(RoleRuntime):
         self.home_agent = mn.home_agent
         self.interface = _pick_interface(ctx.config.interface, mn.home_address)
         self._set_sysctls()
+        self.authenticator = mobile_node_authenticator(
+            spi=mn.auth_spi,
+            key_file=mn.auth_key_file,
+            key_env=mn.auth_key_env,
+            home_address=mn.home_address.ip,
+            nai=mn.nai,
+        )
         self.core = _make_core(
-            mn.home_address, mn.home_agent, mn.binding_lifetime, ctx.config.route_optimization
+            mn.home_address,
+            mn.home_agent,
+            mn.binding_lifetime,
+            ctx.config.route_optimization,
+            self.authenticator,
         )
         self.ro = MobileNodeRouteOptimization(
             mn.home_address.ip,
@@ -277,13 +291,6 @@ class MobileNodeRuntime(RoleRuntime):
             ctx.queue_num,
             ctx.queue_bypass,
             fast_path=self._open_fast_path(ctx),
-        )
-        self.authenticator = mobile_node_authenticator(
-            spi=mn.auth_spi,
-            key_file=mn.auth_key_file,
-            key_env=mn.auth_key_env,
-            home_address=mn.home_address.ip,
-            nai=mn.nai,
         )
         self._restore_state(ctx)
         self.dataplane = MobileNodeDataplane(self.interface, mn.home_address)
@@ -351,7 +358,7 @@ class MobileNodeRuntime(RoleRuntime):
         except StoreError as exc:
             LOG.warning("state store unavailable; the BUL will not survive a restart: %s", exc)
             return
-        restored = self.core.restore_binding_update_list(self.persistence.load(), ctx.clock())
+        restored = self._core.restore_binding_update_list(self.persistence.load(), ctx.clock())
         self.restored_bindings = len(restored)
         for entry in restored:
             LOG.info(
@@ -516,7 +523,7 @@ class MobileNodeRuntime(RoleRuntime):
         while it was down, or its state directory was lost) and tunnel the HoA's traffic
         away: one de-registration BU (an answer 133 only means there was nothing to delete).
         """
-        actions = self.core.home_link_found_at_start(now)
+        actions = self._core.home_link_found_at_start(now)
         if any(isinstance(action, SendMobilityMessage) for action in actions):
             self.counters["start_deregistrations"] += 1
             self._note(now, "home at start: de-registration")
@@ -540,7 +547,7 @@ class MobileNodeRuntime(RoleRuntime):
                 else:
                     self._note(now, "home")
                 self.counters["moves"] += 1
-                actions = self.core.handle(decision, now)
+                actions = self._core.handle(decision, now)
                 sends: list[Action] = [a for a in actions if isinstance(a, SendMobilityMessage)]
                 if isinstance(decision, ReturnedToHomeLink):
                     # §11.5.5: the de-registration BU first (the raw socket routes it on the
@@ -648,14 +655,6 @@ class MobileNodeRuntime(RoleRuntime):
             pseudo_src = action.home_address or action.src
             pseudo_dst = action.routing_address or action.dst
             message = action.message
-            if (
-                self.authenticator is not None
-                and isinstance(message, BindingUpdate)
-                and message.flags & BUFlags.H
-            ):  # RFC 4285: [MN-ID] Mesg-ID Authentication, fresh timestamp per transmission
-                message = self.authenticator.sign_binding_update(
-                    message, care_of_address_of(message, action.src), pseudo_src
-                )
             mh = build_mh(message, pseudo_src, pseudo_dst)
             packet = build_ipv6_packet(
                 action.src,
@@ -732,7 +731,7 @@ class MobileNodeRuntime(RoleRuntime):
         without its source, so the kernel's ``from HoA`` tunnel rule would not catch it."""
         assert self.ctx is not None and self.detector is not None
         care_of = self.detector.care_of_address
-        home_agent = getattr(self.core, "home_agent", None) or self.home_agent
+        home_agent = (self.core.home_agent if self.core else None) or self.home_agent
         if care_of is None or home_agent is None:
             raise ValueError("no tunnel to the home agent to send through")
         mh = build_mh(action.message, action.src, action.dst)
@@ -778,10 +777,8 @@ class MobileNodeRuntime(RoleRuntime):
         except MalformedPacket:
             self._count_malformed()
             return Verdict.drop()
-        # §11.3.3: only a valid RH2 naming our own HoA is acceptable
-        if packet.rh2_address is not None and (
-            not packet.rh2_valid
-            or (self.home_address is not None and packet.rh2_address != self.home_address.ip)
+        if packet.rh2_address is not None and not (
+            packet.rh2_valid and self._core.accepts_routing_header(packet.rh2_address)
         ):
             self._count_malformed()
             return Verdict.drop()
@@ -822,34 +819,13 @@ class MobileNodeRuntime(RoleRuntime):
         if self.ctx is not None and self.ctx.metrics is not None:
             with contextlib.suppress(Exception):
                 self.ctx.metrics.mh_received(mh_type_of(verdict.message))
-        protected = True  # RFC 4285: the HA's BA must authenticate (else NBindAcksDropAuth)
-        if self.authenticator is not None and isinstance(verdict.message, BindingAck):
-            check = self.authenticator.check_binding_ack(
-                verdict.message,
-                packet.upper_layer_bytes,
-                packet.dst,
-                packet.rh2_address or packet.dst,
-            )
-            if check is BindingAckCheck.RESYNC:  # 144/145: the BU retransmission fixes it
-                return Verdict.drop()
-            protected = check is BindingAckCheck.ACCEPT
-        # A Mobility Header to the HoA without an RH2 while away can only have come through
-        # the HA tunnel (decapsulated by End.DT6, queued in INPUT): a HoT or a BRR (§11.6.2).
-        via_tunnel = (
-            away
-            and self.home_address is not None
-            and packet.dst == self.home_address.ip
-            and packet.rh2_address is None
-        )
         event = MobilityMessageReceived(
             message=verdict.message,
             src=packet.src,
             dst=packet.dst,
             home_address=packet.home_address,
             routing_address=packet.rh2_address,
-            via_tunnel=via_tunnel,
             mh_bytes=packet.upper_layer_bytes,
-            ipsec_protected=protected,
         )
         if self.core is not None:
             self._apply(self.core.handle(event, now), now)
@@ -907,7 +883,7 @@ class MobileNodeRuntime(RoleRuntime):
 
     # -- control ---------------------------------------------------------------------------
     def mobility_stats(self) -> MobilityStats:
-        stats: MobilityStats = self.core.stats
+        stats: MobilityStats = self._core.stats
         return stats
 
     def bul_rows(self, now: float) -> list[dict[str, Any]]:
@@ -929,14 +905,14 @@ class MobileNodeRuntime(RoleRuntime):
         self.core.handle(DataplaneCountersSampled(encapsulations, decapsulations), now)
 
     def route_optimization(self) -> bool:
-        return bool(self.core.route_optimization)
+        return bool(self._core.route_optimization)
 
     def set_route_optimization(self, enabled: bool, now: float) -> bool:
         """``nfq-mip6 ro on|off``: off drops every correspondent binding and its rule, so the
         traffic is back in the HA tunnel at once (docs/route-optimization.md)."""
         if enabled != self.route_optimization():
             LOG.info("route optimization switched %s", "on" if enabled else "off")
-        self._apply(self.core.handle(RouteOptimizationSwitched(enabled), now), now)
+        self._apply(self._core.handle(RouteOptimizationSwitched(enabled), now), now)
         return self.route_optimization()
 
     def reload(self, config: AgentConfig) -> list[str]:
@@ -952,8 +928,8 @@ class MobileNodeRuntime(RoleRuntime):
             reloaded.append(f"route_optimization: {'on' if config.route_optimization else 'off'}")
         if config.mn is not None:
             lifetime = config.mn.binding_lifetime
-            if lifetime != self.core.config.home_registration_lifetime:
-                self._apply(self.core.set_home_registration_lifetime(lifetime, now), now)
+            if lifetime != self._core.config.home_registration_lifetime:
+                self._apply(self._core.set_home_registration_lifetime(lifetime, now), now)
                 reloaded.append(f"binding_lifetime: {lifetime}")
         return reloaded
 

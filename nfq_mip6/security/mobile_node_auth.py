@@ -13,10 +13,10 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import replace
-from enum import Enum
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 
+from nfq_mip6.mobility.mobile_node import BindingAckCheck as BindingAckCheck
 from nfq_mip6.security.auth_codec import (
     Clock,
     SecurityAssociation,
@@ -38,18 +38,6 @@ from nfq_mip6.wire.options import (
 )
 
 log = logging.getLogger("nfq_mip6.security")
-
-
-class BindingAckCheck(Enum):
-    """What the MN does with a BA from its HA (RFC 4285 §5.1, §6)."""
-
-    ACCEPT = "accept"
-    """Authenticated (or no SA): hand it to the core."""
-    DROP = "drop"
-    """Not authenticated, or a stale echo: discard silently."""
-    RESYNC = "resync"
-    """An authenticated 144/145: the clock offset or Mesg-ID use was adjusted; discard it
-    and let the BU retransmission carry a fresh Mesg-ID."""
 
 
 class MobileNodeAuthenticator:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv6Address
 
 import pytest
@@ -30,7 +31,7 @@ from nfq_mip6.mobility.events import (
     SendNeighborAdvertisement,
     SendRouterSolicitation,
 )
-from nfq_mip6.mobility.mobile_node import BulState, MobileNode, MobileNodeConfig
+from nfq_mip6.mobility.mobile_node import BindingAckCheck, BulState, MobileNode, MobileNodeConfig
 from nfq_mip6.mobility.rr import encode_bu_or_ba, with_authenticator
 from nfq_mip6.wire.mh import (
     BAFlags,
@@ -45,7 +46,7 @@ from nfq_mip6.wire.mh import (
     HomeTest,
     HomeTestInit,
 )
-from nfq_mip6.wire.options import AlternateCareofAddress, BindingRefreshAdvice
+from nfq_mip6.wire.options import AlternateCareofAddress, BindingRefreshAdvice, MessageIdentifier
 from tests.support.factories import counter_bytes
 from tests.support.vectors import CN, COA, COA2, HA, HA2, HOA, PREFIX
 
@@ -402,8 +403,81 @@ def test_mn_hot_with_wrong_cookie_ignored() -> None:
 def test_mn_hot_not_through_tunnel_ignored() -> None:
     mn = make_mn()
     hoti, _, _ = start_rr(mn)
-    actions = mn.handle(hot(hoti.cookie, via_tunnel=False), 2.1)
-    assert all(isinstance(a, MessageDiscarded) for a in actions)
+    to_coa = MobilityMessageReceived(HomeTest(3, hoti.cookie, b"H" * 8), CN, COA)
+    (discarded,) = mn.handle(to_coa, 2.1)
+    assert isinstance(discarded, MessageDiscarded) and discarded.reason == "home-test-mismatch"
+
+
+def test_mn_away_an_mh_to_the_home_address_without_rh2_came_through_the_tunnel() -> None:
+    """§11.6.2: the core tells a tunnelled HoT from the addresses, the runtime does not."""
+    mn = make_mn()
+    hoti, _, _ = start_rr(mn)
+    assert mn.handle(hot(hoti.cookie, via_tunnel=False), 2.1) == []  # accepted, waits for CoT
+    assert mn.bul[CN].home_cookie is None
+
+
+def test_mn_routing_header_must_name_the_home_address() -> None:
+    mn = make_mn()
+    assert mn.accepts_routing_header(HOA) and not mn.accepts_routing_header(COA)
+
+
+class FakeAuthenticator:
+    def __init__(self, check: BindingAckCheck) -> None:
+        self.check = check
+        self.signed: list[tuple[int, IPv6Address, IPv6Address]] = []
+
+    def sign_binding_update(
+        self, bu: BindingUpdate, care_of_address: IPv6Address, home_address: IPv6Address
+    ) -> BindingUpdate:
+        self.signed.append((bu.sequence, care_of_address, home_address))
+        return replace(bu, options=(*bu.options, MessageIdentifier(bu.sequence)))
+
+    def check_binding_ack(
+        self,
+        ba: BindingAck,
+        mh_bytes: bytes,
+        care_of_address: IPv6Address,
+        home_address: IPv6Address,
+    ) -> BindingAckCheck:
+        return self.check
+
+
+def authenticated_mn(check: BindingAckCheck) -> tuple[MobileNode, FakeAuthenticator]:
+    authenticator = FakeAuthenticator(check)
+    config = MobileNodeConfig(home_address=HOA, home_prefix=PREFIX, home_agent=HA)
+    return MobileNode(
+        config, random_bytes=counter_bytes(1), authenticator=authenticator
+    ), authenticator
+
+
+def test_mn_home_bus_are_signed_by_the_injected_authenticator_each_transmission() -> None:
+    """RFC 4285: every (re)transmission of a home BU is signed with a fresh Mesg-ID."""
+    mn, authenticator = authenticated_mn(BindingAckCheck.ACCEPT)
+    bu = away(mn)
+    assert isinstance(bu.options[-1], MessageIdentifier)
+    the_bu(mn.handle_timer(1.5))  # retransmission
+    assert [(coa, hoa) for _seq, coa, hoa in authenticator.signed] == [(COA, HOA), (COA, HOA)]
+    mn.handle(ReturnedToHomeLink(), 2.0)  # the de-registration: CoA = HoA
+    assert authenticator.signed[-1][1:] == (HOA, HOA)
+
+
+@pytest.mark.parametrize(
+    ("check", "registered", "drop_auth"),
+    [
+        (BindingAckCheck.ACCEPT, True, 0),
+        (BindingAckCheck.DROP, False, 1),
+        (BindingAckCheck.RESYNC, False, 0),
+    ],
+)
+def test_mn_binding_ack_checked_by_the_injected_authenticator(
+    check: BindingAckCheck, registered: bool, drop_auth: int
+) -> None:
+    mn, _ = authenticated_mn(check)
+    bu = away(mn)
+    actions = mn.handle(ba_event(0, bu.sequence, bu.lifetime), 1.0)
+    assert any(isinstance(a, InstallReverseTunnel) for a in actions) is registered
+    assert mn.stats.NBindAcksDropAuth == drop_auth
+    assert mn.stats.NBindAcksRcvd == (0 if check is BindingAckCheck.RESYNC else 1)
 
 
 def complete_rr(mn: MobileNode) -> tuple[SendMobilityMessage, BindingUpdate]:
