@@ -11,17 +11,27 @@ second, ping RTT (200 x 5 ms). Also bpf(2) map updates / deletes per second from
 (pre-packed keys) and the programs' counters. Prints one JSON object; the ratios compare
 bpf with base from the same rounds. Needs root, iperf3, the built ``ro.bpf.o``.
 
-    sudo .venv/bin/python bench/bench_ro_bpf.py [--rounds 3] [--seconds 4]
+    .venv/bin/python bench/bench_ro_bpf.py [--rounds 3] [--seconds 4]     # as root
+
+``--agents``: the same flows on the HOWTO test bed with the real HA, MN and CN agents, once
+with ``ro_datapath = "bpf"`` and once with ``"nfqueue"`` (agents restarted in between), each
+against plain CN <-> CoA traffic of the same run, plus the packets queued to user space at
+the CN and the MN during one TCP run (the kernel's NFQUEUE packet IDs).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
+import importlib
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,23 +62,23 @@ fast_path.stop(flush=False)
 """
 
 
-def iperf(lab: RoLab, target: str, port: int, seconds: int, *extra: str) -> dict[str, Any]:
-    done = lab.sh(
-        lab.cn, "iperf3", "-c", target, "-p", str(port), "-t", str(seconds), "-J", *extra,
-        check=False,
-    )  # fmt: skip
+CnRun = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
+
+
+def iperf(cn: CnRun, target: str, port: int, seconds: int, *extra: str) -> dict[str, Any]:
+    done = cn(["iperf3", "-c", target, "-p", str(port), "-t", str(seconds), "-J", *extra])
     result: dict[str, Any] = json.loads(done.stdout or "{}")
     if "error" in result or "end" not in result:
         raise RuntimeError(f"iperf3 {target} {extra}: {result.get('error', done.stderr)}")
     return result
 
 
-def measure(lab: RoLab, target: str, port: int, seconds: int) -> dict[str, float]:
-    tcp = iperf(lab, target, port, seconds)["end"]["sum_received"]["bits_per_second"]
-    tcp_r = iperf(lab, target, port, seconds, "-R")["end"]["sum_received"]["bits_per_second"]
-    udp = iperf(lab, target, port, seconds, "-u", "-l", "64", "-b", "0")["end"]["sum"]
+def measure(cn: CnRun, target: str, port: int, seconds: int) -> dict[str, float]:
+    tcp = iperf(cn, target, port, seconds)["end"]["sum_received"]["bits_per_second"]
+    tcp_r = iperf(cn, target, port, seconds, "-R")["end"]["sum_received"]["bits_per_second"]
+    udp = iperf(cn, target, port, seconds, "-u", "-l", "64", "-b", "0")["end"]["sum"]
     udp_pps = (udp["packets"] - udp["lost_packets"]) / udp["seconds"]
-    ping = lab.sh(lab.cn, "ping", "-c", "200", "-i", "0.005", "-q", target, check=False).stdout
+    ping = cn(["ping", "-c", "200", "-i", "0.005", "-q", target]).stdout
     rtt_line = next(line for line in ping.splitlines() if "min/avg" in line)
     rtt_avg = float(rtt_line.split("=")[1].split("/")[1])
     return {
@@ -79,14 +89,106 @@ def measure(lab: RoLab, target: str, port: int, seconds: int) -> dict[str, float
     }
 
 
+def queued_ids(node: Any) -> int:
+    """Sum of the NFQUEUE queues' last packet IDs in a namespace (+1 per queued packet)."""
+    text = node.run(["cat", "/proc/net/netfilter/nfnetlink_queue"]).stdout
+    return sum(int(line.split()[7]) for line in text.splitlines() if line.strip())
+
+
+@contextlib.contextmanager
+def iperf_servers(node: Any, bindings: dict[str, int]) -> Iterator[None]:
+    servers = [
+        node.popen(["iperf3", "-s", "-B", address, "-p", str(port)])
+        for address, port in bindings.items()
+    ]
+    try:
+        for port in bindings.values():
+            for _ in range(250):
+                if node.run(["ss", "-Htln", f"sport = :{port}"]).stdout.strip():
+                    break
+                time.sleep(0.02)
+        yield
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+
+
+def both_ends_bound(helpers: Any, agents: dict[str, Any], coa: str, home: str) -> bool:
+    """The CN holds the binding and the MN's BUL entry for the CN is bound."""
+    from nfq_mip6.testbed.topology import CN_ADDRESS
+
+    mn_bound = any(
+        e["recipient"] == CN_ADDRESS and e["state"] == 1 for e in helpers.bul(agents["mn"])
+    )
+    return mn_bound and helpers.cn_cache(agents["cn"]) == [(home, coa)]
+
+
+def with_agents(rounds: int, seconds: int) -> dict[str, Any]:
+    """Both data paths with the real agents on the HOWTO test bed, each vs plain CoA."""
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    helpers: Any = importlib.import_module("test_route_optimization")
+    from nfq_mip6.control import request
+    from nfq_mip6.testbed.topology import MN_HOME_ADDRESS
+
+    coa = helpers.VISIT_COA
+    results: dict[str, Any] = {}
+    for datapath in ("bpf", "nfqueue"):
+        os.environ["NFQ_MIP6_AGENT__RO_DATAPATH"] = datapath
+        with contextlib.redirect_stdout(sys.stderr), helpers.agents_on_the_testbed() as agents:
+            bed = agents["bed"]
+            cn_node, mn_node = bed.node("cn"), bed.node("mn")
+
+            cn = functools.partial(cn_node.run, check=False)
+            cn(["ping", "-6", "-c", "5", "-i", "0.2", MN_HOME_ADDRESS])
+            helpers.wait_until(lambda: both_ends_bound(helpers, agents, coa, MN_HOME_ADDRESS), 20.0)
+            cn(["ping", "-6", "-c", "20", "-i", "0.05", MN_HOME_ADDRESS])  # steady state
+            used = request(agents["cn"], {"cmd": "stats"})["ro_datapath"]["datapath"]
+            runs: dict[str, list[dict[str, float]]] = {"base": [], "ro": []}
+            with iperf_servers(mn_node, {coa: 5201, MN_HOME_ADDRESS: 5202}):
+                before = {n: queued_ids(bed.node(n)) for n in ("cn", "mn")}
+                started = time.monotonic()
+                iperf(cn, MN_HOME_ADDRESS, 5202, seconds)
+                elapsed = time.monotonic() - started
+                queued = {n: queued_ids(bed.node(n)) - v for n, v in before.items()}
+                for _ in range(rounds):
+                    runs["base"].append(measure(cn, coa, 5201, seconds))
+                    runs["ro"].append(measure(cn, MN_HOME_ADDRESS, 5202, seconds))
+            medians = {
+                mode: {key: statistics.median(r[key] for r in values) for key in values[0]}
+                for mode, values in runs.items()
+            }
+            results[datapath] = {
+                "datapath_in_use": used,
+                "median": medians,
+                "ratio_ro_over_base": {
+                    key: round(medians["ro"][key] / medians["base"][key], 3)
+                    for key in medians["base"]
+                },
+                "queued_during_one_tcp_run": queued,
+                "queued_per_4s": {n: round(v * 4 / elapsed, 1) for n, v in queued.items()},
+                "rounds": runs,
+            }
+    os.environ.pop("NFQ_MIP6_AGENT__RO_DATAPATH", None)
+    return {"agents": results, "seconds": seconds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--map-entries", type=int, default=50000)
+    parser.add_argument("--agents", action="store_true", help="real agents, bpf vs nfqueue")
     args = parser.parse_args()
 
+    if args.agents:
+        print(json.dumps(with_agents(args.rounds, args.seconds), indent=2))
+        return
     lab = RoLab()
+
+    def cn(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        return lab.sh(lab.cn, *argv, check=False)
+
     servers: list[subprocess.Popen[bytes]] = []
     try:
         lab.up()
@@ -104,8 +206,8 @@ def main() -> None:
         time.sleep(0.5)
         rounds: dict[str, list[dict[str, float]]] = {"base": [], "bpf": []}
         for _ in range(args.rounds):
-            rounds["base"].append(measure(lab, COA, 5201, args.seconds))
-            rounds["bpf"].append(measure(lab, HOA, 5202, args.seconds))
+            rounds["base"].append(measure(cn, COA, 5201, args.seconds))
+            rounds["bpf"].append(measure(cn, HOA, 5202, args.seconds))
         medians = {
             mode: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
             for mode, runs in rounds.items()
