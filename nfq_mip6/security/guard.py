@@ -153,8 +153,9 @@ class HomeAgentGuard:
     def outgoing(
         self, message: MobilityMessage, dst: IPv6Address, routing_address: IPv6Address | None
     ) -> MobilityMessage:
-        """A BA authenticated for the MN it goes to (CoA = ``dst``, HoA = the RH2 address,
-        else ``dst`` for an MN at home); anything else unchanged."""
+        """A BA authenticated for the MN it goes to (HoA = the RH2 address, else ``dst`` for
+        an MN at home; the CoA of the Mobility Data is the one its BU registered, not
+        necessarily ``dst``); anything else unchanged."""
         if self.verifier is None or not isinstance(message, BindingAck):
             return message
         protected = self.verifier.protect_binding_ack(

@@ -81,6 +81,7 @@ class AuthRejection:
 class _SignContext:
     association: SecurityAssociation
     timestamp: int | None
+    care_of_address: IPv6Address  # the CoA the BU was verified with (Alternate CoA or source)
 
 
 class HomeAgentVerifier:
@@ -223,7 +224,7 @@ class HomeAgentVerifier:
             elif isinstance(option, MessageIdentifier):
                 timestamp = option.identifier
         # The BU is authenticated from here on: answers are signed with this SA.
-        self._context[home_address] = _SignContext(association, timestamp)
+        self._context[home_address] = _SignContext(association, timestamp, care_of_address)
         # RFC 4285 §6: replay protection, after authentication.
         if timestamp is None:
             if self.require_mesg_id:
@@ -250,6 +251,10 @@ class HomeAgentVerifier:
         Adds the echoed Mesg-ID (unless the BA already has one, e.g. the HA's time in a 144)
         and the Authentication option. BAs with status 146, and BAs to home addresses whose
         last BU did not authenticate, go out unchanged.
+
+        The Mobility Data's care-of address is the one the BU was checked with (its Alternate
+        CoA, else its source): the CoA the MN registered and checks the BA with, whatever the
+        BA's destination ``care_of_address`` is.
         """
         if ba.status == BAStatus.MIPV6_AUTH_FAIL:
             return ba
@@ -265,7 +270,7 @@ class HomeAgentVerifier:
             replace(ba, options=options),
             key=context.association.key,
             spi=context.association.spi,
-            care_of_address=care_of_address,
+            care_of_address=context.care_of_address,
             home_address=home_address,
         )
 

@@ -65,6 +65,7 @@ class MobileNodeAuthenticator:
         self.clock_offset = 0.0
         """Seconds added to the local clock, learnt from an authenticated 144 (§6)."""
         self._last_sent: int = 0
+        self._registered_care_of: IPv6Address | None = None  # of the last BU signed
         self.counters: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -91,6 +92,7 @@ class MobileNodeAuthenticator:
                 timestamp = (self._last_sent + 1) & 0xFFFF_FFFF_FFFF_FFFF
             self._last_sent = timestamp
             options.append(MessageIdentifier(timestamp))
+        self._registered_care_of = care_of_address
         self._count("bu-signed")
         return sign_message(
             replace(bu, options=tuple(options)),
@@ -107,12 +109,17 @@ class MobileNodeAuthenticator:
         care_of_address: IPv6Address,
         home_address: IPv6Address,
     ) -> BindingAckCheck:
-        """Verify a BA from the HA; adjust the clock on an authenticated 144 (§6)."""
+        """Verify a BA from the HA; adjust the clock on an authenticated 144 (§6).
+
+        The Mobility Data's care-of address is the one the last BU registered (its Alternate
+        CoA), which need not be the BA's destination ``care_of_address`` (used only before
+        any BU was signed, e.g. just after a restart)."""
         mh = mh_bytes or bytes(build_mh_unchecksummed(ba))
+        registered = self._registered_care_of
         if not verify_message(
             mh,
             key=self.association.key,
-            care_of_address=care_of_address,
+            care_of_address=registered if registered is not None else care_of_address,
             home_address=home_address,
         ):
             self._count("ba-not-authenticated")

@@ -1,7 +1,12 @@
-"""RFC 4285 interop details: the Authentication option is the last thing in every signed
-message, both roles (§5: "MUST be the last option"; no padding after it either); MN-HA keys
-of 16 octets (what peers commonly configure), 20 and longer all work, and the docs and
-deploy/ generate 16."""
+"""RFC 4285 interop details.
+
+* The BA is signed with the care-of address the BU registered (its Alternate CoA, not the BA's
+  destination), so a peer MN that checks it with that CoA accepts it.
+* The Authentication option is the last thing in every signed message, both roles (§5: "MUST
+  be the last option"; no padding after it either).
+* MN-HA keys of 16 octets (what peers commonly configure), 20 and longer all work; the docs
+  and deploy/ generate 16.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +16,19 @@ from pathlib import Path
 
 import pytest
 
-from nfq_mip6.security.auth import (
+from nfq_mip6.security import (
+    BindingAckCheck,
     HomeAgentVerifier,
     KeyMaterialError,
     KeySource,
     MobileNodeAuthenticator,
     SecurityAssociation,
+    care_of_address_of,
     load_key,
     verify_message,
 )
-from nfq_mip6.wire import build_mh
+from nfq_mip6.security.guard import HomeAgentGuard
+from nfq_mip6.wire import build_mh, parse_mh
 from nfq_mip6.wire.mh import BAFlags, BAStatus, BindingAck, BindingUpdate, BUFlags
 from nfq_mip6.wire.options import (
     AlternateCareofAddress,
@@ -157,3 +165,40 @@ def test_docs_and_deploy_generate_16_octet_keys() -> None:
         for match in pattern.finditer(path.read_text(errors="replace"))
     ]
     assert generated and set(generated) == {"16"}, generated
+
+
+def test_bu_ba_round_trip_with_an_alternate_coa_other_than_the_source() -> None:
+    """The MN sends from SOURCE but registers ALTERNATE (Alternate CoA option, RFC 6275
+    §6.2.5): the HA checks the BU with ALTERNATE and must sign its BA with ALTERNATE too,
+    although the BA goes to SOURCE (RFC 4285 §5.1: Mobility Data = care-of address | home
+    address | MH Data, the care-of address being the one registered)."""
+    source = IPv6Address("fec0:106:1100::99")
+    alternate = COA
+    mn = MobileNodeAuthenticator(association(), wall_clock=lambda: T0)
+    guard = HomeAgentGuard(HomeAgentVerifier([association()], wall_clock=lambda: T0))
+    assert guard.verifier is not None
+    bu = BindingUpdate(9, BUFlags.A | BUFlags.H, 250, (AlternateCareofAddress(alternate),))
+    registered = care_of_address_of(bu, source)
+    assert registered == alternate
+    signed_bu = mn.sign_binding_update(bu, registered, HOA)
+    bu_mh = build_mh(signed_bu, HOA, HA)
+    assert verify_message(bu_mh, key=KEY, care_of_address=alternate, home_address=HOA)
+    rejection = guard.verifier.check_home_binding_update(
+        parse_mh(bu_mh),  # type: ignore[arg-type]
+        bu_mh,
+        HOA,
+        care_of_address_of(signed_bu, source),
+        0.0,
+    )
+    assert rejection is None
+    # The runtime hands the BA to the guard with its destination (the BU's source).
+    ba = guard.outgoing(BindingAck(BAStatus.ACCEPTED, BAFlags.NONE, 9, 250), source, HOA)
+    ba_mh = build_mh(ba, HA, HOA)
+    assert_authentication_last(ba_mh)
+    # An independent check with the registered CoA, as a peer MN does, verifies ...
+    assert verify_message(ba_mh, key=KEY, care_of_address=alternate, home_address=HOA)
+    assert not verify_message(ba_mh, key=KEY, care_of_address=source, home_address=HOA)
+    # ... and so does our MN, given the BA's destination address as the runtime does.
+    received = parse_mh(ba_mh)
+    assert isinstance(received, BindingAck)
+    assert mn.check_binding_ack(received, ba_mh, source, HOA) is BindingAckCheck.ACCEPT
