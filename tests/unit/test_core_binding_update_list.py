@@ -4,7 +4,9 @@ and a property: no sequence of events drives the mobile node core outside the ta
 from __future__ import annotations
 
 import itertools
+import re
 from ipaddress import IPv6Address, IPv6Network
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -206,3 +208,18 @@ def test_no_event_sequence_leaves_the_transition_table(
             mn.handle(event, now)  # an IllegalTransition would propagate and fail the test
         for e in mn.bul.values():
             assert not (e.home_registration and e.state is BulState.RR_PENDING)
+
+
+def test_bul_state_changes_only_through_the_transition_table() -> None:
+    """No module of the core assigns a BUL entry's state directly (``entry.state = ...``):
+    every change goes through :meth:`BindingUpdateListEntry.transition`."""
+    mobility = Path(__file__).resolve().parents[2] / "nfq_mip6" / "mobility"
+    direct = re.compile(r"\.state\s*=\s*BulState\.")
+    offenders = [
+        f"{path.name}:{number}"
+        for path in sorted(mobility.glob("*.py"))
+        if path.name != "binding_update_list.py"
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if direct.search(line)
+    ]
+    assert offenders == []
