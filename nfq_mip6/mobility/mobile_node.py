@@ -117,6 +117,7 @@ from nfq_mip6.wire.mh import (
     BUFlags,
     CareofTest,
     HomeTest,
+    HomeTestInit,
     MHType,
     UnknownMobilityMessage,
 )
@@ -219,6 +220,8 @@ class MobileNode:
         self._discovery = HomeAgentDiscovery()
         self._no_route_optimization: set[IPv6Address] = set()
         self._wanted_correspondents: set[IPv6Address] = set()
+        self._acknowledged_coa: IPv6Address | None = None
+        """The CoA the HA acknowledged last (None after a move until the new one is)."""
         self._home_agent_direct: tuple[IPv6Address, IPv6Address] | None = None
         """(HA, CoA) while packets from the HoA to the HA leave directly with an HAO."""
         self._prefix_discovery = MobilePrefixDiscovery()
@@ -560,6 +563,7 @@ class MobileNode:
         )
         if same_coa:
             return actions
+        self._acknowledged_coa = None
         actions += self._home_agent_indirect()  # the old CoA is gone
         if self.home_agent is None:
             return actions + self._dhaad_start(now)
@@ -577,7 +581,12 @@ class MobileNode:
             entry.rr_delay = INITIAL_BINDACK_TIMEOUT
             entry.rr_next_at = math.inf
             mn_rr.forget_tests(entry)
-            # The HoTI needs the tunnel to the new CoA: wait for the home BA.
+            # §11.6.1, §11.8: the care-of test needs nothing from the HA: the first CoTI
+            # leaves from the new CoA at once (retransmitted with the INITIAL_BINDACK_TIMEOUT
+            # back-off). The HoTI needs the tunnel to the new CoA: it waits for the home BA,
+            # and so does the BU to the CN (§11.7.2).
+            mn_rr.new_cookies(entry, False, True, self._random_bytes)
+            actions += self._send_test_inits(entry, now)
         return actions
 
     def _returned_home(self, now: float) -> list[Action]:
@@ -586,6 +595,7 @@ class MobileNode:
         self.care_of_address = self.config.home_address
         self.coa_valid_until = math.inf
         self._discovery.cancel()
+        self._acknowledged_coa = None
         actions: list[Action] = self._home_agent_indirect()
         for entry in list(self.bul.values()):
             if not entry.home_registration:
@@ -885,6 +895,7 @@ class MobileNode:
             del self.bul[entry.destination]
             return [*self._home_agent_indirect(), BindingDeleted(hoa, entry.destination, True)]
         was_bound = entry.bound_once and entry.route_installed
+        self._acknowledged_coa = entry.care_of_address
         self._schedule_refresh(entry, ba, granted)
         entry.transition(BulState.BOUND)
         entry.bound_once = True
@@ -904,12 +915,22 @@ class MobileNode:
         # Correspondents waiting for the tunnel (HoTI goes through it) can start now.
         for cn_entry in list(self.bul.values()):
             if (
-                not cn_entry.home_registration
-                and cn_entry.state is BulState.RR_PENDING
-                and cn_entry.home_cookie is None
-                and cn_entry.careof_cookie is None
+                cn_entry.home_registration
+                or cn_entry.state is not BulState.RR_PENDING
+                or cn_entry.home_cookie is not None
             ):
+                continue
+            if cn_entry.careof_cookie is None:
                 actions += self._correspondent_progress(cn_entry, now)
+            elif self._tokens_needed(cn_entry, now)[0]:
+                # the CoTI sent at the move is still out: the HoTI joins it now
+                mn_rr.new_cookies(cn_entry, True, False, self._random_bytes)
+                actions += [
+                    action
+                    for action in self._send_test_inits(cn_entry, now)
+                    if isinstance(action, SendMobilityMessage)
+                    and isinstance(action.message, HomeTestInit)
+                ]
         for correspondent in sorted(self._wanted_correspondents):
             actions += self._data_from_correspondent(correspondent, now)
         self._wanted_correspondents.clear()
@@ -1081,6 +1102,10 @@ class MobileNode:
             return [discarded]
         if mn_rr.tests_complete(entry):
             entry.rr_next_at = math.inf
+            if entry.state is BulState.RR_PENDING and self._acknowledged_coa != (
+                entry.care_of_address
+            ):
+                return []  # §11.7.2: the BU to the CN waits for the home BA for this CoA
             if entry.state in (BulState.RR_PENDING, BulState.DEREGISTERING):
                 return self._correspondent_progress(entry, now)
         return []

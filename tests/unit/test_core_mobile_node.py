@@ -752,3 +752,34 @@ def test_mn_packets_to_the_home_agent_leave_directly_with_hao_while_registered()
     _, bu2 = the_bu(moved)
     assert InstallRouteOptimization(HOA, COA2, HA) in mn.handle(ba_event(0, bu2.sequence), 501.0)
     assert RemoveRouteOptimization(HOA, HA) in mn.handle(ReturnedToHomeLink(), 502.0)
+
+
+def test_mn_first_coti_leaves_at_once_after_movement_and_bu_waits_for_home_ba() -> None:
+    """§11.6.1, §11.8: after a move the CoTI to each correspondent leaves from the new CoA at
+    once (retransmitted 1 s, then 2 s later); the home token is still valid, so no HoTI; the
+    BU to the CN waits for the home BA for the new CoA (§11.7.2), then goes out."""
+    mn = make_mn()
+    bound_with_cn(mn)
+    moved = mn.handle(MovedToForeignLink(COA2, None), 10.0)
+    cotis = [
+        a
+        for a in moved
+        if isinstance(a, SendMobilityMessage) and isinstance(a.message, CareofTestInit)
+    ]
+    assert [(a.src, a.dst) for a in cotis] == [(COA2, CN)]
+    assert not [
+        a for a in moved if isinstance(a, SendMobilityMessage) and a.dst == CN and a is not cotis[0]
+    ]
+    _, home_bu = the_bu([a for a in moved if isinstance(a, SendMobilityMessage) and a.dst == HA])
+    retransmitted = mn.handle_timer(11.0)
+    assert any(
+        isinstance(a, SendMobilityMessage) and isinstance(a.message, CareofTestInit)
+        for a in retransmitted
+    )
+    coti = cotis[0].message
+    assert isinstance(coti, CareofTestInit)
+    answer = MobilityMessageReceived(CareofTest(5, coti.cookie, b"D" * 8), CN, COA2)
+    assert mn.handle(answer, 11.1) == []  # no CN BU before the home BA
+    actions = mn.handle(ba_event(0, home_bu.sequence), 11.2)
+    cn_bus = [a for a in sent_bus(actions) if a.dst == CN]
+    assert len(cn_bus) == 1 and cn_bus[0].src == COA2
