@@ -17,7 +17,9 @@ One home for what both data planes need from the kernel:
   (``ip sr tunsrc``; there is no per-route source), through the SEG6 generic netlink family
   with ``ip`` as fallback;
 * :func:`run_ip`: ``ip`` for what pyroute2 does not cover, failures as
-  :class:`~nfq_mip6.errors.DataplaneError`.
+  :class:`~nfq_mip6.errors.DataplaneError`;
+* :func:`ensure_sysctl`: read a sysctl first, write it only when it differs, and explain
+  what to do where ``/proc/sys`` is read-only (a container).
 
 Every failure surfaces as the one :class:`~nfq_mip6.errors.DataplaneError`.
 """
@@ -31,6 +33,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from ipaddress import IPv6Address
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from nfq_mip6.errors import DataplaneError
@@ -60,9 +63,11 @@ __all__ = [
     "TUNNEL_TABLE",
     "DataplaneError",
     "EnomemRetry",
+    "SysctlError",
     "TunnelSource",
     "add_rule",
     "delete_rule",
+    "ensure_sysctl",
     "has_rule",
     "ipv6_rules",
     "move_local_rule",
@@ -71,6 +76,8 @@ __all__ = [
     "restore_local_rule",
     "rule_table",
     "run_ip",
+    "sysctl_hint",
+    "sysctl_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -301,6 +308,61 @@ def run_ip(*args: str, netns: str | None = None, check: bool = True) -> str:
     if check and result.returncode != 0:
         raise DataplaneError(f"{' '.join(command)}: {result.stderr.strip()}")
     return result.stdout
+
+
+# -- sysctls ----------------------------------------------------------------------------------
+class SysctlError(DataplaneError):
+    """A required sysctl has the wrong value and this process cannot change it."""
+
+
+def sysctl_path(name: str) -> Path:
+    """``/proc/sys`` path of a dotted sysctl name (``net.ipv6.conf.eth0.proxy_ndp``).
+
+    The interface part keeps its dots the way sysctl(8) does it: only the fixed components
+    around it are split (``net.ipv6.conf.<if>.<key>``, ``net.ipv6.neigh.<if>.<key>``).
+    """
+    parts = name.split(".")
+    if len(parts) > 5 and parts[:2] == ["net", "ipv6"] and parts[2] in ("conf", "neigh"):
+        parts = [*parts[:3], ".".join(parts[3:-1]), parts[-1]]
+    return Path("/proc/sys", *parts)
+
+
+def sysctl_hint(name: str, value: str) -> str:
+    """How an operator sets a sysctl for a containerised agent."""
+    return (
+        f"set it before the agent starts: `sysctl -w {name}={value}` in its network "
+        f"namespace, `--sysctl {name}={value}` for podman/docker, on Kubernetes on the node "
+        f"(/etc/sysctl.d, hostNetwork pods) or in the pod's securityContext.sysctls"
+    )
+
+
+def ensure_sysctl(name: str, value: str, *, required: bool = True) -> bool:
+    """Make sysctl ``name`` hold ``value``: read first, write only when it differs.
+
+    Returns ``True`` when the value is in place. A value that cannot be set (read-only
+    ``/proc/sys`` in a container: EROFS/EACCES) raises :class:`SysctlError` when ``required``,
+    else logs one warning and returns ``False``.
+    """
+    path = sysctl_path(name)
+    try:
+        current = path.read_text().strip()
+    except OSError as exc:
+        current = f"unreadable ({exc.strerror})"
+    if current == value:
+        return True
+    try:
+        path.write_text(value)
+    except OSError as exc:
+        problem = (
+            f"sysctl {name} is {current}, needs {value}, and cannot be set here "
+            f"({exc.strerror}); {sysctl_hint(name, value)}"
+        )
+        if required:
+            raise SysctlError(problem) from exc
+        log.warning("%s", problem)
+        return False
+    log.info("sysctl %s: %s -> %s", name, current, value)
+    return True
 
 
 # -- tunnel source -----------------------------------------------------------------------------

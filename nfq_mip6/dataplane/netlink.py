@@ -40,7 +40,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
-from pathlib import Path
 from typing import Any, Final
 
 from nfq_mip6.constants import IPPROTO_IPV6
@@ -63,9 +62,11 @@ from nfq_mip6.dataplane.kernel import (
     RT_TABLE_LOCAL,
     RT_TABLE_MAIN,
     EnomemRetry,
+    SysctlError,
     TunnelSource,
     add_rule,
     delete_rule,
+    ensure_sysctl,
     has_rule,
     move_local_rule,
     patch_pyroute2_seg6_modes,
@@ -659,60 +660,6 @@ def _batch_failures(lines: Sequence[str]) -> list[tuple[str, str]]:
 def _a(address: IPv6Address) -> str:
     """Fast text form of an address (``str(IPv6Address)`` is ~4x slower; bulk paths)."""
     return socket.inet_ntop(socket.AF_INET6, address.packed)
-
-
-class SysctlError(DataplaneError):
-    """A required sysctl has the wrong value and this process cannot change it."""
-
-
-def sysctl_path(name: str) -> Path:
-    """``/proc/sys`` path of a dotted sysctl name (``net.ipv6.conf.eth0.proxy_ndp``).
-
-    The interface part keeps its dots the way sysctl(8) does it: only the fixed components
-    around it are split (``net.ipv6.conf.<if>.<key>``, ``net.ipv6.neigh.<if>.<key>``).
-    """
-    parts = name.split(".")
-    if len(parts) > 5 and parts[:2] == ["net", "ipv6"] and parts[2] in ("conf", "neigh"):
-        parts = [*parts[:3], ".".join(parts[3:-1]), parts[-1]]
-    return Path("/proc/sys", *parts)
-
-
-def sysctl_hint(name: str, value: str) -> str:
-    """How an operator sets a sysctl for a containerised agent."""
-    return (
-        f"set it before the agent starts: `sysctl -w {name}={value}` in its network "
-        f"namespace, `--sysctl {name}={value}` for podman/docker, on Kubernetes on the node "
-        f"(/etc/sysctl.d, hostNetwork pods) or in the pod's securityContext.sysctls"
-    )
-
-
-def ensure_sysctl(name: str, value: str, *, required: bool = True) -> bool:
-    """Make sysctl ``name`` hold ``value``: read first, write only when it differs.
-
-    Returns ``True`` when the value is in place. A value that cannot be set (read-only
-    ``/proc/sys`` in a container: EROFS/EACCES) raises :class:`SysctlError` when ``required``,
-    else logs one warning and returns ``False``.
-    """
-    path = sysctl_path(name)
-    try:
-        current = path.read_text().strip()
-    except OSError as exc:
-        current = f"unreadable ({exc.strerror})"
-    if current == value:
-        return True
-    try:
-        path.write_text(value)
-    except OSError as exc:
-        problem = (
-            f"sysctl {name} is {current}, needs {value}, and cannot be set here "
-            f"({exc.strerror}); {sysctl_hint(name, value)}"
-        )
-        if required:
-            raise SysctlError(problem) from exc
-        log.warning("%s", problem)
-        return False
-    log.info("sysctl %s: %s -> %s", name, current, value)
-    return True
 
 
 def count_by_coa(bindings: Mapping[IPv6Address, IPv6Address]) -> Counter[IPv6Address]:

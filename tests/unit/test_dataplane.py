@@ -374,49 +374,6 @@ def test_an_expired_binding_loses_its_tunnel_and_proxy(
     assert rt.handle_control({"cmd": "cache"})["bindings"] == []
 
 
-def test_sysctl_paths_keep_dots_in_interface_names() -> None:
-    from nfq_mip6.dataplane.netlink import sysctl_path
-
-    assert sysctl_path("net.ipv6.conf.all.forwarding") == Path(
-        "/proc/sys/net/ipv6/conf/all/forwarding"
-    )
-    assert sysctl_path("net.ipv6.neigh.eth0.100.proxy_delay") == Path(
-        "/proc/sys/net/ipv6/neigh/eth0.100/proxy_delay"
-    )
-
-
-def test_ensure_sysctl_reads_first_and_explains_what_it_cannot_set(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    from nfq_mip6.dataplane import netlink
-
-    files = {"net.ok": tmp_path / "ok", "net.ro": tmp_path / "ro"}
-    files["net.ok"].write_text("1\n")
-    files["net.ro"].write_text("0\n")
-    files["net.ro"].chmod(0o444)
-    monkeypatch.setattr(netlink, "sysctl_path", lambda name: files[name])
-    monkeypatch.setattr(Path, "write_text", _refuse_read_only(Path.write_text))
-    assert netlink.ensure_sysctl("net.ok", "1") is True  # already right: never written
-    with pytest.raises(netlink.SysctlError, match=r"net\.ro is 0, needs 1.*--sysctl net\.ro=1"):
-        netlink.ensure_sysctl("net.ro", "1")
-    assert netlink.ensure_sysctl("net.ro", "1", required=False) is False
-    assert "net.ro is 0, needs 1" in caplog.text
-
-
-def _refuse_read_only(original: Any) -> Any:
-    """Path.write_text that fails with EROFS on read-only files (like /proc/sys in a pod)."""
-    import errno
-    import os
-
-    def write_text(self: Path, data: str, *args: Any, **kwargs: Any) -> int:
-        if not os.access(self, os.W_OK) or self.stat().st_mode & 0o222 == 0:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
-        result: int = original(self, data, *args, **kwargs)
-        return result
-
-    return write_text
-
-
 def test_bindings_gauge_is_per_state_when_scraped(
     runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
 ) -> None:

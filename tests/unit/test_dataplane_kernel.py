@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
+from typing import Any
 
 import pytest
 from pyroute2.netlink.exceptions import NetlinkError
@@ -124,3 +126,42 @@ def test_every_table_and_route_protocol_the_agent_owns_is_distinct() -> None:
     assert len(set(tables)) == len(tables)
     assert not {kernel.RT_TABLE_MAIN, kernel.RT_TABLE_LOCAL} & set(tables)
     assert kernel.RT_PROTO_NFQ_MIP6 != kernel.RT_PROTO_RO
+
+
+def test_sysctl_paths_keep_dots_in_interface_names() -> None:
+    assert kernel.sysctl_path("net.ipv6.conf.all.forwarding") == Path(
+        "/proc/sys/net/ipv6/conf/all/forwarding"
+    )
+    assert kernel.sysctl_path("net.ipv6.neigh.eth0.100.proxy_delay") == Path(
+        "/proc/sys/net/ipv6/neigh/eth0.100/proxy_delay"
+    )
+
+
+def test_ensure_sysctl_reads_first_and_explains_what_it_cannot_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = {"net.ok": tmp_path / "ok", "net.ro": tmp_path / "ro"}
+    files["net.ok"].write_text("1\n")
+    files["net.ro"].write_text("0\n")
+    files["net.ro"].chmod(0o444)
+    monkeypatch.setattr(kernel, "sysctl_path", lambda name: files[name])
+    monkeypatch.setattr(Path, "write_text", _refuse_read_only(Path.write_text))
+    assert kernel.ensure_sysctl("net.ok", "1") is True  # already right: never written
+    with pytest.raises(kernel.SysctlError, match=r"net\.ro is 0, needs 1.*--sysctl net\.ro=1"):
+        kernel.ensure_sysctl("net.ro", "1")
+    assert kernel.ensure_sysctl("net.ro", "1", required=False) is False
+    assert "net.ro is 0, needs 1" in caplog.text
+
+
+def _refuse_read_only(original: Any) -> Any:
+    """Path.write_text that fails with EROFS on read-only files (like /proc/sys in a pod)."""
+    import errno
+    import os
+
+    def write_text(self: Path, data: str, *args: Any, **kwargs: Any) -> int:
+        if not os.access(self, os.W_OK) or self.stat().st_mode & 0o222 == 0:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        result: int = original(self, data, *args, **kwargs)
+        return result
+
+    return write_text
