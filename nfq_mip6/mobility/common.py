@@ -7,7 +7,12 @@ from ipaddress import IPv6Address
 from typing import Any, Final
 
 from nfq_mip6.mobility.binding import BindingCache, BindingCacheEntry, BindingState
-from nfq_mip6.mobility.events import Action, MessageDiscarded, SendMobilityMessage
+from nfq_mip6.mobility.events import (
+    Action,
+    MessageDiscarded,
+    MobilityHeaderRejected,
+    SendMobilityMessage,
+)
 from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.wire.mh import (
     BAFlags,
@@ -15,6 +20,7 @@ from nfq_mip6.wire.mh import (
     BindingAck,
     BindingError,
     BUFlags,
+    MHType,
 )
 from nfq_mip6.wire.options import MobilityOption
 
@@ -27,6 +33,13 @@ MIPL_TYPE_CACHE_ENTRY: Final = 1
 """``mipdiag -c`` "Type" column: a correspondent (route optimization) binding."""
 MIPL_TYPE_HOME_REGISTRATION: Final = 2
 """``mipdiag -c`` "Type" column: a home registration (HOWTO §5.2 shows type 2 at the HA)."""
+
+
+def count_rejected_mobility_header(stats: MobilityStats, event: MobilityHeaderRejected) -> None:
+    """§9.2: a BU that failed the checks counts as received and dropped as invalid."""
+    if event.mh_type == MHType.BU:
+        stats.NBindUpdatesRcvd += 1
+        stats.NBindUpdatesDropInvalid += 1
 
 
 def is_unicast_routable(address: IPv6Address) -> bool:

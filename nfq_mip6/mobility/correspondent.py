@@ -44,6 +44,7 @@ from nfq_mip6.mobility.common import (
     binding_ack,
     binding_cache_row,
     binding_error,
+    count_rejected_mobility_header,
     has_binding,
     is_unicast_routable,
     unknown_binding_error,
@@ -61,6 +62,7 @@ from nfq_mip6.mobility.events import (
     InputEvent,
     InstallRouteOptimization,
     MessageDiscarded,
+    MobilityHeaderRejected,
     MobilityMessageReceived,
     RemoveRouteOptimization,
     RouteOptimizationSwitched,
@@ -182,6 +184,8 @@ class CorrespondentNode:
         if isinstance(event, DataplaneCountersSampled):
             self.stats.NEncapsulations = event.encapsulations
             self.stats.NDecapsulations = event.decapsulations
+        if isinstance(event, MobilityHeaderRejected):
+            count_rejected_mobility_header(self.stats, event)
         return []
 
     def handle_timer(self, now: float) -> list[Action]:

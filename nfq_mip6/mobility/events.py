@@ -235,6 +235,22 @@ class DataPacketFromCorrespondent:
 
 
 @dataclass(frozen=True, slots=True)
+class MobilityHeaderRejected:
+    """A queued Mobility Header failed the RFC 6275 §9.2 checks and was silently discarded
+    before it could become a :class:`MobilityMessageReceived` (the core keeps the counters).
+
+    Attributes:
+        src: its IPv6 Source Address.
+        mh_type: its MH Type octet.
+        reason: which check it failed.
+    """
+
+    src: IPv6Address
+    mh_type: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class DataplaneCountersSampled:
     """The runtime read the kernel's tunnel packet counters (for the MIPL statistics).
 
@@ -273,6 +289,7 @@ InputEvent = (
     | DataPacketFromCorrespondent
     | DataplaneCountersSampled
     | BindingsInUse
+    | MobilityHeaderRejected
 )
 
 # --------------------------------------------------------------------------------------------

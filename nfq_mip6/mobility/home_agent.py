@@ -48,6 +48,7 @@ from nfq_mip6.mobility.common import (
     binding_ack,
     binding_cache_row,
     binding_error,
+    count_rejected_mobility_header,
     has_binding,
     is_unicast_routable,
     link_local_for,
@@ -69,6 +70,7 @@ from nfq_mip6.mobility.events import (
     InstallRouteOptimization,
     MessageDiscarded,
     MobilePrefixSolicitationReceived,
+    MobilityHeaderRejected,
     MobilityMessageReceived,
     OwnHomeAgentInformation,
     ProxyDadCompleted,
@@ -286,6 +288,9 @@ class HomeAgent:
         if isinstance(event, DataplaneCountersSampled):
             self.stats.NEncapsulations = event.encapsulations
             self.stats.NDecapsulations = event.decapsulations
+            return []
+        if isinstance(event, MobilityHeaderRejected):
+            count_rejected_mobility_header(self.stats, event)
             return []
         if self.correspondent is not None:
             return self.correspondent.handle(event, now)

@@ -384,7 +384,7 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
     ) -> Verdict:
         """RFC 6275 §9.2 then the core; the MH is always consumed (NF_DROP)."""
         assert self.core is not None
-        screened = self._screen_mobility_header(packet, self.core.stats, now)
+        screened = self._screen_mobility_header(packet, now)
         if screened is None:
             return Verdict.drop()
         metrics = self._metrics

@@ -416,7 +416,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         """RFC 6275 §9.2 then the core; the MH is always consumed (NF_DROP)."""
         assert self.core is not None
         started = time.perf_counter()
-        screened = self._screen_mobility_header(packet, self.core.stats, now)
+        screened = self._screen_mobility_header(packet, now)
         if screened is None:
             return Verdict.drop()
         is_bu = screened.mh_type == MHType.BU

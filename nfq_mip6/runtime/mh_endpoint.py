@@ -14,15 +14,19 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 from typing import TYPE_CHECKING
 
-from nfq_mip6.mobility.events import Action, MobilityMessageReceived, SendMobilityMessage
-from nfq_mip6.mobility.stats import MobilityStats
+from nfq_mip6.mobility.events import (
+    Action,
+    InputEvent,
+    MobilityHeaderRejected,
+    MobilityMessageReceived,
+    SendMobilityMessage,
+)
 from nfq_mip6.runtime.base import QueuedPacket, RoleRuntime
 from nfq_mip6.wire import (
     IPPROTO_MH,
     Accepted,
     BindingAck,
     BindingErrorRequired,
-    MHType,
     MobilityMessage,
     ParameterProblem,
     ParameterProblemMessage,
@@ -80,6 +84,9 @@ class MobilityHeaderEndpoint(RoleRuntime):
     def _perform(self, actions: list[Action], now: float) -> None:
         raise NotImplementedError
 
+    def _feed(self, event: InputEvent, now: float) -> None:
+        raise NotImplementedError
+
     @property
     def _metrics(self) -> AgentMetrics | None:
         return self.ctx.metrics if self.ctx is not None else None
@@ -92,7 +99,7 @@ class MobilityHeaderEndpoint(RoleRuntime):
         """Called after a Binding Error status 2 was handed to :meth:`_perform`."""
 
     def _screen_mobility_header(
-        self, packet: ParsedPacket, stats: MobilityStats, now: float
+        self, packet: ParsedPacket, now: float
     ) -> ScreenedMobilityHeader | None:
         """RFC 6275 §9.2 on a queued MH; ``None`` when it was consumed here (discarded,
         answered with a Parameter Problem or a Binding Error)."""
@@ -105,9 +112,7 @@ class MobilityHeaderEndpoint(RoleRuntime):
             metrics.mh_received(mh_type)
         if isinstance(verdict, SilentDiscard):
             self.counters["silent_discards"] += 1
-            if mh_type == MHType.BU:
-                stats.NBindUpdatesRcvd += 1
-                stats.NBindUpdatesDropInvalid += 1
+            self._feed(MobilityHeaderRejected(packet.src, mh_type, verdict.reason), now)
             self.log.info("MH from %s silently discarded: %s", packet.src, verdict.reason)
             return None
         if isinstance(verdict, ParameterProblem):

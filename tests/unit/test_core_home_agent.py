@@ -20,6 +20,7 @@ from nfq_mip6.mobility.events import (
     InstallRouteOptimization,
     MessageDiscarded,
     MobilePrefixSolicitationReceived,
+    MobilityHeaderRejected,
     MobilityMessageReceived,
     OwnHomeAgentInformation,
     ProxyDadCompleted,
@@ -585,3 +586,11 @@ def test_ha_relays_tunnel_icmp_errors_to_the_original_source() -> None:
     assert ha.tunnel_error_relay(3, encapsulate(off_home, HA, COA)) is None
     from_multicast = build_ipv6_packet(IPv6Address("ff02::1"), HOA, 59, b"")
     assert ha.tunnel_error_relay(3, encapsulate(from_multicast, HA, COA)) is None
+
+
+def test_ha_counts_a_binding_update_that_failed_the_section_9_2_checks() -> None:
+    """§9.2: the runtime reports a silently discarded MH; the core keeps the counters."""
+    ha = make_ha()
+    assert ha.handle(MobilityHeaderRejected(COA, 5, "bad checksum"), 0.0) == []
+    assert ha.handle(MobilityHeaderRejected(COA, 1, "bad checksum"), 0.0) == []  # a HoTI
+    assert (ha.stats.NBindUpdatesRcvd, ha.stats.NBindUpdatesDropInvalid) == (1, 1)
