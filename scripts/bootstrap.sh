@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything nfq_mip6 needs on a fresh Debian 12 machine (run as root):
 # the system packages (build chain for NetfilterQueue, iproute2, ip6tables, radvd,
-# capture tools, iperf3, clang and libbpf headers for the route-optimization tc programs),
+# capture tools, iperf3, clang and libbpf headers for the route-optimization tc programs,
+# what the TAHI conformance tester in tools/tahi builds with),
 # the BPF objects (scripts/build-bpf.sh) and a Python virtual environment in .venv with the
 # project installed in editable mode plus its dev extras.
 # Idempotent: a second run only checks.
@@ -12,6 +13,10 @@ APT_PACKAGES=(
   gcc python3-dev python3-venv libnetfilter-queue-dev pkgconf
   iproute2 iptables radvd ndisc6 tcpdump tshark iperf3 iputils-ping procps kmod
   clang llvm libbpf-dev
+  # tools/tahi (TAHI v6eval, the conformance smoke test): C++ build chain, packet grammar,
+  # capture and crypto libraries, the perl modules its sequences load
+  build-essential flex libfl-dev bison libpcap-dev libssl-dev libtirpc-dev
+  perl libexpect-perl libio-stty-perl libio-pty-perl libyaml-perl libdigest-hmac-perl
 )
 
 missing=()
