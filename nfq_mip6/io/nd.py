@@ -42,15 +42,16 @@ from nfq_mip6.wire import (
     parse_icmpv6,
     solicited_node_address,
 )
+from nfq_mip6.wire.icmp import ICMPv6Type
 
 __all__ = ["DadResult", "HomeLinkND", "read_dad_timing"]
 
 log = logging.getLogger(__name__)
 
 ICMP6_FILTER: Final = 1  # IPPROTO_ICMPV6 level
-ND_ROUTER_ADVERT: Final = 134
-ND_NEIGHBOR_SOLICIT: Final = 135
-ND_NEIGHBOR_ADVERT: Final = 136
+ND_ROUTER_ADVERT: Final = int(ICMPv6Type.ROUTER_ADVERTISEMENT)
+ND_NEIGHBOR_SOLICIT: Final = int(ICMPv6Type.NEIGHBOR_SOLICITATION)
+ND_NEIGHBOR_ADVERT: Final = int(ICMPv6Type.NEIGHBOR_ADVERTISEMENT)
 UNSPECIFIED: Final = IPv6Address("::")
 PROC_SYS_IPV6: Final = Path("/proc/sys/net/ipv6")
 UNSOLICITED_NA_INTERVAL_S: Final = 1.0

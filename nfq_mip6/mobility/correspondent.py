@@ -81,6 +81,7 @@ from nfq_mip6.mobility.rr import (
     with_authenticator,
 )
 from nfq_mip6.mobility.stats import MobilityStats
+from nfq_mip6.wire.icmp import ICMPv6Type
 from nfq_mip6.wire.mh import (
     BAStatus,
     BEStatus,
@@ -97,7 +98,7 @@ from nfq_mip6.wire.mh import (
 )
 from nfq_mip6.wire.options import AlternateCareofAddress, NonceIndices
 
-ICMPV6_DESTINATION_UNREACHABLE = 1
+ICMPV6_DESTINATION_UNREACHABLE = int(ICMPv6Type.DESTINATION_UNREACHABLE)
 UNREACHABLE_THRESHOLD = 3
 """§9.3.4: Destination Unreachable errors about a binding before it is deleted (UMIP: 3)."""
 

@@ -85,6 +85,7 @@ from nfq_mip6.mobility.events import (
     StopProxyNeighbor,
 )
 from nfq_mip6.mobility.stats import MobilityStats
+from nfq_mip6.wire.icmp import DestinationUnreachableCode, ICMPv6Type
 from nfq_mip6.wire.mh import (
     BAStatus,
     BEStatus,
@@ -176,10 +177,10 @@ class TunnelErrorRelay:
     invoking_packet: bytes
 
 
-ICMPV6_DESTINATION_UNREACHABLE: Final = 1
-ICMPV6_TIME_EXCEEDED: Final = 3
-ICMPV6_PARAMETER_PROBLEM: Final = 4
-ADDRESS_UNREACHABLE: Final = 3
+ICMPV6_DESTINATION_UNREACHABLE: Final = int(ICMPv6Type.DESTINATION_UNREACHABLE)
+ICMPV6_TIME_EXCEEDED: Final = int(ICMPv6Type.TIME_EXCEEDED)
+ICMPV6_PARAMETER_PROBLEM: Final = int(ICMPv6Type.PARAMETER_PROBLEM)
+ADDRESS_UNREACHABLE: Final = int(DestinationUnreachableCode.ADDRESS_UNREACHABLE)
 _IPPROTO_IPV6: Final = 41
 
 

@@ -107,6 +107,7 @@ from nfq_mip6.mobility.events import (
 )
 from nfq_mip6.mobility.rr import MhDataEncoder, RandomBytes, mh_data_for_authenticator
 from nfq_mip6.mobility.stats import MobilityStats
+from nfq_mip6.wire.icmp import ICMPv6Type, ParameterProblemCode
 from nfq_mip6.wire.mh import (
     BAStatus,
     BEStatus,
@@ -123,9 +124,9 @@ from nfq_mip6.wire.mh import (
 )
 from nfq_mip6.wire.options import AlternateCareofAddress, BindingRefreshAdvice
 
-ICMPV6_PARAMETER_PROBLEM = 4
-PARAMETER_PROBLEM_UNRECOGNIZED_NEXT_HEADER = 1
-PARAMETER_PROBLEM_UNRECOGNIZED_OPTION = 2
+ICMPV6_PARAMETER_PROBLEM = int(ICMPv6Type.PARAMETER_PROBLEM)
+PARAMETER_PROBLEM_UNRECOGNIZED_NEXT_HEADER = int(ParameterProblemCode.UNRECOGNIZED_NEXT_HEADER)
+PARAMETER_PROBLEM_UNRECOGNIZED_OPTION = int(ParameterProblemCode.UNRECOGNIZED_OPTION)
 SEQUENCE_QUARTER_SPACE = 1 << 14
 """RFC 1982 serial arithmetic on 16 bits: a number less than 2 ** 15 ahead is newer."""
 REFRESH_FRACTION = 0.8

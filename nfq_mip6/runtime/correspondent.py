@@ -94,6 +94,7 @@ from nfq_mip6.wire import (
     parse_ipv6,
     strip_hao_to_home_source,
 )
+from nfq_mip6.wire.icmp import ICMPv6Type
 from nfq_mip6.wire.mh import BindingError as BindingErrorMessage
 
 __all__ = [
@@ -102,7 +103,7 @@ __all__ = [
 
 log = logging.getLogger("nfq_mip6.cn")
 
-ICMPV6_DESTINATION_UNREACHABLE: Final = 1
+ICMPV6_DESTINATION_UNREACHABLE: Final = int(ICMPv6Type.DESTINATION_UNREACHABLE)
 OUTPUT_CHAIN: Final = "NFQMIP6-CN-OUT"
 BE_RATE_PER_S: Final = 10.0
 """§9.3.3: Binding Errors are rate-limited like ICMPv6 errors (token bucket, this many per s)."""

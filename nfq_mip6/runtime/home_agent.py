@@ -94,14 +94,14 @@ from nfq_mip6.wire import (
     parse_ipv6,
     strip_hao_to_home_source,
 )
+from nfq_mip6.wire.icmp import MIN_MTU, ICMPv6Type
 from nfq_mip6.wire.mh import BindingError as BindingErrorMessage
 
 __all__ = ["HomeAgentRuntime"]
 
 log = logging.getLogger("nfq_mip6.ha")
 
-ICMPV6_PARAMETER_PROBLEM: Final = 4
-MIN_MTU: Final = 1280
+ICMPV6_PARAMETER_PROBLEM: Final = int(ICMPv6Type.PARAMETER_PROBLEM)
 STATE_FILE: Final = "ha-bindings.json"
 TUNNEL_OVERHEAD: Final = 40  # one IPv6 header (encap.red, no SRH)
 INFINITE: Final = 0xFFFFFFFF  # RFC 4861 infinite prefix lifetime

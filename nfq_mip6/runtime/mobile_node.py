@@ -131,12 +131,13 @@ from nfq_mip6.wire import (
     strip_rh2_to_home_destination,
     verify_icmpv6_checksum,
 )
+from nfq_mip6.wire.icmp import ICMPv6Type
 from nfq_mip6.wire.mh import IPPROTO_MH
 
 LOG = logging.getLogger("nfq_mip6.mn")
 
-ICMPV6_MOBILE_PREFIX_ADVERTISEMENT: Final = 147
-ICMPV6_DHAAD_REPLY: Final = 145
+ICMPV6_MOBILE_PREFIX_ADVERTISEMENT: Final = int(ICMPv6Type.MOBILE_PREFIX_ADVERTISEMENT)
+ICMPV6_DHAAD_REPLY: Final = int(ICMPv6Type.DHAAD_REPLY)
 DATAPLANE_ACTIONS: Final = (
     InstallReverseTunnel,
     RemoveReverseTunnel,

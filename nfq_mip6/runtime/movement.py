@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Interface
 from typing import Any, Final
 
+from nfq_mip6.dataplane.kernel import IFA_F_DADFAILED, IFA_F_OPTIMISTIC, IFA_F_TENTATIVE
 from nfq_mip6.errors import MalformedInput
+from nfq_mip6.io.nd import ICMP6_FILTER
 from nfq_mip6.mobility.movement import (
     MAX_RTR_SOLICITATIONS,
     RTR_SOLICITATION_INTERVAL,
@@ -36,12 +38,13 @@ from nfq_mip6.mobility.movement import (
     SolicitRouter,
 )
 from nfq_mip6.wire import MalformedPacket, RouterAdvertisement, parse_icmpv6
+from nfq_mip6.wire.icmp import ICMPv6Type, NDOptionType
 
 LOG = logging.getLogger(__name__)
 
-ICMPV6_ROUTER_SOLICITATION: Final = 133
-ICMPV6_ROUTER_ADVERTISEMENT: Final = 134
-ND_OPT_SOURCE_LINKADDR: Final = 1
+ICMPV6_ROUTER_SOLICITATION: Final = int(ICMPv6Type.ROUTER_SOLICITATION)
+ICMPV6_ROUTER_ADVERTISEMENT: Final = int(ICMPv6Type.ROUTER_ADVERTISEMENT)
+ND_OPT_SOURCE_LINKADDR: Final = int(NDOptionType.SOURCE_LINK_LAYER_ADDRESS)
 INFINITE_LIFETIME: Final = 0xFFFFFFFF
 
 
@@ -80,14 +83,10 @@ def build_router_solicitation(link_layer_address: bytes | None) -> bytes:
 # Adapter: raw ICMPv6 socket + rtnetlink
 # --------------------------------------------------------------------------------------------
 
-ICMP6_FILTER: Final = 1
 IPV6_RECVHOPLIMIT: Final = 51
 IPV6_HOPLIMIT: Final = 52
 RTMGRP_LINK: Final = 0x1
 RTMGRP_IPV6_IFADDR: Final = 0x100
-IFA_F_OPTIMISTIC: Final = 0x04
-IFA_F_DADFAILED: Final = 0x08
-IFA_F_TENTATIVE: Final = 0x40
 
 
 def _icmp6_filter_pass_only(*types: int) -> bytes:
