@@ -55,6 +55,10 @@ class BAStatus(IntEnum):
     EXPIRED_CAREOF_NONCE_INDEX = 137
     EXPIRED_NONCES = 138
     REGISTRATION_TYPE_CHANGE_DISALLOWED = 139
+    MOBILE_ROUTER_OPERATION_NOT_PERMITTED = 140  # RFC 3963 §4.2
+    INVALID_PREFIX = 141  # RFC 3963 §4.2
+    NOT_AUTHORIZED_FOR_PREFIX = 142  # RFC 3963 §4.2
+    FORWARDING_SETUP_FAILED = 143  # RFC 3963 §4.2
     MIPV6_ID_MISMATCH = 144  # RFC 4285
     MIPV6_MESG_ID_REQD = 145  # RFC 4285
     MIPV6_AUTH_FAIL = 146  # RFC 4285
@@ -77,7 +81,7 @@ class BUFlags(IntFlag):
     L = 0x2000  # link-local address compatibility
     K = 0x1000  # key management mobility capability
     M = 0x0800  # MAP registration (RFC 5380)
-    R = 0x0400  # mobile router (RFC 3963)
+    R = 0x0400  # mobile router (RFC 3963 §4.1)
     P = 0x0200  # proxy registration (RFC 5213)
     F = 0x0100  # force UDP encapsulation (RFC 5555)
     T = 0x0080  # TLV header format (RFC 5845)
@@ -85,7 +89,8 @@ class BUFlags(IntFlag):
 
 
 class BAFlags(IntFlag):
-    """§6.1.8 and IANA: the octet after the status."""
+    """§6.1.8 and IANA: the octet after the status. R is RFC 3963 §4.2: the HA accepted a
+    Mobile Router registration."""
 
     NONE = 0
     K = 0x80

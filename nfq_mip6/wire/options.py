@@ -1,4 +1,5 @@
-"""Mobility options (RFC 6275 §6.2; RFC 4283 MN-ID; RFC 4285 Authentication and Mesg-ID).
+"""Mobility options (RFC 6275 §6.2; RFC 3963 §4.3 Mobile Network Prefix; RFC 4283 MN-ID;
+RFC 4285 Authentication and Mesg-ID).
 
 Data model only here: every option is a frozen, slotted dataclass. Padding (Pad1, PadN) is
 never kept in a parsed message's ``options`` tuple and is inserted by the builder to meet each
@@ -11,7 +12,7 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Network
 from struct import Struct
 
 from nfq_mip6.wire.errors import MalformedPacket
@@ -77,6 +78,29 @@ class BindingAuthorizationData:
 
 
 @dataclass(frozen=True, slots=True)
+class MobileNetworkPrefix:
+    """RFC 3963 §4.3 (type 6): a prefix of the Mobile Router's network. Alignment 8n+4.
+
+    Kept as received (prefix length 0–255, any bits beyond it) so that a Home Agent can answer
+    an impossible prefix with status 141 instead of the parser discarding the BU; ``network``
+    is the prefix the fields describe, or None when the length exceeds 128.
+    """
+
+    prefix: IPv6Address
+    prefix_length: int
+
+    @classmethod
+    def of(cls, network: IPv6Network) -> MobileNetworkPrefix:
+        return cls(network.network_address, network.prefixlen)
+
+    @property
+    def network(self) -> IPv6Network | None:
+        if not 0 <= self.prefix_length <= 128:
+            return None
+        return IPv6Network((self.prefix, self.prefix_length), strict=False)
+
+
+@dataclass(frozen=True, slots=True)
 class MobileNodeIdentifier:
     """RFC 4283: MN-ID option (type 8), subtype 1 = NAI."""
 
@@ -114,6 +138,7 @@ MobilityOption = (
     | AlternateCareofAddress
     | NonceIndices
     | BindingAuthorizationData
+    | MobileNetworkPrefix
     | MobileNodeIdentifier
     | AuthenticationOption
     | MessageIdentifier
@@ -139,6 +164,8 @@ def option_alignment(option: MobilityOption) -> tuple[int, int]:
     """Alignment ``(x, y)`` meaning "the option type octet sits at offset x·n + y".
 
     * BRA 2n (§6.2.4), AltCoA 8n+6 (§6.2.5), Nonce Indices 2n (§6.2.6), BAD 8n+2 (§6.2.7);
+    * Mobile Network Prefix: RFC 3963 §4.3, 8n+4 (the 16-octet prefix starts on an 8-octet
+      boundary);
     * MN-ID: RFC 4283 §3 states no alignment requirement;
     * Authentication: RFC 4285 §5 "The alignment requirement for this option is 4n + 1",
       which puts the 32-bit SPI on a 4-octet boundary, and the option "MUST be the last option"
@@ -150,6 +177,8 @@ def option_alignment(option: MobilityOption) -> tuple[int, int]:
     """
     if isinstance(option, AlternateCareofAddress):
         return (8, 6)
+    if isinstance(option, MobileNetworkPrefix):
+        return (8, 4)
     if isinstance(option, BindingAuthorizationData | MessageIdentifier):
         return (8, 2)
     if isinstance(option, BindingRefreshAdvice | NonceIndices):
@@ -179,6 +208,9 @@ def encode_option(option: MobilityOption) -> bytes:
             return b"\x05\x0c" + option.authenticator
         if isinstance(option, BindingRefreshAdvice):
             return b"\x02\x02" + _U16.pack(option.interval)
+        if isinstance(option, MobileNetworkPrefix):
+            # RFC 3963 §4.3: Reserved (zero on sending), Prefix Length, 16-octet prefix
+            return bytes((6, 18, 0, option.prefix_length)) + option.prefix.packed
         if isinstance(option, MobileNodeIdentifier):
             return _tlv(MobilityOptionType.MN_ID, bytes((option.subtype,)) + option.identifier)
         if isinstance(option, AuthenticationOption):
@@ -286,6 +318,9 @@ def _decode_option(option_type: int, data: bytes) -> MobilityOption:
     if option_type == 2:
         _expect(2, data, 2)
         return BindingRefreshAdvice(_U16.unpack(data)[0])
+    if option_type == 6:
+        _expect(6, data, 18)  # the reserved octet is ignored on receipt (RFC 3963 §4.3)
+        return MobileNetworkPrefix(IPv6Address(data[2:]), data[1])
     if option_type == 8:
         if not data:
             raise MalformedPacket("MN-ID option without a subtype")

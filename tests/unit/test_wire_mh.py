@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import replace
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Network
 
 import pytest
 
@@ -27,6 +27,7 @@ from nfq_mip6.wire import (
     HomeTestInit,
     MalformedPacket,
     MessageIdentifier,
+    MobileNetworkPrefix,
     MobileNodeIdentifier,
     MobilityMessage,
     NonceIndices,
@@ -172,7 +173,19 @@ ALL_MESSAGES: list[MobilityMessage] = [
     BindingAck(BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW, BAFlags.NONE, 77, 0),
     BindingAck(0, BAFlags.NONE, 1, 10, (BindingAuthorizationData(b"\x09" * 12),)),
     BindingError(2, IPv6Address("::")),
-    BindingError(1, HOA, (UnknownOption(6, bytes(18)),)),
+    BindingError(1, HOA, (UnknownOption(7, bytes(18)),)),
+    BindingUpdate(
+        4,
+        BUFlags.A | BUFlags.H | BUFlags.R,
+        10,
+        (
+            AlternateCareofAddress(COA),
+            MobileNetworkPrefix(IPv6Address("2001:db8:77::"), 48),
+            MobileNetworkPrefix(IPv6Address("2001:db8:78:1::"), 64),
+        ),
+    ),
+    BindingAck(0, BAFlags.R, 4, 10),
+    BindingAck(BAStatus.NOT_AUTHORIZED_FOR_PREFIX, BAFlags.NONE, 4, 0),
     UnknownMobilityMessage(8, b"\x00\x00"),
     UnknownMobilityMessage(0xFF, bytes(10)),
 ]
@@ -279,3 +292,70 @@ def test_mh_data_for_authenticator_matches_build_and_rr_encoder() -> None:
             if not options or not isinstance(options[-1], BindingAuthorizationData):
                 options = (*options, BindingAuthorizationData(bytes(12)))
             assert rr.mh_data_for_authenticator(replace(message, options=options)) == data
+
+
+# --- RFC 3963 (NEMO Basic Support) ------------------------------------------------------------
+
+
+def test_rfc3963_4_3_mobile_network_prefix_golden_vector() -> None:
+    """Type 6, length 18, reserved 0, prefix length, 16-octet prefix at 8n+4 (RFC 3963 §4.3)."""
+    bu = BindingUpdate(
+        5,
+        BUFlags.A | BUFlags.H | BUFlags.R,
+        10,
+        (MobileNetworkPrefix(IPv6Address("2001:db8:77::"), 48),),
+    )
+    built = build_mh_unchecksummed(bu)
+    # MH head (checksum zero), seq 5, flags A|H|R = 0xc400, lifetime 10; the fixed part ends
+    # at 12 = 8·1 + 4, so the option follows at once and its 20 octets end the MH at 32
+    assert built.hex() == ("3b03050000000005c400000a0612003020010db8007700000000000000000000")
+    assert parse_mh(build_mh(bu, HOA, HA)) == bu
+
+
+def test_rfc3963_4_3_prefix_after_altcoa_is_padded_to_8n_plus_4() -> None:
+    bu = BindingUpdate(
+        1,
+        BUFlags.A | BUFlags.H | BUFlags.R,
+        10,
+        (AlternateCareofAddress(COA), MobileNetworkPrefix(IPv6Address("2001:db8:1::"), 64)),
+    )
+    built = build_mh_unchecksummed(bu)
+    # AltCoA at 14 ends at 32; the MNP type octet at 36 = 8·4+4 after a 4-octet PadN
+    assert built[32:36] == b"\x01\x02\x00\x00"
+    assert built[36:40] == bytes((6, 18, 0, 64))
+    assert len(built) % 8 == 0
+    assert parse_mh(built) == bu
+
+
+def test_rfc3963_4_3_reserved_octet_ignored_and_bad_length_rejected() -> None:
+    bu = BindingUpdate(1, BUFlags.A | BUFlags.H | BUFlags.R, 10, (MobileNetworkPrefix(HA, 64),))
+    raw = bytearray(build_mh_unchecksummed(bu))
+    raw[14] = 0xFF  # reserved
+    assert parse_mh(bytes(raw)) == bu
+    raw[13] = 17  # option length must be 18
+    with pytest.raises(MalformedPacket):
+        parse_mh(bytes(raw))
+
+
+def test_rfc3963_4_3_impossible_prefix_length_parses_for_status_141() -> None:
+    option = MobileNetworkPrefix(IPv6Address("2001:db8::"), 200)
+    bu = BindingUpdate(1, BUFlags.A | BUFlags.H | BUFlags.R, 10, (option,))
+    parsed = parse_mh(build_mh(bu, HOA, HA))
+    assert parsed == bu
+    assert option.network is None
+    assert MobileNetworkPrefix(IPv6Address("2001:db8::1"), 64).network == IPv6Network(
+        "2001:db8::/64"
+    )
+
+
+def test_rfc3963_4_1_and_4_2_r_flags_and_statuses() -> None:
+    assert int(BUFlags.R) == 0x0400
+    assert int(BAFlags.R) == 0x40
+    assert [
+        BAStatus.MOBILE_ROUTER_OPERATION_NOT_PERMITTED,
+        BAStatus.INVALID_PREFIX,
+        BAStatus.NOT_AUTHORIZED_FOR_PREFIX,
+        BAStatus.FORWARDING_SETUP_FAILED,
+    ] == [140, 141, 142, 143]
+    ba = build_mh_unchecksummed(BindingAck(0, BAFlags.R, 9, 10))
+    assert ba[7] == 0x40  # the flags octet after the status

@@ -31,6 +31,7 @@ from nfq_mip6.wire import (
     ICMPv6Message,
     MalformedPacket,
     MessageIdentifier,
+    MobileNetworkPrefix,
     MobileNodeIdentifier,
     MobilePrefixAdvertisement,
     MobilePrefixSolicitation,
@@ -76,6 +77,7 @@ options_strategy: st.SearchStrategy[MobilityOption] = st.one_of(
     st.builds(AlternateCareofAddress, addresses),
     st.builds(NonceIndices, u16, u16),
     st.builds(BindingAuthorizationData, st.binary(min_size=12, max_size=12)),
+    st.builds(MobileNetworkPrefix, addresses, st.integers(0, 255)),
     st.builds(MobileNodeIdentifier, st.integers(0, 255), st.binary(max_size=40)),
     st.builds(
         AuthenticationOption,
@@ -86,7 +88,7 @@ options_strategy: st.SearchStrategy[MobilityOption] = st.one_of(
     st.builds(MessageIdentifier, st.integers(0, 2**64 - 1)),
     st.builds(
         UnknownOption,
-        st.sampled_from([6, 7, 11, 12, 100, 200, 255]),
+        st.sampled_from([7, 11, 12, 100, 200, 255]),
         st.binary(max_size=40),
     ),
 )

@@ -8,6 +8,8 @@ as its *only* option (scapy then autopads it), so the HAO is given alone below.
 
 from __future__ import annotations
 
+from ipaddress import IPv6Address
+
 import pytest
 from scapy.layers.inet6 import (
     HAO,
@@ -26,6 +28,7 @@ from scapy.layers.inet6 import (
     MIP6OptBindingAuthData,
     MIP6OptBRAdvice,
     MIP6OptMNID,
+    MIP6OptMobNetPrefix,
     MIP6OptNonceIndices,
 )
 from scapy.packet import Packet
@@ -44,6 +47,7 @@ from nfq_mip6.wire import (
     CareofTestInit,
     HomeTest,
     HomeTestInit,
+    MobileNetworkPrefix,
     MobileNodeIdentifier,
     MobilityMessage,
     NonceIndices,
@@ -145,6 +149,46 @@ CASES: list[tuple[str, MobilityMessage, Packet, str]] = [
             options=[MIP6OptMNID(otype=8, olen=12, subtype=1, id=b"mn1@example")],
         ),
         "hao",
+    ),
+    (
+        "mobile router BU with AltCoA and two prefixes (RFC 3963 §4.1, §4.3)",
+        BindingUpdate(
+            2,
+            BUFlags.A | BUFlags.H | BUFlags.R,
+            10,
+            (
+                AlternateCareofAddress(COA),
+                MobileNetworkPrefix(IPv6Address("2001:db8:77::"), 48),
+                MobileNetworkPrefix(IPv6Address("2001:db8:78:1::"), 64),
+            ),
+        ),
+        MIP6MH_BU(
+            nh=59,
+            res=0,
+            seq=2,
+            mhtime=10,
+            **_bu_flags(BUFlags.A | BUFlags.H | BUFlags.R),
+            options=[
+                MIP6OptAltCoA(otype=3, olen=16, acoa=str(COA)),
+                MIP6OptMobNetPrefix(otype=6, olen=18, reserved=0, plen=48, prefix="2001:db8:77::"),
+                MIP6OptMobNetPrefix(
+                    otype=6, olen=18, reserved=0, plen=64, prefix="2001:db8:78:1::"
+                ),
+            ],
+        ),
+        "hao",
+    ),
+    (
+        "BA accepted with R (RFC 3963 §4.2)",
+        BindingAck(0, BAFlags.R, 2, 10),
+        MIP6MH_BA(nh=59, res=0, status=0, seq=2, mhtime=10, **_ba_flags(BAFlags.R)),
+        "rh2",
+    ),
+    (
+        "BA 142 not authorized for prefix (RFC 3963 §4.2)",
+        BindingAck(142, BAFlags.NONE, 2, 0),
+        MIP6MH_BA(nh=59, res=0, status=142, seq=2, mhtime=0, **_ba_flags(BAFlags.NONE)),
+        "rh2",
     ),
     (
         "BA with BRA via RH2",

@@ -35,6 +35,7 @@ from nfq_mip6.wire import (
     HomeAgentInformation,
     HomeTest,
     HomeTestInit,
+    MobileNetworkPrefix,
     MobilePrefixAdvertisement,
     MobilePrefixSolicitation,
     NAFlags,
@@ -84,8 +85,15 @@ def _mh_packets() -> list[tuple[bytes, str]]:
     cn_bu = BindingUpdate(
         7, BUFlags.A, 0x69, (NonceIndices(3, 4), BindingAuthorizationData(b"\x15" * 12))
     )
+    router_bu = BindingUpdate(
+        2,
+        BUFlags.A | BUFlags.H | BUFlags.R,
+        10,
+        (AlternateCareofAddress(COA), MobileNetworkPrefix(IPv6Address("2001:db8:77::"), 48)),
+    )
     packets = [
         (build_ipv6_packet(COA, HA, 135, build_mh(home_bu, HOA, HA), home_address=HOA), "5"),
+        (build_ipv6_packet(COA, HA, 135, build_mh(router_bu, HOA, HA), home_address=HOA), "5"),
         (build_ipv6_packet(COA, CN, 135, build_mh(cn_bu, HOA, CN), home_address=HOA), "5"),
         (
             build_ipv6_packet(
@@ -234,3 +242,50 @@ def test_tshark_decodes_every_built_packet(tmp_path: Path) -> None:
         assert line.split("|")[0] == expected
     for line, (_packet, expected) in zip(fields[len(mh_packets) :], others, strict=True):
         assert line.split("|")[1].split(",")[0] == expected, line
+
+
+def test_tshark_decodes_rfc3963_r_flags_and_mobile_network_prefix(tmp_path: Path) -> None:
+    """RFC 3963 §4.1–§4.3 as Wireshark's NEMO dissector reads them."""
+    assert TSHARK is not None
+    bu = BindingUpdate(
+        3,
+        BUFlags.A | BUFlags.H | BUFlags.R,
+        10,
+        (
+            MobileNetworkPrefix(IPv6Address("2001:db8:77::"), 48),
+            MobileNetworkPrefix(IPv6Address("2001:db8:78:1::"), 64),
+        ),
+    )
+    ba = BindingAck(0, BAFlags.R, 3, 10)
+    pcap = tmp_path / "nemo.pcap"
+    _write_pcap(
+        pcap,
+        [
+            build_ipv6_packet(COA, HA, 135, build_mh(bu, HOA, HA), home_address=HOA),
+            build_ipv6_packet(HA, COA, 135, build_mh(ba, HA, HOA), rh2_address=HOA),
+        ],
+    )
+    fields = subprocess.run(
+        [TSHARK, "-n", "-r", str(pcap), "-T", "fields", "-E", "separator=|"]
+        + [
+            arg
+            for name in (
+                "mip6.nemo.bu.r_flag",
+                "mip6.nemo.mnp.pfl",
+                "mip6.nemo.mnp.mnp",
+                "mip6.nemo.ba.r_flag",
+                "_ws.malformed",
+            )
+            for arg in ("-e", name)
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.splitlines()
+    bu_fields, ba_fields = (line.split("|") for line in fields)
+    assert bu_fields[0] in ("1", "True")
+    assert bu_fields[1] == "48,64"
+    assert bu_fields[2] == "2001:db8:77::,2001:db8:78:1::"
+    assert ba_fields[3] in ("1", "True")
+    assert bu_fields[4] == ba_fields[4] == ""
