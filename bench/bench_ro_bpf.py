@@ -95,6 +95,21 @@ def queued_ids(node: Any) -> int:
     return sum(int(line.split()[7]) for line in text.splitlines() if line.strip())
 
 
+def nfqueue_rule_counts(node: Any) -> dict[str, int]:
+    """Packets each NFQUEUE rule of the namespace matched so far (ip6tables -v)."""
+    counts: dict[str, int] = {}
+    for table in ("raw", "mangle"):
+        listing = node.run(["ip6tables", "-w", "-t", table, "-L", "-v", "-n", "-x"]).stdout
+        chain = ""
+        for line in listing.splitlines():
+            if line.startswith("Chain "):
+                chain = line.split()[1]
+            elif "NFQUEUE" in line:
+                fields = line.split()
+                counts[f"{table}/{chain}/{' '.join(fields[2:])}"[:120]] = int(fields[0])
+    return counts
+
+
 @contextlib.contextmanager
 def iperf_servers(node: Any, bindings: dict[str, int]) -> Iterator[None]:
     servers = [
@@ -151,6 +166,7 @@ def with_agents(rounds: int, seconds: int) -> dict[str, Any]:
                 iperf(cn, MN_HOME_ADDRESS, 5202, seconds)
                 elapsed = time.monotonic() - started
                 queued = {n: queued_ids(bed.node(n)) - v for n, v in before.items()}
+                by_rule = {n: nfqueue_rule_counts(bed.node(n)) for n in ("cn", "mn")}
                 for _ in range(rounds):
                     runs["base"].append(measure(cn, coa, 5201, seconds))
                     runs["ro"].append(measure(cn, MN_HOME_ADDRESS, 5202, seconds))
@@ -167,6 +183,10 @@ def with_agents(rounds: int, seconds: int) -> dict[str, Any]:
                 },
                 "queued_during_one_tcp_run": queued,
                 "queued_per_4s": {n: round(v * 4 / elapsed, 1) for n, v in queued.items()},
+                "nfqueue_rule_packets_so_far": by_rule,
+                "ro_datapath": {
+                    n: request(agents[n], {"cmd": "stats"})["ro_datapath"] for n in ("cn", "mn")
+                },
                 "rounds": runs,
             }
     os.environ.pop("NFQ_MIP6_AGENT__RO_DATAPATH", None)

@@ -33,7 +33,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
-import json
 import logging
 import os
 import socket
@@ -52,6 +51,7 @@ from nfq_mip6.dataplane.bpf_syscall import (
 )
 from nfq_mip6.dataplane.kernel import MN_RO_ROUTE_TABLE, MN_RO_RULE_PRIORITY, RT_PROTO_RO
 from nfq_mip6.dataplane.ro_fastpath import COUNTER_NAMES, BindingKey, reconcile_plan
+from nfq_mip6.dataplane.ro_routes import BindingRoutes
 
 __all__ = [
     "FILTER_HANDLE",
@@ -198,14 +198,13 @@ class BpfRouteOptimization:
         self.priority = FILTER_PRIORITY[role]
         self.object_path = object_path
         self._initial_interfaces = interfaces
-        self._run_ip = run_ip
         self._libbpf: Libbpf | None = None
         self._object: int | None = None
         self._prog_fds: dict[str, int] = {}  # "ingress"/"egress" -> fd owned by the object
         self.bind_map: BpfMap | None = None
         self.stats_map: BpfMap | None = None
         self.attached: dict[str, int] = {}  # interface -> ifindex
-        self.routes: dict[BindingKey, tuple[IPv6Address, str]] = {}  # key -> (route dst, dev)
+        self.routes = BindingRoutes(role, run_ip=run_ip, on_interface=self.attach)
         self.adopted = False
 
     # ------------------------------------------------------------------ load / attach
@@ -376,13 +375,10 @@ class BpfRouteOptimization:
             self._map().update(_key(home_address, peer), care_of_address.packed)
         except BpfError as exc:
             raise DataplaneError(str(exc)) from exc
-        self._route(home_address, peer, care_of_address)
+        self.routes.install(home_address, peer, care_of_address)
 
     def remove(self, home_address: IPv6Address, peer: IPv6Address) -> None:
-        key = (home_address, peer)
-        route = self.routes.pop(key, None)
-        if route is not None:
-            self._delete_route(route[0], home_address)
+        self.routes.remove(home_address, peer)
         try:
             self._map().delete(_key(home_address, peer))
         except BpfError as exc:
@@ -404,11 +400,11 @@ class BpfRouteOptimization:
                 if (home_address, peer) in write:
                     self.install(home_address, peer, coa)
                 else:
-                    self._route(home_address, peer, coa)
+                    self.routes.install(home_address, peer, coa)
             except DataplaneError as exc:
                 log.warning("reconcile %s/%s: %s", home_address, peer, exc)
                 failed += 1
-        self._remove_stale_routes(wanted)
+        self.routes.remove_stale(wanted)
         return ReconcileReport(
             kept=report.kept,
             added=report.added,
@@ -416,83 +412,6 @@ class BpfRouteOptimization:
             removed=report.removed,
             failed=failed,
         )
-
-    # ------------------------------------------------------------------ routes
-    def _route_get(self, destination: IPv6Address, source: IPv6Address | None) -> dict[str, Any]:
-        args = ["-j", "-6", "route", "get", str(destination)]
-        if source is not None:
-            args += ["from", str(source)]
-        done = self._run_ip(args)
-        if done.returncode != 0:
-            raise DataplaneError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-        routes = json.loads(done.stdout or "[]")
-        if not routes or "dev" not in routes[0]:
-            raise DataplaneError(f"ip {' '.join(args)}: no route")
-        return dict(routes[0])
-
-    def _route(
-        self, home_address: IPv6Address, peer: IPv6Address, care_of_address: IPv6Address
-    ) -> None:
-        """The per-binding host route (and on the MN its rule); attaches the programs on
-        the interface the route leaves through."""
-        if self.role == "cn":
-            found = self._route_get(care_of_address, None)
-            destination = home_address
-            extra: list[str] = []
-        else:
-            found = self._route_get(peer, care_of_address)
-            destination = peer
-            extra = ["src", str(home_address), "table", str(MN_RO_ROUTE_TABLE)]
-        dev = str(found["dev"])
-        self.attach(dev)
-        mtu = int(Path(f"/sys/class/net/{dev}/mtu").read_text()) - MIP6_EXT_LEN
-        via = ["via", str(found["gateway"])] if found.get("gateway") else []
-        args = ["-6", "route", "replace", f"{destination}/128", *via, "dev", dev]
-        args += ["mtu", str(mtu), "proto", str(RT_PROTO_RO), *extra]
-        done = self._run_ip(args)
-        if done.returncode != 0:
-            raise DataplaneError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-        if self.role == "mn":
-            self._mn_rule("add", peer)
-        self.routes[(home_address, peer)] = (destination, dev)
-
-    def _mn_rule(self, verb: str, peer: IPv6Address) -> None:
-        args = ["-6", "rule", verb, "to", f"{peer}/128", "lookup", str(MN_RO_ROUTE_TABLE)]
-        args += ["priority", str(MN_RO_RULE_PRIORITY)]
-        if verb == "add":
-            shown = self._run_ip(["-j", "-6", "rule", "show", "to", f"{peer}/128"])
-            for rule in json.loads(shown.stdout or "[]") if shown.returncode == 0 else []:
-                if rule.get("priority") == MN_RO_RULE_PRIORITY:
-                    return
-        self._run_ip(args)
-
-    def _delete_route(self, destination: IPv6Address, home_address: IPv6Address) -> None:
-        args = ["-6", "route", "del", f"{destination}/128", "proto", str(RT_PROTO_RO)]
-        if self.role == "mn":
-            args += ["table", str(MN_RO_ROUTE_TABLE)]
-            self._mn_rule("del", destination)
-        self._run_ip(args)
-
-    def _remove_stale_routes(self, wanted: Mapping[BindingKey, IPv6Address]) -> None:
-        """Routes (and MN rules) of ours for bindings that are gone (after a crash)."""
-        keep = {home if self.role == "cn" else peer for home, peer in wanted}
-        table = ["table", str(MN_RO_ROUTE_TABLE)] if self.role == "mn" else []
-        shown = self._run_ip(["-j", "-6", "route", "show", "proto", str(RT_PROTO_RO), *table])
-        for route in json.loads(shown.stdout or "[]") if shown.returncode == 0 else []:
-            dst = str(route.get("dst", ""))
-            with contextlib.suppress(ValueError):
-                address = IPv6Address(dst.removesuffix("/128"))
-                if address not in keep:
-                    self._delete_route(address, address)
-        if self.role == "mn":
-            rules = self._run_ip(["-j", "-6", "rule", "show"])
-            for rule in json.loads(rules.stdout or "[]") if rules.returncode == 0 else []:
-                if rule.get("priority") != MN_RO_RULE_PRIORITY:
-                    continue
-                with contextlib.suppress(ValueError):
-                    address = IPv6Address(str(rule.get("dst", "")))
-                    if address not in keep:
-                        self._mn_rule("del", address)
 
     # ------------------------------------------------------------------ state
     def counters(self) -> dict[str, int]:
@@ -519,7 +438,7 @@ class BpfRouteOptimization:
             for home_address, peer in list(self.bindings()):
                 with contextlib.suppress(DataplaneError):
                     self.remove(home_address, peer)
-            self._remove_stale_routes({})
+            self.routes.remove_stale({})
             for interface in list(self.attached):
                 self.detach(interface)
         for bpf_map in (self.bind_map, self.stats_map):
