@@ -164,6 +164,10 @@ class MobileNodeKernel(Protocol):
     def interface_addresses(self) -> list[InterfaceAddress]:
         """Global (non-link-local) IPv6 addresses on the interface."""
 
+    def recheck_link_local(self) -> list[IPv6Address]:
+        """After a move: DAD again for the link-local addresses (RFC 4862 §5.4,
+        RFC 6275 §11.5.4), optimistic where allowed; the addresses re-added."""
+
     def prepare_care_of_address(self, care_of_address: IPv6Address) -> None:
         """Decapsulation for ``care_of_address`` and the tunnel source, ahead of the BA."""
 

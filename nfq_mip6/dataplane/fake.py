@@ -137,6 +137,10 @@ class FakeMobileNodeKernel:
     def interface_addresses(self) -> list[InterfaceAddress]:
         return list(self.addresses)
 
+    def recheck_link_local(self) -> list[IPv6Address]:
+        self.log.append(("recheck_link_local",))
+        return []
+
     def prepare_care_of_address(self, care_of_address: IPv6Address) -> None:
         self._maybe_fail(f"prepare {care_of_address}")
         self.local_rule_moved = True

@@ -43,7 +43,9 @@ from nfq_mip6.dataplane.kernel import (
     AF_INET6,
     IFA_F_NODAD,
     IFA_F_NOPREFIXROUTE,
+    IFA_F_OPTIMISTIC,
     IFA_F_PERMANENT,
+    IFA_F_TENTATIVE,
     LOCAL_RULE_PRIORITY,
     MN_DECAP_RULE_PRIORITY,
     MN_DECAP_TABLE,
@@ -365,6 +367,39 @@ class MobileNodeDataplane:
         (link,) = self._ipr.get_links(self.ifindex)
         changes = link.get_attr("IFLA_CARRIER_CHANGES")
         return bool(link.get_attr("IFLA_CARRIER")), int(changes) if changes is not None else None
+
+    def recheck_link_local(self) -> list[IPv6Address]:
+        """RFC 6275 §11.5.4, RFC 4862 §5.4: after a move, DAD again for the interface's
+        link-local addresses on the new link. The kernel repeats DAD only when the carrier
+        comes back; a move it does not see as one (new router, same carrier) needs the
+        address re-added: optimistic (RFC 4429, usable at once) with the interface's
+        ``optimistic_dad``, else plain tentative. Returns the addresses re-added."""
+        redone: list[IPv6Address] = []
+        for msg in self._ipr.get_addr(family=AF_INET6, index=self.ifindex):
+            address = msg.get_attr("IFA_ADDRESS")
+            if address is None or not IPv6Address(address).is_link_local:
+                continue
+            flags = int(msg.get_attr("IFA_FLAGS") or msg["flags"])
+            if flags & (IFA_F_TENTATIVE | IFA_F_NODAD):
+                continue  # DAD already running, or deliberately without DAD
+            prefixlen = int(msg["prefixlen"])
+            if not self._quiet(
+                "del link-local", self._ipr.addr, "del", index=self.ifindex,
+                address=address, prefixlen=prefixlen,
+            ):  # fmt: skip
+                continue
+            try:
+                self._retry(
+                    "add link-local (optimistic)", self._ipr.addr, "add", index=self.ifindex,
+                    address=address, prefixlen=prefixlen, IFA_FLAGS=IFA_F_OPTIMISTIC,
+                )  # fmt: skip
+            except DataplaneError:
+                self._retry(
+                    "add link-local", self._ipr.addr, "add", index=self.ifindex,
+                    address=address, prefixlen=prefixlen,
+                )  # fmt: skip
+            redone.append(IPv6Address(address))
+        return redone
 
     def interface_addresses(self) -> list[InterfaceAddress]:
         """Global (non-link-local) IPv6 addresses on the interface."""

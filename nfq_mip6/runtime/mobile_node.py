@@ -585,6 +585,10 @@ class MobileNodeRuntime(RoleRuntime):
         try:
             if isinstance(decision, MovedToForeignLink):
                 self.dataplane.prepare_care_of_address(decision.care_of_address)
+                # §11.5.4 / RFC 4862 §5.4: DAD for the link-local address on the new link
+                # (the kernel's autoconfiguration runs it for the new CoA).
+                for address in self.dataplane.recheck_link_local():
+                    self._note(self.ctx.clock() if self.ctx else 0.0, f"dad {address}")
             elif self.dataplane.care_of_address is not None or self.dataplane.local_rule_moved:
                 self.dataplane.remove_reverse_tunnel()
         except Exception as exc:

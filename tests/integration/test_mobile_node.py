@@ -350,3 +350,48 @@ def test_echo_request_from_home_agent_with_rh2_answered_directly_with_hao(
         for f in replies
     ), [f.summary() for f in replies]
     assert all(f["IPv6"].dst == HA_ADDRESS and f["IPv6"].nh != 41 for f in replies)
+
+
+def test_move_without_carrier_change_runs_dad_for_link_local_and_care_of_address(
+    testbed_home: Testbed, tmp_path: Path
+) -> None:
+    """§11.5.4, RFC 4862 §5.4: a move the kernel does not see (the MN's port changes link,
+    its carrier stays up: a new router only) still gets DAD on the new link, optimistic
+    (RFC 4429) for both: a Neighbor Solicitation from :: for the link-local address and
+    one for the new care-of address."""
+    from nfq_mip6.testbed.testbed import SWITCH, _port_name
+    from nfq_mip6.testbed.topology import MN_INTERFACE, MN_LINK_BRIDGE
+
+    bed = testbed_home
+    mn, ha = bed.node("mn"), bed.node("ha")
+    listing = mn.run(["ip", "-6", "-o", "addr", "show", "dev", MN_INTERFACE, "scope", "link"])
+    link_local = listing.stdout.split()[3].split("/")[0]
+    with (
+        running_agent(ha, HA_CONFIG, tmp_path / "ha.sock"),
+        running_agent(mn, MN_CONFIG, tmp_path / "mn.sock") as agent,
+    ):
+        bed.move("visitnet")
+        assert wait_until(lambda: any(r["state"] == 1 for r in bul(tmp_path / "mn.sock")), 15.0)
+        port = _port_name("mn", MN_INTERFACE)
+        switch = ["ip", "netns", "exec", bed.netns_name(SWITCH)]
+        with bed.capture("visitnet2", tmp_path / "visitnet2.pcap") as pcap:
+            subprocess.run(
+                [*switch, "ip", "link", "set", port, "master", MN_LINK_BRIDGE["visitnet2"]],
+                check=True,
+            )
+            coa2 = str(care_of_address("visitnet2"))
+            moved = wait_until(
+                lambda: any(
+                    r["state"] == 1 and r["care_of_address"] == coa2
+                    for r in bul(tmp_path / "mn.sock")
+                ),
+                20.0,
+            )
+        assert moved, (bul(tmp_path / "mn.sock"), agent.poll())
+    from scapy.layers.inet6 import ICMPv6ND_NS, IPv6
+    from scapy.utils import rdpcap
+
+    dad_targets = {
+        f[ICMPv6ND_NS].tgt for f in rdpcap(str(pcap)) if ICMPv6ND_NS in f and f[IPv6].src == "::"
+    }
+    assert link_local in dad_targets and coa2 in dad_targets, dad_targets
