@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 from enum import Enum
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Network
 from typing import Final
 
 from nfq_mip6.constants import SEQUENCE_MODULUS
@@ -95,7 +95,8 @@ class BindingCacheEntry:
 
     ``expires_at`` is an absolute time on the runtime's clock. ``lifetime`` is the granted
     lifetime in seconds. ``link_local`` is the MN's link-local address the HA also defends
-    (L = 1, §10.3.1).
+    (L = 1, §10.3.1). ``prefixes`` are a mobile router's Mobile Network Prefixes (RFC 3963
+    §6.1.1; empty for a plain mobile node).
     """
 
     __slots__ = (
@@ -107,6 +108,7 @@ class BindingCacheEntry:
         "home_registration",
         "lifetime",
         "link_local",
+        "prefixes",
         "registered_at",
         "sequence",
         "state",
@@ -136,6 +138,8 @@ class BindingCacheEntry:
         self.state = state
         self.link_local = link_local
         self.brr_sent = False
+        self.prefixes: tuple[IPv6Network, ...] = ()
+        """A mobile router's registered Mobile Network Prefixes (RFC 3963 §6.1.1)."""
 
     def __repr__(self) -> str:
         return (

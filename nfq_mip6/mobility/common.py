@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Network
 from typing import Any, Final
 
 from nfq_mip6.mobility.binding import BindingCache, BindingCacheEntry, BindingState
@@ -83,6 +83,7 @@ def binding_ack(
     bu_home_address: IPv6Address | None,
     options: tuple[MobilityOption, ...] = (),
     stats: MobilityStats,
+    flags: BAFlags = BAFlags.NONE,
 ) -> SendMobilityMessage:
     """§9.5.4/§10.3.1: a BA to the BU's source, with an RH2 = HoA when the BU had an HAO
     and came from a care-of address. A BU whose source is its home address (the MN at home,
@@ -96,7 +97,7 @@ def binding_ack(
         stats.NBindNAcksSent += 1
     else:
         stats.NBindAcksSent += 1
-    message = BindingAck(status, BAFlags.NONE, sequence, lifetime_units, options)
+    message = BindingAck(status, flags, sequence, lifetime_units, options)
     routing = bu_home_address if bu_home_address != bu_src else None
     return SendMobilityMessage(message, bu_dst, bu_src, None, routing, False)
 
@@ -160,6 +161,8 @@ class BindingCacheRow:
     flags: str
     sequence: int
     state: str
+    prefixes: tuple[IPv6Network, ...] = ()
+    """A mobile router's registered Mobile Network Prefixes (RFC 3963)."""
 
     def control_json(self) -> dict[str, Any]:
         """The row as the control socket's ``cache`` answer lists it."""
@@ -171,6 +174,7 @@ class BindingCacheRow:
             "sequence": self.sequence,
             "flags": self.flags,
             "state": self.state,
+            "prefixes": [str(prefix) for prefix in self.prefixes],
         }
 
 
@@ -185,4 +189,5 @@ def binding_cache_row(entry: BindingCacheEntry, now: float) -> BindingCacheRow:
         flags=flags_text(entry.flags),
         sequence=entry.sequence,
         state=entry.state.value,
+        prefixes=entry.prefixes,
     )

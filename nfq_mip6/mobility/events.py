@@ -161,6 +161,17 @@ class DhaadRequestReceived:
     identifier: int
     src: IPv6Address
     dst: IPv6Address
+    mobile_router: bool = False
+    """RFC 3963 §7.1: the R flag, only home agents that support mobile routers may answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardingSetupFailed:
+    """HA: the kernel refused the routes of a mobile router's registration (RFC 3963 §6.2:
+    the BU is answered with status 143 instead of the acceptance)."""
+
+    home_address: IPv6Address
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,6 +292,7 @@ InputEvent = (
     | HomePrefixAdvertised
     | OwnHomeAgentInformation
     | DhaadRequestReceived
+    | ForwardingSetupFailed
     | HomeAgentDiscovered
     | MobilePrefixSolicitationReceived
     | MobilePrefixAdvertisementReceived
@@ -373,6 +385,7 @@ class SendDhaadReply:
     src: IPv6Address | None
     dst: IPv6Address
     home_agents: tuple[IPv6Address, ...]
+    mobile_router: bool = False  # RFC 3963 §7.2: answering a request with R
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,18 +437,25 @@ class InstallHomeTunnel:
     """HA: tunnel traffic for ``home_address`` to ``care_of_address`` (RFC 2473, §10.4.2) and
     accept reverse-tunnelled traffic whose outer source is that CoA (§10.4.5).
 
-    Creates, or replaces the CoA of, the tunnel for that HoA.
+    Creates, or replaces the CoA of, the tunnel for that HoA. For a mobile router
+    (RFC 3963 §6.4, §6.5) ``prefixes`` are its registered Mobile Network Prefixes, routed
+    into the same tunnel and accepted as inner sources from it; ``withdrawn`` are prefixes it
+    held before and no longer registers (their routes go).
     """
 
     home_address: IPv6Address
     care_of_address: IPv6Address
+    prefixes: tuple[IPv6Network, ...] = ()
+    withdrawn: tuple[IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class RemoveHomeTunnel:
-    """HA: remove the tunnel for ``home_address`` (de-registration or expiry, §10.3.2)."""
+    """HA: remove the tunnel for ``home_address`` (de-registration or expiry, §10.3.2),
+    with the routes of the Mobile Network ``prefixes`` it carried (RFC 3963 §6.2)."""
 
     home_address: IPv6Address
+    prefixes: tuple[IPv6Network, ...] = ()
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,6 +16,11 @@ Theory of operation — a Binding Update with H = 1 goes through these checks, i
 7. HoA not on a home prefix → **132**.
 8. No room → **130**.
 9. De-registration → remove tunnel and proxy ND, BA 0 with lifetime 0 and no BRA (§10.3.2).
+9a. RFC 3963 §6.2, a BU with R = 1 (mobile router): the home address may act as a router
+    (else **140**), each Mobile Network Prefix option is a valid prefix (else **141**) that the
+    router's policy authorizes and no other router holds (else **142**); without options the
+    configured prefixes (implicit mode). The kernel refusing their routes → **143**
+    (``ForwardingSetupFailed``). The accepting BA carries R (RFC 3963 §4.2).
 10. First registration → proxy DAD (``StartProxyDad``); the BA follows ``ProxyDadCompleted``
     (0/1, or **134** when the address is in use). Otherwise update the binding at once.
 
@@ -64,6 +69,7 @@ from nfq_mip6.mobility.events import (
     BindingRejected,
     DataplaneCountersSampled,
     DhaadRequestReceived,
+    ForwardingSetupFailed,
     HomePrefixAdvertised,
     InputEvent,
     InstallHomeTunnel,
@@ -84,9 +90,11 @@ from nfq_mip6.mobility.events import (
     StartProxyNeighbor,
     StopProxyNeighbor,
 )
+from nfq_mip6.mobility.nemo import MobileRouterPolicy, decide_prefixes, policy_for
 from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.wire.icmp import DestinationUnreachableCode, ICMPv6Type
 from nfq_mip6.wire.mh import (
+    BAFlags,
     BAStatus,
     BEStatus,
     BindingUpdate,
@@ -103,6 +111,7 @@ from nfq_mip6.wire.options import (
 
 _H_FLAG: Final = int(BUFlags.H)
 _L_FLAG: Final = int(BUFlags.L)
+_R_FLAG: Final = int(BUFlags.R)
 
 INFINITE_LIFETIME: Final = 0xFFFFFFFF
 """RFC 4861 "infinity" for prefix lifetimes in an MPA."""
@@ -128,6 +137,9 @@ class HomeAgentConfig:
             the link rank it by the advertised value.
         home_interface_index: the home link's interface (ifindex) for §10.3.2 answers on
             the link; 0 = unknown (every answer is routed).
+        mobile_routers: RFC 3963 §6.1.2 prefix table: which home addresses may register as
+            mobile routers and the Mobile Network Prefixes each may claim; empty = this HA
+            does not support mobile routers (a BU with R gets 140).
     """
 
     address: IPv6Address
@@ -140,6 +152,7 @@ class HomeAgentConfig:
     max_bindings: int | None = None
     preference: int = 0
     home_interface_index: int = 0
+    mobile_routers: tuple[MobileRouterPolicy, ...] = ()
 
 
 class BindingUpdateRejection(Protocol):
@@ -195,6 +208,17 @@ class _PendingRegistration:
     care_of_address: IPv6Address
     lifetime: int  # granted, seconds
     status: int
+    prefixes: tuple[IPv6Network, ...] | None = None  # None: not a mobile router BU
+
+
+@dataclass(frozen=True, slots=True)
+class _RouterBindingUpdate:
+    """What a 143 answer needs if the kernel refuses a mobile router's routes (RFC 3963 §6.2)."""
+
+    sequence: int
+    src: IPv6Address
+    dst: IPv6Address
+    hao: IPv6Address | None
 
 
 @dataclass(slots=True)
@@ -263,6 +287,7 @@ class HomeAgent:
         self.preference = config.preference
         """This HA's own preference (§7.4, §10.5.1): the configured one, or the advertised."""
         self._ha_order = 0
+        self._router_bus: dict[IPv6Address, _RouterBindingUpdate] = {}
 
     # ----------------------------------------------------------------------------------------
     # Driving the core
@@ -284,6 +309,8 @@ class HomeAgent:
             return []
         if isinstance(event, DhaadRequestReceived):
             return [self._dhaad_reply(event, now)]
+        if isinstance(event, ForwardingSetupFailed):
+            return self._forwarding_setup_failed(event)
         if isinstance(event, MobilePrefixSolicitationReceived):
             return self._mobile_prefix_solicitation(event, now)
         if isinstance(event, DataplaneCountersSampled):
@@ -557,12 +584,83 @@ class HomeAgent:
         ):
             return self._reject(event, bu, home_address, BAStatus.INSUFFICIENT_RESOURCES)
 
+        # 9a. RFC 3963 §6.2: a mobile router's prefixes (implicit or explicit mode).
+        prefixes: tuple[IPv6Network, ...] | None = None
+        if int(bu.flags) & _R_FLAG:
+            decision = decide_prefixes(
+                policy_for(self.config.mobile_routers, home_address),
+                bu.options,
+                self.config.home_prefixes,
+                self._prefixes_held_except(home_address),
+            )
+            if decision.status is not None:
+                return [
+                    *self._reject(event, bu, home_address, decision.status),
+                    MessageDiscarded(f"mobile-router: {decision.reason}", event.src, MHType.BU),
+                ]
+            prefixes = decision.prefixes
+
         lifetime, status = self._grant(bu, prefix, now)
         if entry is None:
             return self._first_registration(
-                event, bu, home_address, care_of_address, lifetime, status, now
+                event, bu, home_address, care_of_address, lifetime, status, now, prefixes
             )
-        return self._update(event, bu, entry, care_of_address, lifetime, status, now)
+        return self._update(event, bu, entry, care_of_address, lifetime, status, now, prefixes)
+
+    def _prefixes_held_except(self, home_address: IPv6Address) -> list[IPv6Network]:
+        """Mobile Network Prefixes other routers' bindings hold (RFC 3963 §6.2: one owner)."""
+        return [
+            network
+            for entry in self.cache
+            if entry.home_address != home_address and entry.live
+            for network in entry.prefixes
+        ]
+
+    def _forwarding_setup_failed(self, event: ForwardingSetupFailed) -> list[Action]:
+        """RFC 3963 §6.2: the routes for a router's prefixes could not be installed → the BU
+        is answered 143 and the binding removed (its routes with it)."""
+        context = self._router_bus.pop(event.home_address, None)
+        entry = self.cache.get(event.home_address)
+        if context is None or entry is None or not entry.live:
+            return [MessageDiscarded("unexpected-forwarding-failure", event.home_address)]
+        self.cache.remove(entry.home_address, BindingState.DELETED)
+        actions = self._teardown(entry)
+        actions.append(
+            binding_ack(
+                status=BAStatus.FORWARDING_SETUP_FAILED,
+                sequence=context.sequence,
+                lifetime_units=0,
+                bu_src=context.src,
+                bu_dst=context.dst,
+                bu_home_address=context.hao,
+                stats=self.stats,
+            )
+        )
+        actions.append(
+            BindingRejected(
+                entry.home_address,
+                entry.care_of_address,
+                True,
+                BAStatus.FORWARDING_SETUP_FAILED,
+            )
+        )
+        return actions
+
+    def _tunnel(
+        self,
+        entry: BindingCacheEntry,
+        care_of_address: IPv6Address,
+        prefixes: tuple[IPv6Network, ...],
+        bu_context: _RouterBindingUpdate,
+    ) -> InstallHomeTunnel:
+        """The tunnel for a binding, with a router's prefixes; remembers the BU for a 143."""
+        withdrawn = tuple(p for p in entry.prefixes if p not in prefixes)
+        entry.prefixes = prefixes
+        if prefixes:
+            self._router_bus[entry.home_address] = bu_context
+        else:
+            self._router_bus.pop(entry.home_address, None)
+        return InstallHomeTunnel(entry.home_address, care_of_address, prefixes, withdrawn)
 
     def _grant(self, bu: BindingUpdate, prefix: _HomePrefix, now: float) -> tuple[int, int]:
         """§10.3.1: granted lifetime (seconds, a multiple of 4) and status 0 or 1."""
@@ -599,6 +697,7 @@ class HomeAgent:
         bu: BindingUpdate,
         lifetime: int,
         status: int,
+        router: bool = False,
     ) -> Action:
         return binding_ack(
             status=status,
@@ -609,6 +708,8 @@ class HomeAgent:
             bu_home_address=hao,
             options=self._ba_options(lifetime),
             stats=self.stats,
+            # RFC 3963 §4.2, §6.2: R is set when a mobile router's BU (R = 1) is accepted
+            flags=BAFlags.R if router else BAFlags.NONE,
         )
 
     def _first_registration(
@@ -620,6 +721,7 @@ class HomeAgent:
         lifetime: int,
         status: int,
         now: float,
+        prefixes: tuple[IPv6Network, ...] | None = None,
     ) -> list[Action]:
         link_local = link_local_for(home_address) if int(bu.flags) & _L_FLAG else None
         if not self.config.proxy_dad:
@@ -634,7 +736,9 @@ class HomeAgent:
                 link_local=link_local,
             )
             self.cache.insert(entry)
-            return self._activated(entry, event.src, event.dst, event.home_address, bu, status)
+            return self._activated(
+                entry, event.src, event.dst, event.home_address, bu, status, prefixes
+            )
         # §10.3.1: proxy DAD for the HoA (and the link-local address if L = 1) before the BA.
         entry = BindingCacheEntry(
             home_address,
@@ -650,7 +754,14 @@ class HomeAgent:
         entry.expires_at = now + self.config.dad_timeout
         self.cache.insert(entry)
         self._pending[home_address] = _PendingRegistration(
-            bu, event.src, event.dst, event.home_address, care_of_address, lifetime, status
+            bu,
+            event.src,
+            event.dst,
+            event.home_address,
+            care_of_address,
+            lifetime,
+            status,
+            prefixes,
         )
         return [StartProxyDad(home_address, link_local)]
 
@@ -690,7 +801,13 @@ class HomeAgent:
             now=now,
         )
         return self._activated(
-            entry, pending.src, pending.dst, pending.hao, pending.bu, pending.status
+            entry,
+            pending.src,
+            pending.dst,
+            pending.hao,
+            pending.bu,
+            pending.status,
+            pending.prefixes,
         )
 
     def _activated(
@@ -701,14 +818,17 @@ class HomeAgent:
         hao: IPv6Address | None,
         bu: BindingUpdate,
         status: int,
+        prefixes: tuple[IPv6Network, ...] | None = None,
     ) -> list[Action]:
-        """A new home registration is in force: tunnel, direct delivery of the HA's own
-        packets (§9.3.2), proxy ND (§10.4.1), then the BA."""
+        """A new home registration is in force: tunnel (with a mobile router's prefixes,
+        RFC 3963 §6.4), direct delivery of the HA's own packets (§9.3.2), proxy ND (§10.4.1),
+        then the BA."""
+        context = _RouterBindingUpdate(bu.sequence, src, dst, hao)
         return [
-            InstallHomeTunnel(entry.home_address, entry.care_of_address),
+            self._tunnel(entry, entry.care_of_address, prefixes or (), context),
             InstallRouteOptimization(entry.home_address, entry.care_of_address),
             StartProxyNeighbor(entry.home_address, entry.link_local),
-            self._accept_ba(src, dst, hao, bu, entry.lifetime, status),
+            self._accept_ba(src, dst, hao, bu, entry.lifetime, status, prefixes is not None),
             BindingRegistered(
                 entry.home_address,
                 entry.care_of_address,
@@ -727,10 +847,16 @@ class HomeAgent:
         lifetime: int,
         status: int,
         now: float,
+        prefixes: tuple[IPv6Network, ...] | None = None,
     ) -> list[Action]:
         actions: list[Action] = []
-        if int(care_of_address) != int(entry.care_of_address):
-            actions.append(InstallHomeTunnel(entry.home_address, care_of_address))
+        registered = prefixes or ()
+        moved = int(care_of_address) != int(entry.care_of_address)
+        if moved or registered != entry.prefixes:
+            # RFC 3963 §6.4: a new CoA or prefix set replaces the routes in one step
+            context = _RouterBindingUpdate(bu.sequence, event.src, event.dst, event.home_address)
+            actions.append(self._tunnel(entry, care_of_address, registered, context))
+        if moved:
             actions.append(InstallRouteOptimization(entry.home_address, care_of_address))
         self.cache.register(
             entry,
@@ -741,7 +867,9 @@ class HomeAgent:
             now=now,
         )
         actions.append(
-            self._accept_ba(event.src, event.dst, event.home_address, bu, lifetime, status)
+            self._accept_ba(
+                event.src, event.dst, event.home_address, bu, lifetime, status, prefixes is not None
+            )
         )
         actions.append(
             BindingRefreshed(entry.home_address, care_of_address, True, care_of_address, lifetime)
@@ -769,8 +897,9 @@ class HomeAgent:
         return actions
 
     def _teardown(self, entry: BindingCacheEntry) -> list[Action]:
+        self._router_bus.pop(entry.home_address, None)
         return [
-            RemoveHomeTunnel(entry.home_address),
+            RemoveHomeTunnel(entry.home_address, entry.prefixes),
             StopProxyNeighbor(entry.home_address, entry.link_local),
             RemoveRouteOptimization(entry.home_address),
         ]
@@ -849,7 +978,18 @@ class HomeAgent:
         return ordered
 
     def _dhaad_reply(self, event: DhaadRequestReceived, now: float) -> Action:
-        """§10.5: reply to the source, ≤ 77 addresses so it fits 1280 octets (TAHI HA_7_5_1)."""
+        """§10.5: reply to the source, ≤ 77 addresses so it fits 1280 octets (TAHI HA_7_5_1).
+
+        RFC 3963 §7: a request with R asks for home agents that support mobile routers; the
+        reply (with R) lists this HA only if it has a mobile router policy. Other home agents'
+        support is not advertised on the link, so they are left out of such a reply.
+        """
+        if event.mobile_router:
+            supported = self.config.enabled and bool(self.config.mobile_routers)
+            addresses = [self.config.address] if supported else []
+            return SendDhaadReply(
+                event.identifier, self.config.address, event.src, tuple(addresses), True
+            )
         addresses = self.home_agent_addresses(now)[:DHAAD_REPLY_MAX_ADDRESSES]
         return SendDhaadReply(event.identifier, self.config.address, event.src, tuple(addresses))
 
