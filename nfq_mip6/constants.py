@@ -32,7 +32,8 @@ LIFETIME_UNIT: Final = 4
 MAX_LIFETIME_UNITS: Final = 0xFFFF
 MAX_LIFETIME_SECONDS: Final = MAX_LIFETIME_UNITS * LIFETIME_UNIT
 
-# Policy caps for home registrations (facts §8.2): UMIP HaMaxBindingLife vs MIPL MAX_LIFETIME.
+# Policy caps for home registrations (RFC 6275 §10.3.1, docs/protocol-notes.md §2):
+# UMIP HaMaxBindingLife vs MIPL MAX_LIFETIME.
 DEFAULT_HA_MAX_BINDING_LIFETIME: Final = MAX_LIFETIME_SECONDS
 MIPL_HA_MAX_BINDING_LIFETIME: Final = 1000
 

@@ -18,7 +18,7 @@ Design choices (kernel 6.18 without ip6tnl/sit/MIPv6):
   no per-route source on 6.18), set to the CoA on every move.
 * **Decapsulation (HA → MN)**: rule ``to <CoA> ipproto 41 lookup <decap table>`` with route
   ``<CoA>/128 encap seg6local action End.DT6 table local``: the inner packet is delivered
-  locally (End.DX6 cannot deliver locally, notes Q3). The ``local`` rule (pref 0) must come
+  locally (End.DX6 cannot deliver locally, kernel-notes §5). The ``local`` rule (pref 0) must come
   after the decap rule, so it is moved to pref 1000 while away and put back at home.
 * Rule order: decap 100 < local 1000 < from-HoA 1100 < main 32766 (traffic from the HoA to a
   local address stays local).
@@ -423,7 +423,7 @@ class MobileNodeDataplane:
     def purge_visited_link_state(
         self, keep_prefixes: tuple[IPv6Network, ...], keep_router: IPv6Address | None
     ) -> list[IPv6Interface]:
-        """Remove addresses and RA-learned routes of links the MN left (HOWTO FAQ 6, notes Q6).
+        """Remove addresses and RA routes of links the MN left (HOWTO FAQ 6, kernel-notes §9).
 
         Autoconfigured addresses outside ``keep_prefixes`` are deleted (permanent, i.e.
         statically configured, addresses and the HoA are the operator's and stay), as are

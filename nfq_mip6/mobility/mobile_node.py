@@ -371,7 +371,7 @@ class MobileNode:
         # A sequence number restored from a previous run continues (§11.7.1: increasing).
         if destination is not None and destination in self._sequence_floor:
             return self._sequence_floor.pop(destination)
-        # §11.7.1 / facts §6: the RFC recommends a random initial sequence number.
+        # §11.7.1, docs/protocol-notes.md §3: the RFC recommends a random initial sequence number.
         return int.from_bytes(self._random_bytes(2), "big")
 
     def _coa_remaining(self, now: float) -> float:

@@ -202,7 +202,7 @@ class MovementDetector:
         return []
 
     def on_carrier(self, up: bool, carrier_changes: int | None = None) -> list[MovementDecision]:
-        """Link layer change: Linux sends no RS on carrier regain (notes Q6), so we do.
+        """Link layer change: Linux sends no RS on carrier regain (kernel-notes §9), so we do.
 
         ``carrier_changes`` is the kernel's IFLA_CARRIER_CHANGES count: the kernel's link
         watcher may report a quick down/up as a single "up" event, which only the count

@@ -145,7 +145,7 @@ DATAPLANE_ACTIONS: Final = (
     HomeAddressAtHome,
 )
 INTERFACE_SYSCTLS: Final = {
-    # RFC 4429 optimistic DAD: the new CoA is usable at once (dataplane notes Q6).
+    # RFC 4429 optimistic DAD: the new CoA is usable at once (docs/kernel-notes.md §9).
     "optimistic_dad": "1",
     "use_optimistic": "1",
     # RFC 6275 §11.5.4 / RFC 4862 §5.4: DAD runs for every new address (optimistic is
