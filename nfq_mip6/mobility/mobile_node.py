@@ -879,9 +879,15 @@ class MobileNode:
             # §11.5.5: accepted, or 133 (the HA had no binding): we are home either way.
             if status < 128 or status == BAStatus.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE:
                 return self._home_deregistered(entry)
+            rejected = BindingRejected(hoa, entry.destination, True, status)
+            if not entry.bound_once:
+                # A refused de-registration of a binding this run never had acknowledged
+                # (home_link_found_at_start): nothing is known to be in force; stop asking.
+                del self.bul[entry.destination]
+                return [rejected]
             entry.next_retransmit_at = math.inf
             entry.transition(BulState.BOUND)
-            return [BindingRejected(hoa, entry.destination, True, status)]
+            return [rejected]
         if status >= 128:
             del self.bul[entry.destination]
             actions: list[Action] = [

@@ -208,6 +208,7 @@ def test_no_event_sequence_leaves_the_transition_table(
             mn.handle(event, now)  # an IllegalTransition would propagate and fail the test
         for e in mn.bul.values():
             assert not (e.home_registration and e.state is BulState.RR_PENDING)
+            assert e.state is not BulState.BOUND or e.bound_once  # bound only when acknowledged
 
 
 def test_bul_state_changes_only_through_the_transition_table() -> None:

@@ -268,6 +268,18 @@ def test_mn_at_home_at_start_deregisters_a_binding_the_ha_may_hold() -> None:
         assert away(mn, now=7.0).lifetime > 0
 
 
+def test_mn_refused_deregistration_of_a_binding_never_acknowledged_is_dropped() -> None:
+    """A refused de-registration (status >= 128 other than 133) of a binding this run never
+    had acknowledged leaves nothing in force: the entry goes (no BOUND entry without a
+    lifetime, no BindingExpired for it later, nothing stuck at home)."""
+    mn = make_mn()
+    _, bu = the_bu(mn.home_link_found_at_start(0.0))
+    actions = mn.handle(ba_event(128, bu.sequence, 0), 0.5)
+    assert [type(a).__name__ for a in actions] == ["BindingRejected"]
+    assert mn.bul == {} and mn.next_deadline() is None
+    assert mn.handle_timer(40.0) == []
+
+
 def test_mn_at_home_at_start_without_home_agent_or_answer() -> None:
     assert make_mn(home_agent=None).home_link_found_at_start(0.0) == []
     mn = make_mn()
