@@ -96,12 +96,6 @@ Request = tuple[int, int, bytes]  # (message type, extra flags, body) of rtnl.py
 BATCH_CHUNK: Final = 50000  # lines per `ip -batch` process
 
 
-def _run(argv: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        list(argv), input=stdin, capture_output=True, text=True, check=False, timeout=120
-    )
-
-
 def detect_tunnel_backend(requested: str = "auto") -> str:
     """Pick the tunnel backend: ``"seg6"`` or ``"ip6tnl"`` (config ``tunnel_backend``).
 
@@ -113,13 +107,14 @@ def detect_tunnel_backend(requested: str = "auto") -> str:
     if requested == "seg6":
         return "seg6"
     probe = "nfqm6probe"
-    result = _run(["ip", "-6", "link", "add", probe, "type", "ip6tnl", "mode", "ip6ip6"])
-    if result.returncode == 0:
-        _run(["ip", "link", "del", probe])
-        return "ip6tnl"
-    if requested == "ip6tnl":
-        raise DataplaneError(f"tunnel_backend ip6tnl unavailable: {result.stderr.strip()}")
-    return "seg6"
+    try:
+        run_ip("-6", "link", "add", probe, "type", "ip6tnl", "mode", "ip6ip6")
+    except DataplaneError as exc:
+        if requested == "ip6tnl":
+            raise DataplaneError(f"tunnel_backend ip6tnl unavailable: {exc}") from exc
+        return "seg6"
+    run_ip("link", "del", probe, check=False)
+    return "ip6tnl"
 
 
 class NetlinkDataplane:
