@@ -390,9 +390,15 @@ class SendDhaadReply:
 
 @dataclass(frozen=True, slots=True)
 class SendNeighborAdvertisement:
-    """MN back home (§11.5.5): unsolicited NA for ``home_address`` to ff02::1 (O = 1)."""
+    """MN: unsolicited NA for ``home_address`` to ff02::1, from that address.
+
+    Back home (§11.5.5) for the HoA with O = 1. Also for a new (optimistic) CoA with
+    ``override`` False (RFC 4429 §3.3 forbids O = 1 before DAD ends): an access router whose
+    neighbour entry for the address went stale while the MN was away learns it at once.
+    """
 
     home_address: IPv6Address
+    override: bool = True
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,6 +482,26 @@ class InstallReverseTunnel:
 @dataclass(frozen=True, slots=True)
 class RemoveReverseTunnel:
     """MN: remove the MN–HA tunnel for ``home_address`` (back home, §11.5.5)."""
+
+    home_address: IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareCareOfAddress:
+    """MN, right after the home BU from a new CoA: decapsulation for ``care_of_address`` and
+    the tunnel source, so the HA's first tunnelled packet after it processes the BU is
+    delivered (the InstallReverseTunnel after the BA, §11.3.1, then only re-points the rest)."""
+
+    care_of_address: IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreHomeLink:
+    """MN back home, right after the de-registration BU (§11.5.5): the HoA back on the home
+    interface and the tunnel rules undone. Not before the BU: its Neighbor Solicitation for
+    the HA would come from the HoA, which the HA still proxies, and the answer would be
+    tunnelled to the old CoA. Not after the BA: the BA goes to the HoA on the home link and
+    the kernel answers Neighbor Solicitations only for addresses on the receiving interface."""
 
     home_address: IPv6Address
 
@@ -603,6 +629,8 @@ Action = (
     | InstallReverseTunnel
     | RemoveReverseTunnel
     | HomeAddressAway
+    | PrepareCareOfAddress
+    | RestoreHomeLink
     | HomeAddressAtHome
     | InstallRouteOptimization
     | RemoveRouteOptimization

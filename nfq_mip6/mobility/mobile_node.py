@@ -96,8 +96,10 @@ from nfq_mip6.mobility.events import (
     MobilePrefixAdvertisementReceived,
     MobilityMessageReceived,
     MovedToForeignLink,
+    PrepareCareOfAddress,
     RemoveReverseTunnel,
     RemoveRouteOptimization,
+    RestoreHomeLink,
     ReturnedToHomeLink,
     RouteOptimizationSwitched,
     RouterLost,
@@ -552,6 +554,21 @@ class MobileNode:
     # ----------------------------------------------------------------------------------------
 
     def _moved(self, event: MovedToForeignLink, now: float) -> list[Action]:
+        actions = self._moved_away(event, now)
+        # The order the kernel needs: the HoA off the visited link before any BU is routed
+        # (else the HA is resolved on the visited link), the BUs, an NA for the optimistic
+        # CoA, decapsulation for it ahead of the BA, then the rest.
+        first = [a for a in actions if isinstance(a, HomeAddressAway | SendMobilityMessage)]
+        rest = [a for a in actions if not isinstance(a, HomeAddressAway | SendMobilityMessage)]
+        coa = event.care_of_address
+        return [
+            *first,
+            SendNeighborAdvertisement(coa, override=False),
+            PrepareCareOfAddress(coa),
+            *rest,
+        ]
+
+    def _moved_away(self, event: MovedToForeignLink, now: float) -> list[Action]:
         actions: list[Action] = []
         if self.location is not Location.AWAY:
             # §11.5.1: away from home the HoA is not defended on the visited link.
@@ -591,6 +608,14 @@ class MobileNode:
         return actions
 
     def _returned_home(self, now: float) -> list[Action]:
+        actions = self._back_home(now)
+        # §11.5.5: the de-registration BU first (routed on the home link whatever the tunnel
+        # rules say), then the HoA back on the interface and the tunnel rules gone.
+        sends = [a for a in actions if isinstance(a, SendMobilityMessage)]
+        rest = [a for a in actions if not isinstance(a, SendMobilityMessage)]
+        return [*sends, RestoreHomeLink(self.config.home_address), *rest]
+
+    def _back_home(self, now: float) -> list[Action]:
         was = self.location
         self.location = Location.HOME
         self.care_of_address = self.config.home_address

@@ -76,9 +76,10 @@ from nfq_mip6.mobility.events import (
     MobilePrefixAdvertisementReceived,
     MobilityMessageReceived,
     MovedToForeignLink,
+    PrepareCareOfAddress,
     RemoveReverseTunnel,
     RemoveRouteOptimization,
-    ReturnedToHomeLink,
+    RestoreHomeLink,
     RouteOptimizationSwitched,
     SendDhaadRequest,
     SendMobilePrefixSolicitation,
@@ -548,68 +549,19 @@ class MobileNodeRuntime(RoleRuntime):
                 else:
                     self._note(now, "home")
                 self.counters["moves"] += 1
-                actions = self._core.handle(decision, now)
-                sends: list[Action] = [a for a in actions if isinstance(a, SendMobilityMessage)]
-                if isinstance(decision, ReturnedToHomeLink):
-                    # §11.5.5: the de-registration BU first (the raw socket routes it on the
-                    # home link whatever the tunnel rules say), then the HoA back on the
-                    # interface, then the tunnel rules go.
-                    self._apply(sends, now)
-                    self._home_address_home()
-                    self._prepare_kernel(decision)
-                    self._apply([a for a in actions if a not in sends], now)
-                    continue
-                # Kernel constraint: the HoA's on-link home prefix must be gone before any BU
-                # is routed (else the HA is resolved on the visited link). Then the BUs, then
-                # the decapsulation for the new CoA, then the rest of the core's actions.
-                first: list[Action] = [a for a in actions if isinstance(a, HomeAddressAway)]
-                rest = [a for a in actions if a not in first and a not in sends]
-                self._apply(first + sends, now)
-                if isinstance(decision, MovedToForeignLink):
-                    try:
-                        self._send_neighbor_advertisement(decision.care_of_address, override=False)
-                    except OSError as exc:
-                        LOG.debug("NA for the CoA not sent: %s", exc)
-                self._prepare_kernel(decision)
-                self._apply(rest, now)
+                self._apply(self._core.handle(decision, now), now)
 
-    def _prepare_kernel(self, decision: MovedToForeignLink | ReturnedToHomeLink) -> None:
-        """Kernel work that does not wait for the core's actions (all idempotent).
-
-        * Moved: decapsulation for the new CoA and the tunnel source are set up at once, so
-          that the HA's first tunnelled packet after it processes the BU is delivered; the
-          core's InstallReverseTunnel (after the BA, §11.3.1) then only re-points the rest.
-        * Home: the tunnel rules and the ``local`` rule move are undone (after the
-          de-registration BU and the HoA, see :meth:`_home_address_home`).
-        """
-        try:
-            if isinstance(decision, MovedToForeignLink):
-                self.dataplane.prepare_care_of_address(decision.care_of_address)
-                # §11.5.4 / RFC 4862 §5.4: DAD for the link-local address on the new link
-                # (the kernel's autoconfiguration runs it for the new CoA).
-                for address in self.dataplane.recheck_link_local():
-                    self._note(self.ctx.clock() if self.ctx else 0.0, f"dad {address}")
-            elif self.dataplane.care_of_address is not None or self.dataplane.local_rule_moved:
-                self.dataplane.remove_reverse_tunnel()
-        except Exception as exc:
-            self.counters["dataplane_errors"] += 1
-            LOG.error("preparing the data plane failed: %s", exc)
-
-    def _home_address_home(self) -> None:
-        """Back home, the HoA returns to the interface right after the de-registration BU.
-
-        Not before it: the BU's Neighbor Solicitation for the HA would then come from the HoA,
-        which the HA still proxies, and its answer would be tunnelled to the old CoA (§11.5.5
-        forbids using the HoA there). Not after the BA either: the BA is sent to the HoA on
-        the home link and this kernel answers Neighbor Solicitations only for addresses on
-        the receiving interface, not for one on ``lo``.
-        """
+    def _restore_home_link(self) -> None:
+        """:class:`RestoreHomeLink`: the HoA back on the interface, then the tunnel rules and
+        the ``local`` rule move undone (each only when it is in place)."""
         try:
             if self.dataplane.home_address_away:
                 self.dataplane.move_home_address_home()
+            if self.dataplane.care_of_address is not None or self.dataplane.local_rule_moved:
+                self.dataplane.remove_reverse_tunnel()
         except Exception as exc:
             self.counters["dataplane_errors"] += 1
-            LOG.error("moving the home address back failed: %s", exc)
+            LOG.error("restoring the home link failed: %s", exc)
 
     def _send_router_solicitation(self) -> None:
         if self.monitor is not None:
@@ -691,8 +643,25 @@ class MobileNodeRuntime(RoleRuntime):
                 )
         elif isinstance(action, HomeAddressAtHome):
             self.dataplane.move_home_address_home()
+        elif isinstance(action, SendNeighborAdvertisement) and not action.override:
+            try:  # an optional hint for the access router (a new optimistic CoA)
+                self._send_neighbor_advertisement(action.home_address, override=False)
+            except OSError as exc:
+                LOG.debug("NA for the CoA not sent: %s", exc)
         elif isinstance(action, SendNeighborAdvertisement):
             self._send_neighbor_advertisement(action.home_address)
+        elif isinstance(action, PrepareCareOfAddress):
+            try:
+                self.dataplane.prepare_care_of_address(action.care_of_address)
+                # §11.5.4 / RFC 4862 §5.4: DAD for the link-local address on the new link
+                # (the kernel's autoconfiguration runs it for the new CoA).
+                for address in self.dataplane.recheck_link_local():
+                    self._note(now, f"dad {address}")
+            except Exception as exc:
+                self.counters["dataplane_errors"] += 1
+                LOG.error("preparing the data plane failed: %s", exc)
+        elif isinstance(action, RestoreHomeLink):
+            self._restore_home_link()
         elif isinstance(action, SendRouterSolicitation):
             self._send_router_solicitation()
         elif isinstance(action, InstallRouteOptimization):

@@ -12,6 +12,7 @@ from nfq_mip6.mobility.events import (
     BindingRejected,
     DataPacketFromCorrespondent,
     HomeAddressAtHome,
+    HomeAddressAway,
     HomeAgentDiscovered,
     IcmpErrorReceived,
     InstallReverseTunnel,
@@ -20,8 +21,10 @@ from nfq_mip6.mobility.events import (
     MobilePrefixAdvertisementReceived,
     MobilityMessageReceived,
     MovedToForeignLink,
+    PrepareCareOfAddress,
     RemoveReverseTunnel,
     RemoveRouteOptimization,
+    RestoreHomeLink,
     ReturnedToHomeLink,
     RouteOptimizationSwitched,
     RouterLost,
@@ -795,3 +798,20 @@ def test_mn_first_coti_leaves_at_once_after_movement_and_bu_waits_for_home_ba() 
     actions = mn.handle(ba_event(0, home_bu.sequence), 11.2)
     cn_bus = [a for a in sent_bus(actions) if a.dst == CN]
     assert len(cn_bus) == 1 and cn_bus[0].src == COA2
+
+
+def test_mn_actions_come_in_the_order_the_kernel_needs() -> None:
+    """Moving: the HoA off the visited link, the BU, an NA for the optimistic CoA (O = 0),
+    decapsulation for the CoA ahead of the BA. Home (§11.5.5): the de-registration BU, then
+    the home link restored (HoA back, tunnel rules gone)."""
+    mn = make_mn()
+    moved = mn.handle(MovedToForeignLink(COA, None), 0.0)
+    assert [type(a) for a in moved] == [
+        HomeAddressAway,
+        SendMobilityMessage,
+        SendNeighborAdvertisement,
+        PrepareCareOfAddress,
+    ]
+    assert moved[2] == SendNeighborAdvertisement(COA, override=False)
+    home = mn.handle(ReturnedToHomeLink(), 1.0)
+    assert [type(a) for a in home[:2]] == [SendMobilityMessage, RestoreHomeLink]

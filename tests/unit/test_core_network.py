@@ -179,6 +179,7 @@ def test_network_returning_home_deregisters_everywhere() -> None:
         a
         for a in mn_actions
         if isinstance(a, RemoveReverseTunnel | HomeAddressAtHome | SendNeighborAdvertisement)
+        and a.home_address == HOA
     ]
     assert tail == [
         RemoveReverseTunnel(HOA),
