@@ -5,7 +5,9 @@
 #   scripts/container-build.sh                       # our CI machines: podman, local base image
 #
 # Runs as root with only CAP_NET_ADMIN and CAP_NET_RAW (NFQUEUE, ip6tables, netlink, raw
-# sockets); set net.ipv6.conf.all.forwarding=1 on the host or with --sysctl.
+# sockets); set net.ipv6.conf.all.forwarding=1 on the host or with --sysctl. A CN or MN adds
+# CAP_BPF for the route-optimization tc programs (built in the build stage; without CAP_BPF
+# it falls back to NFQUEUE and says why, docs/route-optimization.md).
 ARG BASE=debian:bookworm-slim
 
 # ---- stage 1: build the NetfilterQueue wheel and the virtual environment --------------------

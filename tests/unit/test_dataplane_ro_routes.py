@@ -1,0 +1,68 @@
+"""dataplane/ro_routes.py: the per-binding routes as `ip` commands (no kernel)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from ipaddress import IPv6Address
+
+from nfq_mip6.dataplane.kernel import MN_RO_ROUTE_TABLE, MN_RO_RULE_PRIORITY, RT_PROTO_RO
+from nfq_mip6.dataplane.ro_routes import BindingRoutes
+
+HOA = IPv6Address("2001:db8:a::100")
+CN = IPv6Address("2001:db8:c::2")
+COA = IPv6Address("2001:db8:f::2")
+
+
+class FakeIp:
+    """Answers `ip -j route get` with a gateway on eth9 and records every command."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.shown: list[dict[str, object]] = []
+
+    def __call__(self, args: list[str]) -> subprocess.CompletedProcess[str]:
+        self.calls.append(args)
+        out = ""
+        if args[:4] == ["-j", "-6", "route", "get"]:
+            out = json.dumps([{"dst": args[4], "gateway": "fe80::1", "dev": "lo"}])
+        elif args[:4] == ["-j", "-6", "route", "show"]:
+            out = json.dumps(self.shown)
+        elif args[:3] == ["-j", "-6", "rule"]:
+            out = "[]"
+        return subprocess.CompletedProcess(["ip", *args], 0, out, "")
+
+
+def test_cn_route_to_the_home_address_with_the_smaller_mtu() -> None:
+    ip = FakeIp()
+    attached: list[str] = []
+    routes = BindingRoutes("cn", run_ip=ip, on_interface=attached.append)
+    routes.install(HOA, CN, COA)
+    assert ["-j", "-6", "route", "get", str(COA)] in ip.calls
+    add = next(c for c in ip.calls if c[:3] == ["-6", "route", "replace"])
+    mtu = int(add[add.index("mtu") + 1])
+    assert add[3] == f"{HOA}/128" and add[4:6] == ["via", "fe80::1"] and mtu == 65536 - 24
+    assert add[add.index("proto") + 1] == str(RT_PROTO_RO)
+    assert attached == ["lo"]
+    routes.remove(HOA, CN)
+    assert ip.calls[-1] == ["-6", "route", "del", f"{HOA}/128", "proto", str(RT_PROTO_RO)]
+
+
+def test_mn_rule_and_route_with_the_home_address_as_source() -> None:
+    ip = FakeIp()
+    routes = BindingRoutes("mn", run_ip=ip)
+    routes.install(HOA, CN, COA)
+    assert ["-j", "-6", "route", "get", str(CN), "from", str(COA)] in ip.calls
+    add = next(c for c in ip.calls if c[:3] == ["-6", "route", "replace"])
+    assert add[3] == f"{CN}/128" and add[add.index("src") + 1] == str(HOA)
+    assert add[add.index("table") + 1] == str(MN_RO_ROUTE_TABLE)
+    rule = ["-6", "rule", "add", "to", f"{CN}/128", "lookup", str(MN_RO_ROUTE_TABLE)]
+    assert [*rule, "priority", str(MN_RO_RULE_PRIORITY)] in ip.calls
+
+
+def test_stale_routes_of_gone_bindings_are_removed() -> None:
+    ip = FakeIp()
+    ip.shown = [{"dst": f"{HOA}/128"}, {"dst": "2001:db8:a::200/128"}]
+    BindingRoutes("cn", run_ip=ip).remove_stale({(HOA, CN): COA})
+    deleted = [c for c in ip.calls if c[:3] == ["-6", "route", "del"]]
+    assert deleted == [["-6", "route", "del", "2001:db8:a::200/128", "proto", str(RT_PROTO_RO)]]
