@@ -424,12 +424,16 @@ class BpfRouteOptimization:
         return dict(zip(COUNTER_NAMES, values, strict=True))
 
     def snapshot(self) -> dict[str, Any]:
-        entries = len(self.bindings()) if self.bind_map is not None else 0
+        bindings = self.bindings() if self.bind_map is not None else {}
         return {
             "kind": self.kind,
             "interfaces": sorted(self.attached),
             "adopted": self.adopted,
-            "entries": entries,
+            "entries": len(bindings),
+            "bindings": [  # the first 64, for ro status / stats
+                {"home_address": str(h), "peer": str(p), "care_of_address": str(c)}
+                for (h, p), c in sorted(bindings.items())[:64]
+            ],
             "counters": self.counters(),
         }
 

@@ -104,14 +104,17 @@ def test_route_optimization_in_tc_bpf_with_real_agents(
     sockets = {name: tmp_path / f"{name}.sock" for name in ("ha", "mn", "cn")}
     converged = functools.partial(both_ends_bound, cn, sockets, COA)
     with running_agent(ha, HA_CONFIG, sockets["ha"]):
-        with running_agent(mn, MN_CONFIG, sockets["mn"]):
-            steady_state_crash_and_adoption(bed, sockets, tmp_path)
+        with running_agent(mn, MN_CONFIG, sockets["mn"]) as mn_agent:
+            steady_state_crash_and_adoption(bed, sockets, tmp_path, mn_agent)
         # Without the capabilities BPF needs: NFQUEUE, with the reason, and RO still works
         # (a fresh MN agent: the one above gave up RO with this CN when the CN stopped).
         with (
             running_agent(mn, MN_CONFIG, sockets["mn"]),
             agent_without_bpf_capabilities(cn, CN_CONFIG, sockets["cn"]),
         ):
+            # the new MN agent adopted the killed one's programs and emptied the map
+            mn_datapath = ro_datapath(sockets["mn"])
+            assert mn_datapath["adopted"] is True and mn_datapath["datapath"] == "bpf"
             datapath = ro_datapath(sockets["cn"])
             assert datapath["datapath"] == "nfqueue", datapath
             assert "not permitted" in datapath["reason"].lower(), datapath
@@ -124,8 +127,11 @@ def test_route_optimization_in_tc_bpf_with_real_agents(
             assert wait_until(converged, 30.0), request(sockets["cn"], {"cmd": "cache"})
 
 
-def steady_state_crash_and_adoption(bed: Testbed, sockets: dict[str, Path], tmp_path: Path) -> None:
-    """Steady state, BE 1 for an unbound HAO, kill -9 of the CN agent, adoption, clean stop."""
+def steady_state_crash_and_adoption(
+    bed: Testbed, sockets: dict[str, Path], tmp_path: Path, mn_agent: subprocess.Popen[str]
+) -> None:
+    """Steady state, BE 1 for an unbound HAO, kill -9 of the CN agent, adoption, kill -9 of
+    the MN agent, clean stop of the CN."""
     mn, cn = bed.node("mn"), bed.node("cn")
     converged = functools.partial(both_ends_bound, cn, sockets, COA)
     with running_agent(cn, CN_CONFIG, sockets["cn"]) as agent:
@@ -135,7 +141,8 @@ def steady_state_crash_and_adoption(bed: Testbed, sockets: dict[str, Path], tmp_
         for socket in (sockets["cn"], sockets["mn"]):
             datapath = ro_datapath(socket)
             assert datapath["datapath"] == "bpf", datapath
-            assert datapath["entries"] == 1
+            entry = {"home_address": MN_HOME_ADDRESS, "peer": CN_ADDRESS, "care_of_address": COA}
+            assert entry in datapath["bindings"], (socket.name, datapath["bindings"])
 
         # Applications use the home address; the wire carries RH2 / HAO; nothing queued.
         server = mn.popen(["iperf3", "-s", "-1", "-B", MN_HOME_ADDRESS])
@@ -165,7 +172,7 @@ def steady_state_crash_and_adoption(bed: Testbed, sockets: dict[str, Path], tmp_
         assert rh2 >= 20 and hao >= 20 and plain_home == 0, (rh2, hao, plain_home)
         print(f"\nqueued to user space during TCP + pings: {queued}")
         assert queued["cn"] == 0
-        assert queued["mn"] <= 10  # the RR trigger's hashlimit sample (1/s per flow)
+        assert queued["mn"] <= 10  # MHs only: RO data skips the RR sample (mark from mn_ingress)
         counters = ro_datapath(sockets["cn"])["counters"]
         assert counters["out_rewritten"] >= 20 and counters["in_rewritten"] >= 20
         assert counters["out_errors"] == 0 and counters["in_errors"] == 0
@@ -188,6 +195,12 @@ def steady_state_crash_and_adoption(bed: Testbed, sockets: dict[str, Path], tmp_
         assert datapath["adopted"] is True and datapath["entries"] == 1, datapath
         assert wait_until(converged, 20.0)
         assert ro_datapath(sockets["cn"])["entries"] == 1
+        # kill -9 of the MN agent: its programs and map stay, nothing is queued for RO data
+        mn_agent.kill()
+        mn_agent.wait(timeout=10)
+        down = cn.run(["ping", "-6", "-c", "100", "-i", "0.02", "-q", MN_HOME_ADDRESS])
+        print(f"MN agent down, 100 pings: {down.stdout.strip().splitlines()[-2]}")
+        assert " 0% packet loss" in down.stdout
     # a clean stop removed programs, entries and the host route
     assert "bpf" not in cn.run(["tc", "filter", "show", "dev", "eth0", "egress"]).stdout
     assert MN_HOME_ADDRESS not in cn.run(["ip", "-6", "route", "show"]).stdout

@@ -47,6 +47,9 @@
 #define MIP6_EXT_LEN 24 /* the RH2 and the Destination Options header with the HAO */
 #define MAX_DEST_OPTS_LEN 40
 #define PASS TC_ACT_UNSPEC /* leave the packet to the next filter / the stack */
+/* Set on packets mn_ingress took the RH2 out of: rules/mn.rules skips its return-routability
+ * sample for them (the correspondent is bound already). */
+#define MIP6_RO_MARK 0x100000
 
 /* Counter slots (per-CPU array, one __u64 each): the order is read by the agent. */
 enum {
@@ -351,6 +354,7 @@ int mn_ingress(struct __sk_buff *skb)
 		count(&mip6_mn_stats, IN_ERRORS);
 		return PASS;
 	}
+	skb->mark |= MIP6_RO_MARK;
 	count(&mip6_mn_stats, IN_REWRITTEN);
 	return PASS;
 punt:
