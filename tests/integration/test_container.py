@@ -33,7 +33,9 @@ from nfq_mip6.control import request
 from nfq_mip6.testbed import Testbed, care_of_address
 from nfq_mip6.testbed.topology import MN_HOME_ADDRESS
 
-pytestmark = [pytest.mark.container, pytest.mark.netns, pytest.mark.slow]
+# The first test builds the image (about 1.5 minutes alone, more with clang in the build stage on a
+# loaded machine): pytest-timeout counts that fixture set-up in the test's time.
+pytestmark = [pytest.mark.container, pytest.mark.netns, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "container-build.sh"
