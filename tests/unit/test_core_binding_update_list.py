@@ -3,9 +3,8 @@ and a property: no sequence of events drives the mobile node core outside the ta
 
 from __future__ import annotations
 
-import itertools
 import re
-from ipaddress import IPv6Address, IPv6Network
+from ipaddress import IPv6Address
 from pathlib import Path
 
 import pytest
@@ -39,12 +38,10 @@ from nfq_mip6.wire.mh import (
     CareofTest,
     HomeTest,
 )
+from tests.support.factories import counter_bytes
+from tests.support.vectors import CN, HA, HOA, PREFIX
 
-HA = IPv6Address("2001:db8:a::1")
-HOA = IPv6Address("2001:db8:a::100")
-PREFIX = IPv6Network("2001:db8:a::/64")
 COAS = (IPv6Address("2001:db8:f::1"), IPv6Address("2001:db8:e::1"))
-CN = IPv6Address("2001:db8:c::1")
 
 
 def entry(state: BulState, *, home: bool) -> BindingUpdateListEntry:
@@ -122,9 +119,8 @@ def test_rows_and_records_report_lifetime_only_while_in_force() -> None:
 
 
 def make_mn() -> MobileNode:
-    counter = itertools.count(1)
     config = MobileNodeConfig(home_address=HOA, home_prefix=PREFIX, home_agent=HA)
-    return MobileNode(config, random_bytes=lambda n: bytes([next(counter) & 0xFF]) * n)
+    return MobileNode(config, random_bytes=counter_bytes(1))
 
 
 def answer(mn: MobileNode, who: str, arg: int) -> InputEvent | None:

@@ -10,9 +10,9 @@ from nfq_mip6.dataplane import InterfaceAddress
 from nfq_mip6.dataplane.fake import FakeDataplane, FakeMobileNodeKernel
 from nfq_mip6.dataplane.kernel import IFA_F_DADFAILED, IFA_F_OPTIMISTIC, IFA_F_TENTATIVE
 from nfq_mip6.errors import DataplaneError
+from tests.support.howto import HA
+from tests.support.howto import HOA_INTERFACE as HOA
 
-HOA = IPv6Interface("fec0:106:2700::4/64")
-HA = IPv6Address("fec0:106:2700::2")
 COA1 = IPv6Address("fec0:106:2900::4")
 COA2 = IPv6Address("fec0:106:2a00::4")
 

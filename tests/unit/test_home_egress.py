@@ -7,12 +7,9 @@ from ipaddress import IPv6Address
 
 from nfq_mip6.runtime.home_egress import OUTPUT_CHAIN, HomeAgentEgress
 from nfq_mip6.wire import build_ipv6_packet, parse_ipv6
+from tests.support.vectors import COA, COA2, HA, HOA
 
-HA = IPv6Address("2001:db8:a::1")
-HOA = IPv6Address("2001:db8:a::100")
 HOA2 = IPv6Address("2001:db8:a::200")
-COA = IPv6Address("2001:db8:f::1")
-COA2 = IPv6Address("2001:db8:e::1")
 RULE = ["-j", "NFQUEUE", "--queue-num", "7", "--queue-bypass"]
 
 
