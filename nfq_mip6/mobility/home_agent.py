@@ -415,22 +415,39 @@ class HomeAgent:
         existing bindings keep theirs."""
         self.config = replace(self.config, max_binding_lifetime=lifetime)
 
-    def _on_home_link(self, event: MobilityMessageReceived, actions: list[Action]) -> list[Action]:
-        """§10.3.2: a BU from a home address (without an HAO, or with one naming that same
-        address) that came in on the home interface is the MN at home; its answer goes in a
-        frame to the BU's link-layer source, because routing would take the HoA's tunnel
-        route to the old CoA."""
+    def home_link_destination(
+        self,
+        src: IPv6Address,
+        home_address: IPv6Address | None,
+        interface_index: int,
+        link_source: bytes | None,
+    ) -> bytes | None:
+        """§10.3.2: a packet from a home address (without an HAO, or with one naming that
+        same address) that came in on the home interface is from the MN at home: the answer
+        to it (a BA, a Parameter Problem) goes in a frame to ``link_source``, because
+        routing would take the HoA's tunnel route (or its RH2 rewrite) to the old CoA.
+        ``None``: answer through routing as usual."""
         index = self.config.home_interface_index
         if (
             not index
-            or event.interface_index != index
-            or event.link_source is None
-            or (event.home_address is not None and event.home_address != event.src)
-            or self._home_prefix_of(event.src) is None
+            or interface_index != index
+            or link_source is None
+            or (home_address is not None and home_address != src)
+            or self._home_prefix_of(src) is None
         ):
+            return None
+        return link_source
+
+    def _on_home_link(self, event: MobilityMessageReceived, actions: list[Action]) -> list[Action]:
+        """§10.3.2: the BA to the MN at home goes to its link-layer address
+        (:meth:`home_link_destination`)."""
+        link = self.home_link_destination(
+            event.src, event.home_address, event.interface_index, event.link_source
+        )
+        if link is None:
             return actions
         return [
-            replace(action, link_destination=event.link_source)
+            replace(action, link_destination=link)
             if isinstance(action, SendMobilityMessage)
             and action.dst == event.src
             and action.routing_address is None

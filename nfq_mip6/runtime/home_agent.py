@@ -416,7 +416,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         """RFC 6275 §9.2 then the core; the MH is always consumed (NF_DROP)."""
         assert self.core is not None
         started = time.perf_counter()
-        screened = self._screen_mobility_header(packet, now)
+        screened = self._screen_mobility_header(packet, now, queued)
         if screened is None:
             return Verdict.drop()
         is_bu = screened.mh_type == MHType.BU
@@ -431,6 +431,21 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         if is_bu and metrics is not None:
             metrics.observe_bu_latency(time.perf_counter() - started)
         return Verdict.drop()
+
+    def _send_answer(self, answer: bytes, about: ParsedPacket, queued: QueuedPacket | None) -> None:
+        """§10.3.2: the answer (a Parameter Problem) to an MH from the MN at home leaves on
+        the home link to its link-layer address, like its BA; routing would send it to the
+        old CoA (tunnel, or the RH2 rewrite of NFQMIP6-HA-OUT)."""
+        assert self.core is not None
+        link = (
+            self.core.home_link_destination(
+                about.src, about.home_address, queued.interface_index, queued.link_source
+            )
+            if queued is not None
+            else None
+        )
+        if link is None or not self._send_on_home_link(answer, link):
+            self._send(answer)
 
     def _send_on_home_link(self, packet: bytes, link_address: bytes) -> bool:
         """Send ``packet`` in a frame to ``link_address`` on the home interface; ``False``

@@ -99,10 +99,11 @@ class MobilityHeaderEndpoint(RoleRuntime):
         """Called after a Binding Error status 2 was handed to :meth:`_perform`."""
 
     def _screen_mobility_header(
-        self, packet: ParsedPacket, now: float
+        self, packet: ParsedPacket, now: float, queued: QueuedPacket | None = None
     ) -> ScreenedMobilityHeader | None:
         """RFC 6275 §9.2 on a queued MH; ``None`` when it was consumed here (discarded,
-        answered with a Parameter Problem or a Binding Error)."""
+        answered with a Parameter Problem or a Binding Error). ``queued`` (where it came
+        from) lets :meth:`_send_answer` choose how a Parameter Problem leaves."""
         verdict = validate_mh(packet)
         mh_type = (
             packet.raw[packet.upper_offset + 2] if packet.end > packet.upper_offset + 2 else -1
@@ -117,7 +118,7 @@ class MobilityHeaderEndpoint(RoleRuntime):
             return None
         if isinstance(verdict, ParameterProblem):
             # §9.2: ICMPv6 Parameter Problem code 0, pointer to the offending field.
-            self._send_parameter_problem(packet, verdict)
+            self._send_parameter_problem(packet, verdict, queued)
             return None
         if isinstance(verdict, BindingErrorRequired):
             # §9.2 / §9.3.3: unknown MH type → Binding Error status 2 to the source.
@@ -136,15 +137,24 @@ class MobilityHeaderEndpoint(RoleRuntime):
         assert isinstance(verdict, Accepted)
         return ScreenedMobilityHeader(verdict, mh_type)
 
-    def _send_parameter_problem(self, packet: ParsedPacket, problem: ParameterProblem) -> None:
+    def _send_parameter_problem(
+        self, packet: ParsedPacket, problem: ParameterProblem, queued: QueuedPacket | None = None
+    ) -> None:
         if not self._icmp_error_allowed():
             return
         invoking = packet.raw[: MIN_MTU - 48]  # RFC 4443 §2.4(c): fit in the minimum MTU
         message = ParameterProblemMessage(problem.code, problem.pointer, invoking)
         src = packet.dst if not packet.dst.is_multicast else self._address
-        self._send(build_icmpv6_packet(message, src, problem.to, hop_limit=64))
+        self._send_answer(
+            build_icmpv6_packet(message, src, problem.to, hop_limit=64), packet, queued
+        )
         self.counters["parameter_problems_sent"] += 1
         self.log.info("Parameter Problem to %s: %s", problem.to, problem.reason)
+
+    def _send_answer(self, answer: bytes, about: ParsedPacket, queued: QueuedPacket | None) -> None:
+        """How an answer to the queued packet ``about`` leaves: through the raw IPv6 socket
+        (a role may send it on the link it came from instead)."""
+        self._send(answer)
 
     def _mobility_packet(
         self, action: SendMobilityMessage, message: MobilityMessage

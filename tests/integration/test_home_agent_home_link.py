@@ -32,6 +32,7 @@ from nfq_mip6.wire import (
     BUFlags,
     build_ipv6_packet,
     build_mh,
+    finalize_mh,
     parse_ipv6,
     parse_mh,
 )
@@ -59,6 +60,14 @@ def deregistration_from_home(sequence: int) -> bytes:
     """§11.5.4: at home, the de-registration BU comes from the HoA itself, no HAO."""
     bu = BindingUpdate(sequence, BUFlags.A | BUFlags.H, 0, ())
     return build_ipv6_packet(HOA, HA, IPPROTO_MH, build_mh(bu, HOA, HA))
+
+
+def malformed_bu_from_home(sequence: int) -> bytes:
+    """A BU from the HoA (no HAO) whose Header Len (0) is below the BU's minimum (§9.2)."""
+    mh = bytearray(build_mh(BindingUpdate(sequence, BUFlags.A | BUFlags.H, 0, ()), HOA, HA))
+    mh[1] = 0
+    mh[4:6] = b"\0\0"
+    return build_ipv6_packet(HOA, HA, IPPROTO_MH, finalize_mh(mh, HOA, HA))
 
 
 def plain_binding_ack(replies: list[bytes]) -> BindingAck:
@@ -113,6 +122,17 @@ def test_bu_from_the_home_link_is_answered_on_the_home_link(
         assert stale.status == BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW
         assert stale.sequence == REGISTERED_SEQUENCE
         assert len(agent.control("cache")["bindings"]) == 1
+        # §9.2 / §10.3.2: a malformed BU from home is answered with a Parameter Problem on
+        # the home link too, not sent to the old CoA (tunnel or RH2).
+        errors = [
+            parse_ipv6(reply)
+            for reply in home.exchange(malformed_bu_from_home(REGISTERED_SEQUENCE), first=False)
+        ]
+        problems = [p for p in errors if p.upper_layer == 58 and p.upper_layer_bytes[0] == 4]
+        assert len(problems) == 1, f"{len(problems)} Parameter Problem(s) on the home link"
+        assert (problems[0].dst, problems[0].rh2_address) == (HOA, None)
+        assert int.from_bytes(problems[0].upper_layer_bytes[4:8], "big") == 40 + 1  # Header Len
+        assert len(agent.control("cache")["bindings"]) == 1
         accepted = plain_binding_ack(
             home.exchange(deregistration_from_home(REGISTERED_SEQUENCE + 1), first=False)
         )
@@ -121,4 +141,4 @@ def test_bu_from_the_home_link_is_answered_on_the_home_link(
     assert agent.control("cache")["bindings"] == []
     toward_old_coa = [f for f in rdpcap(str(pcap)) if IPv6 in f and f[IPv6].dst == str(COA)]
     assert toward_old_coa == [], "an answer was tunnelled to the old care-of address"
-    assert agent.stats()["home_agent"]["home_link_answers"] >= 2
+    assert agent.stats()["home_agent"]["home_link_answers"] >= 3
