@@ -284,7 +284,7 @@ def test_mn_refused_deregistration_of_a_binding_never_acknowledged_is_dropped() 
 
 
 def test_mn_back_home_after_a_run_that_ended_away_without_home_agent_or_answer() -> None:
-    assert make_mn(home_agent=None).handle(ReturnedToHomeLink(), 0.0) == []
+    assert sent_bus(make_mn(home_agent=None).handle(ReturnedToHomeLink(), 0.0)) == []
     mn = make_mn()
     times = [0.0]
     assert sent_bus(mn.handle(ReturnedToHomeLink(), 0.0))
