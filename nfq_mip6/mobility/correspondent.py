@@ -31,6 +31,7 @@ import heapq
 import os
 from dataclasses import dataclass
 from ipaddress import IPv6Address
+from typing import assert_never
 
 from nfq_mip6.constants import LIFETIME_UNIT, MAX_NONCE_LIFETIME, MAX_RR_BINDING_LIFETIME
 from nfq_mip6.mobility.binding import (
@@ -57,9 +58,9 @@ from nfq_mip6.mobility.events import (
     BindingRegistered,
     BindingRejected,
     BindingsInUse,
+    CorrespondentInput,
     DataplaneCountersSampled,
     IcmpErrorReceived,
-    InputEvent,
     InstallRouteOptimization,
     MessageDiscarded,
     MobilityHeaderRejected,
@@ -172,7 +173,7 @@ class CorrespondentNode:
     # Driving the core
     # ----------------------------------------------------------------------------------------
 
-    def handle(self, event: InputEvent, now: float) -> list[Action]:
+    def handle(self, event: CorrespondentInput, now: float) -> list[Action]:
         if isinstance(event, MobilityMessageReceived):
             return self._mobility_message(event, now)
         if isinstance(event, RouteOptimizationSwitched):
@@ -185,9 +186,11 @@ class CorrespondentNode:
         if isinstance(event, DataplaneCountersSampled):
             self.stats.NEncapsulations = event.encapsulations
             self.stats.NDecapsulations = event.decapsulations
+            return []
         if isinstance(event, MobilityHeaderRejected):
             count_rejected_mobility_header(self.stats, event)
-        return []
+            return []
+        assert_never(event)
 
     def handle_timer(self, now: float) -> list[Action]:
         actions: list[Action] = []

@@ -304,6 +304,39 @@ InputEvent = (
     | MobilityHeaderRejected
 )
 
+# What each role's core takes; its ``handle`` ends in ``assert_never``, so mypy flags an event
+# added here that the core does not handle.
+CorrespondentInput = (
+    MobilityMessageReceived
+    | RouteOptimizationSwitched
+    | IcmpErrorReceived
+    | BindingsInUse
+    | DataplaneCountersSampled
+    | MobilityHeaderRejected
+)
+HomeAgentInput = (
+    CorrespondentInput
+    | ProxyDadCompleted
+    | RouterAdvertisementReceived
+    | HomePrefixAdvertised
+    | OwnHomeAgentInformation
+    | DhaadRequestReceived
+    | ForwardingSetupFailed
+    | MobilePrefixSolicitationReceived
+)
+MobileNodeInput = (
+    MobilityMessageReceived
+    | MovedToForeignLink
+    | ReturnedToHomeLink
+    | RouterLost
+    | HomeAgentDiscovered
+    | IcmpErrorReceived
+    | RouteOptimizationSwitched
+    | DataPacketFromCorrespondent
+    | MobilePrefixAdvertisementReceived
+    | DataplaneCountersSampled
+)
+
 # --------------------------------------------------------------------------------------------
 # Actions: packets to send
 # --------------------------------------------------------------------------------------------

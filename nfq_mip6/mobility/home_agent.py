@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv6Address, IPv6Network
-from typing import Final, Protocol
+from typing import Final, Protocol, assert_never
 
 from nfq_mip6.constants import (
     DEFAULT_HA_MAX_BINDING_LIFETIME,
@@ -67,11 +67,13 @@ from nfq_mip6.mobility.events import (
     BindingRefreshed,
     BindingRegistered,
     BindingRejected,
+    BindingsInUse,
     DataplaneCountersSampled,
     DhaadRequestReceived,
     ForwardingSetupFailed,
+    HomeAgentInput,
     HomePrefixAdvertised,
-    InputEvent,
+    IcmpErrorReceived,
     InstallHomeTunnel,
     InstallRouteOptimization,
     MessageDiscarded,
@@ -82,6 +84,7 @@ from nfq_mip6.mobility.events import (
     ProxyDadCompleted,
     RemoveHomeTunnel,
     RemoveRouteOptimization,
+    RouteOptimizationSwitched,
     RouterAdvertisementReceived,
     SendDhaadReply,
     SendMobilePrefixAdvertisement,
@@ -293,7 +296,7 @@ class HomeAgent:
     # Driving the core
     # ----------------------------------------------------------------------------------------
 
-    def handle(self, event: InputEvent, now: float) -> list[Action]:
+    def handle(self, event: HomeAgentInput, now: float) -> list[Action]:
         """Process one input event; returns the actions to carry out, in order."""
         if isinstance(event, MobilityMessageReceived):
             return self._mobility_message(event, now)
@@ -320,9 +323,12 @@ class HomeAgent:
         if isinstance(event, MobilityHeaderRejected):
             count_rejected_mobility_header(self.stats, event)
             return []
-        if self.correspondent is not None:
+        if isinstance(event, RouteOptimizationSwitched | IcmpErrorReceived | BindingsInUse):
+            # the correspondent-node part of a home agent (§9)
+            if self.correspondent is None:
+                return []
             return self.correspondent.handle(event, now)
-        return []
+        assert_never(event)
 
     def handle_timer(self, now: float) -> list[Action]:
         """Expire bindings, pending DADs and Home Agents List entries due at ``now``."""

@@ -48,7 +48,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import Enum
 from ipaddress import IPv6Address, IPv6Network
-from typing import Protocol
+from typing import Protocol, assert_never
 
 from nfq_mip6.constants import (
     DEFAULT_HA_MAX_BINDING_LIFETIME,
@@ -89,10 +89,10 @@ from nfq_mip6.mobility.events import (
     HomeAddressAway,
     HomeAgentDiscovered,
     IcmpErrorReceived,
-    InputEvent,
     InstallReverseTunnel,
     InstallRouteOptimization,
     MessageDiscarded,
+    MobileNodeInput,
     MobilePrefixAdvertisementReceived,
     MobilityMessageReceived,
     MovedToForeignLink,
@@ -235,7 +235,7 @@ class MobileNode:
     # Driving the core
     # ----------------------------------------------------------------------------------------
 
-    def handle(self, event: InputEvent, now: float) -> list[Action]:
+    def handle(self, event: MobileNodeInput, now: float) -> list[Action]:
         if isinstance(event, MobilityMessageReceived):
             return self._mobility_message(event, now)
         if isinstance(event, MovedToForeignLink):
@@ -257,7 +257,8 @@ class MobileNode:
         if isinstance(event, DataplaneCountersSampled):
             self.stats.NEncapsulations = event.encapsulations
             self.stats.NDecapsulations = event.decapsulations
-        return []
+            return []
+        assert_never(event)
 
     def handle_timer(self, now: float) -> list[Action]:
         actions: list[Action] = []

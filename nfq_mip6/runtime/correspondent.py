@@ -67,8 +67,8 @@ from nfq_mip6.mobility.events import (
     Action,
     BindingEvent,
     BindingsInUse,
+    CorrespondentInput,
     IcmpErrorReceived,
-    InputEvent,
     InstallRouteOptimization,
     MessageDiscarded,
     RemoveRouteOptimization,
@@ -404,7 +404,7 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
     # ------------------------------------------------------------------------------------
     # Core and actions
     # ------------------------------------------------------------------------------------
-    def _feed(self, event: InputEvent, now: float) -> None:
+    def _feed(self, event: CorrespondentInput, now: float) -> None:
         assert self.core is not None
         self._perform(self.core.handle(event, now), now)
 

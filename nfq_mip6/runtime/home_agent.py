@@ -48,8 +48,8 @@ from nfq_mip6.mobility.events import (
     BindingEvent,
     DataplaneCountersSampled,
     DhaadRequestReceived,
+    HomeAgentInput,
     HomePrefixAdvertised,
-    InputEvent,
     InstallHomeTunnel,
     InstallRouteOptimization,
     MessageDiscarded,
@@ -551,7 +551,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
     # ------------------------------------------------------------------------------------
     # Core and actions
     # ------------------------------------------------------------------------------------
-    def _feed(self, event: InputEvent, now: float) -> None:
+    def _feed(self, event: HomeAgentInput, now: float) -> None:
         assert self.core is not None
         actions = self.core.handle(event, now)
         self._persist(actions, now)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from nfq_mip6.mobility.events import (
     Action,
-    InputEvent,
     MobilityHeaderRejected,
     MobilityMessageReceived,
     SendMobilityMessage,
@@ -84,7 +83,7 @@ class MobilityHeaderEndpoint(RoleRuntime):
     def _perform(self, actions: list[Action], now: float) -> None:
         raise NotImplementedError
 
-    def _feed(self, event: InputEvent, now: float) -> None:
+    def _feed(self, event: MobilityMessageReceived | MobilityHeaderRejected, now: float) -> None:
         raise NotImplementedError
 
     @property

@@ -22,6 +22,7 @@ from nfq_mip6.mobility.events import (
     MobilityMessageReceived,
     MovedToForeignLink,
     PrepareCareOfAddress,
+    ProxyDadCompleted,
     RemoveReverseTunnel,
     RemoveRouteOptimization,
     RestoreHomeLink,
@@ -825,3 +826,10 @@ def test_mn_actions_come_in_the_order_the_kernel_needs() -> None:
     assert moved[2] == SendNeighborAdvertisement(COA, override=False)
     home = mn.handle(ReturnedToHomeLink(), 1.0)
     assert [type(a) for a in home[:2]] == [SendMobilityMessage, RestoreHomeLink]
+
+
+def test_mn_core_takes_only_its_own_inputs() -> None:
+    """handle() ends in assert_never over MobileNodeInput: mypy flags an unhandled event, and
+    a home agent's event handed to a mobile node is a bug, not a silent no-op."""
+    with pytest.raises(AssertionError):
+        make_mn().handle(ProxyDadCompleted(HOA, duplicate=False), 0.0)  # type: ignore[arg-type]
