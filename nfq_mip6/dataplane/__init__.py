@@ -19,7 +19,7 @@ routing protocol number :data:`RT_PROTO_NFQ_MIP6` and live in :data:`TUNNEL_TABL
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from typing import Any, Protocol
@@ -109,6 +109,25 @@ class Dataplane(Protocol):
 
     def reconcile(self, wanted: Mapping[IPv6Address, IPv6Address]) -> ReconcileReport:
         """Make the kernel's tunnels equal ``wanted``: no duplicates, nothing stale."""
+
+    def install_prefix_routes(
+        self,
+        care_of_address: IPv6Address,
+        prefixes: Sequence[IPv6Network],
+        withdrawn: Sequence[IPv6Network] = (),
+    ) -> None:
+        """RFC 3963 §6.4, §6.5: route each Mobile Network Prefix of a mobile router into the
+        tunnel to its ``care_of_address`` (the same seg6 encap.red tunnel as its home address;
+        each route replaced in place, no gap) and remove the routes of ``withdrawn``."""
+
+    def remove_prefix_routes(self, prefixes: Sequence[IPv6Network]) -> None:
+        """Remove the tunnel routes of ``prefixes`` (de-registration, expiry)."""
+
+    def prefix_routes(self) -> dict[IPv6Network, IPv6Address]:
+        """The Mobile Network Prefix routes the kernel holds now (prefix -> CoA)."""
+
+    def reconcile_prefixes(self, wanted: Mapping[IPv6Network, IPv6Address]) -> ReconcileReport:
+        """Make the kernel's prefix routes equal ``wanted`` (restart)."""
 
     def add_proxy(self, address: IPv6Address) -> None:
         """Proxy-answer Neighbor Solicitations for ``address`` on the home link (§10.4.1)."""

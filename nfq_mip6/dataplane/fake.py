@@ -5,7 +5,7 @@ plain containers and list every operation in ``log``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from typing import Any
 
@@ -33,6 +33,8 @@ class FakeDataplane:
         self.log: list[tuple[str, ...]] = []
         self.is_setup = False
         self.fail_next: int = 0  # make the next N installs raise (error-path tests)
+        self.prefixes: dict[IPv6Network, IPv6Address] = {}  # RFC 3963 prefix -> CoA
+        self.fail_prefixes = False  # make prefix installs raise (status 143 tests)
 
     def setup(self) -> None:
         self.is_setup = True
@@ -76,6 +78,40 @@ class FakeDataplane:
         self.remove_tunnels(stale)
         self.install_tunnels({h: c for h, c in wanted.items() if self.routes.get(h) != c})
         return ReconcileReport(kept=kept, added=added, replaced=replaced, removed=len(stale))
+
+    def install_prefix_routes(
+        self,
+        care_of_address: IPv6Address,
+        prefixes: Sequence[IPv6Network],
+        withdrawn: Sequence[IPv6Network] = (),
+    ) -> None:
+        if self.fail_prefixes:
+            self.counters.errors += 1
+            raise DataplaneError(f"fake failure routing {', '.join(map(str, prefixes))}")
+        for prefix in prefixes:
+            self.prefixes[prefix] = care_of_address
+        for prefix in withdrawn:
+            self.prefixes.pop(prefix, None)
+        self.log.append(("prefixes", str(care_of_address), *map(str, prefixes)))
+
+    def remove_prefix_routes(self, prefixes: Sequence[IPv6Network]) -> None:
+        for prefix in prefixes:
+            self.prefixes.pop(prefix, None)
+        self.log.append(("remove-prefixes", *map(str, prefixes)))
+
+    def prefix_routes(self) -> dict[IPv6Network, IPv6Address]:
+        return dict(self.prefixes)
+
+    def reconcile_prefixes(self, wanted: Mapping[IPv6Network, IPv6Address]) -> ReconcileReport:
+        stale = [prefix for prefix in self.prefixes if prefix not in wanted]
+        kept = sum(1 for prefix, coa in wanted.items() if self.prefixes.get(prefix) == coa)
+        added = sum(1 for prefix in wanted if prefix not in self.prefixes)
+        for prefix in stale:
+            del self.prefixes[prefix]
+        self.prefixes.update(wanted)
+        return ReconcileReport(
+            kept=kept, added=added, replaced=len(wanted) - kept - added, removed=len(stale)
+        )
 
     def add_proxy(self, address: IPv6Address) -> None:
         self.proxied.add(address)

@@ -357,6 +357,101 @@ class NetlinkDataplane:
             "table", str(TUNNEL_TABLE), "proto", str(RT_PROTO_NFQ_MIP6),
         )  # fmt: skip
 
+    # -- mobile network prefixes (RFC 3963 §6.4, §6.5) --------------------------------------
+    def _prefix_rule(self, prefix: IPv6Network, *, add: bool) -> None:
+        """``to <prefix> lookup TUNNEL_TABLE``: the prefix's packets meet its tunnel route."""
+        selector: dict[str, Any] = {"dst": str(prefix.network_address), "dst_len": prefix.prefixlen}
+        if add:
+            add_rule(
+                self._ipr, self._enomem, f"add tunnel rule for {prefix}",
+                priority=RULE_PRIORITY_TUNNEL, table=TUNNEL_TABLE, **selector,
+            )  # fmt: skip
+        else:
+            delete_rule(
+                self._ipr, f"del tunnel rule for {prefix}",
+                priority=RULE_PRIORITY_TUNNEL, table=TUNNEL_TABLE, **selector,
+            )  # fmt: skip
+
+    def install_prefix_routes(
+        self,
+        care_of_address: IPv6Address,
+        prefixes: Sequence[IPv6Network],
+        withdrawn: Sequence[IPv6Network] = (),
+    ) -> None:
+        if self.backend != "seg6":
+            raise DataplaneError("mobile network prefixes need the seg6 tunnel backend")
+        for prefix in prefixes:
+            self._prefix_rule(prefix, add=True)
+        # one sendmsg: every prefix's route replaced in place (NLM_F_REPLACE), then the
+        # withdrawn ones deleted
+        requests = [
+            seg6_encap_red_route(
+                prefix.network_address, care_of_address, oif=self._ifindex,
+                table=TUNNEL_TABLE, proto=RT_PROTO_NFQ_MIP6, dst_len=prefix.prefixlen,
+            )
+            for prefix in prefixes
+        ] + [
+            route_delete(
+                prefix.network_address, table=TUNNEL_TABLE, proto=RT_PROTO_NFQ_MIP6,
+                dst_len=prefix.prefixlen,
+            )
+            for prefix in withdrawn
+        ]  # fmt: skip
+        self._transact(requests, f"mobile network prefixes -> {care_of_address}")
+        for prefix in withdrawn:
+            self._prefix_rule(prefix, add=False)
+
+    def remove_prefix_routes(self, prefixes: Sequence[IPv6Network]) -> None:
+        requests = [
+            route_delete(
+                prefix.network_address, table=TUNNEL_TABLE, proto=RT_PROTO_NFQ_MIP6,
+                dst_len=prefix.prefixlen,
+            )
+            for prefix in prefixes
+        ]  # fmt: skip
+        self._transact(requests, "remove mobile network prefixes")
+        for prefix in prefixes:
+            self._prefix_rule(prefix, add=False)
+
+    def prefix_routes(self) -> dict[IPv6Network, IPv6Address]:
+        return {
+            IPv6Network((route.dst, route.dst_len)): route.segment
+            for route in self._routes(TUNNEL_TABLE)
+            if route.dst_len < 128 and route.segment is not None
+        }
+
+    def reconcile_prefixes(self, wanted: Mapping[IPv6Network, IPv6Address]) -> ReconcileReport:
+        present = self.prefix_routes()
+        stale = [prefix for prefix in present if prefix not in wanted]
+        changes = [prefix for prefix, coa in wanted.items() if present.get(prefix) != coa]
+        failed = 0
+        by_coa: dict[IPv6Address, list[IPv6Network]] = {}
+        for prefix in changes:
+            by_coa.setdefault(wanted[prefix], []).append(prefix)
+        for coa, prefixes in by_coa.items():
+            try:
+                self.install_prefix_routes(coa, prefixes)
+            except DataplaneError as exc:
+                log.warning("restoring mobile network prefixes via %s: %s", coa, exc)
+                failed += len(prefixes)
+        for prefix in wanted:  # a rule lost in a crash between rule and route
+            if prefix not in changes:
+                self._prefix_rule(prefix, add=True)
+        if stale:
+            try:
+                self.remove_prefix_routes(stale)
+            except DataplaneError as exc:
+                log.warning("removing stale mobile network prefixes: %s", exc)
+                failed += len(stale)
+        added = sum(1 for prefix in changes if prefix not in present)
+        return ReconcileReport(
+            kept=len(wanted) - len(changes),
+            added=added,
+            replaced=len(changes) - added,
+            removed=len(stale),
+            failed=failed,
+        )
+
     # -- batched operations ----------------------------------------------------------------
     def _encap_line(self, hoa: IPv6Address, coa: IPv6Address) -> str:
         return (
@@ -476,6 +571,8 @@ class NetlinkDataplane:
     def tunnels(self) -> dict[IPv6Address, IPv6Address]:
         found: dict[IPv6Address, IPv6Address] = {}
         for route in self._routes(TUNNEL_TABLE):
+            if route.dst_len != 128:
+                continue  # a mobile network prefix (prefix_routes)
             if route.segment is not None:
                 found[route.dst] = route.segment
             elif route.dev.startswith("nfqm6-"):
@@ -546,6 +643,9 @@ class NetlinkDataplane:
         a restart (the next start reconciles). ``flush=True``: remove all HA-owned state."""
         try:
             if flush:
+                prefixes = list(self.prefix_routes())
+                if prefixes:
+                    self.remove_prefix_routes(prefixes)
                 self.remove_tunnels(list(self.tunnels()))
                 for coa in self.decap_sources():
                     self._del_decap(coa)
@@ -581,6 +681,7 @@ class _RouteLine:
     src: IPv6Address | None
     segment: IPv6Address | None  # the (last) seg6 segment: the CoA
     dev: str
+    dst_len: int = 128
 
 
 def _parse_route_line(line: str) -> _RouteLine | None:
@@ -589,7 +690,9 @@ def _parse_route_line(line: str) -> _RouteLine | None:
     if not tokens:
         return None
     try:
-        dst = IPv6Address(tokens[0].split("/")[0])
+        dst_text, _, length = tokens[0].partition("/")
+        dst = IPv6Address(dst_text)
+        dst_len = int(length) if length else 128
         src = IPv6Address(tokens[2].split("/")[0]) if tokens[1:2] == ["from"] else None
         segment = None
         if "[" in tokens and "]" in tokens:
@@ -598,7 +701,7 @@ def _parse_route_line(line: str) -> _RouteLine | None:
         dev = tokens[tokens.index("dev") + 1] if "dev" in tokens else ""
     except (ValueError, IndexError):
         return None
-    return _RouteLine(dst, src, segment, dev)
+    return _RouteLine(dst, src, segment, dev, dst_len)
 
 
 def _ip6tnl_name(coa: IPv6Address) -> str:

@@ -80,9 +80,10 @@ def _route_body(
     src: IPv6Address | None = None,
     oif: int | None = None,
     extra: bytes = b"",
+    dst_len: int = 128,
 ) -> bytes:
     header = _RTMSG.pack(
-        AF_INET6, 128, 128 if src is not None else 0, 0, 0, proto, RT_SCOPE_UNIVERSE,
+        AF_INET6, dst_len, 128 if src is not None else 0, 0, 0, proto, RT_SCOPE_UNIVERSE,
         RTN_UNICAST, 0,
     )  # fmt: skip
     attrs = _attr(RTA_DST, dst.packed) + _attr(RTA_TABLE, struct.pack("=I", table))
@@ -94,9 +95,15 @@ def _route_body(
 
 
 def seg6_encap_red_route(
-    dst: IPv6Address, segment: IPv6Address, *, oif: int, table: int, proto: int
+    dst: IPv6Address,
+    segment: IPv6Address,
+    *,
+    oif: int,
+    table: int,
+    proto: int,
+    dst_len: int = 128,
 ) -> tuple[int, int, bytes]:
-    """``route replace dst/128 encap seg6 mode encap.red segs <segment> dev <oif>``."""
+    """``route replace dst/dst_len encap seg6 mode encap.red segs <segment> dev <oif>``."""
     # struct seg6_iptunnel_encap { int mode; struct ipv6_sr_hdr srh; } with one segment:
     # nexthdr 0, hdrlen 2 (8 + 16 octets), type 4, segments_left 0, first_segment 0.
     srh = struct.pack("=BBBBBBH", 0, 2, IPV6_SRCRT_TYPE_4, 0, 0, 0, 0) + segment.packed
@@ -104,7 +111,7 @@ def seg6_encap_red_route(
     extra = _attr(RTA_ENCAP_TYPE, struct.pack("=H", LWTUNNEL_ENCAP_SEG6)) + _attr(
         RTA_ENCAP | NLA_F_NESTED, encap
     )
-    body = _route_body(dst=dst, table=table, proto=proto, oif=oif, extra=extra)
+    body = _route_body(dst=dst, table=table, proto=proto, oif=oif, extra=extra, dst_len=dst_len)
     return RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body
 
 
@@ -123,10 +130,15 @@ def seg6local_dx6_route(
 
 
 def route_delete(
-    dst: IPv6Address, *, table: int, proto: int, src: IPv6Address | None = None
+    dst: IPv6Address,
+    *,
+    table: int,
+    proto: int,
+    src: IPv6Address | None = None,
+    dst_len: int = 128,
 ) -> tuple[int, int, bytes]:
-    """``route del dst/128 [from src/128] table <table> proto <proto>``."""
-    return RTM_DELROUTE, 0, _route_body(dst=dst, src=src, table=table, proto=proto)
+    """``route del dst/dst_len [from src/128] table <table> proto <proto>``."""
+    return RTM_DELROUTE, 0, _route_body(dst=dst, src=src, table=table, proto=proto, dst_len=dst_len)
 
 
 def proxy_neighbor(address: IPv6Address, *, ifindex: int, add: bool) -> tuple[int, int, bytes]:

@@ -667,6 +667,7 @@ class HomeAgent:
                 BAStatus.FORWARDING_SETUP_FAILED,
             )
         )
+        actions.append(BindingDeleted(entry.home_address, entry.care_of_address, True))
         return actions
 
     def _tunnel(

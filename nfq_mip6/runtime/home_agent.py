@@ -33,7 +33,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any, Final
@@ -46,8 +46,11 @@ from nfq_mip6.mobility.binding import BindingState
 from nfq_mip6.mobility.events import (
     Action,
     BindingEvent,
+    BindingRefreshed,
+    BindingRegistered,
     DataplaneCountersSampled,
     DhaadRequestReceived,
+    ForwardingSetupFailed,
     HomeAgentInput,
     HomePrefixAdvertised,
     InstallHomeTunnel,
@@ -68,11 +71,13 @@ from nfq_mip6.mobility.events import (
 )
 from nfq_mip6.mobility.home_agent import HomeAgent
 from nfq_mip6.mobility.home_agent import HomeAgentConfig as CoreHomeAgentConfig
+from nfq_mip6.mobility.nemo import MobileRouterPolicy
 from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.runtime.base import QueuedPacket, RuntimeContext, Verdict
 from nfq_mip6.runtime.home_egress import EgressRewriter, HomeAgentEgress, is_redirect
 from nfq_mip6.runtime.mh_endpoint import MobilityHeaderEndpoint, mobility_message_received
 from nfq_mip6.security.guard import HomeAgentGuard
+from nfq_mip6.security.keys import MobileNodeCredentials
 from nfq_mip6.statedir import open_state
 from nfq_mip6.store import HomeBindingPersistence, StoreError
 from nfq_mip6.wire import (
@@ -95,6 +100,7 @@ from nfq_mip6.wire import (
     strip_hao_to_home_source,
 )
 from nfq_mip6.wire.icmp import MIN_MTU, ICMPv6Type
+from nfq_mip6.wire.mh import BindingAck
 from nfq_mip6.wire.mh import BindingError as BindingErrorMessage
 
 __all__ = ["HomeAgentRuntime"]
@@ -243,6 +249,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
                 max_bindings=ha_config.max_tunnel_nr if ha_config else None,
                 preference=ha_config.preference if ha_config else 0,
                 home_interface_index=self._home_ifindex,
+                mobile_routers=mobile_router_policies(ha_config.mobile_nodes if ha_config else ()),
             ),
             authorizer=self.guard.verifier,
         )
@@ -363,6 +370,15 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             if e.state is BindingState.REGISTERED
         }
         self.dataplane.reconcile(wanted)
+        # RFC 3963 §6.4: the mobile routers' prefix routes, with their bindings
+        self.dataplane.reconcile_prefixes(
+            {
+                prefix: e.care_of_address
+                for e in self.core.cache
+                if e.state is BindingState.REGISTERED
+                for prefix in e.prefixes
+            }
+        )
         prefix = self.link.prefix if self.link is not None else None
         for hoa in set(self.dataplane.proxies()) - set(wanted):
             if prefix is not None and hoa in prefix:  # a proxy left by a previous run
@@ -525,7 +541,10 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         except MalformedPacket:
             return self._slow_path(packet, packet.raw, now)
         if isinstance(message, DhaadRequest):
-            self._feed(DhaadRequestReceived(message.identifier, packet.src, packet.dst), now)
+            request = DhaadRequestReceived(
+                message.identifier, packet.src, packet.dst, message.mobile_router
+            )
+            self._feed(request, now)
             return Verdict.drop()
         return self._slow_path(packet, packet.raw, now)
 
@@ -558,13 +577,20 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         self._perform(actions, now)
 
     def _perform(self, actions: list[Action], now: float) -> None:
+        refused: set[IPv6Address] = set()  # mobile routers whose prefix routes failed
         for action in actions:
+            if refused and _announces_acceptance(action, refused):
+                continue  # replaced by the 143 answer (RFC 3963 §6.2)
             try:
                 self._perform_one(action, now)
             except DataplaneError as exc:
                 self.counters["dataplane_errors"] += 1
                 log.error("%s failed: %s", type(action).__name__, exc)
                 self._dataplane_metric(type(action).__name__, ok=False)
+                if isinstance(action, InstallHomeTunnel) and action.prefixes:
+                    # RFC 3963 §6.2: forwarding for the mobile network could not be set up
+                    refused.add(action.home_address)
+                    self._feed(ForwardingSetupFailed(action.home_address, str(exc)), now)
 
     def _perform_one(self, action: Action, now: float) -> None:
         assert self.dataplane is not None
@@ -572,8 +598,15 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             self._send_mobility_message(action)
         elif isinstance(action, InstallHomeTunnel):
             self.dataplane.install_tunnel(action.home_address, action.care_of_address)
+            if action.prefixes or action.withdrawn:
+                # RFC 3963 §6.4: the mobile network's prefixes into the same tunnel
+                self.dataplane.install_prefix_routes(
+                    action.care_of_address, action.prefixes, action.withdrawn
+                )
             self._dataplane_metric("install_tunnel", ok=True)
         elif isinstance(action, RemoveHomeTunnel):
+            if action.prefixes:
+                self.dataplane.remove_prefix_routes(action.prefixes)
             self.dataplane.remove_tunnel(action.home_address)
             self._dataplane_metric("remove_tunnel", ok=True)
         elif isinstance(action, InstallRouteOptimization):
@@ -604,7 +637,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             else:  # no ND socket (tests): nobody defends the address
                 self._feed(ProxyDadCompleted(action.home_address, duplicate=False), now)
         elif isinstance(action, SendDhaadReply):
-            reply = DhaadReply(action.identifier, action.home_agents)
+            reply = DhaadReply(action.identifier, action.home_agents, action.mobile_router)
             src = action.src if action.src is not None else self._address
             self._send(build_icmpv6_packet(reply, src, action.dst, hop_limit=64))
         elif isinstance(action, SendMobilePrefixAdvertisement):
@@ -801,3 +834,28 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             now,
         )
         return rejected
+
+
+def _announces_acceptance(action: Action, refused: set[IPv6Address]) -> bool:
+    """The accepting BA and registration notice of a registration the kernel refused."""
+    if isinstance(action, SendMobilityMessage):
+        message = action.message
+        return (
+            isinstance(message, BindingAck)
+            and message.status < 128
+            and (action.routing_address in refused or action.dst in refused)
+        )
+    return (
+        isinstance(action, BindingRegistered | BindingRefreshed) and action.home_address in refused
+    )
+
+
+def mobile_router_policies(
+    mobile_nodes: Iterable[MobileNodeCredentials],
+) -> tuple[MobileRouterPolicy, ...]:
+    """RFC 3963 §6.1.2: the ``[[ha.mobile_nodes]]`` entries with ``mobile_router = true``."""
+    return tuple(
+        MobileRouterPolicy(entry.home_addresses, entry.prefixes)
+        for entry in mobile_nodes
+        if entry.mobile_router
+    )

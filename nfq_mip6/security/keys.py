@@ -93,6 +93,11 @@ class MobileNodeCredentials:
     key_source: KeySource
     home_addresses: tuple[IPv6Network, ...]
     nai: str | None = None
+    mobile_router: bool = False
+    """RFC 3963: the key's holder may register as a mobile router (else status 140)."""
+    prefixes: tuple[IPv6Network, ...] = ()
+    """RFC 3963 §6.1.2: the Mobile Network Prefixes it may claim (all of them in implicit
+    mode)."""
 
     def __str__(self) -> str:
         homes = ",".join(str(n) for n in self.home_addresses)
@@ -108,7 +113,16 @@ class MobileNodeCredentials:
         return SecurityAssociation(self.spi, key, self.home_addresses, nai)
 
 
-_ENTRY_KEYS: Final = ("home_address", "home_prefix", "spi", "key_file", "key_env", "nai")
+_ENTRY_KEYS: Final = (
+    "home_address",
+    "home_prefix",
+    "spi",
+    "key_file",
+    "key_env",
+    "nai",
+    "mobile_router",
+    "prefixes",
+)
 
 
 def parse_spi(value: object) -> int:
@@ -170,8 +184,35 @@ def parse_mobile_node_entries(value: object) -> tuple[MobileNodeCredentials, ...
             else KeySource(env=str(key_env))
         )
         nai = str(table["nai"]) if "nai" in table else None
-        entries.append(MobileNodeCredentials(spi, source, tuple(homes), nai))
+        mobile_router, prefixes = _mobile_router_policy(table, where)
+        entries.append(
+            MobileNodeCredentials(spi, source, tuple(homes), nai, mobile_router, prefixes)
+        )
     return tuple(entries)
+
+
+def _mobile_router_policy(
+    table: dict[str, object], where: str
+) -> tuple[bool, tuple[IPv6Network, ...]]:
+    """``mobile_router = true`` and ``prefixes = ["2001:db8:77::/48", ...]`` (RFC 3963)."""
+    mobile_router = table.get("mobile_router", False)
+    if not isinstance(mobile_router, bool):
+        raise ValueError(f"{where}: mobile_router must be true or false")
+    raw = table.get("prefixes", [])
+    if not isinstance(raw, list):
+        raise ValueError(f"{where}: prefixes must be a list of IPv6 prefixes")
+    if raw and not mobile_router:
+        raise ValueError(f"{where}: prefixes given but mobile_router is not true")
+    prefixes: list[IPv6Network] = []
+    for text in raw:
+        try:
+            network = IPv6Network(str(text))
+        except ValueError as exc:
+            raise ValueError(f"{where}: prefixes: {exc}") from None
+        if network.prefixlen == 0 or network.is_link_local or network.is_multicast:
+            raise ValueError(f"{where}: prefixes: {network} is not a global unicast prefix")
+        prefixes.append(network)
+    return mobile_router, tuple(prefixes)
 
 
 __all__ = [

@@ -44,7 +44,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from ipaddress import IPv6Address
+from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 from typing import Any, Final
 
@@ -64,8 +64,9 @@ __all__ = [
 log = logging.getLogger("nfq_mip6.store")
 
 DATABASE_NAME: Final = "nfq-mip6.sqlite3"
-SCHEMA_VERSION: Final = 2
-"""2: ``binding_update_list.state`` (version 1 databases are migrated in place)."""
+SCHEMA_VERSION: Final = 3
+"""2: ``binding_update_list.state``; 3: ``bindings.prefixes``, a mobile router's Mobile Network
+Prefixes (RFC 3963), comma-separated (older databases are migrated in place)."""
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,6 +79,7 @@ CREATE TABLE IF NOT EXISTS bindings (
     lifetime INTEGER NOT NULL,
     expires_wall REAL NOT NULL,
     link_local TEXT,
+    prefixes TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (role, home_address)
 );
 CREATE TABLE IF NOT EXISTS binding_update_list (
@@ -108,6 +110,12 @@ CREATE TABLE IF NOT EXISTS "values" (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+_INSERT_BINDING: Final = (
+    "INSERT OR REPLACE INTO bindings (role, home_address, care_of_address, sequence, flags, "
+    "lifetime, expires_wall, link_local, prefixes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredBinding:
     """One Binding Cache entry as persisted (``role`` "ha" for home registrations)."""
@@ -122,6 +130,8 @@ class StoredBinding:
     expires_wall: float
     """Absolute expiry, Unix time."""
     link_local: IPv6Address | None = None
+    prefixes: tuple[IPv6Network, ...] = ()
+    """A mobile router's registered Mobile Network Prefixes (RFC 3963)."""
 
     def remaining(self, wall_now: float) -> float:
         return self.expires_wall - wall_now
@@ -223,10 +233,13 @@ class StateStore:
             self._db.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),)
             )
-        elif int(row[0]) == 1:  # 1 -> 2: the BUL entry's state
-            self._db.execute(
-                "ALTER TABLE binding_update_list ADD COLUMN state TEXT NOT NULL DEFAULT ''"
-            )
+        elif int(row[0]) in (1, 2):
+            if int(row[0]) == 1:  # 1 -> 2: the BUL entry's state
+                self._db.execute(
+                    "ALTER TABLE binding_update_list ADD COLUMN state TEXT NOT NULL DEFAULT ''"
+                )
+            # 2 -> 3: a mobile router's prefixes
+            self._db.execute("ALTER TABLE bindings ADD COLUMN prefixes TEXT NOT NULL DEFAULT ''")
             self._db.execute(
                 "UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),)
             )
@@ -268,6 +281,7 @@ class StateStore:
             row.lifetime,
             row.expires_wall,
             str(row.link_local) if row.link_local is not None else None,
+            ",".join(str(prefix) for prefix in row.prefixes),
         )
 
     def apply_binding_changes(
@@ -281,9 +295,7 @@ class StateStore:
         if not upsert_args and not delete_args:
             return
         with self._transaction() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?)", upsert_args
-            )
+            db.executemany(_INSERT_BINDING, upsert_args)
             db.executemany("DELETE FROM bindings WHERE role = ? AND home_address = ?", delete_args)
 
     def save_binding(self, row: StoredBinding) -> None:
@@ -297,7 +309,7 @@ class StateStore:
         args = [self._binding_args(row) for row in rows]
         with self._transaction() as db:
             db.execute("DELETE FROM bindings WHERE role = ?", (role,))
-            db.executemany("INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?)", args)
+            db.executemany(_INSERT_BINDING, args)
 
     def bindings(self, role: str, *, wall_now: float | None = None) -> list[StoredBinding]:
         """Stored bindings of ``role``; with ``wall_now``, only those not yet expired (and the
@@ -306,7 +318,8 @@ class StateStore:
         expired: list[tuple[str, IPv6Address]] = []
         for raw in self._query(
             "SELECT role, home_address, care_of_address, sequence, flags, lifetime, "
-            "expires_wall, link_local FROM bindings WHERE role = ? ORDER BY home_address",
+            "expires_wall, link_local, prefixes FROM bindings WHERE role = ? "
+            "ORDER BY home_address",
             (role,),
         ):
             try:
@@ -319,6 +332,7 @@ class StateStore:
                     lifetime=int(raw[5]),
                     expires_wall=float(raw[6]),
                     link_local=IPv6Address(raw[7]) if raw[7] else None,
+                    prefixes=tuple(IPv6Network(text) for text in str(raw[8]).split(",") if text),
                 )
             except (ValueError, TypeError) as exc:
                 log.warning("%s: skipping a bad stored binding %r: %s", self.path, raw, exc)

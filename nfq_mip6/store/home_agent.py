@@ -60,6 +60,7 @@ class HomeBindingPersistence:
             lifetime=entry.lifetime,
             expires_wall=wall + entry.remaining(now),
             link_local=entry.link_local,
+            prefixes=entry.prefixes,
         )
 
     def record(self, cache: BindingCache, actions: Iterable[object], now: float) -> None:
@@ -122,6 +123,7 @@ class HomeBindingPersistence:
                 home_registration=True,
                 link_local=row.link_local,
             )
+            entry.prefixes = row.prefixes
             cache.insert(entry)
             cache.set_expiry(entry, now + row.remaining(wall))
             restored.append(entry)

@@ -502,3 +502,29 @@ def test_icmp_error_about_a_tunnelled_packet_is_relayed_to_its_source(
     assert isinstance(message, DestinationUnreachable)
     assert (message.code, message.invoking_packet) == (3, inner)
     assert rt.counters["tunnel_errors_relayed"] == 1
+
+
+def test_mobile_network_prefix_route_message_and_route_line() -> None:
+    """RFC 3963 §6.4: a prefix route is the same encap.red route with the prefix length, and
+    reading the table back keeps prefixes apart from home addresses."""
+    from ipaddress import IPv6Network
+
+    from nfq_mip6.dataplane.netlink import _parse_route_line
+
+    prefix = IPv6Network("2001:db8:77::/48")
+    _kind, _flags, body = seg6_encap_red_route(
+        prefix.network_address, COA, oif=7, table=6275, proto=173, dst_len=48
+    )
+    assert body[1] == 48 and attributes(body)[1] == prefix.network_address.packed
+    _kind, _flags, body = route_delete(prefix.network_address, table=6275, proto=173, dst_len=48)
+    assert body[1] == 48
+    line = _parse_route_line(
+        f"{prefix}  encap seg6 mode encap.red segs 1 [ {COA} ] dev eth0 proto 173 metric 1024"
+    )
+    assert line is not None and (line.dst, line.dst_len, line.segment) == (
+        prefix.network_address,
+        48,
+        COA,
+    )
+    host = _parse_route_line(f"{HOA} encap seg6 mode encap.red segs 1 [ {COA} ] dev eth0")
+    assert host is not None and host.dst_len == 128

@@ -86,7 +86,7 @@ def test_bad_rows_are_skipped(tmp_path: Path) -> None:
     with StateStore.in_state_dir(tmp_path) as store:
         store.save_binding(binding())
         store._db.execute(
-            "INSERT INTO bindings VALUES ('ha', 'not an address', '::1', 1, 0, 1, 1e12, NULL)"
+            "INSERT INTO bindings VALUES ('ha', 'not an address', '::1', 1, 0, 1, 1e12, NULL, '')"
         )
         assert [b.home_address for b in store.bindings("ha")] == [HOA]
 
@@ -136,3 +136,30 @@ def test_committed_writes_survive_kill_9(tmp_path: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
     with StateStore.in_state_dir(tmp_path) as store:
         assert len(store.bindings("ha")) == 50
+
+
+def test_mobile_router_prefixes_round_trip_and_version_2_is_migrated(tmp_path: Path) -> None:
+    """Schema 3 keeps a mobile router's Mobile Network Prefixes (RFC 3963) with its binding."""
+    import sqlite3
+    from dataclasses import replace
+    from ipaddress import IPv6Network
+
+    path = tmp_path / DATABASE_NAME
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('schema', '2');"
+        "CREATE TABLE bindings (role TEXT NOT NULL, home_address TEXT NOT NULL, "
+        "care_of_address TEXT NOT NULL, sequence INTEGER NOT NULL, flags INTEGER NOT NULL, "
+        "lifetime INTEGER NOT NULL, expires_wall REAL NOT NULL, link_local TEXT, "
+        "PRIMARY KEY (role, home_address));"
+        "INSERT INTO bindings VALUES ('ha', '2001:db8::5', '2001:db8:1::5', 1, 0, 1, 1e12, NULL);"
+    )
+    db.commit()
+    db.close()
+    with StateStore(path) as store:
+        [old] = store.bindings("ha")
+        assert old.prefixes == ()
+        prefixes = (IPv6Network("2001:db8:77::/48"), IPv6Network("2001:db8:78:1::/64"))
+        store.save_binding(replace(binding(), prefixes=prefixes))
+        assert {b.home_address: b.prefixes for b in store.bindings("ha")}[HOA] == prefixes
