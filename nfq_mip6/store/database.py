@@ -238,8 +238,12 @@ class StateStore:
                 self._db.execute(
                     "ALTER TABLE binding_update_list ADD COLUMN state TEXT NOT NULL DEFAULT ''"
                 )
-            # 2 -> 3: a mobile router's prefixes
-            self._db.execute("ALTER TABLE bindings ADD COLUMN prefixes TEXT NOT NULL DEFAULT ''")
+            # 2 -> 3: a mobile router's prefixes (a table the schema script just created has it)
+            columns = {info[1] for info in self._db.execute("PRAGMA table_info(bindings)")}
+            if "prefixes" not in columns:
+                self._db.execute(
+                    "ALTER TABLE bindings ADD COLUMN prefixes TEXT NOT NULL DEFAULT ''"
+                )
             self._db.execute(
                 "UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),)
             )
