@@ -448,18 +448,19 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             metrics.observe_bu_latency(time.perf_counter() - started)
         return Verdict.drop()
 
-    def _send_answer(self, answer: bytes, about: ParsedPacket, queued: QueuedPacket | None) -> None:
-        """§10.3.2: the answer (a Parameter Problem) to an MH from the MN at home leaves on
-        the home link to its link-layer address, like its BA; routing would send it to the
-        old CoA (tunnel, or the RH2 rewrite of NFQMIP6-HA-OUT)."""
+    def _answer_link(self, about: ParsedPacket, queued: QueuedPacket | None) -> bytes | None:
+        """§10.3.2: answers (Parameter Problem, Binding Error) to an MH from the MN at home
+        go on the home link to its link-layer address, like its BA; routing would send them
+        to the old CoA (the tunnel, or the RH2 rewrite of NFQMIP6-HA-OUT)."""
         assert self.core is not None
-        link = (
-            self.core.home_link_destination(
-                about.src, about.home_address, queued.interface_index, queued.link_source
-            )
-            if queued is not None
-            else None
+        if queued is None:
+            return None
+        return self.core.home_link_destination(
+            about.src, about.home_address, queued.interface_index, queued.link_source
         )
+
+    def _send_answer(self, answer: bytes, about: ParsedPacket, queued: QueuedPacket | None) -> None:
+        link = self._answer_link(about, queued)
         if link is None or not self._send_on_home_link(answer, link):
             self._send(answer)
 

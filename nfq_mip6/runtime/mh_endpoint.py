@@ -127,6 +127,7 @@ class MobilityHeaderEndpoint(RoleRuntime):
                         BindingErrorMessage(verdict.status, verdict.home_address),
                         packet.dst if not packet.dst.is_multicast else self._address,
                         verdict.to,
+                        link_destination=self._answer_link(packet, queued),
                     )
                 ],
                 now,
@@ -150,9 +151,14 @@ class MobilityHeaderEndpoint(RoleRuntime):
         self.counters["parameter_problems_sent"] += 1
         self.log.info("Parameter Problem to %s: %s", problem.to, problem.reason)
 
+    def _answer_link(self, about: ParsedPacket, queued: QueuedPacket | None) -> bytes | None:
+        """The link-layer address an answer to the queued packet ``about`` must be sent to
+        on the link it came from, or ``None``: through routing (the default)."""
+        return None
+
     def _send_answer(self, answer: bytes, about: ParsedPacket, queued: QueuedPacket | None) -> None:
-        """How an answer to the queued packet ``about`` leaves: through the raw IPv6 socket
-        (a role may send it on the link it came from instead)."""
+        """How an answer (a Parameter Problem) to the queued packet ``about`` leaves:
+        through the raw IPv6 socket (a role may send it on the link it came from instead)."""
         self._send(answer)
 
     def _mobility_packet(

@@ -28,6 +28,7 @@ from nfq_mip6.testbed import Testbed
 from nfq_mip6.wire import (
     BAStatus,
     BindingAck,
+    BindingError,
     BindingUpdate,
     BUFlags,
     build_ipv6_packet,
@@ -132,6 +133,17 @@ def test_bu_from_the_home_link_is_answered_on_the_home_link(
         assert len(problems) == 1, f"{len(problems)} Parameter Problem(s) on the home link"
         assert (problems[0].dst, problems[0].rh2_address) == (HOA, None)
         assert int.from_bytes(problems[0].upper_layer_bytes[4:8], "big") == 40 + 1  # Header Len
+        # ... and an unknown MH type with a Binding Error status 2 (§9.2), also on the link.
+        unknown = bytearray(8)
+        unknown[0], unknown[1], unknown[2] = 59, 0, 42
+        answers = home.exchange(
+            build_ipv6_packet(HOA, HA, IPPROTO_MH, finalize_mh(unknown, HOA, HA)), first=False
+        )
+        errors = [p for p in map(parse_ipv6, answers) if p.upper_layer == IPPROTO_MH]
+        assert len(errors) == 1, f"{len(errors)} Mobility Header(s) on the home link"
+        message = parse_mh(errors[0].upper_layer_bytes)
+        assert isinstance(message, BindingError) and message.status == 2
+        assert (errors[0].dst, errors[0].rh2_address) == (HOA, None)
         assert len(agent.control("cache")["bindings"]) == 1
         accepted = plain_binding_ack(
             home.exchange(deregistration_from_home(REGISTERED_SEQUENCE + 1), first=False)
@@ -141,4 +153,4 @@ def test_bu_from_the_home_link_is_answered_on_the_home_link(
     assert agent.control("cache")["bindings"] == []
     toward_old_coa = [f for f in rdpcap(str(pcap)) if IPv6 in f and f[IPv6].dst == str(COA)]
     assert toward_old_coa == [], "an answer was tunnelled to the old care-of address"
-    assert agent.stats()["home_agent"]["home_link_answers"] >= 3
+    assert agent.stats()["home_agent"]["home_link_answers"] >= 4
