@@ -432,6 +432,27 @@ def test_binding_errors_for_unbound_hao_and_unknown_mh_type(
     assert isinstance(be, BindingError) and (be.status, str(be.home_address)) == (2, "::")
 
 
+def test_bu_with_piggybacked_payload_gets_parameter_problem_at_payload_proto(
+    agent: CorrespondentAgent, mn: ScriptedMobileNode
+) -> None:
+    """§6.1.1/§9.2: a BU to the CN followed by a piggybacked Echo Request (Payload Proto 58),
+    its checksum over the MH as Header Len defines it: Parameter Problem code 0 pointing at
+    Payload Proto (40 + 24 with the HAO), not a silent bad-checksum drop."""
+    mh = bytearray(build_mh(BindingUpdate(next(SEQUENCE), BUFlags.A, 10), HOA, CN))
+    mh[0] = 58
+    mh[4:6] = b"\0\0"
+    mh[4:6] = mh_checksum(HOA, CN, bytes(mh)).to_bytes(2, "big")
+    echo = bytes((128, 0, 0, 0, 0, 1, 0, 1))
+    packet = build_ipv6_packet(COA, CN, IPPROTO_MH, bytes(mh) + echo, home_address=HOA)
+    replies = mn.exchange(packet)
+    assert replies, f"no Parameter Problem: {agent.log_path.read_text()[-2000:]}"
+    reply = parse_ipv6(replies[0])
+    icmp = reply.upper_layer_bytes
+    assert (reply.src, reply.dst, reply.upper_layer) == (CN, COA, 58)
+    assert icmp[0] == 4 and icmp[1] == 0
+    assert int.from_bytes(icmp[4:8], "big") == 40 + 24
+
+
 def test_ro_switch_off_and_on(
     agent: CorrespondentAgent, mn: ScriptedMobileNode, bound: Tokens
 ) -> None:
@@ -517,24 +538,3 @@ def test_home_deregistration_is_acknowledged_and_the_binding_deleted(
     assert rr.verify_authenticator(kbm, HOA, CN, packet.upper_layer_bytes)
     assert agent.cache() == []
     assert "unexpected-mh-type" not in agent.log_path.read_text()
-
-
-def test_bu_with_piggybacked_payload_gets_parameter_problem_at_payload_proto(
-    agent: CorrespondentAgent, mn: ScriptedMobileNode
-) -> None:
-    """§6.1.1/§9.2: a BU to the CN followed by a piggybacked Echo Request (Payload Proto 58),
-    its checksum over the MH as Header Len defines it: Parameter Problem code 0 pointing at
-    Payload Proto (40 + 24 with the HAO), not a silent bad-checksum drop."""
-    mh = bytearray(build_mh(BindingUpdate(next(SEQUENCE), BUFlags.A, 10), HOA, CN))
-    mh[0] = 58
-    mh[4:6] = b"\0\0"
-    mh[4:6] = mh_checksum(HOA, CN, bytes(mh)).to_bytes(2, "big")
-    echo = bytes((128, 0, 0, 0, 0, 1, 0, 1))
-    packet = build_ipv6_packet(COA, CN, IPPROTO_MH, bytes(mh) + echo, home_address=HOA)
-    replies = mn.exchange(packet)
-    assert replies, f"no Parameter Problem: {agent.log_path.read_text()[-2000:]}"
-    reply = parse_ipv6(replies[0])
-    icmp = reply.upper_layer_bytes
-    assert (reply.src, reply.dst, reply.upper_layer) == (CN, COA, 58)
-    assert icmp[0] == 4 and icmp[1] == 0
-    assert int.from_bytes(icmp[4:8], "big") == 40 + 24
