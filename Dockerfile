@@ -16,7 +16,7 @@ ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
         python3 python3-venv python3-dev gcc libc6-dev libnetfilter-queue-dev ca-certificates \
-        clang llvm libbpf-dev \
+        clang libbpf-dev \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 # The dependencies first (their layer survives source edits). A TLS-intercepting proxy's CA

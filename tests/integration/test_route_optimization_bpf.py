@@ -4,7 +4,8 @@ HA, MN and CN agents on the HOWTO test bed (``ro_datapath = "auto"``, which load
 programs here), the MN on visitnet and bound at the CN. What a user observes:
 
 * on visitnet the CN's packets go to the CoA with an RH2 and the MN's come from the CoA with
-  an HAO, while the applications talk to the home address (ping, TCP, UDP);
+  an HAO, while the applications talk to the home address (ping, TCP, UDP: a server bound
+  to ``::`` answers from the HoA);
 * in steady state no data packet is queued to user space at the CN (the kernel's NFQUEUE
   packet IDs do not move), and at the MN only the hashlimit sample that starts return
   routability (at most one per second and flow);
@@ -42,6 +43,24 @@ pytestmark = pytest.mark.netns
 
 COA = care_of_address("visitnet")
 UNBOUND_HOME = "fec0:106:2700::99"
+
+
+UDP_ECHO_SERVER = """
+import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(("::", 7007))
+print("ready", flush=True)
+data, peer = s.recvfrom(100)
+s.sendto(data, peer)
+"""
+UDP_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(5)
+s.sendto(b"hello", (sys.argv[1], 7007))
+data, peer = s.recvfrom(100)
+print(peer[0], data.decode())
+"""
 
 
 def queued_ids(node: Node) -> int:
@@ -176,6 +195,17 @@ def steady_state_crash_and_adoption(
         counters = ro_datapath(sockets["cn"])["counters"]
         assert counters["out_rewritten"] >= 20 and counters["in_rewritten"] >= 20
         assert counters["out_errors"] == 0 and counters["in_errors"] == 0
+
+        # UDP: a server bound to :: answers from the home address (the MN's route has
+        # `src HoA`), the CN's socket sees the HoA.
+        echo = mn.popen([sys.executable, "-c", UDP_ECHO_SERVER])
+        try:
+            assert echo.stdout is not None and echo.stdout.readline().strip() == "ready"
+            answer = cn.run([sys.executable, "-c", UDP_CLIENT, MN_HOME_ADDRESS]).stdout
+        finally:
+            echo.kill()
+            echo.wait()
+        assert answer.split() == [MN_HOME_ADDRESS, "hello"], answer
 
         # An HAO without a binding: left to the slow path, which answers BE 1.
         with bed.capture("visitnet", tmp_path / "be.pcap") as pcap:
