@@ -1,0 +1,148 @@
+"""Mobile network prefixes on the real kernel (RFC 3963 §6.4): the HA dataplane routes a
+registered prefix into the seg6 encap.red tunnel to the mobile router's care-of address, a
+correspondent's packet to a node of that network arrives there tunnelled, a CoA change moves
+it, removal leaves nothing behind (route and policy rule)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from ipaddress import IPv6Address
+
+import pytest
+
+pytestmark = pytest.mark.netns
+
+TAG = f"nemo{os.getpid():x}"
+NS_CN, NS_HA, NS_MR = f"{TAG}-cn", f"{TAG}-ha", f"{TAG}-mr"
+HA = IPv6Address("2001:db8:a::1")
+HOA = IPv6Address("2001:db8:a::4")
+CN = IPv6Address("2001:db8:c::2")
+COA = IPv6Address("2001:db8:b::2")
+COA2 = IPv6Address("2001:db8:b::3")
+MNP = "2001:db8:77::/48"
+MNN = IPv6Address("2001:db8:77:1::5")  # a mobile network node
+
+LISTEN = r"""
+import select, socket, sys
+rx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 41)  # IPv6-in-IPv6 to this CoA
+print("ready", flush=True)
+while select.select([rx], [], [], 10)[0]:
+    data, peer = rx.recvfrom(4096)
+    if data[0] >> 4 == 6:  # the inner packet (raw IPv6 sockets strip the outer header)
+        print(peer[0], socket.inet_ntop(socket.AF_INET6, data[8:24]),
+              socket.inet_ntop(socket.AF_INET6, data[24:40]), flush=True)
+        break
+"""
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True)
+
+
+def ns_run(ns: str, *argv: str, check: bool = True) -> str:
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=False
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"{argv}: {done.stderr}")
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[None]:
+    try:
+        for ns in (NS_CN, NS_HA, NS_MR):
+            ip("netns", "add", ns)
+        ip("-n", NS_CN, "link", "add", "c0", "type", "veth", "peer", "name", "hc0", "netns", NS_HA)
+        ip("-n", NS_MR, "link", "add", "m0", "type", "veth", "peer", "name", "hm0", "netns", NS_HA)
+        ip("-n", NS_HA, "link", "add", "hh0", "type", "veth", "peer", "name", "hh1")
+        for ns, devs in (
+            (NS_CN, ("lo", "c0")),
+            (NS_MR, ("lo", "m0")),
+            (NS_HA, ("lo", "hc0", "hm0", "hh0", "hh1")),
+        ):
+            for dev in devs:
+                ip("-n", ns, "link", "set", dev, "up")
+        ip("-n", NS_CN, "-6", "addr", "add", f"{CN}/64", "dev", "c0", "nodad")
+        ip("-n", NS_CN, "-6", "route", "add", "default", "via", "2001:db8:c::1")
+        ip("-n", NS_HA, "-6", "addr", "add", "2001:db8:c::1/64", "dev", "hc0", "nodad")
+        ip("-n", NS_HA, "-6", "addr", "add", "2001:db8:b::1/64", "dev", "hm0", "nodad")
+        ip("-n", NS_HA, "-6", "addr", "add", f"{HA}/64", "dev", "hh0", "nodad")
+        for coa in (COA, COA2):
+            ip("-n", NS_MR, "-6", "addr", "add", f"{coa}/64", "dev", "m0", "nodad")
+        ip("-n", NS_MR, "-6", "route", "add", "default", "via", "2001:db8:b::1")
+        yield
+    finally:
+        for ns in (NS_CN, NS_HA, NS_MR):
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def dataplane(*calls: str) -> None:
+    """Run dataplane calls in the HA namespace (a fresh instance reads the kernel back)."""
+    script = (
+        "from ipaddress import IPv6Address as A, IPv6Network as N\n"
+        "from nfq_mip6.dataplane.netlink import NetlinkDataplane\n"
+        f"d = NetlinkDataplane('hh0', A('{HA}'), N('2001:db8:a::/64'))\n"
+        "d.setup()\n" + "".join(f"{call}\n" for call in calls)
+    )
+    ns_run(NS_HA, sys.executable, "-c", script)
+
+
+def tunnelled_to(dst: IPv6Address) -> list[str]:
+    """Ping ``dst`` from the CN; what the mobile router's raw proto-41 socket saw."""
+    listener = subprocess.Popen(
+        ["ip", "netns", "exec", NS_MR, sys.executable, "-c", LISTEN],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert listener.stdout is not None
+    assert listener.stdout.readline().strip() == "ready"
+    ns_run(NS_CN, "ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", str(dst), check=False)
+    out, _ = listener.communicate(timeout=30)
+    return out.split()
+
+
+def test_rfc3963_6_4_prefix_follows_the_tunnel_and_is_removed(hosts: None) -> None:
+    dataplane(
+        f"d.install_tunnel(A('{HOA}'), A('{COA}'))",
+        f"d.install_prefix_routes(A('{COA}'), [N('{MNP}')])",
+    )
+    routes = ns_run(NS_HA, "ip", "-6", "route", "show", "table", "6275")
+    assert f"{MNP}  encap seg6 mode encap.red segs 1 [ {COA} ]" in routes
+    assert f"to {MNP} lookup 6275" in ns_run(NS_HA, "ip", "-6", "rule")
+    # the correspondent's packet to a mobile network node arrives tunnelled HA -> CoA
+    assert tunnelled_to(MNN) == [str(HA), str(CN), str(MNN)]
+    # a CoA change moves the prefix with the home address
+    dataplane(
+        f"d.install_tunnel(A('{HOA}'), A('{COA2}'))",
+        f"d.install_prefix_routes(A('{COA2}'), [N('{MNP}')])",
+        f"assert d.prefix_routes() == {{N('{MNP}'): A('{COA2}')}}, d.prefix_routes()",
+        f"assert d.tunnels() == {{A('{HOA}'): A('{COA2}')}}, d.tunnels()",
+    )
+    # removal: no route, no rule; the home address's tunnel is untouched
+    dataplane(
+        f"d.remove_prefix_routes([N('{MNP}')])",
+        "assert d.prefix_routes() == {}",
+        f"d.remove_tunnel(A('{HOA}'))",
+    )
+    assert MNP not in ns_run(NS_HA, "ip", "-6", "route", "show", "table", "6275")
+    assert f"to {MNP}" not in ns_run(NS_HA, "ip", "-6", "rule")
+
+
+def test_reconcile_restores_a_lost_prefix_route_and_drops_a_stale_one(hosts: None) -> None:
+    stale = "2001:db8:78::/48"
+    dataplane(
+        f"d.install_tunnel(A('{HOA}'), A('{COA}'))",
+        f"d.install_prefix_routes(A('{COA}'), [N('{stale}')])",
+        f"r = d.reconcile_prefixes({{N('{MNP}'): A('{COA}')}})",
+        "assert (r.added, r.removed, r.failed) == (1, 1, 0), r",
+        f"assert d.prefix_routes() == {{N('{MNP}'): A('{COA}')}}",
+    )
+    try:
+        assert tunnelled_to(MNN) == [str(HA), str(CN), str(MNN)]
+        assert f"to {stale}" not in ns_run(NS_HA, "ip", "-6", "rule")
+    finally:
+        dataplane(f"d.remove_prefix_routes([N('{MNP}')])", f"d.remove_tunnel(A('{HOA}'))")
