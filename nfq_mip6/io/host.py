@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import subprocess
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Interface, IPv6Network
@@ -18,6 +19,7 @@ __all__ = [
     "HomeLinkAddressing",
     "detect_kernel_mip6",
     "link_local_addresses",
+    "mobile_node_interface",
     "resolve_home_link",
     "resolve_local_address",
 ]
@@ -126,3 +128,14 @@ def detect_kernel_mip6(config_path: Path = Path("/proc/config.gz")) -> bool | No
         return False
     except OSError:
         return True if Path("/sys/module/mip6").exists() else None
+
+
+def mobile_node_interface(configured: str | None) -> str:
+    """The MN's interface: the configured one, else the only one besides ``lo``, else
+    ``eth0`` (the HOWTO's name) when present, else the first."""
+    if configured:
+        return configured
+    names = [name for _index, name in socket.if_nameindex() if name != "lo"]
+    if len(names) == 1:
+        return names[0]
+    return "eth0" if "eth0" in names else (names[0] if names else "eth0")

@@ -19,6 +19,7 @@ calls :meth:`HomeLinkND.on_readable` and :meth:`HomeLinkND.poll`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import struct
@@ -44,7 +45,12 @@ from nfq_mip6.wire import (
 )
 from nfq_mip6.wire.icmp import ICMPv6Type
 
-__all__ = ["DadResult", "HomeLinkND", "read_dad_timing"]
+__all__ = [
+    "DadResult",
+    "HomeLinkND",
+    "read_dad_timing",
+    "send_unsolicited_neighbor_advertisement",
+]
 
 log = logging.getLogger(__name__)
 
@@ -305,3 +311,32 @@ class HomeLinkND:
     def close(self) -> None:
         self._rx.close()
         self._tx.close()
+
+
+def send_unsolicited_neighbor_advertisement(
+    interface: str, address: IPv6Address, lladdr: bytes | None, *, override: bool = True
+) -> None:
+    """Unsolicited NA for ``address`` to all-nodes on ``interface``, from that address.
+
+    RFC 6275 §11.5.5: the MN's HoA back home, with O = 1. Also for a new (optimistic) CoA
+    with O = 0 (RFC 4429 §3.3 forbids O = 1 before DAD ends): an access router whose
+    neighbour entry for the address went INCOMPLETE or FAILED while the MN was away learns
+    it at once instead of after its next solicitation (up to a second).
+
+    Raises:
+        OSError: no such interface, or the kernel refused the packet.
+    """
+    flags = NAFlags.OVERRIDE if override else NAFlags.NONE
+    na = NeighborAdvertisement(address, flags, lladdr)
+    packet = build_icmpv6_packet(na, address, ALL_NODES, hop_limit=255)
+    # multicast needs an outgoing interface: send through an ICMPv6 socket
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+    try:
+        ifindex = socket.if_nametoindex(interface)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+        with contextlib.suppress(OSError):
+            sock.bind((str(address), 0, 0, 0))
+        sock.sendto(packet[40:], (str(ALL_NODES), 0, 0, ifindex))
+    finally:
+        sock.close()

@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 from ipaddress import IPv6Address
-from typing import Final
+from typing import Any, Final
 
 from nfq_mip6.constants import INITIAL_BINDACK_TIMEOUT, MAX_BINDACK_TIMEOUT, MAX_UPDATE_RATE
 from nfq_mip6.mobility.binding import IllegalTransition
@@ -267,6 +267,24 @@ class BindingUpdateListRow:
     retransmit_delay: float
     max_delay: float
     refresh_in: int | None
+
+    def control_json(self) -> dict[str, Any]:
+        """The row as the control socket's ``bul`` answer lists it (MIPL ``mipdiag -l``)."""
+        return {
+            "recipient": str(self.destination),
+            "home_address": str(self.home_address),
+            "care_of_address": str(self.care_of_address),
+            "expires": self.lifetime_remaining,
+            "sequence": self.sequence,
+            # MIPL: 1 = acknowledged binding in force, 0 = waiting for the BA
+            "state": 1 if self.state in ("bound", "refreshing") else 0,
+            "state_name": self.state,
+            "flags": self.flags,
+            "delay": round(self.retransmit_delay),
+            "max_delay": round(self.max_delay),
+            "callback_time": self.refresh_in if self.refresh_in is not None else 0,
+            "home_registration": self.home_registration,
+        }
 
 
 @dataclass(frozen=True, slots=True)

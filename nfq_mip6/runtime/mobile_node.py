@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 from ipaddress import IPv6Address, IPv6Interface
 from typing import Any, Final
 
@@ -60,7 +59,9 @@ from nfq_mip6.config import AgentConfig
 from nfq_mip6.constants import IPPROTO_ICMPV6
 from nfq_mip6.dataplane import DataplaneError
 from nfq_mip6.dataplane.ro_fastpath import RouteOptimizationFastPath
+from nfq_mip6.io.host import mobile_node_interface
 from nfq_mip6.io.iptables import RuleSet, chain_counters, rules_path
+from nfq_mip6.io.nd import send_unsolicited_neighbor_advertisement
 from nfq_mip6.mobility.events import (
     Action,
     BindingDeleted,
@@ -110,7 +111,6 @@ from nfq_mip6.security.auth import (
 from nfq_mip6.statedir import open_state
 from nfq_mip6.store import MobileNodePersistence, StoreError
 from nfq_mip6.wire import (
-    ALL_NODES,
     Accepted,
     BindingAck,
     BindingUpdate,
@@ -119,8 +119,6 @@ from nfq_mip6.wire import (
     MalformedPacket,
     MobilePrefixAdvertisement,
     MobilePrefixSolicitation,
-    NAFlags,
-    NeighborAdvertisement,
     build_icmpv6_packet,
     build_ipv6_packet,
     build_mh,
@@ -180,43 +178,9 @@ def _make_core(
     return MobileNode(config, authenticator=authenticator)
 
 
-def bul_entries(core: Any, now: float) -> list[dict[str, Any]]:
-    """The contract's ``bul`` rows (MIPL ``mipdiag -l`` columns) from the core's BUL."""
-    result: list[dict[str, Any]] = []
-    for row in core.binding_update_list_rows(now):
-        in_force = row.state in ("bound", "refreshing")
-        result.append(
-            {
-                "recipient": str(row.destination),
-                "home_address": str(row.home_address),
-                "care_of_address": str(row.care_of_address),
-                "expires": row.lifetime_remaining,
-                "sequence": row.sequence,
-                # MIPL: 1 = acknowledged binding in force, 0 = waiting for the BA
-                "state": 1 if in_force else 0,
-                "state_name": row.state,
-                "flags": row.flags,
-                "delay": round(row.retransmit_delay),
-                "max_delay": round(row.max_delay),
-                "callback_time": row.refresh_in if row.refresh_in is not None else 0,
-                "home_registration": row.home_registration,
-            }
-        )
-    return result
-
-
 # --------------------------------------------------------------------------------------------
 # The runtime
 # --------------------------------------------------------------------------------------------
-
-
-def _pick_interface(configured: str | None, home_address: IPv6Interface) -> str:
-    if configured:
-        return configured
-    names = [name for _index, name in socket.if_nameindex() if name != "lo"]
-    if len(names) == 1:
-        return names[0]
-    return "eth0" if "eth0" in names else (names[0] if names else "eth0")
 
 
 class MobileNodeRuntime(RoleRuntime):
@@ -271,7 +235,7 @@ class MobileNodeRuntime(RoleRuntime):
             raise ValueError("role mn needs the mobile node settings (HOMEADDRESS, HOMEAGENT)")
         self.home_address = mn.home_address
         self.home_agent = mn.home_agent
-        self.interface = _pick_interface(ctx.config.interface, mn.home_address)
+        self.interface = mobile_node_interface(ctx.config.interface)
         self._set_sysctls()
         self.authenticator = mobile_node_authenticator(
             spi=mn.auth_spi,
@@ -716,30 +680,10 @@ class MobileNodeRuntime(RoleRuntime):
     def _send_neighbor_advertisement(
         self, home_address: IPv6Address, *, override: bool = True
     ) -> None:
-        """Unsolicited NA for ``home_address`` to all-nodes, from that address.
-
-        §11.5.5: for the HoA back home, with O = 1. Also used for a new (optimistic) CoA with
-        O = 0 (RFC 4429 §3.3 forbids O = 1 before DAD ends): an access router whose
-        neighbour entry for the address went INCOMPLETE or FAILED while the MN was away
-        learns it at once instead of after its next solicitation (up to a second).
-        """
-        assert self.ctx is not None
         lladdr = self.monitor._lladdr if self.monitor is not None else None
-        flags = NAFlags.OVERRIDE if override else NAFlags.NONE
-        na = NeighborAdvertisement(home_address, flags, lladdr)
-        packet = build_icmpv6_packet(na, home_address, ALL_NODES, hop_limit=255)
-        # multicast needs an outgoing interface: send through an ICMPv6 socket instead
-        icmp = packet[40:]
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-        try:
-            ifindex = socket.if_nametoindex(self.interface)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
-            with contextlib.suppress(OSError):
-                sock.bind((str(home_address), 0, 0, 0))
-            sock.sendto(icmp, (str(ALL_NODES), 0, 0, ifindex))
-        finally:
-            sock.close()
+        send_unsolicited_neighbor_advertisement(
+            self.interface, home_address, lladdr, override=override
+        )
 
     # -- queued packets --------------------------------------------------------------------
     def on_queued_packet(self, queued: QueuedPacket, now: float) -> Verdict:
@@ -859,7 +803,8 @@ class MobileNodeRuntime(RoleRuntime):
         return stats
 
     def bul_rows(self, now: float) -> list[dict[str, Any]]:
-        return [] if self.core is None else bul_entries(self.core, now)
+        rows = [] if self.core is None else self.core.binding_update_list_rows(now)
+        return [row.control_json() for row in rows]
 
     def _sample_tunnel_counters(self, now: float) -> None:
         """MIPL NEncapsulations/NDecapsulations from the counting rules of rules/mn.rules
@@ -933,4 +878,4 @@ class MobileNodeRuntime(RoleRuntime):
         }
 
 
-__all__ = ["MobileNodeRuntime", "bul_entries"]
+__all__ = ["MobileNodeRuntime"]

@@ -18,6 +18,7 @@ from nfq_mip6.store.database import (
     StoredNodeKey,
     StoredNonce,
     StoreError,
+    WalCheckpointer,
 )
 from nfq_mip6.store.home_agent import HomeBindingPersistence
 from nfq_mip6.store.mobile_node import MobileNodePersistence
@@ -34,4 +35,5 @@ __all__ = [
     "StoredBulEntry",
     "StoredNodeKey",
     "StoredNonce",
+    "WalCheckpointer",
 ]

@@ -26,7 +26,7 @@ from nfq_mip6.mobility.events import (
 )
 from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 from nfq_mip6.runtime.base import VerdictKind
-from nfq_mip6.runtime.mobile_node import MobileNodeRuntime, _make_core, bul_entries
+from nfq_mip6.runtime.mobile_node import MobileNodeRuntime, _make_core
 from nfq_mip6.runtime.movement import (
     AddressObservation,
     HeardRouterAdvertisement,
@@ -154,7 +154,7 @@ def test_move_sends_a_home_registration_after_the_hoa_leaves(
     assert isinstance(bu, BindingUpdate)
     assert bu.flags & (BUFlags.A | BUFlags.H) == BUFlags.A | BUFlags.H
     assert AlternateCareofAddress(COA) in bu.options
-    assert bul_entries(runtime.core, 100.0)[0]["state"] == 0
+    assert runtime.bul_rows(100.0)[0]["state"] == 0
 
 
 def test_binding_ack_from_nfqueue_is_consumed_and_installs_the_tunnel(
@@ -162,11 +162,11 @@ def test_binding_ack_from_nfqueue_is_consumed_and_installs_the_tunnel(
 ) -> None:
     runtime, log = runtime_and_log
     runtime._decide([MovedToForeignLink(COA, 86400.0, AR)], 100.0)
-    sequence = bul_entries(runtime.core, 100.0)[0]["sequence"]
+    sequence = runtime.bul_rows(100.0)[0]["sequence"]
     verdict = runtime.on_queued_packet(QueuedPacket(binding_ack(sequence, COA)), 100.01)
     assert verdict.kind is VerdictKind.DROP
     assert f"tunnel {COA} {HA}" in log
-    row = bul_entries(runtime.core, 100.02)[0]
+    row = runtime.bul_rows(100.02)[0]
     assert row["state"] == 1 and row["care_of_address"] == str(COA)
     assert row["expires"] >= 999 and row["recipient"] == str(HA)
     # a BA naming another home address in its RH2 is dropped without effect (§11.3.3)
@@ -183,7 +183,7 @@ def test_second_move_reregisters_and_return_home_deregisters_from_the_hoa(
     runtime, log = runtime_and_log
     runtime._decide([MovedToForeignLink(COA, 86400.0, AR)], 100.0)
     runtime.on_queued_packet(
-        QueuedPacket(binding_ack(bul_entries(runtime.core, 100.0)[0]["sequence"], COA)), 100.01
+        QueuedPacket(binding_ack(runtime.bul_rows(100.0)[0]["sequence"], COA)), 100.01
     )
     log.clear()
     runtime._decide([MovedToForeignLink(COA2, 86400.0, AR)], 101.0)
@@ -271,7 +271,7 @@ def test_binding_ack_status_1_sends_a_mobile_prefix_solicitation(
 ) -> None:
     runtime, log = runtime_and_log
     runtime._decide([MovedToForeignLink(COA, 86400.0, AR)], 100.0)
-    sequence = bul_entries(runtime.core, 100.0)[0]["sequence"]
+    sequence = runtime.bul_rows(100.0)[0]["sequence"]
     mh = build_mh(BindingAck(1, BAFlags.NONE, sequence, 250), HA, HOA.ip)
     packet = build_ipv6_packet(HA, COA, IPPROTO_MH, mh, rh2_address=HOA.ip)
     log.clear()
@@ -326,9 +326,9 @@ def test_sighup_binding_lifetime_goes_into_the_next_home_bu(
     assert runtime.ctx is not None and runtime.ctx.config.mn is not None
     runtime._decide([MovedToForeignLink(COA, 86400.0, AR)], 100.0)
     runtime.on_queued_packet(
-        QueuedPacket(binding_ack(bul_entries(runtime.core, 100.0)[0]["sequence"], COA)), 100.0
+        QueuedPacket(binding_ack(runtime.bul_rows(100.0)[0]["sequence"], COA)), 100.0
     )
-    assert bul_entries(runtime.core, 100.0)[0]["expires"] == 1000
+    assert runtime.bul_rows(100.0)[0]["expires"] == 1000
 
     def reload(seconds: int, now: float) -> list[str]:
         assert runtime.ctx is not None and runtime.ctx.config.mn is not None
@@ -346,13 +346,13 @@ def test_sighup_binding_lifetime_goes_into_the_next_home_bu(
 
     assert reload(100, 110.0) == ["binding_lifetime: 100"]
     assert sent_lifetime() == 100  # the 1000 s binding is shortened now
-    sequence = bul_entries(runtime.core, 110.0)[0]["sequence"]
+    sequence = runtime.bul_rows(110.0)[0]["sequence"]
     ack = build_ipv6_packet(
         HA, COA, IPPROTO_MH, build_mh(BindingAck(0, BAFlags.NONE, sequence, 25), HA, HOA.ip),
         rh2_address=HOA.ip,
     )  # fmt: skip
     runtime.on_queued_packet(QueuedPacket(ack), 110.0)
-    assert bul_entries(runtime.core, 110.0)[0]["expires"] == 100
+    assert runtime.bul_rows(110.0)[0]["expires"] == 100
     # longer: nothing leaves now; the refresh (80 % of 100 s) asks for 600 s
     assert reload(600, 120.0) == ["binding_lifetime: 600"]
     assert sent_packets(log) == []

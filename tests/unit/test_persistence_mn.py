@@ -32,7 +32,7 @@ from nfq_mip6.mobility.mobile_node import (
     MobileNode,
     MobileNodeConfig,
 )
-from nfq_mip6.runtime.mobile_node import MobileNodeRuntime, bul_entries
+from nfq_mip6.runtime.mobile_node import MobileNodeRuntime
 from nfq_mip6.store import (
     DATABASE_NAME,
     SCHEMA_VERSION,
@@ -240,7 +240,7 @@ def test_runtime_commits_the_bul_before_the_bu_leaves(
 
     store.replace_bul = recording_replace_bul  # type: ignore[method-assign]
     runtime._decide([MovedToForeignLink(RUNTIME_COA, 86400.0, AR)], 100.0)
-    sequence = bul_entries(runtime.core, 100.0)[0]["sequence"]
+    sequence = runtime.bul_rows(100.0)[0]["sequence"]
     first_send = next(i for i, entry in enumerate(log) if entry.startswith("send "))
     assert f"commit {sequence}" in log[:first_send]
     (row,) = store.bul_entries()
