@@ -528,3 +528,28 @@ def test_mobile_network_prefix_route_message_and_route_line() -> None:
     )
     host = _parse_route_line(f"{HOA} encap seg6 mode encap.red segs 1 [ {COA} ] dev eth0")
     assert host is not None and host.dst_len == 128
+
+
+def test_own_router_advertisement_sets_the_dhaad_preference(
+    runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
+) -> None:
+    """RFC 6275 §7.4, §10.5.1: radvd's Home Agent Information option in the HA's own RA
+    (looped back to its ND socket) is the preference the HA ranks itself with."""
+    from nfq_mip6.wire.icmp import HomeAgentInformation, RAFlags, RouterAdvertisement
+
+    rt, _fake, _sent = runtime
+    assert rt.core is not None and rt.core.preference == 0
+    own = IPv6Address("fe80::1")
+    rt._own_link_locals = frozenset({own})
+    ra = RouterAdvertisement(
+        flags=RAFlags.HOME_AGENT, home_agent_information=HomeAgentInformation(10, 1800)
+    )
+    rt._on_router_advertisement(own, ra)
+    assert rt.core.preference == 10
+    rt._on_router_advertisement(
+        IPv6Address("fe80::99"),
+        RouterAdvertisement(
+            flags=RAFlags.HOME_AGENT, home_agent_information=HomeAgentInformation(20, 1800)
+        ),
+    )
+    assert rt.core.preference == 10  # another home agent's RA changes only its own entry
