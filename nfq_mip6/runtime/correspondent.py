@@ -178,6 +178,8 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         self._binding_errors = TokenBucket(BE_RATE_PER_S, BE_BURST)
         self._in_use: set[bytes] = set()
         """HoA octets of bindings that carried data since the last timer (§9.5.5)."""
+        self._fast_path_rewritten = 0
+        """The BPF data path's ``out_rewritten`` counter at the last timer."""
         self.persistence: CorrespondentPersistence | None = None  # Kcn, nonces, bindings
 
     # ------------------------------------------------------------------------------------
@@ -479,6 +481,13 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
 
     def on_timer(self, now: float) -> None:
         assert self.core is not None
+        if self.fast_path is not None:
+            # the tc programs count rewrites for all bindings together: any growth marks
+            # every binding in force as in use (exact with one binding; §9.5.5 is a MAY)
+            rewritten = self.fast_path.counters().get("out_rewritten", 0)
+            if rewritten > self._fast_path_rewritten:
+                self._in_use.update(self.bindings)
+            self._fast_path_rewritten = rewritten
         if self._in_use:
             used = tuple(IPv6Address(home) for home in self._in_use)
             self._in_use.clear()

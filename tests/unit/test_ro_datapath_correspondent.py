@@ -449,3 +449,37 @@ def test_bindings_go_to_the_bpf_fast_path_and_leave_with_ro_off(tmp_path: Path) 
     assert fake.entries == {}
     runtime.stop()
     assert fake.log[-1] == ("stop", "flush")
+
+
+def test_bpf_data_path_rewrites_count_as_active_use_for_the_brr(tmp_path: Path) -> None:
+    """§9.5.5 with the tc BPF data path (no packet is queued): growth of its out_rewritten
+    counter marks the bindings in use, so the BRR still goes out before expiry."""
+    from nfq_mip6.dataplane.ro_fastpath import FakeRouteOptimizationFastPath
+
+    fake = FakeRouteOptimizationFastPath("cn")
+
+    def factory(
+        role: str, mode: str, interfaces: tuple[str, ...]
+    ) -> tuple[FakeRouteOptimizationFastPath, str]:
+        fake.start()
+        return fake, "fake programs loaded"
+
+    config_file = tmp_path / "cn.toml"
+    config_file.write_text('role = "cn"\ninterface = "eth0"\nro_datapath = "bpf"\n')
+    runtime = CorrespondentRuntime(load_rules=False, address=CN, fast_path_factory=factory)
+    clock = Clock()
+    sent: list[bytes] = []
+    runtime.start(runtime_context(load_config(config_file, environ={}), sent.append, clock))
+    h = Harness(runtime, clock, sent)
+    hot, cot = run_rr(h)
+    h.queue(bu_packet(hot, cot, lifetime=20))  # 80 s
+    h.replies()
+    fake.rewritten += 5  # the programs rewrote data to the CoA
+    clock.now += 1
+    runtime.on_timer(clock.now)
+    deadline = runtime.next_deadline()
+    assert deadline is not None
+    clock.now = deadline
+    runtime.on_timer(clock.now)
+    [(pkt, brr)] = h.replies()
+    assert type(brr).__name__ == "BindingRefreshRequest" and pkt.dst == HOA
