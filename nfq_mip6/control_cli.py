@@ -92,8 +92,22 @@ def format_cache(cache: dict[str, Any], *, extended: bool = False) -> list[str]:
     if not extended:
         # MIPL kept the padding of its last column ("Type " / "2    "); extended lines are
         # stripped so that scripts reading text do not see trailing blanks.
+        lines = [lines[0], *_with_prefixes(lines[1:], cache)]
         return ["Mobile IPv6 Binding cache", *lines]
-    return ["Mobile IPv6 Binding cache", *(line.rstrip() for line in lines)]
+    lines = [lines[0].rstrip(), *_with_prefixes([line.rstrip() for line in lines[1:]], cache)]
+    return ["Mobile IPv6 Binding cache", *lines]
+
+
+def _with_prefixes(rows: list[str], cache: dict[str, Any]) -> list[str]:
+    """A mobile router's row is followed by its Mobile Network Prefixes (RFC 3963), one
+    indented line; other rows are unchanged (MIPL's format)."""
+    out: list[str] = []
+    for row, binding in zip(rows, cache.get("bindings", []), strict=True):
+        out.append(row)
+        prefixes = binding.get("prefixes") or []
+        if prefixes:
+            out.append("    Mobile Network Prefixes: " + ", ".join(map(str, prefixes)))
+    return out
 
 
 def format_bul(bul: dict[str, Any]) -> list[str]:

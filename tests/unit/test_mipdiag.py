@@ -280,3 +280,32 @@ def test_environment_default_socket(
     monkeypatch.setenv("NFQ_MIP6_AGENT__CONTROL_SOCKET", str(agent[1]))
     assert mipdiag_main(["-s"]) == 0
     assert capsys.readouterr().out == HOWTO_STATS
+
+
+def test_mipdiag_cache_lists_a_mobile_routers_prefixes() -> None:
+    """RFC 3963: a mobile router's row is followed by its Mobile Network Prefixes."""
+    from nfq_mip6.control_cli import format_cache
+
+    cache = {
+        "bindings": [
+            {
+                "home_address": "fec0:106:2700::4",
+                "care_of_address": "fec0:106:1100::10",
+                "lifetime": 400,
+                "type": 2,
+                "prefixes": ["2001:db8:77::/48", "2001:db8:78::/48"],
+            },
+            {
+                "home_address": "fec0:106:2700::5",
+                "care_of_address": "fec0:106:1100::11",
+                "lifetime": 400,
+                "type": 2,
+                "prefixes": [],
+            },
+        ]
+    }
+    for extended in (False, True):
+        lines = format_cache(cache, extended=extended)
+        assert lines[2].startswith("fec0:106:2700::4")
+        assert lines[3] == "    Mobile Network Prefixes: 2001:db8:77::/48, 2001:db8:78::/48"
+        assert lines[4].startswith("fec0:106:2700::5") and len(lines) == 5
