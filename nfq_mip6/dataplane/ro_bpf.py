@@ -375,7 +375,12 @@ class BpfRouteOptimization:
             self._map().update(_key(home_address, peer), care_of_address.packed)
         except BpfError as exc:
             raise DataplaneError(str(exc)) from exc
-        self.routes.install(home_address, peer, care_of_address)
+        try:
+            self.routes.install(home_address, peer, care_of_address)
+        except (DataplaneError, OSError) as exc:  # no route: the entry must not stay either
+            with contextlib.suppress(BpfError):
+                self._map().delete(_key(home_address, peer))
+            raise DataplaneError(f"route for {home_address} / {peer}: {exc}") from exc
 
     def remove(self, home_address: IPv6Address, peer: IPv6Address) -> None:
         self.routes.remove(home_address, peer)
