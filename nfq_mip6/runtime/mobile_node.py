@@ -336,10 +336,7 @@ class MobileNodeRuntime(RoleRuntime):
                 entry.expires_at - ctx.clock(),
             )
         if self.authenticator is not None:
-            last_mesg_id, clock_offset = self.persistence.load_auth()
-            # RFC 4285 §6: timestamps keep increasing across the restart, in the HA's window
-            self.authenticator._last_sent = max(self.authenticator._last_sent, last_mesg_id)
-            self.authenticator.clock_offset = clock_offset
+            self.authenticator.restore(*self.persistence.load_auth())
 
     def _persist(self, now: float) -> None:
         """Commit the BUL (and the Mesg-ID state) before the actions of a core call are
@@ -349,7 +346,7 @@ class MobileNodeRuntime(RoleRuntime):
         self.persistence.save(self.core.binding_update_list_records(now))
         if self.authenticator is not None:
             self.persistence.save_auth(
-                self.authenticator._last_sent, self.authenticator.clock_offset
+                self.authenticator.last_sent, self.authenticator.clock_offset
             )
 
     def _set_sysctls(self) -> None:

@@ -68,6 +68,17 @@ class MobileNodeAuthenticator:
         self._registered_care_of: IPv6Address | None = None  # of the last BU signed
         self.counters: dict[str, int] = {}
 
+    @property
+    def last_sent(self) -> int:
+        """The last Mesg-ID sent (persisted so that timestamps keep increasing, §6)."""
+        return self._last_sent
+
+    def restore(self, last_sent: int, clock_offset: float) -> None:
+        """The state of the previous run: Mesg-IDs keep increasing across the restart and
+        the clock offset learnt from the HA stays (RFC 4285 §6)."""
+        self._last_sent = max(self._last_sent, last_sent)
+        self.clock_offset = clock_offset
+
     def __repr__(self) -> str:
         return f"MobileNodeAuthenticator(spi={self.association.spi}, key=<redacted>)"
 
