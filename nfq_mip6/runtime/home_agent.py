@@ -74,6 +74,7 @@ from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.runtime.base import QueuedPacket, RuntimeContext, Verdict
 from nfq_mip6.runtime.home_egress import EgressRewriter, HomeAgentEgress, is_redirect
 from nfq_mip6.runtime.mh_endpoint import MobilityHeaderEndpoint, mobility_message_received
+from nfq_mip6.runtime.mobile_network_sources import MobileNetworkSourceCheck
 from nfq_mip6.security.guard import HomeAgentGuard
 from nfq_mip6.security.keys import MobileNodeCredentials
 from nfq_mip6.statedir import open_state
@@ -141,6 +142,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         self.link: HomeLinkAddressing | None = None
         # §9.3.2: the HA's own packets to a registered HoA leave directly with an RH2.
         self.egress: EgressRewriter | None = None
+        self.sources: MobileNetworkSourceCheck | None = None  # RFC 3963 §6.5
         super().__init__(
             (
                 "parameter_problems_sent",
@@ -265,6 +267,10 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             (action.home_address, action.care_of_address)
             for action in self.core.route_optimizations()
         )
+        self.sources = MobileNetworkSourceCheck(link.address, rules=self._load_rules)
+        for entry in self.core.cache:
+            if entry.state is BindingState.REGISTERED and entry.prefixes:
+                self.sources.install(entry.home_address, entry.care_of_address, entry.prefixes)
         log.info(
             "home agent %s on %s serving %s (%s backend, %d binding(s) restored)",
             link.address, link.interface, link.prefix, self.dataplane.backend,
@@ -283,6 +289,8 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
                 log.exception("removing ha.rules failed")
         if self.egress is not None:
             self.egress.forget()  # its rules went with the NFQMIP6-HA-OUT chain
+        if self.sources is not None:
+            self.sources.forget()  # its rules went with the NFQMIP6-HA-MR/-MRSRC chains
         if self.core is not None and self.ctx is not None:
             self._save_bindings(self.ctx.clock())
         if self.nd is not None:
@@ -562,8 +570,18 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
                 self.dataplane.install_prefix_routes(
                     action.care_of_address, action.prefixes, action.withdrawn
                 )
+            if self.sources is not None:
+                # RFC 3963 §6.5: what the router may send through the reverse tunnel
+                if action.prefixes:
+                    self.sources.install(
+                        action.home_address, action.care_of_address, action.prefixes
+                    )
+                else:
+                    self.sources.remove(action.home_address)
             self._dataplane_metric("install_tunnel", ok=True)
         elif isinstance(action, RemoveHomeTunnel):
+            if self.sources is not None:
+                self.sources.remove(action.home_address)
             if action.prefixes:
                 self.dataplane.remove_prefix_routes(action.prefixes)
             self.dataplane.remove_tunnel(action.home_address)

@@ -146,3 +146,71 @@ def test_reconcile_restores_a_lost_prefix_route_and_drops_a_stale_one(hosts: Non
         assert f"to {stale}" not in ns_run(NS_HA, "ip", "-6", "rule")
     finally:
         dataplane(f"d.remove_prefix_routes([N('{MNP}')])", f"d.remove_tunnel(A('{HOA}'))")
+
+
+SEND_TUNNELLED = r"""
+import ipaddress, socket, struct, sys
+def echo(src, dst):
+    s, d = ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed
+    body = b"\x80\x00\x00\x00\x00\x01\x00\x01"
+    data = s + d + struct.pack("!I", len(body)) + b"\0\0\0\x3a" + body
+    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    body = body[:2] + struct.pack("!H", ~total & 0xFFFF) + body[4:]
+    return struct.pack("!IHBB", 6 << 28, len(body), 58, 64) + s + d + body
+tx = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 41)
+tx.bind((sys.argv[1], 0))
+for inner in sys.argv[3:]:
+    tx.sendto(echo(inner, sys.argv[2]), (HA_ADDRESS, 0))
+""".replace("HA_ADDRESS", repr(str(HA)))
+
+LOAD_RULES = (
+    "import sys\n"
+    "from nfq_mip6.io.iptables import RuleSet, rules_path\n"
+    "rs = RuleSet.from_file(rules_path('ha.rules'), dict(queue=31, bypass=' --queue-bypass', "
+    f"ha_address='{HA}', home_prefix='2001:db8:a::/64', "
+    "ha_anycast='2001:db8:a::fdff:ffff:ffff:fffe', mss=1400, mss_above=1401, seg6_only='', "
+    "interface='hh0', nd_mark='0x6275'))\n"
+    "getattr(rs, sys.argv[1])()\n"
+)
+
+
+def echo_requests_at_cn() -> int:
+    """Echo Requests the CN's interface received (its ICMPv6 input counter)."""
+    out = ns_run(NS_CN, "cat", "/proc/net/snmp6")
+    return int(
+        next(line.split()[1] for line in out.splitlines() if line.startswith("Icmp6InEchos "))
+    )
+
+
+def test_rfc3963_6_5_reverse_tunnel_accepts_only_the_routers_sources(hosts: None) -> None:
+    """Inner source in the home address or a registered prefix: forwarded; anything else from
+    the router's CoA: dropped and counted; a plain CoA's traffic is not affected."""
+    ns_run(NS_HA, sys.executable, "-c", LOAD_RULES, "load")
+    check = (
+        "from ipaddress import IPv6Address as A, IPv6Network as N\n"
+        "from nfq_mip6.runtime.mobile_network_sources import MobileNetworkSourceCheck\n"
+        f"c = MobileNetworkSourceCheck(A('{HA}'))\n"
+    )
+    try:
+        dataplane(f"d.install_tunnel(A('{HOA}'), A('{COA}'))")
+        ns_run(
+            NS_HA,
+            sys.executable,
+            "-c",
+            check + f"assert c.install(A('{HOA}'), A('{COA}'), [N('{MNP}')])",
+        )
+        before = echo_requests_at_cn()
+        ns_run(
+            NS_MR, sys.executable, "-c", SEND_TUNNELLED, str(COA), str(CN),
+            str(MNN), "2001:db8:99::5", str(HOA), "2001:db8:77:2::9",
+        )  # fmt: skip
+        assert echo_requests_at_cn() - before == 3  # MNN, HoA and another MNP address
+        dropped = ns_run(
+            NS_HA, "ip6tables", "-t", "filter", "-L", "NFQMIP6-HA-MRSRC", "-v", "-x", "-n"
+        )
+        assert int(dropped.splitlines()[-1].split()[0]) == 1  # the forged 2001:db8:99::5
+    finally:
+        dataplane(f"d.remove_tunnel(A('{HOA}'))")
+        ns_run(NS_HA, sys.executable, "-c", LOAD_RULES, "unload", check=False)
