@@ -27,10 +27,13 @@ __all__ = [
     "DestinationRules",
     "RuleSet",
     "RulesError",
+    "TunnelCounters",
     "all_chain_counters",
     "backend_of_version",
     "chain_counters",
+    "home_agent_tunnel_counters",
     "ip6tables_backend",
+    "mobile_node_tunnel_counters",
     "rules_path",
     "run_ip6tables",
 ]
@@ -277,3 +280,53 @@ def all_chain_counters(prefix: str = "NFQMIP6-") -> dict[tuple[str, str], list[t
 
 
 _COUNTED = re.compile(r"^\[(\d+):(\d+)\]\s+-A\s+(\S+)\s*(.*)$")
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelCounters:
+    """What the counting rules of a role's fragment say about the kernel's tunnelling (the
+    kernel fast path does the work; MIPL counted it in its own tunnel code).
+
+    Attributes:
+        encapsulations: packets the kernel put into a tunnel.
+        decapsulations: tunnelled packets that arrived and were accepted.
+        rejected: tunnelled packets dropped (HA: a reverse tunnel from an unbound source).
+    """
+
+    encapsulations: int
+    decapsulations: int
+    rejected: int = 0
+
+
+def home_agent_tunnel_counters() -> TunnelCounters:
+    """The counting rules of ``rules/ha.rules``, from one ``ip6tables-save -c``."""
+    counters = all_chain_counters()
+
+    def ipv6_in_ipv6(table: str, chain: str) -> int:
+        return sum(
+            n
+            for n, rule in counters.get((table, chain), [])
+            if "-j " not in rule and "-p ipv6" in rule
+        )
+
+    rejected = sum(
+        n for n, rule in counters.get(("filter", "NFQMIP6-HA-IN"), []) if "-j DROP" in rule
+    )
+    arrived = ipv6_in_ipv6("mangle", "NFQMIP6-HA-MSS")
+    return TunnelCounters(
+        encapsulations=ipv6_in_ipv6("filter", "NFQMIP6-HA-FWD"),
+        decapsulations=max(0, arrived - rejected),
+        rejected=rejected,
+    )
+
+
+def mobile_node_tunnel_counters() -> TunnelCounters:
+    """The counting rules of ``rules/mn.rules``."""
+    return TunnelCounters(
+        encapsulations=sum(n for n, _bytes, _text in chain_counters("mangle", "NFQMIP6-MN-POST")),
+        decapsulations=sum(
+            n
+            for n, _bytes, text in chain_counters("raw", "NFQMIP6-MN-PRE")
+            if "NFQUEUE" not in text
+        ),
+    )

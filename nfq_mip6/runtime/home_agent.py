@@ -785,32 +785,17 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         its own tunnel code) and return the rejected reverse-tunnel packets."""
         if self.rules is None or self.core is None:
             return 0
-        from nfq_mip6.io.iptables import all_chain_counters
+        from nfq_mip6.io.iptables import home_agent_tunnel_counters
 
-        counters = all_chain_counters()
-
-        def packets(table: str, chain: str, needle: str) -> int:
-            return sum(n for n, rule in counters.get((table, chain), []) if needle in rule)
-
-        rejected = packets("filter", "NFQMIP6-HA-IN", "-j DROP")
-        arrived = sum(
-            n
-            for n, rule in counters.get(("mangle", "NFQMIP6-HA-MSS"), [])
-            if "-j " not in rule and "-p ipv6" in rule
-        )
-        encapsulated = sum(
-            n
-            for n, rule in counters.get(("filter", "NFQMIP6-HA-FWD"), [])
-            if "-j " not in rule and "-p ipv6" in rule
-        )
+        kernel = home_agent_tunnel_counters()
         self.core.handle(
             DataplaneCountersSampled(
-                encapsulations=encapsulated + self.counters["slow_path_tunnelled"],
-                decapsulations=max(0, arrived - rejected),
+                encapsulations=kernel.encapsulations + self.counters["slow_path_tunnelled"],
+                decapsulations=kernel.decapsulations,
             ),
             now,
         )
-        return rejected
+        return kernel.rejected
 
 
 def _announces_acceptance(action: Action, refused: set[IPv6Address]) -> bool:

@@ -60,7 +60,7 @@ from nfq_mip6.constants import IPPROTO_ICMPV6
 from nfq_mip6.dataplane import DataplaneError
 from nfq_mip6.dataplane.ro_fastpath import RouteOptimizationFastPath
 from nfq_mip6.io.host import mobile_node_interface
-from nfq_mip6.io.iptables import RuleSet, chain_counters, rules_path
+from nfq_mip6.io.iptables import RuleSet, mobile_node_tunnel_counters, rules_path
 from nfq_mip6.io.nd import send_unsolicited_neighbor_advertisement
 from nfq_mip6.mobility.events import (
     Action,
@@ -808,15 +808,10 @@ class MobileNodeRuntime(RoleRuntime):
         (the kernel fast path does the work; ``ip6tables -L -v`` tells how much)."""
         if self.rules is None or self.core is None:
             return
-        decapsulations = sum(
-            packets
-            for packets, _bytes, text in chain_counters("raw", "NFQMIP6-MN-PRE")
-            if "NFQUEUE" not in text
+        kernel = mobile_node_tunnel_counters()
+        self.core.handle(
+            DataplaneCountersSampled(kernel.encapsulations, kernel.decapsulations), now
         )
-        encapsulations = sum(
-            packets for packets, _bytes, _text in chain_counters("mangle", "NFQMIP6-MN-POST")
-        )
-        self.core.handle(DataplaneCountersSampled(encapsulations, decapsulations), now)
 
     def route_optimization(self) -> bool:
         return bool(self._core.route_optimization)
