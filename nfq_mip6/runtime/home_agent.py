@@ -319,9 +319,11 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         """Commit the binding changes of ``actions`` **before** any BA among them is sent
         (docs/security.md: a crash then loses at most a BA, which the MN retransmits for)."""
         if self.persistence is not None and self.core is not None:
-            self.persistence.record(self.core.cache, actions, now)
-            if self.guard is not None:
-                self.guard.save_state(self.persistence.store)
+            # The binding and the RFC 4285 timestamps it advanced: one commit (BindingStore).
+            mesg_ids = self.guard.unsaved_timestamps() if self.guard is not None else {}
+            if self.persistence.record(self.core.cache, actions, now, mesg_ids) and mesg_ids:
+                assert self.guard is not None
+                self.guard.timestamps_saved(mesg_ids)
 
     def _restore_bindings(self, now: float) -> None:
         """Load saved bindings that have not expired; make the kernel match them."""

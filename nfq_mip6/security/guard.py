@@ -188,6 +188,21 @@ class HomeAgentGuard:
         self.verifier.restore_timestamps(values)
         self._saved_timestamps = self.verifier.last_timestamps()
 
+    def unsaved_timestamps(self) -> dict[int, int]:
+        """SPI -> last accepted timestamp for the SPIs advanced since the last save (committed
+        with the bindings, :class:`nfq_mip6.store.binding_store.BindingCommit`)."""
+        if self.verifier is None:
+            return {}
+        return {
+            spi: ts
+            for spi, ts in self.verifier.last_timestamps().items()
+            if self._saved_timestamps.get(spi) != ts
+        }
+
+    def timestamps_saved(self, values: Mapping[int, int]) -> None:
+        """``values`` (from :meth:`unsaved_timestamps`) were committed."""
+        self._saved_timestamps = {**self._saved_timestamps, **values}
+
     def save_state(self, store: ValueStore) -> None:
         """Commit the timestamps if they changed (call before the BA is sent)."""
         if self.verifier is None:

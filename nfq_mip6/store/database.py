@@ -42,7 +42,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
@@ -294,15 +294,21 @@ class StateStore:
         self,
         upserts: Iterable[StoredBinding] = (),
         deletions: Iterable[tuple[str, IPv6Address]] = (),
+        values: Mapping[str, Any] | None = None,
     ) -> None:
-        """Insert/replace and delete bindings in **one** transaction (commit before the BA)."""
+        """Insert/replace and delete bindings, and set the small JSON ``values`` (the RFC 4285
+        timestamps), in **one** transaction (commit before the BA)."""
         upsert_args = [self._binding_args(row) for row in upserts]
         delete_args = [(role, str(hoa)) for role, hoa in deletions]
-        if not upsert_args and not delete_args:
+        value_args = [
+            (key, json.dumps(value, sort_keys=True)) for key, value in (values or {}).items()
+        ]
+        if not upsert_args and not delete_args and not value_args:
             return
         with self._transaction() as db:
             db.executemany(_INSERT_BINDING, upsert_args)
             db.executemany("DELETE FROM bindings WHERE role = ? AND home_address = ?", delete_args)
+            db.executemany('INSERT OR REPLACE INTO "values" VALUES (?, ?)', value_args)
 
     def save_binding(self, row: StoredBinding) -> None:
         self.apply_binding_changes(upserts=(row,))

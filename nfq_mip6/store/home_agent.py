@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Final
@@ -24,6 +24,7 @@ from nfq_mip6.mobility.events import (
     BindingRefreshed,
     BindingRegistered,
 )
+from nfq_mip6.store.binding_store import BindingCommit, BindingStore, SqliteBindingStore
 from nfq_mip6.store.database import StateStore, StoredBinding
 
 __all__ = ["HomeBindingPersistence"]
@@ -42,8 +43,16 @@ class HomeBindingPersistence:
 
     ROLE: Final = "ha"
 
-    def __init__(self, store: StateStore, wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        wall_clock: Callable[[], float] = time.time,
+        *,
+        backend: BindingStore | None = None,
+    ) -> None:
         self.store = store
+        self.backend: BindingStore = backend if backend is not None else SqliteBindingStore(store)
+        """Where :meth:`record` commits (SQLite by default; etcd in a cluster)."""
         self._wall = wall_clock
         self.errors = 0
 
@@ -63,10 +72,16 @@ class HomeBindingPersistence:
             prefixes=entry.prefixes,
         )
 
-    def record(self, cache: BindingCache, actions: Iterable[object], now: float) -> None:
-        """Commit the binding changes announced by ``actions`` (one transaction)."""
+    def changes(
+        self,
+        cache: BindingCache,
+        actions: Iterable[object],
+        now: float,
+        mesg_ids: Mapping[int, int] | None = None,
+    ) -> BindingCommit:
+        """The :class:`BindingCommit` of one core call's ``actions`` (+ advanced timestamps)."""
         upserts: list[StoredBinding] = []
-        deletions: list[tuple[str, IPv6Address]] = []
+        deletions: list[IPv6Address] = []
         wall = self._wall()
         for action in actions:
             if isinstance(action, BindingRegistered | BindingRefreshed):
@@ -76,16 +91,33 @@ class HomeBindingPersistence:
                 if entry is not None and entry.state is BindingState.REGISTERED:
                     upserts.append(self._row(entry, now, wall))
             elif isinstance(action, BindingDeleted | BindingExpired) and action.home_registration:
-                deletions.append((self.ROLE, action.home_address))
-        if not upserts and not deletions:
-            return
+                deletions.append(action.home_address)
+        return BindingCommit(tuple(upserts), tuple(deletions), dict(mesg_ids or {}))
+
+    def record(
+        self,
+        cache: BindingCache,
+        actions: Iterable[object],
+        now: float,
+        mesg_ids: Mapping[int, int] | None = None,
+    ) -> bool:
+        """Commit the binding changes announced by ``actions`` together with the advanced
+        RFC 4285 timestamps ``mesg_ids`` (SPI -> last accepted Mesg-ID) as one operation.
+        False (logged, counted) when the store failed."""
+        change = self.changes(cache, actions, now, mesg_ids)
+        if not change:
+            return True
         try:
-            self.store.apply_binding_changes(upserts, deletions)
+            self.backend.commit(change)
         except StoreError as exc:
             self.errors += 1
             log.error(
-                "could not persist %d binding change(s): %s", len(upserts) + len(deletions), exc
+                "could not persist %d binding change(s): %s",
+                len(change.upserts) + len(change.deletions),
+                exc,
             )
+            return False
+        return True
 
     def save_all(self, cache: BindingCache, now: float) -> None:
         wall = self._wall()
@@ -95,7 +127,7 @@ class HomeBindingPersistence:
             if entry.state is BindingState.REGISTERED and entry.home_registration
         ]
         try:
-            self.store.replace_bindings(self.ROLE, rows)
+            self.backend.replace_all(rows)
         except StoreError as exc:
             self.errors += 1
             log.error("could not save the binding cache: %s", exc)
