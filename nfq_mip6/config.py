@@ -131,6 +131,11 @@ class MobileNodeConfig:
     auth_key_env: str | None = None
     nai: str | None = None  # RFC 4283 MN-ID option
     require_authentication: bool | None = None
+    # RFC 3963 (docs/nemo.md): register as a mobile router with these Mobile Network Prefixes,
+    # listed in the BU ("explicit") or known to the HA ("implicit").
+    mobile_router: bool = False
+    prefixes: tuple[IPv6Network, ...] = ()
+    prefix_mode: str = "explicit"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -338,6 +343,18 @@ def _parse_lifetime(value: object) -> int:
     return _int_parser(4, MAX_LIFETIME_SECONDS)(value)
 
 
+def _parse_prefix_list(value: object) -> tuple[IPv6Network, ...]:
+    """RFC 3963 Mobile Network Prefixes: a list (or a comma-separated string) of prefixes."""
+    items = value if isinstance(value, list) else [v for v in str(value).split(",") if v.strip()]
+    prefixes = []
+    for item in items:
+        network = IPv6Network(str(item).strip())  # ValueError names the bad prefix
+        if network.prefixlen == 0 or network.is_link_local or network.is_multicast:
+            raise ValueError(f"{network} is not a global unicast prefix")
+        prefixes.append(network)
+    return tuple(prefixes)
+
+
 # Key tables: key -> parser. Defaults come from the dataclasses.
 _AGENT_KEYS: Final[dict[str, Callable[[object], Any]]] = {
     "role": _parse_role,
@@ -376,6 +393,9 @@ _MN_KEYS: Final[dict[str, Callable[[object], Any]]] = {
     "auth_key_env": _parse_str,
     "nai": _parse_str,
     "require_authentication": _parse_bool,
+    "mobile_router": _parse_bool,
+    "prefixes": _parse_prefix_list,
+    "prefix_mode": _choice_parser(("explicit", "implicit")),
 }
 _SECTIONS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {"ha": _HA_KEYS, "mn": _MN_KEYS}
 

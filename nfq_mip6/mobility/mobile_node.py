@@ -124,7 +124,12 @@ from nfq_mip6.wire.mh import (
     MHType,
     UnknownMobilityMessage,
 )
-from nfq_mip6.wire.options import AlternateCareofAddress, BindingRefreshAdvice
+from nfq_mip6.wire.options import (
+    AlternateCareofAddress,
+    BindingRefreshAdvice,
+    MobileNetworkPrefix,
+    MobilityOption,
+)
 
 ICMPV6_PARAMETER_PROBLEM = int(ICMPv6Type.PARAMETER_PROBLEM)
 PARAMETER_PROBLEM_UNRECOGNIZED_NEXT_HEADER = int(ParameterProblemCode.UNRECOGNIZED_NEXT_HEADER)
@@ -149,6 +154,10 @@ class MobileNodeConfig:
         route_optimization: initial ``ro on|off`` state.
         link_local_compatibility: set the L flag in home registrations (§6.1.7).
         first_registration_timeout: InitialBindackTimeoutFirstReg (§13), 1.5 s.
+        mobile_router: register as a mobile router (RFC 3963 §5.1): R = 1 in home BUs.
+        mobile_network_prefixes: the router's Mobile Network Prefixes; in explicit mode
+            (``explicit_prefixes``) each goes into every home registration BU as a Mobile
+            Network Prefix option (RFC 3963 §5.2, §4.3); in implicit mode the HA knows them.
     """
 
     home_address: IPv6Address
@@ -159,6 +168,9 @@ class MobileNodeConfig:
     route_optimization: bool = True
     link_local_compatibility: bool = False
     first_registration_timeout: float = INITIAL_BINDACK_TIMEOUT_FIRST_REG
+    mobile_router: bool = False
+    mobile_network_prefixes: tuple[IPv6Network, ...] = ()
+    explicit_prefixes: bool = True
 
 
 class BindingAckCheck(Enum):
@@ -404,6 +416,8 @@ class MobileNode:
         flags = BUFlags.A | BUFlags.H
         if self.config.link_local_compatibility:
             flags |= BUFlags.L
+        if self.config.mobile_router:
+            flags |= BUFlags.R  # RFC 3963 §5.2: also in the de-registration
         entry.sent_flags = int(flags)
         if entry.state is BulState.DEREGISTERING:
             # §11.5.5: from the HoA, no HAO, lifetime 0, CoA = HoA; §11.7.1: the Alternate
@@ -421,7 +435,13 @@ class MobileNode:
         )
         units = max(1, int(lifetime) // LIFETIME_UNIT)
         entry.lifetime_requested = units * LIFETIME_UNIT
-        bu = BindingUpdate(entry.sequence, flags, units, (AlternateCareofAddress(coa),))
+        options: tuple[MobilityOption, ...] = (AlternateCareofAddress(coa),)
+        if self.config.mobile_router and self.config.explicit_prefixes:
+            # RFC 3963 §5.2 explicit mode: one Mobile Network Prefix option per prefix
+            options += tuple(
+                MobileNetworkPrefix.of(prefix) for prefix in self.config.mobile_network_prefixes
+            )
+        bu = BindingUpdate(entry.sequence, flags, units, options)
         return SendMobilityMessage(self._signed(bu, coa), coa, entry.destination, home_address=hoa)
 
     def _signed(self, bu: BindingUpdate, care_of_address: IPv6Address) -> BindingUpdate:

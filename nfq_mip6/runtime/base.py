@@ -15,7 +15,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from nfq_mip6.io.iptables import RuleSet, ip6tables_backend
 from nfq_mip6.io.nfqueue import QueuedPacket, Verdict, VerdictKind
@@ -29,6 +29,7 @@ from nfq_mip6.mobility.events import (
     BindingRejected,
 )
 from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES, MobilityStats
+from nfq_mip6.wire.mh import BAStatus
 
 if TYPE_CHECKING:
     from nfq_mip6.config import AgentConfig
@@ -45,6 +46,15 @@ __all__ = [
 
 FdCallback = Callable[[], None]
 """Called by the agent loop (no arguments) when a registered fd is readable."""
+
+
+MOBILE_ROUTER_STATUSES: Final[dict[int, str]] = {
+    BAStatus.MOBILE_ROUTER_OPERATION_NOT_PERMITTED: "mobile router operation not permitted",
+    BAStatus.INVALID_PREFIX: "invalid prefix",
+    BAStatus.NOT_AUTHORIZED_FOR_PREFIX: "not authorized for prefix",
+    BAStatus.FORWARDING_SETUP_FAILED: "forwarding setup failed",
+}
+"""RFC 3963 §4.2: the statuses a home agent refuses a mobile router's BU with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +104,9 @@ class RoleRuntime(ABC):
 
     def __init__(self, counters: Iterable[str] = ()) -> None:
         self.ctx: RuntimeContext | None = None
-        self.counters: dict[str, int] = dict.fromkeys(("malformed", "send_errors", *counters), 0)
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("malformed", "send_errors", "mobile_router_rejections", *counters), 0
+        )
         # A flood of failed sends (fuzzing, a dead route) logs one line per 10 s, not each.
         self._send_failures = LogThrottle(self.log, "sending a packet failed")
 
@@ -238,6 +250,14 @@ class RoleRuntime(ABC):
 
     def _log_binding_event(self, event: BindingEvent) -> None:
         if isinstance(event, BindingRejected):
+            if event.status in MOBILE_ROUTER_STATUSES:
+                # RFC 3963 §5.3: the mobile network is not served; say why
+                self.counters["mobile_router_rejections"] += 1
+                self.log.warning(
+                    "mobile router registration for %s refused: status %d (%s)",
+                    event.home_address, event.status, MOBILE_ROUTER_STATUSES[event.status],
+                )  # fmt: skip
+                return
             self.log.info("binding for %s rejected: status %d", event.home_address, event.status)
         elif isinstance(event, BindingRegistered | BindingRefreshed):
             self.log.info(

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from ipaddress import IPv6Address, IPv6Interface
+from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from typing import Any, Final
 
 from nfq_mip6.config import AgentConfig
@@ -161,6 +161,9 @@ def _make_core(
     binding_lifetime: int,
     route_optimization: bool = False,
     authenticator: MobileNodeAuthenticator | None = None,
+    mobile_router: bool = False,
+    prefixes: tuple[IPv6Network, ...] = (),
+    explicit_prefixes: bool = True,
 ) -> MobileNode:
     """The pure core (``nfq_mip6.mobility.mobile_node``) configured for this node.
 
@@ -174,6 +177,9 @@ def _make_core(
         home_agent=home_agent,
         home_registration_lifetime=binding_lifetime,
         route_optimization=route_optimization,
+        mobile_router=mobile_router,
+        mobile_network_prefixes=prefixes,
+        explicit_prefixes=explicit_prefixes,
     )
     return MobileNode(config, authenticator=authenticator)
 
@@ -250,6 +256,9 @@ class MobileNodeRuntime(RoleRuntime):
             mn.binding_lifetime,
             ctx.config.route_optimization,
             self.authenticator,
+            mobile_router=mn.mobile_router,
+            prefixes=mn.prefixes,
+            explicit_prefixes=mn.prefix_mode == "explicit",
         )
         self.ro = MobileNodeRouteOptimization(
             mn.home_address.ip,

@@ -314,3 +314,22 @@ def test_reload_config_rereads_the_file(tmp_path: Path) -> None:
     path.write_text("role = \n")
     with pytest.raises(ConfigError):
         reload_config(running, environ={})
+
+
+def test_mn_mobile_router_keys(tmp_path: Path) -> None:
+    """RFC 3963 (docs/nemo.md): [mn] mobile_router, prefixes, prefix_mode."""
+
+    path = tmp_path / "mr.toml"
+    path.write_text(
+        'role = "mn"\n[mn]\nhome_address = "2001:db8:a::4/64"\nrequire_authentication = false\n'
+        'mobile_router = true\nprefixes = ["2001:db8:77::/48"]\nprefix_mode = "implicit"\n'
+    )
+    mn = load_config(path).mn
+    assert mn is not None and mn.mobile_router and mn.prefix_mode == "implicit"
+    assert mn.prefixes == (IPv6Network("2001:db8:77::/48"),)
+    path.write_text(
+        'role = "mn"\n[mn]\nhome_address = "2001:db8:a::4/64"\nrequire_authentication = false\n'
+        'prefixes = ["fe80::/64"]\n'
+    )
+    with pytest.raises(ConfigError, match="prefixes"):
+        load_config(path)
