@@ -13,9 +13,6 @@ from collections.abc import Iterable
 from ipaddress import IPv6Address
 from pathlib import Path
 
-from test_movement_runtime import AR, binding_ack, runtime_and_log
-from test_movement_runtime import COA as RUNTIME_COA
-
 from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.mobility.events import (
     Action,
@@ -43,6 +40,8 @@ from nfq_mip6.store import (
 from nfq_mip6.wire.mh import BAFlags, BindingAck, BindingUpdate
 from tests.support.factories import counter_bytes
 from tests.support.vectors import CN, COA, COA2, HA, HOA, PREFIX
+from tests.unit.runtime.test_mobile_node import AR, binding_ack, runtime_and_log
+from tests.unit.runtime.test_mobile_node import COA as RUNTIME_COA
 
 WALL = 1_800_000_000.0
 __all__ = ["runtime_and_log"]  # the fixture, shared with test_movement_runtime

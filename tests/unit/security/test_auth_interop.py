@@ -43,7 +43,7 @@ KEY = bytes(range(1, 17))  # 16 octets, as RFC 4285 peers commonly configure
 SPI = 1000
 NAI = b"mn1@example.org"
 T0 = 1_800_000_000.0
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 AUTH_OPTION_TYPE = 9
 
 

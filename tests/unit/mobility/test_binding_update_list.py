@@ -210,7 +210,7 @@ def test_no_event_sequence_leaves_the_transition_table(
 def test_bul_state_changes_only_through_the_transition_table() -> None:
     """No module of the core assigns a BUL entry's state directly (``entry.state = ...``):
     every change goes through :meth:`BindingUpdateListEntry.transition`."""
-    mobility = Path(__file__).resolve().parents[2] / "nfq_mip6" / "mobility"
+    mobility = Path(__file__).resolve().parents[3] / "nfq_mip6" / "mobility"
     direct = re.compile(r"\.state\s*=\s*BulState\.")
     offenders = [
         f"{path.name}:{number}"

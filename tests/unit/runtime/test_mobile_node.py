@@ -58,7 +58,7 @@ from tests.support.factories import runtime_context
 from tests.support.howto import CN, COA, COA2, HA
 from tests.support.howto import HOA_INTERFACE as HOA
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 AR = IPv6Address("fe80::11")
 IPPROTO_UDP = 17
 

@@ -3,7 +3,6 @@ runtime driven end to end against the fake (BU in → BA with RH2 out, tunnel, p
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterator
 from ipaddress import IPv6Address
 from pathlib import Path
@@ -12,17 +11,7 @@ from typing import Any
 import pytest
 
 from nfq_mip6.config import AgentConfig, HomeAgentConfig, Role
-from nfq_mip6.dataplane import Dataplane, ReconcileReport
 from nfq_mip6.dataplane.fake import FakeDataplane
-from nfq_mip6.dataplane.rtnl import (
-    LWTUNNEL_ENCAP_SEG6,
-    RTM_DELROUTE,
-    RTM_NEWROUTE,
-    SEG6_IPTUN_MODE_ENCAP_RED,
-    route_delete,
-    seg6_encap_red_route,
-    seg6local_dx6_route,
-)
 from nfq_mip6.io.host import HomeLinkAddressing
 from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.runtime.base import VerdictKind
@@ -51,53 +40,7 @@ COA2 = IPv6Address("fec0:106:1000::10")
 # -- FakeDataplane ---------------------------------------------------------------------------
 
 
-def test_fake_dataplane_satisfies_the_protocol_and_reconciles() -> None:
-    fake: Dataplane = FakeDataplane()
-    fake.install_tunnel(HOA, COA)
-    fake.install_tunnel(IPv6Address("fec0:106:2700::5"), COA)
-    report = fake.reconcile({HOA: COA2, IPv6Address("fec0:106:2700::6"): COA})
-    assert report == ReconcileReport(kept=0, added=1, replaced=1, removed=1)
-    assert fake.tunnels() == {HOA: COA2, IPv6Address("fec0:106:2700::6"): COA}
-
-
 # -- rtnetlink packing -----------------------------------------------------------------------
-
-
-def attributes(body: bytes) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    offset = 12  # struct rtmsg
-    while offset + 4 <= len(body):
-        length, kind = struct.unpack_from("=HH", body, offset)
-        out[kind & 0x7FFF] = body[offset + 4 : offset + length]
-        offset += (length + 3) & ~3
-    return out
-
-
-def test_encap_red_route_message() -> None:
-    kind, flags, body = seg6_encap_red_route(HOA, COA, oif=7, table=6275, proto=173)
-    assert kind == RTM_NEWROUTE and flags == 0x500  # NLM_F_CREATE | NLM_F_REPLACE
-    family, dst_len, src_len, _tos, _table, proto, _scope, rtype, _f = struct.unpack_from(
-        "=BBBBBBBBI", body
-    )
-    assert (family, dst_len, src_len, proto, rtype) == (10, 128, 0, 173, 1)
-    attrs = attributes(body)
-    assert attrs[1] == HOA.packed  # RTA_DST
-    assert struct.unpack("=I", attrs[15])[0] == 6275  # RTA_TABLE
-    assert struct.unpack("=I", attrs[4])[0] == 7  # RTA_OIF
-    assert struct.unpack("=H", attrs[21][:2])[0] == LWTUNNEL_ENCAP_SEG6
-    encap = attrs[22]
-    mode = struct.unpack_from("=i", encap, 4)[0]
-    assert mode == SEG6_IPTUN_MODE_ENCAP_RED  # not 1 (encap): no SRH on the wire
-    assert encap[8:12] == bytes((0, 2, 4, 0)) and encap[-16:] == COA.packed
-
-
-def test_decap_and_delete_messages() -> None:
-    _kind, _flags, body = seg6local_dx6_route(HA, COA, oif=3, table=6276, proto=173)
-    assert body[1:3] == bytes((128, 128))  # dst_len, src_len: source-specific route
-    assert attributes(body)[2] == COA.packed  # RTA_SRC = the registered CoA
-    kind, flags, body = route_delete(HOA, table=6275, proto=173)
-    assert (kind, flags) == (RTM_DELROUTE, 0)
-    assert 22 not in attributes(body)
 
 
 # -- HomeAgentRuntime on the fake ------------------------------------------------------------
@@ -214,83 +157,6 @@ def test_malformed_and_slow_path_packets(
 # -- NetlinkDataplane error paths (no kernel change: fake rtnetlink / syntax errors) ---------
 
 
-class ScriptedRtnl:
-    """Answers each transact() with the next list of errnos."""
-
-    def __init__(self, answers: list[list[int]]) -> None:
-        self.answers = answers
-        self.calls: list[int] = []
-
-    def transact(self, requests: list[Any]) -> list[int]:
-        self.calls.append(len(requests))
-        return self.answers.pop(0)
-
-    def close(self) -> None: ...
-
-
-def netlink_dataplane() -> Any:
-    from nfq_mip6.dataplane.netlink import NetlinkDataplane
-
-    return NetlinkDataplane("lo", HA, PREFIX, sleep=lambda s: None)
-
-
-def test_enomem_is_retried_and_other_errors_are_reported() -> None:
-    import errno
-
-    from nfq_mip6.dataplane import DataplaneError
-
-    dataplane = netlink_dataplane()
-    try:
-        # decap + encap in one batch; the encap hits ENOMEM once, then succeeds.
-        dataplane._rtnl = ScriptedRtnl([[0, errno.ENOMEM], [0]])
-        dataplane.install_tunnel(HOA, COA)
-        assert dataplane._rtnl.calls == [2, 1]
-        assert dataplane.counters.enomem_retries == 1
-        assert dataplane._coa_of == {HOA: COA}
-        # A CoA change: new decap, encap replace, old decap removed (ESRCH is fine).
-        dataplane._rtnl = ScriptedRtnl([[0, 0, errno.ESRCH]])
-        dataplane.install_tunnel(HOA, COA2)
-        assert dataplane._rtnl.calls == [3] and dataplane.counters.tunnel_replacements == 1
-        dataplane._rtnl = ScriptedRtnl([[errno.EINVAL, 0]])
-        with pytest.raises(DataplaneError, match="Invalid argument"):
-            dataplane.remove_tunnel(HOA)
-    finally:
-        dataplane._ipr.close()
-
-
-def test_batch_failures_map_to_their_lines() -> None:
-    from nfq_mip6.dataplane.netlink import _batch_failures
-
-    lines = ["route frobnicate one", "help-me-not", "route frobnicate two"]
-    failures = _batch_failures(lines)
-    assert [line for line, _why in failures] == lines
-
-
-def test_run_batch_retries_only_enomem(monkeypatch: pytest.MonkeyPatch) -> None:
-    import nfq_mip6.dataplane.netlink as netlink
-
-    rounds: list[list[str]] = []
-
-    def fake_batch(lines: list[str]) -> list[tuple[str, str]]:
-        rounds.append(list(lines))
-        if len(rounds) == 1:
-            return [
-                (lines[0], "RTNETLINK answers: Cannot allocate memory"),
-                (lines[1], "RTNETLINK answers: No such process"),
-                (lines[2], "Error: invalid argument"),
-            ]
-        return []
-
-    monkeypatch.setattr(netlink, "_batch_failures", fake_batch)
-    dataplane = netlink_dataplane()
-    try:
-        assert dataplane.run_batch(["a", "b", "c", "d"], ignore_missing=True) == 1
-        assert rounds == [["a", "b", "c", "d"], ["a"]]
-        assert dataplane.counters.enomem_retries == 1
-    finally:
-        dataplane._ipr.close()
-
-
 def test_router_advertisements_feed_prefix_lifetimes_and_the_home_agents_list(
     runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
 ) -> None:
@@ -340,24 +206,6 @@ def test_router_advertisements_feed_prefix_lifetimes_and_the_home_agents_list(
     reply = parse_icmpv6(parse_ipv6(sent[-1]).upper_layer_bytes)
     assert isinstance(reply, DhaadReply)
     assert reply.home_agents == (other_ha, HA)
-
-
-def test_route_lines_of_ip_route_show_are_parsed() -> None:
-    from nfq_mip6.dataplane.netlink import _parse_route_line
-
-    encap = _parse_route_line(
-        "fec0:106:2700::4  encap seg6 mode encap.red segs 1 [ fec0:106:1100::10 ] dev eth0 "
-        "proto 173 metric 1024 pref medium"
-    )
-    assert encap is not None
-    assert (encap.dst, encap.src, encap.segment, encap.dev) == (HOA, None, COA, "eth0")
-    decap = _parse_route_line(
-        "fec0:106:2700::2 from fec0:106:1100::10  encap seg6local action End.DX6 nh6 :: "
-        "dev eth0 proto 173 metric 1024 pref medium"
-    )
-    assert decap is not None and (decap.dst, decap.src, decap.segment) == (HA, COA, None)
-    assert _parse_route_line("") is None
-    assert _parse_route_line("unreachable default dev lo") is None
 
 
 def test_an_expired_binding_loses_its_tunnel_and_proxy(
@@ -502,32 +350,6 @@ def test_icmp_error_about_a_tunnelled_packet_is_relayed_to_its_source(
     assert isinstance(message, DestinationUnreachable)
     assert (message.code, message.invoking_packet) == (3, inner)
     assert rt.counters["tunnel_errors_relayed"] == 1
-
-
-def test_mobile_network_prefix_route_message_and_route_line() -> None:
-    """RFC 3963 §6.4: a prefix route is the same encap.red route with the prefix length, and
-    reading the table back keeps prefixes apart from home addresses."""
-    from ipaddress import IPv6Network
-
-    from nfq_mip6.dataplane.netlink import _parse_route_line
-
-    prefix = IPv6Network("2001:db8:77::/48")
-    _kind, _flags, body = seg6_encap_red_route(
-        prefix.network_address, COA, oif=7, table=6275, proto=173, dst_len=48
-    )
-    assert body[1] == 48 and attributes(body)[1] == prefix.network_address.packed
-    _kind, _flags, body = route_delete(prefix.network_address, table=6275, proto=173, dst_len=48)
-    assert body[1] == 48
-    line = _parse_route_line(
-        f"{prefix}  encap seg6 mode encap.red segs 1 [ {COA} ] dev eth0 proto 173 metric 1024"
-    )
-    assert line is not None and (line.dst, line.dst_len, line.segment) == (
-        prefix.network_address,
-        48,
-        COA,
-    )
-    host = _parse_route_line(f"{HOA} encap seg6 mode encap.red segs 1 [ {COA} ] dev eth0")
-    assert host is not None and host.dst_len == 128
 
 
 def test_own_router_advertisement_sets_the_dhaad_preference(

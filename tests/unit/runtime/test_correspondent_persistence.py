@@ -13,16 +13,6 @@ from __future__ import annotations
 from ipaddress import IPv6Address
 from pathlib import Path
 
-from test_ro_datapath_correspondent import (
-    CN,
-    COA,
-    HOA,
-    Clock,
-    Harness,
-    bu_packet,
-    run_rr,
-)
-
 from nfq_mip6.config import load_config
 from nfq_mip6.constants import MAX_NONCE_LIFETIME
 from nfq_mip6.mobility.correspondent import CorrespondentConfig, CorrespondentNode, NodeKeyState
@@ -32,6 +22,15 @@ from nfq_mip6.runtime.correspondent import CorrespondentRuntime
 from nfq_mip6.store import CorrespondentPersistence, StateStore, StoredNonce
 from nfq_mip6.wire import BAStatus, BindingAck, BindingError
 from tests.support.factories import counter_bytes, runtime_context
+from tests.unit.runtime.test_correspondent import (
+    CN,
+    COA,
+    HOA,
+    Clock,
+    Harness,
+    bu_packet,
+    run_rr,
+)
 
 WALL = 1_800_000_000.0
 
