@@ -136,6 +136,7 @@ class MobileNodeConfig:
     mobile_router: bool = False
     prefixes: tuple[IPv6Network, ...] = ()
     prefix_mode: str = "explicit"
+    mobile_network_interface: str | None = None  # the LAN the prefixes are on
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -396,6 +397,7 @@ _MN_KEYS: Final[dict[str, Callable[[object], Any]]] = {
     "mobile_router": _parse_bool,
     "prefixes": _parse_prefix_list,
     "prefix_mode": _choice_parser(("explicit", "implicit")),
+    "mobile_network_interface": _parse_interface,
 }
 _SECTIONS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {"ha": _HA_KEYS, "mn": _MN_KEYS}
 

@@ -103,6 +103,8 @@ class MobileNodeDataplane:
         *,
         netns: str | None = None,
         tables: MobileNodeTables | None = None,
+        mobile_network_prefixes: tuple[IPv6Network, ...] = (),
+        mobile_network_interface: str | None = None,
     ) -> None:
         patch_pyroute2_seg6_modes()
         self.interface = interface
@@ -126,6 +128,18 @@ class MobileNodeDataplane:
         self._decap_installed: set[IPv6Address] = set()
         self._tunnel_route_installed = False
         self._home_rule_installed = False
+        # RFC 3963 §5.5, §5.6: a mobile router's prefixes use the same tunnel as its HoA
+        self.mobile_network_prefixes = mobile_network_prefixes
+        self.lan_index: int | None = None
+        if mobile_network_prefixes:
+            lan = self._ipr.link_lookup(ifname=mobile_network_interface or "")
+            if not lan:
+                self._ipr.close()
+                raise DataplaneError(
+                    f"mobile network interface {mobile_network_interface!r} not found"
+                )
+            self.lan_index = lan[0]
+        self._mobile_network_installed = False
 
     # ---------------------------------------------------------------- helpers
 
@@ -276,6 +290,8 @@ class MobileNodeDataplane:
                     table=tables.reverse_tunnel_table,
                 )
             self._home_rule_installed = True
+        if self.mobile_network_prefixes and not self._mobile_network_installed:
+            self._install_mobile_network()
         for old in sorted(self._decap_installed - {care_of_address}):
             self._remove_decap(old)
         self.care_of_address = care_of_address
@@ -283,6 +299,49 @@ class MobileNodeDataplane:
         LOG.info(
             "reverse tunnel %s -> %s (HoA %s)", care_of_address, home_agent, self.home_address.ip
         )
+
+    def _install_mobile_network(self) -> None:
+        """RFC 3963 §5.5: packets from the mobile network go into the reverse tunnel (a
+        ``from PREFIX`` rule beside the home address's), and packets the HA tunnels to it are
+        forwarded to the LAN: the decapsulation looks the inner destination up in ``local``
+        (``End.DT6 table local``), so the prefix gets a route there toward the LAN."""
+        for prefix in self.mobile_network_prefixes:
+            if not self._has_rule_from(prefix):
+                self._retry(
+                    f"add from-{prefix} rule", self._ipr.rule, "add", family=AF_INET6,
+                    priority=self.tables.home_address_rule_priority,
+                    src=str(prefix.network_address), src_len=prefix.prefixlen,
+                    table=self.tables.reverse_tunnel_table,
+                )  # fmt: skip
+            self._retry(
+                f"add {prefix} delivery route", self._ipr.route, "replace", family=AF_INET6,
+                dst=str(prefix), oif=self.lan_index, table=RT_TABLE_LOCAL,
+            )  # fmt: skip
+        self._mobile_network_installed = True
+
+    def _remove_mobile_network(self) -> None:
+        for prefix in self.mobile_network_prefixes:
+            self._quiet(
+                f"del from-{prefix} rule", self._ipr.rule, "del", family=AF_INET6,
+                priority=self.tables.home_address_rule_priority,
+                src=str(prefix.network_address), src_len=prefix.prefixlen,
+                table=self.tables.reverse_tunnel_table,
+            )  # fmt: skip
+            self._quiet(
+                f"del {prefix} delivery route", self._ipr.route, "del", family=AF_INET6,
+                dst=str(prefix), table=RT_TABLE_LOCAL,
+            )  # fmt: skip
+        self._mobile_network_installed = False
+
+    def _has_rule_from(self, prefix: IPv6Network) -> bool:
+        for rule in self._rules():
+            if (
+                rule.get_attr("FRA_PRIORITY", 0) == self.tables.home_address_rule_priority
+                and rule.get_attr("FRA_SRC") == str(prefix.network_address)
+                and rule["src_len"] == prefix.prefixlen
+            ):
+                return True
+        return False
 
     def _remove_decap(self, care_of_address: IPv6Address) -> None:
         tables = self.tables
@@ -310,6 +369,8 @@ class MobileNodeDataplane:
     def remove_reverse_tunnel(self) -> None:
         """Remove the tunnel, its rules and routes (back home, §11.5.5, or on stop)."""
         tables = self.tables
+        if self.mobile_network_prefixes:
+            self._remove_mobile_network()  # at home: a plain router for its LAN
         self._quiet(
             "del from-HoA rule",
             self._ipr.rule,

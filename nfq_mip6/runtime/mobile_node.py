@@ -268,7 +268,12 @@ class MobileNodeRuntime(RoleRuntime):
             fast_path=self._open_fast_path(ctx),
         )
         self._restore_state(ctx)
-        self.dataplane = MobileNodeDataplane(self.interface, mn.home_address)
+        self.dataplane = MobileNodeDataplane(
+            self.interface,
+            mn.home_address,
+            mobile_network_prefixes=mn.prefixes if mn.mobile_router else (),
+            mobile_network_interface=mn.mobile_network_interface,
+        )
         self.rules = RuleSet.from_file(
             rules_path("mn.rules"),
             {
