@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from nfq_mip6.config import load_config
+from nfq_mip6.dataplane.ro_fastpath import FakeRouteOptimizationFastPath
 from nfq_mip6.io.iptables import DestinationRules
 from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.mobility import rr
@@ -415,9 +416,11 @@ def test_reload_takes_the_configuration_the_agent_loaded(harness: Harness) -> No
     assert harness.runtime.handle_control({"cmd": "ro"})["route_optimization"] is False
 
 
-def test_bindings_go_to_the_bpf_fast_path_and_leave_with_ro_off(tmp_path: Path) -> None:
-    from nfq_mip6.dataplane.ro_fastpath import FakeRouteOptimizationFastPath
-
+def on_fake_bpf_fast_path(
+    tmp_path: Path,
+) -> tuple[Harness, FakeRouteOptimizationFastPath, list[tuple[str, str, tuple[str, ...]]]]:
+    """A CN runtime started with ``ro_datapath = "bpf"`` on the fake fast path, and the
+    (role, mode, interfaces) it asked the fast-path factory for."""
     fake = FakeRouteOptimizationFastPath("cn")
     requested: list[tuple[str, str, tuple[str, ...]]] = []
 
@@ -434,8 +437,13 @@ def test_bindings_go_to_the_bpf_fast_path_and_leave_with_ro_off(tmp_path: Path) 
     clock = Clock()
     sent: list[bytes] = []
     runtime.start(runtime_context(load_config(config_file, environ={}), sent.append, clock))
+    return Harness(runtime, clock, sent), fake, requested
+
+
+def test_bindings_go_to_the_bpf_fast_path_and_leave_with_ro_off(tmp_path: Path) -> None:
+    h, fake, requested = on_fake_bpf_fast_path(tmp_path)
+    runtime = h.runtime
     assert requested == [("cn", "bpf", ("eth0",))]
-    h = Harness(runtime, clock, sent)
     hot, cot = run_rr(h)
     h.queue(bu_packet(hot, cot))
     assert fake.entries == {(HOA, CN): COA}  # key (HoA, the CN address), value the CoA
@@ -454,23 +462,8 @@ def test_bindings_go_to_the_bpf_fast_path_and_leave_with_ro_off(tmp_path: Path) 
 def test_bpf_data_path_rewrites_count_as_active_use_for_the_brr(tmp_path: Path) -> None:
     """§9.5.5 with the tc BPF data path (no packet is queued): growth of its out_rewritten
     counter marks the bindings in use, so the BRR still goes out before expiry."""
-    from nfq_mip6.dataplane.ro_fastpath import FakeRouteOptimizationFastPath
-
-    fake = FakeRouteOptimizationFastPath("cn")
-
-    def factory(
-        role: str, mode: str, interfaces: tuple[str, ...]
-    ) -> tuple[FakeRouteOptimizationFastPath, str]:
-        fake.start()
-        return fake, "fake programs loaded"
-
-    config_file = tmp_path / "cn.toml"
-    config_file.write_text('role = "cn"\ninterface = "eth0"\nro_datapath = "bpf"\n')
-    runtime = CorrespondentRuntime(load_rules=False, address=CN, fast_path_factory=factory)
-    clock = Clock()
-    sent: list[bytes] = []
-    runtime.start(runtime_context(load_config(config_file, environ={}), sent.append, clock))
-    h = Harness(runtime, clock, sent)
+    h, fake, _ = on_fake_bpf_fast_path(tmp_path)
+    runtime, clock = h.runtime, h.clock
     hot, cot = run_rr(h)
     h.queue(bu_packet(hot, cot, lifetime=20))  # 80 s
     h.replies()

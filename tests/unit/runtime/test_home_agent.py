@@ -10,9 +10,7 @@ from typing import Any
 
 import pytest
 
-from nfq_mip6.config import AgentConfig, HomeAgentConfig, Role
 from nfq_mip6.dataplane.fake import FakeDataplane
-from nfq_mip6.io.host import HomeLinkAddressing
 from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.runtime.base import VerdictKind
 from nfq_mip6.runtime.home_agent import HomeAgentRuntime
@@ -30,7 +28,7 @@ from nfq_mip6.wire import (
     parse_mh,
 )
 from nfq_mip6.wire.mh import IPPROTO_MH
-from tests.support.factories import runtime_context
+from tests.support.factories import home_agent_runtime
 from tests.support.howto import HA, HOA, PREFIX
 
 COA = IPv6Address("fec0:106:1100::10")
@@ -82,20 +80,7 @@ class FakeND:
 def runtime(tmp_path: Path) -> Iterator[tuple[HomeAgentRuntime, FakeDataplane, list[bytes]]]:
     fake = FakeDataplane()
     sent: list[bytes] = []
-    rt = HomeAgentRuntime(
-        dataplane_factory=lambda link, backend: fake,
-        nd_factory=lambda link: FakeND(),
-        load_rules=False,
-        home_link=HomeLinkAddressing("eth0", HA, PREFIX, 1500),
-    )
-    config = AgentConfig(
-        role=Role.HA,
-        source=tmp_path / "ha.toml",
-        state_dir=tmp_path,
-        ha=HomeAgentConfig(max_binding_lifetime=400),
-    )
-    ctx = runtime_context(config, sent.append, lambda: 100.0)
-    rt.start(ctx)
+    rt = home_agent_runtime(tmp_path, fake, sent.append, nd=FakeND())
     yield rt, fake, sent
     rt.stop()  # stops the WAL checkpointer thread, closes the store
 

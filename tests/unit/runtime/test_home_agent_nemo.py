@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nfq_mip6.config import AgentConfig, HomeAgentConfig, Role
 from nfq_mip6.dataplane.fake import FakeDataplane
-from nfq_mip6.io.host import HomeLinkAddressing
 from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.mobility.nemo import MobileRouterPolicy
 from nfq_mip6.runtime.home_agent import HomeAgentRuntime, mobile_router_policies
@@ -30,8 +28,8 @@ from nfq_mip6.wire import (
     parse_mh,
 )
 from nfq_mip6.wire.mh import IPPROTO_MH
-from tests.support.factories import runtime_context
-from tests.support.howto import HA, HOA, PREFIX
+from tests.support.factories import home_agent_runtime
+from tests.support.howto import HA, HOA
 
 COA = IPv6Address("fec0:106:1100::10")
 COA2 = IPv6Address("fec0:106:1000::10")
@@ -40,19 +38,7 @@ POLICY = MobileRouterPolicy((IPv6Network(f"{HOA}/128"),), (MNP,))
 
 
 def start(tmp_path: Path, fake: FakeDataplane, sent: list[bytes]) -> HomeAgentRuntime:
-    rt = HomeAgentRuntime(
-        dataplane_factory=lambda link, backend: fake,
-        nd_factory=lambda link: None,
-        load_rules=False,
-        home_link=HomeLinkAddressing("eth0", HA, PREFIX, 1500),
-    )
-    config = AgentConfig(
-        role=Role.HA,
-        source=tmp_path / "ha.toml",
-        state_dir=tmp_path,
-        ha=HomeAgentConfig(max_binding_lifetime=400),
-    )
-    rt.start(runtime_context(config, sent.append, lambda: 100.0))
+    rt = home_agent_runtime(tmp_path, fake, sent.append)
     assert rt.core is not None
     rt.core.config = replace(rt.core.config, mobile_routers=(POLICY,), proxy_dad=False)
     return rt
