@@ -155,6 +155,20 @@ INTERFACE_SYSCTLS: Final = {
 }
 
 
+def node_sysctls(interface: str, mobile_router: bool) -> list[tuple[str, str]]:
+    """(``/proc/sys`` path, value) to write, in order. A mobile router forwards between its
+    LAN and the tunnel (RFC 3963 §5.5), and must keep hearing Router Advertisements for
+    movement detection while forwarding: ``accept_ra = 2`` goes in before forwarding."""
+    conf = "/proc/sys/net/ipv6/conf"
+    values = dict(INTERFACE_SYSCTLS)
+    if mobile_router:
+        values["accept_ra"] = "2"
+    paths = [(f"{conf}/{interface}/{key}", value) for key, value in values.items()]
+    if mobile_router:
+        paths.append((f"{conf}/all/forwarding", "1"))
+    return paths
+
+
 def _make_core(
     home_address: IPv6Interface,
     home_agent: IPv6Address | None,
@@ -364,8 +378,8 @@ class MobileNodeRuntime(RoleRuntime):
             )
 
     def _set_sysctls(self) -> None:
-        for key, value in INTERFACE_SYSCTLS.items():
-            path = f"/proc/sys/net/ipv6/conf/{self.interface}/{key}"
+        mn = self.ctx.config.mn if self.ctx is not None else None
+        for path, value in node_sysctls(self.interface, mn is not None and mn.mobile_router):
             try:
                 with open(path, "w", encoding="ascii") as handle:
                     handle.write(value)

@@ -46,3 +46,14 @@ def test_rfc3963_5_2_implicit_mode_sends_r_without_prefix_options() -> None:
 def test_a_plain_mobile_node_sends_neither() -> None:
     bu = first_home_bu()
     assert not bu.flags & BUFlags.R and bu.options == (AlternateCareofAddress(COA),)
+
+
+def test_rfc3963_5_5_a_mobile_router_forwards_and_still_hears_router_advertisements() -> None:
+    from nfq_mip6.runtime.mobile_node import node_sysctls
+
+    plain = dict(node_sysctls("eth0", False))
+    assert plain["/proc/sys/net/ipv6/conf/eth0/accept_ra"] == "1"
+    assert "/proc/sys/net/ipv6/conf/all/forwarding" not in plain
+    router = node_sysctls("eth0", True)
+    assert dict(router)["/proc/sys/net/ipv6/conf/eth0/accept_ra"] == "2"
+    assert router[-1] == ("/proc/sys/net/ipv6/conf/all/forwarding", "1")  # after accept_ra
