@@ -175,6 +175,21 @@ class _StateCollector(Collector):
             bindings.add_metric([role, "all"], float(stats.get("bindings", 0) or 0))
         yield bindings
 
+        home_agent = stats.get("home_agent")
+        if isinstance(home_agent, Mapping) and "mobile_network_prefixes" in home_agent:
+            # RFC 3963: counts only (a prefix as a label would be unbounded)
+            routers = GaugeMetricFamily(
+                f"{PREFIX}_mobile_routers", "Bindings of mobile routers with prefixes (RFC 3963)"
+            )
+            routers.add_metric([], float(home_agent.get("mobile_routers", 0) or 0))
+            yield routers
+            prefixes = GaugeMetricFamily(
+                f"{PREFIX}_mobile_network_prefixes",
+                "Mobile Network Prefixes registered and routed into tunnels (RFC 3963)",
+            )
+            prefixes.add_metric([], float(home_agent["mobile_network_prefixes"] or 0))
+            yield prefixes
+
         if "route_optimization" in stats:
             ro = GaugeMetricFamily(
                 f"{PREFIX}_route_optimization_enabled",

@@ -764,6 +764,12 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             extra["direct_rule_errors"] = self.egress.counters["rule_errors"]
             extra["direct_bindings"] = len(self.egress.bindings)
         extra["max_binding_lifetime"] = self.core.config.max_binding_lifetime
+        # RFC 3963: mobile routers and their prefixes in force
+        routers = [e for e in self.core.cache if e.prefixes and e.state is BindingState.REGISTERED]
+        extra["mobile_routers"] = len(routers)
+        extra["mobile_network_prefixes"] = sum(len(e.prefixes) for e in routers)
+        if self.sources is not None:
+            extra["mobile_network_rule_errors"] = self.sources.counters["rule_errors"]
         # the two states a home registration lives in are always present, 0 included
         by_state = dict.fromkeys((BindingState.REGISTERED.value, BindingState.DAD_PENDING.value), 0)
         for entry in self.core.cache:

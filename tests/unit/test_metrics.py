@@ -197,3 +197,13 @@ def test_ro_datapath_and_bpf_counters_from_the_snapshot() -> None:
     assert value(families, "nfq_mip6_ro_bpf_packets_total", counter="out_rewritten") == 7
     assert value(families, "nfq_mip6_ro_bpf_packets_total", counter="in_punted") == 2
     assert "bogus" not in generate_latest(registry).decode()
+
+
+def test_mobile_routers_and_prefixes_are_counted_without_labels() -> None:
+    """RFC 3963: the HA's mobile routers and their prefixes, as plain gauges."""
+    registry = CollectorRegistry()
+    snapshot = STATS | {"home_agent": {"mobile_routers": 2, "mobile_network_prefixes": 3}}
+    AgentMetrics(registry, lambda: snapshot)
+    families = scrape(registry)
+    assert value(families, "nfq_mip6_mobile_routers") == 2
+    assert value(families, "nfq_mip6_mobile_network_prefixes") == 3

@@ -77,6 +77,9 @@ def test_rfc3963_6_4_prefix_routed_into_the_tunnel_and_moved_with_the_coa(
     assert fake.tunnels() == {HOA: COA} and fake.prefix_routes() == {MNP: COA}
     rows = rt.handle_control({"cmd": "cache"})["bindings"]
     assert rows[0]["prefixes"] == [str(MNP)]
+    stats = rt.handle_control({"cmd": "stats"})
+    assert stats["home_agent"]["mobile_routers"] == 1
+    assert stats["home_agent"]["mobile_network_prefixes"] == 1
     rt.on_queued_packet(router_bu(2, COA2), 101.0)
     assert fake.tunnels() == {HOA: COA2} and fake.prefix_routes() == {MNP: COA2}
     rt.on_queued_packet(router_bu(3, COA2, 0), 102.0)
