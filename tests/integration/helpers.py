@@ -220,6 +220,22 @@ def start_agent(
         time.sleep(0.05)
 
 
+def ip(*args: str) -> None:
+    """``ip ARGS`` in the test's own namespace; raises when it fails."""
+    subprocess.run(["ip", *args], check=True)
+
+
+def ns_run(ns: str, *argv: str, check: bool = True) -> str:
+    """``argv`` inside network namespace ``ns``; its stdout (an AssertionError with stderr
+    when it fails and ``check``)."""
+    done = subprocess.run(
+        ["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=False
+    )
+    if check and done.returncode != 0:
+        raise AssertionError(f"{argv}: {done.stderr}")
+    return done.stdout
+
+
 def terminate(proc: subprocess.Popen[str], timeout: float = 10.0) -> int:
     """SIGTERM if still running, SIGKILL after ``timeout`` seconds; the exit status."""
     if proc.poll() is None:

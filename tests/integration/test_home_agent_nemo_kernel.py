@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from ipaddress import IPv6Address
 
 import pytest
+from helpers import ip, ns_run
 
 pytestmark = pytest.mark.netns
 
@@ -36,19 +37,6 @@ while select.select([rx], [], [], 10)[0]:
               socket.inet_ntop(socket.AF_INET6, data[24:40]), flush=True)
         break
 """
-
-
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True)
-
-
-def ns_run(ns: str, *argv: str, check: bool = True) -> str:
-    done = subprocess.run(
-        ["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=False
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"{argv}: {done.stderr}")
-    return done.stdout
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from ipaddress import IPv6Address
 
 import pytest
+from helpers import ip, ns_run
 
 from nfq_mip6.wire import BindingUpdate, BUFlags, build_ipv6_packet, build_mh, parse_ipv6
 from nfq_mip6.wire.mh import IPPROTO_MH
@@ -38,20 +39,8 @@ while (left := deadline - time.monotonic()) > 0 and select.select([rx], [], [], 
 """
 
 
-def ns_run(ns: str, *argv: str, check: bool = True) -> str:
-    done = subprocess.run(
-        ["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=False
-    )
-    if check and done.returncode != 0:
-        raise AssertionError(f"{argv}: {done.stderr}")
-    return done.stdout
-
-
 @pytest.fixture(scope="module")
 def pair() -> Iterator[None]:
-    def ip(*args: str) -> None:
-        subprocess.run(["ip", *args], check=True)
-
     try:
         ip("netns", "add", NS_MN)
         ip("netns", "add", NS_HA)
