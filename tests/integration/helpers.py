@@ -248,6 +248,26 @@ def terminate(proc: subprocess.Popen[str], timeout: float = 10.0) -> int:
     return proc.returncode
 
 
+@contextlib.contextmanager
+def running_home_agent(
+    node: Node,
+    config: Path,
+    socket_path: Path,
+    flush: Callable[[Node], None] | None = None,
+) -> Iterator[AgentHandle]:
+    """A home agent on ``node``, started on a kernel without a previous HA's state and
+    stopped at the end, what it deliberately leaves (tunnels, rules, proxies) removed by
+    ``flush`` (default :func:`flush_ha_kernel_state`) before and after."""
+    clean = flush if flush is not None else flush_ha_kernel_state
+    clean(node)
+    handle = start_agent(node, config, socket_path)
+    try:
+        yield handle
+    finally:
+        stop_agent(handle)
+        clean(node)
+
+
 def stop_agent(handle: AgentHandle) -> int:
     """SIGTERM (kill after 10 s); the exit status."""
     return terminate(handle.proc)

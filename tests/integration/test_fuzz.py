@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import AgentHandle, start_agent, stop_agent, write_agent_config
+from helpers import AgentHandle, running_home_agent, write_agent_config
 from test_security import KEY, flush_ha_kernel_state, write_key
 
 from nfq_mip6.security.auth import MobileNodeAuthenticator, SecurityAssociation
@@ -67,7 +67,6 @@ def vm_rss_kib(pid: int) -> int:
 @pytest.fixture
 def agent(testbed_home: Testbed, tmp_path: Path) -> Iterator[AgentHandle]:
     ha = testbed_home.node("ha")
-    flush_ha_kernel_state(ha)
     key_file = write_key(tmp_path, "fuzz.key", KEY)
     config = write_agent_config(
         tmp_path,
@@ -84,12 +83,8 @@ spi = {SPI}
 key_file = "{key_file}"
 """,
     )
-    handle = start_agent(ha, config, tmp_path / "ha.sock")
-    try:
+    with running_home_agent(ha, config, tmp_path / "ha.sock", flush_ha_kernel_state) as handle:
         yield handle
-    finally:
-        stop_agent(handle)
-        flush_ha_kernel_state(ha)
 
 
 def test_agent_survives_fuzzing_and_still_registers(

@@ -24,9 +24,9 @@ from helpers import (
     ReceivedBindingAck,
     ScriptedMobileNode,
     binding_ack,
-    flush_ha_kernel_state,
     mn_away,
     mn_tunnel_endpoint,
+    running_home_agent,
     scripted_mobile_node,
     start_agent,
     stop_agent,
@@ -129,13 +129,8 @@ def away_testbed(testbed: Testbed) -> Iterator[Testbed]:
 def agent(away_testbed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHandle]:
     tmp = tmp_path_factory.mktemp("ha")
     ha = away_testbed.node("ha")
-    flush_ha_kernel_state(ha)
-    handle = start_agent(ha, write_config(tmp), tmp / "ha.sock")
-    try:
+    with running_home_agent(ha, write_config(tmp), tmp / "ha.sock") as handle:
         yield handle
-    finally:
-        stop_agent(handle)
-        flush_ha_kernel_state(ha)
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,9 @@ from pathlib import Path
 import pytest
 from helpers import (
     AgentHandle,
-    flush_ha_kernel_state,
     mn_away,
+    running_home_agent,
     scripted_mobile_node,
-    start_agent,
-    stop_agent,
     write_agent_config,
 )
 
@@ -87,17 +85,12 @@ def plain_binding_ack(replies: list[bytes]) -> BindingAck:
 @pytest.fixture
 def agent(testbed: Testbed, tmp_path: Path) -> Iterator[AgentHandle]:
     ha = testbed.node("ha")
-    flush_ha_kernel_state(ha)
     config = write_agent_config(
         tmp_path, "ha", QUEUE_NUM, "\n[ha]\nmax_tunnel_nr = 5\nrequire_authentication = false\n"
     )
-    handle = start_agent(ha, config, tmp_path / "ha.sock")
-    try:
+    with running_home_agent(ha, config, tmp_path / "ha.sock") as handle:
         yield handle
-    finally:
-        stop_agent(handle)
-        flush_ha_kernel_state(ha)
-        testbed.reset()
+    testbed.reset()
 
 
 def test_bu_from_the_home_link_is_answered_on_the_home_link(

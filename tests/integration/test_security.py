@@ -22,9 +22,8 @@ from helpers import (
     ScriptedMobileNode,
     binding_ack,
     mn_away,
+    running_home_agent,
     scripted_mobile_node,
-    start_agent,
-    stop_agent,
     write_agent_config,
 )
 
@@ -127,15 +126,11 @@ def away(testbed: Testbed) -> Iterator[Testbed]:
 def agent(away: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHandle]:
     tmp = tmp_path_factory.mktemp("ha-auth")
     ha = away.node("ha")
-    flush_ha_kernel_state(ha)
     key_file = write_key(tmp, "mn.key", KEY)
-    handle = start_agent(ha, write_ha_config(tmp, QUEUE_NUM, key_file), tmp / "ha.sock")
-    try:
+    config = write_ha_config(tmp, QUEUE_NUM, key_file)
+    with running_home_agent(ha, config, tmp / "ha.sock", flush_ha_kernel_state) as handle:
         yield handle
-    finally:
-        stop_agent(handle)
-        flush_ha_kernel_state(ha)
-        assert KEY.hex() not in handle.log_path.read_text()
+    assert KEY.hex() not in handle.log_path.read_text()
 
 
 @pytest.fixture(scope="module")
