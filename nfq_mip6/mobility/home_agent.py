@@ -416,6 +416,11 @@ class HomeAgent:
     # Mobility messages
     # ----------------------------------------------------------------------------------------
 
+    def set_mobile_routers(self, policies: tuple[MobileRouterPolicy, ...]) -> None:
+        """Reconfigure the RFC 3963 §6.1.2 prefix table; it applies to the next registrations,
+        existing bindings keep their prefixes until refreshed."""
+        self.config = replace(self.config, mobile_routers=policies)
+
     def set_max_binding_lifetime(self, lifetime: int) -> None:
         """Reconfigure the §10.3.1 lifetime cap; it applies to the next registrations,
         existing bindings keep theirs."""

@@ -722,14 +722,27 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         """``[ha] max_binding_lifetime`` applies to the next registrations (§10.3.1 cap);
         existing bindings keep theirs."""
         assert self.core is not None
+        changed: list[str] = []
+        # RFC 3963 §6.1.2: the mobile router policy decides the next registrations; bindings
+        # in force keep their prefixes until they are refreshed
+        policies = mobile_router_policies(config.ha.mobile_nodes if config.ha else ())
+        if policies != self.core.config.mobile_routers:
+            self.core.set_mobile_routers(policies)
+            changed.append(f"mobile routers: {len(policies)}")
         lifetime = config.ha.max_binding_lifetime if config.ha is not None else None
         if lifetime is None or lifetime == self.core.config.max_binding_lifetime:
-            return []
+            return changed
         self.core.set_max_binding_lifetime(lifetime)
-        return [f"max_binding_lifetime: {lifetime}"]
+        return [*changed, f"max_binding_lifetime: {lifetime}"]
 
     def role_command(self, cmd: object, request: dict[str, Any], now: float) -> dict[str, Any]:
         if cmd == "flush" and self.dataplane is not None:
+            prefixes = list(self.dataplane.prefix_routes())
+            if prefixes:
+                self.dataplane.remove_prefix_routes(prefixes)
+            if self.sources is not None and self.core is not None:
+                for entry in self.core.cache:
+                    self.sources.remove(entry.home_address)
             self.dataplane.remove_tunnels(list(self.dataplane.tunnels()))
             if self.egress is not None:
                 for home_address in list(self.egress.bindings):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from nfq_mip6.config import AgentConfig, HomeAgentConfig, Role
 from nfq_mip6.dataplane.fake import FakeDataplane
 from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.mobility.nemo import MobileRouterPolicy
@@ -152,3 +153,31 @@ def test_mobile_router_policy_comes_from_the_mobile_node_entries() -> None:
             parse_mobile_node_entries(
                 [{"home_address": str(HOA), "spi": 300, "key_env": "K", **bad}]
             )
+
+
+def test_reload_changes_the_mobile_router_policy_for_the_next_registrations(
+    setup: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]], tmp_path: Path
+) -> None:
+    rt, fake, _sent = setup
+    assert rt.core is not None
+    entry = MobileNodeCredentials(
+        300,
+        KeySource(env="K"),
+        (IPv6Network(f"{HOA}/128"),),
+        mobile_router=True,
+        prefixes=(IPv6Network("2001:db8:99::/48"),),
+    )
+    config = AgentConfig(
+        role=Role.HA,
+        source=tmp_path / "ha.toml",
+        state_dir=tmp_path,
+        ha=HomeAgentConfig(
+            max_binding_lifetime=rt.core.config.max_binding_lifetime, mobile_nodes=(entry,)
+        ),
+    )
+    assert rt.reload(config) == ["mobile routers: 1"]
+    rt.on_queued_packet(router_bu(1), 100.0)  # implicit mode: the reloaded prefix
+    assert fake.prefix_routes() == {IPv6Network("2001:db8:99::/48"): COA}
+    # the control socket's flush takes the prefix routes with the tunnels
+    assert rt.handle_control({"cmd": "flush"})["ok"]
+    assert fake.prefix_routes() == {} and fake.tunnels() == {}
