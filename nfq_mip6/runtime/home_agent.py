@@ -75,6 +75,9 @@ from nfq_mip6.runtime.base import QueuedPacket, RuntimeContext, Verdict
 from nfq_mip6.runtime.home_egress import EgressRewriter, HomeAgentEgress, is_redirect
 from nfq_mip6.runtime.mh_endpoint import MobilityHeaderEndpoint, mobility_message_received
 from nfq_mip6.runtime.mobile_network_sources import MobileNetworkSourceCheck
+from nfq_mip6.runtime.mobile_network_sources import (
+    rejected_packets as mobile_network_rejected_packets,
+)
 from nfq_mip6.security.guard import HomeAgentGuard
 from nfq_mip6.security.keys import MobileNodeCredentials
 from nfq_mip6.statedir import open_state
@@ -783,6 +786,9 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         extra["mobile_network_prefixes"] = sum(len(e.prefixes) for e in routers)
         if self.sources is not None:
             extra["mobile_network_rule_errors"] = self.sources.counters["rule_errors"]
+        if self.rules is not None:
+            # RFC 3963 §6.5: reverse-tunnelled packets with a foreign inner source
+            extra["mobile_network_source_rejected"] = mobile_network_rejected_packets()
         # the two states a home registration lives in are always present, 0 included
         by_state = dict.fromkeys((BindingState.REGISTERED.value, BindingState.DAD_PENDING.value), 0)
         for entry in self.core.cache:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
 from typing import Final
 
-from nfq_mip6.io.iptables import run_ip6tables
+from nfq_mip6.io.iptables import chain_counters, run_ip6tables
 
 log = logging.getLogger(__name__)
 
@@ -127,3 +127,10 @@ class MobileNetworkSourceCheck:
     def forget(self) -> None:
         """Forget the rules without touching the kernel (they went with the chains)."""
         self._routers.clear()
+
+
+def rejected_packets() -> int:
+    """Packets refused so far (the packet counter of ``NFQMIP6-HA-MRSRC``'s last, static
+    drop rule); 0 when the chain is not loaded."""
+    rows = chain_counters("filter", SOURCE_CHAIN)
+    return rows[-1][0] if rows else 0

@@ -199,6 +199,10 @@ def test_rfc3963_6_5_reverse_tunnel_accepts_only_the_routers_sources(hosts: None
             NS_HA, "ip6tables", "-t", "filter", "-L", "NFQMIP6-HA-MRSRC", "-v", "-x", "-n"
         )
         assert int(dropped.splitlines()[-1].split()[0]) == 1  # the forged 2001:db8:99::5
+        read = (
+            "from nfq_mip6.runtime.mobile_network_sources import rejected_packets as r\nprint(r())"
+        )
+        assert ns_run(NS_HA, sys.executable, "-c", read).strip() == "1"  # what the HA reports
     finally:
         dataplane(f"d.remove_tunnel(A('{HOA}'))")
         ns_run(NS_HA, sys.executable, "-c", LOAD_RULES, "unload", check=False)
