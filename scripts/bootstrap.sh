@@ -17,6 +17,9 @@ APT_PACKAGES=(
   # capture and crypto libraries, the perl modules its sequences load
   build-essential flex libfl-dev bison libpcap-dev libssl-dev libtirpc-dev
   perl libexpect-perl libio-stty-perl libio-pty-perl libyaml-perl libdigest-hmac-perl
+  # the cluster store's tests start their own etcd on unused loopback ports
+  # (tests/support/etcd.py); a packaged service that starts on 2379 does not disturb them
+  etcd-server
 )
 
 missing=()
@@ -43,7 +46,7 @@ fi
 stamp=.venv/.nfq-mip6-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  .venv/bin/pip install -q -e '.[dev,cluster]'
   touch "$stamp"
 fi
 echo "bootstrap: ok ($(.venv/bin/python --version), $(ip6tables --version))"
