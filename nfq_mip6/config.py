@@ -9,8 +9,8 @@ Two input formats give the same :class:`AgentConfig`:
   ``HOMEAGENT``, plus ``ACCEPT_RETURN_ROUTABILITY`` and the agent keys in upper case.
 
 After the file, environment variables ``NFQ_MIP6_<SECTION>__<KEY>`` override single keys:
-section ``AGENT`` for the top-level keys (``NFQ_MIP6_AGENT__LOG_LEVEL=debug``), ``HA`` and
-``MN`` for the tables (``NFQ_MIP6_HA__MAX_BINDING_LIFETIME=600``). Every problem is a
+section ``AGENT`` for the top-level keys (``NFQ_MIP6_AGENT__LOG_LEVEL=debug``), ``HA``, ``MN``
+and ``CLUSTER`` for the tables (``NFQ_MIP6_HA__MAX_BINDING_LIFETIME=600``). Every problem is a
 :class:`ConfigError` naming the file (or variable), the key and what is wrong.
 
 :func:`reload_changes` tells the SIGHUP handler which changes a running agent can take.
@@ -29,6 +29,7 @@ from enum import StrEnum
 from ipaddress import IPv6Address, IPv6Interface, IPv6Network
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from nfq_mip6.constants import MAX_LIFETIME_SECONDS
 from nfq_mip6.control import DEFAULT_CONTROL_SOCKET
@@ -46,6 +47,7 @@ __all__ = [
     "DEFAULT_STATE_DIR",
     "ENV_PREFIX",
     "AgentConfig",
+    "ClusterConfig",
     "ConfigError",
     "HomeAgentConfig",
     "MobileNodeConfig",
@@ -115,6 +117,20 @@ class HomeAgentConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterConfig:
+    """``[cluster]``: the HA's binding state in a shared store (docs/cluster.md). Absent:
+    the single-node SQLite store in ``state_dir`` (the default)."""
+
+    backend: str = "etcd"
+    endpoints: tuple[str, ...] = ()  # etcd client URLs, http(s)://host:port
+    name: str = ""  # the virtual HA: its keys live under /nfq-mip6/v1/<name>/
+    commit_timeout_ms: int = 1000  # no confirmed commit in this time: no BA (MN retransmits)
+    ca_file: Path | None = None  # TLS: CA bundle to verify etcd's certificate
+    cert_file: Path | None = None  # TLS client certificate + key (etcd --client-cert-auth)
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MobileNodeConfig:
     """Mobile Node settings (RFC 6275 §11)."""
 
@@ -158,6 +174,7 @@ class AgentConfig:
     state_dir: Path = DEFAULT_STATE_DIR
     ha: HomeAgentConfig | None = None
     mn: MobileNodeConfig | None = None
+    cluster: ClusterConfig | None = None  # HA only; None = single-node SQLite
 
     @property
     def unauthenticated(self) -> bool:
@@ -399,7 +416,55 @@ _MN_KEYS: Final[dict[str, Callable[[object], Any]]] = {
     "prefix_mode": _choice_parser(("explicit", "implicit")),
     "mobile_network_interface": _parse_interface,
 }
-_SECTIONS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {"ha": _HA_KEYS, "mn": _MN_KEYS}
+
+
+def _parse_endpoints(value: object) -> tuple[str, ...]:
+    """etcd client URLs: a list (or comma-separated string) of ``http(s)://host:port``."""
+    items = value if isinstance(value, list) else [v for v in str(value).split(",") if v.strip()]
+    urls: list[str] = []
+    for item in items:
+        url = str(item).strip()
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+            raise ValueError(f"{url!r} is not http(s)://host:port")
+        urls.append(url)
+    if not urls:
+        raise ValueError("at least one endpoint is needed")
+    return tuple(urls)
+
+
+def _parse_cluster_name(value: object) -> str:
+    name = str(value).strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
+        raise ValueError(f"{name!r}: letters, digits, '.', '_', '-' (at most 63)")
+    return name
+
+
+def _parse_existing_file(value: object) -> Path:
+    path = Path(str(value))
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    return path
+
+
+_CLUSTER_KEYS: Final[dict[str, Callable[[object], Any]]] = {
+    "backend": _choice_parser(("etcd",)),
+    "endpoints": _parse_endpoints,
+    "name": _parse_cluster_name,
+    "commit_timeout_ms": _int_parser(10, 60_000),
+    "ca_file": _parse_existing_file,
+    "cert_file": _parse_existing_file,
+    "key_file": _parse_existing_file,
+}
+_SECTIONS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
+    "ha": _HA_KEYS,
+    "mn": _MN_KEYS,
+    "cluster": _CLUSTER_KEYS,
+}
 
 # HOWTO §4.2.2 keys -> (section or "" for agent, key). Keys compare case-insensitively.
 _LEGACY_KEYS: Final[dict[str, tuple[str, str]]] = {
@@ -453,7 +518,7 @@ def _read_toml(path: Path, text: str) -> _Raw:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"invalid TOML: {exc}") from None
-    raw: _Raw = {"": {}, "ha": {}, "mn": {}}
+    raw: _Raw = {"": {}, "ha": {}, "mn": {}, "cluster": {}}
     for key, value in document.items():
         if key in _SECTIONS:
             if not isinstance(value, dict):
@@ -482,7 +547,7 @@ def _strip_legacy_value(text: str) -> str:
 
 
 def _read_legacy(path: Path, text: str) -> _Raw:
-    raw: _Raw = {"": {}, "ha": {}, "mn": {}}
+    raw: _Raw = {"": {}, "ha": {}, "mn": {}, "cluster": {}}
     pending_sitelocal: _RawValue | None = None
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
@@ -660,8 +725,33 @@ def load_config(path: Path, environ: Mapping[str, str] = os.environ) -> AgentCon
         first = next(iter(raw["mn"].values()))
         raise ConfigError(first.source, first.key, f"[mn] settings given but role is {role}")
 
+    cluster = _load_cluster(raw["cluster"], path, role)
     agent.pop("role")
-    return AgentConfig(role=role, source=path, legacy=legacy, ha=ha, mn=mn, **agent)
+    return AgentConfig(
+        role=role, source=path, legacy=legacy, ha=ha, mn=mn, cluster=cluster, **agent
+    )
+
+
+def _load_cluster(raw: dict[str, _RawValue], path: Path, role: Role) -> ClusterConfig | None:
+    """``[cluster]`` (HA only): endpoints and name are required; TLS client certificate and
+    key come together."""
+    if not raw:
+        return None
+    first = next(iter(raw.values()))
+    if role is not Role.HA:
+        raise ConfigError(first.source, first.key, f"[cluster] settings given but role is {role}")
+    for key in ("endpoints", "name"):
+        if key not in raw:
+            raise ConfigError(path, f"cluster.{key}", "missing (needed with [cluster])")
+    cluster = ClusterConfig(**_build(raw, _CLUSTER_KEYS))
+    if (cluster.cert_file is None) != (cluster.key_file is None):
+        given = raw.get("cert_file") or raw["key_file"]
+        raise ConfigError(given.source, given.key, "cert_file and key_file go together")
+    if cluster.cert_file is not None and any(u.startswith("http://") for u in cluster.endpoints):
+        raise ConfigError(
+            raw["endpoints"].source, raw["endpoints"].key, "a client certificate needs https://"
+        )
+    return cluster
 
 
 # ---------------------------------------------------------------------------------------------
@@ -682,10 +772,10 @@ RELOADABLE_FIELDS: Final = frozenset(
 def _flatten(config: AgentConfig) -> dict[str, object]:
     flat: dict[str, object] = {}
     for field in dataclasses.fields(config):
-        if field.name in ("source", "legacy", "ha", "mn"):
+        if field.name in ("source", "legacy", "ha", "mn", "cluster"):
             continue
         flat[field.name] = getattr(config, field.name)
-    for section in ("ha", "mn"):
+    for section in ("ha", "mn", "cluster"):
         sub = getattr(config, section)
         if sub is None:
             flat[section] = None
