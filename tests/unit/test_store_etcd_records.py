@@ -1,0 +1,62 @@
+"""The etcd store's pure parts (no etcd needed): compact JSON records round-trip, the key
+layout under the virtual HA's prefix, the group-commit picker (distinct keys, order kept per
+key), and the range end of a prefix."""
+
+from __future__ import annotations
+
+import json
+import time
+from ipaddress import IPv6Address, IPv6Network
+
+import pytest
+
+pytest.importorskip("etcd3gw", reason="optional extra nfq-mip6[cluster] not installed")
+
+from nfq_mip6.store import BindingCommit, StoredBinding
+from nfq_mip6.store.etcd import (
+    EtcdBindingStore,
+    EtcdSettings,
+    _Pending,
+    _prefix_end,
+    binding_value,
+    parse_binding,
+)
+
+HOA = IPv6Address("2001:db8::1")
+ROW = StoredBinding(
+    "ha", HOA, IPv6Address("2001:db8:c::1"), 7, 0xC000, 400, 1_900_000_000.25,
+    link_local=IPv6Address("fe80::1"), prefixes=(IPv6Network("2001:db8:77::/48"),),
+)  # fmt: skip
+
+
+def test_binding_record_round_trips_as_compact_json_without_secrets() -> None:
+    value = binding_value(ROW, "host-a/42")
+    assert " " not in value and json.loads(value)["w"] == "host-a/42"
+    assert parse_binding(str(HOA), value) == ROW
+
+
+def test_prefix_end_covers_exactly_the_prefix() -> None:
+    assert _prefix_end("/nfq-mip6/v1/vha1/") == "/nfq-mip6/v1/vha10"
+
+
+def pending(store: EtcdBindingStore, change: BindingCommit, token: int) -> _Pending:
+    return _Pending(change, token, time.monotonic() + 1, store._keys(change))
+
+
+def test_picker_keeps_one_commit_per_key_in_flight_and_order_per_key() -> None:
+    # An unreachable endpoint: the picker and key layout need no etcd.
+    store = EtcdBindingStore(EtcdSettings(("http://127.0.0.1:9",), "vha1", max_batch=3))
+    try:
+        other = IPv6Address("2001:db8::2")
+        a1 = pending(store, BindingCommit((ROW,), (), {5: 1}), 1)
+        b1 = pending(store, BindingCommit((), (other,)), 2)
+        a2 = pending(store, BindingCommit((ROW,), ()), 3)  # same HoA as a1: waits
+        c1 = pending(store, BindingCommit((), (IPv6Address("2001:db8::3"),), {5: 2}), 4)  # SPI
+        d1 = pending(store, BindingCommit((), (IPv6Address("2001:db8::4"),)), 5)
+        e1 = pending(store, BindingCommit((), (IPv6Address("2001:db8::5"),)), 6)  # batch full
+        batch, rest = store._pick([a1, b1, a2, c1, d1, e1])
+        assert [p.token for p in batch] == [1, 2, 5] and [p.token for p in rest] == [3, 4, 6]
+        assert set(a1.keys) == {"/nfq-mip6/v1/vha1/b/2001:db8::1", "/nfq-mip6/v1/vha1/auth/5"}
+        assert b1.keys == {"/nfq-mip6/v1/vha1/b/2001:db8::2": None}
+    finally:
+        store.close()
