@@ -237,6 +237,8 @@ class MobileNode:
         self._wanted_correspondents: set[IPv6Address] = set()
         self._acknowledged_coa: IPv6Address | None = None
         """The CoA the HA acknowledged last (None after a move until the new one is)."""
+        self._home_agent_direct: tuple[IPv6Address, IPv6Address] | None = None
+        """(HA, CoA) while packets from the HoA to the HA leave directly with an HAO."""
         self._prefix_discovery = MobilePrefixDiscovery()
         # restored last sequence numbers (§11.7.1) of destinations with no entry yet
         self._sequence_floor: dict[IPv6Address, int] = {}
@@ -601,6 +603,7 @@ class MobileNode:
         if same_coa:
             return actions
         self._acknowledged_coa = None
+        actions += self._home_agent_indirect()  # the old CoA is gone
         if self.home_agent is None:
             return actions + self._dhaad_start(now)
         actions += self._start_home_registration(now)
@@ -640,7 +643,7 @@ class MobileNode:
         self.coa_valid_until = math.inf
         self._discovery.cancel()
         self._acknowledged_coa = None
-        actions: list[Action] = []
+        actions: list[Action] = self._home_agent_indirect()
         for entry in list(self.bul.values()):
             if not entry.home_registration:
                 actions += self._correspondent_go_home(entry, now)
@@ -697,6 +700,26 @@ class MobileNode:
         entry.sequence_unknown = not known
         self.bul[ha] = entry
         return self._transmit(entry, now)
+
+    def _home_agent_direct_install(self, entry: BindingUpdateListEntry) -> list[Action]:
+        """§11.3.1: packets from the HoA to the HA leave from the acknowledged CoA with an HAO
+        (while route optimization is on: ``ro off`` sends everything through the tunnel)."""
+        direct = (entry.destination, entry.care_of_address)
+        if not self.route_optimization or self._home_agent_direct == direct:
+            return []
+        actions = self._home_agent_indirect()
+        hoa = self.config.home_address
+        actions.append(InstallRouteOptimization(hoa, entry.care_of_address, entry.destination))
+        self._home_agent_direct = direct
+        return actions
+
+    def _home_agent_indirect(self) -> list[Action]:
+        """Packets to the HA go through the reverse tunnel again (no binding for the CoA)."""
+        if self._home_agent_direct is None:
+            return []
+        home_agent, _ = self._home_agent_direct
+        self._home_agent_direct = None
+        return [RemoveRouteOptimization(self.config.home_address, home_agent)]
 
     def _home_bound(self) -> bool:
         home = self.home_entry
@@ -914,6 +937,7 @@ class MobileNode:
         if status >= 128:
             del self.bul[entry.destination]
             actions: list[Action] = [
+                *self._home_agent_indirect(),
                 BindingRejected(hoa, entry.destination, True, status),
             ]
             if entry.route_installed:
@@ -922,7 +946,7 @@ class MobileNode:
         granted = ba.lifetime * LIFETIME_UNIT
         if granted == 0:
             del self.bul[entry.destination]
-            return [BindingDeleted(hoa, entry.destination, True)]
+            return [*self._home_agent_indirect(), BindingDeleted(hoa, entry.destination, True)]
         was_bound = entry.bound_once and entry.route_installed
         self._acknowledged_coa = entry.care_of_address
         self._schedule_refresh(entry, ba, granted)
@@ -932,6 +956,10 @@ class MobileNode:
         # §11.3.1: data traffic waits for the BA; now tunnel it through the HA.
         actions.append(InstallReverseTunnel(hoa, entry.care_of_address, entry.destination))
         entry.route_installed = True
+        # §11.3.1, §9.3.1: the HA holds a binding HoA → CoA, so our packets to the HA itself
+        # (e.g. the Echo Reply to its Echo Request that came with an RH2, §11.3.3) go
+        # directly from the CoA with an HAO, as to any correspondent with a binding.
+        actions += self._home_agent_direct_install(entry)
         event_cls = BindingRefreshed if was_bound else BindingRegistered
         actions.append(event_cls(hoa, entry.destination, True, entry.care_of_address, granted))
         if status == BAStatus.ACCEPTED_PREFIX_DISCOVERY_NECESSARY:
@@ -1035,9 +1063,12 @@ class MobileNode:
 
     def _switch(self, enabled: bool, now: float = 0.0) -> list[Action]:
         self.route_optimization = enabled
+        home = self.home_entry
         if enabled:
+            if home is not None and home.state in IN_FORCE and self.location is Location.AWAY:
+                return self._home_agent_direct_install(home)
             return []
-        actions: list[Action] = []
+        actions: list[Action] = self._home_agent_indirect()
         for entry in list(self.bul.values()):
             if not entry.home_registration:
                 actions += self._correspondent_farewell(entry, now)

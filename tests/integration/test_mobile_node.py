@@ -320,6 +320,38 @@ def test_stale_binding_deregistered_when_the_agent_starts_at_home(
             assert stats["counters"]["NBindUpdatesSent"] >= 1
 
 
+def test_echo_request_from_home_agent_with_rh2_answered_directly_with_hao(
+    testbed_home: Testbed, tmp_path: Path
+) -> None:
+    """§11.3.1, §11.3.3, §9.3.1: away and registered, the HA's own Echo Request reaches the
+    MN with an RH2; the Echo Reply leaves the CoA directly for the HA with a Home Address
+    option (the HA holds the binding), not through the reverse tunnel."""
+    bed = testbed_home
+    mn, ha = bed.node("mn"), bed.node("ha")
+    ha_socket = tmp_path / "ha.sock"
+    mn_socket = tmp_path / "mn.sock"
+    with running_agent(ha, HA_CONFIG, ha_socket), running_agent(mn, MN_CONFIG, mn_socket):
+        bed.move("visitnet")
+        registered = wait_until(lambda: any(row["state"] == 1 for row in bul(mn_socket)), 15.0)
+        assert registered and MN_HOME_ADDRESS in ha_cache_home_addresses(ha_socket)
+        ping = ["ping", "-6", "-n", "-c", "3", "-i", "0.3", "-W", "2", MN_HOME_ADDRESS]
+        with bed.capture("visitnet", tmp_path / "visitnet.pcap") as pcap:
+            done = ha.run(ping, check=False)
+        assert " 0% packet loss" in done.stdout, done.stdout
+    from scapy.layers.inet6 import HAO, ICMPv6EchoReply, ICMPv6EchoRequest, IPv6ExtHdrRouting
+    from scapy.utils import rdpcap
+
+    frames = rdpcap(str(pcap))
+    requests = [f for f in frames if ICMPv6EchoRequest in f and IPv6ExtHdrRouting in f]
+    replies = [f for f in frames if ICMPv6EchoReply in f]
+    assert requests, [f.summary() for f in frames]
+    assert replies and all(
+        HAO in f and f[HAO].hoa == MN_HOME_ADDRESS and f["IPv6"].src == str(VISIT_COA)
+        for f in replies
+    ), [f.summary() for f in replies]
+    assert all(f["IPv6"].dst == HA_ADDRESS and f["IPv6"].nh != 41 for f in replies)
+
+
 def test_move_without_carrier_change_runs_dad_for_link_local_and_care_of_address(
     testbed_home: Testbed, tmp_path: Path
 ) -> None:

@@ -31,7 +31,7 @@ from test_mobile_node import running_agent, wait_until
 
 from nfq_mip6.control import request
 from nfq_mip6.testbed import Testbed, care_of_address, unique_prefix
-from nfq_mip6.testbed.topology import CN_ADDRESS, MN_HOME_ADDRESS
+from nfq_mip6.testbed.topology import CN_ADDRESS, HA_ADDRESS, MN_HOME_ADDRESS
 
 pytestmark = pytest.mark.netns
 
@@ -197,12 +197,18 @@ def test_route_optimization_with_real_agents(testbed_home: Testbed, tmp_path: Pa
                 # the tc programs rewrite: a map entry at each end, no NFQUEUE rule
                 assert ro_rules(bed) == []
                 cn_datapath = request(cn_socket, {"cmd": "stats"})["ro_datapath"]
-                for datapath in (mn_stats["ro_datapath"], cn_datapath):
-                    assert datapath["datapath"] == "bpf" and datapath["entries"] == 1
+                # the MN's entries: the CN and its HA (§11.3.1: the HA holds a binding)
+                for datapath, entries in ((mn_stats["ro_datapath"], 2), (cn_datapath, 1)):
+                    assert datapath["datapath"] == "bpf" and datapath["entries"] == entries
                     assert datapath["counters"]["out_rewritten"] >= 20
                     assert datapath["counters"]["in_rewritten"] >= 20
             else:
-                assert ro_rules(bed) == [f"-s {MN_HOME_ADDRESS}/128 -d {CN_ADDRESS}/128"]
+                assert sorted(ro_rules(bed)) == sorted(
+                    [
+                        f"-s {MN_HOME_ADDRESS}/128 -d {CN_ADDRESS}/128",
+                        f"-s {MN_HOME_ADDRESS}/128 -d {HA_ADDRESS}/128",
+                    ]
+                )
 
             # 2. RO off at the MN mid-flow: back to the tunnel (the CN is told too).
             assert "route optimization: off" in ro(mn_socket, "off")
@@ -258,6 +264,8 @@ def test_route_optimization_with_real_agents(testbed_home: Testbed, tmp_path: Pa
         finally:
             result = stream.stop()
         print(f"CN -> HoA while the CN agent stops (back to the tunnel): {result.summary()}")
-        # The CN kernel's Parameter Problem ended RO with it: no entry, no rule, no new RR.
-        assert ro_rules(bed) == []
+        # The CN kernel's Parameter Problem ended RO with it: no entry, no rule, no new RR
+        # (the HA's rule stays: its binding is in force, §11.3.1).
+        ha_rule = [f"-s {MN_HOME_ADDRESS}/128 -d {HA_ADDRESS}/128"]
+        assert ro_rules(bed) == ([] if mn_stats["ro_datapath"]["datapath"] == "bpf" else ha_rule)
         assert CN_ADDRESS not in {e["recipient"] for e in bul(mn_socket)}

@@ -757,6 +757,29 @@ def test_mn_ba_to_a_bu_for_the_previous_care_of_address_is_ignored() -> None:
     assert mn.handle(ba_event(0, new.sequence, 100), 0.7)
 
 
+def test_mn_packets_to_the_home_agent_leave_directly_with_hao_while_registered() -> None:
+    """§11.3.1/§9.3.1: the HA holds a binding HoA → CoA, so the MN's own packets to it (the
+    Echo Reply to the HA's Echo Request that came with an RH2, §11.3.3) leave directly from
+    the CoA with an HAO, not through the reverse tunnel; a move withdraws it until the new
+    CoA is acknowledged, going home ends it."""
+    mn = make_mn()
+    bu = away(mn)
+    actions = mn.handle(ba_event(0, bu.sequence, bu.lifetime), 1.0)
+    assert InstallRouteOptimization(HOA, COA, HA) in actions
+    refresh = mn.handle_timer(mn.home_entry.refresh_at)  # type: ignore[union-attr]
+    _, again = the_bu(refresh)
+    assert not [
+        a
+        for a in mn.handle(ba_event(0, again.sequence, 100), 400.0)
+        if isinstance(a, InstallRouteOptimization)
+    ]
+    moved = mn.handle(MovedToForeignLink(COA2, None), 500.0)
+    assert RemoveRouteOptimization(HOA, HA) in moved
+    _, bu2 = the_bu(moved)
+    assert InstallRouteOptimization(HOA, COA2, HA) in mn.handle(ba_event(0, bu2.sequence), 501.0)
+    assert RemoveRouteOptimization(HOA, HA) in mn.handle(ReturnedToHomeLink(), 502.0)
+
+
 def test_mn_first_coti_leaves_at_once_after_movement_and_bu_waits_for_home_ba() -> None:
     """§11.6.1, §11.8: after a move the CoTI to each correspondent leaves from the new CoA at
     once (retransmitted 1 s, then 2 s later); the home token is still valid, so no HoTI; the

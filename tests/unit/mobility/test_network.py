@@ -77,8 +77,10 @@ def test_network_return_routability_and_cn_binding() -> None:
     assert [a for _, a in net.actions_of("cn", InstallRouteOptimization)] == [
         InstallRouteOptimization(HOA, COA)
     ]
+    # the HA first (its binding, §11.3.1), then the CN
     assert [a for _, a in net.actions_of("mn", InstallRouteOptimization)] == [
-        InstallRouteOptimization(HOA, COA, CN)
+        InstallRouteOptimization(HOA, COA, HA),
+        InstallRouteOptimization(HOA, COA, CN),
     ]
     assert net.mn.bul[CN].state is BulState.BOUND
     assert net.cn.stats.NBindUpdatesRcvd == 1 and net.mn.stats.NBindAcksRcvd == 2
