@@ -23,7 +23,9 @@ with the package; nothing is compiled when the agent runs.
   ``from HoA``) with ``<CN>/128 via <next hop> src <HoA>``: the packet leaves the interface
   the programs are on instead of the tunnel, and a socket bound to ``::`` answers from the
   HoA (Linux has RFC 6724 rule 4 only with ``CONFIG_IPV6_MIP6``). These routes carry
-  ``proto`` :data:`RT_PROTO_RO`.
+  ``proto`` :data:`RT_PROTO_RO`. For the home agent as peer the rule is
+  ``from <HoA>/128 to <HA>/128``: the reverse tunnel's outer packets and the BUs (from the
+  CoA) keep the main table's route.
 * **Clean stop**: the filters are detached and routes, rules and entries removed.
 """
 
@@ -369,14 +371,24 @@ class BpfRouteOptimization:
         return self.bind_map
 
     def install(
-        self, home_address: IPv6Address, peer: IPv6Address, care_of_address: IPv6Address
+        self,
+        home_address: IPv6Address,
+        peer: IPv6Address,
+        care_of_address: IPv6Address,
+        *,
+        from_home_address_only: bool = False,
     ) -> None:
         try:
             self._map().update(_key(home_address, peer), care_of_address.packed)
         except BpfError as exc:
             raise DataplaneError(str(exc)) from exc
         try:
-            self.routes.install(home_address, peer, care_of_address)
+            self.routes.install(
+                home_address,
+                peer,
+                care_of_address,
+                from_home_address_only=from_home_address_only,
+            )
         except (DataplaneError, OSError) as exc:  # no route: the entry must not stay either
             with contextlib.suppress(BpfError):
                 self._map().delete(_key(home_address, peer))

@@ -52,9 +52,16 @@ class RouteOptimizationFastPath(Protocol):
         when the fast path cannot run here."""
 
     def install(
-        self, home_address: IPv6Address, peer: IPv6Address, care_of_address: IPv6Address
+        self,
+        home_address: IPv6Address,
+        peer: IPv6Address,
+        care_of_address: IPv6Address,
+        *,
+        from_home_address_only: bool = False,
     ) -> None:
-        """Rewrite the binding's packets from now on; replaces a CoA atomically."""
+        """Rewrite the binding's packets from now on; replaces a CoA atomically.
+        ``from_home_address_only`` (MN, the peer is its home agent): only packets from the
+        home address leave by the binding's route, never the tunnel's or the BUs (§11.3.1)."""
 
     def remove(self, home_address: IPv6Address, peer: IPv6Address) -> None:
         """Stop rewriting the binding's packets (no error if there is none)."""
@@ -108,6 +115,8 @@ class FakeRouteOptimizationFastPath:
         self.started = False
         self.fail_start = fail_start  # a reason: start() raises DataplaneError with it
         self.rewritten = 0
+        self.from_home_address_only: set[BindingKey] = set()
+        """Entries installed for the home agent (their rule selects the HoA as source)."""
 
     def start(self) -> str:
         if self.fail_start is not None:
@@ -117,9 +126,18 @@ class FakeRouteOptimizationFastPath:
         return "loaded"
 
     def install(
-        self, home_address: IPv6Address, peer: IPv6Address, care_of_address: IPv6Address
+        self,
+        home_address: IPv6Address,
+        peer: IPv6Address,
+        care_of_address: IPv6Address,
+        *,
+        from_home_address_only: bool = False,
     ) -> None:
         self.entries[(home_address, peer)] = care_of_address
+        if from_home_address_only:
+            self.from_home_address_only.add((home_address, peer))
+        else:
+            self.from_home_address_only.discard((home_address, peer))
         self.log.append(("install", str(home_address), str(peer), str(care_of_address)))
 
     def remove(self, home_address: IPv6Address, peer: IPv6Address) -> None:

@@ -12,6 +12,12 @@ the source. Both RO data paths use them (tc BPF and NFQUEUE).
   ``<CN>/128 via <next hop> src <HoA>``: the packet leaves directly instead of through the
   tunnel (the program adds the HAO), and a socket bound to ``::`` answers from the HoA
   (Linux implements RFC 6724 rule 4, "prefer home address", only with CONFIG_IPV6_MIP6).
+* MN, the peer is the home agent (§11.3.1, §9.3.1: its binding HoA → CoA lets our packets
+  to it leave directly): the rule also selects ``from <HoA>/128``. Everything else the MN
+  sends to the HA leaves from the CoA and must keep the main table's route: the reverse
+  tunnel's outer packets (next header 41) and the Binding Updates. Caught by a plain
+  ``to <HA>/128`` rule they would take this route (its ``src HoA``, and after a move a
+  stale next hop) and be lost.
 
 The routes carry ``proto`` ``RT_PROTO_RO``, so the ones of bindings that are gone (after
 a crash) can be found and removed.
@@ -40,6 +46,17 @@ def _run_ip(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
 
 
+def _rule_source(rule: Mapping[str, Any]) -> IPv6Address | None:
+    """The ``from`` address of a rule as ``ip -j rule show`` prints it (None: any source)."""
+    source = str(rule.get("src", "all"))
+    if source == "all":
+        return None
+    try:
+        return IPv6Address(source.removesuffix("/128"))
+    except ValueError:
+        return None
+
+
 class BindingRoutes:
     """The per-binding routes (and MN rules) of one role, ``"cn"`` or ``"mn"``.
 
@@ -58,6 +75,7 @@ class BindingRoutes:
         self._run_ip = run_ip
         self._on_interface = on_interface
         self.installed: dict[BindingKey, tuple[IPv6Address, str]] = {}  # -> (dst, dev)
+        self._rule_sources: dict[IPv6Address, IPv6Address | None] = {}  # MN peer -> its `from`
 
     def _route_get(self, destination: IPv6Address, source: IPv6Address | None) -> dict[str, Any]:
         args = ["-j", "-6", "route", "get", str(destination)]
@@ -72,10 +90,16 @@ class BindingRoutes:
         return dict(routes[0])
 
     def install(
-        self, home_address: IPv6Address, peer: IPv6Address, care_of_address: IPv6Address
+        self,
+        home_address: IPv6Address,
+        peer: IPv6Address,
+        care_of_address: IPv6Address,
+        *,
+        from_home_address_only: bool = False,
     ) -> None:
         """The per-binding host route (and on the MN its rule); attaches the programs on
-        the interface the route leaves through."""
+        the interface the route leaves through. ``from_home_address_only`` (MN, the peer
+        is the home agent): the rule selects only packets from the home address."""
         if self.role == "cn":
             found = self._route_get(care_of_address, None)
             destination = home_address
@@ -95,24 +119,34 @@ class BindingRoutes:
         if done.returncode != 0:
             raise DataplaneError(f"ip {' '.join(args)}: {done.stderr.strip()}")
         if self.role == "mn":
-            self._mn_rule("add", peer)
+            source = home_address if from_home_address_only else None
+            if peer in self._rule_sources and self._rule_sources[peer] != source:
+                self._mn_rule("del", peer, self._rule_sources[peer])
+            self._mn_rule("add", peer, source)
         self.installed[(home_address, peer)] = (destination, dev)
 
-    def _mn_rule(self, verb: str, peer: IPv6Address) -> None:
-        args = ["-6", "rule", verb, "to", f"{peer}/128", "lookup", str(MN_RO_ROUTE_TABLE)]
+    def _mn_rule(self, verb: str, peer: IPv6Address, source: IPv6Address | None) -> None:
+        selector = ["from", f"{source}/128"] if source is not None else []
+        selector += ["to", f"{peer}/128"]
+        args = ["-6", "rule", verb, *selector, "lookup", str(MN_RO_ROUTE_TABLE)]
         args += ["priority", str(MN_RO_RULE_PRIORITY)]
         if verb == "add":
-            shown = self._run_ip(["-j", "-6", "rule", "show", "to", f"{peer}/128"])
+            shown = self._run_ip(["-j", "-6", "rule", "show", *selector])
             for rule in json.loads(shown.stdout or "[]") if shown.returncode == 0 else []:
-                if rule.get("priority") == MN_RO_RULE_PRIORITY:
+                if rule.get("priority") == MN_RO_RULE_PRIORITY and _rule_source(rule) == source:
+                    self._rule_sources[peer] = source
                     return
         self._run_ip(args)
+        if verb == "add":
+            self._rule_sources[peer] = source
+        else:
+            self._rule_sources.pop(peer, None)
 
     def _delete_route(self, destination: IPv6Address) -> None:
         args = ["-6", "route", "del", f"{destination}/128", "proto", str(RT_PROTO_RO)]
         if self.role == "mn":
             args += ["table", str(MN_RO_ROUTE_TABLE)]
-            self._mn_rule("del", destination)
+            self._mn_rule("del", destination, self._rule_sources.get(destination))
         self._run_ip(args)
 
     def remove_stale(self, wanted: Mapping[BindingKey, IPv6Address]) -> None:
@@ -134,7 +168,7 @@ class BindingRoutes:
                 with contextlib.suppress(ValueError):
                     address = IPv6Address(str(rule.get("dst", "")))
                     if address not in keep:
-                        self._mn_rule("del", address)
+                        self._mn_rule("del", address, _rule_source(rule))
 
     def remove(self, home_address: IPv6Address, peer: IPv6Address) -> None:
         route = self.installed.pop((home_address, peer), None)

@@ -653,7 +653,12 @@ class MobileNodeRuntime(RoleRuntime):
             self._send_router_solicitation()
         elif isinstance(action, InstallRouteOptimization):
             if self.ro is not None and action.correspondent is not None:
-                self.ro.install(action.correspondent, action.care_of_address)
+                # the HA's entry takes only packets from the HoA, never the tunnel or BUs
+                self.ro.install(
+                    action.correspondent,
+                    action.care_of_address,
+                    home_agent=action.correspondent == self._core.home_agent,
+                )
                 self._note(now, f"route optimization with {action.correspondent}")
         elif isinstance(action, RemoveRouteOptimization):
             if self.ro is not None:

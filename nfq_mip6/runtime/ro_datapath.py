@@ -114,12 +114,25 @@ class MobileNodeRouteOptimization:
     def _spec(self, correspondent: IPv6Address) -> list[str]:
         return ["-s", f"{self.home_address}/128", "-d", f"{correspondent}/128", *self._target]
 
-    def install(self, correspondent: IPv6Address, care_of_address: IPv6Address) -> bool:
-        """Packets HoA → ``correspondent`` leave from ``care_of_address`` with an HAO."""
+    def install(
+        self,
+        correspondent: IPv6Address,
+        care_of_address: IPv6Address,
+        *,
+        home_agent: bool = False,
+    ) -> bool:
+        """Packets HoA → ``correspondent`` leave from ``care_of_address`` with an HAO.
+        ``home_agent``: the correspondent is our home agent; only packets from the HoA are
+        taken, never the reverse tunnel's (CoA → HA, next header 41) or the BUs."""
         self.bindings[correspondent.packed] = care_of_address.packed
         if self.fast_path is not None:
             try:  # the tc programs rewrite the binding's packets: nothing to queue
-                self.fast_path.install(self.home_address, correspondent, care_of_address)
+                self.fast_path.install(
+                    self.home_address,
+                    correspondent,
+                    care_of_address,
+                    from_home_address_only=home_agent,
+                )
             except DataplaneError as exc:
                 _log.warning("RO data path: %s; NFQUEUE for %s", exc, correspondent)
                 self.counters["rule_errors"] += 1

@@ -37,6 +37,7 @@
 #endif
 
 #define NEXTHDR_HOP 0
+#define NEXTHDR_IPV6 41
 #define NEXTHDR_ROUTING 43
 #define NEXTHDR_DEST 60
 #define NEXTHDR_MOBILITY 135
@@ -295,7 +296,9 @@ int mn_egress(struct __sk_buff *skb)
 		count(&mip6_mn_stats, OUT_NOT_BOUND);
 		return PASS;
 	}
-	if (leave_alone(&ip)) {
+	/* An IPv6-in-IPv6 packet is the reverse tunnel's (RFC 2473): it goes from the CoA to
+	 * the HA as it is, even if it were routed with the HoA as source (§11.3.1). */
+	if (leave_alone(&ip) || ip.nexthdr == NEXTHDR_IPV6) {
 		count(&mip6_mn_stats, OUT_SKIPPED);
 		return PASS;
 	}

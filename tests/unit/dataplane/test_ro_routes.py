@@ -12,6 +12,8 @@ from nfq_mip6.dataplane.ro_routes import BindingRoutes
 HOA = IPv6Address("2001:db8:a::100")
 CN = IPv6Address("2001:db8:c::2")
 COA = IPv6Address("2001:db8:f::2")
+HA = IPv6Address("2001:db8:a::1")
+TAIL = ["lookup", str(MN_RO_ROUTE_TABLE), "priority", str(MN_RO_RULE_PRIORITY)]
 
 
 class FakeIp:
@@ -66,3 +68,34 @@ def test_stale_routes_of_gone_bindings_are_removed() -> None:
     BindingRoutes("cn", run_ip=ip).remove_stale({(HOA, CN): COA})
     deleted = [c for c in ip.calls if c[:3] == ["-6", "route", "del"]]
     assert deleted == [["-6", "route", "del", "2001:db8:a::200/128", "proto", str(RT_PROTO_RO)]]
+
+
+def test_mn_rule_for_the_home_agent_selects_only_packets_from_the_home_address() -> None:
+    """The reverse tunnel's outer packets and the BUs (CoA -> HA) must not match it."""
+    ip = FakeIp()
+    routes = BindingRoutes("mn", run_ip=ip)
+    routes.install(HOA, HA, COA, from_home_address_only=True)
+    rule = ["-6", "rule", "add", "from", f"{HOA}/128", "to", f"{HA}/128"]
+    assert [*rule, "lookup", str(MN_RO_ROUTE_TABLE), "priority", str(MN_RO_RULE_PRIORITY)] in (
+        ip.calls
+    )
+    assert not any(c[:5] == ["-6", "rule", "add", "to", f"{HA}/128"] for c in ip.calls)
+    routes.remove(HOA, HA)
+    deleted = [c for c in ip.calls if c[:3] == ["-6", "rule", "del"]]
+    assert deleted == [["-6", "rule", "del", "from", f"{HOA}/128", "to", f"{HA}/128", *TAIL]]
+
+
+def test_stale_mn_rule_from_the_home_address_is_removed_with_its_selector() -> None:
+    ip = FakeIp()
+    rules = [{"priority": MN_RO_RULE_PRIORITY, "src": str(HOA), "srclen": 128, "dst": str(HA)}]
+    original = ip.__call__
+
+    def answer(args: list[str]) -> subprocess.CompletedProcess[str]:
+        if args == ["-j", "-6", "rule", "show"]:
+            ip.calls.append(args)
+            return subprocess.CompletedProcess(["ip", *args], 0, json.dumps(rules), "")
+        return original(args)
+
+    BindingRoutes("mn", run_ip=answer).remove_stale({})
+    deleted = [c for c in ip.calls if c[:3] == ["-6", "rule", "del"]]
+    assert deleted == [["-6", "rule", "del", "from", f"{HOA}/128", "to", f"{HA}/128", *TAIL]]

@@ -3,6 +3,7 @@ without the kernel: rules as ip6tables argument lists, packets in, verdicts and 
 
 from __future__ import annotations
 
+from nfq_mip6.dataplane.ro_fastpath import FakeRouteOptimizationFastPath
 from nfq_mip6.mobility.events import DataPacketFromCorrespondent, IcmpErrorReceived
 from nfq_mip6.runtime.base import VerdictKind
 from nfq_mip6.runtime.ro_datapath import (
@@ -102,3 +103,12 @@ def test_garbage_is_left_to_the_runtime() -> None:
         verdict, events = ro.handle_packet(blob, away=True)
         assert events == [] or all(isinstance(e, DataPacketFromCorrespondent) for e in events)
         assert verdict is None or verdict.kind in tuple(VerdictKind)
+
+
+def test_home_agent_entry_takes_only_packets_from_the_home_address() -> None:
+    """§11.3.1: the HA's entry must leave the reverse tunnel (CoA -> HA) and the BUs alone."""
+    fast_path = FakeRouteOptimizationFastPath("mn")
+    ro = MobileNodeRouteOptimization(HOA, HA, 5, False, run=lambda _: 0, fast_path=fast_path)
+    assert ro.install(HA, COA, home_agent=True) and ro.install(CN, COA)
+    assert fast_path.entries == {(HOA, HA): COA, (HOA, CN): COA}
+    assert fast_path.from_home_address_only == {(HOA, HA)}
