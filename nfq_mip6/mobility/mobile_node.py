@@ -576,13 +576,20 @@ class MobileNode:
 
     def _moved(self, event: MovedToForeignLink, now: float) -> list[Action]:
         actions = self._moved_away(event, now)
-        # The order the kernel needs: the HoA off the visited link before any BU is routed
-        # (else the HA is resolved on the visited link), the BUs, an NA for the optimistic
-        # CoA, decapsulation for it ahead of the BA, then the rest.
+        # The order the kernel needs: the old CoA's direct routes gone (the HA's entry, whose
+        # next hop is on the old link) and the HoA off the visited link before any BU is
+        # routed (else the HA is resolved on the visited link), the BUs, an NA for the
+        # optimistic CoA, decapsulation for it ahead of the BA, then the rest.
+        gone = [a for a in actions if isinstance(a, RemoveRouteOptimization)]
         first = [a for a in actions if isinstance(a, HomeAddressAway | SendMobilityMessage)]
-        rest = [a for a in actions if not isinstance(a, HomeAddressAway | SendMobilityMessage)]
+        rest = [
+            a
+            for a in actions
+            if not isinstance(a, HomeAddressAway | SendMobilityMessage | RemoveRouteOptimization)
+        ]
         coa = event.care_of_address
         return [
+            *gone,
             *first,
             SendNeighborAdvertisement(coa, override=False),
             PrepareCareOfAddress(coa),

@@ -352,6 +352,66 @@ def test_echo_request_from_home_agent_with_rh2_answered_directly_with_hao(
     assert all(f["IPv6"].dst == HA_ADDRESS and f["IPv6"].nh != 41 for f in replies)
 
 
+def test_handover_with_the_home_agent_entry_keeps_bus_and_tunnel_off_it(
+    testbed_home: Testbed, tmp_path: Path
+) -> None:
+    """§11.3.1, §11.7.1: with route optimization on, the HA's entry (packets from the HoA to
+    the HA leave directly with an HAO) takes only packets from the HoA. After a move
+    visitnet -> visitnet2 the first BU (from the new CoA) is answered, and the CN's echo
+    requests to the HoA are answered through the reverse tunnel (CoA -> HA, next header 41)."""
+    bed = testbed_home
+    mn, ha, cn = bed.node("mn"), bed.node("ha"), bed.node("cn")
+    ha_socket = tmp_path / "ha.sock"
+    mn_socket = tmp_path / "mn.sock"
+    visit2_coa = care_of_address("visitnet2")
+
+    def registered(coa: str) -> bool:
+        return any(r["state"] == 1 and r["care_of_address"] == coa for r in bul(mn_socket))
+
+    with running_agent(ha, HA_CONFIG, ha_socket), running_agent(mn, MN_CONFIG, mn_socket):
+        bed.move("visitnet")
+        assert wait_until(lambda: registered(VISIT_COA), 15.0), bul(mn_socket)
+        assert wait_until(lambda: reachable(cn), 10.0), "no echo reply through the tunnel"
+        rules = kernel_state(mn)["rules"]
+        assert f"from {MN_HOME_ADDRESS} to {HA_ADDRESS} lookup 6277" in rules, rules
+        assert f"from all to {HA_ADDRESS} lookup 6277" not in rules, rules
+        # a stream CN -> HoA during the move, answered through the reverse tunnel
+        stream = ["ping", "-6", "-n", "-q", "-c", "300", "-i", "0.01", MN_HOME_ADDRESS]
+        sent_before = request(mn_socket, {"cmd": "stats"})["counters"]["NBindUpdatesSent"]
+        with bed.capture("visitnet2", tmp_path / "visitnet2.pcap") as pcap:
+            streaming = cn.popen(stream, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(0.5)
+                bed.move("visitnet2")
+                assert wait_until(lambda: registered(visit2_coa), 15.0), bul(mn_socket)
+            finally:
+                terminate(streaming)
+            # the first BU after the move was answered: none had to be sent again (caught by
+            # the HA's entry it took the old link's next hop and never left)
+            sent = request(mn_socket, {"cmd": "stats"})["counters"]["NBindUpdatesSent"]
+            assert sent - sent_before == 1, (sent_before, sent)
+            assert wait_until(lambda: reachable(cn), 10.0), "no echo reply after the move"
+            done = cn.run(["ping", "-6", "-n", "-c", "5", "-i", "0.2", "-W", "2", MN_HOME_ADDRESS])
+            assert " 0% packet loss" in done.stdout, done.stdout
+    # on the wire: that one BU, from the new CoA, and its BA
+    messages = [
+        (p, m) for p, m in mobility_headers(pcap) if isinstance(m, BindingUpdate | BindingAck)
+    ]
+    first_ack = next(i for i, (_p, m) in enumerate(messages) if isinstance(m, BindingAck))
+    bus = [(p, m) for p, m in messages[:first_ack] if isinstance(m, BindingUpdate)]
+    assert len(bus) == 1, [(str(p.src), m) for p, m in messages]
+    first, message = bus[0]
+    assert (str(first.src), first.dst, first.home_address) == (visit2_coa, HA, HOA)
+    assert messages[first_ack][1].sequence == message.sequence
+    from scapy.layers.inet6 import HAO, IPv6
+    from scapy.utils import rdpcap
+
+    tunnelled = [f for f in rdpcap(str(pcap)) if IPv6 in f and f[IPv6].nh == 41]
+    outbound = [f for f in tunnelled if f[IPv6].dst == HA_ADDRESS]
+    assert outbound, "no reverse-tunnelled packet on visitnet2"
+    assert all(f[IPv6].src == visit2_coa and HAO not in f for f in outbound)
+
+
 def test_move_without_carrier_change_runs_dad_for_link_local_and_care_of_address(
     testbed_home: Testbed, tmp_path: Path
 ) -> None:
