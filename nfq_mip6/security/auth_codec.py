@@ -43,7 +43,13 @@ from ipaddress import IPv6Address, IPv6Network
 from typing import Final, TypeVar
 
 from nfq_mip6.wire.errors import MalformedPacket
-from nfq_mip6.wire.mh import BindingAck, BindingUpdate, build_mh_unchecksummed
+from nfq_mip6.wire.mh import (
+    BindingAck,
+    BindingUpdate,
+    HomeAgentSwitch,
+    build_mh_unchecksummed,
+    fixed_length_of,
+)
 from nfq_mip6.wire.options import (
     AlternateCareofAddress,
     AuthenticationOption,
@@ -63,8 +69,9 @@ DEFAULT_TIMESTAMP_WINDOW: Final = 7.0
 NTP_UNIX_OFFSET: Final = 2_208_988_800
 """Seconds from 1900-01-01 (NTP era 0) to 1970-01-01."""
 
-_FIXED_BY_TYPE: Final = {5: 6, 6: 6}
-"""BU and BA: 6 octets of fixed fields after the 6-octet MH header (§6.1.7/8)."""
+_AUTHENTICATED_TYPES: Final = frozenset((5, 6, 12))
+"""BU and BA (RFC 4285 §5.1), and the Home Agent Switch (RFC 5142 §4) the HA sends over
+the same security association."""
 
 Clock = Callable[[], float]
 """A Unix time source (wall clock), injected so that tests control it."""
@@ -132,14 +139,14 @@ class LocatedAuthentication:
 
 
 def locate_authentication_option(mh: bytes) -> LocatedAuthentication | None:
-    """Find the (last) Authentication option of a BU or BA MH as received.
+    """Find the (last) Authentication option of a BU, BA or Home Agent Switch MH as received.
 
     Returns ``None`` when the message carries none; raises :class:`MalformedPacket` when the
-    MH is not a BU/BA or its options do not parse.
+    MH is not one of these or its options do not parse.
     """
     if len(mh) < 8 or (mh[1] + 1) * 8 != len(mh):
         raise MalformedPacket("not a complete mobility header")
-    fixed = _FIXED_BY_TYPE.get(mh[2])
+    fixed = fixed_length_of(mh) if mh[2] in _AUTHENTICATED_TYPES else None
     if fixed is None:
         raise MalformedPacket(f"MH type {mh[2]} carries no Authentication option")
     offset = 6 + fixed
@@ -178,7 +185,7 @@ def locate_authentication_option(mh: bytes) -> LocatedAuthentication | None:
     )
 
 
-_Signed = TypeVar("_Signed", BindingUpdate, BindingAck)
+_Signed = TypeVar("_Signed", BindingUpdate, BindingAck, HomeAgentSwitch)
 
 
 def sign_message(
@@ -216,7 +223,8 @@ def verify_message(
     care_of_address: IPv6Address,
     home_address: IPv6Address,
 ) -> bool:
-    """True when ``mh`` (raw BU/BA) ends with an MN-HA Authentication option that verifies."""
+    """True when ``mh`` (raw BU/BA/Home Agent Switch) ends with an MN-HA Authentication
+    option that verifies."""
     try:
         located = locate_authentication_option(mh)
     except MalformedPacket:

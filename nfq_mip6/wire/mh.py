@@ -36,6 +36,7 @@ class MHType(IntEnum):
     BU = 5
     BA = 6
     BE = 7
+    HOME_AGENT_SWITCH = 12  # RFC 5142 §4
 
 
 class BAStatus(IntEnum):
@@ -192,8 +193,22 @@ class BindingError:
 
 
 @dataclass(frozen=True, slots=True)
+class HomeAgentSwitch:
+    """RFC 5142 §4 (type 12): the home agent asks the MN to register with another one.
+
+    ``home_agents`` lists the alternate home agents, the preferred first; empty = the MN
+    finds one itself (DHAAD, RFC 6275 §11.4.1). Layout after the common header:
+    ``# of Addresses (8) | Reserved (8) | Home Agent Addresses (16 each) | options``.
+    """
+
+    home_agents: tuple[IPv6Address, ...] = ()
+    options: tuple[MobilityOption, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class UnknownMobilityMessage:
-    """An MH type this node does not implement (≥ 8): kept so the receiver can send BE 2."""
+    """An MH type this node does not implement (≥ 8 except 12): kept so the receiver can send
+    BE 2."""
 
     mh_type: int
     data: bytes
@@ -208,6 +223,7 @@ MobilityMessage = (
     | BindingUpdate
     | BindingAck
     | BindingError
+    | HomeAgentSwitch
     | UnknownMobilityMessage
 )
 
@@ -230,11 +246,16 @@ MIN_HEADER_LEN: dict[int, int] = {
     MHType.BU: 1,
     MHType.BA: 1,
     MHType.BE: 2,
+    MHType.HOME_AGENT_SWITCH: 0,  # RFC 5142 §4: 8 octets with no address and no option
 }
 """§9.2 and Linux ``mip6_mh_filter``: the smallest legal Header Len per known type (§1.1)."""
 
-_FIXED_LENGTH: dict[int, int] = {0: 2, 1: 10, 2: 10, 3: 18, 4: 18, 5: 6, 6: 6, 7: 18}
-"""Octets of type-specific fixed data after the 6-octet common header."""
+_FIXED_LENGTH: dict[int, int] = {0: 2, 1: 10, 2: 10, 3: 18, 4: 18, 5: 6, 6: 6, 7: 18, 12: 2}
+"""Octets of type-specific fixed data after the 6-octet common header (for the Home Agent
+Switch, the part before its addresses: :func:`fixed_length_of`)."""
+
+MAX_HOME_AGENT_SWITCH_ADDRESSES = 127
+"""RFC 5142 §4: the count is 8 bits, but the MH is at most 2048 octets: (2048 − 8) / 16."""
 
 MAX_MH_LENGTH = 256 * 8
 
@@ -286,6 +307,12 @@ def _fixed_part(msg: MobilityMessage) -> tuple[int, bytes]:
         return MHType.BE, _BE.pack(msg.status, 0, msg.home_address.packed)
     if isinstance(msg, BindingRefreshRequest):
         return MHType.BRR, b"\x00\x00"
+    if isinstance(msg, HomeAgentSwitch):
+        count = len(msg.home_agents)
+        if count > MAX_HOME_AGENT_SWITCH_ADDRESSES:
+            raise MalformedPacket(f"{count} home agent addresses do not fit a mobility header")
+        addresses = b"".join(IPv6Address(address).packed for address in msg.home_agents)
+        return MHType.HOME_AGENT_SWITCH, bytes((count, 0)) + addresses
     raise MalformedPacket(f"not a mobility message: {msg!r}")
 
 
@@ -427,6 +454,8 @@ def parse_mh(buf: bytes | bytearray | memoryview) -> MobilityMessage:
     fixed = _FIXED_LENGTH.get(mh_type)
     if fixed is None:
         return UnknownMobilityMessage(mh_type, buf[6:])
+    if mh_type == 12:
+        fixed += 16 * buf[6]  # RFC 5142 §4: # of Addresses
     start = 6 + fixed
     if start > size:
         raise MalformedPacket(f"MH type {mh_type} needs {start} octets, got {size}")
@@ -444,6 +473,11 @@ def parse_mh(buf: bytes | bytearray | memoryview) -> MobilityMessage:
         if mh_type == 1:
             return HomeTestInit(cookie, options)
         return CareofTestInit(cookie, options)
+    if mh_type == 12:
+        home_agents = tuple(
+            IPv6Address(buf[offset : offset + 16]) for offset in range(8, start, 16)
+        )
+        return HomeAgentSwitch(home_agents, options)
     if mh_type in (3, 4):
         nonce_index, cookie, token = _TEST.unpack_from(buf, 6)
         if mh_type == 3:
@@ -451,6 +485,15 @@ def parse_mh(buf: bytes | bytearray | memoryview) -> MobilityMessage:
         return CareofTest(nonce_index, cookie, token, options)
     status, _reserved, home = _BE.unpack_from(buf, 6)
     return BindingError(status, IPv6Address(home), options)
+
+
+def fixed_length_of(mh: bytes | bytearray) -> int | None:
+    """Octets of type-specific data before the options of the MH ``mh`` (its first 7 octets
+    suffice); ``None`` for a type this codec does not know."""
+    fixed = _FIXED_LENGTH.get(mh[2])
+    if fixed is not None and mh[2] == MHType.HOME_AGENT_SWITCH:
+        fixed += 16 * mh[6]
+    return fixed
 
 
 def mh_type_of(msg: MobilityMessage) -> int:

@@ -23,6 +23,7 @@ from nfq_mip6.wire import (
     BUFlags,
     CareofTest,
     CareofTestInit,
+    HomeAgentSwitch,
     HomeTest,
     HomeTestInit,
     MalformedPacket,
@@ -359,3 +360,62 @@ def test_rfc3963_4_1_and_4_2_r_flags_and_statuses() -> None:
     ] == [140, 141, 142, 143]
     ba = build_mh_unchecksummed(BindingAck(0, BAFlags.R, 9, 10))
     assert ba[7] == 0x40  # the flags octet after the status
+
+
+# ---------------------------------------------------------------------------------------------
+# RFC 5142 §4: Home Agent Switch (type 12)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["home_agent_switch", "home_agent_switch_empty"])
+def test_home_agent_switch_golden_vector(name: str) -> None:
+    """The layout written out by hand from RFC 5142 §4 and the checksum of the independent
+    reference code (docs/protocol-notes.md §5) are what the codec builds and parses."""
+    vector = VECTORS[name]
+    message = HomeAgentSwitch(tuple(IPv6Address(a) for a in vector["home_agents"]))
+    src, dst = ADDR[vector["pseudo_src"]], ADDR[vector["pseudo_dst"]]
+    expected = bytearray.fromhex(vector["mh_zeroed"])
+    assert bytes(build_mh_unchecksummed(message)) == bytes(expected)
+    expected[4:6] = bytes.fromhex(vector["checksum"])
+    built = build_mh(message, src, dst)
+    assert built == bytes(expected)
+    assert verify_mh_checksum(built, src, dst)
+    assert parse_mh(built) == message
+
+
+def test_home_agent_switch_header_len_and_count() -> None:
+    """RFC 5142 §4: without options the MH is 8 + 16 n octets (Header Len 2 n), the count
+    octet says n and the reserved octet is zero."""
+    for count in (0, 1, 3, 127):
+        agents = tuple(IPv6Address(int(HA) + i) for i in range(count))
+        built = build_mh(HomeAgentSwitch(agents), HA, HOA)
+        assert len(built) == 8 + 16 * count and built[1] == 2 * count
+        assert built[2] == 12 and built[6] == count and built[7] == 0
+
+
+def test_home_agent_switch_options_are_aligned_after_the_addresses() -> None:
+    message = HomeAgentSwitch((HA,), (BindingRefreshAdvice(3),))
+    built = build_mh(message, HA, HOA)
+    assert len(built) % 8 == 0
+    # the BRA (2n alignment) right after the 24 octets of header, count and address
+    assert built[24:28] == bytes((2, 2, 0, 3))
+    assert parse_mh(built) == message
+
+
+def test_home_agent_switch_reserved_octet_is_ignored() -> None:
+    built = bytearray(build_mh(HomeAgentSwitch((HA,)), HA, HOA))
+    built[7] = 0xAA
+    assert parse_mh(bytes(built)) == HomeAgentSwitch((HA,))
+
+
+def test_home_agent_switch_count_beyond_the_header_is_malformed() -> None:
+    built = bytearray(build_mh(HomeAgentSwitch((HA,)), HA, HOA))
+    built[6] = 2  # two addresses announced, one present
+    with pytest.raises(MalformedPacket):
+        parse_mh(bytes(built))
+
+
+def test_home_agent_switch_with_too_many_addresses_is_refused() -> None:
+    agents = tuple(IPv6Address(int(HA) + i) for i in range(128))
+    with pytest.raises(MalformedPacket):
+        build_mh(HomeAgentSwitch(agents), HA, HOA)

@@ -26,6 +26,7 @@ from nfq_mip6.wire import (
     DhaadReply,
     DhaadRequest,
     HomeAgentInformation,
+    HomeAgentSwitch,
     HomeTest,
     HomeTestInit,
     ICMPv6Message,
@@ -99,7 +100,8 @@ option_tuples = st.lists(options_strategy, max_size=6).map(tuple)
 def unknown_messages(draw: st.DrawFn) -> UnknownMobilityMessage:
     words = draw(st.integers(0, 10))
     return UnknownMobilityMessage(
-        draw(st.integers(8, 255)), draw(st.binary(min_size=2 + 8 * words, max_size=2 + 8 * words))
+        draw(st.integers(8, 255).filter(lambda t: t != 12)),
+        draw(st.binary(min_size=2 + 8 * words, max_size=2 + 8 * words)),
     )
 
 
@@ -119,6 +121,7 @@ messages: st.SearchStrategy[MobilityMessage] = st.one_of(
         option_tuples,
     ),
     st.builds(BindingError, st.integers(0, 255), addresses, option_tuples),
+    st.builds(HomeAgentSwitch, st.lists(addresses, max_size=8).map(tuple), option_tuples),
     unknown_messages(),
 )
 

@@ -33,6 +33,7 @@ from nfq_mip6.wire import (
     DhaadReply,
     DhaadRequest,
     HomeAgentInformation,
+    HomeAgentSwitch,
     HomeTest,
     HomeTestInit,
     MobileNetworkPrefix,
@@ -114,6 +115,19 @@ def _mh_packets() -> list[tuple[bytes, str]]:
             "4",
         ),
         (build_ipv6_packet(HA, COA, 135, build_mh(BindingError(2, HOA), HA, COA)), "7"),
+        # RFC 5142 §4. Wireshark 4.0 starts the options 6 octets early (its dissector returns
+        # 2 + 16 n instead of 8 + 16 n), inside the last address: an address whose last six
+        # octets are zero reads as Pad1 there; tests/unit/wire/test_mh.py checks the options.
+        (
+            build_ipv6_packet(
+                HA,
+                COA,
+                135,
+                build_mh(HomeAgentSwitch((IPv6Address("2001:db8:a:0:2::"),)), HA, HOA),
+                rh2_address=HOA,
+            ),
+            "12",
+        ),
     ]
     return packets
 

@@ -11,6 +11,7 @@ from nfq_mip6.wire import (
     BindingRefreshRequest,
     BindingUpdate,
     BUFlags,
+    HomeAgentSwitch,
     HomeTest,
     ParameterProblem,
     SilentDiscard,
@@ -149,3 +150,16 @@ def test_header_len_inconsistent_with_the_message_points_at_header_len() -> None
     verdict = parse_and_validate_mh(_with_hao(finalize_mh(mh, HOA, HA)))
     assert isinstance(verdict, ParameterProblem), verdict
     assert (verdict.code, verdict.pointer, verdict.to) == (0, 65, COA)
+
+
+def test_home_agent_switch_with_a_routing_header_is_accepted() -> None:
+    """RFC 5142 §4: type 12 is known (Header Len ≥ 0), checked over HA → HoA (the RH2's
+    final destination), and a count larger than the header is a silent discard."""
+    message = HomeAgentSwitch((IPv6Address("2001:db8:a::2"),))
+    raw = build_ipv6_packet(HA, COA, 135, build_mh(message, HA, HOA), rh2_address=HOA)
+    verdict = parse_and_validate_mh(raw)
+    assert isinstance(verdict, Accepted) and verdict.message == message
+    mh = bytearray(build_mh_unchecksummed(message))
+    mh[6] = 5
+    bad = build_ipv6_packet(HA, COA, 135, finalize_mh(mh, HA, HOA), rh2_address=HOA)
+    assert isinstance(parse_and_validate_mh(bad), SilentDiscard)
