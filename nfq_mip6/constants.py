@@ -44,6 +44,12 @@ RETRANS_TIMER: Final = 1.0  # RFC 4861 §10 default RetransTimer, seconds
 # RFC 4862 §5.1: DupAddrDetectTransmits default (0 disables Duplicate Address Detection).
 DUP_ADDR_DETECT_TRANSMITS: Final = 1
 
+# RFC 5142 §5.2: a Home Agent Switch the MN does not follow (no de-registration) is sent
+# again; our timer: 2 s, doubling, 3 times (the MN's first registration elsewhere takes its
+# DHAAD, de-registration and the new HA's proxy DAD, about 1.5 s here).
+HOME_AGENT_SWITCH_TIMEOUT: Final = 2.0
+HOME_AGENT_SWITCH_RETRANSMISSIONS: Final = 3
+
 # §6.5: a DHAAD reply is truncated to fit 1280 octets: (1280 − 40 − 8) / 16 = 77 addresses.
 DHAAD_REPLY_MAX_ADDRESSES: Final = 77
 

@@ -92,6 +92,7 @@ from nfq_mip6.wire.mh import (
     BUFlags,
     CareofTest,
     CareofTestInit,
+    HomeAgentSwitch,
     HomeTest,
     HomeTestInit,
     MHType,
@@ -371,8 +372,9 @@ class CorrespondentNode:
             return self._test_init(event, message.cookie, home=True, now=now)
         if isinstance(message, CareofTestInit):
             return self._test_init(event, message.cookie, home=False, now=now)
-        if isinstance(message, UnknownMobilityMessage):
-            # §9.2: unknown MH type → BE 2 to the source (not if it is not unicast).
+        if isinstance(message, UnknownMobilityMessage | HomeAgentSwitch):
+            # §9.2: unknown MH type → BE 2 to the source (not if it is not unicast). A Home
+            # Agent Switch is for mobile nodes only (RFC 5142 §6): a CN does not process it.
             error = binding_error(
                 status=BEStatus.UNRECOGNIZED_MH_TYPE,
                 offending_src=event.src,

@@ -175,6 +175,21 @@ class ForwardingSetupFailed:
 
 
 @dataclass(frozen=True, slots=True)
+class HomeAgentDrainRequested:
+    """HA: the operator drains this home agent (``nfq-mip6 cluster drain``): send a Home Agent
+    Switch (RFC 5142 §5.1) to every MN registered here, at most ``rate`` a second.
+
+    ``home_agents``: the alternate home agents to list, the preferred first; ``None`` = the
+    configured ones, else the other home agents of the Home Agents List (§10.5.1) in
+    preference order; an empty list asks the MNs to run DHAAD. ``stop`` ends the drain.
+    """
+
+    rate: float
+    home_agents: tuple[IPv6Address, ...] | None = None
+    stop: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class HomeAgentDiscovered:
     """MN: an ICMPv6 DHAAD Reply (type 145, §11.4.1) arrived, listing home agents in order."""
 
@@ -302,6 +317,7 @@ InputEvent = (
     | DataplaneCountersSampled
     | BindingsInUse
     | MobilityHeaderRejected
+    | HomeAgentDrainRequested
 )
 
 # What each role's core takes; its ``handle`` ends in ``assert_never``, so mypy flags an event
@@ -323,6 +339,7 @@ HomeAgentInput = (
     | DhaadRequestReceived
     | ForwardingSetupFailed
     | MobilePrefixSolicitationReceived
+    | HomeAgentDrainRequested
 )
 MobileNodeInput = (
     MobilityMessageReceived
@@ -637,6 +654,16 @@ class BindingRejected(BindingEvent):
 
 
 @dataclass(frozen=True, slots=True)
+class HomeAgentSwitchFollowed:
+    """MN: a Home Agent Switch from its home agent ``old`` was accepted (RFC 5142 §6.1): the
+    MN registers with ``new`` next (``None``: it runs DHAAD first, §11.4.1) and de-registers
+    from ``old``."""
+
+    old: IPv6Address
+    new: IPv6Address | None
+
+
+@dataclass(frozen=True, slots=True)
 class MessageDiscarded:
     """A received message was silently discarded (counted); ``reason`` is a short slug such as
     ``"nonce-indices-in-home-bu"`` for logs. Nothing to apply."""
@@ -672,6 +699,7 @@ Action = (
     | BindingDeleted
     | BindingExpired
     | BindingRejected
+    | HomeAgentSwitchFollowed
     | MessageDiscarded
 )
 
@@ -690,6 +718,8 @@ __all__ = [
     "HomeAddressAtHome",
     "HomeAddressAway",
     "HomeAgentDiscovered",
+    "HomeAgentDrainRequested",
+    "HomeAgentSwitchFollowed",
     "HomePrefixAdvertised",
     "IcmpErrorReceived",
     "InputEvent",

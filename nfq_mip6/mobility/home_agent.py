@@ -27,6 +27,14 @@ Theory of operation — a Binding Update with H = 1 goes through these checks, i
 The BA is sent whatever the A bit says (TAHI HA_2_1_2), to the BU's source, with an RH2 = HoA
 when the BU had an HAO (§9.5.4). The granted lifetime is ≤ the BU's, ≤ the policy cap
 (default 262140 s, UMIP; MIPL used 1000 s) and ≤ the home prefix's remaining valid lifetime.
+
+**Drain** (RFC 5142, :class:`HomeAgentDrainRequested`): every MN registered here (and every
+one registering while the drain lasts) gets a Home Agent Switch listing the other home agents
+in preference order (empty: "run DHAAD"), sent like a BA (to the CoA with an RH2 = HoA), at
+most ``rate`` messages a second from the timer. A switch not followed by a de-registration is
+sent again after 2, 4 and 8 s (§5.2), then given up; a Binding Error 2 from the MN (§5.3: it
+does not know the message) stops it at once. While draining, this HA leaves itself out of its
+DHAAD replies as long as another home agent is known, so new MNs go elsewhere.
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ from typing import Final, Protocol, assert_never
 from nfq_mip6.constants import (
     DEFAULT_HA_MAX_BINDING_LIFETIME,
     DHAAD_REPLY_MAX_ADDRESSES,
+    HOME_AGENT_SWITCH_RETRANSMISSIONS,
+    HOME_AGENT_SWITCH_TIMEOUT,
     LIFETIME_UNIT,
     MAX_LIFETIME_UNITS,
 )
@@ -71,6 +81,7 @@ from nfq_mip6.mobility.events import (
     DataplaneCountersSampled,
     DhaadRequestReceived,
     ForwardingSetupFailed,
+    HomeAgentDrainRequested,
     HomeAgentInput,
     HomePrefixAdvertised,
     IcmpErrorReceived,
@@ -97,11 +108,14 @@ from nfq_mip6.mobility.nemo import MobileRouterPolicy, decide_prefixes, policy_f
 from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.wire.icmp import DestinationUnreachableCode, ICMPv6Type
 from nfq_mip6.wire.mh import (
+    MAX_HOME_AGENT_SWITCH_ADDRESSES,
     BAFlags,
     BAStatus,
     BEStatus,
+    BindingError,
     BindingUpdate,
     BUFlags,
+    HomeAgentSwitch,
     MHType,
     UnknownMobilityMessage,
 )
@@ -143,6 +157,9 @@ class HomeAgentConfig:
         mobile_routers: RFC 3963 §6.1.2 prefix table: which home addresses may register as
             mobile routers and the Mobile Network Prefixes each may claim; empty = this HA
             does not support mobile routers (a BU with R gets 140).
+        switch_home_agents: the home agents a drain lists in its Home Agent Switch messages
+            (RFC 5142 §5.1), the preferred first; empty = the other home agents of the Home
+            Agents List (§10.5.1) in preference order.
     """
 
     address: IPv6Address
@@ -156,6 +173,7 @@ class HomeAgentConfig:
     preference: int = 0
     home_interface_index: int = 0
     mobile_routers: tuple[MobileRouterPolicy, ...] = ()
+    switch_home_agents: tuple[IPv6Address, ...] = ()
 
 
 class BindingUpdateRejection(Protocol):
@@ -245,6 +263,40 @@ class HomeAgentListRow:
 
 
 @dataclass(slots=True)
+class _SwitchRetry:
+    """A Home Agent Switch sent to one MN, not yet followed (RFC 5142 §5.2)."""
+
+    due_at: float
+    delay: float
+    retransmissions: int = 0
+
+
+@dataclass(slots=True)
+class _Drain:
+    """The drain in progress: who still gets a first Home Agent Switch, who may get one again,
+    and the rate limit (one message every ``interval`` seconds)."""
+
+    interval: float
+    home_agents: tuple[IPv6Address, ...] | None
+    started_at: float
+    queue: list[IPv6Address] = field(default_factory=list)
+    retries: dict[IPv6Address, _SwitchRetry] = field(default_factory=dict)
+    next_send_at: float = 0.0
+
+
+DRAIN_COUNTERS: Final = (
+    "switch_sent",
+    "switch_retransmitted",
+    "switch_followed",
+    "switch_unsupported",
+    "switch_unanswered",
+)
+"""The drain counters (:attr:`HomeAgent.drain_counters`): Home Agent Switch messages sent
+(first time, again), MNs that de-registered after one, MNs that answered Binding Error 2
+(RFC 5142 §5.3) and MNs still registered after the last retransmission."""
+
+
+@dataclass(slots=True)
 class _PrefixLifetime:
     """Remaining lifetimes (``*_until``) and the values the HA's own RA last advertised
     (``None``: infinite, or no RA seen yet)."""
@@ -291,6 +343,8 @@ class HomeAgent:
         """This HA's own preference (§7.4, §10.5.1): the configured one, or the advertised."""
         self._ha_order = 0
         self._router_bus: dict[IPv6Address, _RouterBindingUpdate] = {}
+        self._drain: _Drain | None = None
+        self.drain_counters: dict[str, int] = dict.fromkeys(DRAIN_COUNTERS, 0)
 
     # ----------------------------------------------------------------------------------------
     # Driving the core
@@ -298,8 +352,16 @@ class HomeAgent:
 
     def handle(self, event: HomeAgentInput, now: float) -> list[Action]:
         """Process one input event; returns the actions to carry out, in order."""
+        actions = self._handle(event, now)
+        if self._drain is not None:
+            self._drain_follow(actions)
+        return actions
+
+    def _handle(self, event: HomeAgentInput, now: float) -> list[Action]:
         if isinstance(event, MobilityMessageReceived):
             return self._mobility_message(event, now)
+        if isinstance(event, HomeAgentDrainRequested):
+            return self._drain_requested(event, now)
         if isinstance(event, ProxyDadCompleted):
             return self._dad_completed(event, now)
         if isinstance(event, RouterAdvertisementReceived):
@@ -346,10 +408,13 @@ class HomeAgent:
                 del self._home_agents[link_local]
         if self.correspondent is not None:
             actions += self.correspondent.handle_timer(now)
+        if self._drain is not None:
+            self._drain_follow(actions)
+            actions += self._drain_timer(now)
         return actions
 
     def next_deadline(self) -> float | None:
-        deadlines = [self.cache.next_expiry()]
+        deadlines = [self.cache.next_expiry(), self._drain_deadline()]
         deadlines += [ha.expires_at for ha in self._home_agents.values()]
         if self.correspondent is not None:
             deadlines.append(self.correspondent.next_deadline())
@@ -477,8 +542,11 @@ class HomeAgent:
             self.stats.NBindUpdatesRcvd += 1
             self.stats.NBindUpdatesDropMisc += 1
             return [MessageDiscarded("route-optimization-not-supported", event.src, MHType.BU)]
-        if isinstance(message, UnknownMobilityMessage):
-            # RFC 6275 §9.2: unknown MH type → BE status 2 to the source.
+        if isinstance(message, BindingError) and self._switch_not_understood(event, message):
+            return []
+        if isinstance(message, UnknownMobilityMessage | HomeAgentSwitch):
+            # RFC 6275 §9.2: unknown MH type → BE status 2 to the source. A Home Agent Switch
+            # is for mobile nodes (RFC 5142 §6): a home agent does not process one.
             error = binding_error(
                 status=BEStatus.UNRECOGNIZED_MH_TYPE,
                 offending_src=event.src,
@@ -989,12 +1057,14 @@ class HomeAgent:
     def home_agent_addresses(self, now: float) -> list[IPv6Address]:
         """Global HA addresses in decreasing preference (§10.5.1), this HA included."""
         candidates: list[tuple[int, int, IPv6Address]] = []
-        if self.config.enabled:
-            candidates.append((self.preference, 0, self.config.address))
         for ha in self._home_agents.values():
             if ha.expires_at <= now:
                 continue
             candidates += [(ha.preference, ha.order, address) for address in ha.addresses]
+        others = any(address != self.config.address for _, _, address in candidates)
+        # RFC 5142 §3.3: a draining HA sends new MNs elsewhere while another one is known.
+        if self.config.enabled and not (self._drain is not None and others):
+            candidates.append((self.preference, 0, self.config.address))
         # Decreasing unsigned preference; equal preferences keep the order they were learnt
         # (the RFC allows randomising; a stable order keeps tests deterministic).
         candidates.sort(key=lambda item: (-item[0], item[1]))
@@ -1053,6 +1123,161 @@ class HomeAgent:
                 tuple(prefixes),
             )
         ]
+
+    # ----------------------------------------------------------------------------------------
+    # Drain: Home Agent Switch to every registered MN (RFC 5142 §5)
+    # ----------------------------------------------------------------------------------------
+
+    @property
+    def draining(self) -> bool:
+        return self._drain is not None
+
+    def drain_status(self, now: float) -> dict[str, object]:
+        """What ``nfq-mip6 cluster drain`` and ``status`` report: the drain's progress and the
+        counters (which survive the drain's end)."""
+        drain = self._drain
+        status: dict[str, object] = {"draining": drain is not None, **self.drain_counters}
+        if drain is not None:
+            status["rate"] = round(1.0 / drain.interval, 3)
+            status["queued"] = len(drain.queue)
+            status["awaiting"] = len(drain.retries)
+            status["registered"] = sum(1 for _ in self._registered_home_bindings())
+            status["home_agents"] = [str(a) for a in self._switch_home_agents(now)]
+            status["elapsed"] = round(now - drain.started_at, 3)
+        return status
+
+    def _registered_home_bindings(self) -> list[BindingCacheEntry]:
+        return [entry for entry in self.cache if _switchable(entry)]
+
+    def _drain_requested(self, event: HomeAgentDrainRequested, now: float) -> list[Action]:
+        if event.stop:
+            self._drain = None
+            return []
+        if not event.rate > 0 or math.isinf(event.rate):
+            return [MessageDiscarded("drain-rate-not-positive")]
+        drain = self._drain
+        if drain is None:
+            drain = self._drain = _Drain(1.0 / event.rate, event.home_agents, now)
+            drain.next_send_at = now
+            drain.queue = [entry.home_address for entry in self._registered_home_bindings()]
+        else:  # a new rate or list for the drain in progress
+            drain.interval = 1.0 / event.rate
+            drain.home_agents = event.home_agents
+            drain.next_send_at = min(drain.next_send_at, now + drain.interval)
+        return self._drain_timer(now)
+
+    def _switch_home_agents(self, now: float) -> tuple[IPv6Address, ...]:
+        """RFC 5142 §5.1: the alternate home agents, the preferred first (never this one)."""
+        drain = self._drain
+        if drain is not None and drain.home_agents is not None:
+            listed: tuple[IPv6Address, ...] = drain.home_agents
+        elif self.config.switch_home_agents:
+            listed = self.config.switch_home_agents
+        else:
+            listed = tuple(self.home_agent_addresses(now))
+        ordered = [a for a in dict.fromkeys(listed) if a != self.config.address]
+        return tuple(ordered[:MAX_HOME_AGENT_SWITCH_ADDRESSES])
+
+    def _drain_deadline(self) -> float | None:
+        drain = self._drain
+        if drain is None:
+            return None
+        if drain.queue:
+            return drain.next_send_at
+        if drain.retries:
+            due = min(retry.due_at for retry in drain.retries.values())
+            return max(due, drain.next_send_at)
+        return None
+
+    def _drain_timer(self, now: float) -> list[Action]:
+        """Send what is due, one message per ``interval``: first switches before
+        retransmissions, so a large cache drains at the rate asked."""
+        drain = self._drain
+        if drain is None:
+            return []
+        actions: list[Action] = []
+        while drain.next_send_at <= now:
+            home_address, retransmission = self._next_switch(drain, now)
+            if home_address is None:
+                break
+            entry = self.cache.get(home_address)
+            if entry is None or not _switchable(entry):
+                drain.retries.pop(home_address, None)
+                continue
+            actions.append(self._home_agent_switch(entry, now))
+            retry = drain.retries.get(home_address)
+            if retransmission and retry is not None:
+                retry.retransmissions += 1
+                retry.delay *= 2
+                retry.due_at = now + retry.delay
+                self.drain_counters["switch_retransmitted"] += 1
+            else:
+                drain.retries[home_address] = _SwitchRetry(
+                    now + HOME_AGENT_SWITCH_TIMEOUT, HOME_AGENT_SWITCH_TIMEOUT
+                )
+                self.drain_counters["switch_sent"] += 1
+            # the budget starts again from now after an idle spell (no burst of saved sends)
+            drain.next_send_at = max(drain.next_send_at, now - drain.interval) + drain.interval
+        return actions
+
+    def _next_switch(self, drain: _Drain, now: float) -> tuple[IPv6Address | None, bool]:
+        if drain.queue:
+            return drain.queue.pop(0), False
+        for home_address, retry in list(drain.retries.items()):
+            if retry.due_at > now:
+                continue
+            if retry.retransmissions >= HOME_AGENT_SWITCH_RETRANSMISSIONS:
+                del drain.retries[home_address]
+                self.drain_counters["switch_unanswered"] += 1
+                continue
+            return home_address, True
+        return None, False
+
+    def _home_agent_switch(self, entry: BindingCacheEntry, now: float) -> SendMobilityMessage:
+        """RFC 5142 §5.1, sent as a BA is (§9.5.4): to the CoA, with an RH2 = the HoA."""
+        message = HomeAgentSwitch(self._switch_home_agents(now))
+        return SendMobilityMessage(
+            message, self.config.address, entry.care_of_address, None, entry.home_address
+        )
+
+    def _drain_follow(self, actions: list[Action]) -> None:
+        """Bindings registered during the drain get a switch too; deleted ones are done."""
+        drain = self._drain
+        assert drain is not None
+        for action in actions:
+            if isinstance(action, BindingRegistered) and action.home_registration:
+                if action.home_address not in drain.queue:
+                    drain.queue.append(action.home_address)
+            elif isinstance(action, BindingDeleted | BindingExpired) and action.home_registration:
+                if drain.retries.pop(action.home_address, None) is not None:
+                    self.drain_counters["switch_followed"] += 1
+                if action.home_address in drain.queue:
+                    drain.queue.remove(action.home_address)
+
+    def _switch_not_understood(self, event: MobilityMessageReceived, error: BindingError) -> bool:
+        """RFC 5142 §5.3: Binding Error 2 from an MN this HA sent a switch to (from its CoA or
+        home address): it does not know the message; no more switches to it."""
+        drain = self._drain
+        if drain is None or error.status != BEStatus.UNRECOGNIZED_MH_TYPE:
+            return False
+        for home_address in list(drain.retries):
+            entry = self.cache.get(home_address)
+            if event.src == home_address or (
+                entry is not None and entry.care_of_address == event.src
+            ):
+                del drain.retries[home_address]
+                self.drain_counters["switch_unsupported"] += 1
+                return True
+        return False
+
+
+def _switchable(entry: BindingCacheEntry) -> bool:
+    """A registered home binding of an MN away from home: one a Home Agent Switch can move."""
+    return (
+        entry.state is BindingState.REGISTERED
+        and entry.home_registration
+        and int(entry.care_of_address) != int(entry.home_address)
+    )
 
 
 def _advertised(advertised: float | None, until: float, now: float) -> int:
