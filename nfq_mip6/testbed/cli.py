@@ -30,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         return sub
 
     up = add("up", "create the namespaces, links, addresses, routes and radvd (idempotent)")
+    up.add_argument(
+        "--nemo",
+        action="store_true",
+        help="the NEMO variant (RFC 3963): the MN as a mobile router with a LAN "
+        "(mobilenet, fec0:106:2800::/64) and a mobile network node on it, plus the HA's and "
+        "the router's agent configurations (docs/nemo.md)",
+    )
     up.set_defaults(func=_up)
     down = add("down", "remove everything `up` created")
     down.add_argument(
@@ -53,11 +60,15 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _guard(action: str, args: argparse.Namespace) -> int:
     try:
-        testbed = Testbed(args.prefix)
+        testbed = Testbed(args.prefix, nemo=args.nemo if action == "up" else None)
         if action == "up":
             started = time.monotonic()
             testbed.up()
             print(testbed.status().format())
+            if testbed.nemo:
+                print("  agent configurations (nfq-mip6 run --config FILE, in the node's netns):")
+                for name in ("ha", "mn", "mn-implicit"):
+                    print(f"    {name:<12} {testbed.nemo_config(name)}")
             print(f"(ready in {time.monotonic() - started:.2f} s)")
         elif action == "down":
             removed = testbed.down(force=args.force)

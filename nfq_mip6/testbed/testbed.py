@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from nfq_mip6.testbed import resets, traffic
+from nfq_mip6.testbed import nemo, resets, traffic
 from nfq_mip6.testbed.netns import (
     TestbedError,
     ip,
@@ -56,16 +56,19 @@ from nfq_mip6.testbed.netns import (
 from nfq_mip6.testbed.node import Node
 from nfq_mip6.testbed.radvd import radvd_config
 from nfq_mip6.testbed.topology import (
-    LINKS,
     MN_INTERFACE,
     MN_LINK_BRIDGE,
     MN_LINKS,
-    NODE_NAMES,
-    NODES,
+    MNN_INTERFACE,
+    NEMO_NODE_NAMES,
     SWITCH_SYSCTLS,
+    LinkName,
     MnLink,
+    NodeSpec,
     interface_sysctls,
+    links,
     node_spec,
+    nodes,
     sysctls,
 )
 from nfq_mip6.testbed.traffic import Outage, PingResult, PingStream, parse_ping_output
@@ -102,6 +105,7 @@ class _State:
     radvd_pids: dict[str, int] = field(default_factory=dict)
     mn_link: str = "home"
     complete: bool = False
+    nemo: bool = False  # the NEMO variant: the MN as a mobile router with a LAN (RFC 3963)
     version: int = STATE_VERSION
 
     @classmethod
@@ -116,6 +120,7 @@ class _State:
             radvd_pids={str(k): int(v) for k, v in raw.get("radvd_pids", {}).items()},
             mn_link=str(raw.get("mn_link", "home")),
             complete=bool(raw.get("complete", False)),
+            nemo=bool(raw.get("nemo", False)),
         )
 
 
@@ -131,6 +136,8 @@ class TestbedStatus:
     radvd: dict[str, int | None]  # node -> live pid
     mn_link: str | None
     mn_addresses: tuple[str, ...]
+    nemo: bool = False
+    mnn_addresses: tuple[str, ...] = ()  # the mobile network node's (NEMO test bed)
 
     @property
     def healthy(self) -> bool:
@@ -143,7 +150,7 @@ class TestbedStatus:
 
     def format(self) -> str:
         lines = [
-            f"test bed {self.prefix!r}: "
+            f"test bed {self.prefix!r}{' (NEMO)' if self.nemo else ''}: "
             + ("up" if self.healthy else "partly up" if self.recorded else "down"),
             f"  state file: {self.state_file}" + ("" if self.recorded else " (none)"),
         ]
@@ -155,6 +162,10 @@ class TestbedStatus:
             lines.append(f"  MN attached to: {self.mn_link}")
             for address in self.mn_addresses:
                 lines.append(f"    {MN_INTERFACE} {address}")
+        if self.nemo:
+            lines.append("  mobile network node:")
+            for address in self.mnn_addresses:
+                lines.append(f"    {MNN_INTERFACE} {address}")
         return "\n".join(lines)
 
     def to_json(self) -> str:
@@ -166,11 +177,21 @@ class TestbedStatus:
 
 
 class Testbed:
-    """The HOWTO test bed under a name prefix (parallel sessions use different prefixes)."""
+    """The HOWTO test bed under a name prefix (parallel sessions use different prefixes).
+
+    ``nemo``: the NEMO variant (RFC 3963; the MN as a mobile router with a LAN and a mobile
+    network node on it, :mod:`nfq_mip6.testbed.topology`); ``None`` (the default) means what
+    the state file of a bed that is up records, and the plain bed when there is none.
+    """
 
     __test__ = False
 
-    def __init__(self, prefix: str = DEFAULT_PREFIX, run_dir: Path = DEFAULT_RUN_DIR) -> None:
+    def __init__(
+        self,
+        prefix: str = DEFAULT_PREFIX,
+        run_dir: Path = DEFAULT_RUN_DIR,
+        nemo: bool | None = None,
+    ) -> None:
         if not _PREFIX_RE.match(prefix):
             raise TestbedError(
                 f"bad prefix {prefix!r}: use 1-11 lower-case letters/digits, starting with a letter"
@@ -179,6 +200,7 @@ class Testbed:
         self.run_dir = run_dir / prefix
         self.state_path = self.run_dir / "state.json"
         self._lock_path = run_dir / f"{prefix}.lock"
+        self._nemo = nemo
         self.last_up_seconds: float | None = None  # how long the last up() took
 
     # -- names ----------------------------------------------------------------------
@@ -187,12 +209,30 @@ class Testbed:
         return f"{self.prefix}-{node}"
 
     @property
+    def nemo(self) -> bool:
+        """Whether this is the NEMO test bed (as asked, else as recorded)."""
+        if self._nemo is not None:
+            return self._nemo
+        with contextlib.suppress(TestbedError):
+            state = self._load_state()
+            return bool(state and state.nemo)
+        return False
+
+    @property
+    def nodes(self) -> tuple[NodeSpec, ...]:
+        return nodes(self.nemo)
+
+    @property
+    def links(self) -> tuple[LinkName, ...]:
+        return links(self.nemo)
+
+    @property
     def namespace_names(self) -> list[str]:
-        return [self.netns_name(SWITCH), *(self.netns_name(n) for n in NODE_NAMES)]
+        return [self.netns_name(SWITCH), *(self.netns_name(n.name) for n in self.nodes)]
 
     def node(self, name: str) -> Node:
         if name != SWITCH:
-            node_spec(name)  # KeyError with the list of nodes
+            node_spec(name, self.nemo)  # KeyError with the list of nodes
         return Node(name, self.netns_name(name))
 
     @property
@@ -211,6 +251,8 @@ class Testbed:
         started = time.monotonic()
         with self._locked():
             state = self._load_state()
+            if self._nemo is None:  # as recorded: rebuilt as the same kind
+                self._nemo = bool(state and state.nemo)
             existing = list_netns()
             recorded = set(state.namespaces) if state else set()
             foreign = [n for n in self.namespace_names if n in existing and n not in recorded]
@@ -221,7 +263,8 @@ class Testbed:
                     f"or remove them with `nfq-mip6 testbed down --prefix {self.prefix} --force`"
                 )
             if state is not None:
-                if state.complete and self._status(state).healthy:
+                same_kind = state.nemo == self.nemo
+                if same_kind and state.complete and self._status(state).healthy:
                     self.last_up_seconds = time.monotonic() - started
                     return
                 self._teardown(state)
@@ -235,10 +278,11 @@ class Testbed:
         _require_root()
         with self._locked():
             state = self._load_state() or _State(self.prefix)
-            if force:
+            if force:  # every name either variant of the test bed may have made
                 existing = list_netns()
+                names = [self.netns_name(n) for n in (SWITCH, *NEMO_NODE_NAMES)]
                 state.namespaces += [
-                    n for n in self.namespace_names if n in existing and n not in state.namespaces
+                    n for n in names if n in existing and n not in state.namespaces
                 ]
             removed = self._teardown(state)
         # No trace: the lock file and the (then empty) run directory go too.
@@ -271,14 +315,14 @@ class Testbed:
         """Put the whole test bed back to the state ``up()`` left it in (for tests that
         share one test bed): every node's kernel state that agents touch is restored
         (:meth:`restore_baseline`), then the MN comes home (:meth:`reset_mn`)."""
-        for spec in NODES:
+        for spec in self.nodes:
             self.restore_baseline(spec.name)
         self.reset_mn(timeout)
 
     def restore_baseline(self, node: str) -> None:
         """Undo what an agent or a test may have left in ``node``
         (:func:`nfq_mip6.testbed.resets.restore_baseline`)."""
-        resets.restore_baseline(self.node(node), node_spec(node))
+        resets.restore_baseline(self.node(node), node_spec(node, self.nemo))
 
     def reset_mn(self, timeout: float = 10.0) -> None:
         """Bring the MN home and make it forget visited links (for tests): remove its
@@ -295,6 +339,23 @@ class Testbed:
         self.wait_until(lambda: resets.home_again(mn), timeout, resets.HOME_AGAIN)
 
     # -- helpers for tests and the demo ---------------------------------------------
+
+    @property
+    def nemo_dir(self) -> Path:
+        """Where the NEMO bed keeps its agents' configurations (:mod:`.nemo`)."""
+        return self.run_dir / "nemo"
+
+    def nemo_config(self, name: str) -> Path:
+        """The path of a NEMO agent configuration: ``ha``, ``mn`` (explicit prefix mode),
+        ``mn-implicit``, or ``key`` (:mod:`nfq_mip6.testbed.nemo`)."""
+        if not self.nemo:
+            raise TestbedError(
+                f"test bed {self.prefix!r} is not the NEMO variant (nfq-mip6 testbed up --nemo)"
+            )
+        files = {**nemo.CONFIG_FILES, "key": "mr.key"}
+        if name not in files:
+            raise TestbedError(f"no NEMO configuration {name!r}; choose one of {', '.join(files)}")
+        return self.nemo_dir / files[name]
 
     @staticmethod
     def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
@@ -329,8 +390,8 @@ class Testbed:
     ) -> contextlib.AbstractContextManager[Path]:
         """tcpdump to a pcap while the block runs. ``link`` is a bridge (``homenet``...)
         watched from the switch, or an interface of ``node`` when ``node`` is given."""
-        if node is None and link not in LINKS:
-            raise TestbedError(f"unknown link {link!r}; choose one of {', '.join(LINKS)}")
+        if node is None and link not in self.links:
+            raise TestbedError(f"unknown link {link!r}; choose one of {', '.join(self.links)}")
         return traffic.capture(self.node(node) if node else self.switch, link, path)
 
     def ping_stream(
@@ -397,12 +458,17 @@ class Testbed:
         namespaces = {n: n in existing for n in self.namespace_names}
         radvd: dict[str, int | None] = {}
         mn_addresses: tuple[str, ...] = ()
+        mnn_addresses: tuple[str, ...] = ()
         if state is not None:
             for node, pid in state.radvd_pids.items():
                 radvd[node] = pid if pid_alive(pid) else None
             if namespaces.get(self.netns_name("mn")):
                 with contextlib.suppress(TestbedError):
                     mn_addresses = tuple(self.node("mn").ipv6_addresses(MN_INTERFACE, True))
+            if state.nemo and namespaces.get(self.netns_name("mnn")):
+                mnn = Node("mnn", self.netns_name("mnn"))
+                with contextlib.suppress(TestbedError):
+                    mnn_addresses = tuple(mnn.ipv6_addresses(MNN_INTERFACE, True))
         return TestbedStatus(
             prefix=self.prefix,
             state_file=str(self.state_path),
@@ -412,10 +478,12 @@ class Testbed:
             radvd=radvd,
             mn_link=state.mn_link if state else None,
             mn_addresses=mn_addresses,
+            nemo=bool(state and state.nemo),
+            mnn_addresses=mnn_addresses,
         )
 
     def _build(self, timeout: float) -> None:
-        state = _State(self.prefix)
+        state = _State(self.prefix, nemo=self.nemo)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._build_steps(state, timeout)
@@ -434,16 +502,16 @@ class Testbed:
             ip("link", "set", "lo", "up", netns=name)
         # 2. Sysctls (HOWTO §4.2.1) before any interface exists, so they are inherited.
         sysctl(sw, SWITCH_SYSCTLS)
-        for spec in NODES:
+        for spec in self.nodes:
             sysctl(self.netns_name(spec.name), sysctls(spec))
         # 3. One bridge per link: no STP, no forwarding delay, no multicast snooping
         #    (a port that just joined must pass RAs, RSs and NSs at once).
-        for link in LINKS:
+        for link in self.links:
             ip("link", "add", link, "type", "bridge", "stp_state", "0", "forward_delay", "0",
                "mcast_snooping", "0", netns=sw)  # fmt: skip
             ip("link", "set", link, "up", netns=sw)
         # 4. Node interfaces: veth with the node end in the node's namespace.
-        for spec in NODES:
+        for spec in self.nodes:
             ns = self.netns_name(spec.name)
             for iface in spec.interfaces:
                 port = _port_name(spec.name, iface.name)
@@ -464,9 +532,12 @@ class Testbed:
             for route in spec.routes:
                 ip("-6", "route", "add", route.destination, "via", route.gateway, netns=ns)
         # 5. radvd on the HA and the access routers.
-        for spec in NODES:
+        for spec in self.nodes:
             if spec.radvd_interface is not None:
                 self._start_radvd(state, spec.name)
+        # The NEMO bed: the HA's and the mobile router's configurations, with their key.
+        if self.nemo:
+            nemo.write_configs(self.nemo_dir)
         state.mn_link = "home"
         state.complete = True
         self._save_state(state)

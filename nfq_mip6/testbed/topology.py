@@ -13,6 +13,17 @@ The Mobile Node has a single interface (``eth0``); travelling (the HOWTO's
 ``iwconfig eth0 essid visitnet``) re-attaches the switch side of its veth to another
 bridge while flapping the carrier.
 
+The NEMO variant (``nemo=True``, RFC 3963) adds a LAN that travels with the MN, which then
+acts as a mobile router: its second interface ``lan0`` is on the ``mobilenet`` link
+(the Mobile Network Prefix ``fec0:106:2800::/64``), and a mobile network node (``mnn``)
+sits on it::
+
+      MN (mobile router) lan0 ::1 ── mobilenet (fec0:106:2800::/64) ── MNN
+
+R routes the mobile network prefix to the MN's home address (on the home link: directly
+while the router is at home, to the HA's proxy neighbour entry while it is away, which then
+tunnels it, RFC 3963 §6.4), and the CN routes it to R like the home prefix.
+
 The HOWTO's addresses are site-local (fec0::/10, deprecated by RFC 3879). Linux 6.18 still
 autoconfigures SLAAC addresses from fec0: prefixes (scope "site") and routes them like
 global ones, so the test bed keeps them verbatim; note that ``ip addr show scope global``
@@ -23,11 +34,11 @@ Nothing here touches the system: this module only describes the topology.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Final, Literal
 
-LinkName = Literal["homenet", "internet", "visitnet", "visitnet2"]
+LinkName = Literal["homenet", "internet", "visitnet", "visitnet2", "mobilenet"]
 MnLink = Literal["home", "visitnet", "visitnet2"]
 
 MN_LINKS: Final[tuple[MnLink, ...]] = ("home", "visitnet", "visitnet2")
@@ -40,6 +51,8 @@ class NodeRole(Enum):
     ROUTER = "router"
     MOBILE_NODE = "mobile_node"
     HOST = "host"
+    MOBILE_ROUTER = "mobile_router"  # the MN of the NEMO test bed (RFC 3963)
+    MOBILE_NETWORK_NODE = "mobile_network_node"  # a host on the mobile router's LAN
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +121,16 @@ MN_LINK_PREFIX: Final[dict[MnLink, str]] = {
 }
 
 LINKS: Final[tuple[LinkName, ...]] = ("homenet", "internet", "visitnet", "visitnet2")
+
+# The NEMO test bed (RFC 3963): the mobile network behind the MN acting as a mobile router.
+MOBILE_NETWORK_PREFIX: Final = "fec0:106:2800::/64"
+MR_LAN_INTERFACE: Final = "lan0"
+MR_LAN_ADDRESS: Final = "fec0:106:2800::1"
+MNN_INTERFACE: Final = "eth0"
+MNN_MAC: Final = "00:90:7d:f3:03:2b"
+MNN_INTERFACE_ID: Final = "290:7dff:fef3:32b"
+# The mobile network node's SLAAC (EUI-64) address on the mobile network.
+MNN_ADDRESS: Final = f"{MOBILE_NETWORK_PREFIX.split('::/')[0]}:0:{MNN_INTERFACE_ID}"
 
 NODES: Final[tuple[NodeSpec, ...]] = (
     NodeSpec(
@@ -179,11 +202,53 @@ NODES: Final[tuple[NodeSpec, ...]] = (
 NODE_NAMES: Final[tuple[str, ...]] = tuple(n.name for n in NODES)
 
 
-def node_spec(name: str) -> NodeSpec:
-    for spec in NODES:
+def _nemo_node(spec: NodeSpec) -> NodeSpec:
+    """A node of the plain test bed as the NEMO test bed has it."""
+    if spec.name == "r":  # the mobile network is reached through the home address
+        return replace(spec, routes=(*spec.routes, Route(MOBILE_NETWORK_PREFIX, MN_HOME_ADDRESS)))
+    if spec.name == "cn":
+        return replace(
+            spec, routes=(*spec.routes, Route(MOBILE_NETWORK_PREFIX, R_INTERNET_ADDRESS))
+        )
+    if spec.name == "mn":  # the mobile router: its LAN interface, forwarding on
+        lan = Interface(MR_LAN_INTERFACE, "mobilenet", (f"{MR_LAN_ADDRESS}/64",))
+        return replace(spec, role=NodeRole.MOBILE_ROUTER, interfaces=(*spec.interfaces, lan))
+    return spec
+
+
+NEMO_LINKS: Final[tuple[LinkName, ...]] = (*LINKS, "mobilenet")
+
+NEMO_NODES: Final[tuple[NodeSpec, ...]] = (
+    *(_nemo_node(spec) for spec in NODES),
+    NodeSpec(
+        name="mnn",
+        role=NodeRole.MOBILE_NETWORK_NODE,
+        # Until the mobile router advertises its prefix on the LAN (RFC 3963 §5.6), the
+        # node has its SLAAC address statically and the router's LAN address as default.
+        interfaces=(Interface(MNN_INTERFACE, "mobilenet", (f"{MNN_ADDRESS}/64",), MNN_MAC),),
+        routes=(Route("default", MR_LAN_ADDRESS),),
+    ),
+)
+
+NEMO_NODE_NAMES: Final[tuple[str, ...]] = tuple(n.name for n in NEMO_NODES)
+
+
+def nodes(nemo: bool = False) -> tuple[NodeSpec, ...]:
+    """The nodes of the plain test bed, or of the NEMO one (``nemo``)."""
+    return NEMO_NODES if nemo else NODES
+
+
+def links(nemo: bool = False) -> tuple[LinkName, ...]:
+    """The links (bridges) of the plain test bed, or of the NEMO one (``nemo``)."""
+    return NEMO_LINKS if nemo else LINKS
+
+
+def node_spec(name: str, nemo: bool = False) -> NodeSpec:
+    for spec in nodes(nemo):
         if spec.name == name:
             return spec
-    raise KeyError(f"no node {name!r} in the test bed (nodes: {', '.join(NODE_NAMES)})")
+    names = ", ".join(n.name for n in nodes(nemo))
+    raise KeyError(f"no node {name!r} in the test bed (nodes: {names})")
 
 
 def care_of_address(mn_link: MnLink) -> str:
@@ -210,6 +275,24 @@ def sysctls(spec: NodeSpec) -> dict[str, str]:
         "net.ipv6.conf.all.accept_redirects": "0",
         "net.ipv6.conf.default.accept_redirects": "0",
     }
+    if spec.role is NodeRole.MOBILE_NETWORK_NODE:
+        # An ordinary host: SLAAC from the mobile router's Router Advertisements.
+        return common | {
+            "net.ipv6.conf.all.forwarding": "0",
+            "net.ipv6.conf.default.forwarding": "0",
+            "net.ipv6.conf.default.autoconf": "1",
+            "net.ipv6.conf.default.accept_ra": "1",
+            "net.ipv6.conf.default.accept_ra_defrtr": "1",
+            "net.ipv6.conf.default.accept_ra_pinfo": "1",
+            "net.ipv6.conf.all.optimistic_dad": "1",
+            "net.ipv6.conf.default.optimistic_dad": "1",
+        }
+    if spec.role is NodeRole.MOBILE_ROUTER:
+        # A mobile node that forwards for its LAN (RFC 3963 §5.5): per interface
+        # (``force_forwarding``, Linux 6.17+, set by :func:`interface_sysctls`), so that it
+        # stays a host on the links it visits (RAs, SLAAC with optimistic DAD, which
+        # ``all.forwarding = 1`` would turn off).
+        return sysctls(replace(spec, role=NodeRole.MOBILE_NODE))
     if spec.role is NodeRole.MOBILE_NODE:
         return common | {
             "net.ipv6.conf.all.forwarding": "0",
@@ -253,6 +336,14 @@ def interface_sysctls(spec: NodeSpec, ifname: str) -> dict[str, str]:
         for key, value in sysctls(spec).items()
         if key.startswith(prefix)
     }
+    if spec.role is NodeRole.MOBILE_ROUTER:
+        # forwards what arrives on its LAN and what arrives on its egress (decapsulated
+        # from the tunnel while away, straight from the home link at home)
+        values[f"net.ipv6.conf.{ifname}.force_forwarding"] = "1"
+        if ifname == MR_LAN_INTERFACE:
+            # its own LAN: a static address; it advertises there rather than listens
+            values[f"net.ipv6.conf.{ifname}.accept_ra"] = "0"
+            values[f"net.ipv6.conf.{ifname}.autoconf"] = "0"
     if spec.role is NodeRole.HOME_AGENT and ifname == spec.radvd_interface:
         values[f"net.ipv6.conf.{ifname}.dad_transmits"] = "1"
         values[f"net.ipv6.neigh.{ifname}.retrans_time_ms"] = str(HOME_LINK_RETRANS_TIMER_MS)
