@@ -297,6 +297,34 @@ class BindingsInUse:
     home_addresses: tuple[IPv6Address, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class StoredHomeBinding:
+    """A home registration as a shared binding store holds it (HA cluster, docs/cluster.md):
+    what another instance decided, or what this one last committed. ``expires_at`` is on the
+    core's clock."""
+
+    care_of_address: IPv6Address
+    sequence: int
+    flags: int
+    lifetime: int
+    expires_at: float
+    link_local: IPv6Address | None = None
+    prefixes: tuple[IPv6Network, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class HomeBindingLoaded:
+    """HA (cluster): the shared store's state of ``home_address`` replaces the core's
+    (``binding`` ``None`` = no binding there). It comes from a commit conflict (the fresh
+    state, the BU is then decided again), a commit that timed out (the last committed state:
+    the decision is undone) or a standby's replica. No protocol check applies (the store's
+    state was decided by RFC 6275 §10.3.1 already); the core answers with the kernel actions
+    that make the fast path match it."""
+
+    home_address: IPv6Address
+    binding: StoredHomeBinding | None
+
+
 InputEvent = (
     MobilityMessageReceived
     | ProxyDadCompleted
@@ -318,6 +346,7 @@ InputEvent = (
     | BindingsInUse
     | MobilityHeaderRejected
     | HomeAgentDrainRequested
+    | HomeBindingLoaded
 )
 
 # What each role's core takes; its ``handle`` ends in ``assert_never``, so mypy flags an event
@@ -340,6 +369,7 @@ HomeAgentInput = (
     | ForwardingSetupFailed
     | MobilePrefixSolicitationReceived
     | HomeAgentDrainRequested
+    | HomeBindingLoaded
 )
 MobileNodeInput = (
     MobilityMessageReceived
@@ -720,6 +750,7 @@ __all__ = [
     "HomeAgentDiscovered",
     "HomeAgentDrainRequested",
     "HomeAgentSwitchFollowed",
+    "HomeBindingLoaded",
     "HomePrefixAdvertised",
     "IcmpErrorReceived",
     "InputEvent",
@@ -750,4 +781,5 @@ __all__ = [
     "StartProxyDad",
     "StartProxyNeighbor",
     "StopProxyNeighbor",
+    "StoredHomeBinding",
 ]

@@ -83,6 +83,7 @@ from nfq_mip6.mobility.events import (
     ForwardingSetupFailed,
     HomeAgentDrainRequested,
     HomeAgentInput,
+    HomeBindingLoaded,
     HomePrefixAdvertised,
     IcmpErrorReceived,
     InstallHomeTunnel,
@@ -385,6 +386,8 @@ class HomeAgent:
         if isinstance(event, MobilityHeaderRejected):
             count_rejected_mobility_header(self.stats, event)
             return []
+        if isinstance(event, HomeBindingLoaded):
+            return self._binding_loaded(event, now)
         if isinstance(event, RouteOptimizationSwitched | IcmpErrorReceived | BindingsInUse):
             # the correspondent-node part of a home agent (§9)
             if self.correspondent is None:
@@ -1000,6 +1003,54 @@ class HomeAgent:
             StopProxyNeighbor(entry.home_address, entry.link_local),
             RemoveRouteOptimization(entry.home_address),
         ]
+
+    def _binding_loaded(self, event: HomeBindingLoaded, now: float) -> list[Action]:
+        """HA cluster: the store's state of one home address replaces ours (docs/cluster.md).
+
+        Whatever this core decided for it and did not see committed is forgotten (a pending
+        proxy DAD, a mobile router's BU context). The answer is what makes the fast path
+        match the loaded state, whatever it held before: the tunnel (with a mobile router's
+        prefixes), direct delivery and proxy ND for a binding; their removal (tolerant of
+        absence) without one. No BA and no binding event: nothing new was decided here, and
+        nothing is to be committed again."""
+        home_address = event.home_address
+        self._pending.pop(home_address, None)
+        self._router_bus.pop(home_address, None)
+        old = self.cache.get(home_address)
+        if old is not None:
+            self.cache.remove(home_address, BindingState.DELETED)
+        stored = event.binding
+        if stored is None:
+            if old is not None:
+                return self._teardown(old)
+            return [
+                RemoveHomeTunnel(home_address),
+                StopProxyNeighbor(home_address),
+                RemoveRouteOptimization(home_address),
+            ]
+        entry = BindingCacheEntry(
+            home_address,
+            stored.care_of_address,
+            sequence=stored.sequence & 0xFFFF,
+            flags=stored.flags,
+            lifetime=stored.lifetime,
+            now=now,
+            home_registration=True,
+            link_local=stored.link_local,
+        )
+        entry.prefixes = stored.prefixes
+        self.cache.insert(entry)
+        self.cache.set_expiry(entry, stored.expires_at)
+        actions: list[Action] = []
+        if old is not None and old.link_local is not None and old.link_local != entry.link_local:
+            actions.append(StopProxyNeighbor(home_address, old.link_local))
+        withdrawn = tuple(p for p in old.prefixes if p not in stored.prefixes) if old else ()
+        actions += [
+            InstallHomeTunnel(home_address, stored.care_of_address, stored.prefixes, withdrawn),
+            InstallRouteOptimization(home_address, stored.care_of_address),
+            StartProxyNeighbor(home_address, stored.link_local),
+        ]
+        return actions
 
     def route_optimizations(self) -> list[InstallRouteOptimization]:
         """§9.3.2, §10.3.1: one :class:`InstallRouteOptimization` per registered home binding,

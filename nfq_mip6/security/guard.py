@@ -203,6 +203,20 @@ class HomeAgentGuard:
         """``values`` (from :meth:`unsaved_timestamps`) were committed."""
         self._saved_timestamps = {**self._saved_timestamps, **values}
 
+    def reload_timestamps(self, values: Mapping[int, int | None]) -> None:
+        """HA cluster: the store's timestamps (docs/cluster.md) replace the verifier's for
+        these SPIs; they are what the store holds, so they count as saved."""
+        if self.verifier is None:
+            return
+        self.verifier.reload_timestamps(values)
+        saved = dict(self._saved_timestamps)
+        for spi, timestamp in values.items():
+            if timestamp is None:
+                saved.pop(spi, None)
+            else:
+                saved[spi] = int(timestamp)
+        self._saved_timestamps = saved
+
     def save_state(self, store: ValueStore) -> None:
         """Commit the timestamps if they changed (call before the BA is sent)."""
         if self.verifier is None:

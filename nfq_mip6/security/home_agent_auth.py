@@ -286,6 +286,18 @@ class HomeAgentVerifier:
                     self._last_timestamp[spi] = int(timestamp)
 
 
+    def reload_timestamps(self, values: Mapping[int, int | None]) -> None:
+        """HA cluster: the shared store's last accepted Mesg-ID per SPI replaces ours, also
+        when it is older (a decision that was not committed is undone) or absent (``None``)."""
+        for spi, timestamp in values.items():
+            if spi not in self.associations:
+                continue
+            if timestamp is None:
+                self._last_timestamp.pop(spi, None)
+            else:
+                self._last_timestamp[spi] = int(timestamp)
+
+
 def home_agent_verifier(
     credentials: Iterable[MobileNodeCredentials],
     *,

@@ -99,3 +99,29 @@ def test_timestamps_persist_across_restarts(tmp_path: Path) -> None:
         assert again.verifier is not None
         rejection = again.verifier.check_home_binding_update(bu, mh, HOA, COA, 0)
         assert rejection is not None and rejection.status == 144
+
+
+def test_reload_timestamps_replaces_them_backwards_too() -> None:
+    """HA cluster: the store's last Mesg-ID replaces the verifier's, also an older one (an
+    uncommitted acceptance is undone) or none; reloaded values count as saved."""
+    sa = SecurityAssociation(SPI, KEY, (IPv6Network(f"{HOA}/128"),))
+    guard = HomeAgentGuard.from_config(
+        HomeAgentConfig(mobile_nodes=(credentials(),)), legacy=False, environ={"K": KEY.hex()}
+    )
+    assert guard.verifier is not None
+    bu = MobileNodeAuthenticator(sa).sign_binding_update(
+        BindingUpdate(1, BUFlags.A | BUFlags.H, 10, (AlternateCareofAddress(COA),)), COA, HOA
+    )
+    mh = build_mh(bu, HOA, HA)
+    assert guard.verifier.check_home_binding_update(bu, mh, HOA, COA, 0) is None
+    accepted = guard.unsaved_timestamps()
+    assert list(accepted) == [SPI]
+    guard.reload_timestamps({SPI: None})  # the commit timed out: undone
+    assert guard.unsaved_timestamps() == {}
+    assert guard.verifier.check_home_binding_update(bu, mh, HOA, COA, 0) is None  # not a replay
+    guard.reload_timestamps(accepted)  # the store holds it (another instance accepted it)
+    assert guard.unsaved_timestamps() == {}
+    rejection = guard.verifier.check_home_binding_update(bu, mh, HOA, COA, 0)
+    assert rejection is not None and rejection.status == 144
+    guard.reload_timestamps({SPI + 1: 5})  # an SPI not configured here: ignored
+    assert SPI + 1 not in guard.verifier.last_timestamps()
