@@ -264,6 +264,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--queue-num", type=int, default=None, help="NFQUEUE number")
     parser.add_argument("--log-format", choices=("text", "json"), default=None)
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING, …")
+    parser.add_argument(
+        "--cluster-role",
+        choices=("active", "standby"),
+        default=None,
+        help="HA cluster: the role at start ([cluster] role; switch with 'nfq-mip6 cluster')",
+    )
     parser.set_defaults(func=run_command)
 
 
@@ -297,6 +303,11 @@ def _apply_overrides(config: AgentConfig, args: argparse.Namespace) -> AgentConf
         changes["log_format"] = args.log_format
     if args.log_level is not None:
         changes["log_level"] = args.log_level
+    cluster_role = getattr(args, "cluster_role", None)
+    if cluster_role is not None:
+        if config.cluster is None:
+            raise ValueError("--cluster-role needs a [cluster] section in the configuration")
+        changes["cluster"] = dataclasses.replace(config.cluster, role=cluster_role)
     return dataclasses.replace(config, **changes) if changes else config
 
 

@@ -128,6 +128,7 @@ class ClusterConfig:
     ca_file: Path | None = None  # TLS: CA bundle to verify etcd's certificate
     cert_file: Path | None = None  # TLS client certificate + key (etcd --client-cert-auth)
     key_file: Path | None = None
+    role: str = "active"  # at start: "active" answers, "standby" follows (nfq-mip6 cluster)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -459,6 +460,7 @@ _CLUSTER_KEYS: Final[dict[str, Callable[[object], Any]]] = {
     "ca_file": _parse_existing_file,
     "cert_file": _parse_existing_file,
     "key_file": _parse_existing_file,
+    "role": _choice_parser(("active", "standby")),
 }
 _SECTIONS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
     "ha": _HA_KEYS,

@@ -1,9 +1,11 @@
-"""``nfq-mip6 stats | cache | bul | ro on|off|status`` and ``mipdiag -s|-c|-l``.
+"""``nfq-mip6 stats | cache | bul | ro on|off|status | cluster …`` and ``mipdiag -s|-c|-l``.
 
 Both talk to a running agent through its control socket (:mod:`nfq_mip6.control`). ``mipdiag``
 prints what MIPL 1.x's tool printed (Linux Mobile IPv6 HOWTO §5.2), line for line, so that HOWTO
 readers recognise it; ``nfq-mip6`` adds the columns MIPL did not have. ``--json`` prints the
-agent's answer as JSON for scripts. Exit status: 0 ok, 1 the agent is not running or refused.
+agent's answer as JSON for scripts. Exit status: 0 ok, 1 the agent is not running or refused;
+``nfq-mip6 cluster status`` exits 3 when the agent runs but its binding store is unreachable
+(keepalived's ``track_script`` calls it, docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 __all__ = [
     "format_bul",
     "format_cache",
+    "format_cluster",
     "format_statistics",
     "mipdiag",
     "register",
@@ -93,9 +96,44 @@ def format_cache(cache: dict[str, Any], *, extended: bool = False) -> list[str]:
         # MIPL kept the padding of its last column ("Type " / "2    "); extended lines are
         # stripped so that scripts reading text do not see trailing blanks.
         lines = [lines[0], *_with_prefixes(lines[1:], cache)]
-        return ["Mobile IPv6 Binding cache", *lines]
+        return ["Mobile IPv6 Binding cache", *lines, *_cluster_line(cache)]
     lines = [lines[0].rstrip(), *_with_prefixes([line.rstrip() for line in lines[1:]], cache)]
-    return ["Mobile IPv6 Binding cache", *lines]
+    return ["Mobile IPv6 Binding cache", *lines, *_cluster_line(cache)]
+
+
+def _cluster_line(cache: dict[str, Any]) -> list[str]:
+    """An HA cluster member's cache ends with its role and the store revision it holds."""
+    cluster = cache.get("cluster")
+    if not isinstance(cluster, dict):
+        return []
+    return [
+        f"Cluster {cluster.get('name', '?')}: {cluster.get('role', '?')}, "
+        f"store revision {cluster.get('applied_revision', cluster.get('revision', '?'))}"
+        f"{'' if cluster.get('store_reachable') else ' (store unreachable)'}"
+    ]
+
+
+def format_cluster(status: dict[str, Any]) -> list[str]:
+    """``nfq-mip6 cluster status`` (and the answer to ``active``/``standby``)."""
+    counters = status.get("counters") or {}
+    reachable = "reachable" if status.get("store_reachable") else "UNREACHABLE"
+    lines = [
+        f"Cluster                   : {status.get('name', '?')}",
+        f"Role                      : {status.get('role', '?')}",
+        f"Store                     : {reachable} ({', '.join(status.get('endpoints') or [])})",
+        f"Store revision            : {status.get('revision', 0)}",
+        f"Applied revision          : {status.get('applied_revision', 0)}",
+        f"Lag (revisions)           : {status.get('lag', 0)}",
+        f"Bindings                  : {status.get('bindings', 0)}",
+        f"Commits in flight         : {status.get('in_flight', 0)}",
+    ]
+    for name in ("commits", "conflicts", "timeouts", "store_errors", "redecided", "takeovers"):
+        lines.append(f"{name.replace('_', ' ').capitalize():<26}: {counters.get(name, 0)}")
+    if status.get("last_takeover_ms") is not None:
+        lines.append(f"Last takeover             : {status['last_takeover_ms']} ms")
+    if "caught_up" in status:
+        lines.append(f"Caught up with the store  : {'yes' if status['caught_up'] else 'no'}")
+    return lines
 
 
 def _with_prefixes(rows: list[str], cache: dict[str, Any]) -> list[str]:
@@ -215,9 +253,17 @@ def _run(args: argparse.Namespace) -> int:
     command: dict[str, Any] = {"cmd": args.control_cmd}
     if args.control_cmd == "ro" and args.ro_action != "status":
         command["set"] = args.ro_action == "on"
+    if args.control_cmd == "cluster":
+        command["action"] = args.cluster_action
     answer = _ask(path, command, err, "nfq-mip6")
     if answer is None:
         return 1
+    if args.control_cmd == "cluster":
+        _emit(answer, format_cluster(answer), args.json, out)
+        if not answer.get("store_reachable", False):
+            print(f"nfq-mip6: the binding store of {path} is unreachable", file=err)
+            return 3 if args.cluster_action == "status" else 0
+        return 0
     if args.control_cmd == "stats":
         lines = format_stats_extended(answer)
     elif args.control_cmd == "cache":
@@ -260,6 +306,29 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("ro_action", nargs="?", choices=("on", "off", "status"), default="status")
     _common(parser)
     parser.set_defaults(func=_run, control_cmd="ro")
+    register_cluster(subparsers)
+
+
+CLUSTER_ACTIONS: dict[str, str] = {
+    "active": "become the active member: catch up with the store, proxy ND, answer BUs and DHAAD",
+    "standby": "become a standby: follow the store, keep tunnel routes, answer nothing",
+    "status": "role, store revision, lag, counters; exit 0 only when the store is reachable",
+}
+
+
+def register_cluster(
+    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """``nfq-mip6 cluster active|standby|status``; returns the group's subparsers so that a
+    module adding an action (e.g. ``drain``) can register its own parser in it."""
+    text = "HA cluster member: switch its role or show it (docs/cluster.md)"
+    parser = subparsers.add_parser("cluster", help=text, description=text)
+    actions = parser.add_subparsers(dest="cluster_action", metavar="ACTION", required=True)
+    for name, help_text in CLUSTER_ACTIONS.items():
+        action = actions.add_parser(name, help=help_text, description=help_text)
+        _common(action)
+        action.set_defaults(func=_run, control_cmd="cluster", cluster_action=name)
+    return actions
 
 
 def mipdiag(argv: Sequence[str] | None = None) -> int:

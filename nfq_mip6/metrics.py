@@ -94,6 +94,12 @@ RO_BPF_COUNTERS: Final = frozenset(
 )
 BINDING_STATES: Final = frozenset({"registered", "cached", "dying", "dad", "pending", "all"})
 MAX_OPERATION_LABELS: Final = 32
+CLUSTER_ROLES: Final = frozenset({"active", "standby"})
+COMMIT_OUTCOMES: Final = frozenset({"committed", "conflict", "timeout", "error"})
+CLUSTER_COMMIT_BUCKETS: Final = (
+    0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+)  # fmt: skip
+"""HA cluster: an etcd quorum commit takes milliseconds; the deadline is ~1 s."""
 
 # BU handling is sub-millisecond to a few ms (parsing, netlink); buckets from 50 µs to 1 s.
 BU_LATENCY_BUCKETS: Final = (
@@ -206,6 +212,10 @@ class _StateCollector(Collector):
             backend.add_metric([], {"backend": _bounded(stats["backend"], BACKENDS)})
             yield backend
 
+        cluster = stats.get("cluster")
+        if isinstance(cluster, Mapping):
+            yield from _cluster_families(cluster)
+
         ro_datapath = stats.get("ro_datapath")
         if isinstance(ro_datapath, Mapping):
             datapath = InfoMetricFamily(
@@ -227,6 +237,48 @@ class _StateCollector(Collector):
                     if name in RO_BPF_COUNTERS:
                         packets.add_metric([name], float(value))
                 yield packets
+
+
+def _cluster_families(cluster: Mapping[str, Any]) -> Iterable[Any]:
+    """HA cluster (docs/cluster.md): role, store revision, replica lag, commit outcomes."""
+    role = GaugeMetricFamily(
+        f"{PREFIX}_cluster_role", "HA cluster role of this agent (1 = current)", labels=["role"]
+    )
+    current = _bounded(cluster.get("role"), CLUSTER_ROLES, "other")
+    for name in sorted(CLUSTER_ROLES):
+        role.add_metric([name], 1.0 if name == current else 0.0)
+    yield role
+    revision = GaugeMetricFamily(
+        f"{PREFIX}_cluster_store_revision", "The binding store's revision as last seen"
+    )
+    revision.add_metric([], float(cluster.get("revision", 0) or 0))
+    yield revision
+    lag = GaugeMetricFamily(
+        f"{PREFIX}_cluster_replica_lag_revisions",
+        "Store revisions a standby has not applied yet (0 on the active)",
+    )
+    lag.add_metric([], float(cluster.get("lag", 0) or 0))
+    yield lag
+    reachable = GaugeMetricFamily(
+        f"{PREFIX}_cluster_store_reachable", "1 when the binding store answered lately"
+    )
+    reachable.add_metric([], 1.0 if cluster.get("store_reachable") else 0.0)
+    yield reachable
+    counters = cluster.get("counters")
+    if isinstance(counters, Mapping):
+        results = CounterMetricFamily(
+            f"{PREFIX}_cluster_commit_results",
+            "Binding commits to the store, by result (a timeout or an error sends no BA)",
+            labels=["result"],
+        )
+        for result, key in (
+            ("committed", "commits"),
+            ("conflict", "conflicts"),
+            ("timeout", "timeouts"),
+            ("error", "store_errors"),
+        ):
+            results.add_metric([result], float(counters.get(key, 0) or 0))
+        yield results
 
 
 class AgentMetrics:
@@ -294,6 +346,19 @@ class AgentMetrics:
             "Unix time of the last successful configuration (re)load",
             registry=registry,
         )
+        self._cluster_commit = Histogram(
+            f"{PREFIX}_cluster_commit_seconds",
+            "HA cluster: time from a binding commit's submit to its result, by outcome",
+            ["outcome"],
+            buckets=CLUSTER_COMMIT_BUCKETS,
+            registry=registry,
+        )
+        self._replica_lag = Histogram(
+            f"{PREFIX}_cluster_replica_lag_seconds",
+            "HA cluster standby: time from the active's decision to the replica applying it",
+            buckets=CLUSTER_COMMIT_BUCKETS,
+            registry=registry,
+        )
         registry.register(_StateCollector(snapshot))
 
     # -- events (called by the runtime) -----------------------------------------------------
@@ -329,6 +394,14 @@ class AgentMetrics:
         self._dataplane_ops.labels(label).inc()
         if not ok:
             self._dataplane_errors.labels(label).inc()
+
+    def cluster_commit(self, seconds: float, outcome: str) -> None:
+        self._cluster_commit.labels(_bounded(outcome, COMMIT_OUTCOMES, "error")).observe(
+            max(0.0, seconds)
+        )
+
+    def cluster_replica_lag(self, seconds: float) -> None:
+        self._replica_lag.observe(max(0.0, seconds))
 
     def config_loaded(self, timestamp: float) -> None:
         self._config_loaded.set(timestamp)

@@ -135,6 +135,12 @@ class Dataplane(Protocol):
     def remove_proxy(self, address: IPv6Address) -> None:
         """Stop proxying ``address``."""
 
+    def add_proxies(self, addresses: Iterable[IPv6Address]) -> int:
+        """Many :meth:`add_proxy` at once (a cluster takeover); returns how many failed."""
+
+    def remove_proxies(self, addresses: Iterable[IPv6Address]) -> int:
+        """Many :meth:`remove_proxy` at once (absent ones are fine); returns how many failed."""
+
     def proxies(self) -> set[IPv6Address]:
         """The proxied addresses on the home link."""
 

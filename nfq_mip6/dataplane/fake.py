@@ -121,6 +121,16 @@ class FakeDataplane:
         self.proxied.discard(address)
         self.log.append(("unproxy", str(address)))
 
+    def add_proxies(self, addresses: Iterable[IPv6Address]) -> int:
+        for address in addresses:
+            self.add_proxy(address)
+        return 0
+
+    def remove_proxies(self, addresses: Iterable[IPv6Address]) -> int:
+        for address in addresses:
+            self.remove_proxy(address)
+        return 0
+
     def proxies(self) -> set[IPv6Address]:
         return set(self.proxied)
 

@@ -633,6 +633,31 @@ class NetlinkDataplane:
         if results[0] != 0 and results[0] not in MISSING_ERRNOS:
             raise DataplaneError(f"unproxy {address}: {os.strerror(results[0])}")
 
+    def add_proxies(self, addresses: Iterable[IPv6Address]) -> int:
+        return self._proxy_batch(addresses, add=True)
+
+    def remove_proxies(self, addresses: Iterable[IPv6Address]) -> int:
+        return self._proxy_batch(addresses, add=False)
+
+    def _proxy_batch(self, addresses: Iterable[IPv6Address], *, add: bool) -> int:
+        """Proxy entries in batches of 1 000 requests per sendmsg; a delete of an absent
+        entry (or an add of a present one) is fine; the other refusals are counted."""
+        failed = 0
+        pending = list(addresses)
+        fine = {0} | (MISSING_ERRNOS if not add else {errno.EEXIST})
+        for start in range(0, len(pending), 1000):
+            requests = [
+                proxy_neighbor(address, ifindex=self._ifindex, add=add)
+                for address in pending[start : start + 1000]
+            ]
+            for code in self._rtnl.transact(requests):
+                if code not in fine:
+                    failed += 1
+        if failed:
+            self.counters.errors += failed
+            log.warning("%d proxy entr(y/ies) not %s", failed, "added" if add else "removed")
+        return failed
+
     def proxies(self) -> set[IPv6Address]:
         out = self._ip("-6", "neigh", "show", "proxy", "dev", self.interface)
         return {IPv6Address(line.split()[0]) for line in out.splitlines() if line.strip()}

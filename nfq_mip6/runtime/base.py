@@ -169,6 +169,14 @@ class RoleRuntime(ABC):
         ``nfqueue``), ``reason``, and with BPF the programs' ``counters``; None for the HA."""
         return None
 
+    def cache_extra(self, now: float) -> dict[str, Any]:
+        """More for the ``cache`` answer (an HA cluster member: its role and store revision)."""
+        return {}
+
+    def cluster_command(self, request: dict[str, Any], now: float) -> dict[str, Any]:
+        """``{"cmd": "cluster", "action": "status"|"active"|"standby"}`` (HA cluster)."""
+        return {"ok": False, "error": f"cluster roles are a Home Agent setting, not {self.role}"}
+
     def role_command(self, cmd: object, request: dict[str, Any], now: float) -> dict[str, Any]:
         """A control command only this role knows (e.g. the HA's ``flush``)."""
         return {"ok": False, "error": f"unknown command {cmd!r}"}
@@ -183,7 +191,9 @@ class RoleRuntime(ABC):
         if cmd == "stats":
             return self.stats_snapshot(now)
         if cmd == "cache":
-            return {"ok": True, "bindings": self.cache_rows(now)}
+            return {"ok": True, "bindings": self.cache_rows(now), **self.cache_extra(now)}
+        if cmd == "cluster":
+            return self.cluster_command(request, now)
         if cmd == "bul":
             return {"ok": True, "entries": self.bul_rows(now)}
         if cmd == "ro":

@@ -72,6 +72,7 @@ from nfq_mip6.mobility.home_agent import HomeAgentConfig as CoreHomeAgentConfig
 from nfq_mip6.mobility.nemo import MobileRouterPolicy
 from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.runtime.base import QueuedPacket, RuntimeContext, Verdict
+from nfq_mip6.runtime.home_agent_cluster import ACTIVE, STANDBY, HomeAgentCluster
 from nfq_mip6.runtime.home_egress import EgressRewriter, HomeAgentEgress, is_redirect
 from nfq_mip6.runtime.mh_endpoint import MobilityHeaderEndpoint, mobility_message_received
 from nfq_mip6.runtime.mobile_network_sources import MobileNetworkSourceCheck
@@ -120,7 +121,9 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
 
     The constructor arguments exist for tests: ``dataplane_factory`` builds the data plane
     from the resolved home link (default: the kernel), ``nd_factory`` the ND helper (``None``
-    result = no ND socket), ``load_rules`` whether to load ``rules/ha.rules``.
+    result = no ND socket), ``load_rules`` whether to load ``rules/ha.rules``,
+    ``cluster_store``/``cluster_replica`` (a factory) replace a ``[cluster]`` member's etcd
+    store and replica.
     """
 
     role = "ha"
@@ -133,7 +136,11 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         nd_factory: Callable[[HomeLinkAddressing], Any] | None = None,
         load_rules: bool = True,
         home_link: HomeLinkAddressing | None = None,
+        cluster_store: Any = None,
+        cluster_replica: Callable[[Any], Any] | None = None,
     ) -> None:
+        self._cluster_store = cluster_store  # tests: stand-ins for the etcd store and replica
+        self._cluster_replica = cluster_replica
         self._dataplane_factory = dataplane_factory
         self._nd_factory = nd_factory
         self._load_rules = load_rules
@@ -172,6 +179,8 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         self._home_ifindex = 0
         self._link_sender: Any = None
         self._link_sender_failed = False
+        # [cluster]: the bindings live in etcd (docs/cluster.md); None = single node (SQLite)
+        self.cluster: HomeAgentCluster | None = None
 
     # ------------------------------------------------------------------------------------
     # Lifecycle
@@ -217,23 +226,36 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             authorizer=self.guard.verifier,
         )
         self._state_path = Path(config.state_dir) / STATE_FILE
+        if config.cluster is not None:
+            # the store thread starts here; the snapshot or the replica is read below
+            self.cluster = HomeAgentCluster(
+                self,
+                config.cluster,
+                store=self._cluster_store,
+                replica_factory=self._cluster_replica,
+            )
         try:
             # Bindings only from a database written for this home link (nfq_mip6.statedir).
             identity = {"role": "ha", "interface": link.interface, "home_prefix": str(link.prefix)}
-            self.persistence = HomeBindingPersistence(open_state(config.state_dir, identity))
-            self.guard.restore_state(self.persistence.store)
-            self._checkpointer = WalCheckpointer(self.persistence.store.path)
-            self._checkpointer.start()
+            self.persistence = HomeBindingPersistence(
+                open_state(config.state_dir, identity),
+                backend=self.cluster.store if self.cluster is not None else None,
+            )
+            if self.cluster is None:  # a cluster's timestamps come from the store
+                self.guard.restore_state(self.persistence.store)
+                self._checkpointer = WalCheckpointer(self.persistence.store.path)
+                self._checkpointer.start()
         except StoreError as exc:
             log.error("state store unavailable; bindings will not survive a crash: %s", exc)
         self._restore_bindings(ctx.clock())
         # RFC 6275 §10.5: DHAAD requests go to the home agents anycast address, which no
         # interface holds; proxying it makes the home link's router deliver them to us
-        # (ha.rules queues them in the raw table).
-        try:
-            self.dataplane.add_proxy(home_agents_anycast(link.prefix))
-        except DataplaneError as exc:
-            log.warning("cannot proxy the home agents anycast address: %s", exc)
+        # (ha.rules queues them in the raw table). A cluster standby proxies nothing.
+        if self._answering:
+            try:
+                self.dataplane.add_proxy(home_agents_anycast(link.prefix))
+            except DataplaneError as exc:
+                log.warning("cannot proxy the home agents anycast address: %s", exc)
         if self._nd_factory is not None:
             self.nd = self._nd_factory(link)
         else:
@@ -296,6 +318,8 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             self.sources.forget()  # its rules went with the NFQMIP6-HA-MR/-MRSRC chains
         if self.core is not None and self.ctx is not None:
             self._save_bindings(self.ctx.clock())
+        if self.cluster is not None:
+            self.cluster.stop()
         if self.nd is not None:
             if self.ctx is not None:
                 self.ctx.remove_reader(self.nd.fileno())
@@ -331,7 +355,9 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
     def _restore_bindings(self, now: float) -> None:
         """Load saved bindings that have not expired; make the kernel match them."""
         assert self.core is not None and self.dataplane is not None
-        if self.persistence is not None:
+        if self.cluster is not None:
+            self.cluster.restore(now)  # the store's snapshot, or a standby's replica
+        elif self.persistence is not None:
             if self._state_path is not None:  # the former JSON file, imported once
                 self.persistence.import_json(self._state_path)
             self.persistence.restore(self.core.cache, now)
@@ -351,11 +377,17 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             }
         )
         prefix = self.link.prefix if self.link is not None else None
-        for hoa in set(self.dataplane.proxies()) - set(wanted):
+        answering = self._answering
+        for hoa in set(self.dataplane.proxies()) - (set(wanted) if answering else set()):
             if prefix is not None and hoa in prefix:  # a proxy left by a previous run
                 self.dataplane.remove_proxy(hoa)
-        for entry in self.core.cache:
-            self.dataplane.add_proxy(entry.home_address)
+        if answering:
+            self.dataplane.add_proxies([entry.home_address for entry in self.core.cache])
+
+    @property
+    def _answering(self) -> bool:
+        """Single node, or the active member of a cluster (a standby answers nothing)."""
+        return self.cluster is None or self.cluster.role == ACTIVE
 
     # ------------------------------------------------------------------------------------
     # Queued packets
@@ -376,6 +408,14 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             packet = parse_ipv6(payload)
         except MalformedPacket as exc:
             self._malformed(f"unparsable IPv6 packet: {exc}")
+            return Verdict.drop()
+        if not self._answering and (
+            packet.upper_layer == IPPROTO_MH
+            or packet.home_address is not None
+            or (packet.upper_layer == IPPROTO_ICMPV6 and packet.dst != self._address)
+        ):
+            assert self.cluster is not None
+            self.cluster.counters["standby_dropped"] += 1  # no BA, no DHAAD on a standby
             return Verdict.drop()
         if packet.upper_layer == IPPROTO_MH:
             return self._on_mobility_header(packet, queued, now)
@@ -544,6 +584,10 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
     # ------------------------------------------------------------------------------------
     def _feed(self, event: HomeAgentInput, now: float) -> None:
         assert self.core is not None
+        if self.cluster is not None:
+            # committed in etcd first; the actions run when the commit is confirmed
+            self.cluster.feed(event, now)
+            return
         actions = self.core.handle(event, now)
         self._persist(actions, now)
         self._perform(actions, now)
@@ -701,7 +745,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
     # ------------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         deadlines = []
-        if self.core is not None:
+        if self.core is not None and self._answering:  # a standby expires nothing
             deadlines.append(self.core.next_deadline())
         if self.nd is not None:
             deadlines.append(self.nd.next_deadline())
@@ -714,6 +758,10 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         if self.nd is not None:
             for result in self.nd.poll(now):
                 self._feed(ProxyDadCompleted(result.home_address, result.duplicate), now)
+        if self.cluster is not None:
+            if self.cluster.role == ACTIVE:  # expiry: CAS deletes from the stored expiry
+                self.cluster.commit_then_perform(None, self.core.handle_timer(now), now)
+            return
         actions = self.core.handle_timer(now)
         self._persist(actions, now)
         self._perform(actions, now)
@@ -753,6 +801,31 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             return {"ok": True}
         return super().role_command(cmd, request, now)
 
+    def cluster_command(self, request: dict[str, Any], now: float) -> dict[str, Any]:
+        """``nfq-mip6 cluster active|standby|status`` (docs/cluster.md)."""
+        if self.cluster is None:
+            return {
+                "ok": False,
+                "error": "not a cluster member (no [cluster] section in the configuration)",
+            }
+        action = request.get("action", "status")
+        if action == "status":
+            return {"ok": True, **self.cluster.status()}
+        if action in (ACTIVE, STANDBY):
+            return self.cluster.set_role(str(action), now)
+        return {"ok": False, "error": f"unknown cluster action {action!r}"}
+
+    def cache_extra(self, now: float) -> dict[str, Any]:
+        if self.cluster is None:
+            return {}
+        status = self.cluster.status()
+        return {
+            "cluster": {
+                key: status[key]
+                for key in ("role", "name", "revision", "applied_revision", "store_reachable")
+            }
+        }
+
     def mobility_stats(self) -> MobilityStats:
         assert self.core is not None
         return self.core.stats
@@ -773,6 +846,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             extra.update(self.guard.counters())
         if self.persistence is not None:
             extra["store_errors"] = self.persistence.errors
+        cluster = self.cluster.status() if self.cluster is not None else None
         if self.nd is not None and isinstance(getattr(self.nd, "stats", None), dict):
             extra.update({f"nd_{key}": value for key, value in self.nd.stats.items()})
         if isinstance(self.egress, HomeAgentEgress):
@@ -795,6 +869,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             by_state[entry.state.value] = by_state.get(entry.state.value, 0) + 1
         counters = self.dataplane.counters
         return {
+            **({"cluster": cluster} if cluster is not None else {}),
             "bindings_by_state": by_state,
             "home_agent": extra,
             "dataplane": {

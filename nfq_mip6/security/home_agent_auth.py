@@ -285,7 +285,6 @@ class HomeAgentVerifier:
                 if current is None or ntp_ordinal(int(timestamp)) > ntp_ordinal(current):
                     self._last_timestamp[spi] = int(timestamp)
 
-
     def reload_timestamps(self, values: Mapping[int, int | None]) -> None:
         """HA cluster: the shared store's last accepted Mesg-ID per SPI replaces ours, also
         when it is older (a decision that was not committed is undone) or absent (``None``)."""

@@ -65,6 +65,7 @@ __all__ = [
     "EtcdBindingStore",
     "EtcdReplica",
     "EtcdSettings",
+    "ReplicaChanges",
     "WatchCompacted",
 ]
 
@@ -98,6 +99,8 @@ class EtcdSettings:
     key_file: str | None = None
     batch_window: float = 0.001
     max_batch: int = 64
+    probe_interval: float = 1.0
+    """Idle store thread: read the store's revision this often (health, ``cluster status``)."""
 
     @property
     def prefix(self) -> str:
@@ -365,7 +368,15 @@ class EtcdBindingStore:
             "conflicts": 0,
             "timeouts": 0,
             "errors": 0,
+            "probes_failed": 0,
         }
+        self.revision = 0
+        """The store's revision as last seen (a commit or the idle probe)."""
+        self.reachable: bool | None = None
+        """Whether the last request (commit or probe) got an answer; ``None`` = none yet."""
+        self.checked_at = 0.0
+        """``time.monotonic()`` of that answer or failure."""
+        self._control_gateway: _Gateway | None = None
         self._thread = threading.Thread(target=self._run, name="etcd-store", daemon=True)
         self._thread.start()
 
@@ -418,6 +429,39 @@ class EtcdBindingStore:
         self._revisions.update(state.revisions)
         return state.snapshot(revision)
 
+    def current_revision(self, timeout: float | None = None) -> int:
+        """The store's revision now (a linearizable read, for a takeover's catch-up); its own
+        HTTP session, so it may be called from the agent's thread."""
+        if self._control_gateway is None:
+            self._control_gateway = _Gateway(self.settings)
+        revision = self._probe(self._control_gateway, timeout or self.settings.commit_timeout)
+        return revision
+
+    def seed_revisions(self, revisions: dict[str, int]) -> None:
+        """Take the keys' ``mod_revision`` from a replica (a standby that becomes active), so
+        its first commits compare against what it has seen instead of re-reading. Called
+        while no commit is in flight."""
+        self._revisions.update(revisions)
+
+    def _probe(self, gateway: _Gateway, timeout: float) -> int:
+        reply = gateway.post(
+            "/kv/range",
+            {"key": _b64(self.prefix), "range_end": _b64(_prefix_end(self.prefix)),
+             "count_only": True},
+            timeout,
+        )  # fmt: skip
+        revision = int(reply["header"]["revision"])
+        self._seen(revision)
+        return revision
+
+    def _seen(self, revision: int | None) -> None:
+        if revision is None:
+            self.reachable = False
+        else:
+            self.reachable = True
+            self.revision = max(self.revision, revision)
+        self.checked_at = time.monotonic()
+
     def replace_all(self, rows: Iterable[StoredBinding]) -> None:
         """Nothing: every change was committed by CAS already; overwriting the prefix at stop
         could undo a newer commit of the instance that took over."""
@@ -466,7 +510,11 @@ class EtcdBindingStore:
         while not stopping or held:
             incoming: list[_Pending] = []
             if not held:
-                item = self._queue.get()
+                try:
+                    item = self._queue.get(timeout=self.settings.probe_interval)
+                except queue.Empty:
+                    self._idle_probe()
+                    continue
                 if item is None:
                     break
                 incoming.append(item)
@@ -497,6 +545,19 @@ class EtcdBindingStore:
                         self._finish(pending, StoreError(f"etcd store: {exc}"))
         for pending in held:
             self._finish(pending, StoreError("etcd store closed"))
+
+    def _idle_probe(self) -> None:
+        try:
+            self._probe(self._gateway, min(self.settings.commit_timeout, 1.0))
+        except StoreError as exc:
+            self.counters["probes_failed"] += 1
+            if self.reachable is not False:
+                log.warning("etcd store %s unreachable: %s", self.prefix, exc)
+            self._seen(None)
+        except (KeyError, TypeError, ValueError) as exc:
+            self.counters["probes_failed"] += 1
+            self._seen(None)
+            log.warning("etcd store %s: unreadable answer: %s", self.prefix, exc)
 
     def _pick(self, candidates: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
         """One batch (distinct keys, at most ``max_batch``); the rest, in order, waits."""
@@ -534,10 +595,15 @@ class EtcdBindingStore:
         timeout = min(p.deadline for p in pendings) - time.monotonic()
         if timeout <= 0:
             raise CommitTimeout("commit deadline passed in the queue")
-        reply = self._gateway.post(
-            "/kv/txn", {"compare": compare, "success": success, "failure": failure}, timeout
-        )
+        try:
+            reply = self._gateway.post(
+                "/kv/txn", {"compare": compare, "success": success, "failure": failure}, timeout
+            )
+        except CommitTimeout:
+            self._seen(None)
+            raise
         self.counters["transactions"] += 1
+        self._seen(int(reply["header"]["revision"]))
         return (
             bool(reply.get("succeeded")),
             int(reply["header"]["revision"]),
@@ -596,6 +662,21 @@ class EtcdBindingStore:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaChanges:
+    """What changed in a replica since the last :meth:`EtcdReplica.take_changes`: the current
+    record of each changed home address and SPI (``None`` = deleted). ``full``: the replica
+    was (re)read whole, these are all its records and anything else is gone."""
+
+    revision: int
+    bindings: dict[IPv6Address, StoredBinding | None]
+    mesg_ids: dict[int, int | None]
+    full: bool = False
+
+    def __bool__(self) -> bool:
+        return self.full or bool(self.bindings or self.mesg_ids)
+
+
 class EtcdReplica:
     """A live copy of one virtual HA's bindings and timestamps, for a standby instance.
 
@@ -624,6 +705,12 @@ class EtcdReplica:
         self._stop = threading.Event()
         self._response: requests.Response | None = None
         self._thread: threading.Thread | None = None
+        # What changed since take_changes(), for a consumer in another thread; the pipe
+        # becomes readable when there is something (a selectors loop watches it).
+        self._changed_bindings: dict[IPv6Address, StoredBinding | None] = {}
+        self._changed_mesg_ids: dict[int, int | None] = {}
+        self._full = False
+        self._notify_r, self._notify_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     @property
     def bindings(self) -> dict[IPv6Address, StoredBinding]:
@@ -646,8 +733,71 @@ class EtcdReplica:
         with self._lock:
             self._state = state
             self.revision = revision
+            self._full = True
+            self._changed_bindings.clear()
+            self._changed_mesg_ids.clear()
             self._lock.notify_all()
+        self._notify()
         return revision
+
+    # ------------------------------------------------------------- changes for a consumer
+    def fileno(self) -> int:
+        """Readable when :meth:`take_changes` has something."""
+        return self._notify_r
+
+    def _notify(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._notify_w, b"\0")
+
+    def take_changes(self) -> ReplicaChanges:
+        """What changed since the last call (records as they are now)."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self._notify_r, 4096):
+                pass
+        with self._lock:
+            if self._full:
+                changes = ReplicaChanges(
+                    self.revision,
+                    dict(self._state.bindings),
+                    dict(self._state.mesg_ids),
+                    full=True,
+                )
+            else:
+                changes = ReplicaChanges(
+                    self.revision, self._changed_bindings, self._changed_mesg_ids
+                )
+            self._full = False
+            self._changed_bindings = {}
+            self._changed_mesg_ids = {}
+        return changes
+
+    def key_revisions(self) -> dict[str, int]:
+        """``mod_revision`` of every key the replica holds (to seed a store's compares)."""
+        with self._lock:
+            return dict(self._state.revisions)
+
+    def _record_change(self, key: str) -> None:
+        """Under the lock, after ``key`` was applied to the state."""
+        kind, _, name = key[len(self.prefix) :].partition("/")
+        try:
+            if kind == "b":
+                hoa = IPv6Address(name)
+                self._changed_bindings[hoa] = self._state.bindings.get(hoa)
+            elif kind == "auth":
+                spi = int(name)
+                self._changed_mesg_ids[spi] = self._state.mesg_ids.get(spi)
+        except ValueError:
+            pass  # counted as unreadable by _State.apply
+
+    def start_in_background(self) -> None:
+        """Bootstrap (retried until it works) and follow, all in the replica's thread."""
+
+        def run() -> None:
+            self._retry(self.bootstrap)
+            self._follow()
+
+        self._thread = threading.Thread(target=run, name="etcd-replica", daemon=True)
+        self._thread.start()
 
     def start(self) -> None:
         self.bootstrap()
@@ -672,6 +822,13 @@ class EtcdReplica:
                 pass
         if self._thread is not None:
             self._thread.join(timeout=5.0)
+
+    def close(self) -> None:
+        """:meth:`stop`, then release the change pipe."""
+        self.stop()
+        for fd in (self._notify_r, self._notify_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def wait_for(self, revision: int, timeout: float) -> bool:
         """True once the replica has applied ``revision`` (or later)."""
@@ -728,9 +885,11 @@ class EtcdReplica:
                     with self._lock:
                         for key, value, mod in batch:
                             self._state.apply(self.prefix, key, value, mod)
+                            self._record_change(key)
                         self.events += len(batch)
                         self.revision = max(self.revision, revision)
                         self._lock.notify_all()
+                    self._notify()
                     if self._on_change is not None:
                         self._on_change(self)
             except WatchCompacted as exc:

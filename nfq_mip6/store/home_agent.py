@@ -27,9 +27,46 @@ from nfq_mip6.mobility.events import (
 from nfq_mip6.store.binding_store import BindingCommit, BindingStore, SqliteBindingStore
 from nfq_mip6.store.database import StateStore, StoredBinding
 
-__all__ = ["HomeBindingPersistence"]
+__all__ = ["HomeBindingPersistence", "binding_commit", "stored_row"]
 
 log = logging.getLogger("nfq_mip6.store")
+
+
+def stored_row(entry: BindingCacheEntry, now: float, wall: float) -> StoredBinding:
+    """The stored form of a home registration (absolute expiry on the wall clock)."""
+    return StoredBinding(
+        role=HomeBindingPersistence.ROLE,
+        home_address=entry.home_address,
+        care_of_address=entry.care_of_address,
+        sequence=entry.sequence,
+        flags=entry.flags,
+        lifetime=entry.lifetime,
+        expires_wall=wall + entry.remaining(now),
+        link_local=entry.link_local,
+        prefixes=entry.prefixes,
+    )
+
+
+def binding_commit(
+    cache: BindingCache,
+    actions: Iterable[object],
+    now: float,
+    wall: float,
+    mesg_ids: Mapping[int, int] | None = None,
+) -> BindingCommit:
+    """The :class:`BindingCommit` of one core call's ``actions`` (+ advanced timestamps)."""
+    upserts: list[StoredBinding] = []
+    deletions: list[IPv6Address] = []
+    for action in actions:
+        if isinstance(action, BindingRegistered | BindingRefreshed):
+            if not action.home_registration:
+                continue
+            entry = cache.get(action.home_address)
+            if entry is not None and entry.state is BindingState.REGISTERED:
+                upserts.append(stored_row(entry, now, wall))
+        elif isinstance(action, BindingDeleted | BindingExpired) and action.home_registration:
+            deletions.append(action.home_address)
+    return BindingCommit(tuple(upserts), tuple(deletions), dict(mesg_ids or {}))
 
 
 class HomeBindingPersistence:
@@ -60,17 +97,7 @@ class HomeBindingPersistence:
         return f"HomeBindingPersistence({self.store!r})"
 
     def _row(self, entry: BindingCacheEntry, now: float, wall: float) -> StoredBinding:
-        return StoredBinding(
-            role=self.ROLE,
-            home_address=entry.home_address,
-            care_of_address=entry.care_of_address,
-            sequence=entry.sequence,
-            flags=entry.flags,
-            lifetime=entry.lifetime,
-            expires_wall=wall + entry.remaining(now),
-            link_local=entry.link_local,
-            prefixes=entry.prefixes,
-        )
+        return stored_row(entry, now, wall)
 
     def changes(
         self,
@@ -80,19 +107,7 @@ class HomeBindingPersistence:
         mesg_ids: Mapping[int, int] | None = None,
     ) -> BindingCommit:
         """The :class:`BindingCommit` of one core call's ``actions`` (+ advanced timestamps)."""
-        upserts: list[StoredBinding] = []
-        deletions: list[IPv6Address] = []
-        wall = self._wall()
-        for action in actions:
-            if isinstance(action, BindingRegistered | BindingRefreshed):
-                if not action.home_registration:
-                    continue
-                entry = cache.get(action.home_address)
-                if entry is not None and entry.state is BindingState.REGISTERED:
-                    upserts.append(self._row(entry, now, wall))
-            elif isinstance(action, BindingDeleted | BindingExpired) and action.home_registration:
-                deletions.append(action.home_address)
-        return BindingCommit(tuple(upserts), tuple(deletions), dict(mesg_ids or {}))
+        return binding_commit(cache, actions, now, self._wall(), mesg_ids)
 
     def record(
         self,

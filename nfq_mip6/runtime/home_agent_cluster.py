@@ -1,0 +1,595 @@
+"""The Home Agent runtime as one member of a cluster: its bindings in etcd (docs/cluster.md).
+
+The HA runtime (:mod:`nfq_mip6.runtime.home_agent`) hands every core event to
+:meth:`HomeAgentCluster.feed` when ``[cluster]`` is configured. What differs from the single
+node:
+
+* **Active**: the core decides on its cache; the binding changes and advanced RFC 4285
+  timestamps of that decision become one :class:`~nfq_mip6.store.binding_store.BindingCommit`,
+  submitted to the etcd store thread with the decision's actions as the token. The agent loop
+  goes on; when the completion pipe is readable (:meth:`on_commits`):
+
+  - committed: the actions are carried out (kernel state, proxy ND, **then** the BA);
+  - :class:`CommitConflict`: the fresh records go into the core (:class:`HomeBindingLoaded`)
+    and the verifier, and the same BU is decided again (now possibly 135 or 144);
+  - :class:`CommitTimeout` (or another store error): **no BA**, the decision is undone (the
+    last committed state is loaded back); the MN retransmits (RFC 6275 §11.8) and its next
+    commit re-reads the keys.
+
+  A BU for a home address with a commit in flight waits for that commit (one decision per
+  home address at a time, each on committed state).
+* **Standby**: an :class:`EtcdReplica` follows the store; its changes go into the core's
+  cache, the verifier's replay state and the kernel tunnel routes (batched). It answers
+  nothing: no BA, no proxy ND, no DHAAD, no expiry.
+* **Switching** (``nfq-mip6 cluster active|standby``): :meth:`set_role`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from ipaddress import IPv6Address
+from typing import TYPE_CHECKING, Any, Final
+
+from nfq_mip6.config import ClusterConfig
+from nfq_mip6.dataplane import DataplaneError
+from nfq_mip6.errors import ConfigurationError
+from nfq_mip6.logsetup import LogThrottle
+from nfq_mip6.mobility.binding import BindingState
+from nfq_mip6.mobility.events import (
+    Action,
+    HomeAgentInput,
+    HomeBindingLoaded,
+    InstallHomeTunnel,
+    InstallRouteOptimization,
+    MobilityMessageReceived,
+    RemoveHomeTunnel,
+    RemoveRouteOptimization,
+    StartProxyNeighbor,
+    StopProxyNeighbor,
+    StoredHomeBinding,
+)
+from nfq_mip6.store.binding_store import BindingCommit, CommitConflict, CommitTimeout
+from nfq_mip6.store.database import StoredBinding
+from nfq_mip6.store.home_agent import binding_commit
+from nfq_mip6.wire import home_agents_anycast
+from nfq_mip6.wire.mh import BindingUpdate
+
+if TYPE_CHECKING:
+    from nfq_mip6.runtime.home_agent import HomeAgentRuntime
+    from nfq_mip6.store.etcd import EtcdBindingStore, EtcdReplica, EtcdSettings
+
+__all__ = ["ACTIVE", "STANDBY", "HomeAgentCluster", "etcd_settings"]
+
+log = logging.getLogger("nfq_mip6.ha.cluster")
+
+ACTIVE: Final = "active"
+STANDBY: Final = "standby"
+MAX_REDECISIONS: Final = 3
+"""A BU decided again this many times on fresh state and still conflicting is dropped
+(another writer keeps changing it; the MN retransmits)."""
+
+
+def _etcd_store(settings: EtcdSettings) -> EtcdBindingStore:
+    try:
+        from nfq_mip6.store.etcd import EtcdBindingStore
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"[cluster] needs the etcd client: pip install 'nfq-mip6[cluster]' ({exc})"
+        ) from None
+    return EtcdBindingStore(settings)
+
+
+def etcd_settings(config: ClusterConfig) -> EtcdSettings:
+    try:
+        from nfq_mip6.store.etcd import EtcdSettings
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"[cluster] needs the etcd client: pip install 'nfq-mip6[cluster]' ({exc})"
+        ) from None
+
+    return EtcdSettings(
+        endpoints=config.endpoints,
+        name=config.name,
+        commit_timeout=config.commit_timeout_ms / 1000.0,
+        ca_file=str(config.ca_file) if config.ca_file else None,
+        cert_file=str(config.cert_file) if config.cert_file else None,
+        key_file=str(config.key_file) if config.key_file else None,
+    )
+
+
+@dataclass(slots=True)
+class _Commit:
+    """The token of a submitted commit: what to do once it is durable."""
+
+    event: HomeAgentInput | None
+    actions: list[Action]
+    change: BindingCommit
+    submitted: float
+    attempt: int
+
+
+def _bu_home_address(event: HomeAgentInput) -> IPv6Address | None:
+    if isinstance(event, MobilityMessageReceived) and isinstance(event.message, BindingUpdate):
+        return event.home_address if event.home_address is not None else event.src
+    return None
+
+
+class HomeAgentCluster:
+    """The cluster side of one HA runtime (created by it at start, when ``[cluster]`` is set)."""
+
+    def __init__(
+        self,
+        runtime: HomeAgentRuntime,
+        config: ClusterConfig,
+        *,
+        store: EtcdBindingStore | None = None,
+        replica_factory: Callable[[EtcdSettings], EtcdReplica] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.settings = etcd_settings(config)
+        self.store = store if store is not None else _etcd_store(self.settings)
+        self._replica_factory = replica_factory
+        self.role: str = config.role
+        self.replica: EtcdReplica | None = None
+        self.replica_revision = 0
+        self._committed: dict[IPv6Address, StoredBinding] = {}
+        self._committed_ts: dict[int, int] = {}
+        self._inflight: Counter[IPv6Address] = Counter()
+        self._inflight_spis: dict[int, int] = {}
+        self._held: dict[IPv6Address, deque[HomeAgentInput]] = {}
+        self._wall = time.time
+        self._store_failures = LogThrottle(log, "etcd commit failed")
+        self.counters: dict[str, int] = dict.fromkeys(
+            (
+                "commits",
+                "conflicts",
+                "timeouts",
+                "store_errors",
+                "redecided",
+                "redecisions_exhausted",
+                "held",
+                "replica_changes",
+                "replica_resyncs",
+                "takeovers",
+                "standby_dropped",
+                "proxy_errors",
+            ),
+            0,
+        )
+        self.last_takeover_ms: float | None = None
+
+    # --------------------------------------------------------------------------------------
+    # Start and stop
+    # --------------------------------------------------------------------------------------
+    def restore(self, now: float) -> None:
+        """Fill the core from the store before the agent serves: the active reads a snapshot,
+        a standby bootstraps its replica (and then follows it)."""
+        from nfq_mip6.errors import StoreError
+
+        rt = self.runtime
+        ctx = rt.ctx
+        assert ctx is not None
+        ctx.add_reader(self.store.completions().fileno(), self.on_commits)
+        if self.role == ACTIVE:
+            try:
+                snapshot = self.store.snapshot()
+            except StoreError as exc:
+                # Safe: every commit compares revisions, so a decision on this empty state
+                # conflicts and is taken again on what etcd holds.
+                log.error(
+                    "cluster %s: no snapshot at start (%s); starting empty", self.settings.name, exc
+                )
+                return
+            self._load(
+                {row.home_address: row for row in snapshot.bindings},
+                dict(snapshot.mesg_ids),
+                now,
+                kernel=False,
+            )
+            log.info(
+                "cluster %s: active, %d binding(s) from the store at revision %d",
+                self.settings.name, len(snapshot.bindings), snapshot.revision,
+            )  # fmt: skip
+            return
+        self._start_replica(now, kernel=False)
+
+    def _start_replica(self, now: float, *, kernel: bool) -> None:
+        from nfq_mip6.errors import StoreError
+
+        ctx = self.runtime.ctx
+        assert ctx is not None
+        if self._replica_factory is not None:
+            replica = self._replica_factory(self.settings)
+        else:
+            from nfq_mip6.store.etcd import EtcdReplica
+
+            replica = EtcdReplica(self.settings)
+        self.replica = replica
+        ctx.add_reader(replica.fileno(), self.on_replica)
+        if kernel:
+            replica.start_in_background()
+            return
+        try:
+            replica.bootstrap()
+        except StoreError as exc:
+            log.error(
+                "cluster %s: replica bootstrap failed (%s); retrying", self.settings.name, exc
+            )
+            replica.start_in_background()
+            return
+        self._apply_replica(replica, now, kernel=False)
+        replica.start_following()
+        log.info(
+            "cluster %s: standby, %d binding(s) at revision %d",
+            self.settings.name, len(self.runtime.core.cache) if self.runtime.core else 0,
+            replica.revision,
+        )  # fmt: skip
+
+    def _stop_replica(self) -> None:
+        replica = self.replica
+        if replica is None:
+            return
+        replica.stop()
+        if self.runtime.ctx is not None:
+            self.runtime.ctx.remove_reader(replica.fileno())
+        replica.close()
+        self.replica = None
+
+    def stop(self) -> None:
+        self._stop_replica()
+        if self.runtime.ctx is not None:
+            self.runtime.ctx.remove_reader(self.store.completions().fileno())
+        self.store.close()
+
+    # --------------------------------------------------------------------------------------
+    # Active: decide, commit, then act
+    # --------------------------------------------------------------------------------------
+    def feed(self, event: HomeAgentInput, now: float, attempt: int = 0) -> None:
+        rt = self.runtime
+        assert rt.core is not None
+        hoa = _bu_home_address(event)
+        if hoa is not None and self._inflight[hoa]:
+            self._held.setdefault(hoa, deque()).append(event)
+            self.counters["held"] += 1
+            return
+        actions = rt.core.handle(event, now)
+        self.commit_then_perform(event, actions, now, attempt)
+
+    def commit_then_perform(
+        self, event: HomeAgentInput | None, actions: list[Action], now: float, attempt: int = 0
+    ) -> None:
+        """Submit the binding changes of ``actions``; carry them out now when there are none."""
+        rt = self.runtime
+        assert rt.core is not None
+        guard = rt.guard
+        unsaved = guard.unsaved_timestamps() if guard is not None else {}
+        mesg_ids = {spi: ts for spi, ts in unsaved.items() if self._inflight_spis.get(spi) != ts}
+        change = binding_commit(rt.core.cache, actions, now, self._wall(), mesg_ids)
+        if not change:
+            rt._perform(actions, now)
+            return
+        for hoa in change.home_addresses():
+            self._inflight[hoa] += 1
+        self._inflight_spis.update(change.mesg_ids)
+        self.store.submit(change, _Commit(event, actions, change, time.perf_counter(), attempt))
+
+    def _release(self, change: BindingCommit) -> None:
+        for hoa in change.home_addresses():
+            self._inflight[hoa] -= 1
+            if self._inflight[hoa] <= 0:
+                del self._inflight[hoa]
+        for spi, ts in change.mesg_ids.items():
+            if self._inflight_spis.get(spi) == ts:
+                del self._inflight_spis[spi]
+
+    def on_commits(self) -> None:
+        """The store thread finished commits (its completion pipe is readable)."""
+        rt = self.runtime
+        if rt.ctx is None or rt.core is None:
+            return
+        metrics = rt.ctx.metrics
+        for token, error in self.store.completions().drain():
+            if not isinstance(token, _Commit):
+                continue
+            now = rt.ctx.clock()
+            change = token.change
+            self._release(change)
+            latency = time.perf_counter() - token.submitted
+            if error is None:
+                self.counters["commits"] += 1
+                if metrics is not None:
+                    metrics.cluster_commit(latency, "committed")
+                if rt.guard is not None and change.mesg_ids:
+                    rt.guard.timestamps_saved(change.mesg_ids)
+                for row in change.upserts:
+                    self._committed[row.home_address] = row
+                for hoa in change.deletions:
+                    self._committed.pop(hoa, None)
+                self._committed_ts.update(change.mesg_ids)
+                rt._perform(token.actions, now)
+            elif isinstance(error, CommitConflict):
+                self.counters["conflicts"] += 1
+                if metrics is not None:
+                    metrics.cluster_commit(latency, "conflict")
+                fresh = error.fresh
+                fresh_bindings = {row.home_address: row for row in fresh.bindings} if fresh else {}
+                fresh_ts = fresh.mesg_ids if fresh else {}
+                self._load(
+                    {hoa: fresh_bindings.get(hoa) for hoa in change.home_addresses()},
+                    {spi: fresh_ts.get(spi) for spi in change.mesg_ids},
+                    now,
+                )
+                if token.event is not None and _bu_home_address(token.event) is not None:
+                    if token.attempt + 1 < MAX_REDECISIONS and self.role == ACTIVE:
+                        self.counters["redecided"] += 1
+                        self.feed(token.event, now, token.attempt + 1)
+                    else:
+                        self.counters["redecisions_exhausted"] += 1
+            else:
+                kind = "timeout" if isinstance(error, CommitTimeout) else "error"
+                self.counters["timeouts" if kind == "timeout" else "store_errors"] += 1
+                if metrics is not None:
+                    metrics.cluster_commit(latency, kind)
+                self._store_failures.log(
+                    "commit of %d binding change(s) failed, no BA sent: %s",
+                    len(change.upserts) + len(change.deletions), error,
+                )  # fmt: skip
+                # Undo the decision: the last committed state goes back into the core.
+                self._load(
+                    {hoa: self._committed.get(hoa) for hoa in change.home_addresses()},
+                    {spi: self._committed_ts.get(spi) for spi in change.mesg_ids},
+                    now,
+                )
+            self._release_held(change.home_addresses(), now)
+
+    def _release_held(self, home_addresses: set[IPv6Address], now: float) -> None:
+        for hoa in home_addresses:
+            queue = self._held.get(hoa)
+            while queue and not self._inflight[hoa]:
+                event = queue.popleft()
+                if self.role == ACTIVE:
+                    self.feed(event, now)
+                else:
+                    self.counters["standby_dropped"] += 1
+            if queue is not None and not queue:
+                del self._held[hoa]
+
+    # --------------------------------------------------------------------------------------
+    # Loading the store's state into the core, the verifier and the kernel
+    # --------------------------------------------------------------------------------------
+    def _load(
+        self,
+        bindings: dict[IPv6Address, StoredBinding | None],
+        mesg_ids: dict[int, int | None] | dict[int, int],
+        now: float,
+        *,
+        kernel: bool = True,
+    ) -> None:
+        rt = self.runtime
+        assert rt.core is not None
+        wall = self._wall()
+        actions: list[Action] = []
+        for hoa, row in bindings.items():
+            stored = (
+                None
+                if row is None
+                else StoredHomeBinding(
+                    row.care_of_address,
+                    row.sequence,
+                    row.flags,
+                    row.lifetime,
+                    now + (row.expires_wall - wall),
+                    row.link_local,
+                    row.prefixes,
+                )
+            )
+            actions += rt.core.handle(HomeBindingLoaded(hoa, stored), now)
+            if row is None:
+                self._committed.pop(hoa, None)
+            else:
+                self._committed[hoa] = row
+        if mesg_ids:
+            if rt.guard is not None:
+                rt.guard.reload_timestamps(mesg_ids)
+            for spi, ts in mesg_ids.items():
+                if ts is None:
+                    self._committed_ts.pop(spi, None)
+                else:
+                    self._committed_ts[spi] = ts
+        if kernel and actions:
+            self._apply_kernel(actions, now)
+
+    def _apply_kernel(self, actions: list[Action], now: float) -> None:
+        """The kernel side of loaded state. Active: as any action (proxy ND included). A
+        standby: tunnel routes only, in one batch each way (no proxy ND; direct delivery of
+        the HA's own packets comes with the takeover)."""
+        rt = self.runtime
+        if self.role == ACTIVE:
+            rt._perform(actions, now)
+            return
+        dataplane = rt.dataplane
+        assert dataplane is not None
+        installs: dict[IPv6Address, IPv6Address] = {}
+        removals: list[IPv6Address] = []
+        one_by_one: list[Action] = []
+        for action in actions:
+            if isinstance(action, InstallHomeTunnel):
+                if action.prefixes or action.withdrawn:
+                    one_by_one.append(action)
+                else:
+                    installs[action.home_address] = action.care_of_address
+            elif isinstance(action, RemoveHomeTunnel):
+                if action.prefixes:
+                    one_by_one.append(action)
+                else:
+                    removals.append(action.home_address)
+            elif isinstance(action, RemoveRouteOptimization):
+                one_by_one.append(action)
+            elif isinstance(action, StartProxyNeighbor | StopProxyNeighbor):
+                continue  # a standby proxies nothing
+            elif isinstance(action, InstallRouteOptimization):
+                continue  # installed for all at the takeover
+        try:
+            if removals:
+                dataplane.remove_tunnels(removals)
+            if installs:
+                failed = dataplane.install_tunnels(installs)
+                if failed:
+                    rt.counters["dataplane_errors"] += failed
+        except DataplaneError as exc:
+            rt.counters["dataplane_errors"] += 1
+            log.error("standby tunnel routes: %s", exc)
+        for action in one_by_one:
+            try:
+                rt._perform_one(action, now)
+            except DataplaneError as exc:
+                rt.counters["dataplane_errors"] += 1
+                log.error("%s failed: %s", type(action).__name__, exc)
+
+    # --------------------------------------------------------------------------------------
+    # Standby: follow the replica
+    # --------------------------------------------------------------------------------------
+    def on_replica(self) -> None:
+        replica = self.replica
+        if replica is None or self.runtime.ctx is None:
+            return
+        self._apply_replica(replica, self.runtime.ctx.clock(), kernel=True)
+
+    def _apply_replica(self, replica: EtcdReplica, now: float, *, kernel: bool) -> None:
+        rt = self.runtime
+        assert rt.core is not None
+        changes = replica.take_changes()
+        if not changes:
+            return
+        bindings: dict[IPv6Address, StoredBinding | None] = dict(changes.bindings)
+        mesg_ids: dict[int, int | None] = dict(changes.mesg_ids)
+        if changes.full:
+            self.counters["replica_resyncs"] += 1
+            for entry in list(rt.core.cache):
+                if entry.home_address not in bindings:
+                    bindings[entry.home_address] = None
+            for spi in self._committed_ts:
+                mesg_ids.setdefault(spi, None)
+        else:
+            metrics = rt.ctx.metrics if rt.ctx is not None else None
+            if metrics is not None:
+                wall = self._wall()
+                for row in bindings.values():
+                    if row is not None:  # decided at expiry - lifetime (the writer's clock)
+                        metrics.cluster_replica_lag(wall - (row.expires_wall - row.lifetime))
+        self.counters["replica_changes"] += len(bindings) + len(mesg_ids)
+        self.replica_revision = changes.revision
+        self._load(bindings, mesg_ids, now, kernel=kernel)
+
+    # --------------------------------------------------------------------------------------
+    # Role switch (nfq-mip6 cluster active|standby)
+    # --------------------------------------------------------------------------------------
+    def set_role(self, role: str, now: float) -> dict[str, Any]:
+        if role not in (ACTIVE, STANDBY):
+            return {"ok": False, "error": f"cluster role {role!r}: active or standby"}
+        if role == self.role:
+            return {"ok": True, "changed": False, **self.status()}
+        started = time.perf_counter()
+        if role == ACTIVE:
+            caught_up = self._take_over(now)
+            self.counters["takeovers"] += 1
+            self.last_takeover_ms = round((time.perf_counter() - started) * 1000, 3)
+            log.info(
+                "cluster %s: active (caught up: %s) in %.1f ms, %d binding(s)",
+                self.settings.name, caught_up, self.last_takeover_ms,
+                len(self.runtime.core.cache) if self.runtime.core else 0,
+            )  # fmt: skip
+            return {"ok": True, "changed": True, "caught_up": caught_up, **self.status()}
+        self._step_down(now)
+        log.info("cluster %s: standby", self.settings.name)
+        return {"ok": True, "changed": True, **self.status()}
+
+    def _proxied(self) -> list[IPv6Address]:
+        rt = self.runtime
+        assert rt.core is not None and rt.link is not None
+        addresses = [home_agents_anycast(rt.link.prefix)]
+        for entry in rt.core.cache:
+            if entry.state is BindingState.REGISTERED:
+                addresses.append(entry.home_address)
+                if entry.link_local is not None:
+                    addresses.append(entry.link_local)
+        return addresses
+
+    def _take_over(self, now: float) -> bool:
+        """Catch up to the store's revision, then proxy ND (batched), direct delivery and
+        the mobile routers' source checks; from here on the core's timers (expiry), DHAAD
+        and BUs are served."""
+        from nfq_mip6.errors import StoreError
+
+        rt = self.runtime
+        assert rt.core is not None and rt.dataplane is not None
+        caught_up = False
+        replica = self.replica
+        if replica is not None:
+            try:
+                revision = self.store.current_revision()
+                caught_up = replica.wait_for(revision, self.settings.commit_timeout)
+            except StoreError as exc:
+                log.error(
+                    "cluster %s: cannot read the store's revision: %s", self.settings.name, exc
+                )
+            replica.stop()
+            self._apply_replica(replica, now, kernel=True)
+            self.store.seed_revisions(replica.key_revisions())
+            self._stop_replica()
+        self.role = ACTIVE
+        failed = rt.dataplane.add_proxies(self._proxied())
+        self.counters["proxy_errors"] += failed
+        registered = [e for e in rt.core.cache if e.state is BindingState.REGISTERED]
+        if rt.egress is not None:
+            rt.egress.install_many((e.home_address, e.care_of_address) for e in registered)
+        if rt.sources is not None:
+            for entry in registered:
+                if entry.prefixes:
+                    rt.sources.install(entry.home_address, entry.care_of_address, entry.prefixes)
+        return caught_up
+
+    def _step_down(self, now: float) -> None:
+        rt = self.runtime
+        assert rt.dataplane is not None
+        self.role = STANDBY
+        failed = rt.dataplane.remove_proxies(self._proxied())
+        self.counters["proxy_errors"] += failed
+        self._start_replica(now, kernel=True)
+
+    # --------------------------------------------------------------------------------------
+    # What it shows
+    # --------------------------------------------------------------------------------------
+    def reachable(self) -> bool:
+        """The store answered lately (a commit or the store thread's idle probe)."""
+        store = self.store
+        horizon = 3 * self.settings.probe_interval + self.settings.commit_timeout
+        return bool(store.reachable) and time.monotonic() - store.checked_at <= horizon
+
+    def status(self) -> dict[str, Any]:
+        store = self.store
+        revision = store.revision
+        if self.role == STANDBY and self.replica is not None:
+            applied = self.replica.revision
+            self.replica_revision = applied
+        else:
+            applied = revision
+        return {
+            "role": self.role,
+            "name": self.settings.name,
+            "endpoints": list(self.settings.endpoints),
+            "store_reachable": self.reachable(),
+            "revision": revision,
+            "applied_revision": applied,
+            "lag": max(0, revision - applied),
+            "in_flight": sum(self._inflight.values()),
+            "held": sum(len(q) for q in self._held.values()),
+            "bindings": len(self.runtime.core.cache) if self.runtime.core else 0,
+            "last_takeover_ms": self.last_takeover_ms,
+            "counters": {**self.counters, **{f"store_{k}": v for k, v in store.counters.items()}},
+        }
