@@ -195,6 +195,15 @@ class _StateCollector(Collector):
             )
             prefixes.add_metric([], float(home_agent["mobile_network_prefixes"] or 0))
             yield prefixes
+        if isinstance(home_agent, Mapping) and "mobile_network_source_rejected" in home_agent:
+            # RFC 3963 §6.5: the packet counter of the NFQMIP6-HA-MRSRC drop rule
+            rejected = CounterMetricFamily(
+                f"{PREFIX}_mobile_network_source_rejected",
+                "Packets reverse-tunnelled from a mobile router's care-of address whose inner "
+                "source is neither its home address nor a registered prefix, dropped (RFC 3963)",
+            )
+            rejected.add_metric([], float(home_agent["mobile_network_source_rejected"] or 0))
+            yield rejected
 
         if "route_optimization" in stats:
             ro = GaugeMetricFamily(

@@ -22,6 +22,7 @@ __all__ = [
     "mobile_node_interface",
     "resolve_home_link",
     "resolve_local_address",
+    "routable_addresses",
 ]
 
 # fec0::/10 (the HOWTO's site-local addresses) is scope "site".
@@ -90,6 +91,20 @@ def link_local_addresses(interface: str) -> frozenset[IPv6Address]:
         for link in links
         for info in link.get("addr_info", [])
         if info.get("family") == "inet6"
+    )
+
+
+def routable_addresses(interface: str) -> tuple[IPv6Interface, ...]:
+    """The global (and site-local) addresses of ``interface`` with their prefix lengths.
+
+    Raises:
+        DataplaneError: no such interface (or ``ip`` failed).
+    """
+    return tuple(
+        IPv6Interface(f"{info['local']}/{info['prefixlen']}")
+        for link in _ip_json("-6", "addr", "show", "dev", interface)
+        for info in link.get("addr_info", [])
+        if info.get("family") == "inet6" and info.get("scope") in _ROUTABLE_SCOPES
     )
 
 

@@ -694,6 +694,15 @@ class HomeAgentSwitchFollowed:
 
 
 @dataclass(frozen=True, slots=True)
+class MobileRouterNotAcknowledged(BindingEvent):
+    """MN: a mobile router's home registration was accepted with the Mobile Router flag (R)
+    clear (RFC 3963 §4.2, §5.3): the home agent took it as a plain mobile node's, so the home
+    address is served and the mobile network prefixes are not. ``peer`` is the home agent."""
+
+    status: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class MessageDiscarded:
     """A received message was silently discarded (counted); ``reason`` is a short slug such as
     ``"nonce-indices-in-home-bu"`` for logs. Nothing to apply."""
@@ -730,6 +739,7 @@ Action = (
     | BindingExpired
     | BindingRejected
     | HomeAgentSwitchFollowed
+    | MobileRouterNotAcknowledged
     | MessageDiscarded
 )
 
@@ -760,6 +770,7 @@ __all__ = [
     "MessageDiscarded",
     "MobilePrefixAdvertisementReceived",
     "MobilePrefixSolicitationReceived",
+    "MobileRouterNotAcknowledged",
     "MobilityMessageReceived",
     "MovedToForeignLink",
     "OwnHomeAgentInformation",

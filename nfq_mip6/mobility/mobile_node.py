@@ -94,6 +94,7 @@ from nfq_mip6.mobility.events import (
     MessageDiscarded,
     MobileNodeInput,
     MobilePrefixAdvertisementReceived,
+    MobileRouterNotAcknowledged,
     MobilityMessageReceived,
     MovedToForeignLink,
     PrepareCareOfAddress,
@@ -111,6 +112,7 @@ from nfq_mip6.mobility.rr import MhDataEncoder, RandomBytes, mh_data_for_authent
 from nfq_mip6.mobility.stats import MobilityStats
 from nfq_mip6.wire.icmp import ICMPv6Type, ParameterProblemCode
 from nfq_mip6.wire.mh import (
+    BAFlags,
     BAStatus,
     BEStatus,
     BindingAck,
@@ -969,6 +971,10 @@ class MobileNode:
         actions += self._home_agent_direct_install(entry)
         event_cls = BindingRefreshed if was_bound else BindingRegistered
         actions.append(event_cls(hoa, entry.destination, True, entry.care_of_address, granted))
+        if self.config.mobile_router and not ba.flags & BAFlags.R:
+            # RFC 3963 §4.2, §5.3: accepted, but not as a mobile router's: the home address
+            # is served, the mobile network is not (the runtime logs and counts it)
+            actions.append(MobileRouterNotAcknowledged(hoa, entry.destination, True, status))
         if status == BAStatus.ACCEPTED_PREFIX_DISCOVERY_NECESSARY:
             # §11.4.2: the home prefix is changing: solicit the prefix list.
             actions += self._mps_start(now)

@@ -53,20 +53,23 @@ from __future__ import annotations
 import contextlib
 import logging
 from ipaddress import IPv6Address, IPv6Interface, IPv6Network
+from pathlib import Path
 from typing import Any, Final
 
 from nfq_mip6.config import AgentConfig
 from nfq_mip6.constants import IPPROTO_ICMPV6
 from nfq_mip6.dataplane import DataplaneError
 from nfq_mip6.dataplane.ro_fastpath import RouteOptimizationFastPath
-from nfq_mip6.io.host import mobile_node_interface
+from nfq_mip6.io.host import mobile_node_interface, routable_addresses
 from nfq_mip6.io.iptables import RuleSet, mobile_node_tunnel_counters, rules_path
 from nfq_mip6.io.nd import send_unsolicited_neighbor_advertisement
+from nfq_mip6.io.radvd import Radvd, advertised_lan_prefixes, mobile_network_config
 from nfq_mip6.mobility.events import (
     Action,
     BindingDeleted,
     BindingEvent,
     BindingRegistered,
+    BindingRejected,
     DataplaneCountersSampled,
     HomeAddressAtHome,
     HomeAddressAway,
@@ -75,6 +78,7 @@ from nfq_mip6.mobility.events import (
     InstallRouteOptimization,
     MessageDiscarded,
     MobilePrefixAdvertisementReceived,
+    MobileRouterNotAcknowledged,
     MobilityMessageReceived,
     MovedToForeignLink,
     PrepareCareOfAddress,
@@ -220,6 +224,7 @@ class MobileNodeRuntime(RoleRuntime):
                 "router_solicitations",
                 "moves",
                 "start_deregistrations",  # §11.5.5 BUs for a binding the HA may still hold
+                "mobile_router_not_acknowledged",  # RFC 3963 §5.3: accepted with R clear
             )
         )
         self.core: MobileNode | None = None
@@ -239,6 +244,8 @@ class MobileNodeRuntime(RoleRuntime):
         self.restored_bindings = 0
         # §11.5.1: the followed router's RAs stopping means a move (or a dead router)
         self.reachability = RouterReachability()
+        self.lan_radvd: Radvd | None = None  # RFC 3963 §5.6: the mobile network's RAs
+        self.lan_prefixes: tuple[IPv6Network, ...] = ()  # what it advertises
 
     @property
     def _core(self) -> MobileNode:
@@ -301,6 +308,7 @@ class MobileNodeRuntime(RoleRuntime):
         if self.dataplane.adopt_leftovers() or self.restored_bindings:
             # a previous run ended away from home: finding the home link again must undo it
             self.detector.location = LinkLocation.FOREIGN
+        self._advertise_mobile_network(ctx)
         self.monitor = MovementMonitor(self.interface)
         ctx.add_reader(self.monitor.ra_fd, self._on_ra_readable)
         ctx.add_reader(self.monitor.netlink_fd, self._on_netlink_readable)
@@ -321,6 +329,32 @@ class MobileNodeRuntime(RoleRuntime):
             mn.home_agent,
             self.interface,
         )
+
+    def _advertise_mobile_network(self, ctx: RuntimeContext) -> None:
+        """RFC 3963 §5.6: a mobile router is the router of its LAN wherever it is: radvd on
+        ``mobile_network_interface`` advertises the mobile network's /64s there
+        (:func:`~nfq_mip6.io.radvd.advertised_lan_prefixes`), so that its nodes
+        autoconfigure addresses from them. Never on the interface that moves. radvd failing
+        to start is a start-up failure (DataplaneError: the agent exits 1 naming it)."""
+        mn = ctx.config.mn
+        if mn is None or not mn.mobile_router or not mn.mobile_network_interface:
+            return
+        lan = mn.mobile_network_interface
+        prefixes = advertised_lan_prefixes(mn.prefixes, routable_addresses(lan))
+        if not prefixes:
+            LOG.warning(
+                "mobile network: nothing to advertise on %s (no /64 among the prefixes %s and "
+                "no address of %s inside them); its nodes get no address from this router",
+                lan, ", ".join(map(str, mn.prefixes)), lan,
+            )  # fmt: skip
+            return
+        radvd = Radvd(Path(ctx.config.state_dir) / f"radvd-{lan}")
+        pid = radvd.start(mobile_network_config(lan, prefixes))
+        self.lan_radvd, self.lan_prefixes = radvd, prefixes
+        LOG.info(
+            "mobile network: advertising %s on %s (radvd pid %d)",
+            ", ".join(map(str, prefixes)), lan, pid,
+        )  # fmt: skip
 
     def _open_fast_path(self, ctx: RuntimeContext) -> RouteOptimizationFastPath | None:
         """``[agent] ro_datapath``: the tc BPF programs, or None for the NFQUEUE rewrites.
@@ -387,6 +421,10 @@ class MobileNodeRuntime(RoleRuntime):
                 LOG.debug("sysctl %s: %s", path, exc)
 
     def stop(self) -> None:
+        if self.lan_radvd is not None:
+            self.lan_radvd.stop()  # its last RAs carry a zero router lifetime
+            self.lan_radvd = None
+            LOG.info("mobile network: radvd stopped")
         if self.ctx is not None and self.monitor is not None:
             self.ctx.remove_reader(self.monitor.ra_fd)
             self.ctx.remove_reader(self.monitor.netlink_fd)
@@ -682,6 +720,17 @@ class MobileNodeRuntime(RoleRuntime):
                 home_address=action.home_address,
             )
             self.ctx.send_packet(packet)
+        elif isinstance(action, MobileRouterNotAcknowledged):
+            self.counters["mobile_router_not_acknowledged"] += 1
+            LOG.warning(
+                "home agent %s accepted the registration of %s without the Mobile Router flag "
+                "(status %d): it serves the home address, not the mobile network prefixes "
+                "(RFC 3963 §5.3)",
+                action.peer, action.home_address, action.status,
+            )  # fmt: skip
+            self._note(now, "mobile router not acknowledged")
+        elif isinstance(action, BindingRejected):
+            self._log_binding_event(action)  # 140-143: a warning naming the reason, counted
         elif isinstance(action, BindingEvent):
             LOG.info("%s", action)
             if isinstance(action, BindingRegistered | BindingDeleted):
@@ -875,6 +924,20 @@ class MobileNodeRuntime(RoleRuntime):
                 reloaded.append(f"binding_lifetime: {lifetime}")
         return reloaded
 
+    def _mobile_network_stats(self) -> dict[str, Any] | None:
+        """A mobile router's LAN side: the advertised /64s and whether radvd runs."""
+        mn = self.ctx.config.mn if self.ctx is not None else None
+        if mn is None or not mn.mobile_router:
+            return None
+        radvd = self.lan_radvd
+        return {
+            "interface": mn.mobile_network_interface,
+            "prefixes": [str(p) for p in mn.prefixes],
+            "advertised": [str(p) for p in self.lan_prefixes],
+            "radvd_pid": radvd.proc.pid if radvd is not None and radvd.proc is not None else None,
+            "radvd_running": radvd is not None and radvd.running(),
+        }
+
     def ro_datapath_stats(self) -> dict[str, Any]:
         fast_path = self.ro.fast_path if self.ro is not None else None
         if fast_path is None:
@@ -899,6 +962,7 @@ class MobileNodeRuntime(RoleRuntime):
                 "store_errors": self.persistence.errors if self.persistence else 0,
                 "events": [[round(t, 6), what] for t, what in self.events],
                 "dataplane": self.dataplane.snapshot() if self.dataplane else None,
+                "mobile_network": self._mobile_network_stats(),
             },
         }
 

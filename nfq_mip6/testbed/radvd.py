@@ -1,24 +1,23 @@
 """radvd configurations of the HOWTO's routers (§4.2.3 AR, §4.2.4 HA, §5.5 AR2).
 
-The HOWTO's values are kept except for the advertisement intervals: RFC 6275 §7.5 lets
-routers serving mobile nodes advertise much faster than RFC 4861 (MinRtrAdvInterval down
-to 0.03 s, MaxRtrAdvInterval down to 0.07 s), and radvd accepts such values when
-``AdvIntervalOpt`` or ``AdvHomeAgentFlag`` is on. We use 0.05 s .. 1.5 s, so that a
-moving MN hears an unsolicited RA within 1.5 s even when it sends no Router Solicitation.
+The HOWTO's values are kept except for the advertisement intervals: the fast ones of RFC 6275
+§7.5 (0.05 s .. 1.5 s, :mod:`nfq_mip6.io.radvd`), so that a moving MN hears an unsolicited RA
+within 1.5 s even when it sends no Router Solicitation. The process is started as every
+radvd of the project is (:class:`nfq_mip6.io.radvd.Radvd`).
 
 ``deploy/radvd/*.conf`` are these renderings (a test keeps them in sync).
 """
 
 from __future__ import annotations
 
-from typing import Final
-
+from nfq_mip6.io.radvd import MAX_RTR_ADV_INTERVAL, MIN_DELAY_BETWEEN_RAS, MIN_RTR_ADV_INTERVAL
 from nfq_mip6.testbed.topology import HOME_LINK_RETRANS_TIMER_MS, VISITNET2_PREFIX, VISITNET_PREFIX
 
-# RFC 6275 §7.5: MinRtrAdvInterval >= 0.03 s, MaxRtrAdvInterval >= 0.07 s.
-MIN_RTR_ADV_INTERVAL: Final = "0.05"
-MAX_RTR_ADV_INTERVAL: Final = "1.5"
-MIN_DELAY_BETWEEN_RAS: Final = "0.05"
+__all__ = [
+    "access_router_config",
+    "home_agent_config",
+    "radvd_config",
+]
 
 
 def home_agent_config(interface: str = "eth0") -> str:

@@ -41,6 +41,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from nfq_mip6.errors import DataplaneError
+from nfq_mip6.io.radvd import Radvd
 from nfq_mip6.testbed import nemo, resets, traffic
 from nfq_mip6.testbed.netns import (
     TestbedError,
@@ -545,29 +547,15 @@ class Testbed:
         self._wait_ready(timeout)
 
     def _start_radvd(self, state: _State, node: str) -> None:
-        node_dir = self.run_dir / node
-        node_dir.mkdir(parents=True, exist_ok=True)
-        conf = node_dir / "radvd.conf"
-        conf.write_text(radvd_config(node))
-        conf.chmod(0o644)  # radvd refuses world-writable configs
-        pidfile = node_dir / "radvd.pid"
-        pidfile.unlink(missing_ok=True)
-        log = node_dir / "radvd.log"
-        with log.open("w") as log_file:
-            proc = self.node(node).popen(
-                ["radvd", "-n", "-C", str(conf), "-p", str(pidfile), "-m", "stderr"],
-                stdout=log_file,
-                stderr=log_file,
-                new_session=True,
-            )
-        state.radvd_pidfiles[node] = str(pidfile)
-        state.radvd_pids[node] = proc.pid
+        radvd = Radvd(self.run_dir / node, argv_prefix=self.node(node).argv([]))
+        pid = radvd.spawn(radvd_config(node))
+        state.radvd_pidfiles[node] = str(radvd.pidfile)
+        state.radvd_pids[node] = pid
         self._save_state(state)
-        deadline = time.monotonic() + 5.0
-        while not pidfile.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise TestbedError(f"radvd on {node} did not start: {log.read_text().strip()}")
-            time.sleep(0.01)
+        try:
+            radvd.wait_ready()
+        except DataplaneError as exc:
+            raise TestbedError(f"radvd on {node} did not start: {radvd.output()}") from exc
 
     def _wait_ready(self, timeout: float) -> None:
         mn = self.node("mn")

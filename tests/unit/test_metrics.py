@@ -207,3 +207,16 @@ def test_mobile_routers_and_prefixes_are_counted_without_labels() -> None:
     families = scrape(registry)
     assert value(families, "nfq_mip6_mobile_routers") == 2
     assert value(families, "nfq_mip6_mobile_network_prefixes") == 3
+
+
+def test_refused_reverse_tunnel_packets_of_mobile_routers_are_a_counter() -> None:
+    """RFC 3963 §6.5: the HA's refused inner sources, next to the ``stats`` counter."""
+    registry = CollectorRegistry()
+    snapshot = STATS | {"home_agent": {"mobile_network_source_rejected": 4}}
+    AgentMetrics(registry, lambda: snapshot)
+    families = scrape(registry)
+    assert value(families, "nfq_mip6_mobile_network_source_rejected_total") == 4
+    # an agent without the rules (no HA, or none loaded) has no such series
+    registry = CollectorRegistry()
+    AgentMetrics(registry, lambda: STATS)
+    assert "mobile_network_source_rejected" not in generate_latest(registry).decode()

@@ -26,6 +26,12 @@ def exported_sample_names() -> set[str]:
         "backend": "seg6",
         "bindings": 0,
         "ro_datapath": {"datapath": "bpf", "counters": {"out_rewritten": 0}},
+        # an HA with its rules loaded (RFC 3963 counts)
+        "home_agent": {
+            "mobile_routers": 0,
+            "mobile_network_prefixes": 0,
+            "mobile_network_source_rejected": 0,
+        },
     }
     AgentMetrics(registry, lambda: snapshot)
     text = generate_latest(registry).decode()

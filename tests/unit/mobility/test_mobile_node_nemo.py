@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from ipaddress import IPv6Network
 
-from nfq_mip6.mobility.events import MovedToForeignLink, SendMobilityMessage
+from nfq_mip6.mobility.events import (
+    Action,
+    BindingRegistered,
+    BindingRejected,
+    InstallReverseTunnel,
+    MobileRouterNotAcknowledged,
+    MobilityMessageReceived,
+    MovedToForeignLink,
+    SendMobilityMessage,
+)
 from nfq_mip6.mobility.mobile_node import MobileNode, MobileNodeConfig
-from nfq_mip6.wire.mh import BindingUpdate, BUFlags
+from nfq_mip6.wire.mh import BAFlags, BAStatus, BindingAck, BindingUpdate, BUFlags
 from nfq_mip6.wire.options import AlternateCareofAddress, MobileNetworkPrefix
 from tests.support.vectors import COA, HA, HOA, PREFIX
 
@@ -15,6 +24,11 @@ MNP2 = IPv6Network("2001:db8:78:1::/64")
 
 
 def first_home_bu(**router: object) -> BindingUpdate:
+    return registration(**router)[1]
+
+
+def registration(**router: object) -> tuple[MobileNode, BindingUpdate]:
+    """A mobile node configured with ``router`` that moved away: its first home BU."""
     config = MobileNodeConfig(home_address=HOA, home_prefix=PREFIX, home_agent=HA, **router)  # type: ignore[arg-type]
     mn = MobileNode(config)
     actions = mn.handle(MovedToForeignLink(COA), 0.0)
@@ -24,7 +38,12 @@ def first_home_bu(**router: object) -> BindingUpdate:
         if isinstance(a, SendMobilityMessage) and isinstance(a.message, BindingUpdate)
     ]
     assert isinstance(bu, BindingUpdate)
-    return bu
+    return mn, bu
+
+
+def answer(mn: MobileNode, bu: BindingUpdate, status: int, flags: BAFlags) -> list[Action]:
+    ba = BindingAck(status, flags, bu.sequence, 0 if status >= 128 else bu.lifetime)
+    return mn.handle(MobilityMessageReceived(ba, HA, COA, routing_address=HOA), 1.0)
 
 
 def test_rfc3963_5_2_explicit_mode_sends_r_and_one_prefix_option_each() -> None:
@@ -57,3 +76,37 @@ def test_rfc3963_5_5_a_mobile_router_forwards_and_still_hears_router_advertiseme
     router = node_sysctls("eth0", True)
     assert dict(router)["/proc/sys/net/ipv6/conf/eth0/accept_ra"] == "2"
     assert router[-1] == ("/proc/sys/net/ipv6/conf/all/forwarding", "1")  # after accept_ra
+
+
+def test_rfc3963_5_3_an_acceptance_with_r_is_a_plain_registration() -> None:
+    mn, bu = registration(mobile_router=True, mobile_network_prefixes=(MNP,))
+    actions = answer(mn, bu, BAStatus.ACCEPTED, BAFlags.R)
+    assert any(isinstance(a, BindingRegistered) for a in actions)
+    assert any(isinstance(a, InstallReverseTunnel) for a in actions)
+    assert not any(isinstance(a, MobileRouterNotAcknowledged) for a in actions)
+
+
+def test_rfc3963_5_3_an_acceptance_without_r_is_reported() -> None:
+    """The HA took the BU as a plain mobile node's: the binding holds (the home address is
+    served), and the core says that the mobile network is not."""
+    mn, bu = registration(mobile_router=True, mobile_network_prefixes=(MNP,))
+    actions = answer(mn, bu, BAStatus.ACCEPTED, BAFlags.NONE)
+    assert any(isinstance(a, BindingRegistered) for a in actions)
+    [report] = [a for a in actions if isinstance(a, MobileRouterNotAcknowledged)]
+    assert (report.home_address, report.peer, report.status) == (HOA, HA, 0)
+
+
+def test_a_plain_mobile_node_ignores_r_in_the_acknowledgement() -> None:
+    mn, bu = registration()
+    actions = answer(mn, bu, BAStatus.ACCEPTED, BAFlags.NONE)
+    assert not any(isinstance(a, MobileRouterNotAcknowledged) for a in actions)
+
+
+def test_rfc3963_5_3_statuses_140_to_143_end_the_registration() -> None:
+    for status in range(140, 144):
+        mn, bu = registration(mobile_router=True, mobile_network_prefixes=(MNP,))
+        actions = answer(mn, bu, status, BAFlags.NONE)
+        [rejected] = [a for a in actions if isinstance(a, BindingRejected)]
+        assert rejected.status == status
+        assert not any(isinstance(a, InstallReverseTunnel) for a in actions)
+        assert mn.binding_update_list_rows(2.0) == []
