@@ -159,17 +159,27 @@ INTERFACE_SYSCTLS: Final = {
 }
 
 
-def node_sysctls(interface: str, mobile_router: bool) -> list[tuple[str, str]]:
+FORCE_FORWARDING: Final = "force_forwarding"  # per interface, Linux 6.17+
+ALL_FORWARDING: Final = "/proc/sys/net/ipv6/conf/all/forwarding"
+
+
+def node_sysctls(
+    interface: str, mobile_router: bool, lan_interface: str | None = None
+) -> list[tuple[str, str]]:
     """(``/proc/sys`` path, value) to write, in order. A mobile router forwards between its
-    LAN and the tunnel (RFC 3963 §5.5), and must keep hearing Router Advertisements for
-    movement detection while forwarding: ``accept_ra = 2`` goes in before forwarding."""
+    LAN and the tunnel (RFC 3963 §5.5) and keeps hearing Router Advertisements for movement
+    detection: ``accept_ra = 2`` goes in first, then forwarding on the moving interface and
+    the LAN, per interface (``force_forwarding``), so that the moving interface stays a host
+    on the links it visits (SLAAC with optimistic DAD, which ``all.forwarding`` turns off).
+    A kernel without ``force_forwarding`` gets :data:`ALL_FORWARDING` instead (the runtime)."""
     conf = "/proc/sys/net/ipv6/conf"
     values = dict(INTERFACE_SYSCTLS)
     if mobile_router:
         values["accept_ra"] = "2"
     paths = [(f"{conf}/{interface}/{key}", value) for key, value in values.items()]
     if mobile_router:
-        paths.append((f"{conf}/all/forwarding", "1"))
+        for name in (interface, *((lan_interface,) if lan_interface else ())):
+            paths.append((f"{conf}/{name}/{FORCE_FORWARDING}", "1"))
     return paths
 
 
@@ -413,11 +423,19 @@ class MobileNodeRuntime(RoleRuntime):
 
     def _set_sysctls(self) -> None:
         mn = self.ctx.config.mn if self.ctx is not None else None
-        for path, value in node_sysctls(self.interface, mn is not None and mn.mobile_router):
+        router = mn is not None and mn.mobile_router
+        lan = mn.mobile_network_interface if mn is not None else None
+        for path, value in node_sysctls(self.interface, router, lan):
             try:
                 with open(path, "w", encoding="ascii") as handle:
                     handle.write(value)
             except OSError as exc:
+                if path.endswith(f"/{FORCE_FORWARDING}"):
+                    LOG.info("%s: %s; forwarding on every interface instead", path, exc)
+                    path, value = ALL_FORWARDING, "1"
+                    with contextlib.suppress(OSError), open(path, "w", encoding="ascii") as h:
+                        h.write(value)
+                    continue
                 LOG.debug("sysctl %s: %s", path, exc)
 
     def stop(self) -> None:

@@ -73,9 +73,14 @@ def test_rfc3963_5_5_a_mobile_router_forwards_and_still_hears_router_advertiseme
     plain = dict(node_sysctls("eth0", False))
     assert plain["/proc/sys/net/ipv6/conf/eth0/accept_ra"] == "1"
     assert "/proc/sys/net/ipv6/conf/all/forwarding" not in plain
-    router = node_sysctls("eth0", True)
+    router = node_sysctls("eth0", True, "lan0")
     assert dict(router)["/proc/sys/net/ipv6/conf/eth0/accept_ra"] == "2"
-    assert router[-1] == ("/proc/sys/net/ipv6/conf/all/forwarding", "1")  # after accept_ra
+    # per interface, after accept_ra: the moving interface stays a host (optimistic DAD)
+    assert router[-2:] == [
+        ("/proc/sys/net/ipv6/conf/eth0/force_forwarding", "1"),
+        ("/proc/sys/net/ipv6/conf/lan0/force_forwarding", "1"),
+    ]
+    assert not any(path.endswith("all/forwarding") for path, _value in router)
 
 
 def test_rfc3963_5_3_an_acceptance_with_r_is_a_plain_registration() -> None:
