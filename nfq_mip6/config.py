@@ -34,12 +34,8 @@ from urllib.parse import urlsplit
 from nfq_mip6.constants import MAX_LIFETIME_SECONDS
 from nfq_mip6.control import DEFAULT_CONTROL_SOCKET
 from nfq_mip6.errors import ConfigurationError
-from nfq_mip6.security.auth import (
-    DEFAULT_TIMESTAMP_WINDOW,
-    MobileNodeCredentials,
-    parse_mobile_node_entries,
-    parse_spi,
-)
+from nfq_mip6.security.auth_codec import DEFAULT_TIMESTAMP_WINDOW
+from nfq_mip6.security.keys import MobileNodeCredentials, parse_mobile_node_entries, parse_spi
 
 __all__ = [
     "DEFAULT_CONTROL_SOCKET",

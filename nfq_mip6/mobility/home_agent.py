@@ -189,7 +189,7 @@ class BindingUpdateRejection(Protocol):
 
 
 class HomeRegistrationAuthorizer(Protocol):
-    """MN–HA authentication of home BUs (RFC 4285: ``security.auth.HomeAgentVerifier``)."""
+    """MN–HA authentication of home BUs (RFC 4285; ``security.home_agent_auth``)."""
 
     def check_home_binding_update(
         self,

@@ -189,7 +189,7 @@ class BindingAckCheck(Enum):
 
 class HomeRegistrationAuthenticator(Protocol):
     """MN–HA authentication of home registrations (RFC 4285:
-    ``security.auth.MobileNodeAuthenticator``), the MN's counterpart of the HA's
+    ``security.mobile_node_auth.MobileNodeAuthenticator``), the MN's counterpart of the HA's
     ``HomeRegistrationAuthorizer``."""
 
     def sign_binding_update(

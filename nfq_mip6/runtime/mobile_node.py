@@ -108,10 +108,7 @@ from nfq_mip6.runtime.movement import (
     SolicitRouter,
 )
 from nfq_mip6.runtime.ro_datapath import MobileNodeRouteOptimization
-from nfq_mip6.security.auth import (
-    MobileNodeAuthenticator,
-    mobile_node_authenticator,
-)
+from nfq_mip6.security.mobile_node_auth import MobileNodeAuthenticator, mobile_node_authenticator
 from nfq_mip6.statedir import open_state
 from nfq_mip6.store import MobileNodePersistence, StoreError
 from nfq_mip6.wire import (

@@ -37,7 +37,7 @@ from test_security import (
     write_key,
 )
 
-from nfq_mip6.security.auth import MobileNodeAuthenticator
+from nfq_mip6.security.mobile_node_auth import MobileNodeAuthenticator
 from nfq_mip6.testbed import Testbed
 from nfq_mip6.testbed.testbed import Node
 

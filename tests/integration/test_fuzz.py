@@ -21,7 +21,8 @@ import pytest
 from helpers import AgentHandle, running_home_agent, write_agent_config
 from test_security import KEY, flush_ha_kernel_state, write_key
 
-from nfq_mip6.security.auth import MobileNodeAuthenticator, SecurityAssociation
+from nfq_mip6.security.auth_codec import SecurityAssociation
+from nfq_mip6.security.mobile_node_auth import MobileNodeAuthenticator
 from nfq_mip6.testbed import Testbed
 from nfq_mip6.testbed.topology import HA_ADDRESS, HOME_PREFIX, MN_INTERFACE
 from nfq_mip6.wire import (

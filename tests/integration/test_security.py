@@ -27,11 +27,8 @@ from helpers import (
     write_agent_config,
 )
 
-from nfq_mip6.security.auth import (
-    BindingAckCheck,
-    MobileNodeAuthenticator,
-    SecurityAssociation,
-)
+from nfq_mip6.security.auth_codec import SecurityAssociation
+from nfq_mip6.security.mobile_node_auth import BindingAckCheck, MobileNodeAuthenticator
 from nfq_mip6.testbed import Testbed
 from nfq_mip6.testbed.testbed import Node
 from nfq_mip6.wire import (

@@ -19,7 +19,7 @@ from nfq_mip6.io.iptables import RulesError
 from nfq_mip6.mobility.binding import IllegalTransition
 from nfq_mip6.runtime import UnsupportedRole
 from nfq_mip6.runtime.movement import MalformedRouterAdvertisement
-from nfq_mip6.security.auth import KeyMaterialError
+from nfq_mip6.security.keys import KeyMaterialError
 from nfq_mip6.store import StoreError
 from nfq_mip6.testbed.netns import CommandFailed, TestbedError
 from nfq_mip6.wire.errors import MalformedPacket

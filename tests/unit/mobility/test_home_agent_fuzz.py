@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 
 from nfq_mip6.mobility.events import MobilityMessageReceived
 from nfq_mip6.mobility.home_agent import HomeAgent, HomeAgentConfig
-from nfq_mip6.security.auth import (
-    HomeAgentVerifier,
-    MobileNodeAuthenticator,
+from nfq_mip6.security.auth_codec import (
     SecurityAssociation,
     locate_authentication_option,
     verify_message,
 )
+from nfq_mip6.security.home_agent_auth import HomeAgentVerifier
+from nfq_mip6.security.mobile_node_auth import MobileNodeAuthenticator
 from nfq_mip6.wire import (
     Accepted,
     MalformedPacket,

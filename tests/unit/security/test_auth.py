@@ -10,22 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from nfq_mip6.security.auth import (
+from nfq_mip6.security.auth_codec import (
     AUTHENTICATOR_LENGTH,
-    BindingAckCheck,
-    HomeAgentVerifier,
-    KeyMaterialError,
-    KeySource,
-    MobileNodeAuthenticator,
     SecurityAssociation,
     compute_authenticator,
-    load_key,
     locate_authentication_option,
     ntp_timestamp,
     sign_message,
     unix_time_from_ntp,
     verify_message,
 )
+from nfq_mip6.security.home_agent_auth import HomeAgentVerifier
+from nfq_mip6.security.keys import KeyMaterialError, KeySource, load_key
+from nfq_mip6.security.mobile_node_auth import BindingAckCheck, MobileNodeAuthenticator
 from nfq_mip6.wire import build_mh, parse_mh
 from nfq_mip6.wire.mh import BAFlags, BAStatus, BindingAck, BindingUpdate, BUFlags
 from nfq_mip6.wire.options import (
@@ -375,7 +372,7 @@ def test_auth_failure_answers_are_rate_limited_into_silence() -> None:
 
 
 def test_replay_order_survives_the_2036_wrap() -> None:
-    from nfq_mip6.security.auth import ntp_ordinal
+    from nfq_mip6.security.auth_codec import ntp_ordinal
 
     before, after = ntp_timestamp(2_085_978_495.5), ntp_timestamp(2_085_978_496.5)  # 2036-02-07
     assert after < before and ntp_ordinal(after) > ntp_ordinal(before)

@@ -8,13 +8,10 @@ from pathlib import Path
 import pytest
 
 from nfq_mip6.config import HomeAgentConfig
-from nfq_mip6.security.auth import (
-    KeySource,
-    MobileNodeAuthenticator,
-    MobileNodeCredentials,
-    SecurityAssociation,
-)
+from nfq_mip6.security.auth_codec import SecurityAssociation
 from nfq_mip6.security.guard import HomeAgentGuard
+from nfq_mip6.security.keys import KeySource, MobileNodeCredentials
+from nfq_mip6.security.mobile_node_auth import MobileNodeAuthenticator
 from nfq_mip6.security.ratelimit import RateLimits
 from nfq_mip6.store import StateStore
 from nfq_mip6.wire import build_mh

@@ -17,15 +17,10 @@ from nfq_mip6.mobility.events import (
     SendMobilityMessage,
 )
 from nfq_mip6.mobility.home_agent import HomeAgent, HomeAgentConfig
-from nfq_mip6.security.auth import (
-    HomeAgentVerifier,
-    KeyMaterialError,
-    MobileNodeAuthenticator,
-    SecurityAssociation,
-    home_agent_verifier,
-    mobile_node_authenticator,
-    parse_mobile_node_entries,
-)
+from nfq_mip6.security.auth_codec import SecurityAssociation
+from nfq_mip6.security.home_agent_auth import HomeAgentVerifier, home_agent_verifier
+from nfq_mip6.security.keys import KeyMaterialError, parse_mobile_node_entries
+from nfq_mip6.security.mobile_node_auth import MobileNodeAuthenticator, mobile_node_authenticator
 from nfq_mip6.wire import build_mh
 from nfq_mip6.wire.mh import BAStatus, BindingAck, BindingUpdate, BUFlags
 from nfq_mip6.wire.options import AlternateCareofAddress, MessageIdentifier

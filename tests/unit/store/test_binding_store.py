@@ -14,13 +14,10 @@ from nfq_mip6.errors import StoreError
 from nfq_mip6.mobility.events import MobilityMessageReceived
 from nfq_mip6.mobility.home_agent import HomeAgent
 from nfq_mip6.mobility.home_agent import HomeAgentConfig as CoreConfig
-from nfq_mip6.security.auth import (
-    KeySource,
-    MobileNodeAuthenticator,
-    MobileNodeCredentials,
-    SecurityAssociation,
-)
+from nfq_mip6.security.auth_codec import SecurityAssociation
 from nfq_mip6.security.guard import HomeAgentGuard
+from nfq_mip6.security.keys import KeySource, MobileNodeCredentials
+from nfq_mip6.security.mobile_node_auth import MobileNodeAuthenticator
 from nfq_mip6.store import (
     BindingCommit,
     BindingStore,
