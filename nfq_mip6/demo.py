@@ -7,6 +7,11 @@ addresses, ``mipdiag -c`` on the HA, ``mipdiag -l`` on the MN and the ping resul
 the agents are missing it still shows the topology, the Router Advertisements and SLAAC
 on every link, and says which parts are missing. Everything is torn down at the end, also
 on Ctrl-C or SIGTERM.
+
+With ``--nemo`` the MN is a mobile router carrying a LAN (RFC 3963, NEMO Basic Support; the
+test bed of ``nfq-mip6 testbed up --nemo``): the CN pings the mobile network node behind
+it instead of the home address, and ``mipdiag -c`` on the HA shows the registered Mobile
+Network Prefix with the binding (docs/nemo.md).
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from nfq_mip6.testbed.topology import (
     HOME_PREFIX,
     MN_HOME_ADDRESS,
     MN_INTERFACE,
-    NODES,
+    MNN_ADDRESS,
+    MNN_INTERFACE,
+    MOBILE_NETWORK_PREFIX,
 )
 
 DEFAULT_PREFIX: Final = "demo"
@@ -50,6 +57,13 @@ TOPOLOGY: Final = """\
    AR fec0:106:1100::1                AR2 fec0:106:1000::1
       │ visitnet fec0:106:1100::/64      │ visitnet2 fec0:106:1000::/64
       └─ (MN travels here)               └─ (and here)"""
+
+NEMO_TOPOLOGY: Final = """\
+
+   with --nemo (RFC 3963), the MN is a mobile router and carries its LAN along:
+      MN lan0 fec0:106:2800::1
+         │ mobilenet fec0:106:2800::/64 (the Mobile Network Prefix)
+      MNN fec0:106:2800:0:290:7dff:fef3:32b (mobile network node, eth0 00:90:7d:f3:03:2b)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,14 +90,29 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument(
         "--ha-config",
         type=Path,
-        default=DEPLOY / "network-mip6.conf.ha",
-        help="HA agent configuration (default: the HOWTO's, deploy/network-mip6.conf.ha)",
+        default=None,
+        help="HA agent configuration (default: the HOWTO's, deploy/network-mip6.conf.ha; "
+        "with --nemo the NEMO test bed's ha.toml)",
     )
     parser.add_argument(
         "--mn-config",
         type=Path,
-        default=DEPLOY / "network-mip6.conf.mn",
-        help="MN agent configuration (default: the HOWTO's, deploy/network-mip6.conf.mn)",
+        default=None,
+        help="MN agent configuration (default: the HOWTO's, deploy/network-mip6.conf.mn; "
+        "with --nemo the NEMO test bed's mn.toml or mn-implicit.toml)",
+    )
+    parser.add_argument(
+        "--nemo",
+        action="store_true",
+        help="NEMO Basic Support (RFC 3963): the MN is a mobile router with a LAN, the CN "
+        "pings the mobile network node behind it (docs/nemo.md)",
+    )
+    parser.add_argument(
+        "--prefix-mode",
+        choices=("explicit", "implicit"),
+        default="explicit",
+        help="with --nemo: the router lists its prefix in its Binding Updates (explicit) "
+        "or the HA takes it from its configuration (implicit), RFC 3963 §5.2",
     )
     parser.add_argument(
         "--dwell", type=float, default=2.0, help="seconds to keep pinging on each link"
@@ -258,7 +287,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def run_demo(args: argparse.Namespace) -> int:
     with _sigterm_as_interrupt():
         try:
-            bed = Testbed(args.prefix)
+            bed = Testbed(args.prefix, nemo=args.nemo)
         except TestbedError as exc:
             _say(f"nfq-mip6 demo: {exc}", sys.stderr)
             return 2
@@ -284,11 +313,11 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _walk_through(bed: Testbed, args: argparse.Namespace, agents: list[AgentProcess]) -> int:
     _banner("Linux Mobile IPv6 HOWTO test bed (§4.1), in network namespaces")
-    _say(TOPOLOGY)
+    _say(TOPOLOGY + (NEMO_TOPOLOGY if args.nemo else ""))
     started = time.monotonic()
     bed.up()
     _say(f"\ntest bed {bed.prefix!r} up in {time.monotonic() - started:.2f} s:")
-    for spec in NODES:
+    for spec in bed.nodes:
         addresses = ", ".join(f"{i.name} {a}" for i in spec.interfaces for a in i.addresses)
         _say(f"  {spec.name.upper():<4} netns {bed.netns_name(spec.name):<14} {addresses}")
 
@@ -303,9 +332,10 @@ def _walk_through(bed: Testbed, args: argparse.Namespace, agents: list[AgentProc
         _banner("§4.2.2 start Mobile IPv6 on the HA and the MN")
         work = bed.run_dir / "demo"
         work.mkdir(parents=True, exist_ok=True)
+        ha_config, mn_config = _agent_configs(bed, args)
         try:
-            agents.append(start_agent(bed, "ha", args.ha_config, work))
-            agents.append(start_agent(bed, "mn", args.mn_config, work))
+            agents.append(start_agent(bed, "ha", ha_config, work))
+            agents.append(start_agent(bed, "mn", mn_config, work))
             _say("Starting Mobile IPv6: OK")
         except TestbedError as exc:
             if args.agents == "on":
@@ -329,6 +359,11 @@ def _walk_through(bed: Testbed, args: argparse.Namespace, agents: list[AgentProc
 
     _banner("at home (§4.2.4): MN addresses")
     _shell("mn", f"ip -6 addr show dev {MN_INTERFACE}", _addresses(bed))
+    if args.nemo:
+        _banner("RFC 3963: the mobile network behind the MN (the router forwards for it)")
+        with contextlib.suppress(TestbedError):
+            bed.wait_for_address(MOBILE_NETWORK_PREFIX, node="mnn", ifname=MNN_INTERFACE)
+        _shell("mnn", f"ip -6 addr show dev {MNN_INTERFACE}", _addresses(bed, "mnn"))
     _show_mipdiag(ha, mn)
 
     results: list[StepResult] = []
@@ -346,7 +381,8 @@ def _walk_through(bed: Testbed, args: argparse.Namespace, agents: list[AgentProc
         _shell("ha", "mipdiag -s", ha.mipdiag("-s"))
 
     _banner("summary")
-    _say(f"{'link':<10} {'care-of address':<36} {'bound':<9} CN -> home address")
+    target = "mobile network node" if args.nemo else "home address"
+    _say(f"{'link':<10} {'care-of address':<36} {'bound':<9} CN -> {target}")
     for r in results:
         ping = r.ping.summary() if r.ping else "-"
         _say(f"{r.link:<10} {r.care_of_address or '-':<36} {r.registered:<9} {ping}")
@@ -372,7 +408,8 @@ def _travel(
     mn: AgentProcess | None,
 ) -> StepResult:
     _banner(f"{section} travel to {link}")
-    stream = bed.ping_stream("cn", MN_HOME_ADDRESS, rate_pps=args.ping_rate).start()
+    target = MNN_ADDRESS if args.nemo else MN_HOME_ADDRESS
+    stream = bed.ping_stream("cn", target, rate_pps=args.ping_rate).start()
     try:
         _say(f"mn# iwconfig eth0 essid {'homenet' if link == 'home' else link}"
              f"    (nfq-mip6 testbed move {link})")  # fmt: skip
@@ -402,7 +439,7 @@ def _travel(
     finally:
         result = stream.stop()
     _show_mipdiag(ha, mn)
-    _say(f"cn# ping6 -i {1 / args.ping_rate:g} {MN_HOME_ADDRESS}    (during the move)")
+    _say(f"cn# ping6 -i {1 / args.ping_rate:g} {target}    (during the move)")
     _say(f"    {result.summary()}")
     return StepResult(link, coa, registered, result)
 
@@ -441,8 +478,21 @@ def _show_mipdiag(ha: AgentProcess | None, mn: AgentProcess | None) -> None:
         _say("mn# mipdiag -l    MISSING (no agents)")
 
 
-def _addresses(bed: Testbed) -> str:
-    done = bed.node("mn").run(["ip", "-6", "addr", "show", "dev", MN_INTERFACE], check=False)
+def _agent_configs(bed: Testbed, args: argparse.Namespace) -> tuple[Path, Path]:
+    """The HA's and the MN's configuration files: as given, else the HOWTO's legacy files,
+    or with ``--nemo`` the ones the NEMO test bed wrote (a mobile router and its HA)."""
+    if args.nemo:
+        mn_name = "mn" if args.prefix_mode == "explicit" else "mn-implicit"
+        ha_default, mn_default = bed.nemo_config("ha"), bed.nemo_config(mn_name)
+    else:
+        ha_default = DEPLOY / "network-mip6.conf.ha"
+        mn_default = DEPLOY / "network-mip6.conf.mn"
+    return args.ha_config or ha_default, args.mn_config or mn_default
+
+
+def _addresses(bed: Testbed, node: str = "mn") -> str:
+    ifname = MNN_INTERFACE if node == "mnn" else MN_INTERFACE
+    done = bed.node(node).run(["ip", "-6", "addr", "show", "dev", ifname], check=False)
     return "\n".join(
         line.strip() for line in done.stdout.splitlines() if line.strip().startswith("inet6")
     )

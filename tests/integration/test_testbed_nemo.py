@@ -4,6 +4,7 @@ configurations for both prefix modes."""
 
 from __future__ import annotations
 
+import re
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 
@@ -112,3 +113,36 @@ def test_cli_up_nemo_builds_the_mobile_network_and_down_removes_everything(
     assert "mnn" in capsys.readouterr().out
     assert not {n for n in list_netns() if n.startswith(f"{prefix}-")}
     assert not bed.run_dir.exists()
+
+
+@pytest.mark.netns
+def test_demo_nemo_the_cn_reaches_the_mobile_network_node_while_the_router_travels(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``nfq-mip6 demo --nemo`` with the real agents: the router registers its prefix on
+    both visited links (``mipdiag -c`` shows it) and the CN's pings reach the node behind."""
+    from nfq_mip6.cli import main
+
+    prefix = unique_prefix("dn")
+    status = main(["demo", "--nemo", "--prefix", prefix, "--agents", "on", "--dwell", "2"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    assert f"Mobile Network Prefixes: {MOBILE_NETWORK_PREFIX}" in out
+    assert f"inet6 {MNN_ADDRESS}/64" in out  # the mobile network node's address, shown
+    rows = {
+        match["link"]: (match["bound"], int(match["received"]))
+        for match in re.finditer(
+            r"^(?P<link>visitnet2?|home)\s+\S+\s+(?P<bound>yes|no \(home\)|no)\s+"
+            r"\d+ sent, (?P<received>\d+) received",
+            out,
+            re.MULTILINE,
+        )
+    }
+    assert "CN -> mobile network node" in out
+    assert {link: bound for link, (bound, _) in rows.items()} == {
+        "visitnet": "yes",
+        "visitnet2": "yes",
+        "home": "no (home)",
+    }
+    assert sum(received for _, received in rows.values()) > 0
+    assert not {n for n in list_netns() if n.startswith(f"{prefix}-")}
