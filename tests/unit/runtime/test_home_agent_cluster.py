@@ -1,0 +1,292 @@
+"""The HA runtime as a cluster member (docs/cluster.md) on the fake data plane, with stand-ins
+for the etcd store and replica: a BA only once its commit is confirmed, no BA on a timeout,
+a conflict decided again on the fresh state, a standby that follows and answers nothing, the
+switch to active."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from ipaddress import IPv6Address
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nfq_mip6.config import AgentConfig, ClusterConfig, HomeAgentConfig, Role
+from nfq_mip6.dataplane.fake import FakeDataplane
+from nfq_mip6.errors import StoreError
+from nfq_mip6.io.host import HomeLinkAddressing
+from nfq_mip6.io.nfqueue import QueuedPacket
+from nfq_mip6.runtime.home_agent import HomeAgentRuntime
+from nfq_mip6.store.binding_store import (
+    BindingCommit,
+    BindingSnapshot,
+    CommitConflict,
+    CommitTimeout,
+)
+from nfq_mip6.store.database import StoredBinding
+from nfq_mip6.store.etcd import ReplicaChanges
+from nfq_mip6.wire import BAStatus, home_agents_anycast
+from tests.support import howto
+from tests.support.factories import runtime_context
+from tests.unit.runtime.test_home_agent import COA, COA2, FakeND, answer, bu
+
+HOA = howto.HOA
+
+
+class FakeStore:
+    """What the runtime uses of EtcdBindingStore; the test completes the commits."""
+
+    def __init__(self, snapshot: BindingSnapshot | None = None) -> None:
+        self.submitted: list[tuple[BindingCommit, object]] = []
+        self.done: list[tuple[object, StoreError | None]] = []
+        self._snapshot = snapshot or BindingSnapshot((), {}, 5)
+        self.revision = self._snapshot.revision
+        self.reachable: bool | None = True
+        self.checked_at = time.monotonic()
+        self.counters: dict[str, int] = {}
+        self.seeded: dict[str, int] = {}
+        self.closed = False
+
+    def completions(self) -> FakeStore:
+        return self
+
+    def fileno(self) -> int:
+        return -1
+
+    def drain(self) -> list[tuple[object, StoreError | None]]:
+        out, self.done = self.done, []
+        return out
+
+    def submit(self, change: BindingCommit, token: object) -> None:
+        self.submitted.append((change, token))
+
+    def finish(self, error: StoreError | None = None) -> BindingCommit:
+        change, token = self.submitted.pop(0)
+        self.done.append((token, error))
+        return change
+
+    def snapshot(self) -> BindingSnapshot:
+        return self._snapshot
+
+    def current_revision(self, timeout: float | None = None) -> int:
+        return self.revision
+
+    def seed_revisions(self, revisions: dict[str, int]) -> None:
+        self.seeded.update(revisions)
+
+    def replace_all(self, rows: object) -> None: ...
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeReplica:
+    def __init__(self, rows: dict[IPv6Address, StoredBinding | None], revision: int) -> None:
+        self.pending = ReplicaChanges(revision, dict(rows), {}, full=True)
+        self.revision = revision
+        self.stopped = False
+
+    def fileno(self) -> int:
+        return -1
+
+    def bootstrap(self) -> int:
+        return self.revision
+
+    def start_following(self) -> None: ...
+
+    def start_in_background(self) -> None: ...
+
+    def take_changes(self) -> ReplicaChanges:
+        out, self.pending = self.pending, ReplicaChanges(self.revision, {}, {})
+        return out
+
+    def push(self, hoa: IPv6Address, row: StoredBinding | None, revision: int) -> None:
+        self.revision = revision
+        self.pending = ReplicaChanges(revision, {**self.pending.bindings, hoa: row}, {})
+
+    def wait_for(self, revision: int, timeout: float) -> bool:
+        return self.revision >= revision
+
+    def key_revisions(self) -> dict[str, int]:
+        return {f"/nfq-mip6/v1/vha1/b/{HOA}": self.revision}
+
+    def stop(self) -> None:
+        self.stopped = True
+
+    def close(self) -> None: ...
+
+
+def register(rt: HomeAgentRuntime, sequence: int, coa: IPv6Address = COA) -> None:
+    """A first registration: the BU, then the proxy DAD (FakeND) done on the next timer."""
+    rt.on_queued_packet(QueuedPacket(bu(sequence, coa=coa)), 100.0)
+    rt.on_timer(101.0)
+
+
+def row(seq: int, coa: IPv6Address = COA) -> StoredBinding:
+    return StoredBinding("ha", HOA, coa, seq, 0xC000, 400, time.time() + 300)
+
+
+def start(
+    tmp_path: Path,
+    store: FakeStore,
+    *,
+    role: str = "active",
+    replica: FakeReplica | None = None,
+) -> tuple[HomeAgentRuntime, FakeDataplane, list[bytes]]:
+    fake = FakeDataplane()
+    sent: list[bytes] = []
+    runtime = HomeAgentRuntime(
+        dataplane_factory=lambda link, backend: fake,
+        nd_factory=lambda link: FakeND(),
+        load_rules=False,
+        home_link=HomeLinkAddressing("eth0", howto.HA, howto.PREFIX, 1500),
+        cluster_store=store,
+        cluster_replica=(lambda settings: replica) if replica is not None else None,
+    )
+    config = AgentConfig(
+        role=Role.HA,
+        source=tmp_path / "ha.toml",
+        state_dir=tmp_path,
+        ha=HomeAgentConfig(max_binding_lifetime=400),
+        cluster=ClusterConfig(endpoints=("http://127.0.0.1:2379",), name="vha1", role=role),
+    )
+    runtime.start(runtime_context(config, sent.append, lambda: 100.0))
+    return runtime, fake, sent
+
+
+@pytest.fixture
+def active(
+    tmp_path: Path,
+) -> Iterator[tuple[HomeAgentRuntime, FakeDataplane, list[bytes], FakeStore]]:
+    store = FakeStore()
+    rt, fake, sent = start(tmp_path, store)
+    yield rt, fake, sent, store
+    rt.stop()
+
+
+def test_ba_only_after_the_commit(active: Any) -> None:
+    rt, fake, sent, store = active
+    register(rt, 1)
+    assert sent == [] and fake.tunnels() == {}  # nothing until etcd confirms
+    ((change, _token),) = store.submitted
+    assert [(r.home_address, r.care_of_address, r.sequence) for r in change.upserts] == [
+        (HOA, COA, 1)
+    ]
+    store.finish()
+    rt.cluster.on_commits()
+    ba, dst, _rh2 = answer(sent)
+    assert (ba.status, ba.sequence, dst) == (BAStatus.ACCEPTED, 1, COA)
+    assert fake.tunnels() == {HOA: COA} and HOA in fake.proxies()
+    assert rt.cluster.counters["commits"] == 1
+
+
+def test_timeout_sends_no_ba_and_undoes_the_decision(active: Any) -> None:
+    rt, fake, sent, store = active
+    register(rt, 1)
+    store.finish(CommitTimeout("etcd: no answer"))
+    rt.cluster.on_commits()
+    assert sent == [] and fake.tunnels() == {} and HOA not in rt.core.cache
+    assert rt.cluster.counters["timeouts"] == 1
+    assert rt.handle_control({"cmd": "cluster"})["counters"]["timeouts"] == 1
+    # the MN's retransmission (sequence + 1) is a first registration again
+    register(rt, 2)
+    store.finish()
+    rt.cluster.on_commits()
+    assert answer(sent)[0].status == BAStatus.ACCEPTED
+
+
+def test_conflict_redecides_on_the_fresh_state(active: Any) -> None:
+    """Another instance committed sequence 9: the BU with 5 is answered 135 with 9."""
+    rt, fake, sent, store = active
+    register(rt, 1)
+    store.finish()
+    rt.cluster.on_commits()
+    sent.clear()
+    rt.on_queued_packet(QueuedPacket(bu(5)), 102.0)  # a refresh, decided on sequence 1
+    fresh = BindingSnapshot((row(9, COA2),), {}, 20)
+    store.finish(CommitConflict("changed", fresh))
+    rt.cluster.on_commits()
+    ba, _dst, _rh2 = answer(sent)
+    assert (ba.status, ba.sequence) == (BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW, 9)
+    assert fake.tunnels() == {HOA: COA2}  # the fast path follows the fresh binding
+    assert store.submitted == []  # a 135 changes nothing: nothing to commit
+    assert rt.cluster.counters["conflicts"] == 1 and rt.cluster.counters["redecided"] == 1
+
+
+def test_second_bu_waits_for_the_first_commit(active: Any) -> None:
+    rt, _fake, sent, store = active
+    register(rt, 1)
+    rt.on_queued_packet(QueuedPacket(bu(2, coa=COA2)), 101.1)
+    assert len(store.submitted) == 1 and rt.cluster.counters["held"] == 1
+    store.finish()
+    rt.cluster.on_commits()
+    assert answer(sent)[0].sequence == 1
+    ((change, _token),) = store.submitted  # decided once the first was committed
+    assert change.upserts[0].sequence == 2
+    store.finish()
+    rt.cluster.on_commits()
+    assert answer(sent)[0].sequence == 2
+
+
+def test_active_restores_from_the_snapshot(tmp_path: Path) -> None:
+    store = FakeStore(BindingSnapshot((row(7),), {}, 30))
+    rt, fake, _sent = start(tmp_path, store)
+    try:
+        assert fake.tunnels() == {HOA: COA} and HOA in fake.proxies()
+        entry = rt.core.cache.get(HOA)
+        assert entry is not None and entry.sequence == 7
+    finally:
+        rt.stop()
+    assert store.closed
+
+
+def test_standby_follows_answers_nothing_then_takes_over(tmp_path: Path) -> None:
+    store = FakeStore(BindingSnapshot((), {}, 40))
+    replica = FakeReplica({HOA: row(7)}, 40)
+    rt, fake, sent = start(tmp_path, store, role="standby", replica=replica)
+    try:
+        # bootstrapped: binding and tunnel route, no proxy ND (not even DHAAD's anycast)
+        assert fake.tunnels() == {HOA: COA} and fake.proxies() == set()
+        assert rt.handle_control({"cmd": "cache"})["cluster"]["role"] == "standby"
+        # a change committed by the active arrives through the replica
+        replica.push(HOA, row(8, COA2), 41)
+        rt.cluster.on_replica()
+        assert fake.tunnels() == {HOA: COA2} and rt.core.cache.get(HOA).sequence == 8
+        # no BA, no expiry
+        rt.on_queued_packet(QueuedPacket(bu(9, coa=COA2)), 100.0)
+        assert sent == [] and store.submitted == []
+        assert rt.cluster.counters["standby_dropped"] == 1
+        assert rt.next_deadline() is None
+        # takeover: caught up, proxies added, answering
+        answer_ = rt.handle_control({"cmd": "cluster", "action": "active"})
+        assert answer_["ok"] and answer_["role"] == "active" and answer_["caught_up"]
+        assert replica.stopped and store.seeded
+        assert fake.proxies() == {HOA, home_agents_anycast(howto.PREFIX)}
+        rt.on_queued_packet(QueuedPacket(bu(9, coa=COA2)), 101.0)
+        store.finish()
+        rt.cluster.on_commits()
+        assert answer(sent)[0].status == BAStatus.ACCEPTED  # sequence + 1: status 0
+        # and back to standby: proxies go, routes stay
+        assert rt.handle_control({"cmd": "cluster", "action": "standby"})["role"] == "standby"
+        assert fake.proxies() == set() and fake.tunnels() == {HOA: COA2}
+    finally:
+        rt.stop()
+
+
+def test_single_node_has_no_cluster_command(tmp_path: Path) -> None:
+    from tests.support.factories import home_agent_runtime
+
+    rt = home_agent_runtime(tmp_path, FakeDataplane(), lambda _p: None, nd=FakeND())
+    try:
+        answer_ = rt.handle_control({"cmd": "cluster", "action": "status"})
+        assert not answer_["ok"] and "[cluster]" in answer_["error"]
+        assert "cluster" not in rt.handle_control({"cmd": "cache"})
+    finally:
+        rt.stop()
+
+
+def test_unknown_action_is_refused(active: Any) -> None:
+    rt = active[0]
+    assert not rt.handle_control({"cmd": "cluster", "action": "sideways"})["ok"]
