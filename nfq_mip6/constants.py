@@ -49,6 +49,9 @@ DUP_ADDR_DETECT_TRANSMITS: Final = 1
 # DHAAD, de-registration and the new HA's proxy DAD, about 1.5 s here).
 HOME_AGENT_SWITCH_TIMEOUT: Final = 2.0
 HOME_AGENT_SWITCH_RETRANSMISSIONS: Final = 3
+# ``nfq-mip6 cluster drain`` without --rate: Home Agent Switch messages per second (each MN's
+# move costs its new HA a first registration with proxy DAD).
+DEFAULT_DRAIN_RATE: Final = 10.0
 
 # §6.5: a DHAAD reply is truncated to fit 1280 octets: (1280 − 40 − 8) / 16 = 77 addresses.
 DHAAD_REPLY_MAX_ADDRESSES: Final = 77

@@ -98,14 +98,19 @@ class HomeAgentDiscovery:
         assert care_of_address is not None
         return [SendDhaadRequest(pending.identifier, care_of_address, anycast)]
 
-    def reply(self, event: HomeAgentDiscovered) -> IPv6Address | MessageDiscarded:
+    def reply(
+        self, event: HomeAgentDiscovered, avoid: IPv6Address | None = None
+    ) -> IPv6Address | MessageDiscarded:
         """The first home agent of a reply to the outstanding request (the others are kept
-        for :meth:`next_candidate`), or why the reply is discarded."""
+        for :meth:`next_candidate`), or why the reply is discarded. ``avoid``: a home agent
+        not to choose (the one that sent a Home Agent Switch, RFC 5142 §6.2)."""
         pending = self.pending
         if pending is None or event.identifier != pending.identifier or not event.home_agents:
             return MessageDiscarded("unexpected-dhaad-reply", event.src)
         self.pending = None
-        self.candidates = list(event.home_agents)
+        self.candidates = [a for a in event.home_agents if a != avoid]
+        if not self.candidates:
+            return MessageDiscarded("dhaad-reply-lists-no-other-home-agent", event.src)
         return self.candidates.pop(0)
 
     def next_candidate(self) -> IPv6Address | None:

@@ -38,6 +38,14 @@ Theory of operation:
   know MH), or ``ro off`` stop route optimization with that CN.
 * **DHAAD** (§11.4.1) when no HA is configured: request to the home prefix's home-agents
   anycast address, retransmitted after 3 s, doubling, 4 times; the HAs are tried in order.
+* **Home Agent Switch** (RFC 5142 §6): accepted only away from home, from the home agent the
+  MN is registered with, protected as its BAs are (MN–HA authentication, RFC 4285). The MN
+  takes the first listed home agent other than the sender (none listed: DHAAD, leaving the
+  sender out), **de-registers from the old home agent first** (BU from the CoA, lifetime 0)
+  and then registers with the new one: on a shared home link the old HA's proxy ND would
+  defend the home address against the new HA's proxy DAD (RFC 6275 §10.4.1, status 134) if
+  both held a binding. A refused registration tries the next listed HA, and after the last
+  one registers with the old HA again. A move or a return home ends the switch.
 """
 
 from __future__ import annotations
@@ -70,7 +78,7 @@ from nfq_mip6.mobility.binding_update_list import (
     BindingUpdateListRow,
     BulState,
 )
-from nfq_mip6.mobility.common import binding_error
+from nfq_mip6.mobility.common import binding_error, is_unicast_routable
 from nfq_mip6.mobility.discovery import (
     HomeAgentDiscovery,
     MobilePrefixDiscovery,
@@ -88,6 +96,7 @@ from nfq_mip6.mobility.events import (
     HomeAddressAtHome,
     HomeAddressAway,
     HomeAgentDiscovered,
+    HomeAgentSwitchFollowed,
     IcmpErrorReceived,
     InstallReverseTunnel,
     InstallRouteOptimization,
@@ -121,6 +130,7 @@ from nfq_mip6.wire.mh import (
     BindingUpdate,
     BUFlags,
     CareofTest,
+    HomeAgentSwitch,
     HomeTest,
     HomeTestInit,
     MHType,
@@ -204,6 +214,25 @@ class HomeRegistrationAuthenticator(Protocol):
         home_address: IPv6Address,
     ) -> BindingAckCheck: ...
 
+    def check_home_agent_switch(
+        self, mh_bytes: bytes, care_of_address: IPv6Address, home_address: IPv6Address
+    ) -> bool: ...
+
+
+@dataclass(slots=True)
+class _HomeAgentSwitch:
+    """A Home Agent Switch being followed (RFC 5142 §6.1): the home agent that sent it, the
+    listed ones still to try, and the one chosen (``None`` while DHAAD runs)."""
+
+    old: IPv6Address
+    candidates: list[IPv6Address]
+    new: IPv6Address | None = None
+
+
+SWITCH_COUNTERS: tuple[str, ...] = ("switch_received", "switch_followed", "switch_completed")
+"""Home Agent Switch messages received (valid or not), followed, and ended with an accepted
+registration at the new home agent (:attr:`MobileNode.switch_counters`)."""
+
 
 class Location(Enum):
     UNKNOWN = "unknown"
@@ -244,6 +273,8 @@ class MobileNode:
         self._prefix_discovery = MobilePrefixDiscovery()
         # restored last sequence numbers (§11.7.1) of destinations with no entry yet
         self._sequence_floor: dict[IPv6Address, int] = {}
+        self._ha_switch: _HomeAgentSwitch | None = None
+        self.switch_counters: dict[str, int] = dict.fromkeys(SWITCH_COUNTERS, 0)
 
     # ----------------------------------------------------------------------------------------
     # Driving the core
@@ -421,6 +452,15 @@ class MobileNode:
         if self.config.mobile_router:
             flags |= BUFlags.R  # RFC 3963 §5.2: also in the de-registration
         entry.sent_flags = int(flags)
+        if entry.state is BulState.DEREGISTERING and self._switching_from(entry.destination):
+            # RFC 5142 §6.1, away: lifetime 0 from the CoA with an HAO, as a home BU is sent;
+            # the BA comes back to the CoA with an RH2.
+            entry.lifetime_requested = 0
+            coa = entry.care_of_address
+            bu = BindingUpdate(entry.sequence, flags, 0, (AlternateCareofAddress(coa),))
+            return SendMobilityMessage(
+                self._signed(bu, coa), coa, entry.destination, home_address=hoa
+            )
         if entry.state is BulState.DEREGISTERING:
             # §11.5.5: from the HoA, no HAO, lifetime 0, CoA = HoA; §11.7.1: the Alternate
             # Care-of Address option is in every home registration BU (ESP does not cover
@@ -612,6 +652,7 @@ class MobileNode:
         if same_coa:
             return actions
         self._acknowledged_coa = None
+        actions += self._switch_abandoned()
         actions += self._home_agent_indirect()  # the old CoA is gone
         if self.home_agent is None:
             return actions + self._dhaad_start(now)
@@ -647,6 +688,7 @@ class MobileNode:
 
     def _back_home(self, now: float) -> list[Action]:
         was = self.location
+        self._switch_abandoned()
         self.location = Location.HOME
         self.care_of_address = self.config.home_address
         self.coa_valid_until = math.inf
@@ -761,14 +803,23 @@ class MobileNode:
         )
 
     def _home_agents_discovered(self, event: HomeAgentDiscovered, now: float) -> list[Action]:
-        chosen = self._discovery.reply(event)
+        switch = self._ha_switch
+        chosen = self._discovery.reply(event, avoid=switch.old if switch else None)
         if isinstance(chosen, MessageDiscarded):
+            if switch is not None and switch.new is None:
+                self._ha_switch = None  # nobody else to go to: stay with the old home agent
             return [chosen]
+        if switch is not None and switch.new is None:
+            switch.new = chosen
+            switch.candidates = list(self._discovery.candidates)
+            return self._switch_deregister(switch, now)
         self.home_agent = chosen
         return self._start_home_registration(now)
 
     def _try_next_home_agent(self, now: float) -> list[Action]:
         """TAHI MN-5-1-2-1-028/029: after a failure try the next HA from the DHAAD reply."""
+        if self._ha_switch is not None:
+            return self._switch_next(now)
         if self.config.home_agent is not None:
             return []
         candidate = self._discovery.next_candidate()
@@ -841,6 +892,8 @@ class MobileNode:
             return self._test(event, message, now)
         if isinstance(message, BindingError):
             return self._binding_error(event, message, now)
+        if isinstance(message, HomeAgentSwitch):
+            return self._home_agent_switch(event, message, now)
         if isinstance(message, UnknownMobilityMessage):
             local = self.care_of_address or self.config.home_address
             error = binding_error(
@@ -930,6 +983,8 @@ class MobileNode:
     ) -> list[Action]:
         status = ba.status
         hoa = self.config.home_address
+        if entry.state is BulState.DEREGISTERING and self._switching_from(entry.destination):
+            return self._switch_deregistered(entry, status, now)
         if entry.state is BulState.DEREGISTERING:
             # §11.5.5: accepted, or 133 (the HA had no binding): we are home either way.
             if status < 128 or status == BAStatus.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE:
@@ -975,6 +1030,9 @@ class MobileNode:
             # RFC 3963 §4.2, §5.3: accepted, but not as a mobile router's: the home address
             # is served, the mobile network is not (the runtime logs and counts it)
             actions.append(MobileRouterNotAcknowledged(hoa, entry.destination, True, status))
+        if self._ha_switch is not None and self._ha_switch.new == entry.destination:
+            self._ha_switch = None  # RFC 5142 §6.1: registered with the new home agent
+            self.switch_counters["switch_completed"] += 1
         if status == BAStatus.ACCEPTED_PREFIX_DISCOVERY_NECESSARY:
             # §11.4.2: the home prefix is changing: solicit the prefix list.
             actions += self._mps_start(now)
@@ -1001,6 +1059,97 @@ class MobileNode:
             actions += self._data_from_correspondent(correspondent, now)
         self._wanted_correspondents.clear()
         return actions
+
+    # ----------------------------------------------------------------------------------------
+    # Home Agent Switch (RFC 5142 §6)
+    # ----------------------------------------------------------------------------------------
+
+    def _switching_from(self, home_agent: IPv6Address) -> bool:
+        return self._ha_switch is not None and self._ha_switch.old == home_agent
+
+    def _home_agent_switch(
+        self, event: MobilityMessageReceived, message: HomeAgentSwitch, now: float
+    ) -> list[Action]:
+        """RFC 5142 §6.1: check the message, choose the new home agent (§6.2), de-register."""
+        self.switch_counters["switch_received"] += 1
+        if self._ha_switch is not None and event.src == self._ha_switch.old:
+            return [MessageDiscarded("home-agent-switch-in-progress", event.src)]
+        home = self.home_entry
+        if self.location is not Location.AWAY or home is None or home.state not in IN_FORCE:
+            return [MessageDiscarded("home-agent-switch-without-binding", event.src)]
+        if event.src != home.destination:
+            return [MessageDiscarded("home-agent-switch-not-from-home-agent", event.src)]
+        protected = event.ipsec_protected
+        if self.authenticator is not None:
+            protected = protected and self.authenticator.check_home_agent_switch(
+                event.mh_bytes, home.care_of_address, self.config.home_address
+            )
+        if not protected:
+            return [MessageDiscarded("home-agent-switch-not-protected", event.src)]
+        old = home.destination
+        candidates = [
+            address
+            for address in dict.fromkeys(message.home_agents)
+            if address != old and is_unicast_routable(address)
+        ]
+        self.switch_counters["switch_followed"] += 1
+        if not candidates:
+            # RFC 5142 §6.2: no address listed: find one (DHAAD), leaving the sender out
+            self._ha_switch = _HomeAgentSwitch(old, [])
+            return [HomeAgentSwitchFollowed(old, None), *self._dhaad_start(now)]
+        switch = self._ha_switch = _HomeAgentSwitch(old, candidates[1:], candidates[0])
+        return [HomeAgentSwitchFollowed(old, switch.new), *self._switch_deregister(switch, now)]
+
+    def _switch_deregister(self, switch: _HomeAgentSwitch, now: float) -> list[Action]:
+        """De-register from the old home agent; the registration with the new one follows
+        its BA (:meth:`_switch_deregistered`)."""
+        entry = self.bul.get(switch.old)
+        if entry is None or entry.state not in IN_FORCE:
+            return self._switch_register(now)
+        entry.outstanding.clear()
+        entry.transition(BulState.DEREGISTERING)
+        entry.retransmit_delay = INITIAL_BINDACK_TIMEOUT
+        return self._transmit(entry, now)
+
+    def _switch_deregistered(
+        self, entry: BindingUpdateListEntry, status: int, now: float
+    ) -> list[Action]:
+        hoa = self.config.home_address
+        if status >= 128 and status != BAStatus.NOT_HOME_AGENT_FOR_THIS_MOBILE_NODE:
+            # the old home agent keeps the binding (and defends the HoA): stay with it
+            self._ha_switch = None
+            entry.next_retransmit_at = math.inf
+            entry.transition(BulState.BOUND)
+            return [BindingRejected(hoa, entry.destination, True, status)]
+        del self.bul[entry.destination]
+        actions: list[Action] = [
+            *self._home_agent_indirect(),
+            BindingDeleted(hoa, entry.destination, True),
+        ]
+        # the reverse tunnel still points at the old home agent until the new BA re-points it
+        return actions + self._switch_register(now)
+
+    def _switch_register(self, now: float) -> list[Action]:
+        switch = self._ha_switch
+        assert switch is not None and switch.new is not None
+        self.home_agent = switch.new
+        return self._start_home_registration(now)
+
+    def _switch_next(self, now: float) -> list[Action]:
+        """The new home agent refused: the next listed one, else the old one again."""
+        switch = self._ha_switch
+        assert switch is not None
+        if switch.candidates:
+            switch.new = switch.candidates.pop(0)
+            return self._switch_register(now)
+        self._ha_switch = None
+        self.home_agent = switch.old
+        return self._start_home_registration(now)
+
+    def _switch_abandoned(self) -> list[Action]:
+        """A move or a return home ends the switch; the HA the MN is at stays its HA."""
+        self._ha_switch = None
+        return []
 
     def _refresh_request(self, event: MobilityMessageReceived, now: float) -> list[Action]:
         """§11.7.4: answer a BRR from a node in the BUL with a new BU; ignore the others."""

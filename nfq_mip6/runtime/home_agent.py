@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from nfq_mip6.config import AgentConfig
-from nfq_mip6.constants import IPPROTO_ICMPV6
+from nfq_mip6.constants import DEFAULT_DRAIN_RATE, IPPROTO_ICMPV6
 from nfq_mip6.dataplane import ND_FWMARK, Dataplane, DataplaneError
 from nfq_mip6.io.host import HomeLinkAddressing, link_local_addresses, resolve_home_link
 from nfq_mip6.mobility.binding import BindingState
@@ -49,6 +49,7 @@ from nfq_mip6.mobility.events import (
     DataplaneCountersSampled,
     DhaadRequestReceived,
     ForwardingSetupFailed,
+    HomeAgentDrainRequested,
     HomeAgentInput,
     HomePrefixAdvertised,
     InstallHomeTunnel,
@@ -799,6 +800,8 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
                 for home_address in list(self.egress.bindings):
                     self.egress.remove(IPv6Address(home_address))
             return {"ok": True}
+        if cmd == "drain":
+            return self._drain(request, now)
         return super().role_command(cmd, request, now)
 
     def cluster_command(self, request: dict[str, Any], now: float) -> dict[str, Any]:
@@ -825,6 +828,36 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
                 for key in ("role", "name", "revision", "applied_revision", "store_reachable")
             }
         }
+
+    def _drain(self, request: dict[str, Any], now: float) -> dict[str, Any]:
+        """``{"cmd": "drain", "rate": N, "home_agents": [...], "stop": bool, "status": bool}``
+        (``nfq-mip6 cluster drain``): RFC 5142 Home Agent Switch to every registered MN."""
+        assert self.core is not None
+        if not request.get("status"):
+            rate = request.get("rate", DEFAULT_DRAIN_RATE)
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < 1e6:
+                return {"ok": False, "error": "drain rate must be a number of messages/s > 0"}
+            listed = request.get("home_agents")
+            home_agents: tuple[IPv6Address, ...] | None = None
+            if listed is not None:
+                try:
+                    home_agents = tuple(IPv6Address(str(a)) for a in listed)
+                except (TypeError, ValueError) as exc:
+                    return {"ok": False, "error": f"drain home_agents: {exc}"}
+            stop = bool(request.get("stop", False))
+            self._feed(HomeAgentDrainRequested(float(rate), home_agents, stop), now)
+            status = self.core.drain_status(now)
+            if stop:
+                log.info("drain stopped: %s", status)
+            else:
+                listing = status.get("home_agents")
+                log.info(
+                    "drain: Home Agent Switch to %s mobile nodes at %s/s, listing %s",
+                    status.get("registered", 0),
+                    rate,
+                    ", ".join(listing) if isinstance(listing, list) and listing else "none (DHAAD)",
+                )
+        return {"ok": True, "drain": self.core.drain_status(now)}
 
     def mobility_stats(self) -> MobilityStats:
         assert self.core is not None
@@ -854,6 +887,9 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             extra["direct_rule_errors"] = self.egress.counters["rule_errors"]
             extra["direct_bindings"] = len(self.egress.bindings)
         extra["max_binding_lifetime"] = self.core.config.max_binding_lifetime
+        # RFC 5142: the drain (nfq-mip6 cluster drain) and its Home Agent Switch counters
+        extra["draining"] = int(self.core.draining)
+        extra.update({f"drain_{name}": value for name, value in self.core.drain_counters.items()})
         # RFC 3963: mobile routers and their prefixes in force
         routers = [e for e in self.core.cache if e.prefixes and e.state is BindingState.REGISTERED]
         extra["mobile_routers"] = len(routers)

@@ -74,6 +74,7 @@ from nfq_mip6.mobility.events import (
     HomeAddressAtHome,
     HomeAddressAway,
     HomeAgentDiscovered,
+    HomeAgentSwitchFollowed,
     InstallReverseTunnel,
     InstallRouteOptimization,
     MessageDiscarded,
@@ -750,6 +751,10 @@ class MobileNodeRuntime(RoleRuntime):
             LOG.info("%s", action)
             if isinstance(action, BindingRegistered | BindingDeleted):
                 self._note(now, f"{type(action).__name__}")
+        elif isinstance(action, HomeAgentSwitchFollowed):
+            # RFC 5142 §6.1: the home agent asked us to go elsewhere
+            target = str(action.new) if action.new is not None else "one found by DHAAD"
+            self._note(now, f"home agent switch from {action.old}: registering with {target}")
         elif isinstance(action, MessageDiscarded):
             LOG.debug("discarded: %s", action)
         else:
@@ -972,6 +977,8 @@ class MobileNodeRuntime(RoleRuntime):
                 "location": detector.location.name.lower() if detector else "unknown",
                 "care_of_address": str(care_of) if care_of else None,
                 "counters": dict(self.counters),
+                "home_agent": str(self._core.home_agent) if self._core.home_agent else None,
+                "home_agent_switch": dict(self._core.switch_counters),
                 "restored_bindings": self.restored_bindings,
                 "routers_lost": self.reachability.routers_lost,
                 "store_errors": self.persistence.errors if self.persistence else 0,

@@ -23,7 +23,7 @@ from nfq_mip6.errors import StoreError
 from nfq_mip6.security.home_agent_auth import HomeAgentVerifier, home_agent_verifier
 from nfq_mip6.security.keys import MobileNodeCredentials
 from nfq_mip6.security.ratelimit import RateLimiter, RateLimits, TokenBucket
-from nfq_mip6.wire.mh import BindingAck, MobilityMessage
+from nfq_mip6.wire.mh import BindingAck, HomeAgentSwitch, MobilityMessage
 
 log = logging.getLogger("nfq_mip6.security")
 
@@ -74,6 +74,7 @@ class HomeAgentGuard:
             "rate_limited_binding_errors": 0,
             "rate_limited_icmp_errors": 0,
             "binding_acks_authenticated": 0,
+            "home_agent_switches_authenticated": 0,
         }
         self._last_log: dict[str, float] = {}
         self._saved_timestamps: dict[int, int] = {}
@@ -155,7 +156,14 @@ class HomeAgentGuard:
     ) -> MobilityMessage:
         """A BA authenticated for the MN it goes to (HoA = the RH2 address, else ``dst`` for
         an MN at home; the CoA of the Mobility Data is the one its BU registered, not
-        necessarily ``dst``); anything else unchanged."""
+        necessarily ``dst``), a Home Agent Switch likewise (RFC 5142 §5.1); anything else
+        unchanged."""
+        if self.verifier is not None and isinstance(message, HomeAgentSwitch):
+            home_address = routing_address if routing_address is not None else dst
+            switch = self.verifier.protect_home_agent_switch(message, home_address)
+            if switch is not message:
+                self._counts["home_agent_switches_authenticated"] += 1
+            return switch
         if self.verifier is None or not isinstance(message, BindingAck):
             return message
         protected = self.verifier.protect_binding_ack(

@@ -51,7 +51,13 @@ from nfq_mip6.security.auth_codec import (
 from nfq_mip6.security.keys import MobileNodeCredentials
 from nfq_mip6.security.ratelimit import TokenBucket
 from nfq_mip6.wire.errors import MalformedPacket
-from nfq_mip6.wire.mh import BAStatus, BindingAck, BindingUpdate, build_mh_unchecksummed
+from nfq_mip6.wire.mh import (
+    BAStatus,
+    BindingAck,
+    BindingUpdate,
+    HomeAgentSwitch,
+    build_mh_unchecksummed,
+)
 from nfq_mip6.wire.options import (
     AuthenticationSubtype,
     MessageIdentifier,
@@ -268,6 +274,23 @@ class HomeAgentVerifier:
             options = (*options, MessageIdentifier(context.timestamp))
         return sign_message(
             replace(ba, options=options),
+            key=context.association.key,
+            spi=context.association.spi,
+            care_of_address=context.care_of_address,
+            home_address=home_address,
+        )
+
+    def protect_home_agent_switch(
+        self, message: HomeAgentSwitch, home_address: IPv6Address
+    ) -> HomeAgentSwitch:
+        """Authenticate a Home Agent Switch (RFC 5142 §5.1) with the association of the MN's
+        last authenticated BU, as its BAs are (its registered CoA in the Mobility Data);
+        unchanged for a home address whose BU did not authenticate."""
+        context = self._context.get(home_address)
+        if context is None:
+            return message
+        return sign_message(
+            message,
             key=context.association.key,
             spi=context.association.spi,
             care_of_address=context.care_of_address,

@@ -154,6 +154,21 @@ class MobileNodeAuthenticator:
         self._count("ba-accepted")
         return BindingAckCheck.ACCEPT
 
+    def check_home_agent_switch(
+        self, mh_bytes: bytes, care_of_address: IPv6Address, home_address: IPv6Address
+    ) -> bool:
+        """A Home Agent Switch from the HA (RFC 5142 §6.1) must carry the MN-HA
+        Authentication option of this association, computed as for a BA (RFC 4285 §5.1)."""
+        registered = self._registered_care_of
+        ok = verify_message(
+            mh_bytes,
+            key=self.association.key,
+            care_of_address=registered if registered is not None else care_of_address,
+            home_address=home_address,
+        )
+        self._count("switch-accepted" if ok else "switch-not-authenticated")
+        return ok
+
 
 def mobile_node_authenticator(
     *,
