@@ -5,7 +5,8 @@ prints what MIPL 1.x's tool printed (Linux Mobile IPv6 HOWTO §5.2), line for li
 readers recognise it; ``nfq-mip6`` adds the columns MIPL did not have. ``--json`` prints the
 agent's answer as JSON for scripts. Exit status: 0 ok, 1 the agent is not running or refused;
 ``nfq-mip6 cluster status`` exits 3 when the agent runs but its binding store is unreachable
-(keepalived's ``track_script`` calls it, docs/cluster.md).
+(keepalived's ``track_script`` calls it, docs/cluster.md). ``nfq-mip6 cluster drain`` makes a
+home agent send an RFC 5142 Home Agent Switch to every mobile node registered with it.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any, TextIO
 
+from nfq_mip6.constants import DEFAULT_DRAIN_RATE
 from nfq_mip6.control import (
     DEFAULT_CONTROL_SOCKET,
     ControlError,
@@ -29,6 +32,7 @@ __all__ = [
     "format_bul",
     "format_cache",
     "format_cluster",
+    "format_drain",
     "format_statistics",
     "mipdiag",
     "register",
@@ -306,7 +310,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("ro_action", nargs="?", choices=("on", "off", "status"), default="status")
     _common(parser)
     parser.set_defaults(func=_run, control_cmd="ro")
-    register_cluster(subparsers)
+    register_drain(register_cluster(subparsers))
 
 
 CLUSTER_ACTIONS: dict[str, str] = {
@@ -329,6 +333,84 @@ def register_cluster(
         _common(action)
         action.set_defaults(func=_run, control_cmd="cluster", cluster_action=name)
     return actions
+
+
+def format_drain(answer: dict[str, Any]) -> list[str]:
+    """``nfq-mip6 cluster drain``: the drain's progress and its Home Agent Switch counters."""
+    drain = answer.get("drain", {})
+    if drain.get("draining"):
+        lines = [
+            f"draining at {drain.get('rate')} Home Agent Switch messages/s: "
+            f"{drain.get('queued', 0)} queued, {drain.get('awaiting', 0)} awaiting "
+            f"a de-registration, {drain.get('registered', 0)} mobile nodes registered"
+        ]
+    else:
+        lines = ["not draining"]
+    listed = drain.get("home_agents") or []
+    lines.append(f"home agents listed: {', '.join(listed) or 'none (the mobile nodes run DHAAD)'}")
+    lines.append(
+        f"switch messages: sent {drain.get('switch_sent', 0)}, "
+        f"retransmitted {drain.get('switch_retransmitted', 0)}, "
+        f"followed {drain.get('switch_followed', 0)}, "
+        f"not understood {drain.get('switch_unsupported', 0)}, "
+        f"unanswered {drain.get('switch_unanswered', 0)}"
+    )
+    return lines
+
+
+def _run_drain(args: argparse.Namespace) -> int:
+    path: Path = args.control_socket or default_control_socket()
+    command: dict[str, Any] = {"cmd": "drain", "rate": args.rate}
+    if args.home_agent:
+        command["home_agents"] = [str(address) for address in args.home_agent]
+    if args.stop:
+        command["stop"] = True
+    if args.status:
+        command["status"] = True
+    answer = _ask(path, command, sys.stderr, "nfq-mip6")
+    if answer is None:
+        return 1
+    _emit(answer, format_drain(answer), args.json, sys.stdout)
+    return 0
+
+
+def _positive_rate(text: str) -> float:
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = 0.0
+    if not 0 < rate < 1e6:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate > 0 (messages per second)")
+    return rate
+
+
+def register_drain(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``nfq-mip6 cluster drain [--rate N] [--home-agent ADDR ...] [--stop|--status]``."""
+    text = (
+        "send an RFC 5142 Home Agent Switch to every mobile node registered with this home "
+        "agent, at most N a second, so that they register elsewhere (maintenance, rebalancing)"
+    )
+    parser = actions.add_parser("drain", help=text, description=text)
+    parser.add_argument(
+        "--rate",
+        type=_positive_rate,
+        default=DEFAULT_DRAIN_RATE,
+        metavar="N",
+        help=f"Home Agent Switch messages per second (default {DEFAULT_DRAIN_RATE:g})",
+    )
+    parser.add_argument(
+        "--home-agent",
+        action="append",
+        type=IPv6Address,
+        metavar="ADDR",
+        help="a home agent to list, the preferred first (repeatable; default: the other "
+        "home agents heard on the home link, by preference)",
+    )
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--stop", action="store_true", help="end the drain")
+    group.add_argument("--status", action="store_true", help="only show the drain")
+    _common(parser)
+    parser.set_defaults(func=_run_drain)
 
 
 def mipdiag(argv: Sequence[str] | None = None) -> int:

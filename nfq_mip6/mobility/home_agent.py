@@ -1188,12 +1188,12 @@ class HomeAgent:
         counters (which survive the drain's end)."""
         drain = self._drain
         status: dict[str, object] = {"draining": drain is not None, **self.drain_counters}
+        status["home_agents"] = [str(a) for a in self._switch_home_agents(now)]
         if drain is not None:
             status["rate"] = round(1.0 / drain.interval, 3)
             status["queued"] = len(drain.queue)
             status["awaiting"] = len(drain.retries)
             status["registered"] = sum(1 for _ in self._registered_home_bindings())
-            status["home_agents"] = [str(a) for a in self._switch_home_agents(now)]
             status["elapsed"] = round(now - drain.started_at, 3)
         return status
 

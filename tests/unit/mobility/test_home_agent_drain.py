@@ -174,7 +174,7 @@ def test_stop_ends_the_drain_and_keeps_the_counters() -> None:
     ha.handle(HomeAgentDrainRequested(1.0, stop=True), 0.2)
     assert not ha.draining
     assert switches(ha.handle_timer(5.0)) == []
-    assert ha.drain_status(5.0) == {"draining": False, **ha.drain_counters}
+    assert ha.drain_status(5.0) == {"draining": False, **ha.drain_counters, "home_agents": []}
     assert ha.drain_counters["switch_sent"] == 1
 
 
