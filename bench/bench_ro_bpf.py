@@ -139,7 +139,9 @@ def both_ends_bound(helpers: Any, agents: dict[str, Any], coa: str, home: str) -
     return mn_bound and helpers.cn_cache(agents["cn"]) == [(home, coa)]
 
 
-def with_agents(rounds: int, seconds: int) -> dict[str, Any]:
+def with_agents(
+    rounds: int, seconds: int, datapaths: tuple[str, ...] = ("bpf", "nfqueue")
+) -> dict[str, Any]:
     """Both data paths with the real agents on the HOWTO test bed, each vs plain CoA."""
     sys.path.insert(0, str(REPO / "tests" / "integration"))
     helpers: Any = importlib.import_module("test_route_optimization")
@@ -148,7 +150,7 @@ def with_agents(rounds: int, seconds: int) -> dict[str, Any]:
 
     coa = helpers.VISIT_COA
     results: dict[str, Any] = {}
-    for datapath in ("bpf", "nfqueue"):
+    for datapath in datapaths:
         os.environ["NFQ_MIP6_AGENT__RO_DATAPATH"] = datapath
         with contextlib.redirect_stdout(sys.stderr), helpers.agents_on_the_testbed() as agents:
             bed = agents["bed"]
@@ -199,10 +201,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--map-entries", type=int, default=50000)
     parser.add_argument("--agents", action="store_true", help="real agents, bpf vs nfqueue")
+    parser.add_argument(
+        "--datapaths",
+        default="bpf,nfqueue",
+        help="with --agents: the ro_datapath values to run, comma-separated",
+    )
     args = parser.parse_args()
 
     if args.agents:
-        print(json.dumps(with_agents(args.rounds, args.seconds), indent=2))
+        datapaths = tuple(d for d in args.datapaths.split(",") if d)
+        print(json.dumps(with_agents(args.rounds, args.seconds, datapaths), indent=2))
         return
     lab = RoLab()
 

@@ -49,6 +49,7 @@ __all__ = [
     "MN_DECAP_TABLE",
     "MN_HOME_ADDRESS_RULE_PRIORITY",
     "MN_REVERSE_TUNNEL_TABLE",
+    "MN_RO_REROUTE_RULE_PRIORITY",
     "MN_RO_ROUTE_TABLE",
     "MN_RO_RULE_PRIORITY",
     "ND_FWMARK",
@@ -138,6 +139,10 @@ MN_HOME_ADDRESS_RULE_PRIORITY: Final = 1100  # from HoA lookup MN_REVERSE_TUNNEL
 RT_PROTO_RO: Final = 174
 MN_RO_ROUTE_TABLE: Final = 6277
 MN_RO_RULE_PRIORITY: Final = 1050
+# NFQUEUE data path: the MN's packet rewritten to `from CoA` is routed again on reinjection
+# (LOCAL_OUT); `from <CoA>/128 to <CN>/128 lookup main` sends it by the main table's route
+# (the interface MTU) instead of the per-CN route, whose MTU (less 24) it now exceeds.
+MN_RO_REROUTE_RULE_PRIORITY: Final = 1049
 
 # -- ENOMEM ------------------------------------------------------------------------------------
 ENOMEM_RETRIES: Final = 8  # retries after the first attempt

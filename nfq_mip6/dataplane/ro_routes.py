@@ -19,6 +19,12 @@ the source. Both RO data paths use them (tc BPF and NFQUEUE).
   ``to <HA>/128`` rule they would take this route (its ``src HoA``, and after a move a
   stale next hop) and be lost.
 
+* MN, NFQUEUE data path (``user_space_rewrite``): the packet rewritten in user space to
+  ``from <CoA>`` is routed again when it is reinjected (LOCAL_OUT). A rule
+  ``from <CoA>/128 to <CN>/128 lookup main`` (``MN_RO_REROUTE_RULE_PRIORITY``, before the
+  per-CN rule) gives it the main table's route with the interface MTU: the per-CN route's
+  MTU, which sized it before the 24-octet insert, would now refuse it.
+
 The routes carry ``proto`` ``RT_PROTO_RO``, so the ones of bindings that are gone (after
 a crash) can be found and removed.
 """
@@ -34,7 +40,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from nfq_mip6.dataplane import DataplaneError
-from nfq_mip6.dataplane.kernel import MN_RO_ROUTE_TABLE, MN_RO_RULE_PRIORITY, RT_PROTO_RO
+from nfq_mip6.dataplane.kernel import (
+    MN_RO_REROUTE_RULE_PRIORITY,
+    MN_RO_ROUTE_TABLE,
+    MN_RO_RULE_PRIORITY,
+    RT_PROTO_RO,
+)
 from nfq_mip6.dataplane.ro_fastpath import BindingKey
 
 __all__ = ["BindingRoutes"]
@@ -61,7 +72,9 @@ class BindingRoutes:
     """The per-binding routes (and MN rules) of one role, ``"cn"`` or ``"mn"``.
 
     ``on_interface`` is called with the interface a route leaves through before the route
-    is added (the BPF data path attaches its programs there).
+    is added (the BPF data path attaches its programs there). ``user_space_rewrite`` (MN,
+    NFQUEUE data path): also the rule that routes the rewritten packet (from the CoA) by
+    the main table.
     """
 
     def __init__(
@@ -70,8 +83,11 @@ class BindingRoutes:
         *,
         run_ip: Callable[[list[str]], subprocess.CompletedProcess[str]] = _run_ip,
         on_interface: Callable[[str], None] | None = None,
+        user_space_rewrite: bool = False,
     ) -> None:
         self.role = role
+        self.user_space_rewrite = user_space_rewrite and role == "mn"
+        self._reroute: dict[IPv6Address, IPv6Address] = {}  # MN peer -> CoA of its rule
         self._run_ip = run_ip
         self._on_interface = on_interface
         self.installed: dict[BindingKey, tuple[IPv6Address, str]] = {}  # -> (dst, dev)
@@ -123,6 +139,8 @@ class BindingRoutes:
             if peer in self._rule_sources and self._rule_sources[peer] != source:
                 self._mn_rule("del", peer, self._rule_sources[peer])
             self._mn_rule("add", peer, source)
+            if self.user_space_rewrite:
+                self._reroute_rule(peer, care_of_address)
         self.installed[(home_address, peer)] = (destination, dev)
 
     def _mn_rule(self, verb: str, peer: IPv6Address, source: IPv6Address | None) -> None:
@@ -142,11 +160,29 @@ class BindingRoutes:
         else:
             self._rule_sources.pop(peer, None)
 
+    def _reroute_rule(self, peer: IPv6Address, care_of_address: IPv6Address | None) -> None:
+        """``from <CoA> to <peer> lookup main``; None: remove it."""
+        old = self._reroute.pop(peer, None)
+        if old is not None and old != care_of_address:
+            self._run_ip(self._reroute_args("del", peer, old))
+        if care_of_address is not None and old != care_of_address:
+            self._run_ip(self._reroute_args("add", peer, care_of_address))
+        if care_of_address is not None:
+            self._reroute[peer] = care_of_address
+
+    @staticmethod
+    def _reroute_args(verb: str, peer: IPv6Address, care_of_address: IPv6Address) -> list[str]:
+        return [
+            "-6", "rule", verb, "from", f"{care_of_address}/128", "to", f"{peer}/128",
+            "lookup", "main", "priority", str(MN_RO_REROUTE_RULE_PRIORITY),
+        ]  # fmt: skip
+
     def _delete_route(self, destination: IPv6Address) -> None:
         args = ["-6", "route", "del", f"{destination}/128", "proto", str(RT_PROTO_RO)]
         if self.role == "mn":
             args += ["table", str(MN_RO_ROUTE_TABLE)]
             self._mn_rule("del", destination, self._rule_sources.get(destination))
+            self._reroute_rule(destination, None)
         self._run_ip(args)
 
     def remove_stale(self, wanted: Mapping[BindingKey, IPv6Address]) -> None:
@@ -163,12 +199,20 @@ class BindingRoutes:
         if self.role == "mn":
             rules = self._run_ip(["-j", "-6", "rule", "show"])
             for rule in json.loads(rules.stdout or "[]") if rules.returncode == 0 else []:
-                if rule.get("priority") != MN_RO_RULE_PRIORITY:
+                priority = rule.get("priority")
+                if priority not in (MN_RO_RULE_PRIORITY, MN_RO_REROUTE_RULE_PRIORITY):
                     continue
                 with contextlib.suppress(ValueError):
                     address = IPv6Address(str(rule.get("dst", "")))
-                    if address not in keep:
-                        self._mn_rule("del", address, _rule_source(rule))
+                    source = _rule_source(rule)
+                    if priority == MN_RO_RULE_PRIORITY and address not in keep:
+                        self._mn_rule("del", address, source)
+                    elif (
+                        priority == MN_RO_REROUTE_RULE_PRIORITY
+                        and source is not None
+                        and (address not in keep or self._reroute.get(address) != source)
+                    ):
+                        self._run_ip(self._reroute_args("del", address, source))
 
     def remove(self, home_address: IPv6Address, peer: IPv6Address) -> None:
         route = self.installed.pop((home_address, peer), None)

@@ -60,6 +60,7 @@ from nfq_mip6.config import AgentConfig
 from nfq_mip6.constants import IPPROTO_ICMPV6
 from nfq_mip6.dataplane import DataplaneError
 from nfq_mip6.dataplane.ro_fastpath import FastPathFactory, RouteOptimizationFastPath
+from nfq_mip6.dataplane.ro_routes import BindingRoutes
 from nfq_mip6.io.host import detect_kernel_mip6, resolve_local_address
 from nfq_mip6.io.iptables import DestinationRules
 from nfq_mip6.mobility.correspondent import CorrespondentConfig, CorrespondentNode
@@ -157,6 +158,8 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
         self.fast_path: RouteOptimizationFastPath | None = None
         """The tc BPF data path (``[agent] ro_datapath``); None: NFQUEUE rewrites."""
         self.ro_datapath_reason = "no kernel rules (test runtime)"
+        self.ro_routes: BindingRoutes | None = None
+        """NFQUEUE data path: the per-binding host routes (MTU less 24, §9.3.2)."""
         self.kernel_mip6: bool | None = None
         self.bindings: dict[bytes, bytes] = {}
         """The data path's view: HoA octets → CoA octets of every binding in force."""
@@ -219,13 +222,17 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
             self.fast_path, self.ro_datapath_reason = factory(
                 "cn", config.ro_datapath, (self.interface,) if self.interface else ()
             )
+            if self.fast_path is None and self._load_rules:
+                self.ro_routes = BindingRoutes("cn")
         self._restore_state(ctx)
+        wanted = {(IPv6Address(hoa), self._address): IPv6Address(coa)
+                  for hoa, coa in self.bindings.items()}  # fmt: skip
         if self.fast_path is not None:
-            wanted = {(IPv6Address(hoa), self._address): IPv6Address(coa)
-                      for hoa, coa in self.bindings.items()}  # fmt: skip
             report = self.fast_path.reconcile(wanted)
             log.info("RO data path: tc BPF, %s; %s", self.ro_datapath_reason, report)
         else:
+            if self.ro_routes is not None:  # routes a killed agent left for bindings now gone
+                self.ro_routes.remove_stale(wanted)
             log.info("RO data path: NFQUEUE (%s)", self.ro_datapath_reason)
         log.info(
             "correspondent node %s on %s, route optimization %s",
@@ -263,6 +270,9 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
             self.rules = None
         if self.binding_rules is not None:
             self.binding_rules.forget()
+        if self.ro_routes is not None:
+            self.ro_routes.clear()
+            self.ro_routes = None
         if self.fast_path is not None:  # a clean stop: programs, entries and routes go
             try:
                 self.fast_path.stop(flush=True)
@@ -447,9 +457,17 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
             if not ok:
                 self.counters["rule_errors"] += 1
             self._dataplane_metric("install_route_optimization", ok=ok)
+        if self.ro_routes is not None:
+            try:  # segments sized for the 24-octet RH2 (the rule is in place first)
+                self.ro_routes.install(home_address, self._address, care_of_address)
+            except DataplaneError as exc:
+                log.warning("RO route for %s: %s", home_address, exc)
+                self.counters["rule_errors"] += 1
 
     def _remove(self, home_address: IPv6Address) -> None:
         self.bindings.pop(home_address.packed, None)
+        if self.ro_routes is not None:
+            self.ro_routes.remove(home_address, self._address)
         if self.fast_path is not None:
             try:
                 self.fast_path.remove(home_address, self._address)

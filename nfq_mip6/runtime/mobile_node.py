@@ -60,6 +60,7 @@ from nfq_mip6.config import AgentConfig
 from nfq_mip6.constants import IPPROTO_ICMPV6
 from nfq_mip6.dataplane import DataplaneError
 from nfq_mip6.dataplane.ro_fastpath import RouteOptimizationFastPath
+from nfq_mip6.dataplane.ro_routes import BindingRoutes
 from nfq_mip6.io.host import mobile_node_interface, routable_addresses
 from nfq_mip6.io.iptables import RuleSet, mobile_node_tunnel_counters, rules_path
 from nfq_mip6.io.nd import send_unsolicited_neighbor_advertisement
@@ -289,13 +290,17 @@ class MobileNodeRuntime(RoleRuntime):
             prefixes=mn.prefixes,
             explicit_prefixes=mn.prefix_mode == "explicit",
         )
+        fast_path = self._open_fast_path(ctx)
         self.ro = MobileNodeRouteOptimization(
             mn.home_address.ip,
             mn.home_agent,
             ctx.queue_num,
             ctx.queue_bypass,
-            fast_path=self._open_fast_path(ctx),
+            fast_path=fast_path,
+            routes=BindingRoutes("mn", user_space_rewrite=True) if fast_path is None else None,
         )
+        if self.ro.routes is not None:  # what a killed agent left (no binding is restored)
+            self.ro.routes.remove_stale({})
         self._restore_state(ctx)
         self.dataplane = MobileNodeDataplane(
             self.interface,

@@ -17,6 +17,7 @@ from typing import Any, Final
 from nfq_mip6.constants import IPPROTO_ICMPV6, IPPROTO_MH
 from nfq_mip6.dataplane import DataplaneError
 from nfq_mip6.dataplane.ro_fastpath import RouteOptimizationFastPath
+from nfq_mip6.dataplane.ro_routes import BindingRoutes
 from nfq_mip6.io.iptables import run_ip6tables
 from nfq_mip6.mobility.events import DataPacketFromCorrespondent, IcmpErrorReceived
 from nfq_mip6.runtime.base import Verdict
@@ -88,10 +89,13 @@ class MobileNodeRouteOptimization:
         *,
         run: Callable[[list[str]], int] | None = None,
         fast_path: RouteOptimizationFastPath | None = None,
+        routes: BindingRoutes | None = None,
     ) -> None:
         self.home_address = home_address
         self.fast_path = fast_path
         """The tc BPF data path; with it a binding gets a map entry instead of a rule."""
+        self.routes = routes
+        """NFQUEUE data path: the per-binding rule and route (``src`` HoA, MTU less 24)."""
         self._ruled: set[bytes] = set()  # correspondents with a NFQMIP6-MN-RO rule
         self.home_agent = home_agent
         self._home = home_address.packed
@@ -138,7 +142,19 @@ class MobileNodeRouteOptimization:
                 self.counters["rule_errors"] += 1
             else:
                 return self._remove_rule(correspondent)
-        return self._add_rule(correspondent)
+        ok = self._add_rule(correspondent)
+        if ok and self.routes is not None:
+            try:  # after the rule: no packet takes the direct route without its HAO
+                self.routes.install(
+                    self.home_address,
+                    correspondent,
+                    care_of_address,
+                    from_home_address_only=home_agent,
+                )
+            except DataplaneError as exc:
+                _log.warning("RO route for %s: %s", correspondent, exc)
+                self.counters["rule_errors"] += 1
+        return ok
 
     def remove(self, correspondent: IPv6Address) -> bool:
         """Back to the reverse tunnel for ``correspondent``."""
@@ -150,6 +166,8 @@ class MobileNodeRouteOptimization:
             except DataplaneError as exc:
                 _log.warning("RO data path: %s", exc)
                 self.counters["rule_errors"] += 1
+        if self.routes is not None:  # back to the tunnel before the rule goes
+            self.routes.remove(self.home_address, correspondent)
         return self._remove_rule(correspondent)
 
     def _add_rule(self, correspondent: IPv6Address) -> bool:

@@ -6,7 +6,12 @@ import json
 import subprocess
 from ipaddress import IPv6Address
 
-from nfq_mip6.dataplane.kernel import MN_RO_ROUTE_TABLE, MN_RO_RULE_PRIORITY, RT_PROTO_RO
+from nfq_mip6.dataplane.kernel import (
+    MN_RO_REROUTE_RULE_PRIORITY,
+    MN_RO_ROUTE_TABLE,
+    MN_RO_RULE_PRIORITY,
+    RT_PROTO_RO,
+)
 from nfq_mip6.dataplane.ro_routes import BindingRoutes
 
 HOA = IPv6Address("2001:db8:a::100")
@@ -99,3 +104,52 @@ def test_stale_mn_rule_from_the_home_address_is_removed_with_its_selector() -> N
     BindingRoutes("mn", run_ip=answer).remove_stale({})
     deleted = [c for c in ip.calls if c[:3] == ["-6", "rule", "del"]]
     assert deleted == [["-6", "rule", "del", "from", f"{HOA}/128", "to", f"{HA}/128", *TAIL]]
+
+
+REROUTE = ["lookup", "main", "priority", str(MN_RO_REROUTE_RULE_PRIORITY)]
+COA2 = IPv6Address("2001:db8:f2::2")
+
+
+def test_mn_user_space_rewrite_routes_the_rewritten_packet_by_the_main_table() -> None:
+    """NFQUEUE: the packet rewritten to `from CoA` is routed again on reinjection; a rule
+    sends it by the main table (interface MTU), not by the per-CN route (MTU less 24)."""
+    ip = FakeIp()
+    routes = BindingRoutes("mn", run_ip=ip, user_space_rewrite=True)
+    routes.install(HOA, CN, COA)
+    add = ["-6", "rule", "add", "from", f"{COA}/128", "to", f"{CN}/128", *REROUTE]
+    assert add in ip.calls
+    assert ip.calls.index(add) > next(
+        i for i, c in enumerate(ip.calls) if c[:3] == ["-6", "route", "replace"]
+    )
+    routes.install(HOA, CN, COA2)  # moved: the rule follows the CoA
+    assert ["-6", "rule", "del", "from", f"{COA}/128", "to", f"{CN}/128", *REROUTE] in ip.calls
+    assert ["-6", "rule", "add", "from", f"{COA2}/128", "to", f"{CN}/128", *REROUTE] in ip.calls
+    routes.remove(HOA, CN)
+    assert ["-6", "rule", "del", "from", f"{COA2}/128", "to", f"{CN}/128", *REROUTE] in ip.calls
+
+
+def test_mn_without_user_space_rewrite_adds_no_reroute_rule() -> None:
+    ip = FakeIp()
+    BindingRoutes("mn", run_ip=ip).install(HOA, CN, COA)
+    assert not any("main" in c for c in ip.calls if c[:2] == ["-6", "rule"])
+
+
+def test_stale_reroute_rules_are_removed() -> None:
+    ip = FakeIp()
+    rules = [
+        {"priority": MN_RO_REROUTE_RULE_PRIORITY, "src": str(COA), "srclen": 128, "dst": str(CN)},
+        {"priority": MN_RO_REROUTE_RULE_PRIORITY, "src": str(COA), "srclen": 128, "dst": str(HA)},
+    ]
+    original = ip.__call__
+
+    def answer(args: list[str]) -> subprocess.CompletedProcess[str]:
+        if args == ["-j", "-6", "rule", "show"]:
+            ip.calls.append(args)
+            return subprocess.CompletedProcess(["ip", *args], 0, json.dumps(rules), "")
+        return original(args)
+
+    routes = BindingRoutes("mn", run_ip=answer, user_space_rewrite=True)
+    routes.install(HOA, CN, COA)
+    routes.remove_stale({(HOA, CN): COA})
+    deleted = [c for c in ip.calls if c[:3] == ["-6", "rule", "del"]]
+    assert deleted == [["-6", "rule", "del", "from", f"{COA}/128", "to", f"{HA}/128", *REROUTE]]

@@ -3,7 +3,11 @@ without the kernel: rules as ip6tables argument lists, packets in, verdicts and 
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 from nfq_mip6.dataplane.ro_fastpath import FakeRouteOptimizationFastPath
+from nfq_mip6.dataplane.ro_routes import BindingRoutes
 from nfq_mip6.mobility.events import DataPacketFromCorrespondent, IcmpErrorReceived
 from nfq_mip6.runtime.base import VerdictKind
 from nfq_mip6.runtime.ro_datapath import (
@@ -112,3 +116,29 @@ def test_home_agent_entry_takes_only_packets_from_the_home_address() -> None:
     assert ro.install(HA, COA, home_agent=True) and ro.install(CN, COA)
     assert fast_path.entries == {(HOA, HA): COA, (HOA, CN): COA}
     assert fast_path.from_home_address_only == {(HOA, HA)}
+
+
+def test_nfqueue_binding_gets_its_route_after_the_rule_and_loses_it_before() -> None:
+    """The per-CN route (src HoA, MTU less 24) sends HoA traffic directly, so the NFQUEUE
+    rule that adds the HAO must be in place first and go last."""
+    order: list[str] = []
+
+    def run(args: list[str]) -> int:
+        order.append("rule " + args[2])
+        return 0
+
+    def ip(args: list[str]) -> subprocess.CompletedProcess[str]:
+        if args[:4] == ["-j", "-6", "route", "get"]:
+            out = json.dumps([{"dst": args[4], "gateway": "fe80::1", "dev": "lo"}])
+            return subprocess.CompletedProcess(args, 0, out, "")
+        if args[:3] in (["-6", "route", "replace"], ["-6", "route", "del"]):
+            order.append(" ".join(args[1:3]))
+        return subprocess.CompletedProcess(args, 0, "[]", "")
+
+    routes = BindingRoutes("mn", run_ip=ip, user_space_rewrite=True)
+    ro = MobileNodeRouteOptimization(HOA, HA, 5, False, run=run, routes=routes)
+    assert ro.install(CN, COA)
+    assert (HOA, CN) in routes.installed
+    assert ro.remove(CN)
+    assert order == ["rule -A", "route replace", "route del", "rule -D"]
+    assert routes.installed == {}
