@@ -103,6 +103,9 @@ class HomeAgentConfig:
     # §7.4, §10.5.1: this HA's rank in its own DHAAD replies (0xffff highest) until its own RA
     # (radvd's Home Agent Information option) advertises one, which then wins.
     preference: int = 0
+    # RFC 5142 §5.1: the home agents a drain (nfq-mip6 cluster drain) lists in its Home Agent
+    # Switch messages, the preferred first; empty: the other HAs heard on the home link.
+    switch_home_agents: tuple[IPv6Address, ...] = ()
     # RFC 4285 MN-HA authentication (docs/security.md): [[ha.mobile_nodes]] tables hold key
     # *references* (key_file/key_env), never keys. require_authentication None (unset) means
     # "required for TOML configurations, not for the legacy network-mip6.conf" (load_config
@@ -358,6 +361,18 @@ def _parse_lifetime(value: object) -> int:
     return _int_parser(4, MAX_LIFETIME_SECONDS)(value)
 
 
+def _parse_address_list(value: object) -> tuple[IPv6Address, ...]:
+    """Unicast IPv6 addresses: a list (or a comma-separated string)."""
+    items = value if isinstance(value, list) else [v for v in str(value).split(",") if v.strip()]
+    addresses = []
+    for item in items:
+        address = IPv6Address(str(item).strip())  # ValueError names the bad address
+        if address.is_multicast or address.is_unspecified or address.is_link_local:
+            raise ValueError(f"{address} is not a global unicast address")
+        addresses.append(address)
+    return tuple(addresses)
+
+
 def _parse_prefix_list(value: object) -> tuple[IPv6Network, ...]:
     """RFC 3963 Mobile Network Prefixes: a list (or a comma-separated string) of prefixes."""
     items = value if isinstance(value, list) else [v for v in str(value).split(",") if v.strip()]
@@ -393,6 +408,7 @@ _HA_KEYS: Final[dict[str, Callable[[object], Any]]] = {
     "max_tunnel_nr": _int_parser(1, 65535),
     "tunnel_sitelocal": _parse_bool,
     "preference": _int_parser(0, 65535),
+    "switch_home_agents": _parse_address_list,
     "mobile_nodes": parse_mobile_node_entries,
     "require_authentication": _parse_bool,
     "auth_timestamp_window": _parse_timestamp_window,

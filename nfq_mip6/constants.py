@@ -49,6 +49,9 @@ DUP_ADDR_DETECT_TRANSMITS: Final = 1
 # DHAAD, de-registration and the new HA's proxy DAD, about 1.5 s here).
 HOME_AGENT_SWITCH_TIMEOUT: Final = 2.0
 HOME_AGENT_SWITCH_RETRANSMISSIONS: Final = 3
+# RFC 5142 §6.1, our choice: the MN stops waiting for the old HA's answer to its
+# de-registration when the retransmission delay reaches this (BUs at 0, 1 and 3 s; left at 7 s).
+HOME_AGENT_SWITCH_DEREGISTRATION_GIVE_UP: Final = 4.0
 # ``nfq-mip6 cluster drain`` without --rate: Home Agent Switch messages per second (each MN's
 # move costs its new HA a first registration with proxy DAD).
 DEFAULT_DRAIN_RATE: Final = 10.0

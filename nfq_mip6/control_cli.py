@@ -403,8 +403,8 @@ def register_drain(actions: argparse._SubParsersAction[argparse.ArgumentParser])
         action="append",
         type=IPv6Address,
         metavar="ADDR",
-        help="a home agent to list, the preferred first (repeatable; default: the other "
-        "home agents heard on the home link, by preference)",
+        help="a home agent to list, the preferred first (repeatable; default: [ha] "
+        "switch_home_agents, else the other home agents heard on the home link)",
     )
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--stop", action="store_true", help="end the drain")

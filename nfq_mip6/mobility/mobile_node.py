@@ -44,8 +44,9 @@ Theory of operation:
   sender out), **de-registers from the old home agent first** (BU from the CoA, lifetime 0)
   and then registers with the new one: on a shared home link the old HA's proxy ND would
   defend the home address against the new HA's proxy DAD (RFC 6275 §10.4.1, status 134) if
-  both held a binding. A refused registration tries the next listed HA, and after the last
-  one registers with the old HA again. A move or a return home ends the switch.
+  both held a binding. An old HA that does not answer its de-registration (3 BUs over 7 s) is
+  left anyway. A refused registration tries the next listed HA, and after the last one
+  registers with the old HA again. A move or a return home ends the switch.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from typing import Protocol, assert_never
 
 from nfq_mip6.constants import (
     DEFAULT_HA_MAX_BINDING_LIFETIME,
+    HOME_AGENT_SWITCH_DEREGISTRATION_GIVE_UP,
     INITIAL_BINDACK_TIMEOUT,
     INITIAL_BINDACK_TIMEOUT_FIRST_REG,
     LIFETIME_UNIT,
@@ -555,6 +557,18 @@ class MobileNode:
             if self.bul.get(entry.destination) is not entry:
                 return actions
         if entry.state in AWAITING_ACK and entry.next_retransmit_at <= now:
+            if (
+                entry.state is BulState.DEREGISTERING
+                and self._switching_from(entry.destination)
+                and entry.retransmit_delay >= HOME_AGENT_SWITCH_DEREGISTRATION_GIVE_UP
+            ):
+                # RFC 5142 §6.1: the old home agent does not answer (it may be gone already):
+                # register with the new one anyway
+                del self.bul[entry.destination]
+                hoa = self.config.home_address
+                actions += self._home_agent_indirect()
+                actions.append(BindingDeleted(hoa, entry.destination, True))
+                return actions + self._switch_register(now)
             if (
                 entry.home_registration
                 and entry.state is BulState.DEREGISTERING

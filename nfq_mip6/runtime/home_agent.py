@@ -221,6 +221,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
                 max_binding_lifetime=ha_config.max_binding_lifetime if ha_config else 262140,
                 max_bindings=ha_config.max_tunnel_nr if ha_config else None,
                 preference=ha_config.preference if ha_config else 0,
+                switch_home_agents=ha_config.switch_home_agents if ha_config else (),
                 home_interface_index=self._home_ifindex,
                 mobile_routers=mobile_router_policies(ha_config.mobile_nodes if ha_config else ()),
             ),

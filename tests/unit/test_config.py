@@ -123,6 +123,7 @@ home_prefix = "fec0:106:2700::/64"
 max_binding_lifetime = 600
 tunnel_backend = "seg6"
 preference = 10
+switch_home_agents = ["fec0:106:2700::3", "fec0:106:2700::5"]
 require_authentication = false
 """,
     )
@@ -140,6 +141,10 @@ require_authentication = false
     assert config.ha.max_binding_lifetime == 600
     assert config.ha.tunnel_backend == "seg6"
     assert config.ha.preference == 10
+    assert config.ha.switch_home_agents == (
+        IPv6Address("fec0:106:2700::3"),
+        IPv6Address("fec0:106:2700::5"),
+    )
 
 
 @pytest.mark.parametrize(
@@ -164,6 +169,11 @@ require_authentication = false
         ),
         ('role = "ha"\n[ha]\ntunnel_backend = "gre"\n', "ha.tunnel_backend", "not one of"),
         ('role = "ha"\n[ha]\npreference = 65536\n', "ha.preference", "out of range"),
+        (
+            'role = "ha"\n[ha]\nswitch_home_agents = ["ff02::1"]\n',
+            "ha.switch_home_agents",
+            "unicast",
+        ),
         ('role = "mn"\n', "mn.home_address", "missing"),
         ('role = "mn"\n[mn]\nhome_address = "fec0::4"\n', "mn.home_address", "prefix length"),
         ('role = "cn"\n[mn]\nhome_address = "fec0::4/64"\n', "mn.home_address", "role is cn"),

@@ -34,13 +34,14 @@ from nfq_mip6.wire.mh import (
     BUFlags,
     CareofTest,
     CareofTestInit,
+    HomeAgentSwitch,
     HomeTest,
     HomeTestInit,
     UnknownMobilityMessage,
 )
 from nfq_mip6.wire.options import AlternateCareofAddress, BindingRefreshAdvice, NonceIndices
 from tests.support.factories import counter_bytes
-from tests.support.vectors import CN, COA, COA2, HOA
+from tests.support.vectors import CN, COA, COA2, HA, HOA
 
 
 def make_cn(**kwargs: object) -> CorrespondentNode:
@@ -430,3 +431,11 @@ def test_cn_persistent_destination_unreachable_deletes_binding() -> None:
     actions = cn.handle(error, 3.0)
     assert RemoveRouteOptimization(HOA) in actions and not cn.has_binding(HOA)
     assert len(cn.check_home_address_option(COA, HOA, 4.0)) == 1  # then BE 1
+
+
+def test_cn_answers_a_home_agent_switch_with_binding_error_2() -> None:
+    """RFC 5142 §6: only mobile nodes act on a Home Agent Switch; a CN treats it as unknown."""
+    cn = make_cn()
+    (send,) = cn.handle(MobilityMessageReceived(HomeAgentSwitch((HA,)), COA, CN), 0.0)
+    assert isinstance(send, SendMobilityMessage)
+    assert isinstance(send.message, BindingError) and send.message.status == 2

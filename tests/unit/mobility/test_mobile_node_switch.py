@@ -137,3 +137,23 @@ def test_move_during_the_switch_ends_it() -> None:
     bus = [s.message for s in sent_bus(actions)]
     assert bus and all(isinstance(b, BindingUpdate) and b.lifetime > 0 for b in bus)
     assert mn.home_agent == HA
+
+
+def test_old_home_agent_that_never_answers_is_left_after_three_bus() -> None:
+    mn = bound_mn()
+    first = sent_bus(mn.handle(switch(HA2), 2.0))
+    times = [2.0]
+    now = 2.0
+    while True:
+        deadline = mn.next_deadline()
+        assert deadline is not None
+        now = deadline
+        sends = sent_bus(mn.handle_timer(now))
+        assert sends, now
+        if sends[0].dst == HA2:
+            break
+        assert sends[0].dst == HA and isinstance(sends[0].message, BindingUpdate)
+        assert sends[0].message.lifetime == 0
+        times.append(now)
+    assert first and times == [2.0, 3.0, 5.0] and now == 9.0
+    assert mn.home_agent == HA2
