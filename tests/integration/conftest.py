@@ -7,6 +7,9 @@
   (``Testbed.reset()``: policy rules, extra routes and tables, proxy neighbours,
   ip6tables rules and addresses on ``lo`` removed on every node; the MN back home with
   visited-link addresses and routers forgotten), for tests that make it travel.
+* ``nemo_hosts`` (module): the bare-kernel namespaces of a mobile network
+  (:func:`helpers.nemo_kernel_hosts`: CN, HA, mobile router, mobile network node) that the
+  dataplane tests of RFC 3963 share.
 * ``require_link_kind("ip6tnl")``: skip, with the kernel's reason, when a link type is
   missing here.
 
@@ -16,9 +19,12 @@ not root or when ``ip netns`` is unavailable.
 
 from __future__ import annotations
 
+import itertools
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from helpers import NemoHosts, nemo_kernel_hosts
 
 from nfq_mip6.testbed import Testbed, unique_prefix
 from nfq_mip6.testbed.netns import probe_link_kind
@@ -40,6 +46,15 @@ def testbed_home(testbed: Testbed) -> Testbed:
     agents removed on every node, the MN back on its home link."""
     testbed.reset()
     return testbed
+
+
+_nemo_tags = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def nemo_hosts() -> Iterator[NemoHosts]:
+    with nemo_kernel_hosts(f"nk{os.getpid():x}{next(_nemo_tags)}") as hosts:
+        yield hosts
 
 
 _link_kinds: dict[str, tuple[bool, str]] = {}

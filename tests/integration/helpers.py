@@ -387,6 +387,85 @@ def netns_with_home_link(name: str, address: str = HA_ADDRESS) -> Iterator[str]:
 
 
 # ------------------------------------------------------------------------------------------
+# A mobile network on the bare kernel (RFC 3963): the dataplane tests without agents
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NemoHosts:
+    """The namespaces of :func:`nemo_kernel_hosts` and the addresses they hold::
+
+        cn (c0) ── (hc0) ha (hm0) ── (m0) mr (l0) ── (n0) mnn
+                         ha: hh0 ── hh1 (its home link, a veth pair)
+
+    The mobile router ``mr`` has two care-of addresses on ``m0`` (a CoA change without a
+    move) and ``MR_LAN`` on its LAN ``l0``; the mobile network node ``mnn`` routes through
+    it. Nothing runs in them: the tests drive the dataplanes directly."""
+
+    cn: str
+    ha: str
+    mr: str
+    mnn: str
+
+    HA = IPv6Address("2001:db8:a::1")
+    HOME_PREFIX = "2001:db8:a::/64"
+    HOA = IPv6Address("2001:db8:a::4")
+    CN = IPv6Address("2001:db8:c::2")
+    COA = IPv6Address("2001:db8:b::2")
+    COA2 = IPv6Address("2001:db8:b::3")
+    MNP = "2001:db8:77::/48"
+    MR_LAN = IPv6Address("2001:db8:77:1::1")
+    MNN = IPv6Address("2001:db8:77:1::5")
+
+
+@contextlib.contextmanager
+def nemo_kernel_hosts(tag: str) -> Iterator[NemoHosts]:
+    """Build the :class:`NemoHosts` namespaces ``<tag>-cn``, ``-ha``, ``-mr``, ``-mnn``;
+    deleted at the end."""
+    hosts = NemoHosts(f"{tag}-cn", f"{tag}-ha", f"{tag}-mr", f"{tag}-mnn")
+    h = NemoHosts
+    try:
+        for ns in (hosts.cn, hosts.ha, hosts.mr, hosts.mnn):
+            ip("netns", "add", ns)
+        for ns, dev, peer, peer_ns in (
+            (hosts.cn, "c0", "hc0", hosts.ha),
+            (hosts.mr, "m0", "hm0", hosts.ha),
+            (hosts.mr, "l0", "n0", hosts.mnn),
+        ):
+            ip("-n", ns, "link", "add", dev, "type", "veth", "peer", "name", peer, "netns", peer_ns)
+        ip("-n", hosts.ha, "link", "add", "hh0", "type", "veth", "peer", "name", "hh1")
+        for ns, devs in (
+            (hosts.cn, ("lo", "c0")),
+            (hosts.mr, ("lo", "m0", "l0")),
+            (hosts.mnn, ("lo", "n0")),
+            (hosts.ha, ("lo", "hc0", "hm0", "hh0", "hh1")),
+        ):
+            for dev in devs:
+                ip("-n", ns, "link", "set", dev, "up")
+        for ns, address, dev in (
+            (hosts.cn, f"{h.CN}/64", "c0"),
+            (hosts.ha, "2001:db8:c::1/64", "hc0"),
+            (hosts.ha, "2001:db8:b::1/64", "hm0"),
+            (hosts.ha, f"{h.HA}/64", "hh0"),
+            (hosts.mr, f"{h.COA}/64", "m0"),
+            (hosts.mr, f"{h.COA2}/64", "m0"),
+            (hosts.mr, f"{h.MR_LAN}/64", "l0"),
+            (hosts.mnn, f"{h.MNN}/64", "n0"),
+        ):
+            ip("-n", ns, "-6", "addr", "add", address, "dev", dev, "nodad")
+        for ns, gateway in (
+            (hosts.cn, "2001:db8:c::1"),
+            (hosts.mr, "2001:db8:b::1"),
+            (hosts.mnn, str(h.MR_LAN)),
+        ):
+            ip("-n", ns, "-6", "route", "add", "default", "via", gateway)
+        yield hosts
+    finally:
+        for ns in (hosts.cn, hosts.ha, hosts.mr, hosts.mnn):
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+# ------------------------------------------------------------------------------------------
 # Polling
 # ------------------------------------------------------------------------------------------
 

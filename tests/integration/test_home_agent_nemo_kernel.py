@@ -5,26 +5,18 @@ it, removal leaves nothing behind (route and policy rule)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from ipaddress import IPv6Address
 
 import pytest
-from helpers import ip, ns_run
+from helpers import NemoHosts, ns_run
 
 pytestmark = pytest.mark.netns
 
-TAG = f"nemo{os.getpid():x}"
-NS_CN, NS_HA, NS_MR = f"{TAG}-cn", f"{TAG}-ha", f"{TAG}-mr"
-HA = IPv6Address("2001:db8:a::1")
-HOA = IPv6Address("2001:db8:a::4")
-CN = IPv6Address("2001:db8:c::2")
-COA = IPv6Address("2001:db8:b::2")
-COA2 = IPv6Address("2001:db8:b::3")
-MNP = "2001:db8:77::/48"
-MNN = IPv6Address("2001:db8:77:1::5")  # a mobile network node
+HA, HOA, CN = NemoHosts.HA, NemoHosts.HOA, NemoHosts.CN
+COA, COA2 = NemoHosts.COA, NemoHosts.COA2
+MNP, MNN = NemoHosts.MNP, NemoHosts.MNN  # MNN: a mobile network node
 
 LISTEN = r"""
 import select, socket, sys
@@ -39,72 +31,46 @@ while select.select([rx], [], [], 10)[0]:
 """
 
 
-@pytest.fixture(scope="module")
-def hosts() -> Iterator[None]:
-    try:
-        for ns in (NS_CN, NS_HA, NS_MR):
-            ip("netns", "add", ns)
-        ip("-n", NS_CN, "link", "add", "c0", "type", "veth", "peer", "name", "hc0", "netns", NS_HA)
-        ip("-n", NS_MR, "link", "add", "m0", "type", "veth", "peer", "name", "hm0", "netns", NS_HA)
-        ip("-n", NS_HA, "link", "add", "hh0", "type", "veth", "peer", "name", "hh1")
-        for ns, devs in (
-            (NS_CN, ("lo", "c0")),
-            (NS_MR, ("lo", "m0")),
-            (NS_HA, ("lo", "hc0", "hm0", "hh0", "hh1")),
-        ):
-            for dev in devs:
-                ip("-n", ns, "link", "set", dev, "up")
-        ip("-n", NS_CN, "-6", "addr", "add", f"{CN}/64", "dev", "c0", "nodad")
-        ip("-n", NS_CN, "-6", "route", "add", "default", "via", "2001:db8:c::1")
-        ip("-n", NS_HA, "-6", "addr", "add", "2001:db8:c::1/64", "dev", "hc0", "nodad")
-        ip("-n", NS_HA, "-6", "addr", "add", "2001:db8:b::1/64", "dev", "hm0", "nodad")
-        ip("-n", NS_HA, "-6", "addr", "add", f"{HA}/64", "dev", "hh0", "nodad")
-        for coa in (COA, COA2):
-            ip("-n", NS_MR, "-6", "addr", "add", f"{coa}/64", "dev", "m0", "nodad")
-        ip("-n", NS_MR, "-6", "route", "add", "default", "via", "2001:db8:b::1")
-        yield
-    finally:
-        for ns in (NS_CN, NS_HA, NS_MR):
-            subprocess.run(["ip", "netns", "del", ns], check=False)
-
-
-def dataplane(*calls: str) -> None:
+def dataplane(hosts: NemoHosts, *calls: str) -> None:
     """Run dataplane calls in the HA namespace (a fresh instance reads the kernel back)."""
     script = (
         "from ipaddress import IPv6Address as A, IPv6Network as N\n"
         "from nfq_mip6.dataplane.netlink import NetlinkDataplane\n"
-        f"d = NetlinkDataplane('hh0', A('{HA}'), N('2001:db8:a::/64'))\n"
+        f"d = NetlinkDataplane('hh0', A('{HA}'), N('{NemoHosts.HOME_PREFIX}'))\n"
         "d.setup()\n" + "".join(f"{call}\n" for call in calls)
     )
-    ns_run(NS_HA, sys.executable, "-c", script)
+    ns_run(hosts.ha, sys.executable, "-c", script)
 
 
-def tunnelled_to(dst: IPv6Address) -> list[str]:
+def tunnelled_to(hosts: NemoHosts, dst: IPv6Address) -> list[str]:
     """Ping ``dst`` from the CN; what the mobile router's raw proto-41 socket saw."""
     listener = subprocess.Popen(
-        ["ip", "netns", "exec", NS_MR, sys.executable, "-c", LISTEN],
+        ["ip", "netns", "exec", hosts.mr, sys.executable, "-c", LISTEN],
         stdout=subprocess.PIPE,
         text=True,
     )
     assert listener.stdout is not None
     assert listener.stdout.readline().strip() == "ready"
-    ns_run(NS_CN, "ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", str(dst), check=False)
+    ns_run(hosts.cn, "ping", "-6", "-c", "2", "-i", "0.2", "-W", "1", str(dst), check=False)
     out, _ = listener.communicate(timeout=30)
     return out.split()
 
 
-def test_rfc3963_6_4_prefix_follows_the_tunnel_and_is_removed(hosts: None) -> None:
+def test_rfc3963_6_4_prefix_follows_the_tunnel_and_is_removed(nemo_hosts: NemoHosts) -> None:
+    hosts = nemo_hosts
     dataplane(
+        hosts,
         f"d.install_tunnel(A('{HOA}'), A('{COA}'))",
         f"d.install_prefix_routes(A('{COA}'), [N('{MNP}')])",
     )
-    routes = ns_run(NS_HA, "ip", "-6", "route", "show", "table", "6275")
+    routes = ns_run(hosts.ha, "ip", "-6", "route", "show", "table", "6275")
     assert f"{MNP}  encap seg6 mode encap.red segs 1 [ {COA} ]" in routes
-    assert f"to {MNP} lookup 6275" in ns_run(NS_HA, "ip", "-6", "rule")
+    assert f"to {MNP} lookup 6275" in ns_run(hosts.ha, "ip", "-6", "rule")
     # the correspondent's packet to a mobile network node arrives tunnelled HA -> CoA
-    assert tunnelled_to(MNN) == [str(HA), str(CN), str(MNN)]
+    assert tunnelled_to(hosts, MNN) == [str(HA), str(CN), str(MNN)]
     # a CoA change moves the prefix with the home address
     dataplane(
+        hosts,
         f"d.install_tunnel(A('{HOA}'), A('{COA2}'))",
         f"d.install_prefix_routes(A('{COA2}'), [N('{MNP}')])",
         f"assert d.prefix_routes() == {{N('{MNP}'): A('{COA2}')}}, d.prefix_routes()",
@@ -112,17 +78,22 @@ def test_rfc3963_6_4_prefix_follows_the_tunnel_and_is_removed(hosts: None) -> No
     )
     # removal: no route, no rule; the home address's tunnel is untouched
     dataplane(
+        hosts,
         f"d.remove_prefix_routes([N('{MNP}')])",
         "assert d.prefix_routes() == {}",
         f"d.remove_tunnel(A('{HOA}'))",
     )
-    assert MNP not in ns_run(NS_HA, "ip", "-6", "route", "show", "table", "6275")
-    assert f"to {MNP}" not in ns_run(NS_HA, "ip", "-6", "rule")
+    assert MNP not in ns_run(hosts.ha, "ip", "-6", "route", "show", "table", "6275")
+    assert f"to {MNP}" not in ns_run(hosts.ha, "ip", "-6", "rule")
 
 
-def test_reconcile_restores_a_lost_prefix_route_and_drops_a_stale_one(hosts: None) -> None:
+def test_reconcile_restores_a_lost_prefix_route_and_drops_a_stale_one(
+    nemo_hosts: NemoHosts,
+) -> None:
+    hosts = nemo_hosts
     stale = "2001:db8:78::/48"
     dataplane(
+        hosts,
         f"d.install_tunnel(A('{HOA}'), A('{COA}'))",
         f"d.install_prefix_routes(A('{COA}'), [N('{stale}')])",
         f"r = d.reconcile_prefixes({{N('{MNP}'): A('{COA}')}})",
@@ -130,10 +101,10 @@ def test_reconcile_restores_a_lost_prefix_route_and_drops_a_stale_one(hosts: Non
         f"assert d.prefix_routes() == {{N('{MNP}'): A('{COA}')}}",
     )
     try:
-        assert tunnelled_to(MNN) == [str(HA), str(CN), str(MNN)]
-        assert f"to {stale}" not in ns_run(NS_HA, "ip", "-6", "rule")
+        assert tunnelled_to(hosts, MNN) == [str(HA), str(CN), str(MNN)]
+        assert f"to {stale}" not in ns_run(hosts.ha, "ip", "-6", "rule")
     finally:
-        dataplane(f"d.remove_prefix_routes([N('{MNP}')])", f"d.remove_tunnel(A('{HOA}'))")
+        dataplane(hosts, f"d.remove_prefix_routes([N('{MNP}')])", f"d.remove_tunnel(A('{HOA}'))")
 
 
 SEND_TUNNELLED = r"""
@@ -157,52 +128,53 @@ LOAD_RULES = (
     "import sys\n"
     "from nfq_mip6.io.iptables import RuleSet, rules_path\n"
     "rs = RuleSet.from_file(rules_path('ha.rules'), dict(queue=31, bypass=' --queue-bypass', "
-    f"ha_address='{HA}', home_prefix='2001:db8:a::/64', "
+    f"ha_address='{HA}', home_prefix='{NemoHosts.HOME_PREFIX}', "
     "ha_anycast='2001:db8:a::fdff:ffff:ffff:fffe', mss=1400, mss_above=1401, seg6_only='', "
     "interface='hh0', nd_mark='0x6275'))\n"
     "getattr(rs, sys.argv[1])()\n"
 )
 
 
-def echo_requests_at_cn() -> int:
+def echo_requests_at_cn(hosts: NemoHosts) -> int:
     """Echo Requests the CN's interface received (its ICMPv6 input counter)."""
-    out = ns_run(NS_CN, "cat", "/proc/net/snmp6")
+    out = ns_run(hosts.cn, "cat", "/proc/net/snmp6")
     return int(
         next(line.split()[1] for line in out.splitlines() if line.startswith("Icmp6InEchos "))
     )
 
 
-def test_rfc3963_6_5_reverse_tunnel_accepts_only_the_routers_sources(hosts: None) -> None:
+def test_rfc3963_6_5_reverse_tunnel_accepts_only_the_routers_sources(nemo_hosts: NemoHosts) -> None:
+    hosts = nemo_hosts
     """Inner source in the home address or a registered prefix: forwarded; anything else from
     the router's CoA: dropped and counted; a plain CoA's traffic is not affected."""
-    ns_run(NS_HA, sys.executable, "-c", LOAD_RULES, "load")
+    ns_run(hosts.ha, sys.executable, "-c", LOAD_RULES, "load")
     check = (
         "from ipaddress import IPv6Address as A, IPv6Network as N\n"
         "from nfq_mip6.runtime.mobile_network_sources import MobileNetworkSourceCheck\n"
         f"c = MobileNetworkSourceCheck(A('{HA}'))\n"
     )
     try:
-        dataplane(f"d.install_tunnel(A('{HOA}'), A('{COA}'))")
+        dataplane(hosts, f"d.install_tunnel(A('{HOA}'), A('{COA}'))")
         ns_run(
-            NS_HA,
+            hosts.ha,
             sys.executable,
             "-c",
             check + f"assert c.install(A('{HOA}'), A('{COA}'), [N('{MNP}')])",
         )
-        before = echo_requests_at_cn()
+        before = echo_requests_at_cn(hosts)
         ns_run(
-            NS_MR, sys.executable, "-c", SEND_TUNNELLED, str(COA), str(CN),
+            hosts.mr, sys.executable, "-c", SEND_TUNNELLED, str(COA), str(CN),
             str(MNN), "2001:db8:99::5", str(HOA), "2001:db8:77:2::9",
         )  # fmt: skip
-        assert echo_requests_at_cn() - before == 3  # MNN, HoA and another MNP address
+        assert echo_requests_at_cn(hosts) - before == 3  # MNN, HoA and another MNP address
         dropped = ns_run(
-            NS_HA, "ip6tables", "-t", "filter", "-L", "NFQMIP6-HA-MRSRC", "-v", "-x", "-n"
+            hosts.ha, "ip6tables", "-t", "filter", "-L", "NFQMIP6-HA-MRSRC", "-v", "-x", "-n"
         )
         assert int(dropped.splitlines()[-1].split()[0]) == 1  # the forged 2001:db8:99::5
         read = (
             "from nfq_mip6.runtime.mobile_network_sources import rejected_packets as r\nprint(r())"
         )
-        assert ns_run(NS_HA, sys.executable, "-c", read).strip() == "1"  # what the HA reports
+        assert ns_run(hosts.ha, sys.executable, "-c", read).strip() == "1"  # what the HA reports
     finally:
-        dataplane(f"d.remove_tunnel(A('{HOA}'))")
-        ns_run(NS_HA, sys.executable, "-c", LOAD_RULES, "unload", check=False)
+        dataplane(hosts, f"d.remove_tunnel(A('{HOA}'))")
+        ns_run(hosts.ha, sys.executable, "-c", LOAD_RULES, "unload", check=False)
