@@ -37,7 +37,7 @@ from helpers import (
 )
 from test_mobile_node import mobility_headers
 
-from nfq_mip6.security.auth import MobileNodeAuthenticator, SecurityAssociation
+from nfq_mip6.security import MobileNodeAuthenticator, SecurityAssociation
 from nfq_mip6.security.keys import KeySource, load_key
 from nfq_mip6.testbed import Testbed, care_of_address, unique_prefix
 from nfq_mip6.testbed.nemo import MR_SPI
