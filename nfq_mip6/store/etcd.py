@@ -42,6 +42,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Network
 from typing import Any, Final
@@ -101,6 +102,10 @@ class EtcdSettings:
     max_batch: int = 64
     probe_interval: float = 1.0
     """Idle store thread: read the store's revision this often (health, ``cluster status``)."""
+    max_in_flight: int = 1
+    """Transactions on their way to etcd at once (distinct keys). 1 = one after the other, as
+    measured in docs/cluster.md; more overlap round trips (etcd syncs them together) but make
+    each batch smaller; on the shared 2-CPU machine here neither was measurably better."""
 
     @property
     def prefix(self) -> str:
@@ -306,6 +311,10 @@ class _Gateway:
 # --------------------------------------------------------------------------------------------
 
 
+_WAKE: Final = object()
+"""Put on the store thread's queue by a worker whose batch finished (its keys are free)."""
+
+
 @dataclass(slots=True)
 class _Pending:
     change: BindingCommit
@@ -358,7 +367,7 @@ class EtcdBindingStore:
         self.writer = writer or f"{os.uname().nodename}/{os.getpid()}"
         self._gateway = _Gateway(settings)
         self._revisions: dict[str, int] = {}
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Pending | object | None] = queue.SimpleQueue()
         self._completions = CompletionQueue()
         self._closed = False
         self.counters: dict[str, int] = {
@@ -377,6 +386,13 @@ class EtcdBindingStore:
         self.checked_at = 0.0
         """``time.monotonic()`` of that answer or failure."""
         self._control_gateway: _Gateway | None = None
+        # transactions in flight (worker threads) and the keys they hold
+        self._flight_lock = threading.Lock()
+        self._in_flight = 0
+        self._busy: set[str] = set()
+        self._workers = ThreadPoolExecutor(
+            max_workers=max(1, settings.max_in_flight), thread_name_prefix="etcd-txn"
+        )
         self._thread = threading.Thread(target=self._run, name="etcd-store", daemon=True)
         self._thread.start()
 
@@ -471,6 +487,7 @@ class EtcdBindingStore:
             self._closed = True
             self._queue.put(None)
             self._thread.join(timeout=self.settings.commit_timeout + 2.0)
+            self._workers.shutdown(wait=False)
             self._completions.close()
 
     # -------------------------------------------------------------------- store thread
@@ -491,60 +508,89 @@ class EtcdBindingStore:
 
     def _finish(self, pending: _Pending, error: StoreError | None) -> None:
         pending.error = error
-        if error is None:
-            self.counters["commits"] += 1
-        elif isinstance(error, CommitConflict):
-            self.counters["conflicts"] += 1
-        elif isinstance(error, CommitTimeout):
-            self.counters["timeouts"] += 1
-        else:
-            self.counters["errors"] += 1
+        with self._flight_lock:
+            if error is None:
+                self.counters["commits"] += 1
+            elif isinstance(error, CommitConflict):
+                self.counters["conflicts"] += 1
+            elif isinstance(error, CommitTimeout):
+                self.counters["timeouts"] += 1
+            else:
+                self.counters["errors"] += 1
         if pending.done is not None:
             pending.done.set()
         else:
             self._completions.put(pending.token, error)
 
     def _run(self) -> None:
+        """Gather what arrives within ``batch_window`` and hand batches of distinct keys to
+        the workers, at most ``max_in_flight`` at once; a key stays busy until its batch is
+        answered, so commits on one key keep their order."""
         held: list[_Pending] = []
         stopping = False
-        while not stopping or held:
-            incoming: list[_Pending] = []
-            if not held:
-                try:
-                    item = self._queue.get(timeout=self.settings.probe_interval)
-                except queue.Empty:
+        while True:
+            with self._flight_lock:
+                idle = self._in_flight == 0
+            if stopping and idle:
+                break
+            try:
+                item = self._queue.get(timeout=self.settings.probe_interval)
+            except queue.Empty:
+                if idle and not held:
                     self._idle_probe()
-                    continue
-                if item is None:
-                    break
+                continue
+            incoming: list[_Pending] = []
+            if item is None:
+                stopping = True
+            elif isinstance(item, _Pending):
                 incoming.append(item)
             window_end = time.monotonic() + self.settings.batch_window
-            while len(incoming) + len(held) < self.settings.max_batch * 4:
+            while not stopping and len(incoming) + len(held) < self.settings.max_batch * 4:
                 remaining = window_end - time.monotonic()
                 try:
                     item = (
-                        self._queue.get(timeout=max(remaining, 0))
+                        self._queue.get(timeout=remaining)
                         if remaining > 0
-                        else (self._queue.get_nowait())
+                        else self._queue.get_nowait()
                     )
                 except queue.Empty:
                     break
                 if item is None:
                     stopping = True
-                    break
-                incoming.append(item)
-            batch, held = self._pick(held + incoming)
-            try:
-                self._commit_batch(batch)
-            except Exception as exc:  # a bug must not kill the thread and strand the loop
-                log.exception("etcd store thread")
+                elif isinstance(item, _Pending):
+                    incoming.append(item)
+            held += incoming
+            if stopping:
+                for pending in held:
+                    self._finish(pending, StoreError("etcd store closed"))
+                held = []
+                continue
+            while held:
+                with self._flight_lock:
+                    if self._in_flight >= max(1, self.settings.max_in_flight):
+                        break
+                    batch, held = self._pick(held, self._busy)
+                    if not batch:
+                        break
+                    self._in_flight += 1
+                    for pending in batch:
+                        self._busy.update(pending.keys)
+                self._workers.submit(self._work, batch)
+
+    def _work(self, batch: list[_Pending]) -> None:
+        try:
+            self._commit_batch(batch)
+        except Exception as exc:  # a bug must not strand the loop waiting for a result
+            log.exception("etcd store worker")
+            for pending in batch:
+                if pending.error is None and (pending.done is None or not pending.done.is_set()):
+                    self._finish(pending, StoreError(f"etcd store: {exc}"))
+        finally:
+            with self._flight_lock:
+                self._in_flight -= 1
                 for pending in batch:
-                    if pending.error is None and (
-                        pending.done is None or not pending.done.is_set()
-                    ):
-                        self._finish(pending, StoreError(f"etcd store: {exc}"))
-        for pending in held:
-            self._finish(pending, StoreError("etcd store closed"))
+                    self._busy.difference_update(pending.keys)
+            self._queue.put(_WAKE)
 
     def _idle_probe(self) -> None:
         try:
@@ -559,11 +605,14 @@ class EtcdBindingStore:
             self._seen(None)
             log.warning("etcd store %s: unreadable answer: %s", self.prefix, exc)
 
-    def _pick(self, candidates: list[_Pending]) -> tuple[list[_Pending], list[_Pending]]:
-        """One batch (distinct keys, at most ``max_batch``); the rest, in order, waits."""
+    def _pick(
+        self, candidates: list[_Pending], in_flight: set[str] | None = None
+    ) -> tuple[list[_Pending], list[_Pending]]:
+        """One batch (distinct keys, none of them ``in_flight``, at most ``max_batch``); the
+        rest, in order, waits."""
         batch: list[_Pending] = []
         rest: list[_Pending] = []
-        busy: set[str] = set()
+        busy: set[str] = set(in_flight or ())
         for pending in candidates:
             if len(batch) < self.settings.max_batch and busy.isdisjoint(pending.keys):
                 batch.append(pending)
@@ -879,6 +928,7 @@ class EtcdReplica:
             response.close()
 
     def _follow(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             try:
                 for revision, batch in self.watch(self.revision + 1):
@@ -890,6 +940,7 @@ class EtcdReplica:
                         self.revision = max(self.revision, revision)
                         self._lock.notify_all()
                     self._notify()
+                    failures = 0
                     if self._on_change is not None:
                         self._on_change(self)
             except WatchCompacted as exc:
@@ -899,8 +950,13 @@ class EtcdReplica:
             except StoreError as exc:
                 if self._stop.is_set():
                     return
-                log.warning("replica %s: %s; watching again", self.prefix, exc)
-                self._stop.wait(0.2)
+                failures += 1
+                if failures == 1 or failures % 50 == 0:  # etcd down: not 5 lines a second
+                    log.warning(
+                        "replica %s: %s; watching again (%d failure(s) in a row)",
+                        self.prefix, exc, failures,
+                    )  # fmt: skip
+                self._stop.wait(min(0.2 * failures, 2.0))
 
     def _retry(self, action: Callable[[], object]) -> None:
         for attempt in itertools.count():

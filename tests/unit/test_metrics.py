@@ -220,3 +220,33 @@ def test_refused_reverse_tunnel_packets_of_mobile_routers_are_a_counter() -> Non
     registry = CollectorRegistry()
     AgentMetrics(registry, lambda: STATS)
     assert "mobile_network_source_rejected" not in generate_latest(registry).decode()
+
+
+def test_cluster_role_revision_lag_and_commit_results() -> None:
+    """HA cluster (docs/cluster.md): role, store revision, replica lag and commit results from
+    the snapshot; commit latency and replica lag histograms from the runtime."""
+    registry = CollectorRegistry()
+    cluster = {
+        "role": "standby",
+        "revision": 42,
+        "lag": 3,
+        "store_reachable": True,
+        "counters": {"commits": 5, "conflicts": 1, "timeouts": 2, "store_errors": 0},
+    }
+    metrics = AgentMetrics(registry, lambda: STATS | {"cluster": cluster})
+    metrics.cluster_commit(0.004, "committed")
+    metrics.cluster_commit(1.0, "timeout")
+    metrics.cluster_commit(0.01, "nonsense")  # bounded: counted as an error
+    metrics.cluster_replica_lag(0.002)
+    families = scrape(registry)
+    assert value(families, "nfq_mip6_cluster_role", role="standby") == 1
+    assert value(families, "nfq_mip6_cluster_role", role="active") == 0
+    assert value(families, "nfq_mip6_cluster_store_revision") == 42
+    assert value(families, "nfq_mip6_cluster_replica_lag_revisions") == 3
+    assert value(families, "nfq_mip6_cluster_store_reachable") == 1
+    assert value(families, "nfq_mip6_cluster_commit_results_total", result="timeout") == 2
+    assert value(families, "nfq_mip6_cluster_commit_results_total", result="conflict") == 1
+    assert value(families, "nfq_mip6_cluster_commit_seconds_count", outcome="committed") == 1
+    assert value(families, "nfq_mip6_cluster_commit_seconds_count", outcome="timeout") == 1
+    assert value(families, "nfq_mip6_cluster_commit_seconds_count", outcome="error") == 1
+    assert value(families, "nfq_mip6_cluster_replica_lag_seconds_count") == 1

@@ -1,0 +1,211 @@
+"""Benchmark: BU -> BA latency of the Home Agent in cluster mode (etcd) against the single-node
+SQLite agent, same topology, same load, same run.
+
+The topology, the scripted Mobile Nodes and the measurement are those of
+``bench_bu_latency.py`` (namespaces ``m`` and ``h``, ``--mobile-nodes`` MNs registering
+first, then home-registration refreshes round robin at ``--rate`` BU/s, each BA timestamped
+on the MN side). Two agents run one after the other in ``h``:
+
+* ``single_node``: no ``[cluster]`` (bindings in SQLite, the same-run baseline);
+* ``cluster``: ``[cluster]`` with one etcd 3.4 member (Debian ``etcd-server``) started here
+  in ``h`` on 127.0.0.1, data on disk in the temporary directory (``--etcd-dir`` elsewhere,
+  e.g. /dev/shm): every accepted BU is committed (compare-and-swap, group commit) before
+  its BA leaves.
+
+Prints JSON: p50/p90/p99/max per phase and agent, the cluster agent's commit counters.
+
+    .venv/bin/python bench/bench_cluster_bu_latency.py --rate 1000 --seconds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_bu_latency as base
+
+from nfq_mip6.control import request
+
+ETCD_CLIENT, ETCD_PEER = 23790, 23800
+
+
+def start_etcd(data_dir: Path) -> subprocess.Popen[bytes]:
+    binary = shutil.which("etcd")
+    if binary is None:
+        raise SystemExit("etcd not installed (scripts/bootstrap.sh installs etcd-server)")
+    url, peer = f"http://127.0.0.1:{ETCD_CLIENT}", f"http://127.0.0.1:{ETCD_PEER}"
+    log = (data_dir.parent / "etcd.log").open("ab")
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", base.NS_H, binary, "--name", "b", "--data-dir", str(data_dir),
+         "--listen-client-urls", url, "--advertise-client-urls", url,
+         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+         "--initial-cluster", f"b={peer}", "--log-level", "warn"],
+        stdout=log, stderr=log,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done = subprocess.run(
+            ["ip", "netns", "exec", base.NS_H, "curl", "-s", "-m", "1", url + "/health"],
+            capture_output=True,
+            check=False,
+        )
+        if b'"health":"true"' in done.stdout:
+            return proc
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("etcd did not become healthy")
+
+
+def start_agent(tmp: Path, max_bindings: int, cluster: bool) -> subprocess.Popen[bytes]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    config = tmp / "ha.toml"
+    text = (
+        f'role = "ha"\ninterface = "hh0"\nlog_level = "warning"\nqueue_num = 3\n'
+        f'control_socket = "{tmp / "ha.sock"}"\nmetrics_listen = ""\nstate_dir = "{tmp}"\n'
+        f"[ha]\nmax_binding_lifetime = 1000\nmax_tunnel_nr = {max_bindings}\n"
+        "require_authentication = false\n"
+    )
+    if cluster:
+        text += (
+            f'[cluster]\nendpoints = ["http://127.0.0.1:{ETCD_CLIENT}"]\nname = "bench"\n'
+            "commit_timeout_ms = 2000\n"
+        )
+    config.write_text(text)
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", base.NS_H, sys.executable, "-m", "nfq_mip6", "run",
+         "--config", str(config)],
+        cwd=base.REPO,
+    )  # fmt: skip
+    deadline = time.monotonic() + 15
+    while not (tmp / "ha.sock").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the HA agent did not start")
+        time.sleep(0.05)
+    time.sleep(0.2)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def measure(
+    wire: base.Wire,
+    mns: list[Any],
+    rate: float,
+    rounds: int,
+    first_sequence: int,
+) -> dict[str, Any]:
+    first = wire.run(
+        [base.bu_probe(hoa, first_sequence, coa) for hoa, coa, _alt in mns], rate, base.ba_key,
+        grace=5.0,
+    )  # fmt: skip
+    refresh = wire.run(
+        [base.bu_probe(h, first_sequence + r, c) for r in range(1, rounds + 1) for h, c, _a in mns],
+        rate,
+        base.ba_key,
+    )
+    return {
+        "first_registrations": base.percentiles(first),
+        "bu_ba_refresh": base.percentiles(refresh),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--mobile-nodes", type=int, default=200)
+    parser.add_argument("--etcd-dir", default=None, help="parent of etcd's data directory")
+    args = parser.parse_args()
+    count = int(args.rate * args.seconds)
+    mns = base.mobile_nodes(args.mobile_nodes)
+    rounds = max(1, count // len(mns))
+    results: dict[str, Any] = {}
+    cluster_stats: dict[str, Any] = {}
+    agent: subprocess.Popen[bytes] | None = None
+    etcd: subprocess.Popen[bytes] | None = None
+    with (
+        tempfile.TemporaryDirectory() as tmpdir,
+        tempfile.TemporaryDirectory(dir=args.etcd_dir) as etcd_parent,
+    ):
+        tmp = Path(tmpdir)
+        try:
+            base.build_topology(mns)
+            etcd = start_etcd(Path(etcd_parent) / "data")
+            from pyroute2 import netns
+
+            # one agent after the other; the sender, a child, lives in the MN namespace
+            for name, cluster in (("single_node", False), ("cluster", True)):
+                agent = start_agent(tmp / name, len(mns), cluster)
+                read, write = os.pipe()
+                child = os.fork()
+                if child == 0:
+                    os.close(read)
+                    netns.setns(base.NS_M)
+                    wire = base.Wire()
+                    # sequence numbers continue from one agent to the next: the cluster agent
+                    # starts empty, a first registration takes any sequence number
+                    out = measure(wire, mns, args.rate, rounds, 0 if not cluster else 1000)
+                    os.write(write, json.dumps(out).encode())
+                    os._exit(0)
+                os.close(write)
+                chunks = []
+                while chunk := os.read(read, 65536):
+                    chunks.append(chunk)
+                os.close(read)
+                os.waitpid(child, 0)
+                results[name] = json.loads(b"".join(chunks))
+                stats = request(tmp / name / "ha.sock", {"cmd": "stats"})
+                if cluster:
+                    cluster_stats = stats.get("cluster", {})
+                stop(agent)
+                agent = None
+        finally:
+            stop(agent)
+            stop(etcd)
+            for ns in (base.NS_M, base.NS_H):
+                subprocess.run(["ip", "netns", "del", ns], check=False)
+    single = results.get("single_node", {}).get("bu_ba_refresh", {})
+    clustered = results.get("cluster", {}).get("bu_ba_refresh", {})
+    result: dict[str, Any] = {
+        "benchmark": "cluster_bu_latency",
+        "rate_per_s": args.rate,
+        "sent_per_phase": rounds * len(mns),
+        "mobile_nodes": len(mns),
+        "etcd_data": "tmpfs" if args.etcd_dir and args.etcd_dir.startswith("/dev/shm") else "disk",
+        "single_node_sqlite": results.get("single_node"),
+        "cluster_etcd": results.get("cluster"),
+        "cluster_counters": cluster_stats.get("counters"),
+        "targets": {"cluster_p50_ms": 5.0, "cluster_p99_ms": 25.0},
+        "ratio_p50": (
+            round(clustered["p50_ms"] / single["p50_ms"], 2)
+            if "p50_ms" in clustered and "p50_ms" in single
+            else None
+        ),
+    }
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
