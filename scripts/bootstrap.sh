@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   gcc python3-dev python3-venv libnetfilter-queue-dev pkgconf
-  iproute2 iptables radvd ndisc6 tcpdump tshark iperf3 iputils-ping procps kmod
+  iproute2 iptables radvd ndisc6 tcpdump tshark iperf3 iputils-ping procps kmod ethtool
   clang libbpf-dev
   # tools/tahi (TAHI v6eval, the conformance smoke test): C++ build chain, packet grammar,
   # capture and crypto libraries, the perl modules its sequences load

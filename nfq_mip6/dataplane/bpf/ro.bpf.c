@@ -18,8 +18,9 @@
  * Only bpf_skb_load_bytes / bpf_skb_store_bytes / bpf_skb_adjust_room and map lookups are
  * used: no direct packet access, so non-linear skbs need no pulls. adjust_room without
  * BPF_F_ADJ_ROOM_FIXED_GSO shrinks gso_size by the inserted 24 octets, so TCP super-packets
- * are segmented to the right size; the agent adds a host route with a 24-octet smaller MTU
- * per binding for everything that is not GSO.
+ * are segmented to the right size; UDP GSO super-packets keep their datagram size
+ * (FIXED_GSO, see adjust_room). The agent adds a host route with a 24-octet smaller MTU per
+ * binding, so nothing that is not a TCP super-packet exceeds the MTU after the insert.
  *
  * Upper-layer checksums are not touched: both ends compute them with the home address
  * (§6.1.1, §11.3.1).
@@ -137,11 +138,28 @@ static __always_inline int leave_alone(const struct ipv6hdr *ip)
 	       ip->payload_len == 0;
 }
 
+/* Open (len > 0) or close (len < 0) room right after the fixed header.
+ *
+ * A TCP super-packet (GSO) first: without BPF_F_ADJ_ROOM_FIXED_GSO its gso_size changes by
+ * the 24 octets, so each segment keeps its size on the wire. The kernel refuses that for UDP
+ * GSO (SKB_GSO_UDP_L4), whose gso_size is the size of each datagram: then again with
+ * FIXED_GSO, which keeps the datagrams and makes each one 24 octets longer (shorter). That
+ * fits because the binding's route carries the interface MTU less 24, and a UDP GSO sender
+ * cannot choose a gso_size above its route MTU (udp_send_skb). */
+static __always_inline int adjust_room(struct __sk_buff *skb, __s32 len)
+{
+	if (!bpf_skb_adjust_room(skb, len, BPF_ADJ_ROOM_NET, 0))
+		return 0;
+	if (!skb->gso_size)
+		return -1;
+	return bpf_skb_adjust_room(skb, len, BPF_ADJ_ROOM_NET, BPF_F_ADJ_ROOM_FIXED_GSO) ? -1 : 0;
+}
+
 /* Insert the 24-octet header `ext` after the fixed header and store the new fixed header. */
 static __always_inline int insert_header(struct __sk_buff *skb, struct ipv6hdr *ip,
 					 const void *ext, __u8 ext_type)
 {
-	if (bpf_skb_adjust_room(skb, MIP6_EXT_LEN, BPF_ADJ_ROOM_NET, 0))
+	if (adjust_room(skb, MIP6_EXT_LEN))
 		return -1;
 	if (bpf_skb_store_bytes(skb, L2_LEN + sizeof(*ip), ext, MIP6_EXT_LEN, 0))
 		return -1;
@@ -156,7 +174,7 @@ static __always_inline int remove_header(struct __sk_buff *skb, struct ipv6hdr *
 {
 	ip->nexthdr = next;
 	ip->payload_len = bpf_htons(bpf_ntohs(ip->payload_len) - len);
-	if (bpf_skb_adjust_room(skb, -(__s32)len, BPF_ADJ_ROOM_NET, 0))
+	if (adjust_room(skb, -(__s32)len))
 		return -1;
 	return bpf_skb_store_bytes(skb, L2_LEN, ip, sizeof(*ip), BPF_F_RECOMPUTE_CSUM) ? -1 : 0;
 }
