@@ -223,10 +223,10 @@ NEMO_NODES: Final[tuple[NodeSpec, ...]] = (
     NodeSpec(
         name="mnn",
         role=NodeRole.MOBILE_NETWORK_NODE,
-        # Until the mobile router advertises its prefix on the LAN (RFC 3963 §5.6), the
-        # node has its SLAAC address statically and the router's LAN address as default.
-        interfaces=(Interface(MNN_INTERFACE, "mobilenet", (f"{MNN_ADDRESS}/64",), MNN_MAC),),
-        routes=(Route("default", MR_LAN_ADDRESS),),
+        # No static address or route: the node autoconfigures its address (MNN_ADDRESS) and
+        # default router from the Router Advertisements the mobile router's agent sends on
+        # its LAN (RFC 3963 §5.6), i.e. once that agent runs.
+        interfaces=(Interface(MNN_INTERFACE, "mobilenet", (), MNN_MAC),),
     ),
 )
 

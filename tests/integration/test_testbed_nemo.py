@@ -9,6 +9,7 @@ from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
 
 import pytest
+from helpers import start_agent, terminate
 
 from nfq_mip6.config import Role, load_config
 from nfq_mip6.testbed import Testbed, unique_prefix
@@ -78,9 +79,17 @@ def test_nemo_configurations_load_as_a_home_agent_and_a_mobile_router(tmp_path: 
 # -- on the real kernel -----------------------------------------------------------------
 
 
+def router_sysctls(bed: Testbed) -> list[str]:
+    """eth0 and lan0 force_forwarding, all.forwarding, eth0 optimistic_dad of the router."""
+    keys = ["eth0.force_forwarding", "lan0.force_forwarding", "all.forwarding"]
+    keys.append("eth0.optimistic_dad")
+    argv = ["sysctl", "-n", *(f"net.ipv6.conf.{key}" for key in keys)]
+    return bed.node("mn").run(argv).stdout.split()
+
+
 @pytest.mark.netns
 def test_cli_up_nemo_builds_the_mobile_network_and_down_removes_everything(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     from nfq_mip6.cli import main
 
@@ -93,21 +102,32 @@ def test_cli_up_nemo_builds_the_mobile_network_and_down_removes_everything(
         assert str(bed.nemo_config("ha")) in out and str(bed.nemo_config("mn")) in out
         assert bed.nemo and f"{prefix}-mnn" in bed.namespace_names
         assert bed.nemo_config("key").stat().st_mode & 0o077 == 0
-        # At home the mobile router forwards as a plain router (RFC 3963 §5.5): the CN and
-        # the mobile network node reach each other through R, the home link and the router.
-        mnn = bed.wait_for_address(MOBILE_NETWORK_PREFIX, node="mnn")
-        assert mnn == MNN_ADDRESS
-        bed.node("cn").run(["ping", "-6", "-n", "-c", "1", "-W", "2", MNN_ADDRESS])
-        bed.node("mnn").run(["ping", "-6", "-n", "-c", "1", "-W", "2", CN_ADDRESS])
-        # it forwards per interface and stays a host on its egress (RAs, optimistic DAD)
-        keys = ["eth0.force_forwarding", "lan0.force_forwarding", "all.forwarding"]
-        keys.append("eth0.optimistic_dad")
-        argv = ["sysctl", "-n", *(f"net.ipv6.conf.{key}" for key in keys)]
-        values = bed.node("mn").run(argv).stdout.split()
-        assert values == ["1", "1", "0", "1"]
-        # The reset for tests sharing a bed keeps the mobile network.
+        # the router forwards per interface, a host on its egress (RAs, optimistic DAD)
+        assert router_sysctls(bed) == ["1", "1", "0", "1"]
+        # no address on the mobile network until the router advertises it
+        assert not bed.node("mnn").ipv6_addresses("eth0")
+        router_agent = start_agent(
+            bed.node("mn"),
+            bed.nemo_config("mn"),
+            tmp_path / "mn.sock",
+            extra_args=["--control-socket", str(tmp_path / "mn.sock")],
+        )
+        try:
+            # the node autoconfigures from the router agent's RAs on lan0 (RFC 3963 §5.6)
+            mnn = bed.wait_for_address(MOBILE_NETWORK_PREFIX, node="mnn", timeout=20.0)
+            assert mnn == MNN_ADDRESS
+            # At home the router forwards as a plain router (RFC 3963 §5.5): the CN and the
+            # node reach each other through R, the home link and the router.
+            bed.node("cn").run(["ping", "-6", "-n", "-c", "1", "-W", "2", MNN_ADDRESS])
+            bed.node("mnn").run(["ping", "-6", "-n", "-c", "1", "-W", "2", CN_ADDRESS])
+        finally:
+            terminate(router_agent.proc)
+        # The reset for tests sharing a bed puts the router back as up() made it and
+        # leaves the node its address.
+        bed.node("mn").run(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
         bed.reset()
-        bed.node("cn").run(["ping", "-6", "-n", "-c", "1", "-W", "2", MNN_ADDRESS])
+        assert router_sysctls(bed) == ["1", "1", "0", "1"]
+        assert MNN_ADDRESS in bed.node("mnn").ipv6_addresses("eth0")
     finally:
         assert main(["testbed", "down", "--prefix", prefix]) == 0
     assert "mnn" in capsys.readouterr().out
