@@ -835,6 +835,8 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         (``nfq-mip6 cluster drain``): RFC 5142 Home Agent Switch to every registered MN."""
         assert self.core is not None
         if not request.get("status"):
+            if not self._answering:
+                return {"ok": False, "error": "a standby member sends nothing: drain the active"}
             rate = request.get("rate", DEFAULT_DRAIN_RATE)
             if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate < 1e6:
                 return {"ok": False, "error": "drain rate must be a number of messages/s > 0"}
