@@ -60,13 +60,16 @@ class Solicitation:
 
 
 class HomeAgentDiscovery:
-    """§11.4.1: one outstanding DHAAD request and the home agents of the last reply."""
+    """§11.4.1: one outstanding DHAAD request and the home agents of the last reply.
+    ``mobile_router``: a mobile router asks only for home agents that support mobile routers
+    (the R flag of RFC 3963 §7.1 in every request)."""
 
-    __slots__ = ("candidates", "pending")
+    __slots__ = ("candidates", "mobile_router", "pending")
 
-    def __init__(self) -> None:
+    def __init__(self, mobile_router: bool = False) -> None:
         self.pending: Solicitation | None = None
         self.candidates: list[IPv6Address] = []
+        self.mobile_router = mobile_router
 
     def start(
         self, identifier: int, care_of_address: IPv6Address, anycast: IPv6Address, now: float
@@ -74,7 +77,7 @@ class HomeAgentDiscovery:
         self.pending = Solicitation(
             identifier, 0, INITIAL_DHAAD_TIMEOUT, now + INITIAL_DHAAD_TIMEOUT
         )
-        return [SendDhaadRequest(identifier, care_of_address, anycast)]
+        return [SendDhaadRequest(identifier, care_of_address, anycast, self.mobile_router)]
 
     def cancel(self) -> None:
         self.pending = None
@@ -96,7 +99,9 @@ class HomeAgentDiscovery:
         pending.delay *= 2
         pending.next_at = now + pending.delay
         assert care_of_address is not None
-        return [SendDhaadRequest(pending.identifier, care_of_address, anycast)]
+        return [
+            SendDhaadRequest(pending.identifier, care_of_address, anycast, self.mobile_router)
+        ]
 
     def reply(
         self, event: HomeAgentDiscovered, avoid: IPv6Address | None = None

@@ -449,11 +449,13 @@ class SendMobilePrefixAdvertisement:
 
 @dataclass(frozen=True, slots=True)
 class SendDhaadRequest:
-    """MN: ICMPv6 DHAAD Request (type 144, §11.4.1): src = the CoA, dst = the HA anycast."""
+    """MN: ICMPv6 DHAAD Request (type 144, §11.4.1): src = the CoA, dst = the HA anycast.
+    ``mobile_router``: the R flag of a mobile router's request (RFC 3963 §7.1)."""
 
     identifier: int
     src: IPv6Address
     dst: IPv6Address
+    mobile_router: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -265,7 +265,7 @@ class MobileNode:
         self.home_agent = config.home_agent
         self.route_optimization = config.route_optimization
         self.bul: dict[IPv6Address, BindingUpdateListEntry] = {}
-        self._discovery = HomeAgentDiscovery()
+        self._discovery = HomeAgentDiscovery(mobile_router=config.mobile_router)
         self._no_route_optimization: set[IPv6Address] = set()
         self._wanted_correspondents: set[IPv6Address] = set()
         self._acknowledged_coa: IPv6Address | None = None

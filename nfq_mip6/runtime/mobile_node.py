@@ -728,7 +728,10 @@ class MobileNodeRuntime(RoleRuntime):
         elif isinstance(action, SendDhaadRequest):
             # §11.4.1: from the CoA to the home agents anycast address of the home prefix
             packet = build_icmpv6_packet(
-                DhaadRequest(action.identifier), action.src, action.dst, hop_limit=64
+                DhaadRequest(action.identifier, action.mobile_router),
+                action.src,
+                action.dst,
+                hop_limit=64,
             )
             self.ctx.send_packet(packet)
             self._note(now, f"dhaad request id={action.identifier}")

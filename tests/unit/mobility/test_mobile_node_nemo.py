@@ -12,6 +12,7 @@ from nfq_mip6.mobility.events import (
     MobileRouterNotAcknowledged,
     MobilityMessageReceived,
     MovedToForeignLink,
+    SendDhaadRequest,
     SendMobilityMessage,
 )
 from nfq_mip6.mobility.mobile_node import MobileNode, MobileNodeConfig
@@ -115,3 +116,23 @@ def test_rfc3963_5_3_statuses_140_to_143_end_the_registration() -> None:
         assert rejected.status == status
         assert not any(isinstance(a, InstallReverseTunnel) for a in actions)
         assert mn.binding_update_list_rows(2.0) == []
+
+
+def test_rfc3963_7_1_a_mobile_router_sets_r_in_its_dhaad_requests() -> None:
+    """Without a configured home agent the router asks for one that supports mobile routers,
+    in the first request and in the retransmissions; a plain mobile node does not."""
+    for router, expected in ((True, True), (False, False)):
+        config = MobileNodeConfig(
+            home_address=HOA,
+            home_prefix=PREFIX,
+            home_agent=None,
+            mobile_router=router,
+            mobile_network_prefixes=(MNP,) if router else (),
+        )
+        mn = MobileNode(config)
+        first = [
+            a for a in mn.handle(MovedToForeignLink(COA), 0.0) if isinstance(a, SendDhaadRequest)
+        ]
+        again = [a for a in mn.handle_timer(10.0) if isinstance(a, SendDhaadRequest)]
+        assert first and again
+        assert all(request.mobile_router is expected for request in first + again)

@@ -9,13 +9,21 @@ from ipaddress import IPv6Address, IPv6Network
 import pytest
 
 from nfq_mip6.io.nfqueue import QueuedPacket
-from nfq_mip6.mobility.events import MovedToForeignLink
+from nfq_mip6.mobility.events import MovedToForeignLink, SendDhaadRequest
 from nfq_mip6.runtime.mobile_node import MobileNodeRuntime, _make_core
-from nfq_mip6.wire import BAFlags, BindingAck, build_ipv6_packet, build_mh
+from nfq_mip6.wire import (
+    BAFlags,
+    BindingAck,
+    DhaadRequest,
+    build_ipv6_packet,
+    build_mh,
+    parse_icmpv6,
+    parse_ipv6,
+)
 from nfq_mip6.wire.mh import IPPROTO_MH
 from tests.support.howto import COA, HA
 from tests.support.howto import HOA_INTERFACE as HOA
-from tests.unit.runtime.test_mobile_node import runtime_and_log  # noqa: F401 (fixture)
+from tests.unit.runtime.test_mobile_node import runtime_and_log, sent_packets  # noqa: F401
 
 AR = IPv6Address("fe80::11")
 MNP = IPv6Network("2001:db8:77::/48")
@@ -77,3 +85,15 @@ def test_rfc3963_5_3_refusals_140_to_143_are_logged_with_the_reason_and_counted(
     [record] = caplog.records
     assert f"status {status} ({reason})" in record.getMessage()
     assert router.bul_rows(100.02) == []
+
+
+def test_rfc3963_7_1_the_dhaad_request_on_the_wire_carries_r(
+    runtime_and_log: tuple[MobileNodeRuntime, list[str]],  # noqa: F811
+) -> None:
+    runtime, log = runtime_and_log
+    anycast = IPv6Address("fec0:106:2700::fdff:ffff:ffff:fffe")
+    runtime._apply([SendDhaadRequest(7, COA, anycast, mobile_router=True)], 100.0)
+    (packet,) = sent_packets(log)
+    parsed = parse_ipv6(packet)
+    assert (parsed.src, parsed.dst) == (COA, anycast)
+    assert parse_icmpv6(parsed.upper_layer_bytes) == DhaadRequest(7, mobile_router=True)
