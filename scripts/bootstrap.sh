@@ -20,6 +20,9 @@ APT_PACKAGES=(
   # the cluster store's tests start their own etcd on unused loopback ports
   # (tests/support/etcd.py); a packaged service that starts on 2379 does not disturb them
   etcd-server
+  # the cluster test bed (nfq-mip6 testbed up --cluster N): VRRPv3 for the virtual HA's
+  # address and MAC; no service is started (the test bed runs one per HA host namespace)
+  keepalived
 )
 
 missing=()

@@ -76,6 +76,11 @@ def resolve_home_link(
             )
         if interface is not None and address is not None and prefix is not None:
             return HomeLinkAddressing(interface, address, prefix, int(link.get("mtu", 1500)))
+    if interface is not None and address is not None and prefix is not None:
+        # An interface without any IPv6 address yet: a cluster standby's VRRP virtual-MAC
+        # interface, which gets the HA address when keepalived makes this host the master.
+        for link in _ip_json("link", "show", "dev", interface):
+            return HomeLinkAddressing(interface, address, prefix, int(link.get("mtu", 1500)))
     where = f"interface {interface}" if interface else "any interface"
     raise DataplaneError(f"no global IPv6 address on {where}: cannot derive the home link")
 

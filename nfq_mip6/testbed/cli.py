@@ -37,6 +37,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         "(mobilenet, fec0:106:2800::/64) and a mobile network node on it, plus the HA's and "
         "the router's agent configurations (docs/nemo.md)",
     )
+    up.add_argument(
+        "--cluster",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N HA hosts serving one virtual HA instead of the single HA: an etcd member, "
+        "keepalived (VRRPv3) and an HA agent on each (docs/cluster.md)",
+    )
     up.set_defaults(func=_up)
     down = add("down", "remove everything `up` created")
     down.add_argument(
@@ -60,7 +68,11 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 
 def _guard(action: str, args: argparse.Namespace) -> int:
     try:
-        testbed = Testbed(args.prefix, nemo=args.nemo if action == "up" else None)
+        testbed = Testbed(
+            args.prefix,
+            nemo=args.nemo if action == "up" else None,
+            cluster=args.cluster if action == "up" else None,
+        )
         if action == "up":
             started = time.monotonic()
             testbed.up()

@@ -11,11 +11,17 @@ radvd of the project is (:class:`nfq_mip6.io.radvd.Radvd`).
 from __future__ import annotations
 
 from nfq_mip6.io.radvd import MAX_RTR_ADV_INTERVAL, MIN_DELAY_BETWEEN_RAS, MIN_RTR_ADV_INTERVAL
-from nfq_mip6.testbed.topology import HOME_LINK_RETRANS_TIMER_MS, VISITNET2_PREFIX, VISITNET_PREFIX
+from nfq_mip6.testbed.topology import (
+    HOME_LINK_RETRANS_TIMER_MS,
+    HOME_PREFIX,
+    VISITNET2_PREFIX,
+    VISITNET_PREFIX,
+)
 
 __all__ = [
     "access_router_config",
     "home_agent_config",
+    "home_router_config",
     "radvd_config",
 ]
 
@@ -68,6 +74,31 @@ interface {interface}
     MinDelayBetweenRAs {MIN_DELAY_BETWEEN_RAS};
     AdvHomeAgentFlag off;
     prefix {prefix}
+    {{
+        AdvOnLink on;
+        AdvAutonomous on;
+        AdvRouterAddr on;
+    }};
+}};
+"""
+
+
+def home_router_config(interface: str = "eth1") -> str:
+    """The cluster test bed's home link: R advertises the home prefix (no Home Agent flag).
+    The HA hosts send no RAs: only one of them holds the HA address, and a standby must
+    stay silent on the home link (docs/cluster.md)."""
+    return f"""\
+# Home router R on homenet (nfq-mip6 cluster test bed), fast intervals of RFC 6275 §7.5
+interface {interface}
+{{
+    AdvSendAdvert on;
+    AdvIntervalOpt on;
+    MinRtrAdvInterval {MIN_RTR_ADV_INTERVAL};
+    MaxRtrAdvInterval {MAX_RTR_ADV_INTERVAL};
+    MinDelayBetweenRAs {MIN_DELAY_BETWEEN_RAS};
+    AdvHomeAgentFlag off;
+    AdvRetransTimer {HOME_LINK_RETRANS_TIMER_MS};
+    prefix {HOME_PREFIX}
     {{
         AdvOnLink on;
         AdvAutonomous on;

@@ -57,6 +57,7 @@ def restore_baseline(target: Node, spec: NodeSpec) -> None:
         script.append(shlex.join(["ip", "link", "set", iface.name, "up"]))
     target.run(["sh", "-c", "\n".join(script)], check=False)
     wanted = {(r.destination, r.gateway) for r in spec.routes}
+    devices = {(r.destination, r.gateway): r.device for r in spec.routes}
     present: set[tuple[str, str]] = set()
     flushed: set[str] = set()
     for route in target.ipv6_routes("table", "all"):
@@ -75,7 +76,9 @@ def restore_baseline(target: Node, spec: NodeSpec) -> None:
             continue
         target.run(["ip", "-6", "route", "del", dst, "table", "main"], check=False)
     for destination, gateway in sorted(wanted - present):
-        target.run(["ip", "-6", "route", "replace", destination, "via", gateway])
+        device = devices[(destination, gateway)]
+        dev = ["dev", device] if device else []
+        target.run(["ip", "-6", "route", "replace", destination, "via", gateway, *dev])
 
 
 def forget_visited_links(mn: Node) -> None:

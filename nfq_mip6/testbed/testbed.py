@@ -43,7 +43,13 @@ from typing import Any, Final
 
 from nfq_mip6.errors import DataplaneError
 from nfq_mip6.io.radvd import Radvd
-from nfq_mip6.testbed import nemo, resets, traffic
+from nfq_mip6.testbed import cluster_processes, nemo, resets, traffic
+from nfq_mip6.testbed.cluster import (
+    CLUSTER_LINKS,
+    MAX_CLUSTER_SIZE,
+    cluster_hosts,
+    cluster_nodes,
+)
 from nfq_mip6.testbed.netns import (
     TestbedError,
     ip,
@@ -56,7 +62,7 @@ from nfq_mip6.testbed.netns import (
     terminate_pids,
 )
 from nfq_mip6.testbed.node import Node
-from nfq_mip6.testbed.radvd import radvd_config
+from nfq_mip6.testbed.radvd import home_router_config, radvd_config
 from nfq_mip6.testbed.topology import (
     MN_INTERFACE,
     MN_LINK_BRIDGE,
@@ -108,6 +114,8 @@ class _State:
     mn_link: str = "home"
     complete: bool = False
     nemo: bool = False  # the NEMO variant: the MN as a mobile router with a LAN (RFC 3963)
+    cluster: int = 0  # HA hosts of the cluster variant; 0 = the HOWTO's single HA
+    pids: dict[str, int] = field(default_factory=dict)  # cluster: "ha1/etcd" -> pid
     version: int = STATE_VERSION
 
     @classmethod
@@ -123,6 +131,8 @@ class _State:
             mn_link=str(raw.get("mn_link", "home")),
             complete=bool(raw.get("complete", False)),
             nemo=bool(raw.get("nemo", False)),
+            cluster=int(raw.get("cluster", 0)),
+            pids={str(k): int(v) for k, v in raw.get("pids", {}).items()},
         )
 
 
@@ -140,6 +150,9 @@ class TestbedStatus:
     mn_addresses: tuple[str, ...]
     nemo: bool = False
     mnn_addresses: tuple[str, ...] = ()  # the mobile network node's (NEMO test bed)
+    # the cluster test bed: "ha1/etcd" -> live pid, and the host holding the HA address
+    processes: dict[str, int | None] = field(default_factory=dict)
+    active_host: str | None = None
 
     @property
     def healthy(self) -> bool:
@@ -148,6 +161,7 @@ class TestbedStatus:
             and self.complete
             and all(self.namespaces.values())
             and all(pid is not None for pid in self.radvd.values())
+            and all(pid is not None for pid in self.processes.values())
         )
 
     def format(self) -> str:
@@ -160,6 +174,10 @@ class TestbedStatus:
             lines.append(f"  netns {name:<16} {'present' if exists else 'absent'}")
         for node, pid in self.radvd.items():
             lines.append(f"  radvd on {node:<10} {f'pid {pid}' if pid else 'not running'}")
+        for what, pid in self.processes.items():
+            lines.append(f"  {what:<19} {f'pid {pid}' if pid else 'not running'}")
+        if self.processes:
+            lines.append(f"  active HA host: {self.active_host or 'none'}")
         if self.mn_link is not None:
             lines.append(f"  MN attached to: {self.mn_link}")
             for address in self.mn_addresses:
@@ -184,6 +202,9 @@ class Testbed:
     ``nemo``: the NEMO variant (RFC 3963; the MN as a mobile router with a LAN and a mobile
     network node on it, :mod:`nfq_mip6.testbed.topology`); ``None`` (the default) means what
     the state file of a bed that is up records, and the plain bed when there is none.
+    ``cluster``: N HA hosts serving one virtual HA instead of the single HA (etcd, keepalived
+    and an HA agent per host, :mod:`nfq_mip6.testbed.cluster`); ``None`` likewise means what
+    the state file records, else 0 (no cluster).
     """
 
     __test__ = False
@@ -193,6 +214,7 @@ class Testbed:
         prefix: str = DEFAULT_PREFIX,
         run_dir: Path = DEFAULT_RUN_DIR,
         nemo: bool | None = None,
+        cluster: int | None = None,
     ) -> None:
         if not _PREFIX_RE.match(prefix):
             raise TestbedError(
@@ -203,6 +225,14 @@ class Testbed:
         self.state_path = self.run_dir / "state.json"
         self._lock_path = run_dir / f"{prefix}.lock"
         self._nemo = nemo
+        if cluster:
+            try:
+                cluster_hosts(cluster)
+            except ValueError as exc:
+                raise TestbedError(str(exc)) from None
+            if nemo:
+                raise TestbedError("a cluster test bed has no NEMO variant")
+        self._cluster = cluster
         self.last_up_seconds: float | None = None  # how long the last up() took
 
     # -- names ----------------------------------------------------------------------
@@ -221,12 +251,33 @@ class Testbed:
         return False
 
     @property
+    def cluster_size(self) -> int:
+        """HA hosts of the cluster variant (as asked, else as recorded); 0 = single HA."""
+        if self._cluster is not None:
+            return self._cluster
+        with contextlib.suppress(TestbedError):
+            state = self._load_state()
+            return state.cluster if state else 0
+        return 0
+
+    @property
     def nodes(self) -> tuple[NodeSpec, ...]:
-        return nodes(self.nemo)
+        size = self.cluster_size
+        return cluster_nodes(size) if size else nodes(self.nemo)
 
     @property
     def links(self) -> tuple[LinkName, ...]:
-        return links(self.nemo)
+        return CLUSTER_LINKS if self.cluster_size else links(self.nemo)
+
+    def node_spec(self, name: str) -> NodeSpec:
+        """The description of node ``name`` of this bed (KeyError listing the nodes)."""
+        if not self.cluster_size:
+            return node_spec(name, self.nemo)
+        for spec in self.nodes:
+            if spec.name == name:
+                return spec
+        names = ", ".join(n.name for n in self.nodes)
+        raise KeyError(f"no node {name!r} in the test bed (nodes: {names})")
 
     @property
     def namespace_names(self) -> list[str]:
@@ -234,7 +285,7 @@ class Testbed:
 
     def node(self, name: str) -> Node:
         if name != SWITCH:
-            node_spec(name, self.nemo)  # KeyError with the list of nodes
+            self.node_spec(name)  # KeyError with the list of nodes
         return Node(name, self.netns_name(name))
 
     @property
@@ -255,6 +306,8 @@ class Testbed:
             state = self._load_state()
             if self._nemo is None:  # as recorded: rebuilt as the same kind
                 self._nemo = bool(state and state.nemo)
+            if self._cluster is None:
+                self._cluster = state.cluster if state else 0
             existing = list_netns()
             recorded = set(state.namespaces) if state else set()
             foreign = [n for n in self.namespace_names if n in existing and n not in recorded]
@@ -265,7 +318,7 @@ class Testbed:
                     f"or remove them with `nfq-mip6 testbed down --prefix {self.prefix} --force`"
                 )
             if state is not None:
-                same_kind = state.nemo == self.nemo
+                same_kind = state.nemo == self.nemo and state.cluster == self.cluster_size
                 if same_kind and state.complete and self._status(state).healthy:
                     self.last_up_seconds = time.monotonic() - started
                     return
@@ -282,7 +335,8 @@ class Testbed:
             state = self._load_state() or _State(self.prefix)
             if force:  # every name either variant of the test bed may have made
                 existing = list_netns()
-                names = [self.netns_name(n) for n in (SWITCH, *NEMO_NODE_NAMES)]
+                cluster = [f"ha{i}" for i in range(1, MAX_CLUSTER_SIZE + 1)]
+                names = [self.netns_name(n) for n in (SWITCH, *NEMO_NODE_NAMES, *cluster)]
                 state.namespaces += [
                     n for n in names if n in existing and n not in state.namespaces
                 ]
@@ -324,7 +378,7 @@ class Testbed:
     def restore_baseline(self, node: str) -> None:
         """Undo what an agent or a test may have left in ``node``
         (:func:`nfq_mip6.testbed.resets.restore_baseline`)."""
-        resets.restore_baseline(self.node(node), node_spec(node, self.nemo))
+        resets.restore_baseline(self.node(node), self.node_spec(node))
 
     def reset_mn(self, timeout: float = 10.0) -> None:
         """Bring the MN home and make it forget visited links (for tests): remove its
@@ -461,9 +515,16 @@ class Testbed:
         radvd: dict[str, int | None] = {}
         mn_addresses: tuple[str, ...] = ()
         mnn_addresses: tuple[str, ...] = ()
+        processes: dict[str, int | None] = {}
+        active_host: str | None = None
         if state is not None:
             for node, pid in state.radvd_pids.items():
                 radvd[node] = pid if pid_alive(pid) else None
+            for what, pid in state.pids.items():
+                processes[what] = pid if pid_alive(pid) else None
+            if state.cluster and state.complete:
+                with contextlib.suppress(TestbedError):
+                    active_host = cluster_processes.active_host(self)
             if namespaces.get(self.netns_name("mn")):
                 with contextlib.suppress(TestbedError):
                     mn_addresses = tuple(self.node("mn").ipv6_addresses(MN_INTERFACE, True))
@@ -482,10 +543,12 @@ class Testbed:
             mn_addresses=mn_addresses,
             nemo=bool(state and state.nemo),
             mnn_addresses=mnn_addresses,
+            processes=processes,
+            active_host=active_host,
         )
 
     def _build(self, timeout: float) -> None:
-        state = _State(self.prefix, nemo=self.nemo)
+        state = _State(self.prefix, nemo=self.nemo, cluster=self.cluster_size)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._build_steps(state, timeout)
@@ -532,14 +595,18 @@ class Testbed:
                 ip("link", "set", _port_name(spec.name, iface.name), "master", iface.link,
                    "up", netns=sw)  # fmt: skip
             for route in spec.routes:
-                ip("-6", "route", "add", route.destination, "via", route.gateway, netns=ns)
-        # 5. radvd on the HA and the access routers.
+                dev = ("dev", route.device) if route.device else ()
+                ip("-6", "route", "add", route.destination, "via", route.gateway, *dev, netns=ns)
+        # 5. radvd on the HA (the home router R in a cluster) and the access routers.
         for spec in self.nodes:
             if spec.radvd_interface is not None:
                 self._start_radvd(state, spec.name)
         # The NEMO bed: the HA's and the mobile router's configurations, with their key.
         if self.nemo:
             nemo.write_configs(self.nemo_dir)
+        # The cluster bed: etcd members, HA agents, keepalived (nfq_mip6.testbed.cluster).
+        if self.cluster_size:
+            cluster_processes.start(self, state.pids, lambda: self._save_state(state))
         state.mn_link = "home"
         state.complete = True
         self._save_state(state)
@@ -548,7 +615,8 @@ class Testbed:
 
     def _start_radvd(self, state: _State, node: str) -> None:
         radvd = Radvd(self.run_dir / node, argv_prefix=self.node(node).argv([]))
-        pid = radvd.spawn(radvd_config(node))
+        home_router = self.cluster_size and node == "r"
+        pid = radvd.spawn(home_router_config() if home_router else radvd_config(node))
         state.radvd_pidfiles[node] = str(radvd.pidfile)
         state.radvd_pids[node] = pid
         self._save_state(state)
@@ -558,19 +626,20 @@ class Testbed:
             raise TestbedError(f"radvd on {node} did not start: {radvd.output()}") from exc
 
     def _wait_ready(self, timeout: float) -> None:
+        advertiser = "r" if self.cluster_size else "ha"
         mn = self.node("mn")
         deadline = time.monotonic() + timeout
         while not mn.ipv6_routes("default"):
             if time.monotonic() > deadline:
                 raise TestbedError(
-                    f"the MN got no default route from the HA's Router Advertisements in "
-                    f"{timeout} s (radvd log: {self.run_dir / 'ha' / 'radvd.log'})"
+                    f"the MN got no default route from the home link's Router Advertisements "
+                    f"in {timeout} s (radvd log: {self.run_dir / advertiser / 'radvd.log'})"
                 )
             time.sleep(0.02)
 
     def _teardown(self, state: _State) -> list[str]:
         # radvd first, by pid and pid file, then anything else in our namespaces.
-        pids = set(state.radvd_pids.values())
+        pids = set(state.radvd_pids.values()) | set(state.pids.values())
         for pidfile in state.radvd_pidfiles.values():
             with contextlib.suppress(OSError, ValueError):
                 pids.add(int(Path(pidfile).read_text().split()[0]))

@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Final, Literal
 
-LinkName = Literal["homenet", "internet", "visitnet", "visitnet2", "mobilenet"]
+LinkName = Literal["homenet", "internet", "visitnet", "visitnet2", "mobilenet", "mgmt"]
 MnLink = Literal["home", "visitnet", "visitnet2"]
 
 MN_LINKS: Final[tuple[MnLink, ...]] = ("home", "visitnet", "visitnet2")
@@ -69,6 +69,7 @@ class Interface:
 class Route:
     destination: str
     gateway: str
+    device: str | None = None  # "dev DEVICE" too, when the gateway is on several interfaces
 
 
 @dataclass(frozen=True, slots=True)
