@@ -12,7 +12,10 @@ on the MN side). Two agents run one after the other in ``h``:
   e.g. /dev/shm): every accepted BU is committed (compare-and-swap, group commit) before
   its BA leaves.
 
-Prints JSON: p50/p90/p99/max per phase and agent, the cluster agent's commit counters.
+Prints JSON: p50/p90/p99/max per phase and agent, the cluster agent's commit counters, and
+the replication lag a standby would see: an ``EtcdReplica`` in the HA's namespace follows
+the store during the cluster run; per binding change, the time from the active's decision
+(the record's expiry minus its lifetime) to the replica holding it.
 
     .venv/bin/python bench/bench_cluster_bu_latency.py --rate 1000 --seconds 3
 """
@@ -107,6 +110,33 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait()
 
 
+def follow_replica(ready: int, stop: int, out: int) -> None:
+    """Child process in the HA's namespace: an EtcdReplica (what a standby member runs)
+    follows the store; for each binding change, the lag from the active's decision (the
+    record's expiry minus its lifetime, same host clock) to the replica holding it."""
+    import select
+
+    from nfq_mip6.store.etcd import EtcdReplica, EtcdSettings
+
+    replica = EtcdReplica(EtcdSettings((f"http://127.0.0.1:{ETCD_CLIENT}",), "bench"))
+    replica.start()
+    os.write(ready, b"r")
+    lags: list[float] = []
+    while True:
+        readable = select.select([replica.fileno(), stop], [], [], 1.0)[0]
+        if replica.fileno() in readable:
+            changes = replica.take_changes()
+            wall = time.time()
+            if not changes.full:
+                for row in changes.bindings.values():
+                    if row is not None:
+                        lags.append(wall - (row.expires_wall - row.lifetime))
+        if stop in readable:
+            break
+    replica.stop()
+    os.write(out, json.dumps(base.percentiles(lags)).encode())
+
+
 def measure(
     wire: base.Wire,
     mns: list[Any],
@@ -156,6 +186,17 @@ def main() -> int:
             # one agent after the other; the sender, a child, lives in the MN namespace
             for name, cluster in (("single_node", False), ("cluster", True)):
                 agent = start_agent(tmp / name, len(mns), cluster)
+                follower = None
+                if cluster:  # a standby's replica, in the HA's namespace (etcd's loopback)
+                    ready_r, ready_w = os.pipe()
+                    stop_r, stop_w = os.pipe()
+                    lag_r, lag_w = os.pipe()
+                    follower = os.fork()
+                    if follower == 0:
+                        netns.setns(base.NS_H)
+                        follow_replica(ready_w, stop_r, lag_w)
+                        os._exit(0)
+                    os.read(ready_r, 1)
                 read, write = os.pipe()
                 child = os.fork()
                 if child == 0:
@@ -174,6 +215,14 @@ def main() -> int:
                 os.close(read)
                 os.waitpid(child, 0)
                 results[name] = json.loads(b"".join(chunks))
+                if follower is not None:
+                    os.write(stop_w, b"s")
+                    os.close(lag_w)
+                    lag = b""
+                    while chunk := os.read(lag_r, 65536):
+                        lag += chunk
+                    os.waitpid(follower, 0)
+                    results[name]["replica_lag"] = json.loads(lag or b"{}")
                 stats = request(tmp / name / "ha.sock", {"cmd": "stats"})
                 if cluster:
                     cluster_stats = stats.get("cluster", {})
