@@ -237,7 +237,19 @@ class BindingUpdateListEntry:
         )
 
     def record(self, now: float) -> BindingUpdateListRecord:
-        """This entry as a persistence record."""
+        """This entry as a persistence record (a correspondent binding in force with its
+        keygen tokens, so that a restarted MN keeps it)."""
+        rr: ReturnRoutabilityRecord | None = None
+        if not self.home_registration and self.state in IN_FORCE and self.home_token is not None:
+            rr = ReturnRoutabilityRecord(
+                home_token=self.home_token,
+                home_nonce_index=self.home_nonce_index,
+                home_token_age=now - self.home_token_at,
+                careof_token=self.careof_token,
+                careof_nonce_index=self.careof_nonce_index,
+                careof_token_age=(now - self.careof_token_at) if self.careof_token else 0.0,
+                careof_token_coa=self.careof_token_coa,
+            )
         return BindingUpdateListRecord(
             destination=self.destination,
             home_address=self.home_address,
@@ -247,6 +259,7 @@ class BindingUpdateListEntry:
             state=self.state.value,
             lifetime_granted=self.lifetime_granted,
             remaining=(self.expires_at - now) if self.state in IN_FORCE else 0.0,
+            rr=rr,
         )
 
 
@@ -288,6 +301,22 @@ class BindingUpdateListRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ReturnRoutabilityRecord:
+    """The keygen tokens of a correspondent binding in force (RFC 6275 §5.2.5, §11.6.2):
+    with them a restarted MN keeps its binding with the CN, and refreshes it without a new
+    return routability exchange while they are younger than MAX_TOKEN_LIFETIME. Ages are
+    seconds since the token was received, as of the record."""
+
+    home_token: bytes
+    home_nonce_index: int
+    home_token_age: float
+    careof_token: bytes | None
+    careof_nonce_index: int
+    careof_token_age: float
+    careof_token_coa: IPv6Address | None
+
+
+@dataclass(frozen=True, slots=True)
 class BindingUpdateListRecord:
     """What of one BUL entry survives a restart of the agent (the runtime persists these,
     :mod:`nfq_mip6.store`; the core does no I/O).
@@ -307,6 +336,8 @@ class BindingUpdateListRecord:
     """A :class:`BulState` value."""
     lifetime_granted: int
     remaining: float
+    rr: ReturnRoutabilityRecord | None = None
+    """A correspondent binding in force: its keygen tokens (None for the home agent)."""
 
 
 __all__ = [
@@ -319,4 +350,5 @@ __all__ = [
     "BindingUpdateListRow",
     "BulState",
     "IllegalTransition",
+    "ReturnRoutabilityRecord",
 ]

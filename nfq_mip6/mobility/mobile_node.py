@@ -369,11 +369,17 @@ class MobileNode:
           the kernel state); the next movement decision refreshes it (or de-registers, at
           home). Without a configured home agent, its destination is the home agent again
           (no DHAAD needed).
-        * Correspondent bindings are not restored (their return-routability keys are not
-          persisted): only their sequence floors; RR starts again when data flows.
+        * A correspondent binding still in force whose record carries its keygen tokens
+          becomes a BOUND entry too, its route optimization counted as installed (the
+          runtime adopts or re-installs the data path), when the home registration was
+          restored for the same CoA and route optimization is on. Its next refresh uses
+          the tokens while they are young enough (§5.2.7), else return routability runs
+          again. Any other correspondent record gives only its sequence floor; RR starts
+          again when data flows.
 
-        Returns the entries restored as bound.
+        Returns the entries restored as bound (the home registration first).
         """
+        records = list(records)
         restored: list[BindingUpdateListEntry] = []
         hoa = self.config.home_address
         for record in records:
@@ -401,6 +407,46 @@ class MobileNode:
             entry.expires_at = now + record.remaining
             entry.refresh_at = now + record.remaining * (1 - REFRESH_FRACTION)
             entry.sent_at = entry.expires_at - max(record.lifetime_granted, record.remaining)
+            self.bul[record.destination] = entry
+            self._sequence_floor.pop(record.destination, None)
+            restored.append(entry)
+        home = self.home_entry
+        if home is None or not self.route_optimization:
+            return restored
+        for record in records:
+            rr = record.rr
+            if (
+                rr is None
+                or record.home_registration
+                or record.home_address != hoa
+                or record.remaining <= 0
+                or record.care_of_address != home.care_of_address
+                or record.destination in self.bul
+                or record.destination in self._no_route_optimization
+            ):
+                continue
+            entry = BindingUpdateListEntry(
+                record.destination,
+                hoa,
+                record.care_of_address,
+                home_registration=False,
+                sequence=record.sequence & 0xFFFF,
+                state=BulState.BOUND,
+            )
+            entry.bound_once = True
+            entry.route_installed = True
+            entry.sent_flags = int(BUFlags.A)
+            entry.lifetime_granted = record.lifetime_granted
+            entry.expires_at = now + record.remaining
+            entry.refresh_at = now + record.remaining * (1 - REFRESH_FRACTION)
+            entry.sent_at = entry.expires_at - max(record.lifetime_granted, record.remaining)
+            entry.home_token = rr.home_token
+            entry.home_nonce_index = rr.home_nonce_index
+            entry.home_token_at = now - rr.home_token_age
+            entry.careof_token = rr.careof_token
+            entry.careof_nonce_index = rr.careof_nonce_index
+            entry.careof_token_at = now - rr.careof_token_age if rr.careof_token else -math.inf
+            entry.careof_token_coa = rr.careof_token_coa
             self.bul[record.destination] = entry
             self._sequence_floor.pop(record.destination, None)
             restored.append(entry)
@@ -675,6 +721,10 @@ class MobileNode:
         # registered with them (care-of half of return routability again, §11.6).
         for entry in list(self.bul.values()):
             if entry.home_registration:
+                continue
+            if entry.in_force and entry.care_of_address == event.care_of_address:
+                # restored from a previous run for this very CoA (the first movement
+                # decision of a restarted MN): the CN's binding and our data path hold
                 continue
             actions += self._uninstall_route(entry)
             entry.care_of_address = event.care_of_address

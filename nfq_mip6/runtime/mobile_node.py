@@ -251,6 +251,8 @@ class MobileNodeRuntime(RoleRuntime):
         self.ro_datapath_reason = "not started"
         self.persistence: MobileNodePersistence | None = None  # BUL in SQLite (store)
         self.restored_bindings = 0
+        self._restored_ro: dict[IPv6Address, IPv6Address] = {}
+        """Correspondent -> CoA of the correspondent bindings restored from the store."""
         # §11.5.1: the followed router's RAs stopping means a move (or a dead router)
         self.reachability = RouterReachability()
         self.lan_radvd: Radvd | None = None  # RFC 3963 §5.6: the mobile network's RAs
@@ -299,8 +301,6 @@ class MobileNodeRuntime(RoleRuntime):
             fast_path=fast_path,
             routes=BindingRoutes("mn", user_space_rewrite=True) if fast_path is None else None,
         )
-        if self.ro.routes is not None:  # what a killed agent left (no binding is restored)
-            self.ro.routes.remove_stale({})
         self._restore_state(ctx)
         self.dataplane = MobileNodeDataplane(
             self.interface,
@@ -317,6 +317,7 @@ class MobileNodeRuntime(RoleRuntime):
             },
         )
         self.rules.load()
+        self._adopt_route_optimization()
         self.detector = MovementDetector(mn.home_address, mn.home_agent)
         if self.dataplane.adopt_leftovers() or self.restored_bindings:
             # a previous run ended away from home: finding the home link again must undo it
@@ -370,22 +371,38 @@ class MobileNodeRuntime(RoleRuntime):
         )  # fmt: skip
 
     def _open_fast_path(self, ctx: RuntimeContext) -> RouteOptimizationFastPath | None:
-        """``[agent] ro_datapath``: the tc BPF programs, or None for the NFQUEUE rewrites.
-
-        Entries a previous run left in an adopted map are removed: correspondent bindings
-        are not restored (their RR keys are not kept), RR runs again when data flows and
-        meanwhile the tunnel and the NFQUEUE path carry the traffic."""
+        """``[agent] ro_datapath``: the tc BPF programs (adopted from a previous run when
+        they are still attached), or None for the NFQUEUE rewrites."""
         from nfq_mip6.dataplane.ro_bpf import open_ro_fast_path
 
         fast_path, self.ro_datapath_reason = open_ro_fast_path(
             "mn", ctx.config.ro_datapath, interfaces=(self.interface,)
         )
-        if fast_path is not None:
-            report = fast_path.reconcile({})
+        return fast_path
+
+    def _adopt_route_optimization(self) -> None:
+        """Make the RO data path equal the correspondent bindings restored from the state
+        store (after ``mn.rules`` is loaded): the BPF map a killed agent left keeps the
+        entries of those bindings and loses the others, the NFQUEUE path gets their rules
+        and routes back, and routes and rules of bindings that are gone are removed — no
+        duplicates, nothing stale."""
+        ro = self.ro
+        if ro is None or self.home_address is None:
+            return
+        home_address = self.home_address.ip
+        wanted = {(home_address, cn): coa for cn, coa in self._restored_ro.items()}
+        if ro.fast_path is not None:
+            report = ro.fast_path.reconcile(wanted)
             LOG.info("RO data path: tc BPF, %s; %s", self.ro_datapath_reason, report)
         else:
             LOG.info("RO data path: NFQUEUE (%s)", self.ro_datapath_reason)
-        return fast_path
+        for correspondent, care_of_address in self._restored_ro.items():
+            ro.install(
+                correspondent, care_of_address, home_agent=correspondent == self._core.home_agent
+            )
+            LOG.info("route optimization with %s restored", correspondent)
+        if ro.routes is not None:
+            ro.routes.remove_stale(wanted)
 
     def _restore_state(self, ctx: RuntimeContext) -> None:
         """Open the state store and seed the core with the BUL of the previous run (its
@@ -401,6 +418,9 @@ class MobileNodeRuntime(RoleRuntime):
             return
         restored = self._core.restore_binding_update_list(self.persistence.load(), ctx.clock())
         self.restored_bindings = len(restored)
+        self._restored_ro = {
+            e.destination: e.care_of_address for e in restored if not e.home_registration
+        }
         for entry in restored:
             LOG.info(
                 "restored binding with %s: %s -> %s, seq %d, %.0f s left",

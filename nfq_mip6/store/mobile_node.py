@@ -1,5 +1,7 @@
 """The Mobile Node's mapper: core Binding Update List (and the RFC 4285 Mesg-ID state) <->
-the state database, so that a restarted MN continues its sequence numbers (RFC 6275 §11.7.1).
+the state database, so that a restarted MN continues its sequence numbers (RFC 6275 §11.7.1)
+and keeps its correspondent bindings: the keygen tokens of each correspondent binding in
+force (§5.2.5) are kept under the key ``mn.ro``, their ages as wall-clock receive times.
 """
 
 from __future__ import annotations
@@ -7,10 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from ipaddress import IPv6Address
 from typing import Any, Final
 
 from nfq_mip6.errors import StoreError
-from nfq_mip6.mobility.binding_update_list import BindingUpdateListRecord
+from nfq_mip6.mobility.binding_update_list import (
+    BindingUpdateListRecord,
+    ReturnRoutabilityRecord,
+)
 from nfq_mip6.store.database import StateStore, StoredBulEntry
 
 __all__ = ["MobileNodePersistence"]
@@ -31,12 +37,14 @@ class MobileNodePersistence:
     """
 
     AUTH_KEY: Final = "mn.auth"
+    RO_KEY: Final = "mn.ro"
 
     def __init__(self, store: StateStore, wall_clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self._wall = wall_clock
         self._last: list[StoredBulEntry] | None = None
         self._last_auth: dict[str, Any] | None = None
+        self._last_ro: dict[str, Any] | None = None
         self.errors = 0
 
     def __repr__(self) -> str:
@@ -61,9 +69,30 @@ class MobileNodePersistence:
             key=lambda e: (e.recipient, e.home_address),
         )
 
+    def _tokens(self, records: Iterable[BindingUpdateListRecord]) -> dict[str, Any]:
+        """Recipient -> keygen tokens of every correspondent binding in force (JSON)."""
+        wall = self._wall()
+        tokens: dict[str, Any] = {}
+        for r in records:
+            if r.rr is None or r.home_registration:
+                continue
+            coa = r.rr.careof_token_coa
+            tokens[str(r.destination)] = {
+                "home_token": r.rr.home_token.hex(),
+                "home_nonce_index": r.rr.home_nonce_index,
+                "home_token_wall": float(round(wall - r.rr.home_token_age)),
+                "careof_token": r.rr.careof_token.hex() if r.rr.careof_token else None,
+                "careof_nonce_index": r.rr.careof_nonce_index,
+                "careof_token_wall": float(round(wall - r.rr.careof_token_age)),
+                "careof_token_coa": str(coa) if coa is not None else None,
+            }
+        return tokens
+
     def save(self, records: Iterable[BindingUpdateListRecord]) -> bool:
-        """Commit the BUL (one transaction) unless it equals the last one saved. True if
-        written."""
+        """Commit the BUL (one transaction) and the correspondent bindings' tokens unless
+        they equal the last ones saved. True if the BUL was written."""
+        records = list(records)
+        self._save_tokens(self._tokens(records))
         rows = self._rows(records)
         if rows == self._last:
             return False
@@ -76,6 +105,42 @@ class MobileNodePersistence:
         self._last = rows
         return True
 
+    def _save_tokens(self, tokens: dict[str, Any]) -> None:
+        if tokens == self._last_ro:
+            return
+        try:
+            self.store.set_value(self.RO_KEY, tokens)
+        except StoreError as exc:
+            self.errors += 1
+            log.error("could not persist the correspondent bindings' tokens: %s", exc)
+            return
+        self._last_ro = tokens
+
+    def _load_tokens(self) -> dict[IPv6Address, ReturnRoutabilityRecord]:
+        """The stored tokens; a malformed value is ignored (RR runs again)."""
+        wall = self._wall()
+        found: dict[IPv6Address, ReturnRoutabilityRecord] = {}
+        try:
+            value = self.store.get_value(self.RO_KEY, {})
+            self._last_ro = value if isinstance(value, dict) else None
+            for recipient, t in (value or {}).items():
+                careof = t.get("careof_token")
+                coa = t.get("careof_token_coa")
+                found[IPv6Address(recipient)] = ReturnRoutabilityRecord(
+                    home_token=bytes.fromhex(t["home_token"]),
+                    home_nonce_index=int(t["home_nonce_index"]),
+                    home_token_age=wall - float(t["home_token_wall"]),
+                    careof_token=bytes.fromhex(careof) if careof else None,
+                    careof_nonce_index=int(t.get("careof_nonce_index", 0)),
+                    careof_token_age=wall - float(t.get("careof_token_wall", wall)),
+                    careof_token_coa=IPv6Address(coa) if coa else None,
+                )
+        except (StoreError, AttributeError, KeyError, TypeError, ValueError) as exc:
+            self.errors += 1
+            log.warning("ignoring the stored correspondent binding tokens: %s", exc)
+            return {}
+        return found
+
     def load(self) -> list[BindingUpdateListRecord]:
         """The stored BUL as core records; ``remaining`` from the wall clock (≤ 0 when the
         binding expired while the agent was down: only its sequence number counts)."""
@@ -87,6 +152,7 @@ class MobileNodePersistence:
             log.error("could not read the stored binding update list: %s", exc)
             return []
         self._last = rows
+        tokens = self._load_tokens()
         return [
             BindingUpdateListRecord(
                 destination=row.recipient,
@@ -97,6 +163,7 @@ class MobileNodePersistence:
                 state=row.state or "none",
                 lifetime_granted=row.lifetime,
                 remaining=row.expires_wall - wall if row.expires_wall > 0 else 0.0,
+                rr=None if row.home_registration else tokens.get(row.recipient),
             )
             for row in rows
         ]

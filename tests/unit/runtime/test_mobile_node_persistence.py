@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import replace
 from ipaddress import IPv6Address
 from pathlib import Path
 
+from nfq_mip6.constants import MAX_TOKEN_LIFETIME
 from nfq_mip6.io.nfqueue import QueuedPacket
+from nfq_mip6.mobility import mn_return_routability as mn_rr
+from nfq_mip6.mobility.binding_update_list import BindingUpdateListEntry
 from nfq_mip6.mobility.events import (
     Action,
     BindingRefreshed,
     InstallReverseTunnel,
     MobilityMessageReceived,
     MovedToForeignLink,
+    RemoveRouteOptimization,
     ReturnedToHomeLink,
     SendMobilityMessage,
 )
@@ -249,3 +254,111 @@ def test_runtime_commits_the_bul_before_the_bu_leaves(
     (row,) = store.bul_entries()
     assert row.state == "bound" and row.expires_wall > 0
     store.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# Correspondent bindings (route optimization) survive a restart with their keygen tokens
+# ----------------------------------------------------------------------------------------------
+
+HOME_TOKEN, CAREOF_TOKEN = b"\x11" * 8, b"\x22" * 8
+
+
+def with_correspondent(mn: MobileNode, coa: IPv6Address = COA) -> BindingUpdateListEntry:
+    """A CN entry bound at 0.0 for 200 s, tokens received at 0.0 (as after RR and the BA)."""
+    entry = BindingUpdateListEntry(CN, HOA, coa, home_registration=False, sequence=40)
+    entry.transition(BulState.BOUND)
+    entry.bound_once = entry.route_installed = True
+    entry.lifetime_granted, entry.sent_at, entry.expires_at = 200, 0.0, 200.0
+    entry.home_token, entry.home_nonce_index, entry.home_token_at = HOME_TOKEN, 3, 0.0
+    entry.careof_token, entry.careof_nonce_index, entry.careof_token_at = CAREOF_TOKEN, 4, 0.0
+    entry.careof_token_coa = coa
+    mn.bul[CN] = entry
+    return entry
+
+
+def test_a_correspondent_binding_in_force_is_restored_with_its_tokens() -> None:
+    old, _bu = bound_mn()
+    with_correspondent(old)
+    records = old.binding_update_list_records(50.0)
+    (cn_record,) = [r for r in records if r.destination == CN]
+    assert cn_record.rr is not None and cn_record.rr.home_token_age == 50.0
+    assert [r.rr for r in records if r.destination == HA] == [None]
+    mn = make_mn()
+    home, cn = mn.restore_binding_update_list(records, 1000.0)
+    assert home.home_registration and not cn.home_registration
+    assert (cn.state, cn.route_installed, cn.care_of_address) == (BulState.BOUND, True, COA)
+    assert (cn.home_token, cn.careof_token) == (HOME_TOKEN, CAREOF_TOKEN)
+    assert (cn.home_nonce_index, cn.careof_nonce_index) == (3, 4)
+    assert cn.home_token_at == cn.careof_token_at == 950.0 and cn.expires_at == 1150.0
+    assert mn_rr.tokens_needed(cn, 1000.0, deletion=False) == (False, False)
+    assert mn_rr.tokens_needed(cn, 950.0 + MAX_TOKEN_LIFETIME, deletion=False) == (True, True)
+
+
+def test_a_correspondent_binding_is_not_restored_without_tokens_home_binding_or_ro() -> None:
+    old, _bu = bound_mn()
+    with_correspondent(old, coa=COA2)  # not the home registration's CoA
+    records = old.binding_update_list_records(50.0)
+    assert [e.destination for e in make_mn().restore_binding_update_list(records, 9.0)] == [HA]
+    old, _bu = bound_mn()
+    with_correspondent(old)
+    records = old.binding_update_list_records(50.0)
+    no_tokens = [replace(r, rr=None) for r in records]
+    assert [e.destination for e in make_mn().restore_binding_update_list(no_tokens, 9.0)] == [HA]
+    cn_only = [r for r in records if r.destination == CN]
+    assert make_mn().restore_binding_update_list(cn_only, 9.0) == []
+    config = MobileNodeConfig(
+        home_address=HOA, home_prefix=PREFIX, home_agent=HA, route_optimization=False
+    )
+    ro_off = MobileNode(config, random_bytes=counter_bytes(1))
+    assert [e.destination for e in ro_off.restore_binding_update_list(records, 9.0)] == [HA]
+
+
+def test_correspondent_tokens_round_trip_through_the_store(tmp_path: Path) -> None:
+    wall = [WALL]
+    old, _bu = bound_mn()
+    with_correspondent(old)
+    with StateStore.in_state_dir(tmp_path) as store:
+        persistence = MobileNodePersistence(store, lambda: wall[0])
+        persistence.save(old.binding_update_list_records(50.0))
+        writes = store.writes
+        persistence.save(old.binding_update_list_records(50.0))
+        assert store.writes == writes  # tokens unchanged: nothing written
+        assert store.get_value(MobileNodePersistence.RO_KEY)[str(CN)]["home_nonce_index"] == 3
+    wall[0] = WALL + 30
+    with StateStore.in_state_dir(tmp_path) as store:
+        records = MobileNodePersistence(store, lambda: wall[0]).load()
+    (cn_record,) = [r for r in records if r.destination == CN]
+    assert cn_record.rr is not None
+    assert (cn_record.rr.home_token, cn_record.rr.careof_token) == (HOME_TOKEN, CAREOF_TOKEN)
+    assert cn_record.rr.home_token_age == 80.0 and cn_record.rr.careof_token_coa == COA
+    mn = make_mn()
+    assert [e.destination for e in mn.restore_binding_update_list(records, 0.0)] == [HA, CN]
+
+
+def test_malformed_stored_tokens_are_ignored(tmp_path: Path) -> None:
+    old, _bu = bound_mn()
+    with_correspondent(old)
+    with StateStore.in_state_dir(tmp_path) as store:
+        persistence = MobileNodePersistence(store)
+        persistence.save(old.binding_update_list_records(50.0))
+        store.set_value(MobileNodePersistence.RO_KEY, {str(CN): {"home_token": "zz"}})
+        records = MobileNodePersistence(store).load()
+    assert all(r.rr is None for r in records)
+
+
+def test_the_first_movement_decision_keeps_a_restored_correspondent_binding() -> None:
+    """A restarted MN finds itself on the link of the restored CoA: it refreshes its home
+    registration, and the CN's binding (same CoA) and its data path stay."""
+    old, bu = bound_mn()
+    with_correspondent(old)
+    records = old.binding_update_list_records(50.0)
+    mn = make_mn()
+    mn.restore_binding_update_list(records, 1000.0)
+    actions = mn.handle(MovedToForeignLink(COA, None), 1000.5)
+    assert the_bu(actions).sequence == (bu.sequence + 1) & 0xFFFF  # to the HA
+    assert not any(isinstance(a, RemoveRouteOptimization) for a in actions)
+    assert mn.bul[CN].state is BulState.BOUND
+    # on another link, the CoA changes: back to the tunnel and return routability again
+    actions = mn.handle(MovedToForeignLink(COA2, None), 1001.0)
+    assert RemoveRouteOptimization(HOA, CN) in actions
+    assert mn.bul[CN].state is BulState.RR_PENDING
