@@ -283,17 +283,17 @@ def test_rfc3963_explicit_mode_journey_with_a_tcp_connection(bed: Testbed, tmp_p
         home_agent(bed, agent_config(bed, "ha", tmp_path), ha_sock) as ha,
         agent(mr, agent_config(bed, "mn", tmp_path), mr_sock) as router,
     ):
-        # RFC 3963 §5.6: the router's radvd on its LAN gives the MNN its address (the static
-        # one of the bed goes first; what comes back is autoconfigured, with lifetimes)
+        # RFC 3963 §5.6: the router's radvd on its LAN gives the MNN its address and its
+        # default router (the bed configures neither), with lifetimes: autoconfigured
         lan = router.stats()["mobile_node"]["mobile_network"]
         assert lan["advertised"] == [MOBILE_NETWORK_PREFIX] and lan["radvd_running"], lan
         radvd_pid = lan["radvd_pid"]
-        mnn.run(["ip", "-6", "addr", "del", f"{MNN_ADDRESS}/64", "dev", MNN_INTERFACE])
         ra = bed.solicit_router("mnn", MNN_INTERFACE)
         assert f"Prefix                   : {MOBILE_NETWORK_PREFIX}" in ra, ra
         assert bed.wait_for_address(MOBILE_NETWORK_PREFIX, "mnn", MNN_INTERFACE) == MNN_ADDRESS
         autoconf = mnn.run(["ip", "-6", "addr", "show", "dev", MNN_INTERFACE, "dynamic"]).stdout
         assert MNN_ADDRESS in autoconf, autoconf
+        assert "proto ra" in mnn.run(["ip", "-6", "route", "show", "default"]).stdout
         # at home the router forwards as a plain router (RFC 3963 §5.5)
         assert wait_until(lambda: reach_each_other(bed), 10.0), "CN and MNN apart at home"
         stream = TcpStream(bed)
