@@ -1,17 +1,26 @@
 """Route optimization in tc BPF against plain CN <-> CoA traffic, in the same run.
 
 Three namespaces (``nfq_mip6.testbed.ro_lab``: CN ── router ── MN, no home network); the
-BPF adapter installs the binding HoA -> CoA at both ends. Interleaved rounds of:
+BPF adapter installs the binding HoA -> CoA at both ends. Two modes:
 
 * ``base``: the CN talks to the MN's care-of address (no MIPv6 at all);
 * ``bpf``: the CN talks to the MN's home address, RH2 / HAO inserted and removed in tc.
 
-Per mode: iperf3 TCP CN -> MN and MN -> CN (``-R``), UDP 64-octet packets received per
-second, ping RTT (200 x 5 ms). Also bpf(2) map updates / deletes per second from Python
-(pre-packed keys) and the programs' counters. Prints one JSON object; the ratios compare
-bpf with base from the same rounds. Needs root, iperf3, the built ``ro.bpf.o``.
+Each round runs every test in both modes back to back, the mode that goes first
+alternating from round to round (on a shared machine the load drifts over seconds, so a
+mode measured as a block, or always first, picks up that drift): iperf3 TCP CN -> MN and
+MN -> CN (``-R``), UDP 64-octet packets received per second, ping RTT (200 x 5 ms). Per
+mode the medians; ``ratio_bpf_over_base`` compares the medians, ``paired_ratio_median`` is
+the median of the per-round ratios. For TCP also the retransmissions and the CPU time of
+iperf3's two processes per GB (their user + system time as iperf3 reports it; softirq time
+spent in their context is not in it). Also bpf(2) map updates / deletes per second from
+Python (pre-packed keys) and the programs' counters. Prints one JSON object. Needs root,
+iperf3, the built ``ro.bpf.o``.
 
-    .venv/bin/python bench/bench_ro_bpf.py [--rounds 3] [--seconds 4]     # as root
+    .venv/bin/python bench/bench_ro_bpf.py [--rounds 5] [--seconds 3] [--pin]   # as root
+
+``--pin``: the iperf3 client on CPU 0, the servers on CPU 1 (fewer migrations, so less of
+the reordering TCP sees when a veth sender moves between CPUs).
 
 ``--agents``: the same flows on the HOWTO test bed with the real HA, MN and CN agents, once
 with ``ro_datapath = "bpf"`` and once with ``"nfqueue"`` (agents restarted in between), each
@@ -73,19 +82,67 @@ def iperf(cn: CnRun, target: str, port: int, seconds: int, *extra: str) -> dict[
     return result
 
 
-def measure(cn: CnRun, target: str, port: int, seconds: int) -> dict[str, float]:
-    tcp = iperf(cn, target, port, seconds)["end"]["sum_received"]["bits_per_second"]
-    tcp_r = iperf(cn, target, port, seconds, "-R")["end"]["sum_received"]["bits_per_second"]
-    udp = iperf(cn, target, port, seconds, "-u", "-l", "64", "-b", "0")["end"]["sum"]
-    udp_pps = (udp["packets"] - udp["lost_packets"]) / udp["seconds"]
+TESTS = ("tcp_cn_to_mn_gbps", "tcp_mn_to_cn_gbps", "udp64_rx_kpps", "ping_avg_ms")
+
+
+def run_test(cn: CnRun, test: str, target: str, port: int, seconds: int) -> dict[str, float]:
+    """One test against ``target``: its value under the test's name (TCP: also the
+    retransmissions and CPU seconds of both iperf3 processes per GB)."""
+    if test.startswith("tcp_"):
+        extra = ["-R"] if test == "tcp_mn_to_cn_gbps" else []
+        end = iperf(cn, target, port, seconds, *extra)["end"]
+        received = end["sum_received"]
+        cpu = end["cpu_utilization_percent"]
+        cpu_s = (cpu["host_total"] + cpu["remote_total"]) / 100 * received["seconds"]
+        return {
+            test: received["bits_per_second"] / 1e9,
+            f"{test[:-5]}_retransmits": float(end["sum_sent"].get("retransmits", 0)),
+            f"{test[:-5]}_cpu_s_per_gb": cpu_s / (received["bytes"] / 1e9),
+        }
+    if test == "udp64_rx_kpps":
+        udp = iperf(cn, target, port, seconds, "-u", "-l", "64", "-b", "0")["end"]["sum"]
+        return {test: (udp["packets"] - udp["lost_packets"]) / udp["seconds"] / 1e3}
     ping = cn(["ping", "-c", "200", "-i", "0.005", "-q", target]).stdout
     rtt_line = next(line for line in ping.splitlines() if "min/avg" in line)
-    rtt_avg = float(rtt_line.split("=")[1].split("/")[1])
+    return {test: float(rtt_line.split("=")[1].split("/")[1])}
+
+
+def interleaved(
+    cn: CnRun, modes: dict[str, tuple[str, int]], rounds: int, seconds: int
+) -> dict[str, list[dict[str, float]]]:
+    """Every test in every mode per round, back to back; who goes first alternates."""
+    runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in modes}
+    for number in range(rounds):
+        order = list(modes) if number % 2 == 0 else list(reversed(modes))
+        this_round: dict[str, dict[str, float]] = {mode: {} for mode in modes}
+        for test in TESTS:
+            for mode in order:
+                this_round[mode].update(run_test(cn, test, *modes[mode], seconds))
+        for mode in modes:
+            runs[mode].append(this_round[mode])
+    return runs
+
+
+def summary(runs: dict[str, list[dict[str, float]]], base: str, other: str) -> dict[str, Any]:
+    """Medians per mode, the ratio of the medians and the median of the per-round ratios."""
+    medians = {
+        mode: {key: statistics.median(r[key] for r in values) for key in values[0]}
+        for mode, values in runs.items()
+    }
     return {
-        "tcp_cn_to_mn_gbps": tcp / 1e9,
-        "tcp_mn_to_cn_gbps": tcp_r / 1e9,
-        "udp64_rx_kpps": udp_pps / 1e3,
-        "ping_avg_ms": rtt_avg,
+        "median": medians,
+        f"ratio_{other}_over_base": {
+            key: round(medians[other][key] / medians[base][key], 3) for key in TESTS
+        },
+        "paired_ratio_median": {
+            key: round(
+                statistics.median(
+                    o[key] / b[key] for b, o in zip(runs[base], runs[other], strict=True)
+                ),
+                3,
+            )
+            for key in TESTS
+        },
     }
 
 
@@ -161,7 +218,6 @@ def with_agents(
             helpers.wait_until(lambda: both_ends_bound(helpers, agents, coa, MN_HOME_ADDRESS), 20.0)
             cn(["ping", "-6", "-c", "20", "-i", "0.05", MN_HOME_ADDRESS])  # steady state
             used = request(agents["cn"], {"cmd": "stats"})["ro_datapath"]["datapath"]
-            runs: dict[str, list[dict[str, float]]] = {"base": [], "ro": []}
             with iperf_servers(mn_node, {coa: 5201, MN_HOME_ADDRESS: 5202}):
                 before = {n: queued_ids(bed.node(n)) for n in ("cn", "mn")}
                 started = time.monotonic()
@@ -169,20 +225,11 @@ def with_agents(
                 elapsed = time.monotonic() - started
                 queued = {n: queued_ids(bed.node(n)) - v for n, v in before.items()}
                 by_rule = {n: nfqueue_rule_counts(bed.node(n)) for n in ("cn", "mn")}
-                for _ in range(rounds):
-                    runs["base"].append(measure(cn, coa, 5201, seconds))
-                    runs["ro"].append(measure(cn, MN_HOME_ADDRESS, 5202, seconds))
-            medians = {
-                mode: {key: statistics.median(r[key] for r in values) for key in values[0]}
-                for mode, values in runs.items()
-            }
+                modes = {"base": (coa, 5201), "ro": (MN_HOME_ADDRESS, 5202)}
+                runs = interleaved(cn, modes, rounds, seconds)
             results[datapath] = {
                 "datapath_in_use": used,
-                "median": medians,
-                "ratio_ro_over_base": {
-                    key: round(medians["ro"][key] / medians["base"][key], 3)
-                    for key in medians["base"]
-                },
+                **summary(runs, "base", "ro"),
                 "queued_during_one_tcp_run": queued,
                 "queued_per_4s": {n: round(v * 4 / elapsed, 1) for n, v in queued.items()},
                 "nfqueue_rule_packets_so_far": by_rule,
@@ -197,25 +244,23 @@ def with_agents(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--map-entries", type=int, default=50000)
+    parser.add_argument("--pin", action="store_true", help="iperf3 client CPU 0, servers CPU 1")
     parser.add_argument("--agents", action="store_true", help="real agents, bpf vs nfqueue")
-    parser.add_argument(
-        "--datapaths",
-        default="bpf,nfqueue",
-        help="with --agents: the ro_datapath values to run, comma-separated",
-    )
     args = parser.parse_args()
 
     if args.agents:
-        datapaths = tuple(d for d in args.datapaths.split(",") if d)
-        print(json.dumps(with_agents(args.rounds, args.seconds, datapaths), indent=2))
+        print(json.dumps(with_agents(args.rounds, args.seconds), indent=2))
         return
     lab = RoLab()
+    client_cpu, server_cpu = (
+        (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if args.pin else ([], [])
+    )
 
     def cn(argv: list[str]) -> subprocess.CompletedProcess[str]:
-        return lab.sh(lab.cn, *argv, check=False)
+        return lab.sh(lab.cn, *client_cpu, *argv, check=False)
 
     servers: list[subprocess.Popen[bytes]] = []
     try:
@@ -224,25 +269,20 @@ def main() -> None:
         # One server per address: each answers from the address it is bound to (the MN's
         # per-CN route has `src HoA`, which a server bound to :: would use for CoA traffic).
         for address, port in ((COA, 5201), (HOA, 5202)):
+            argv = ["iperf3", "-s", "-B", address, "-p", str(port)]
             servers.append(
                 subprocess.Popen(
-                    ["ip", "netns", "exec", lab.mn, "iperf3", "-s", "-B", address, "-p", str(port)],
+                    ["ip", "netns", "exec", lab.mn, *server_cpu, *argv],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
             )
         time.sleep(0.5)
-        rounds: dict[str, list[dict[str, float]]] = {"base": [], "bpf": []}
-        for _ in range(args.rounds):
-            rounds["base"].append(measure(cn, COA, 5201, args.seconds))
-            rounds["bpf"].append(measure(cn, HOA, 5202, args.seconds))
-        medians = {
-            mode: {key: statistics.median(r[key] for r in runs) for key in runs[0]}
-            for mode, runs in rounds.items()
-        }
-        ratios = {
-            key: round(medians["bpf"][key] / medians["base"][key], 3) for key in medians["base"]
-        }
+        rounds = interleaved(
+            cn, {"base": (COA, 5201), "bpf": (HOA, 5202)}, args.rounds, args.seconds
+        )
+        result = summary(rounds, "base", "bpf")
+        ratios = result["ratio_bpf_over_base"]
         done = lab.sh(
             lab.cn, "env", f"N={args.map_entries}", sys.executable, "-c", MAP_BENCH, check=False
         )
@@ -259,12 +299,12 @@ def main() -> None:
             json.dumps(
                 {
                     "rounds": rounds,
-                    "median": medians,
-                    "ratio_bpf_over_base": ratios,
+                    **result,
                     "map": maps,
                     "bpf_counters": counters,
                     "targets_met": targets,
                     "seconds": args.seconds,
+                    "pinned": args.pin,
                 },
                 indent=2,
             )
