@@ -189,6 +189,16 @@ def format_stats_extended(stats: dict[str, Any]) -> list[str]:
     ]
     lines += format_ip6tables(stats.get("ip6tables"))
     lines += format_ro_datapath(stats.get("ro_datapath"))
+    cluster = stats.get("cluster")
+    if isinstance(cluster, dict):  # an HA cluster member (docs/cluster.md)
+        counters = cluster.get("counters") or {}
+        lines += [
+            f"Cluster                   : {cluster.get('name', '?')} {cluster.get('role', '?')}"
+            f", store revision {cluster.get('applied_revision', 0)}"
+            f" ({'reachable' if cluster.get('store_reachable') else 'UNREACHABLE'})",
+            f"Cluster commits           : {counters.get('commits', 0)}"
+            f" (conflicts {counters.get('conflicts', 0)}, timeouts {counters.get('timeouts', 0)})",
+        ]
     return lines
 
 

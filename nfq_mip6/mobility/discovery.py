@@ -99,9 +99,7 @@ class HomeAgentDiscovery:
         pending.delay *= 2
         pending.next_at = now + pending.delay
         assert care_of_address is not None
-        return [
-            SendDhaadRequest(pending.identifier, care_of_address, anycast, self.mobile_router)
-        ]
+        return [SendDhaadRequest(pending.identifier, care_of_address, anycast, self.mobile_router)]
 
     def reply(
         self, event: HomeAgentDiscovered, avoid: IPv6Address | None = None

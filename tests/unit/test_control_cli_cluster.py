@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from nfq_mip6.cli import main, mipdiag_main
-from tests.unit.test_control_cli import CACHE, serving
+from tests.unit.test_control_cli import CACHE, STATS, serving
 
 
 class FakeClusterAgent:
@@ -44,6 +44,8 @@ class FakeClusterAgent:
                     for k in ("role", "name", "revision", "applied_revision", "store_reachable")
                 }
             }
+        if command["cmd"] == "stats":
+            return STATS | {"cluster": self.status()}
         if command["cmd"] != "cluster":
             return {"ok": False, "error": "unknown"}
         if command["action"] in ("active", "standby"):
@@ -107,3 +109,12 @@ def test_cache_shows_role_and_store_revision(
         assert capsys.readouterr().out.splitlines()[-1] == (
             "Cluster vha1: standby, store revision 40"
         )
+
+
+def test_stats_show_the_cluster_member(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "agent.sock"
+    with serving(path, FakeClusterAgent().handle):
+        assert main(["stats", "--control-socket", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "Cluster                   : vha1 standby, store revision 40 (reachable)" in lines
+    assert "Cluster commits           : 7 (conflicts 1, timeouts 2)" in lines
