@@ -18,17 +18,19 @@ configurations:
    the MNN (the mobile network) and one to the router's home address (the MN's own
    handover, the same-run baseline), while the router moves visitnet2 <-> visitnet. Per
    move and stream: the longest silence at the receiver around the move (the loss gap),
-   the packets lost, and the latency from the link change to the first delivery. Phases:
+   the packets lost, and when the stream came back. Phases, each on a reset bed:
 
-   * ``router``: the router as the agent configures it;
-   * ``router-per-interface``: the same, after replacing the agent's global forwarding
-     (``all.forwarding = 1``, which makes the kernel drop optimistic DAD for SLAAC
-     addresses) with per-interface ``force_forwarding`` on eth0 and lan0 and
-     ``accept_ra = 1``, as the test bed sets the router up;
-   * ``mn``: the same MN as a plain mobile node (no ``mobile_router``), the HoA stream only.
+   * ``router``: the MN as a mobile router (the test bed's ``mn.toml``), both streams;
+   * ``mn``: the same MN, HA and key as a plain mobile node (no ``mobile_router``), the HoA
+     stream only: the MN handover of bench_handover.py, in the same run.
+
+The throughput rounds run twice more with TCP MSS clamps for the mobile network (at the HA
+toward the prefix, at the router from its LAN, before the encapsulation): without them a
+full-sized segment toward the mobile network does not fit the tunnel and the HA's Packet
+Too Big goes to the HA itself (docs/kernel-notes.md §7), so TCP moves nothing.
 
 Usage (root): ``python bench/bench_nemo.py [--moves 10] [--rate 100] [--dwell 1.5]
-[--seconds 3] [--rounds 3] [--phases router,router-per-interface,mn]``.
+[--seconds 3] [--rounds 3] [--phases router,mn]``.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_handover as handover  # noqa: E402  (the prober/listener helpers, the agent runner)
 
 TARGETS = {"throughput_ratio_tcp": 0.97, "userspace_packets": 0, "median_gap_ms": 50.0}
-PHASES = ("router", "router-per-interface", "mn")
+PHASES = ("router", "mn")
 PLAIN_PREF = "5"
 
 
@@ -241,17 +243,6 @@ def throughput(
     return result, userspace
 
 
-def _per_interface_forwarding(bed: Any) -> None:
-    """Undo the agent's global forwarding on the router, keep it forwarding per interface."""
-    router = bed.node("mn")
-    # all.forwarding = 0 also clears force_forwarding everywhere: set it again afterwards
-    router.run(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=0"])
-    router.run(
-        ["sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra=1",
-         "net.ipv6.conf.eth0.force_forwarding=1", "net.ipv6.conf.lan0.force_forwarding=1"]
-    )  # fmt: skip
-
-
 def _analyse(
     sent: dict[int, float],
     arrivals: dict[int, float],
@@ -327,8 +318,6 @@ def handover_phase(
     ):
         if router:  # the node autoconfigures from the router agent's RAs on its LAN
             bed.wait_for_address(MOBILE_NETWORK_PREFIX, node="mnn", timeout=20.0)
-        if phase == "router-per-interface":
-            _per_interface_forwarding(bed)
         sysctl_keys = ["all.forwarding", "eth0.accept_ra", "eth0.force_forwarding"]
         values = (
             bed.node("mn")
@@ -442,13 +431,15 @@ def run(
             summary["throughput_ratio_tcp_mss_clamped"] or 0.0
         ) >= TARGETS["throughput_ratio_tcp"]
         meets["userspace"] = summary["userspace_packets"] == TARGETS["userspace_packets"]
-    for phase in ("router", "router-per-interface"):
-        gap = summary.get(f"{phase}.mnn.median_gap_ms")
-        if gap is not None:
-            meets[f"{phase}.handover_gap"] = gap <= TARGETS["median_gap_ms"]
-            own = summary.get(f"{phase}.hoa.median_gap_ms")
-            if own is not None:  # the network no slower than the router itself
-                meets[f"{phase}.network_vs_own_handover"] = gap <= own + 1000.0 / rate
+    gap = summary.get("router.mnn.median_gap_ms")
+    if gap is not None:
+        meets["handover_gap"] = gap <= TARGETS["median_gap_ms"]
+        # the network no slower than the router's own handover, and than a plain MN's
+        # (within one packet interval)
+        for own in ("router.hoa", "mn.hoa"):
+            baseline = summary.get(f"{own}.median_gap_ms")
+            if baseline is not None:
+                meets[f"network_vs_{own}"] = gap <= baseline + 1000.0 / rate
     out["meets_targets"] = meets
     return out
 
