@@ -65,7 +65,8 @@ MIPL_METRIC_NAMES: Final[dict[str, str]] = {
 }
 assert tuple(MIPL_METRIC_NAMES) == MIPL_COUNTER_NAMES
 
-# RFC 6275 §6.1: Mobility Header types 0..7 (label values are bounded to these plus "other").
+# RFC 6275 §6.1: Mobility Header types 0..7 and RFC 5142's 12 (label values are bounded to these
+# plus "other").
 MH_TYPE_NAMES: Final[dict[int, str]] = {
     0: "brr",
     1: "hoti",
@@ -75,8 +76,11 @@ MH_TYPE_NAMES: Final[dict[int, str]] = {
     5: "bu",
     6: "ba",
     7: "be",
+    12: "home_agent_switch",
 }
 VERDICTS: Final = frozenset({"accept", "drop", "rewrite", "repeat"})
+DRAIN_EVENTS: Final = ("sent", "retransmitted", "followed", "unsupported", "unanswered")
+"""The HA's drain counters (``drain_switch_*`` in ``stats``, RFC 5142)."""
 ROLES: Final = frozenset({"ha", "mn", "cn"})
 BACKENDS: Final = frozenset({"seg6", "ip6tnl", "none", "fake", "auto"})
 RO_DATAPATHS: Final = frozenset({"bpf", "nfqueue", "fake"})
@@ -204,6 +208,22 @@ class _StateCollector(Collector):
             )
             rejected.add_metric([], float(home_agent["mobile_network_source_rejected"] or 0))
             yield rejected
+        if isinstance(home_agent, Mapping) and "draining" in home_agent:
+            # RFC 5142: nfq-mip6 cluster drain and its Home Agent Switch messages
+            draining = GaugeMetricFamily(
+                f"{PREFIX}_draining", "1 while the home agent drains (nfq-mip6 cluster drain)"
+            )
+            draining.add_metric([], float(home_agent["draining"] or 0))
+            yield draining
+            switches = CounterMetricFamily(
+                f"{PREFIX}_home_agent_switch_messages",
+                "RFC 5142 Home Agent Switch: sent, retransmitted, followed by a de-registration, "
+                "not understood (Binding Error 2), unanswered",
+                labels=["event"],
+            )
+            for event in DRAIN_EVENTS:
+                switches.add_metric([event], float(home_agent.get(f"drain_switch_{event}", 0) or 0))
+            yield switches
 
         if "route_optimization" in stats:
             ro = GaugeMetricFamily(

@@ -250,3 +250,15 @@ def test_cluster_role_revision_lag_and_commit_results() -> None:
     assert value(families, "nfq_mip6_cluster_commit_seconds_count", outcome="timeout") == 1
     assert value(families, "nfq_mip6_cluster_commit_seconds_count", outcome="error") == 1
     assert value(families, "nfq_mip6_cluster_replica_lag_seconds_count") == 1
+
+
+def test_drain_is_a_gauge_and_its_switch_messages_a_counter_by_event() -> None:
+    """RFC 5142: ``nfq-mip6 cluster drain`` and the Home Agent Switch messages it caused."""
+    registry = CollectorRegistry()
+    home_agent = {"draining": 1, "drain_switch_sent": 5, "drain_switch_followed": 4}
+    AgentMetrics(registry, lambda: STATS | {"home_agent": home_agent})
+    families = scrape(registry)
+    assert value(families, "nfq_mip6_draining") == 1
+    assert value(families, "nfq_mip6_home_agent_switch_messages_total", event="sent") == 5
+    assert value(families, "nfq_mip6_home_agent_switch_messages_total", event="followed") == 4
+    assert value(families, "nfq_mip6_home_agent_switch_messages_total", event="unanswered") == 0
