@@ -31,6 +31,7 @@ def exported_sample_names() -> set[str]:
             "mobile_routers": 0,
             "mobile_network_prefixes": 0,
             "mobile_network_source_rejected": 0,
+            "draining": 0,  # RFC 5142 drain
         },
     }
     AgentMetrics(registry, lambda: snapshot)
