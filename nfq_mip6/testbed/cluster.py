@@ -93,8 +93,11 @@ ETCD_PEER_PORT: Final = 2380
 MN_SPI: Final = 2600
 MN_KEY_HEX: Final = "6e66712d6d697036206d6e31206b6579"  # 16 octets
 ADVERT_INTERVAL_S: Final = 0.1
-# keepalived runs the track script this often (each run starts a Python CLI: ~0.4 s CPU).
-TRACK_INTERVAL_S: Final = 2
+# keepalived's track script: each run starts the Python CLI (0.4 s of CPU, 1-3 s on this
+# loaded 2-core machine), so it runs every 5 s with 5 s to answer, and 2 failures in a row
+# move the virtual HA. A dead host is VRRP's business (3 missed adverts, ~0.35 s), not this.
+TRACK_INTERVAL_S: Final = 5
+TRACK_TIMEOUT_S: Final = 5
 TRACK_FALL: Final = 2
 
 
@@ -255,7 +258,7 @@ def keepalived_config(
         track = f"""vrrp_script nfq_mip6_agent {{
     script "{track_command}"
     interval {TRACK_INTERVAL_S}
-    timeout {TRACK_INTERVAL_S}
+    timeout {TRACK_TIMEOUT_S}
     fall {TRACK_FALL}
     rise 1
 }}

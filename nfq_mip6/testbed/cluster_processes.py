@@ -217,10 +217,13 @@ def holds_ha_address(node: Node) -> bool:
 
 
 def host_attached(bed: Testbed, host: str) -> bool:
-    """The host's home-link port at the switch is up (:func:`kill_host` takes it down)."""
+    """The host is alive: its home-link port at the switch is up and its keepalived runs
+    (:func:`kill_host` kills it, with or without taking the links down)."""
     done = ip("-j", "link", "show", "dev", f"{host}-eth0", netns=bed.netns_name("sw"), check=False)
-    with contextlib.suppress(ValueError, IndexError, KeyError):
-        return "UP" in json.loads(done.stdout or "[]")[0]["flags"]
+    with contextlib.suppress(OSError, ValueError, IndexError, KeyError):
+        port_up = "UP" in json.loads(done.stdout or "[]")[0]["flags"]
+        pidfile = host_dir(bed, host) / "keepalived.pid"
+        return port_up and pid_alive(int(pidfile.read_text().split()[0]))
     return False
 
 
@@ -233,18 +236,26 @@ def active_host(bed: Testbed) -> str | None:
     return None
 
 
-def kill_host(bed: Testbed, host: str) -> list[int]:
-    """A host dies: SIGKILL every process in its namespace (agent, keepalived, etcd member),
-    then its links go down at the switch (home link and management link), so its kernel
-    neither answers nor forwards any more. Returns the PIDs killed."""
+def kill_host(bed: Testbed, host: str, carrier: bool = False) -> list[int]:
+    """A host dies: SIGKILL every process in its namespace (agent, keepalived, etcd member).
+
+    ``carrier`` False: its links go down at the switch (a powered-off host; the switch
+    forgets the MAC addresses it learnt there). ``carrier`` True: the links stay up but the
+    host's kernel drops every packet in and out (a hung host; the switch keeps sending the
+    virtual MAC there until the new master's first frame). Returns the PIDs killed.
+    """
     spec = bed.node_spec(host)
     killed = [pid for pid in netns_pids(bed.netns_name(host)) if pid != os.getpid()]
     for pid in killed:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    sw = bed.netns_name("sw")
-    for iface in spec.interfaces:
-        ip("link", "set", f"{host}-{iface.name}", "down", netns=sw)
+    if carrier:
+        drop = "ip6tables -w -t raw -I PREROUTING -j DROP; ip6tables -w -t raw -I OUTPUT -j DROP"
+        bed.node(host).run(["sh", "-c", drop])
+    else:
+        sw = bed.netns_name("sw")
+        for iface in spec.interfaces:
+            ip("link", "set", f"{host}-{iface.name}", "down", netns=sw)
     deadline = time.monotonic() + 5.0
     while any(pid_alive(pid) for pid in killed) and time.monotonic() < deadline:
         time.sleep(0.01)
