@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from ipaddress import IPv6Address
 from typing import Any, Final
@@ -307,10 +307,10 @@ class ReturnRoutabilityRecord:
     return routability exchange while they are younger than MAX_TOKEN_LIFETIME. Ages are
     seconds since the token was received, as of the record."""
 
-    home_token: bytes
+    home_token: bytes = field(repr=False)  # secrets: never in logs
     home_nonce_index: int
     home_token_age: float
-    careof_token: bytes | None
+    careof_token: bytes | None = field(repr=False)
     careof_nonce_index: int
     careof_token_age: float
     careof_token_coa: IPv6Address | None

@@ -362,3 +362,11 @@ def test_the_first_movement_decision_keeps_a_restored_correspondent_binding() ->
     actions = mn.handle(MovedToForeignLink(COA2, None), 1001.0)
     assert RemoveRouteOptimization(HOA, CN) in actions
     assert mn.bul[CN].state is BulState.RR_PENDING
+
+
+def test_keygen_tokens_are_not_in_the_record_repr() -> None:
+    old, _bu = bound_mn()
+    with_correspondent(old)
+    text = repr(old.binding_update_list_records(50.0))
+    assert HOME_TOKEN.hex() not in text and repr(HOME_TOKEN) not in text
+    assert repr(CAREOF_TOKEN) not in text and "home_nonce_index=3" in text
