@@ -46,8 +46,10 @@ from nfq_mip6.mobility.events import (
     InstallHomeTunnel,
     InstallRouteOptimization,
     MobilityMessageReceived,
+    ProxyDadCompleted,
     RemoveHomeTunnel,
     RemoveRouteOptimization,
+    StartProxyDad,
     StartProxyNeighbor,
     StopProxyNeighbor,
     StoredHomeBinding,
@@ -142,6 +144,7 @@ class HomeAgentCluster:
         self._inflight: Counter[IPv6Address] = Counter()
         self._inflight_spis: dict[int, int] = {}
         self._held: dict[IPv6Address, deque[HomeAgentInput]] = {}
+        self._dad_started: dict[IPv6Address, tuple[HomeAgentInput, int]] = {}
         self._wall = time.time
         self._store_failures = LogThrottle(log, "etcd commit failed")
         self.counters: dict[str, int] = dict.fromkeys(
@@ -257,7 +260,17 @@ class HomeAgentCluster:
             self._held.setdefault(hoa, deque()).append(event)
             self.counters["held"] += 1
             return
+        if isinstance(event, ProxyDadCompleted):
+            # a first registration is decided when its proxy DAD ends: the BU that started
+            # it is what a conflict decides again
+            started = self._dad_started.pop(event.home_address, None)
+            actions = rt.core.handle(event, now)
+            bu, attempt = started if started is not None else (None, attempt)
+            self.commit_then_perform(bu if bu is not None else event, actions, now, attempt)
+            return
         actions = rt.core.handle(event, now)
+        if hoa is not None and any(isinstance(a, StartProxyDad) for a in actions):
+            self._dad_started[hoa] = (event, attempt)
         self.commit_then_perform(event, actions, now, attempt)
 
     def commit_then_perform(

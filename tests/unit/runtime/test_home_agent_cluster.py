@@ -290,3 +290,15 @@ def test_single_node_has_no_cluster_command(tmp_path: Path) -> None:
 def test_unknown_action_is_refused(active: Any) -> None:
     rt = active[0]
     assert not rt.handle_control({"cmd": "cluster", "action": "sideways"})["ok"]
+
+
+def test_first_registration_conflict_redecides_the_bu(active: Any) -> None:
+    """The commit of a first registration (made when its proxy DAD ends) conflicts: another
+    member holds sequence 9; the BU that started the DAD is decided again: 135 with 9."""
+    rt, fake, sent, store = active
+    register(rt, 5)
+    store.finish(CommitConflict("changed", BindingSnapshot((row(9, COA2),), {}, 20)))
+    rt.cluster.on_commits()
+    ba, _dst, _rh2 = answer(sent)
+    assert (ba.status, ba.sequence) == (BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW, 9)
+    assert fake.tunnels() == {HOA: COA2} and rt.cluster.counters["redecided"] == 1
