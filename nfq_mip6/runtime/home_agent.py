@@ -272,7 +272,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         if self._load_rules:
             from nfq_mip6.io.iptables import RuleSet, rules_path
 
-            mss = max(MIN_MTU, link.mtu) - TUNNEL_OVERHEAD - 40 - 20
+            mss = tunnel_mss(link.mtu)
             self.rules = RuleSet.from_file(
                 rules_path("ha.rules"),
                 {
@@ -294,7 +294,9 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             (action.home_address, action.care_of_address)
             for action in self.core.route_optimizations()
         )
-        self.sources = MobileNetworkSourceCheck(link.address, rules=self._load_rules)
+        self.sources = MobileNetworkSourceCheck(
+            link.address, rules=self._load_rules, mss=tunnel_mss(link.mtu)
+        )
         for entry in self.core.cache:
             if entry.state is BindingState.REGISTERED and entry.prefixes:
                 self.sources.install(entry.home_address, entry.care_of_address, entry.prefixes)
@@ -951,6 +953,12 @@ def _announces_acceptance(action: Action, refused: set[IPv6Address]) -> bool:
     return (
         isinstance(action, BindingRegistered | BindingRefreshed) and action.home_address in refused
     )
+
+
+def tunnel_mss(mtu: int) -> int:
+    """The TCP MSS that fits a segment plus the tunnel's outer header into ``mtu``
+    (docs/kernel-notes.md §7): MTU − 40 (outer IPv6) − 40 (inner IPv6) − 20 (TCP)."""
+    return max(MIN_MTU, mtu) - TUNNEL_OVERHEAD - 40 - 20
 
 
 def mobile_router_policies(

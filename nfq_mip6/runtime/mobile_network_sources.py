@@ -12,6 +12,15 @@ rules this class adds and removes per mobile router binding:
   is the home address or one of the prefixes; the chain's last, static rule drops every other
   marked packet, and its counter is the number of refused packets.
 
+With ``mss`` (the HA's clamp toward the home prefix, docs/kernel-notes.md §7) each prefix
+also gets the TCP MSS clamp that the tunnel needs in both directions: the encapsulation
+happens at route input on both ends, so a full-size segment would grow 40 octets past the
+link MTU and its Packet Too Big go to the encapsulating node itself (TCP to a mobile network
+node moved nothing without it). SYNs toward the prefix are clamped in mangle
+``NFQMIP6-HA-MSS`` (PREROUTING, before the HA encapsulates: what the mobile network node may
+send), SYNs from the prefix in ``NFQMIP6-HA-MRSRC`` (FORWARD, after ``End.DX6``: what the
+correspondent may send), so the router and its nodes need nothing.
+
 Plain mobile nodes get no rules: their reverse tunnel is unchanged. ``run`` executes one
 ip6tables command (tests replace it); a refused rule is logged and counted, never raised.
 """
@@ -30,6 +39,7 @@ log = logging.getLogger(__name__)
 
 MARK_CHAIN: Final = "NFQMIP6-HA-MR"
 SOURCE_CHAIN: Final = "NFQMIP6-HA-MRSRC"
+MSS_CHAIN: Final = "NFQMIP6-HA-MSS"  # mangle PREROUTING (rules/ha.rules)
 MARK_BASE: Final = 0x62770000
 MARK_MASK: Final = 0xFFFF0000
 
@@ -50,8 +60,10 @@ class MobileNetworkSourceCheck:
         *,
         rules: bool = True,
         run: Callable[[list[str]], int] | None = None,
+        mss: int | None = None,
     ) -> None:
         self._ha = ha_address
+        self._mss = mss
         self._enabled = rules
         self._run = run or run_ip6tables
         self._routers: dict[IPv6Address, _Router] = {}
@@ -70,6 +82,27 @@ class MobileNetworkSourceCheck:
 
     def _source_rule(self, router: _Router, source: str) -> list[str]:
         return ["-m", "mark", "--mark", f"{router.mark:#x}", "-s", source, "-j", "RETURN"]
+
+    def _syn_clamp(self) -> list[str]:
+        assert self._mss is not None
+        return [
+            "-p", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-m", "tcpmss", "--mss",
+            f"{self._mss + 1}:65535", "-j", "TCPMSS", "--set-mss", str(self._mss),
+        ]  # fmt: skip
+
+    def _clamp_rules(self, router: _Router) -> list[list[str]]:
+        """(table, chain, rule) triples as argument lists without the operation: the clamps
+        toward and from each prefix (none without ``mss``)."""
+        if self._mss is None:
+            return []
+        rules: list[list[str]] = []
+        for prefix in router.sources[1:]:
+            rules.append(["mangle", MSS_CHAIN, "-d", prefix, *self._syn_clamp()])
+            rules.append(
+                ["filter", SOURCE_CHAIN, "-m", "mark", "--mark", f"{router.mark:#x}",
+                 "-s", prefix, *self._syn_clamp()]
+            )  # fmt: skip
+        return rules
 
     def _apply(self, args: list[str]) -> bool:
         if not self._enabled:
@@ -103,6 +136,8 @@ class MobileNetworkSourceCheck:
                 for s in sources
             ]
         )
+        for table, chain, *rule in self._clamp_rules(router):  # above the RETURNs
+            ok = self._apply(["-t", table, "-I", chain, "1", *rule]) and ok
         ok = self._apply(["-t", "raw", "-I", MARK_CHAIN, "1", *self._mark_rule(router)]) and ok
         self._routers[home_address] = router
         if old is not None:
@@ -122,6 +157,8 @@ class MobileNetworkSourceCheck:
                 )
                 and ok
             )
+        for table, chain, *rule in self._clamp_rules(router):
+            ok = self._apply(["-t", table, "-D", chain, *rule]) and ok
         return ok
 
     def forget(self) -> None:

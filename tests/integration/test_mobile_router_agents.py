@@ -314,6 +314,16 @@ def test_rfc3963_explicit_mode_journey_with_a_tcp_connection(bed: Testbed, tmp_p
                 assert f"segs 1 [ {coa} ]" in prefix_route(bed), prefix_route(bed)
                 assert wait_until(lambda: reach_each_other(bed), 10.0), f"apart on {link}"
                 assert carries_data(stream), f"the TCP connection stalled on {link}"
+                if link == "visitnet":
+                    # full-size TCP segments both ways through the tunnel (the HA clamps the
+                    # MSS for the prefix): more than 100 of them arrive each way
+                    for client, server, address in (
+                        ("cn", "mnn", MNN_ADDRESS),
+                        ("mnn", "cn", CN_ADDRESS),
+                    ):
+                        report = bed.iperf3(client, server, address, seconds=1, port=5301)
+                        received = report["end"]["sum_received"]["bytes"]
+                        assert received > 100 * 1400, (client, server, received)
             # RFC 3963 §6.5: from the router's CoA, an inner source outside its prefixes
             before = ha_stats(ha)["mobile_network_source_rejected"]
             forged = build_ipv6_packet(

@@ -43,3 +43,29 @@ def test_a_refused_rule_is_counted_not_raised() -> None:
     check = MobileNetworkSourceCheck(HA, run=lambda args: 1)
     assert not check.install(HOA, COA, [MNP])
     assert check.counters["rule_errors"] == 3
+
+
+def test_with_an_mss_each_prefix_gets_the_tunnel_clamp_both_ways() -> None:
+    """SYNs toward the prefix (mangle PREROUTING, before the HA encapsulates) and from it
+    (the router's marked, decapsulated packets in FORWARD); the home address has its own."""
+    commands: list[list[str]] = []
+    check = MobileNetworkSourceCheck(HA, run=lambda args: commands.append(args) or 0, mss=1400)
+    assert check.install(HOA, COA, [MNP])
+    clamp = ["-p", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-m", "tcpmss", "--mss",
+             "1401:65535", "-j", "TCPMSS", "--set-mss", "1400"]  # fmt: skip
+    assert ["-t", "mangle", "-I", "NFQMIP6-HA-MSS", "1", "-d", str(MNP), *clamp] in commands
+    forward = ["-t", "filter", "-I", "NFQMIP6-HA-MRSRC", "1", "-m", "mark", "--mark",
+               "0x62770001", "-s", str(MNP), *clamp]  # fmt: skip
+    # above the RETURN of the same source: inserted at 1 after it
+    assert commands.index(forward) > commands.index(
+        ["-t", "filter", "-I", "NFQMIP6-HA-MRSRC", "1", "-m", "mark", "--mark", "0x62770001",
+         "-s", str(MNP), "-j", "RETURN"]
+    )  # fmt: skip
+    assert not any(f"{HOA}/128" in c and "TCPMSS" in c for c in commands)
+    commands.clear()
+    assert check.remove(HOA)
+    deleted = [c for c in commands if "TCPMSS" in c]
+    assert [c[:4] for c in deleted] == [
+        ["-t", "mangle", "-D", "NFQMIP6-HA-MSS"],
+        ["-t", "filter", "-D", "NFQMIP6-HA-MRSRC"],
+    ]
