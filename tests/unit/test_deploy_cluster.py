@@ -1,0 +1,92 @@
+"""deploy/cluster: the keepalived configuration, its notify script and the HA agent's file
+agree with each other and with what the cluster test bed runs (docs/cluster.md)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tomllib
+from pathlib import Path
+
+from nfq_mip6.testbed.cluster import VIRTUAL_LINK_LOCAL, VMAC_INTERFACE, VRID
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "cluster"
+
+
+def test_keepalived_instance_is_vrrpv3_ipv6_with_the_virtual_mac() -> None:
+    text = (DEPLOY / "keepalived.conf").read_text()
+    for line in (
+        "vrrp_version 3",
+        f"use_vmac {VMAC_INTERFACE}",
+        "vmac_xmit_base",
+        f"virtual_router_id {VRID}",
+        "nopreempt",
+        "accept ",
+        "advert_int 0.1",
+        "cluster status --control-socket /run/nfq-mip6/ha.sock",
+        'notify_master "/etc/keepalived/nfq-mip6-notify MASTER"',
+        'notify_backup "/etc/keepalived/nfq-mip6-notify BACKUP"',
+        'notify_fault "/etc/keepalived/nfq-mip6-notify FAULT"',
+    ):
+        assert line in text, line
+    addresses = text.split("virtual_ipaddress {")[1].split("}")[0].split()
+    assert addresses[0] == f"{VIRTUAL_LINK_LOCAL}/64"  # RFC 5798 §5.2.9
+
+
+def test_agent_serves_the_virtual_address_on_the_vmac_interface() -> None:
+    config = tomllib.loads((DEPLOY / "nfq-mip6-ha.toml").read_text())
+    keepalived = (DEPLOY / "keepalived.conf").read_text()
+    assert config["interface"] == VMAC_INTERFACE
+    assert f"{config['ha']['address']}/64" in keepalived
+    assert config["ha"]["home_prefix"]  # a standby's vrrp.51 has no address to derive it from
+    assert config["cluster"]["role"] == "standby"
+    assert config["control_socket"] == "/run/nfq-mip6/ha.sock"
+
+
+def run_notify(tmp_path: Path, *states: str) -> list[str]:
+    env = os.environ | {
+        "NFQ_MIP6_CLI": "echo nfq-mip6",
+        "NFQ_MIP6_CONTROL_SOCKET": str(tmp_path / "ha.sock"),
+        "NFQ_MIP6_NOTIFY_DIR": str(tmp_path),
+    }
+    lines = []
+    for state in states:
+        done = subprocess.run(
+            [str(DEPLOY / "nfq-mip6-notify"), state],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            timeout=10,
+        )
+        lines.append(done.stdout.strip())
+    return lines
+
+
+def test_notify_maps_vrrp_states_to_cluster_roles(tmp_path: Path) -> None:
+    sock = tmp_path / "ha.sock"
+    assert run_notify(tmp_path, "MASTER", "BACKUP", "FAULT", "STOP") == [
+        f"nfq-mip6 cluster active --control-socket {sock}",
+        f"nfq-mip6 cluster standby --control-socket {sock}",
+        f"nfq-mip6 cluster standby --control-socket {sock}",
+        f"nfq-mip6 cluster standby --control-socket {sock}",
+    ]
+    assert (tmp_path / "vrrp.state").read_text().strip() == "STOP"
+
+
+def test_notify_applies_the_latest_state(tmp_path: Path) -> None:
+    """A late BACKUP run after MASTER was recorded applies MASTER (the latest)."""
+    (tmp_path / "vrrp.state").write_text("MASTER\n")
+    env = os.environ | {"NFQ_MIP6_CLI": "echo nfq-mip6", "NFQ_MIP6_NOTIFY_DIR": str(tmp_path)}
+    script = (DEPLOY / "nfq-mip6-notify").read_text()
+    # the recording step of the late run already happened before MASTER's: skip it here
+    body = script.replace('echo "$1" > "$DIR/vrrp.state.$$" && mv', ": ||")
+    done = subprocess.run(
+        ["sh", "-c", body, "nfq-mip6-notify", "BACKUP"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=10,
+    )
+    assert "cluster active" in done.stdout
