@@ -3,8 +3,9 @@ iperf3 round per path, on the NEMO test bed with the real agents.
 
 Only what a user would observe is asserted (both streams, to the mobile network node and to
 the router's home address, were delivered after every move; TCP reaches the mobile network
-node through the tunnel); the loss gaps and throughput ratios are printed, not asserted (no
-timed assertions in tests). The full run is ``.venv/bin/python bench/bench_nemo.py`` as root.
+node through the tunnel, its segments clamped by the HA); the loss gaps and throughput
+ratios are printed, not asserted (no timed assertions in tests). The full run is
+``.venv/bin/python bench/bench_nemo.py`` as root.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ def test_shortened_nemo_benchmark_delivers_to_the_mobile_network_after_every_mov
         assert len(router[stream]["loss_gap_ms"]["values"]) == 2
         assert router[stream]["moves_without_delivery"] == 0
     throughput = router["throughput"]["mbit_per_s_median"]
-    assert throughput["plain"] > 0 and throughput["plain_mss_clamped"] > 0
-    assert throughput["tunnel_mss_clamped"] > 0  # TCP through the tunnel to the node
+    assert throughput["plain"] > 0
+    assert throughput["tunnel"] > 0  # TCP through the tunnel to the node (the HA's MSS clamp)
     print(
         "loss gap ms (network, router):", router["mnn"]["loss_gap_ms"]["values"],
         router["hoa"]["loss_gap_ms"]["values"],
