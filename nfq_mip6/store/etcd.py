@@ -102,10 +102,10 @@ class EtcdSettings:
     max_batch: int = 64
     probe_interval: float = 1.0
     """Idle store thread: read the store's revision this often (health, ``cluster status``)."""
-    max_in_flight: int = 1
-    """Transactions on their way to etcd at once (distinct keys). 1 = one after the other, as
-    measured in docs/cluster.md; more overlap round trips (etcd syncs them together) but make
-    each batch smaller; on the shared 2-CPU machine here neither was measurably better."""
+    max_in_flight: int = 2
+    """Transactions on their way to etcd at once (distinct keys; etcd syncs overlapping ones
+    together) while fewer than ``max_batch`` commits wait; with a full batch waiting, one at
+    a time (bigger batches: more commits/s). docs/cluster.md has the measurements."""
 
     @property
     def prefix(self) -> str:
@@ -392,7 +392,7 @@ class EtcdBindingStore:
         self._busy: set[str] = set()
         self._workers = ThreadPoolExecutor(
             max_workers=max(1, settings.max_in_flight), thread_name_prefix="etcd-txn"
-        )
+        )  # used when more than one transaction may be in flight
         self._thread = threading.Thread(target=self._run, name="etcd-store", daemon=True)
         self._thread.start()
 
@@ -566,8 +566,11 @@ class EtcdBindingStore:
                 held = []
                 continue
             while held:
+                # a backlog of a full batch or more: one transaction at a time, as big as it
+                # gets (throughput); less: overlap them (latency)
+                limit = self.settings.max_in_flight if len(held) < self.settings.max_batch else 1
                 with self._flight_lock:
-                    if self._in_flight >= max(1, self.settings.max_in_flight):
+                    if self._in_flight >= max(1, limit):
                         break
                     batch, held = self._pick(held, self._busy)
                     if not batch:
@@ -575,7 +578,10 @@ class EtcdBindingStore:
                     self._in_flight += 1
                     for pending in batch:
                         self._busy.update(pending.keys)
-                self._workers.submit(self._work, batch)
+                if self.settings.max_in_flight <= 1:
+                    self._work(batch)  # one at a time: no hop to a worker thread
+                else:
+                    self._workers.submit(self._work, batch)
 
     def _work(self, batch: list[_Pending]) -> None:
         try:

@@ -60,3 +60,65 @@ def test_picker_keeps_one_commit_per_key_in_flight_and_order_per_key() -> None:
         assert b1.keys == {"/nfq-mip6/v1/vha1/b/2001:db8::2": None}
     finally:
         store.close()
+
+
+def test_transactions_overlap_only_without_a_backlog() -> None:
+    """Two transactions in flight on distinct keys when commits trickle in (latency); one at
+    a time, as big as it gets, while a full batch or more waits (throughput). The round trip
+    to etcd is replaced by a function that holds until the test releases it."""
+    import select
+    import threading
+
+    store = EtcdBindingStore(
+        EtcdSettings(("http://127.0.0.1:9",), "vha1", max_batch=4, max_in_flight=2)
+    )
+    lock = threading.Lock()
+    active = [0]
+    seen: list[int] = []
+    release = threading.Event()
+
+    def round_trip(batch: list[_Pending]) -> None:
+        with lock:
+            active[0] += 1
+            seen.append(active[0])
+        release.wait(5.0)
+        time.sleep(0.01)  # a held batch would have the chance to start meanwhile
+        with lock:
+            active[0] -= 1
+        for item in batch:
+            store._finish(item, None)
+
+    def commit(n: int) -> BindingCommit:
+        hoa = IPv6Address(int(HOA) + n)
+        return BindingCommit((StoredBinding("ha", hoa, ROW.care_of_address, 1, 0, 400, 1e9),))
+
+    def wait_for(count: int) -> None:
+        done = 0
+        while done < count:
+            select.select([store.completions()], [], [], 5.0)
+            done += len(store.completions().drain())
+
+    def until(predicate: object) -> None:
+        deadline = time.monotonic() + 5.0
+        while not predicate() and time.monotonic() < deadline:  # type: ignore[operator]
+            time.sleep(0.001)
+
+    store._commit_batch = round_trip  # type: ignore[method-assign]
+    try:
+        release.set()
+        for n in range(20):  # a backlog: 5 batches of 4, one after the other
+            store.submit(commit(n), n)
+        wait_for(20)
+        assert max(seen) == 1
+        seen.clear()
+        release.clear()
+        store.submit(commit(100), 100)
+        until(lambda: len(seen) == 1)  # the first one is on its way to etcd
+        store.submit(commit(101), 101)
+        until(lambda: len(seen) == 2)
+        release.set()
+        wait_for(2)
+        assert seen == [1, 2]
+    finally:
+        release.set()
+        store.close()
