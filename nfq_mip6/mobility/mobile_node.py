@@ -552,7 +552,8 @@ class MobileNode:
         else:
             # §11.7.2: ≤ 420 s, ≤ the home registration's and the CoA's remaining lifetimes.
             home = self.home_entry
-            home_remaining = home.expires_at - now if home is not None else 0.0
+            # (a home registration never acknowledged has expires_at = -inf: nothing left)
+            home_remaining = max(0.0, home.expires_at - now) if home is not None else 0.0
             lifetime = min(
                 float(self.config.correspondent_lifetime),
                 float(MAX_RR_BINDING_LIFETIME),
