@@ -179,32 +179,89 @@ static __always_inline int remove_header(struct __sk_buff *skb, struct ipv6hdr *
 	return bpf_skb_store_bytes(skb, L2_LEN, ip, sizeof(*ip), BPF_F_RECOMPUTE_CSUM) ? -1 : 0;
 }
 
+/* The type 2 routing header (§6.4), one address. */
+struct rh2 {
+	__u8 nexthdr, hdrlen, type, segments_left;
+	__u32 reserved;
+	__u8 home_address[16];
+};
+
+/* The Destination Options header with the HAO (§6.3): PadN with 2 octets of data, then the
+ * option at 8n+6, as Linux's own mip6 builds it. */
+struct hao_header {
+	__u8 nexthdr, hdrlen;
+	__u8 pad_type, pad_len, pad[2];
+	__u8 opt_type, opt_len;
+	__u8 home_address[16];
+} __attribute__((packed));
+
+/* Egress, both roles: the binding (home, peer) of the packet, or NULL when it has none or
+ * must leave unchanged (`skip`, or leave_alone); each case counted. */
+static __always_inline struct mip6_value *egress_binding(const struct ipv6hdr *ip, void *map,
+							 void *stats, const void *home,
+							 const void *peer, int skip)
+{
+	struct mip6_key key;
+	struct mip6_value *bound;
+
+	__builtin_memcpy(key.home_address, home, 16);
+	__builtin_memcpy(key.peer, peer, 16);
+	bound = bpf_map_lookup_elem(map, &key);
+	if (!bound) {
+		count(stats, OUT_NOT_BOUND);
+		return NULL;
+	}
+	if (skip || leave_alone(ip)) {
+		count(stats, OUT_SKIPPED);
+		return NULL;
+	}
+	return bound;
+}
+
+/* Ingress, both roles: a binding (home, peer) exists and its CoA is `care_of_address`. */
+static __always_inline int bound_to(void *map, const void *home, const void *peer,
+				    const void *care_of_address)
+{
+	struct mip6_key key;
+	struct mip6_value *bound;
+
+	__builtin_memcpy(key.home_address, home, 16);
+	__builtin_memcpy(key.peer, peer, 16);
+	bound = bpf_map_lookup_elem(map, &key);
+	return bound && same_address(bound->care_of_address, care_of_address);
+}
+
+/* Insert the 24-octet `ext` and count the outcome. */
+static __always_inline int egress_rewrite(struct __sk_buff *skb, struct ipv6hdr *ip,
+					  const void *ext, __u8 ext_type, void *stats)
+{
+	count(stats, insert_header(skb, ip, ext, ext_type) ? OUT_ERRORS : OUT_REWRITTEN);
+	return PASS;
+}
+
+/* Remove the `len` octets after the fixed header and count the outcome; 0 when done. */
+static __always_inline int ingress_rewrite(struct __sk_buff *skb, struct ipv6hdr *ip, __u32 len,
+					   __u8 next, void *stats)
+{
+	int failed = remove_header(skb, ip, len, next);
+
+	count(stats, failed ? IN_ERRORS : IN_REWRITTEN);
+	return failed;
+}
+
 /* §9.3.2: a packet to a bound home address leaves for the CoA with an RH2 naming the HoA. */
 SEC("tc")
 int cn_egress(struct __sk_buff *skb)
 {
 	struct ipv6hdr ip;
-	struct mip6_key key;
 	struct mip6_value *bound;
-	struct {
-		__u8 nexthdr, hdrlen, type, segments_left;
-		__u32 reserved;
-		__u8 home_address[16];
-	} rh2;
+	struct rh2 rh2;
 
 	if (load_ipv6(skb, &ip))
 		return PASS;
-	__builtin_memcpy(key.home_address, &ip.daddr, 16);
-	__builtin_memcpy(key.peer, &ip.saddr, 16);
-	bound = bpf_map_lookup_elem(&mip6_cn_bind, &key);
-	if (!bound) {
-		count(&mip6_cn_stats, OUT_NOT_BOUND);
+	bound = egress_binding(&ip, &mip6_cn_bind, &mip6_cn_stats, &ip.daddr, &ip.saddr, 0);
+	if (!bound)
 		return PASS;
-	}
-	if (leave_alone(&ip)) {
-		count(&mip6_cn_stats, OUT_SKIPPED);
-		return PASS;
-	}
 	rh2.nexthdr = ip.nexthdr;
 	rh2.hdrlen = 2;
 	rh2.type = IPV6_SRCRT_TYPE_2;
@@ -212,12 +269,7 @@ int cn_egress(struct __sk_buff *skb)
 	rh2.reserved = 0;
 	__builtin_memcpy(rh2.home_address, &ip.daddr, 16);
 	__builtin_memcpy(&ip.daddr, bound->care_of_address, 16);
-	if (insert_header(skb, &ip, &rh2, NEXTHDR_ROUTING)) {
-		count(&mip6_cn_stats, OUT_ERRORS);
-		return PASS;
-	}
-	count(&mip6_cn_stats, OUT_REWRITTEN);
-	return PASS;
+	return egress_rewrite(skb, &ip, &rh2, NEXTHDR_ROUTING, &mip6_cn_stats);
 }
 
 /* §9.3.1: an HAO is accepted only for a binding whose CoA is the packet's source; then the
@@ -226,8 +278,7 @@ SEC("tc")
 int cn_ingress(struct __sk_buff *skb)
 {
 	struct ipv6hdr ip;
-	struct mip6_key key;
-	struct mip6_value *bound;
+	__u8 home_address[16];
 	__u8 opts[64];
 	__u64 len, i, hao_at = 0, hao_count = 0;
 	int odd = 0;
@@ -273,18 +324,12 @@ int cn_ingress(struct __sk_buff *skb)
 	if (odd || i != len || hao_count != 1 || hao_at + 16 > len)
 		goto punt;
 	/* The HAO is re-read from the packet: no variable-offset stack reads. */
-	if (bpf_skb_load_bytes(skb, L2_LEN + sizeof(ip) + hao_at, key.home_address, 16))
+	if (bpf_skb_load_bytes(skb, L2_LEN + sizeof(ip) + hao_at, home_address, 16))
 		goto punt;
-	__builtin_memcpy(key.peer, &ip.daddr, 16);
-	bound = bpf_map_lookup_elem(&mip6_cn_bind, &key);
-	if (!bound || !same_address(bound->care_of_address, (const __u8 *)&ip.saddr))
+	if (!bound_to(&mip6_cn_bind, home_address, &ip.daddr, &ip.saddr))
 		goto punt; /* the slow path answers Binding Error 1 (§9.3.3) */
-	__builtin_memcpy(&ip.saddr, key.home_address, 16);
-	if (remove_header(skb, &ip, (__u32)len, opts[0])) {
-		count(&mip6_cn_stats, IN_ERRORS);
-		return PASS;
-	}
-	count(&mip6_cn_stats, IN_REWRITTEN);
+	__builtin_memcpy(&ip.saddr, home_address, 16);
+	ingress_rewrite(skb, &ip, (__u32)len, opts[0], &mip6_cn_stats);
 	return PASS;
 punt:
 	count(&mip6_cn_stats, IN_PUNTED);
@@ -296,30 +341,17 @@ SEC("tc")
 int mn_egress(struct __sk_buff *skb)
 {
 	struct ipv6hdr ip;
-	struct mip6_key key;
 	struct mip6_value *bound;
-	struct {
-		__u8 nexthdr, hdrlen;
-		__u8 pad_type, pad_len, pad[2]; /* PadN with 2 octets of data */
-		__u8 opt_type, opt_len;	/* the option at 8n+6 (§6.3), as Linux's mip6 builds it */
-		__u8 home_address[16];
-	} __attribute__((packed)) dest;
+	struct hao_header dest;
 
 	if (load_ipv6(skb, &ip))
 		return PASS;
-	__builtin_memcpy(key.home_address, &ip.saddr, 16);
-	__builtin_memcpy(key.peer, &ip.daddr, 16);
-	bound = bpf_map_lookup_elem(&mip6_mn_bind, &key);
-	if (!bound) {
-		count(&mip6_mn_stats, OUT_NOT_BOUND);
-		return PASS;
-	}
 	/* An IPv6-in-IPv6 packet is the reverse tunnel's (RFC 2473): it goes from the CoA to
 	 * the HA as it is, even if it were routed with the HoA as source (§11.3.1). */
-	if (leave_alone(&ip) || ip.nexthdr == NEXTHDR_IPV6) {
-		count(&mip6_mn_stats, OUT_SKIPPED);
+	bound = egress_binding(&ip, &mip6_mn_bind, &mip6_mn_stats, &ip.saddr, &ip.daddr,
+			       ip.nexthdr == NEXTHDR_IPV6);
+	if (!bound)
 		return PASS;
-	}
 	dest.nexthdr = ip.nexthdr;
 	dest.hdrlen = 2;
 	dest.pad_type = IPV6_TLV_PADN;
@@ -330,12 +362,7 @@ int mn_egress(struct __sk_buff *skb)
 	dest.opt_len = 16;
 	__builtin_memcpy(dest.home_address, &ip.saddr, 16);
 	__builtin_memcpy(&ip.saddr, bound->care_of_address, 16);
-	if (insert_header(skb, &ip, &dest, NEXTHDR_DEST)) {
-		count(&mip6_mn_stats, OUT_ERRORS);
-		return PASS;
-	}
-	count(&mip6_mn_stats, OUT_REWRITTEN);
-	return PASS;
+	return egress_rewrite(skb, &ip, &dest, NEXTHDR_DEST, &mip6_mn_stats);
 }
 
 /* §11.3.3: an RH2 naming our home address, from a bound CN to our CoA, is processed here:
@@ -344,13 +371,7 @@ SEC("tc")
 int mn_ingress(struct __sk_buff *skb)
 {
 	struct ipv6hdr ip;
-	struct mip6_key key;
-	struct mip6_value *bound;
-	struct {
-		__u8 nexthdr, hdrlen, type, segments_left;
-		__u32 reserved;
-		__u8 home_address[16];
-	} rh2;
+	struct rh2 rh2;
 
 	if (load_ipv6(skb, &ip))
 		return PASS;
@@ -363,23 +384,14 @@ int mn_ingress(struct __sk_buff *skb)
 		count(&mip6_mn_stats, IN_NOT_OURS);
 		return PASS;
 	}
-	if (rh2.hdrlen != 2 || rh2.segments_left != 1 || rh2.nexthdr == NEXTHDR_MOBILITY)
-		goto punt; /* a BA / BRR with RH2 is the agent's */
-	__builtin_memcpy(key.home_address, rh2.home_address, 16);
-	__builtin_memcpy(key.peer, &ip.saddr, 16);
-	bound = bpf_map_lookup_elem(&mip6_mn_bind, &key);
-	if (!bound || !same_address(bound->care_of_address, (const __u8 *)&ip.daddr))
-		goto punt;
-	__builtin_memcpy(&ip.daddr, rh2.home_address, 16);
-	if (remove_header(skb, &ip, MIP6_EXT_LEN, rh2.nexthdr)) {
-		count(&mip6_mn_stats, IN_ERRORS);
+	if (rh2.hdrlen != 2 || rh2.segments_left != 1 || rh2.nexthdr == NEXTHDR_MOBILITY ||
+	    !bound_to(&mip6_mn_bind, rh2.home_address, &ip.saddr, &ip.daddr)) {
+		count(&mip6_mn_stats, IN_PUNTED); /* a BA / BRR with RH2 is the agent's */
 		return PASS;
 	}
-	skb->mark |= MIP6_RO_MARK;
-	count(&mip6_mn_stats, IN_REWRITTEN);
-	return PASS;
-punt:
-	count(&mip6_mn_stats, IN_PUNTED);
+	__builtin_memcpy(&ip.daddr, rh2.home_address, 16);
+	if (!ingress_rewrite(skb, &ip, MIP6_EXT_LEN, rh2.nexthdr, &mip6_mn_stats))
+		skb->mark |= MIP6_RO_MARK;
 	return PASS;
 }
 
