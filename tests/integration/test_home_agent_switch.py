@@ -108,6 +108,11 @@ def switch_seen(pcap: Path, coa: str) -> bool:
     return switch and deregistration and accepted
 
 
+def summary(pcap: Path) -> list[str]:
+    """The Mobility Headers of a capture, one short line each (for a failure message)."""
+    return [f"{p.src} > {p.dst} rh2={p.rh2_address} {m!r}"[:160] for p, m in mobility_headers(pcap)]
+
+
 def test_drain_moves_the_mobile_node_to_the_other_home_agent(
     testbed_home: Testbed, tmp_path: Path
 ) -> None:
@@ -147,8 +152,8 @@ def test_drain_moves_the_mobile_node_to_the_other_home_agent(
                 assert wait_until(lambda: cache_line(ha_socket) is None, 10.0)
                 assert HA2_ADDRESS in mipdiag("-l", mn_socket)
                 assert wait_until(lambda: reachable(cn), 10.0), "CN lost the MN after the switch"
-                seen = wait_until(lambda: switch_seen(pcap, coa), 5.0)
-                assert seen, mobility_headers(pcap)
+                seen = wait_until(lambda: switch_seen(pcap, coa), 10.0)
+                assert seen, summary(pcap)
             time.sleep(0.5)
         finally:
             result = stream.stop()
