@@ -123,16 +123,6 @@ def stream_report(result: PingResult) -> dict[str, Any]:
     }
 
 
-def notify_master_at(bed: Testbed, host: str) -> float | None:
-    """Wall-clock time of the host's first MASTER notify (its notify log)."""
-    path = cluster.host_dir(bed, host) / "notify.log"
-    for line in path.read_text(errors="replace").splitlines() if path.exists() else ():
-        parts = line.split()
-        if len(parts) >= 2 and parts[1] == "MASTER":
-            return float(parts[0])
-    return None
-
-
 def takeover_ms(bed: Testbed, host: str) -> float | None:
     """The agent's own takeover time (its log: 'active (caught up: ...) in N ms')."""
     path = cluster.host_dir(bed, host) / "agent.log"
@@ -204,7 +194,7 @@ def run_mode(mode: str, rate: int, before: float, after: float) -> dict[str, Any
         standbys = [h for h in hosts[1:] if h != new_active]
         complete = replication(bed, mn_sock, standbys, sequence + 1)
         events = [w for _t, w in mn_events(mn_sock)]
-        master_at = notify_master_at(bed, new_active) if new_active else None
+        master_at = cluster.became_master_at(bed, new_active) if new_active else None
         return {
             "mode": mode,
             "bed_up_s": round(up_s, 2),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
 import importlib.util
 import signal
@@ -30,7 +31,16 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Final
 
-from nfq_mip6.testbed import MnLink, Node, PingResult, Testbed, TestbedError, care_of_address
+from nfq_mip6.testbed import (
+    MnLink,
+    Node,
+    PingResult,
+    Testbed,
+    TestbedError,
+    care_of_address,
+    cluster_processes,
+)
+from nfq_mip6.testbed.cluster import cluster_hosts
 from nfq_mip6.testbed.topology import (
     HA_ADDRESS,
     HOME_PREFIX,
@@ -106,6 +116,13 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="NEMO Basic Support (RFC 3963): the MN is a mobile router with a LAN, the CN "
         "pings the mobile network node behind it (docs/nemo.md)",
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="a virtual HA on three hosts (etcd, keepalived VRRPv3 and an HA agent each, "
+        "docs/cluster.md): the MN registers from visitnet, then the active host dies under "
+        "the CN's ping and the outage is printed",
     )
     parser.add_argument(
         "--prefix-mode",
@@ -287,12 +304,14 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 def run_demo(args: argparse.Namespace) -> int:
     with _sigterm_as_interrupt():
         try:
-            bed = Testbed(args.prefix, nemo=args.nemo)
+            bed = Testbed(args.prefix, nemo=args.nemo, cluster=3 if args.cluster else 0)
         except TestbedError as exc:
             _say(f"nfq-mip6 demo: {exc}", sys.stderr)
             return 2
         agents: list[AgentProcess] = []
         try:
+            if args.cluster:
+                return _cluster_walk_through(bed, args, agents)
             return _walk_through(bed, args, agents)
         except TestbedError as exc:
             _say(f"nfq-mip6 demo: {exc}", sys.stderr)
@@ -397,6 +416,102 @@ def _walk_through(bed: Testbed, args: argparse.Namespace, agents: list[AgentProc
             _say(f"\nthe {agent.role.upper()} agent died:\n{agent.log_tail()}")
             return 1
     return 0
+
+
+CLUSTER_TOPOLOGY: Final = """\
+   ha1 ::11 ─┐   the HA address fec0:106:2700::2 and the virtual MAC 00:00:5e:00:02:33
+   ha2 ::12 ─┤   live on vrrp.51 of the active host only (keepalived, VRRPv3)
+   ha3 ::13 ─┴── homenet ── R ── internet ── CN, AR ── visitnet (the MN, away)
+   ha1..ha3 eth1 fd00:99::1..3 ── mgmt (one etcd member each; the bindings live there)"""
+
+
+def _host_mipdiag(bed: Testbed, host: str) -> str:
+    sock = cluster_processes.control_socket(bed, host)
+    argv = [sys.executable, "-c", _MIPDIAG, "-c", "--control-socket", str(sock)]
+    done = bed.node(host).run(argv, check=False, timeout=15.0)
+    return (done.stdout + done.stderr).rstrip() or "(mipdiag -c: no output)"
+
+
+def _host_holds(bed: Testbed, host: str, coa: str) -> bool:
+    return coa in _host_mipdiag(bed, host)
+
+
+def _cluster_walk_through(
+    bed: Testbed, args: argparse.Namespace, agents: list[AgentProcess]
+) -> int:
+    """``--cluster``: register with the virtual HA, kill the active host under the CN's
+    ping, print the outage and who took over (docs/cluster.md)."""
+    _banner("A virtual HA on three hosts: etcd, keepalived (VRRPv3) and an HA agent each")
+    _say(CLUSTER_TOPOLOGY)
+    started = time.monotonic()
+    bed.up(timeout=30.0)
+    _say(f"\ntest bed {bed.prefix!r} up in {time.monotonic() - started:.2f} s:")
+    _say(bed.status().format())
+    hosts = [h.name for h in cluster_hosts(bed.cluster_size)]
+    active = cluster_processes.active_host(bed) or "ha1"
+    work = bed.run_dir / "demo"
+    work.mkdir(parents=True, exist_ok=True)
+    mn = start_agent(bed, "mn", cluster_processes.mn_config_path(bed), work)
+    agents.append(mn)
+
+    _banner("The MN travels to visitnet and registers with the virtual HA")
+    coa = care_of_address("visitnet")
+    _say("mn# iwconfig eth0 essid visitnet    (nfq-mip6 testbed move visitnet)")
+    bed.move("visitnet")
+    for host in hosts:  # the active host and both standbys hold the binding
+        holds = functools.partial(_host_holds, bed, host, coa)
+        bed.wait_until(holds, 20.0, f"the binding on {host}")
+        _shell(host, "mipdiag -c", _host_mipdiag(bed, host))
+
+    _banner(f"{active} (the active host) dies while the CN pings the home address")
+    stream = bed.ping_stream("cn", MN_HOME_ADDRESS, rate_pps=args.ping_rate).start()
+    new_active: str | None = None
+    try:
+        time.sleep(args.dwell)
+        _say(f"{active}# (power off: agent, keepalived and etcd member killed, links down)")
+        killed = time.time()
+        cluster_processes.kill_host(bed, active)
+        bed.wait_until(
+            lambda: cluster_processes.active_host(bed) not in (None, active), 10.0, "a new master"
+        )
+        new_active = cluster_processes.active_host(bed)
+        master_at = cluster_processes.became_master_at(bed, new_active or "")
+        after = f"{master_at - killed:.2f} s" if master_at else "?"
+        _say(f"(keepalived on {new_active} became master {after} after the kill)")
+        time.sleep(args.dwell)
+    finally:
+        result = stream.stop()
+    _say(f"cn# ping6 -i {1 / args.ping_rate:g} {MN_HOME_ADDRESS}    (across the failure)")
+    _say(f"    {result.summary()}")
+    assert new_active is not None
+    # The MN's next Binding Update (its refresh) goes to the new active host.
+    sequence = _last_bu_sequence(mn)
+
+    def answered() -> bool:
+        events = mn.stats().get("mobile_node", {}).get("events", [])
+        return any(str(what) == f"ba seq={sequence} status=0" for _t, what in events)
+
+    with contextlib.suppress(TestbedError):
+        bed.wait_until(answered, 20.0, f"the BA for the MN's BU {sequence}")
+    _shell(new_active, "mipdiag -c", _host_mipdiag(bed, new_active))
+    _shell("mn", "mipdiag -l", mn.mipdiag("-l"))
+    _banner("Summary")
+    _say(f"  {active} died; {new_active} took over the HA address and the virtual MAC")
+    _say(f"  CN -> HoA across the failure: {result.summary()}")
+    _say(
+        f"  the MN's BU {sequence} (sequence + 1): "
+        + ("answered 0 by the new active host, no new registration" if answered() else
+           "not answered yet")
+    )  # fmt: skip
+    return 0
+
+
+def _last_bu_sequence(mn: AgentProcess) -> int:
+    """The sequence number of the MN's last BU sent so far, + 1 if its BA arrived."""
+    events = [str(what) for _t, what in mn.stats().get("mobile_node", {}).get("events", [])]
+    sent = [int(e.split()[1].removeprefix("seq=")) for e in events if e.startswith("bu seq=")]
+    last = max(sent, default=0)
+    return last + 1 if any(e.startswith(f"ba seq={last} ") for e in events) else last
 
 
 def _travel(

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "active_host",
+    "became_master_at",
     "host_dir",
     "kill_host",
     "mn_config_path",
@@ -236,6 +237,19 @@ def active_host(bed: Testbed) -> str | None:
     return None
 
 
+def became_master_at(bed: Testbed, host: str) -> float | None:
+    """Wall-clock time (``time.time()``) of the host's first MASTER notify, from its notify
+    log (keepalived runs the script as it enters the state); None: never master."""
+    path = host_dir(bed, host) / "notify.log"
+    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[1] == "MASTER":
+            with contextlib.suppress(ValueError):
+                return float(parts[0])
+    return None
+
+
 def kill_host(bed: Testbed, host: str, carrier: bool = False) -> list[int]:
     """A host dies: SIGKILL every process in its namespace (agent, keepalived, etcd member).
 
@@ -246,9 +260,12 @@ def kill_host(bed: Testbed, host: str, carrier: bool = False) -> list[int]:
     """
     spec = bed.node_spec(host)
     killed = [pid for pid in netns_pids(bed.netns_name(host)) if pid != os.getpid()]
-    for pid in killed:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    # Stop them all first: keepalived's VRRP child gets SIGTERM when its parent dies and
+    # would send a priority-0 advert (a graceful hand-over) before its own SIGKILL lands.
+    for sig in (signal.SIGSTOP, signal.SIGKILL):
+        for pid in killed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
     if carrier:
         drop = "ip6tables -w -t raw -I PREROUTING -j DROP; ip6tables -w -t raw -I OUTPUT -j DROP"
         bed.node(host).run(["sh", "-c", drop])

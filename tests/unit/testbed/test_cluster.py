@@ -122,3 +122,20 @@ def test_agent_and_mn_configs_load(tmp_path: Path) -> None:
     mn.write_text(mn_config(key, tmp_path))
     assert tomllib.loads(mn.read_text())["mn"]["home_agent"] == HA_ADDRESS
     assert load_config(mn).role == "mn"
+
+
+def test_became_master_at_reads_the_notify_log(tmp_path: Path) -> None:
+    from nfq_mip6.testbed import Testbed
+    from nfq_mip6.testbed.cluster_processes import became_master_at, host_dir
+
+    bed = Testbed("u1", run_dir=tmp_path, cluster=3)
+    log = host_dir(bed, "ha2") / "notify.log"
+    log.parent.mkdir(parents=True)
+    assert became_master_at(bed, "ha2") is None
+    log.write_text(
+        "100.5 BACKUP (latest BACKUP) -> standby\n"
+        "Role : standby\n"
+        "103.25 MASTER (latest MASTER) -> active\n"
+        "110.0 MASTER (latest MASTER) -> active\n"
+    )
+    assert became_master_at(bed, "ha2") == 103.25
