@@ -19,6 +19,11 @@ the source. Both RO data paths use them (tc BPF and NFQUEUE).
   ``to <HA>/128`` rule they would take this route (its ``src HoA``, and after a move a
   stale next hop) and be lost.
 
+* CN, NFQUEUE data path (``user_space_rewrite``): ``<HoA>/128`` keeps the HoA's own next
+  hop and only adds the MTU. The rewritten packet is routed again to the CoA when it is
+  reinjected; the packets to the HoA that are not rewritten — the HoT and the BRR (§9.4.3,
+  §9.5.5: through the home agent) and the BA of a home de-registration — must still reach
+  the home network.
 * MN, NFQUEUE data path (``user_space_rewrite``): the packet rewritten in user space to
   ``from <CoA>`` is routed again when it is reinjected (LOCAL_OUT). A rule
   ``from <CoA>/128 to <CN>/128 lookup main`` (``MN_RO_REROUTE_RULE_PRIORITY``, before the
@@ -72,9 +77,9 @@ class BindingRoutes:
     """The per-binding routes (and MN rules) of one role, ``"cn"`` or ``"mn"``.
 
     ``on_interface`` is called with the interface a route leaves through before the route
-    is added (the BPF data path attaches its programs there). ``user_space_rewrite`` (MN,
-    NFQUEUE data path): also the rule that routes the rewritten packet (from the CoA) by
-    the main table.
+    is added (the BPF data path attaches its programs there). ``user_space_rewrite``
+    (NFQUEUE data path): at the CN the route keeps the HoA's next hop, at the MN the rule
+    that routes the rewritten packet (from the CoA) by the main table is added too.
     """
 
     def __init__(
@@ -86,7 +91,7 @@ class BindingRoutes:
         user_space_rewrite: bool = False,
     ) -> None:
         self.role = role
-        self.user_space_rewrite = user_space_rewrite and role == "mn"
+        self.user_space_rewrite = user_space_rewrite
         self._reroute: dict[IPv6Address, IPv6Address] = {}  # MN peer -> CoA of its rule
         self._run_ip = run_ip
         self._on_interface = on_interface
@@ -116,10 +121,16 @@ class BindingRoutes:
         """The per-binding host route (and on the MN its rule); attaches the programs on
         the interface the route leaves through. ``from_home_address_only`` (MN, the peer
         is the home agent): the rule selects only packets from the home address."""
-        if self.role == "cn":
-            found = self._route_get(care_of_address, None)
+        if self.role == "cn" and self.user_space_rewrite:
+            # the rewritten packet is routed again (to the CoA); what is not rewritten (HoT,
+            # BRR, the BA of a home de-registration) keeps the HoA's own next hop
+            found = self._route_get(home_address, None)
             destination = home_address
             extra: list[str] = []
+        elif self.role == "cn":
+            found = self._route_get(care_of_address, None)
+            destination = home_address
+            extra = []
         else:
             found = self._route_get(peer, care_of_address)
             destination = peer
@@ -139,7 +150,7 @@ class BindingRoutes:
             if peer in self._rule_sources and self._rule_sources[peer] != source:
                 self._mn_rule("del", peer, self._rule_sources[peer])
             self._mn_rule("add", peer, source)
-            if self.user_space_rewrite:
+            if self.user_space_rewrite:  # the rewritten packet (from the CoA) by `main`
                 self._reroute_rule(peer, care_of_address)
         self.installed[(home_address, peer)] = (destination, dev)
 

@@ -223,7 +223,7 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
                 "cn", config.ro_datapath, (self.interface,) if self.interface else ()
             )
             if self.fast_path is None and self._load_rules:
-                self.ro_routes = BindingRoutes("cn")
+                self.ro_routes = BindingRoutes("cn", user_space_rewrite=True)
         self._restore_state(ctx)
         wanted = {(IPv6Address(hoa), self._address): IPv6Address(coa)
                   for hoa, coa in self.bindings.items()}  # fmt: skip
@@ -423,7 +423,11 @@ class CorrespondentRuntime(MobilityHeaderEndpoint):
     def _perform(self, actions: list[Action], now: float) -> None:
         if actions and self.persistence is not None and self.core is not None:
             self.persistence.record(self.core, actions, now)  # before any of them is sent
-        for action in actions:
+        # Removals first: a packet sent now must not take the host route of a binding that
+        # is going (e.g. the BA of a home de-registration, §9.5.3, queued by the binding's
+        # rule and re-injected after the route is deleted, would be discarded with it).
+        gone = [a for a in actions if isinstance(a, RemoveRouteOptimization)]
+        for action in [*gone, *(a for a in actions if not isinstance(a, RemoveRouteOptimization))]:
             if isinstance(action, SendMobilityMessage):
                 self._send_mobility_message(action, now)
             elif isinstance(action, InstallRouteOptimization):

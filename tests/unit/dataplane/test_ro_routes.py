@@ -153,3 +153,15 @@ def test_stale_reroute_rules_are_removed() -> None:
     routes.remove_stale({(HOA, CN): COA})
     deleted = [c for c in ip.calls if c[:3] == ["-6", "rule", "del"]]
     assert deleted == [["-6", "rule", "del", "from", f"{COA}/128", "to", f"{HA}/128", *REROUTE]]
+
+
+def test_cn_user_space_rewrite_keeps_the_home_address_next_hop() -> None:
+    """NFQUEUE: what is not rewritten (HoT, BRR, a de-registration's BA) must still reach
+    the home network; the route only adds the MTU."""
+    ip = FakeIp()
+    BindingRoutes("cn", run_ip=ip, user_space_rewrite=True).install(HOA, CN, COA)
+    assert ["-j", "-6", "route", "get", str(HOA)] in ip.calls
+    assert ["-j", "-6", "route", "get", str(COA)] not in ip.calls
+    add = next(c for c in ip.calls if c[:3] == ["-6", "route", "replace"])
+    assert add[3] == f"{HOA}/128" and "mtu" in add
+    assert not any(c[:2] == ["-6", "rule"] for c in ip.calls)
