@@ -276,7 +276,9 @@ def _run(args: argparse.Namespace) -> int:
         _emit(answer, format_cluster(answer), args.json, out)
         if not answer.get("store_reachable", False):
             print(f"nfq-mip6: the binding store of {path} is unreachable", file=err)
-            return 3 if args.cluster_action == "status" else 0
+            if args.cluster_action == "status" and not getattr(args, "agent_only", False):
+                return 3
+            return 0
         return 0
     if args.control_cmd == "stats":
         lines = format_stats_extended(answer)
@@ -341,6 +343,13 @@ def register_cluster(
     for name, help_text in CLUSTER_ACTIONS.items():
         action = actions.add_parser(name, help=help_text, description=help_text)
         _common(action)
+        if name == "status":
+            action.add_argument(
+                "--agent-only",
+                action="store_true",
+                help="exit 0 whenever the agent answers, store reachable or not (a track "
+                "that keeps the address where it is while etcd has no quorum)",
+            )
         action.set_defaults(func=_run, control_cmd="cluster", cluster_action=name)
     return actions
 
