@@ -25,7 +25,8 @@ the reordering TCP sees when a veth sender moves between CPUs).
 ``--agents``: the same flows on the HOWTO test bed with the real HA, MN and CN agents, once
 with ``ro_datapath = "bpf"`` and once with ``"nfqueue"`` (agents restarted in between), each
 against plain CN <-> CoA traffic of the same run, plus the packets queued to user space at
-the CN and the MN during one TCP run (the kernel's NFQUEUE packet IDs).
+the CN and the MN during one TCP run (the kernel's NFQUEUE packet IDs). ``--datapaths
+nfqueue`` (or ``bpf``) runs only that data path.
 """
 
 from __future__ import annotations
@@ -249,10 +250,16 @@ def main() -> None:
     parser.add_argument("--map-entries", type=int, default=50000)
     parser.add_argument("--pin", action="store_true", help="iperf3 client CPU 0, servers CPU 1")
     parser.add_argument("--agents", action="store_true", help="real agents, bpf vs nfqueue")
+    parser.add_argument(
+        "--datapaths",
+        default="bpf,nfqueue",
+        help="with --agents: the ro_datapath values to run, comma-separated",
+    )
     args = parser.parse_args()
 
     if args.agents:
-        print(json.dumps(with_agents(args.rounds, args.seconds), indent=2))
+        datapaths = tuple(d for d in args.datapaths.split(",") if d)
+        print(json.dumps(with_agents(args.rounds, args.seconds, datapaths), indent=2))
         return
     lab = RoLab()
     client_cpu, server_cpu = (

@@ -43,7 +43,10 @@ Theory of operation:
   sequence number is stored before the BU leaves. A restarted MN (kill -9 while away)
   restores it: sequence numbers continue (no 135 from the HA, §11.7.1), a home binding
   still in force is BOUND again, the kernel state is adopted and the next movement decision
-  refreshes the binding.
+  refreshes the binding. A correspondent binding in force comes back with its keygen tokens
+  (same CoA as the restored home binding): the RO data path is reconciled with it after
+  ``mn.rules`` is loaded (the adopted BPF map keeps its entry and loses the stale ones; on
+  NFQUEUE its rule and routes come back once).
 * BUs are whole IPv6 packets built with :mod:`nfq_mip6.wire` (source = the CoA, HAO = the
   HoA, Alternate CoA option) sent through ``ctx.send_packet`` (IPV6_HDRINCL).
 """
