@@ -165,6 +165,7 @@ class HomeAgentCluster:
             0,
         )
         self.last_takeover_ms: float | None = None
+        self.last_takeover_steps_ms: dict[str, float] = {}
 
     # --------------------------------------------------------------------------------------
     # Start and stop
@@ -556,8 +557,10 @@ class HomeAgentCluster:
             self.store.seed_revisions(replica.key_revisions())
             self._stop_replica()
         self.role = ACTIVE
+        steps = [time.perf_counter()]
         failed = rt.dataplane.add_proxies(self._proxied())
         self.counters["proxy_errors"] += failed
+        steps.append(time.perf_counter())
         registered = [e for e in rt.core.cache if e.state is BindingState.REGISTERED]
         if rt.egress is not None:
             rt.egress.install_many((e.home_address, e.care_of_address) for e in registered)
@@ -565,6 +568,11 @@ class HomeAgentCluster:
             for entry in registered:
                 if entry.prefixes:
                     rt.sources.install(entry.home_address, entry.care_of_address, entry.prefixes)
+        steps.append(time.perf_counter())
+        self.last_takeover_steps_ms = {
+            "proxy_nd": round((steps[1] - steps[0]) * 1000, 3),
+            "direct_delivery_rules": round((steps[2] - steps[1]) * 1000, 3),
+        }
         return caught_up
 
     def _step_down(self, now: float) -> None:
@@ -604,5 +612,6 @@ class HomeAgentCluster:
             "held": sum(len(q) for q in self._held.values()),
             "bindings": len(self.runtime.core.cache) if self.runtime.core else 0,
             "last_takeover_ms": self.last_takeover_ms,
+            "last_takeover_steps_ms": self.last_takeover_steps_ms,
             "counters": {**self.counters, **{f"store_{k}": v for k, v in store.counters.items()}},
         }
