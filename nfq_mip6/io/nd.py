@@ -10,6 +10,14 @@
   ``retrans_time_ms`` when each DAD starts: RFC 4862 defaults 1 × 1 s), listening until
   RetransTimer after the last one for an NA for that target or another node's DAD NS →
   ``duplicate``.
+* group membership: the solicited-node group of each DAD target is joined before the first
+  probe (RFC 4862 §5.4.2). After a DAD without a duplicate it is kept until the proxy entry
+  for that target exists (:meth:`HomeLinkND.announce`, called right after the kernel's
+  ``ip -6 neigh add proxy``, which joins the same group itself) and only then released, so
+  the kernel's membership never drops to zero between the DAD and the proxy: no MLD "leave"
+  followed by a "join" report for the same group in front of every first BA, and no moment
+  in which the HA does not listen to that group. A result that never becomes a proxy (the
+  binding went away meanwhile) releases the group after ``GROUP_HOLD_S``.
 
 Packets are sent whole through an ``IPV6_HDRINCL`` socket bound to the home interface (the
 source ``::`` cannot be chosen otherwise) and received on a raw ICMPv6 socket filtered to
@@ -62,6 +70,10 @@ UNSPECIFIED: Final = IPv6Address("::")
 PROC_SYS_IPV6: Final = Path("/proc/sys/net/ipv6")
 UNSOLICITED_NA_INTERVAL_S: Final = 1.0
 SO_BINDTODEVICE: Final = 25
+# How long a DAD target's solicited-node group stays joined after a successful DAD while the
+# proxy entry that takes it over is installed (immediately here; an etcd commit first in a
+# cluster).
+GROUP_HOLD_S: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +175,8 @@ class HomeLinkND:
         self._tx.setblocking(False)
         self._dad: dict[IPv6Address, _DadRun] = {}
         self._joined: dict[IPv6Address, int] = {}
+        # DAD targets whose solicited-node group is kept until their proxy entry exists
+        self._held: dict[IPv6Address, float] = {}
         self._announce = _Announcements()
         # Called with (source, RouterAdvertisement) for every RA seen on the home link,
         # the HA's own (radvd's, looped back) included (§10.5.1 Home Agents List, §10.6.1).
@@ -187,7 +201,11 @@ class HomeLinkND:
         self.stats["na_sent"] += 1
 
     def announce(self, target: IPv6Address, source: IPv6Address, now: float) -> None:
-        """Send the unsolicited NA now and MAX_NEIGHBOR_ADVERTISEMENT - 1 more times later."""
+        """Send the unsolicited NA now and MAX_NEIGHBOR_ADVERTISEMENT - 1 more times later.
+
+        Called once the kernel's proxy entry for ``target`` exists: the group its DAD joined
+        is released now (the proxy entry keeps the kernel's membership)."""
+        self._release_held(target)
         self.send_unsolicited_na(target, source)
         for n in range(1, MAX_NEIGHBOR_ADVERTISEMENT):
             self._announce.pending.append((now + n * UNSOLICITED_NA_INTERVAL_S, target, source))
@@ -244,6 +262,10 @@ class HomeLinkND:
         except OSError as exc:
             log.debug("leave %s: %s", group, exc)
 
+    def _release_held(self, target: IPv6Address) -> None:
+        if self._held.pop(target, None) is not None:
+            self._leave(solicited_node_address(target))
+
     # -- receiving -------------------------------------------------------------------------
     def on_readable(self) -> None:
         """Read every pending NS/NA; mark running DADs whose target was defended."""
@@ -285,6 +307,7 @@ class HomeLinkND:
         times = [run.deadline for run in self._dad.values()]
         times += [run.probes[0] for run in self._dad.values() if run.probes]
         times += [p[0] for p in self._announce.pending]
+        times += list(self._held.values())
         return min(times) if times else None
 
     def poll(self, now: float) -> list[DadResult]:
@@ -294,13 +317,19 @@ class HomeLinkND:
             self._announce.pending = [p for p in self._announce.pending if p[0] > now]
             for _, target, source in due:
                 self.send_unsolicited_na(target, source)
+        for target in [t for t, deadline in self._held.items() if deadline <= now]:
+            self._release_held(target)  # never became a proxy entry
         finished: list[DadResult] = []
         for home_address, run in list(self._dad.items()):
             if run.deadline <= now or run.duplicate:
                 del self._dad[home_address]
                 if run.joined:
                     for target in run.targets:
-                        self._leave(solicited_node_address(target))
+                        # kept for the proxy entry (one hold per target is enough)
+                        if run.duplicate or target in self._held:
+                            self._leave(solicited_node_address(target))
+                        if not run.duplicate:
+                            self._held[target] = now + GROUP_HOLD_S
                 if run.duplicate:
                     self.stats["dad_duplicates"] += 1
                 finished.append(DadResult(home_address, run.duplicate))
