@@ -319,7 +319,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         if self.egress is not None:
             self.egress.forget()  # its rules went with the NFQMIP6-HA-OUT chain
         if self.sources is not None:
-            self.sources.forget()  # its rules went with the NFQMIP6-HA-MR/-MRSRC chains
+            self.sources.forget()  # its rules went with the NFQMIP6-HA-MR/-MRSRC/-MSS chains
         if self.core is not None and self.ctx is not None:
             self._save_bindings(self.ctx.clock())
         if self.cluster is not None:
