@@ -41,6 +41,31 @@ import bench_bu_latency as base
 from nfq_mip6.control import request
 
 ETCD_CLIENT, ETCD_PEER = 23790, 23800
+METRICS_PORT = 23810
+
+
+def commit_latency() -> dict[str, Any]:
+    """The cluster agent's own submit -> result histogram (Prometheus), as bucket counts."""
+    done = subprocess.run(
+        ["ip", "netns", "exec", base.NS_H, "curl", "-s", "-m", "2",
+         f"http://127.0.0.1:{METRICS_PORT}/metrics"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    buckets: dict[str, float] = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("nfq_mip6_cluster_commit_seconds_bucket") and "committed" in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[le] = float(line.rsplit(" ", 1)[1])
+    total = buckets.get("+Inf", 0.0)
+    out: dict[str, Any] = {"count": int(total)}
+    for q in (0.5, 0.99):
+        for le, cumulative in buckets.items():
+            if total and cumulative >= q * total:
+                out[f"p{int(q * 100)}_at_most_ms"] = (
+                    None if le == "+Inf" else round(float(le) * 1000, 1)
+                )
+                break
+    return out
 
 
 def start_etcd(data_dir: Path) -> subprocess.Popen[bytes]:
@@ -75,7 +100,8 @@ def start_agent(tmp: Path, max_bindings: int, cluster: bool) -> subprocess.Popen
     config = tmp / "ha.toml"
     text = (
         f'role = "ha"\ninterface = "hh0"\nlog_level = "warning"\nqueue_num = 3\n'
-        f'control_socket = "{tmp / "ha.sock"}"\nmetrics_listen = ""\nstate_dir = "{tmp}"\n'
+        f'control_socket = "{tmp / "ha.sock"}"\nmetrics_listen = "127.0.0.1:{METRICS_PORT}"\n'
+        f'state_dir = "{tmp}"\n'
         f"[ha]\nmax_binding_lifetime = 1000\nmax_tunnel_nr = {max_bindings}\n"
         "require_authentication = false\n"
     )
@@ -165,6 +191,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--mobile-nodes", type=int, default=200)
     parser.add_argument("--etcd-dir", default=None, help="parent of etcd's data directory")
+    parser.add_argument(
+        "--no-replica",
+        action="store_true",
+        help="no standby replica during the cluster run (it shares the CPUs with the agent)",
+    )
     args = parser.parse_args()
     count = int(args.rate * args.seconds)
     mns = base.mobile_nodes(args.mobile_nodes)
@@ -187,7 +218,7 @@ def main() -> int:
             for name, cluster in (("single_node", False), ("cluster", True)):
                 agent = start_agent(tmp / name, len(mns), cluster)
                 follower = None
-                if cluster:  # a standby's replica, in the HA's namespace (etcd's loopback)
+                if cluster and not args.no_replica:  # a standby's replica (etcd's loopback)
                     ready_r, ready_w = os.pipe()
                     stop_r, stop_w = os.pipe()
                     lag_r, lag_w = os.pipe()
@@ -226,6 +257,7 @@ def main() -> int:
                 stats = request(tmp / name / "ha.sock", {"cmd": "stats"})
                 if cluster:
                     cluster_stats = stats.get("cluster", {})
+                    results[name]["agent_commit_latency"] = commit_latency()
                 stop(agent)
                 agent = None
         finally:
