@@ -242,6 +242,29 @@ class Location(Enum):
     AWAY = "away"
 
 
+def _restored_entry(
+    record: BindingUpdateListRecord, hoa: IPv6Address, now: float, *, home_registration: bool
+) -> BindingUpdateListEntry:
+    """A BOUND BUL entry for a saved ``record`` still in force, its route counted as
+    installed, with the lifetime it has left at ``now``."""
+    entry = BindingUpdateListEntry(
+        record.destination,
+        hoa,
+        record.care_of_address,
+        home_registration=home_registration,
+        sequence=record.sequence & 0xFFFF,
+        state=BulState.BOUND,
+    )
+    entry.bound_once = True
+    entry.route_installed = True
+    entry.sent_flags = int(BUFlags.A | BUFlags.H) if home_registration else int(BUFlags.A)
+    entry.lifetime_granted = record.lifetime_granted
+    entry.expires_at = now + record.remaining
+    entry.refresh_at = now + record.remaining * (1 - REFRESH_FRACTION)
+    entry.sent_at = entry.expires_at - max(record.lifetime_granted, record.remaining)
+    return entry
+
+
 class MobileNode:
     """RFC 6275 §11 mobile node core."""
 
@@ -392,21 +415,7 @@ class MobileNode:
                 self.home_agent = record.destination
             if record.destination != self.home_agent or record.destination in self.bul:
                 continue
-            entry = BindingUpdateListEntry(
-                record.destination,
-                hoa,
-                record.care_of_address,
-                home_registration=True,
-                sequence=record.sequence & 0xFFFF,
-                state=BulState.BOUND,
-            )
-            entry.bound_once = True
-            entry.route_installed = True
-            entry.sent_flags = int(BUFlags.A | BUFlags.H)
-            entry.lifetime_granted = record.lifetime_granted
-            entry.expires_at = now + record.remaining
-            entry.refresh_at = now + record.remaining * (1 - REFRESH_FRACTION)
-            entry.sent_at = entry.expires_at - max(record.lifetime_granted, record.remaining)
+            entry = _restored_entry(record, hoa, now, home_registration=True)
             self.bul[record.destination] = entry
             self._sequence_floor.pop(record.destination, None)
             restored.append(entry)
@@ -425,21 +434,7 @@ class MobileNode:
                 or record.destination in self._no_route_optimization
             ):
                 continue
-            entry = BindingUpdateListEntry(
-                record.destination,
-                hoa,
-                record.care_of_address,
-                home_registration=False,
-                sequence=record.sequence & 0xFFFF,
-                state=BulState.BOUND,
-            )
-            entry.bound_once = True
-            entry.route_installed = True
-            entry.sent_flags = int(BUFlags.A)
-            entry.lifetime_granted = record.lifetime_granted
-            entry.expires_at = now + record.remaining
-            entry.refresh_at = now + record.remaining * (1 - REFRESH_FRACTION)
-            entry.sent_at = entry.expires_at - max(record.lifetime_granted, record.remaining)
+            entry = _restored_entry(record, hoa, now, home_registration=False)
             entry.home_token = rr.home_token
             entry.home_nonce_index = rr.home_nonce_index
             entry.home_token_at = now - rr.home_token_age
