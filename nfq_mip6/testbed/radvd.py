@@ -61,10 +61,11 @@ interface {interface}
 """
 
 
-def access_router_config(prefix: str, interface: str = "eth1", title: str = "AR") -> str:
-    """HOWTO §4.2.3 (AR on visitnet) and §5.5 (AR2 on visitnet2)."""
+def _router_config(heading: str, interface: str, prefix: str, *, extra: str = "") -> str:
+    """An on-link router with the fast intervals of RFC 6275 §7.5 and no Home Agent flag,
+    advertising ``prefix`` (``extra``: more interface lines, each ending in a newline)."""
     return f"""\
-# Access Router {title} (Linux Mobile IPv6 HOWTO §4.2.3, §5.5), fast intervals of RFC 6275 §7.5
+# {heading}, fast intervals of RFC 6275 §7.5
 interface {interface}
 {{
     AdvSendAdvert on;
@@ -73,7 +74,7 @@ interface {interface}
     MaxRtrAdvInterval {MAX_RTR_ADV_INTERVAL};
     MinDelayBetweenRAs {MIN_DELAY_BETWEEN_RAS};
     AdvHomeAgentFlag off;
-    prefix {prefix}
+{extra}    prefix {prefix}
     {{
         AdvOnLink on;
         AdvAutonomous on;
@@ -81,31 +82,25 @@ interface {interface}
     }};
 }};
 """
+
+
+def access_router_config(prefix: str, interface: str = "eth1", title: str = "AR") -> str:
+    """HOWTO §4.2.3 (AR on visitnet) and §5.5 (AR2 on visitnet2)."""
+    return _router_config(
+        f"Access Router {title} (Linux Mobile IPv6 HOWTO §4.2.3, §5.5)", interface, prefix
+    )
 
 
 def home_router_config(interface: str = "eth1") -> str:
     """The cluster test bed's home link: R advertises the home prefix (no Home Agent flag).
     The HA hosts send no RAs: only one of them holds the HA address, and a standby must
     stay silent on the home link (docs/cluster.md)."""
-    return f"""\
-# Home router R on homenet (nfq-mip6 cluster test bed), fast intervals of RFC 6275 §7.5
-interface {interface}
-{{
-    AdvSendAdvert on;
-    AdvIntervalOpt on;
-    MinRtrAdvInterval {MIN_RTR_ADV_INTERVAL};
-    MaxRtrAdvInterval {MAX_RTR_ADV_INTERVAL};
-    MinDelayBetweenRAs {MIN_DELAY_BETWEEN_RAS};
-    AdvHomeAgentFlag off;
-    AdvRetransTimer {HOME_LINK_RETRANS_TIMER_MS};
-    prefix {HOME_PREFIX}
-    {{
-        AdvOnLink on;
-        AdvAutonomous on;
-        AdvRouterAddr on;
-    }};
-}};
-"""
+    return _router_config(
+        "Home router R on homenet (nfq-mip6 cluster test bed)",
+        interface,
+        HOME_PREFIX,
+        extra=f"    AdvRetransTimer {HOME_LINK_RETRANS_TIMER_MS};\n",
+    )
 
 
 def radvd_config(node: str) -> str:

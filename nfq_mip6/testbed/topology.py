@@ -276,18 +276,20 @@ def sysctls(spec: NodeSpec) -> dict[str, str]:
         "net.ipv6.conf.all.accept_redirects": "0",
         "net.ipv6.conf.default.accept_redirects": "0",
     }
+    # An ordinary host: SLAAC from its routers' Router Advertisements, optimistic DAD.
+    host = common | {
+        "net.ipv6.conf.all.forwarding": "0",
+        "net.ipv6.conf.default.forwarding": "0",
+        "net.ipv6.conf.default.autoconf": "1",
+        "net.ipv6.conf.default.accept_ra": "1",
+        "net.ipv6.conf.default.accept_ra_defrtr": "1",
+        "net.ipv6.conf.default.accept_ra_pinfo": "1",
+        "net.ipv6.conf.all.optimistic_dad": "1",
+        "net.ipv6.conf.default.optimistic_dad": "1",
+    }
     if spec.role is NodeRole.MOBILE_NETWORK_NODE:
-        # An ordinary host: SLAAC from the mobile router's Router Advertisements.
-        return common | {
-            "net.ipv6.conf.all.forwarding": "0",
-            "net.ipv6.conf.default.forwarding": "0",
-            "net.ipv6.conf.default.autoconf": "1",
-            "net.ipv6.conf.default.accept_ra": "1",
-            "net.ipv6.conf.default.accept_ra_defrtr": "1",
-            "net.ipv6.conf.default.accept_ra_pinfo": "1",
-            "net.ipv6.conf.all.optimistic_dad": "1",
-            "net.ipv6.conf.default.optimistic_dad": "1",
-        }
+        # on the mobile router's LAN
+        return host
     if spec.role is NodeRole.MOBILE_ROUTER:
         # A mobile node that forwards for its LAN (RFC 3963 §5.5): per interface
         # (``force_forwarding``, Linux 6.17+, set by :func:`interface_sysctls`), so that it
@@ -295,18 +297,10 @@ def sysctls(spec: NodeSpec) -> dict[str, str]:
         # ``all.forwarding = 1`` would turn off).
         return sysctls(replace(spec, role=NodeRole.MOBILE_NODE))
     if spec.role is NodeRole.MOBILE_NODE:
-        return common | {
-            "net.ipv6.conf.all.forwarding": "0",
-            "net.ipv6.conf.default.forwarding": "0",
+        # A new CoA is usable at once (RFC 4429); the MN sends RS on link-up.
+        return host | {
             "net.ipv6.conf.all.accept_redirects": "1",
             "net.ipv6.conf.default.accept_redirects": "1",
-            "net.ipv6.conf.default.autoconf": "1",
-            "net.ipv6.conf.default.accept_ra": "1",
-            "net.ipv6.conf.default.accept_ra_defrtr": "1",
-            "net.ipv6.conf.default.accept_ra_pinfo": "1",
-            # A new CoA is usable at once (RFC 4429); the MN sends RS on link-up.
-            "net.ipv6.conf.all.optimistic_dad": "1",
-            "net.ipv6.conf.default.optimistic_dad": "1",
             "net.ipv6.conf.all.use_optimistic": "1",
             "net.ipv6.conf.default.use_optimistic": "1",
         }
