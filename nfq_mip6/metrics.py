@@ -135,6 +135,15 @@ def _bounded(value: object, allowed: frozenset[str], fallback: str = "other") ->
     return text if text in allowed else fallback
 
 
+def _single(
+    family: type[GaugeMetricFamily] | type[CounterMetricFamily], name: str, doc: str, value: Any
+) -> GaugeMetricFamily | CounterMetricFamily:
+    """A metric family ``nfq_mip6_<name>`` with one unlabelled sample (a missing value is 0)."""
+    metric = family(f"{PREFIX}_{name}", doc)
+    metric.add_metric([], float(value or 0))
+    return metric
+
+
 class _StateCollector(Collector):
     """Reads the agent's ``stats`` snapshot at scrape time."""
 
@@ -188,33 +197,35 @@ class _StateCollector(Collector):
         home_agent = stats.get("home_agent")
         if isinstance(home_agent, Mapping) and "mobile_network_prefixes" in home_agent:
             # RFC 3963: counts only (a prefix as a label would be unbounded)
-            routers = GaugeMetricFamily(
-                f"{PREFIX}_mobile_routers", "Bindings of mobile routers with prefixes (RFC 3963)"
+            yield _single(
+                GaugeMetricFamily,
+                "mobile_routers",
+                "Bindings of mobile routers with prefixes (RFC 3963)",
+                home_agent.get("mobile_routers", 0),
             )
-            routers.add_metric([], float(home_agent.get("mobile_routers", 0) or 0))
-            yield routers
-            prefixes = GaugeMetricFamily(
-                f"{PREFIX}_mobile_network_prefixes",
+            yield _single(
+                GaugeMetricFamily,
+                "mobile_network_prefixes",
                 "Mobile Network Prefixes registered and routed into tunnels (RFC 3963)",
+                home_agent["mobile_network_prefixes"],
             )
-            prefixes.add_metric([], float(home_agent["mobile_network_prefixes"] or 0))
-            yield prefixes
         if isinstance(home_agent, Mapping) and "mobile_network_source_rejected" in home_agent:
             # RFC 3963 §6.5: the packet counter of the NFQMIP6-HA-MRSRC drop rule
-            rejected = CounterMetricFamily(
-                f"{PREFIX}_mobile_network_source_rejected",
+            yield _single(
+                CounterMetricFamily,
+                "mobile_network_source_rejected",
                 "Packets reverse-tunnelled from a mobile router's care-of address whose inner "
                 "source is neither its home address nor a registered prefix, dropped (RFC 3963)",
+                home_agent["mobile_network_source_rejected"],
             )
-            rejected.add_metric([], float(home_agent["mobile_network_source_rejected"] or 0))
-            yield rejected
         if isinstance(home_agent, Mapping) and "draining" in home_agent:
             # RFC 5142: nfq-mip6 cluster drain and its Home Agent Switch messages
-            draining = GaugeMetricFamily(
-                f"{PREFIX}_draining", "1 while the home agent drains (nfq-mip6 cluster drain)"
+            yield _single(
+                GaugeMetricFamily,
+                "draining",
+                "1 while the home agent drains (nfq-mip6 cluster drain)",
+                home_agent["draining"],
             )
-            draining.add_metric([], float(home_agent["draining"] or 0))
-            yield draining
             switches = CounterMetricFamily(
                 f"{PREFIX}_home_agent_switch_messages",
                 "RFC 5142 Home Agent Switch: sent, retransmitted, followed by a de-registration, "
@@ -277,17 +288,18 @@ def _cluster_families(cluster: Mapping[str, Any]) -> Iterable[Any]:
     for name in sorted(CLUSTER_ROLES):
         role.add_metric([name], 1.0 if name == current else 0.0)
     yield role
-    revision = GaugeMetricFamily(
-        f"{PREFIX}_cluster_store_revision", "The binding store's revision as last seen"
+    yield _single(
+        GaugeMetricFamily,
+        "cluster_store_revision",
+        "The binding store's revision as last seen",
+        cluster.get("revision", 0),
     )
-    revision.add_metric([], float(cluster.get("revision", 0) or 0))
-    yield revision
-    lag = GaugeMetricFamily(
-        f"{PREFIX}_cluster_replica_lag_revisions",
+    yield _single(
+        GaugeMetricFamily,
+        "cluster_replica_lag_revisions",
         "Store revisions a standby has not applied yet (0 on the active)",
+        cluster.get("lag", 0),
     )
-    lag.add_metric([], float(cluster.get("lag", 0) or 0))
-    yield lag
     reachable = GaugeMetricFamily(
         f"{PREFIX}_cluster_store_reachable", "1 when the binding store answered lately"
     )
