@@ -129,32 +129,38 @@ class MobileNodeRouteOptimization:
         ``home_agent``: the correspondent is our home agent; only packets from the HoA are
         taken, never the reverse tunnel's (CoA → HA, next header 41) or the BUs."""
         self.bindings[correspondent.packed] = care_of_address.packed
-        if self.fast_path is not None:
-            try:  # the tc programs rewrite the binding's packets: nothing to queue
-                self.fast_path.install(
-                    self.home_address,
-                    correspondent,
-                    care_of_address,
-                    from_home_address_only=home_agent,
-                )
-            except DataplaneError as exc:
-                _log.warning("RO data path: %s; NFQUEUE for %s", exc, correspondent)
-                self.counters["rule_errors"] += 1
-            else:
-                return self._remove_rule(correspondent)
+        # the tc programs rewrite the binding's packets: nothing to queue
+        if self.fast_path is not None and self._install_into(
+            self.fast_path, correspondent, care_of_address, home_agent, "RO data path (NFQUEUE)"
+        ):
+            return self._remove_rule(correspondent)
         ok = self._add_rule(correspondent)
         if ok and self.routes is not None:
-            try:  # after the rule: no packet takes the direct route without its HAO
-                self.routes.install(
-                    self.home_address,
-                    correspondent,
-                    care_of_address,
-                    from_home_address_only=home_agent,
-                )
-            except DataplaneError as exc:
-                _log.warning("RO route for %s: %s", correspondent, exc)
-                self.counters["rule_errors"] += 1
+            # after the rule: no packet takes the direct route without its HAO
+            self._install_into(self.routes, correspondent, care_of_address, home_agent, "RO route")
         return ok
+
+    def _install_into(
+        self,
+        target: RouteOptimizationFastPath | BindingRoutes,
+        correspondent: IPv6Address,
+        care_of_address: IPv6Address,
+        home_agent: bool,
+        what: str,
+    ) -> bool:
+        """Install the binding into ``target``; a failure is logged and counted (False)."""
+        try:
+            target.install(
+                self.home_address,
+                correspondent,
+                care_of_address,
+                from_home_address_only=home_agent,
+            )
+        except DataplaneError as exc:
+            _log.warning("%s for %s: %s", what, correspondent, exc)
+            self.counters["rule_errors"] += 1
+            return False
+        return True
 
     def remove(self, correspondent: IPv6Address) -> bool:
         """Back to the reverse tunnel for ``correspondent``."""
