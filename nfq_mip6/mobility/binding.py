@@ -23,6 +23,7 @@ from typing import Final
 
 from nfq_mip6.constants import SEQUENCE_MODULUS
 from nfq_mip6.errors import InternalError
+from nfq_mip6.mobility.events import StoredHomeBinding
 
 
 def seq_newer(new: int, last: int) -> bool:
@@ -236,6 +237,26 @@ class BindingCache:
         entry.registered_at = now
         entry.brr_sent = False
         self.set_expiry(entry, now + lifetime)
+
+    def insert_home(
+        self, home_address: IPv6Address, stored: StoredHomeBinding, now: float
+    ) -> BindingCacheEntry:
+        """Add the registered home binding ``stored`` (from a binding store) for
+        ``home_address``, expiring at its ``expires_at``; returns the new entry."""
+        entry = BindingCacheEntry(
+            home_address,
+            stored.care_of_address,
+            sequence=stored.sequence & 0xFFFF,
+            flags=stored.flags,
+            lifetime=stored.lifetime,
+            now=now,
+            home_registration=True,
+            link_local=stored.link_local,
+        )
+        entry.prefixes = stored.prefixes
+        self.insert(entry)
+        self.set_expiry(entry, stored.expires_at)
+        return entry
 
     def set_expiry(self, entry: BindingCacheEntry, expires_at: float) -> None:
         if entry.expires_at != expires_at or entry.state is BindingState.REPLAY_GUARD:

@@ -1028,19 +1028,7 @@ class HomeAgent:
                 StopProxyNeighbor(home_address),
                 RemoveRouteOptimization(home_address),
             ]
-        entry = BindingCacheEntry(
-            home_address,
-            stored.care_of_address,
-            sequence=stored.sequence & 0xFFFF,
-            flags=stored.flags,
-            lifetime=stored.lifetime,
-            now=now,
-            home_registration=True,
-            link_local=stored.link_local,
-        )
-        entry.prefixes = stored.prefixes
-        self.cache.insert(entry)
-        self.cache.set_expiry(entry, stored.expires_at)
+        entry = self.cache.insert_home(home_address, stored, now)
         actions: list[Action] = []
         if old is not None and old.link_local is not None and old.link_local != entry.link_local:
             actions.append(StopProxyNeighbor(home_address, old.link_local))

@@ -76,17 +76,7 @@ class CorrespondentPersistence:
                     continue
                 entry = core.cache.get(action.home_address)
                 if entry is not None and entry.state is BindingState.REGISTERED:
-                    upserts.append(
-                        StoredBinding(
-                            role=self.ROLE,
-                            home_address=entry.home_address,
-                            care_of_address=entry.care_of_address,
-                            sequence=entry.sequence,
-                            flags=entry.flags,
-                            lifetime=entry.lifetime,
-                            expires_wall=wall + entry.remaining(now),
-                        )
-                    )
+                    upserts.append(StoredBinding.of_entry(self.ROLE, entry, now, wall))
             elif (
                 isinstance(action, BindingDeleted | BindingExpired) and not action.home_registration
             ):

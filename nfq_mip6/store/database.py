@@ -47,9 +47,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from ipaddress import IPv6Address, IPv6Network
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from nfq_mip6.errors import StoreError
+
+if TYPE_CHECKING:
+    from nfq_mip6.mobility.binding import BindingCacheEntry
 
 __all__ = [
     "DATABASE_NAME",
@@ -137,6 +140,23 @@ class StoredBinding:
 
     def remaining(self, wall_now: float) -> float:
         return self.expires_wall - wall_now
+
+    @classmethod
+    def of_entry(
+        cls, role: str, entry: BindingCacheEntry, now: float, wall: float
+    ) -> StoredBinding:
+        """The stored form of a Binding Cache entry (absolute expiry on the wall clock)."""
+        return cls(
+            role=role,
+            home_address=entry.home_address,
+            care_of_address=entry.care_of_address,
+            sequence=entry.sequence,
+            flags=entry.flags,
+            lifetime=entry.lifetime,
+            expires_wall=wall + entry.remaining(now),
+            link_local=entry.link_local,
+            prefixes=entry.prefixes,
+        )
 
 
 @dataclass(frozen=True, slots=True)

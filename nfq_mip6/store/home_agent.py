@@ -23,6 +23,7 @@ from nfq_mip6.mobility.events import (
     BindingExpired,
     BindingRefreshed,
     BindingRegistered,
+    StoredHomeBinding,
 )
 from nfq_mip6.store.binding_store import BindingCommit, BindingStore, SqliteBindingStore
 from nfq_mip6.store.database import StateStore, StoredBinding
@@ -34,17 +35,7 @@ log = logging.getLogger("nfq_mip6.store")
 
 def stored_row(entry: BindingCacheEntry, now: float, wall: float) -> StoredBinding:
     """The stored form of a home registration (absolute expiry on the wall clock)."""
-    return StoredBinding(
-        role=HomeBindingPersistence.ROLE,
-        home_address=entry.home_address,
-        care_of_address=entry.care_of_address,
-        sequence=entry.sequence,
-        flags=entry.flags,
-        lifetime=entry.lifetime,
-        expires_wall=wall + entry.remaining(now),
-        link_local=entry.link_local,
-        prefixes=entry.prefixes,
-    )
+    return StoredBinding.of_entry(HomeBindingPersistence.ROLE, entry, now, wall)
 
 
 def binding_commit(
@@ -160,20 +151,16 @@ class HomeBindingPersistence:
         for row in rows:
             if row.home_address in cache:
                 continue
-            entry = BindingCacheEntry(
-                row.home_address,
+            stored = StoredHomeBinding(
                 row.care_of_address,
-                sequence=row.sequence,
-                flags=row.flags,
-                lifetime=row.lifetime,
-                now=now,
-                home_registration=True,
+                row.sequence,
+                row.flags,
+                row.lifetime,
+                expires_at=now + row.remaining(wall),
                 link_local=row.link_local,
+                prefixes=row.prefixes,
             )
-            entry.prefixes = row.prefixes
-            cache.insert(entry)
-            cache.set_expiry(entry, now + row.remaining(wall))
-            restored.append(entry)
+            restored.append(cache.insert_home(row.home_address, stored, now))
         return restored
 
     def import_json(self, path: Path) -> int:
