@@ -202,11 +202,12 @@ def etcd_argv(
     ]  # fmt: skip
 
 
-def cluster_command(python: str, action: str, control_socket: Path) -> str:
-    """``nfq-mip6 cluster ACTION --control-socket PATH`` as a shell command line."""
+def cluster_command(python: str, action: str, control_socket: Path, *options: str) -> str:
+    """``nfq-mip6 cluster ACTION [OPTIONS] --control-socket PATH`` as a shell command line."""
     return shlex.join(
-        [python, "-m", "nfq_mip6", "cluster", action, "--control-socket", str(control_socket)]
-    )
+        [python, "-m", "nfq_mip6", "cluster", action, *options,
+         "--control-socket", str(control_socket)]
+    )  # fmt: skip
 
 
 def notify_script(python: str, control_socket: Path, log_path: Path) -> str:

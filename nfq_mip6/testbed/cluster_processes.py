@@ -56,7 +56,9 @@ __all__ = [
 ETCD_READY_S: Final = 30.0
 AGENT_READY_S: Final = 20.0
 MASTER_READY_S: Final = 15.0
-# keepalived's track_script runs `nfq-mip6 cluster status` (a failing agent moves the HA).
+# keepalived's track_script runs `nfq-mip6 cluster status --agent-only` (a failing agent
+# moves the HA; etcd out of quorum does not: with the store tracked too, every host would go
+# to FAULT and nobody would forward to the bindings already in the kernel).
 TRACK_AGENT: Final = True
 
 
@@ -194,7 +196,9 @@ def _start_keepalived(bed: Testbed, host: ClusterHost, track: bool) -> int:
     notify.write_text(notify_script(sys.executable, sock, directory / "notify.log"))
     notify.chmod(0o700)
     conf = directory / "keepalived.conf"
-    track_command = cluster_command(sys.executable, "status", sock) if track else None
+    track_command = (
+        cluster_command(sys.executable, "status", sock, "--agent-only") if track else None
+    )
     conf.write_text(keepalived_config(host, notify, track_command))
     conf.chmod(0o644)
     log = directory / "keepalived.log"

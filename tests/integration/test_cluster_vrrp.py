@@ -12,17 +12,25 @@ never asserted.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from cluster_bed import (
+    agent_log,
+    cached,
+    cluster_testbed,
+    control,
+    last_bu_sequence,
+    mn_events,
+    role,
+    start_mn,
+    tunnel_route,
+)
 from helpers import terminate, wait_until
 
-from nfq_mip6.control import ControlError, request
-from nfq_mip6.testbed import Testbed, care_of_address, unique_prefix
+from nfq_mip6.testbed import Testbed, care_of_address
 from nfq_mip6.testbed import cluster_processes as cluster
 from nfq_mip6.testbed.cluster import VMAC, cluster_hosts
 from nfq_mip6.testbed.topology import MN_HOME_ADDRESS
@@ -33,49 +41,8 @@ pytest.importorskip("etcd3gw", reason="optional extra nfq-mip6[cluster] not inst
 
 @pytest.fixture(scope="module")
 def bed() -> Iterator[Testbed]:
-    testbed = Testbed(unique_prefix("c"), cluster=3)
-    try:
-        testbed.up(timeout=30.0)
+    with cluster_testbed(3) as testbed:
         yield testbed
-    finally:
-        testbed.down()
-
-
-def control(bed: Testbed, host: str, cmd: str) -> dict[str, Any]:
-    return request(cluster.control_socket(bed, host), {"cmd": cmd}, timeout=5.0)
-
-
-def agent_log(bed: Testbed, host: str, lines: int = 30) -> str:
-    path = cluster.host_dir(bed, host) / "agent.log"
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def role(bed: Testbed, host: str) -> str:
-    answer = request(
-        cluster.control_socket(bed, host), {"cmd": "cluster", "action": "status"}, timeout=5.0
-    )
-    return str(answer["role"])
-
-
-def cached(bed: Testbed, host: str) -> list[tuple[str, str]]:
-    try:
-        bindings = control(bed, host, "cache")["bindings"]
-    except (ControlError, OSError):
-        return []
-    return [(b["home_address"], b["care_of_address"]) for b in bindings]
-
-
-def tunnel_route(bed: Testbed, host: str) -> bool:
-    routes = bed.node(host).run(["ip", "-6", "route", "show", "table", "all", MN_HOME_ADDRESS])
-    return "encap seg6" in routes.stdout
-
-
-def mn_events(mn_socket: Path) -> list[str]:
-    return [what for _t, what in request(mn_socket, {"cmd": "stats"})["mobile_node"]["events"]]
-
-
-def last_bu_sequence(events: list[str]) -> int:
-    return max(int(e.split()[1].removeprefix("seq=")) for e in events if e.startswith("bu seq="))
 
 
 def test_active_host_killed_under_ping(bed: Testbed, tmp_path: Path) -> None:
@@ -83,11 +50,7 @@ def test_active_host_killed_under_ping(bed: Testbed, tmp_path: Path) -> None:
     assert cluster.active_host(bed) == "ha1"
     mn_socket = bed.run_dir / "mn.sock"
     log = (tmp_path / "mn.log").open("w")
-    mn = bed.node("mn").popen(
-        [sys.executable, "-m", "nfq_mip6", "run", "--config", str(cluster.mn_config_path(bed))],
-        stdout=log,
-        stderr=log,
-    )
+    mn = start_mn(bed, log)
     try:
         coa = care_of_address("visitnet")
         bed.move("visitnet")
