@@ -13,13 +13,13 @@ requests of one binding in one sendmsg). Prints JSON. Needs root.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
-import sys
 import time
 from ipaddress import IPv6Address, IPv6Network
+
+from harness import print_result
 
 from nfq_mip6.dataplane.netlink import NetlinkDataplane
 
@@ -131,9 +131,7 @@ def main() -> int:
         result = run(args.bindings, args.baseline)
     finally:
         subprocess.run(["ip", "netns", "del", NS], check=False)
-    json.dump(result, sys.stdout, indent=2)
-    print()
-    return 0
+    return print_result(result)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Prints JSON. Needs root.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import select
 import signal
@@ -29,6 +28,8 @@ import tempfile
 import time
 from ipaddress import IPv6Address
 from pathlib import Path
+
+from harness import print_result, wait_for_socket
 
 from nfq_mip6.control import request
 from nfq_mip6.wire import (
@@ -100,12 +101,7 @@ def start_agent(tmp: Path, max_bindings: int, pin: bool) -> subprocess.Popen[byt
          "--config", str(config)],
         cwd=REPO,
     )  # fmt: skip
-    deadline = time.monotonic() + 15
-    while not (tmp / "ha.sock").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the HA agent did not start")
-        time.sleep(0.05)
-    time.sleep(0.2)
+    wait_for_socket(proc, tmp / "ha.sock")
     return proc
 
 
@@ -260,9 +256,7 @@ def main() -> int:
     }
     p99s = [percentiles(phase).get("p99_ms") for phase in (refresh, change)]
     result["meets_target"] = all(p is not None and p <= 2.0 for p in p99s)
-    json.dump(result, sys.stdout, indent=2)
-    print()
-    return 0
+    return print_result(result)
 
 
 if __name__ == "__main__":

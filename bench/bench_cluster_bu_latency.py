@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_bu_latency as base
+from harness import print_result, start_etcd, stop_process, wait_for_socket
 
 from nfq_mip6.control import request
 
@@ -68,33 +67,6 @@ def commit_latency() -> dict[str, Any]:
     return out
 
 
-def start_etcd(data_dir: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("etcd")
-    if binary is None:
-        raise SystemExit("etcd not installed (scripts/bootstrap.sh installs etcd-server)")
-    url, peer = f"http://127.0.0.1:{ETCD_CLIENT}", f"http://127.0.0.1:{ETCD_PEER}"
-    log = (data_dir.parent / "etcd.log").open("ab")
-    proc = subprocess.Popen(
-        ["ip", "netns", "exec", base.NS_H, binary, "--name", "b", "--data-dir", str(data_dir),
-         "--listen-client-urls", url, "--advertise-client-urls", url,
-         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-         "--initial-cluster", f"b={peer}", "--log-level", "warn"],
-        stdout=log, stderr=log,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        done = subprocess.run(
-            ["ip", "netns", "exec", base.NS_H, "curl", "-s", "-m", "1", url + "/health"],
-            capture_output=True,
-            check=False,
-        )
-        if b'"health":"true"' in done.stdout:
-            return proc
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("etcd did not become healthy")
-
-
 def start_agent(tmp: Path, max_bindings: int, cluster: bool) -> subprocess.Popen[bytes]:
     tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "ha.toml"
@@ -116,24 +88,8 @@ def start_agent(tmp: Path, max_bindings: int, cluster: bool) -> subprocess.Popen
          "--config", str(config)],
         cwd=base.REPO,
     )  # fmt: skip
-    deadline = time.monotonic() + 15
-    while not (tmp / "ha.sock").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError("the HA agent did not start")
-        time.sleep(0.05)
-    time.sleep(0.2)
+    wait_for_socket(proc, tmp / "ha.sock")
     return proc
-
-
-def stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def follow_replica(ready: int, stop: int, out: int) -> None:
@@ -211,7 +167,7 @@ def main() -> int:
         tmp = Path(tmpdir)
         try:
             base.build_topology(mns)
-            etcd = start_etcd(Path(etcd_parent) / "data")
+            etcd = start_etcd(Path(etcd_parent) / "data", ETCD_CLIENT, ETCD_PEER, base.NS_H)
             from pyroute2 import netns
 
             # one agent after the other; the sender, a child, lives in the MN namespace
@@ -258,11 +214,11 @@ def main() -> int:
                 if cluster:
                     cluster_stats = stats.get("cluster", {})
                     results[name]["agent_commit_latency"] = commit_latency()
-                stop(agent)
+                stop_process(agent)
                 agent = None
         finally:
-            stop(agent)
-            stop(etcd)
+            stop_process(agent)
+            stop_process(etcd)
             for ns in (base.NS_M, base.NS_H):
                 subprocess.run(["ip", "netns", "del", ns], check=False)
     single = results.get("single_node", {}).get("bu_ba_refresh", {})
@@ -283,9 +239,7 @@ def main() -> int:
             else None
         ),
     }
-    json.dump(result, sys.stdout, indent=2)
-    print()
-    return 0
+    return print_result(result)
 
 
 if __name__ == "__main__":

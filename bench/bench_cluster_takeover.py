@@ -22,11 +22,8 @@ Prints JSON. Needs root.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import select
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -34,6 +31,8 @@ import time
 from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any
+
+from harness import print_result, start_etcd, stop_process
 
 from nfq_mip6.control import ControlError, request
 from nfq_mip6.store import BindingCommit, StoredBinding
@@ -53,31 +52,6 @@ def sh(*argv: str) -> str:
 
 def count_lines(*argv: str) -> int:
     return len([line for line in sh(*argv).splitlines() if line.strip()])
-
-
-def start_etcd(data_dir: Path) -> subprocess.Popen[bytes]:
-    binary = shutil.which("etcd")
-    if binary is None:
-        raise SystemExit("etcd not installed (scripts/bootstrap.sh installs etcd-server)")
-    url, peer = f"http://127.0.0.1:{ETCD_CLIENT}", f"http://127.0.0.1:{ETCD_PEER}"
-    log = (data_dir.parent / "etcd.log").open("ab")
-    proc = subprocess.Popen(
-        [binary, "--name", "b", "--data-dir", str(data_dir),
-         "--listen-client-urls", url, "--advertise-client-urls", url,
-         "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-         "--initial-cluster", f"b={peer}", "--log-level", "warn"],
-        stdout=log, stderr=log,
-    )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        done = subprocess.run(
-            ["curl", "-s", "-m", "1", url + "/health"], capture_output=True, check=False
-        )
-        if b'"health":"true"' in done.stdout:
-            return proc
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("etcd did not become healthy")
 
 
 def preload(count: int) -> float:
@@ -156,17 +130,6 @@ def wait_complete(
     raise RuntimeError("the agent did not get every binding in time")
 
 
-def stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
 def flush_kernel() -> None:
     for table in ("6275", "6276"):
         subprocess.run(["ip", "-6", "route", "flush", "table", table], check=False)
@@ -194,7 +157,7 @@ def main() -> int:
         sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         with tempfile.TemporaryDirectory() as tmpdir:
             tmp = Path(tmpdir)
-            etcd = start_etcd(tmp / "etcd")
+            etcd = start_etcd(tmp / "etcd", ETCD_CLIENT, ETCD_PEER)
             result["preload_s"] = round(preload(count), 3)
             # warm standby, then the takeover
             started = time.monotonic()
@@ -208,7 +171,7 @@ def main() -> int:
             result["takeover_caught_up"] = answer.get("caught_up")
             result["takeover_steps_ms"] = answer.get("last_takeover_steps_ms")
             result["proxies_after_takeover"] = count_lines("ip", "-6", "neigh", "show", "proxy")
-            stop(agent)
+            stop_process(agent, timeout=20)
             agent = None
             # baseline: a cold start as active from the store
             flush_kernel()
@@ -216,15 +179,13 @@ def main() -> int:
             agent = start_agent(tmp / "cold", "active")
             complete = wait_complete(agent, tmp / "cold" / "ha.sock", count, proxies=True)
             result["baseline_cold_active_start_s"] = round(complete - started, 3)
-            stop(agent)
+            stop_process(agent, timeout=20)
             agent = None
     finally:
-        stop(agent)
-        stop(etcd)
+        stop_process(agent, timeout=20)
+        stop_process(etcd, timeout=20)
         subprocess.run(["ip", "netns", "del", NS], check=False)
-    json.dump(result, sys.stdout, indent=2)
-    print()
-    return 0
+    return print_result(result)
 
 
 if __name__ == "__main__":

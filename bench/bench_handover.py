@@ -51,6 +51,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from harness import stop_process  # noqa: E402  (bench/ is the script's own folder)
+
 HOME_ADDRESS = "fec0:106:2700::4"
 ECHO_REQUEST, ECHO_REPLY = 128, 129
 ICMP6_FILTER = 1
@@ -204,13 +206,7 @@ def _agent(node: Any, config: Path, control: Path, log: Path) -> Iterator[subpro
             time.sleep(0.05)
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 def _helper(node: Any, mode: str, *args: str) -> subprocess.Popen[str]:
@@ -222,14 +218,19 @@ def _helper(node: Any, mode: str, *args: str) -> subprocess.Popen[str]:
     return proc
 
 
-def _stop_helper(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def move_back_and_forth(
+    bed: Any, moves: int, dwell: float, move_times: list[tuple[str, float]]
+) -> float:
+    """``moves`` handovers visitnet -> visitnet2 -> visitnet ..., ``dwell`` seconds apart,
+    each appended to ``move_times`` with its start; returns the time after the last dwell."""
+    from nfq_mip6.testbed.topology import MnLink
+
+    for index in range(moves):
+        target: MnLink = "visitnet2" if index % 2 == 0 else "visitnet"
+        move_times.append((target, time.monotonic()))
+        bed.move(target)
+        time.sleep(dwell)
+    return time.monotonic()
 
 
 def _events(control: Path) -> list[tuple[float, str]]:
@@ -258,7 +259,6 @@ def run(
 ) -> dict[str, Any]:
     from nfq_mip6.control import request
     from nfq_mip6.testbed import Testbed, care_of_address, unique_prefix
-    from nfq_mip6.testbed.topology import MnLink
 
     bed = Testbed(unique_prefix("bh"))
     workdir = Path(tempfile.mkdtemp(prefix="nfq-mip6-bench-"))
@@ -301,14 +301,9 @@ def run(
             first_registration = time.monotonic() - move_times[0][1]
             tunnel_steady_from = time.monotonic() + 0.5
             time.sleep(max(dwell, 1.5))  # steady state through the tunnel (the baseline)
-            for index in range(moves):
-                target: MnLink = "visitnet2" if index % 2 == 0 else "visitnet"
-                move_times.append((target, time.monotonic()))
-                bed.move(target)
-                time.sleep(dwell)
-            end = time.monotonic()
-            _stop_helper(probe)
-            _stop_helper(listen)
+            end = move_back_and_forth(bed, moves, dwell, move_times)
+            stop_process(probe)
+            stop_process(listen)
             captures.close()
             events = _events(mn_control)
             ha_stats = request(ha_control, {"cmd": "stats"})

@@ -57,6 +57,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_handover as handover  # noqa: E402  (the prober/listener helpers, the agent runner)
+from harness import stop_process  # noqa: E402
 
 TARGETS = {"throughput_ratio_tcp": 0.97, "userspace_packets": 0, "median_gap_ms": 50.0}
 PHASES = ("router", "mn")
@@ -305,7 +306,6 @@ def handover_phase(
         MN_HOME_ADDRESS,
         MNN_ADDRESS,
         MOBILE_NETWORK_PREFIX,
-        MnLink,
     )
 
     router = phase != "mn"
@@ -365,14 +365,9 @@ def handover_phase(
             1000 * _wait_registered(ha_control, care_of_address("visitnet")), 1
         )
         time.sleep(max(dwell, 1.5))
-        for index in range(moves):
-            target: MnLink = "visitnet2" if index % 2 == 0 else "visitnet"
-            move_times.append((target, time.monotonic()))
-            bed.move(target)
-            time.sleep(dwell)
-        end = time.monotonic()
+        end = handover.move_back_and_forth(bed, moves, dwell, move_times)
         for helper in helpers:
-            handover._stop_helper(helper)
+            stop_process(helper)
         values = (
             bed.node("mn")
             .run(["sysctl", "-n", *(f"net.ipv6.conf.{k}" for k in sysctl_keys)])
