@@ -19,12 +19,13 @@ RUN apt-get update \
         clang libbpf-dev \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
-# The dependencies first (their layer survives source edits). A TLS-intercepting proxy's CA
+# The dependencies first (their layer survives source edits), with the [cluster] extra
+# (etcd3gw: an HA member of a cluster, deploy/cluster/). A TLS-intercepting proxy's CA
 # can be passed as the build secret "extra_ca"; it never lands in a layer.
 COPY pyproject.toml README.md /opt/nfq-mip6/
 RUN --mount=type=secret,id=extra_ca,required=false \
     if [ -s /run/secrets/extra_ca ]; then export PIP_CERT=/run/secrets/extra_ca; fi \
- && /opt/venv/bin/python -c 'import tomllib; print("\n".join(tomllib.load(open("/opt/nfq-mip6/pyproject.toml", "rb"))["project"]["dependencies"]))' > /tmp/requirements.txt \
+ && /opt/venv/bin/python -c 'import tomllib; p = tomllib.load(open("/opt/nfq-mip6/pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["cluster"]))' > /tmp/requirements.txt \
  && /opt/venv/bin/pip install "setuptools>=68" wheel -r /tmp/requirements.txt
 # The project itself (nfq_mip6/, rules/: see .dockerignore), installed editable from
 # /opt/nfq-mip6 so that the runtime finds rules/ beside the package, as in a source checkout.

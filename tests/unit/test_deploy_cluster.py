@@ -23,7 +23,7 @@ def test_keepalived_instance_is_vrrpv3_ipv6_with_the_virtual_mac() -> None:
         "nopreempt",
         "accept ",
         "advert_int 0.1",
-        "cluster status --control-socket /run/nfq-mip6/ha.sock",
+        "cluster status --agent-only --control-socket /run/nfq-mip6/ha.sock",
         'notify_master "/etc/keepalived/nfq-mip6-notify MASTER"',
         'notify_backup "/etc/keepalived/nfq-mip6-notify BACKUP"',
         'notify_fault "/etc/keepalived/nfq-mip6-notify FAULT"',
