@@ -165,6 +165,11 @@ def test_quorum_loss(registered: Registered) -> None:
         assert wait_until(lambda: bool(answered(pending)), 40.0), "\n".join(
             [*mn_events(mn_socket), agent_log(bed, active)]
         )
+        # And the CN's pings still get replies.
+        replies = stream.replies_so_far
+        assert wait_until(lambda: stream.replies_so_far >= replies + 20, 10.0), "\n".join(
+            [*mn_events(mn_socket), agent_log(bed, active), str(cached(bed, active))]
+        )
         result = stream.stop()
     sent = [e for e in mn_events(mn_socket) if e.startswith("bu seq=")]
     print(
