@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
-from helpers import NemoHosts, nemo_kernel_hosts
+from helpers import NemoHosts, nemo_kernel_hosts, running_testbed
 
 from nfq_mip6.testbed import Testbed, unique_prefix
 from nfq_mip6.testbed.netns import probe_link_kind
@@ -32,12 +32,8 @@ from nfq_mip6.testbed.netns import probe_link_kind
 
 @pytest.fixture(scope="session")
 def testbed() -> Iterator[Testbed]:
-    bed = Testbed(unique_prefix("t"))
-    try:
-        bed.up()
+    with running_testbed("t") as bed:
         yield bed
-    finally:
-        bed.down()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nfq_mip6.control import ControlError, request
-from nfq_mip6.testbed import Testbed
+from nfq_mip6.testbed import Testbed, unique_prefix
 from nfq_mip6.testbed.testbed import Node
 from nfq_mip6.testbed.topology import HA_ADDRESS, HOME_PREFIX, MN_INTERFACE, VISITNET_PREFIX
 from nfq_mip6.wire import BindingAck, parse_ipv6, parse_mh
@@ -103,6 +103,17 @@ class ScriptedMobileNode:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+@contextlib.contextmanager
+def running_testbed(name: str, *, nemo: bool = False) -> Iterator[Testbed]:
+    """A test bed with a unique prefix made from ``name``, up for the block, down after."""
+    bed = Testbed(unique_prefix(name), nemo=nemo)
+    try:
+        bed.up()
+        yield bed
+    finally:
+        bed.down()
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from helpers import (
     binding_ack,
     flush_ha_kernel_state,
     leave_home,
+    running_testbed,
     scripted_mobile_node,
     start_agent,
     stop_agent,
@@ -39,7 +40,7 @@ from test_mobile_node import mobility_headers
 
 from nfq_mip6.security import MobileNodeAuthenticator, SecurityAssociation
 from nfq_mip6.security.keys import KeySource, load_key
-from nfq_mip6.testbed import Testbed, care_of_address, unique_prefix
+from nfq_mip6.testbed import Testbed, care_of_address
 from nfq_mip6.testbed.nemo import MR_SPI
 from nfq_mip6.testbed.testbed import Node
 from nfq_mip6.testbed.topology import (
@@ -134,12 +135,8 @@ TCP_PORT = 5963
 
 @pytest.fixture(scope="module")
 def nemo_bed() -> Iterator[Testbed]:
-    bed = Testbed(unique_prefix("nm"), nemo=True)
-    try:
-        bed.up()
+    with running_testbed("nm", nemo=True) as bed:
         yield bed
-    finally:
-        bed.down()
 
 
 @pytest.fixture

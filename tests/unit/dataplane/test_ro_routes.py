@@ -27,6 +27,7 @@ class FakeIp:
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
         self.shown: list[dict[str, object]] = []
+        self.rules: list[dict[str, object]] = []
 
     def __call__(self, args: list[str]) -> subprocess.CompletedProcess[str]:
         self.calls.append(args)
@@ -35,6 +36,8 @@ class FakeIp:
             out = json.dumps([{"dst": args[4], "gateway": "fe80::1", "dev": "lo"}])
         elif args[:4] == ["-j", "-6", "route", "show"]:
             out = json.dumps(self.shown)
+        elif args == ["-j", "-6", "rule", "show"]:
+            out = json.dumps(self.rules)
         elif args[:3] == ["-j", "-6", "rule"]:
             out = "[]"
         return subprocess.CompletedProcess(["ip", *args], 0, out, "")
@@ -92,16 +95,8 @@ def test_mn_rule_for_the_home_agent_selects_only_packets_from_the_home_address()
 
 def test_stale_mn_rule_from_the_home_address_is_removed_with_its_selector() -> None:
     ip = FakeIp()
-    rules = [{"priority": MN_RO_RULE_PRIORITY, "src": str(HOA), "srclen": 128, "dst": str(HA)}]
-    original = ip.__call__
-
-    def answer(args: list[str]) -> subprocess.CompletedProcess[str]:
-        if args == ["-j", "-6", "rule", "show"]:
-            ip.calls.append(args)
-            return subprocess.CompletedProcess(["ip", *args], 0, json.dumps(rules), "")
-        return original(args)
-
-    BindingRoutes("mn", run_ip=answer).remove_stale({})
+    ip.rules = [{"priority": MN_RO_RULE_PRIORITY, "src": str(HOA), "srclen": 128, "dst": str(HA)}]
+    BindingRoutes("mn", run_ip=ip).remove_stale({})
     deleted = [c for c in ip.calls if c[:3] == ["-6", "rule", "del"]]
     assert deleted == [["-6", "rule", "del", "from", f"{HOA}/128", "to", f"{HA}/128", *TAIL]]
 
@@ -136,19 +131,11 @@ def test_mn_without_user_space_rewrite_adds_no_reroute_rule() -> None:
 
 def test_stale_reroute_rules_are_removed() -> None:
     ip = FakeIp()
-    rules = [
+    ip.rules = [
         {"priority": MN_RO_REROUTE_RULE_PRIORITY, "src": str(COA), "srclen": 128, "dst": str(CN)},
         {"priority": MN_RO_REROUTE_RULE_PRIORITY, "src": str(COA), "srclen": 128, "dst": str(HA)},
     ]
-    original = ip.__call__
-
-    def answer(args: list[str]) -> subprocess.CompletedProcess[str]:
-        if args == ["-j", "-6", "rule", "show"]:
-            ip.calls.append(args)
-            return subprocess.CompletedProcess(["ip", *args], 0, json.dumps(rules), "")
-        return original(args)
-
-    routes = BindingRoutes("mn", run_ip=answer, user_space_rewrite=True)
+    routes = BindingRoutes("mn", run_ip=ip, user_space_rewrite=True)
     routes.install(HOA, CN, COA)
     routes.remove_stale({(HOA, CN): COA})
     deleted = [c for c in ip.calls if c[:3] == ["-6", "rule", "del"]]
