@@ -218,6 +218,15 @@ def _helper(node: Any, mode: str, *args: str) -> subprocess.Popen[str]:
     return proc
 
 
+def take_down(bed: Any, workdir: Path, keep_workdir: bool) -> None:
+    """The test bed down; the work directory (agent logs, raw samples) removed unless kept."""
+    bed.down()
+    if keep_workdir:
+        print(f"agent logs and raw samples kept in {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def move_back_and_forth(
     bed: Any, moves: int, dwell: float, move_times: list[tuple[str, float]]
 ) -> float:
@@ -320,11 +329,7 @@ def run(
         sent = {int(k): v for k, v in probe_data["sent"].items()}
         replies = {int(k): v for k, v in probe_data["replies"].items()}
     finally:
-        bed.down()
-        if keep_workdir:
-            print(f"agent logs and raw samples kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        take_down(bed, workdir, keep_workdir)
 
     latency: list[float] = []
     lost: list[float] = []

@@ -43,7 +43,6 @@ import contextlib
 import itertools
 import json
 import os
-import shutil
 import statistics
 import sys
 import tempfile
@@ -405,11 +404,7 @@ def run(
                 bed, phase, workdir, moves, rate, dwell, seconds, rounds, extra_clamp
             )
     finally:
-        bed.down()
-        if keep_workdir:
-            print(f"agent logs and raw samples kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        handover.take_down(bed, workdir, keep_workdir)
     out: dict[str, Any] = {
         "benchmark": "nemo",
         "moves": moves,
