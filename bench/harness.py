@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support
+
+from tests.support.processes import terminate
 
 
 def start_etcd(
@@ -54,14 +57,8 @@ def wait_for_socket(proc: subprocess.Popen[bytes], sock: Path, timeout: float = 
 
 def stop_process(proc: subprocess.Popen[Any] | None, timeout: float = 10) -> None:
     """SIGTERM, then SIGKILL after ``timeout`` seconds; a process already gone is left."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    if proc is not None:
+        terminate(proc, timeout)
 
 
 def print_result(result: dict[str, Any]) -> int:

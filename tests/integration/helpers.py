@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from nfq_mip6.testbed.testbed import Node
 from nfq_mip6.testbed.topology import HA_ADDRESS, HOME_PREFIX, MN_INTERFACE, VISITNET_PREFIX
 from nfq_mip6.wire import BindingAck, parse_ipv6, parse_mh
 from nfq_mip6.wire.mh import IPPROTO_MH
+from tests.support.processes import terminate
 
 # ------------------------------------------------------------------------------------------
 # The scripted Mobile Node
@@ -245,18 +245,6 @@ def ns_run(ns: str, *argv: str, check: bool = True) -> str:
     if check and done.returncode != 0:
         raise AssertionError(f"{argv}: {done.stderr}")
     return done.stdout
-
-
-def terminate(proc: subprocess.Popen[str], timeout: float = 10.0) -> int:
-    """SIGTERM if still running, SIGKILL after ``timeout`` seconds; the exit status."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 @contextlib.contextmanager
