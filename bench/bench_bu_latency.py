@@ -186,11 +186,17 @@ def percentiles(rtts: list[float]) -> dict[str, float]:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def load_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The BU load of a run: ``--rate`` BUs/s for ``--seconds`` from ``--mobile-nodes`` MNs."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--mobile-nodes", type=int, default=200)
+    return parser
+
+
+def main() -> int:
+    parser = load_arguments(__doc__)
     parser.add_argument("--state-dir", default=None, help="parent of the agent state dir")
     parser.add_argument(
         "--pin", action="store_true", help="agent on CPU 1, this sender on CPU 0 (2+ CPUs)"

@@ -22,7 +22,6 @@ the store during the cluster run; per binding change, the time from the active's
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -142,10 +141,7 @@ def measure(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rate", type=float, default=1000.0)
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--mobile-nodes", type=int, default=200)
+    parser = base.load_arguments(__doc__)
     parser.add_argument("--etcd-dir", default=None, help="parent of etcd's data directory")
     parser.add_argument(
         "--no-replica",
