@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from ipaddress import IPv6Address
 
@@ -90,6 +91,20 @@ def test_home_address_traffic_crosses_the_router_with_rh2_and_hao(lab: RoLab) ->
     assert cn_counters["in_errors"] == 0 and cn_counters["out_errors"] == 0
 
 
+def _serve_once(lab: RoLab) -> subprocess.Popen[bytes]:
+    """An iperf3 server for one test on the MN's home address, returned once it listens (a
+    client that connects earlier is refused)."""
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", lab.mn, "iperf3", "-s", "-1", "-B", HOA],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10.0
+    while not lab.sh(lab.mn, "ss", "-Htln", "sport = :5201").stdout.strip():
+        assert server.poll() is None and time.monotonic() < deadline, "iperf3 server did not start"
+        time.sleep(0.02)
+    return server
+
+
 def test_full_size_packets_and_tcp_both_ways(lab: RoLab) -> None:
     lab.bind()
     routes = lab.sh(lab.cn, "ip", "-6", "route", "show", f"{HOA}/128").stdout
@@ -99,10 +114,7 @@ def test_full_size_packets_and_tcp_both_ways(lab: RoLab) -> None:
     # 1452 octets of ICMPv6 data = a 1500-octet packet before the 24-octet insert
     assert lab.ping(lab.cn, HOA, "-s", "1452", "-M", "dont")
     assert lab.ping(lab.mn, CN, "-s", "1452", "-I", HOA)
-    server = subprocess.Popen(
-        ["ip", "netns", "exec", lab.mn, "iperf3", "-s", "-1", "-B", HOA],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    server = _serve_once(lab)
     try:
         for reverse in ([], ["-R"]):
             done = subprocess.run(
@@ -118,11 +130,7 @@ def test_full_size_packets_and_tcp_both_ways(lab: RoLab) -> None:
             assert result["end"]["sum_received"]["bytes"] > 1024 * 1024
             if not reverse:  # -1: the server serves one test; start it again for -R
                 server.wait(timeout=10)
-                server = subprocess.Popen(
-                    ["ip", "netns", "exec", lab.mn, "iperf3", "-s", "-1", "-B", HOA],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
-                lab.sh(lab.mn, "sleep", "0.5")
+                server = _serve_once(lab)
     finally:
         server.kill()
     counters = lab.adapter("mn", "keep")["counters"]
