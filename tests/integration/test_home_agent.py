@@ -468,13 +468,16 @@ def test_reverse_tunnelled_packets_forwarded_back_out_of_the_home_link_draw_no_r
         if a.startswith("fe80:")
     )
     ha.run(["ip", "-6", "route", "replace", f"{CN}/128", "via", r_link_local, "dev", "eth0"])
+    # The kernel rate-limits Redirects per destination and per source (a token a second,
+    # a burst of six): earlier tests on the session's test bed may have spent the burst, so
+    # the pings are spread over three seconds for at least one Redirect to be generated.
     try:
         with (
             mn_tunnel_endpoint(away_testbed.node("mn"), HOA, COA, HA),
             away_testbed.capture("homenet", tmp_path / "homenet.pcap") as pcap,
         ):
             ping = away_testbed.node("cn").run(
-                ["ping", "-c", "3", "-i", "0.2", "-W", "2", str(HOA)], check=False
+                ["ping", "-c", "6", "-i", "0.5", "-W", "2", str(HOA)], check=False
             )
     finally:
         ha.run(["ip", "-6", "route", "del", f"{CN}/128"], check=False)
