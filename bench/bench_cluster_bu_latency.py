@@ -97,7 +97,8 @@ def follow_replica(ready: int, stop: int, out: int) -> None:
     record's expiry minus its lifetime, same host clock) to the replica holding it."""
     import select
 
-    from nfq_mip6.store.etcd import EtcdReplica, EtcdSettings
+    from nfq_mip6.store.etcd_gateway import EtcdSettings
+    from nfq_mip6.store.etcd_replica import EtcdReplica
 
     replica = EtcdReplica(EtcdSettings((f"http://127.0.0.1:{ETCD_CLIENT}",), "bench"))
     replica.start()

@@ -55,7 +55,8 @@ def count_lines(*argv: str) -> int:
 
 
 def preload(count: int) -> float:
-    from nfq_mip6.store.etcd import EtcdBindingStore, EtcdSettings
+    from nfq_mip6.store.etcd import EtcdBindingStore
+    from nfq_mip6.store.etcd_gateway import EtcdSettings
 
     store = EtcdBindingStore(
         EtcdSettings((f"http://127.0.0.1:{ETCD_CLIENT}",), "bench", commit_timeout=120.0)

@@ -1,4 +1,4 @@
-"""Benchmark: the cluster binding store (nfq_mip6/store/etcd.py) against a real etcd.
+"""Benchmark: the cluster binding store (nfq_mip6/store/etcd*.py) against a real etcd.
 
 Starts one etcd member (Debian ``etcd-server``) on 127.0.0.1 with a temporary data directory,
 then measures, in the same run:
@@ -28,7 +28,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support
 
 from nfq_mip6.store import BindingCommit, StoredBinding
-from nfq_mip6.store.etcd import EtcdBindingStore, EtcdReplica, EtcdSettings
+from nfq_mip6.store.etcd import EtcdBindingStore
+from nfq_mip6.store.etcd_gateway import EtcdSettings
+from nfq_mip6.store.etcd_replica import EtcdReplica
 from tests.support.etcd import EtcdServer
 
 COA = IPv6Address("2001:db8:c::1")

@@ -62,7 +62,9 @@ from nfq_mip6.wire.mh import BindingUpdate
 
 if TYPE_CHECKING:
     from nfq_mip6.runtime.home_agent import HomeAgentRuntime
-    from nfq_mip6.store.etcd import EtcdBindingStore, EtcdReplica, EtcdSettings
+    from nfq_mip6.store.etcd import EtcdBindingStore
+    from nfq_mip6.store.etcd_gateway import EtcdSettings
+    from nfq_mip6.store.etcd_replica import EtcdReplica
 
 __all__ = ["ACTIVE", "STANDBY", "HomeAgentCluster", "etcd_settings"]
 
@@ -75,23 +77,26 @@ MAX_REDECISIONS: Final = 3
 (another writer keeps changing it; the MN retransmits)."""
 
 
-def _etcd_store(settings: EtcdSettings) -> EtcdBindingStore:
+def _require_etcd_client() -> None:
+    """The ``[cluster]`` extra's client, or the configuration error naming the install."""
     try:
-        from nfq_mip6.store.etcd import EtcdBindingStore
+        import etcd3gw  # noqa: F401
     except ImportError as exc:
         raise ConfigurationError(
             f"[cluster] needs the etcd client: pip install 'nfq-mip6[cluster]' ({exc})"
         ) from None
+
+
+def _etcd_store(settings: EtcdSettings) -> EtcdBindingStore:
+    _require_etcd_client()
+    from nfq_mip6.store.etcd import EtcdBindingStore
+
     return EtcdBindingStore(settings)
 
 
 def etcd_settings(config: ClusterConfig) -> EtcdSettings:
-    try:
-        from nfq_mip6.store.etcd import EtcdSettings
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"[cluster] needs the etcd client: pip install 'nfq-mip6[cluster]' ({exc})"
-        ) from None
+    _require_etcd_client()
+    from nfq_mip6.store.etcd_gateway import EtcdSettings
 
     return EtcdSettings(
         endpoints=config.endpoints,
@@ -210,7 +215,7 @@ class HomeAgentCluster:
         if self._replica_factory is not None:
             replica = self._replica_factory(self.settings)
         else:
-            from nfq_mip6.store.etcd import EtcdReplica
+            from nfq_mip6.store.etcd_replica import EtcdReplica
 
             replica = EtcdReplica(self.settings)
         self.replica = replica

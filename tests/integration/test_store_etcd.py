@@ -21,7 +21,9 @@ from nfq_mip6.store import (
     CommitTimeout,
     StoredBinding,
 )
-from nfq_mip6.store.etcd import EtcdBindingStore, EtcdReplica, EtcdSettings
+from nfq_mip6.store.etcd import EtcdBindingStore
+from nfq_mip6.store.etcd_gateway import EtcdSettings
+from nfq_mip6.store.etcd_replica import EtcdReplica
 from tests.support.etcd import EtcdServer
 
 COA = IPv6Address("2001:db8:1::1")

@@ -26,7 +26,7 @@ from nfq_mip6.store.binding_store import (
     CommitTimeout,
 )
 from nfq_mip6.store.database import StoredBinding
-from nfq_mip6.store.etcd import ReplicaChanges
+from nfq_mip6.store.etcd_replica import ReplicaChanges
 from nfq_mip6.wire import BAStatus, home_agents_anycast
 from tests.support import howto
 from tests.support.factories import runtime_context

@@ -13,14 +13,8 @@ import pytest
 pytest.importorskip("etcd3gw", reason="optional extra nfq-mip6[cluster] not installed")
 
 from nfq_mip6.store import BindingCommit, StoredBinding
-from nfq_mip6.store.etcd import (
-    EtcdBindingStore,
-    EtcdSettings,
-    _Pending,
-    _prefix_end,
-    binding_value,
-    parse_binding,
-)
+from nfq_mip6.store.etcd import EtcdBindingStore, _Pending
+from nfq_mip6.store.etcd_gateway import EtcdSettings, binding_value, parse_binding, prefix_end
 
 HOA = IPv6Address("2001:db8::1")
 ROW = StoredBinding(
@@ -36,7 +30,7 @@ def test_binding_record_round_trips_as_compact_json_without_secrets() -> None:
 
 
 def test_prefix_end_covers_exactly_the_prefix() -> None:
-    assert _prefix_end("/nfq-mip6/v1/vha1/") == "/nfq-mip6/v1/vha10"
+    assert prefix_end("/nfq-mip6/v1/vha1/") == "/nfq-mip6/v1/vha10"
 
 
 def pending(store: EtcdBindingStore, change: BindingCommit, token: int) -> _Pending:

@@ -1,0 +1,281 @@
+"""etcd v3 through its HTTP/JSON gateway, the part the store and the replica share.
+
+* :class:`EtcdSettings`: endpoints, the virtual HA's name (its key prefix
+  ``/nfq-mip6/v1/<name>/``), timeouts, TLS files, group-commit knobs.
+* The record codec: a binding as compact JSON (CoA, sequence, flags, lifetime, absolute expiry,
+  link-local, prefixes, writer) under ``b/<home address>``; the RFC 4285 §6 last accepted
+  Mesg-ID timestamp under ``auth/<spi>``. No key material is ever written.
+* :class:`KeyState`: bindings and timestamps parsed from key/values, with each key's
+  ``mod_revision``.
+* :class:`Gateway`: one ``etcd3gw`` client per endpoint, failing over on connection errors.
+
+docs/cluster.md has the design.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from ipaddress import IPv6Address, IPv6Network
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import requests
+from etcd3gw import exceptions as etcd_errors
+from etcd3gw.client import Etcd3Client
+
+from nfq_mip6.errors import StoreError
+from nfq_mip6.store.binding_store import BindingSnapshot, CommitTimeout
+from nfq_mip6.store.database import StoredBinding
+
+__all__ = [
+    "KEY_ROOT",
+    "ROLE",
+    "UNKNOWN",
+    "EtcdSettings",
+    "Gateway",
+    "KeyState",
+    "WatchCompacted",
+    "b64",
+    "binding_value",
+    "parse_binding",
+    "prefix_end",
+    "unb64",
+]
+
+log = logging.getLogger("nfq_mip6.store.etcd")
+
+KEY_ROOT: Final = "/nfq-mip6/v1/"
+ROLE: Final = "ha"
+UNKNOWN: Final = -1
+"""Revision of a key whose last commit timed out: never equal, the next commit re-reads."""
+
+
+class WatchCompacted(StoreError):
+    """The watch start revision was compacted away: re-read the whole prefix."""
+
+    def __init__(self, compact_revision: int) -> None:
+        super().__init__(f"watch start revision compacted (etcd compacted at {compact_revision})")
+        self.compact_revision = compact_revision
+
+
+@dataclass(frozen=True, slots=True)
+class EtcdSettings:
+    """Where and how to reach etcd (from the ``[cluster]`` configuration section)."""
+
+    endpoints: tuple[str, ...]
+    """Client URLs, ``http://host:port`` or ``https://host:port``."""
+    name: str
+    """The virtual HA's name: its keys live under ``/nfq-mip6/v1/<name>/``."""
+    commit_timeout: float = 1.0
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    batch_window: float = 0.001
+    max_batch: int = 64
+    probe_interval: float = 1.0
+    """Idle store thread: read the store's revision this often (health, ``cluster status``)."""
+    max_in_flight: int = 2
+    """Transactions on their way to etcd at once (distinct keys; etcd syncs overlapping ones
+    together) while fewer than ``max_batch`` commits wait; with a full batch waiting, one at
+    a time (bigger batches: more commits/s). docs/cluster.md has the measurements."""
+
+    @property
+    def prefix(self) -> str:
+        return f"{KEY_ROOT}{self.name}/"
+
+
+# --------------------------------------------------------------------------------------------
+# Records <-> compact JSON
+# --------------------------------------------------------------------------------------------
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode("ascii")
+
+
+def unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+def prefix_end(prefix: str) -> str:
+    """The range end covering every key that starts with ``prefix`` (last byte + 1)."""
+    raw = prefix.encode()
+    return (raw[:-1] + bytes([raw[-1] + 1])).decode()
+
+
+def binding_value(row: StoredBinding, writer: str) -> str:
+    record: dict[str, Any] = {
+        "coa": str(row.care_of_address),
+        "seq": row.sequence,
+        "flags": row.flags,
+        "lifetime": row.lifetime,
+        "exp": round(row.expires_wall, 3),
+        "w": writer,
+    }
+    if row.link_local is not None:
+        record["ll"] = str(row.link_local)
+    if row.prefixes:
+        record["pfx"] = [str(p) for p in row.prefixes]
+    return json.dumps(record, separators=(",", ":"), sort_keys=True)
+
+
+def parse_binding(home_address: str, value: str) -> StoredBinding:
+    record = json.loads(value)
+    return StoredBinding(
+        role=ROLE,
+        home_address=IPv6Address(home_address),
+        care_of_address=IPv6Address(record["coa"]),
+        sequence=int(record["seq"]) & 0xFFFF,
+        flags=int(record["flags"]),
+        lifetime=int(record["lifetime"]),
+        expires_wall=float(record["exp"]),
+        link_local=IPv6Address(record["ll"]) if record.get("ll") else None,
+        prefixes=tuple(IPv6Network(p) for p in record.get("pfx", ())),
+    )
+
+
+@dataclass(slots=True)
+class KeyState:
+    """Bindings and timestamps parsed from key/values (a snapshot or a conflict's read)."""
+
+    bindings: dict[IPv6Address, StoredBinding] = field(default_factory=dict)
+    mesg_ids: dict[int, int] = field(default_factory=dict)
+    revisions: dict[str, int] = field(default_factory=dict)
+    bad: int = 0
+
+    def apply(self, prefix: str, key: str, value: str | None, mod_revision: int) -> None:
+        """One key's current value (``None`` = deleted). Unparsable records are counted."""
+        rest = key[len(prefix) :]
+        kind, _, name = rest.partition("/")
+        try:
+            if kind == "b":
+                hoa = IPv6Address(name)
+                if value is None:
+                    self.bindings.pop(hoa, None)
+                else:
+                    self.bindings[hoa] = parse_binding(name, value)
+            elif kind == "auth":
+                spi = int(name)
+                if value is None:
+                    self.mesg_ids.pop(spi, None)
+                else:
+                    self.mesg_ids[spi] = int(json.loads(value)["ts"])
+            else:
+                return
+        except (ValueError, KeyError, TypeError) as exc:
+            self.bad += 1
+            log.warning("ignoring an unreadable etcd record %s: %s", key, exc)
+            return
+        self.revisions[key] = 0 if value is None else mod_revision
+
+    def snapshot(self, revision: int) -> BindingSnapshot:
+        rows = tuple(self.bindings[hoa] for hoa in sorted(self.bindings))
+        return BindingSnapshot(rows, dict(self.mesg_ids), revision)
+
+
+# --------------------------------------------------------------------------------------------
+# The gateway: etcd3gw clients, one per endpoint, failover on connection errors
+# --------------------------------------------------------------------------------------------
+
+
+class Gateway:
+    def __init__(self, settings: EtcdSettings) -> None:
+        if not settings.endpoints:
+            raise StoreError("etcd: no endpoints")
+        self._clients: list[Etcd3Client] = []
+        for url in settings.endpoints:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
+                raise StoreError(f"etcd endpoint {url!r}: expected http(s)://host:port")
+            self._clients.append(
+                Etcd3Client(
+                    host=parts.hostname,
+                    port=parts.port,
+                    protocol=parts.scheme,
+                    ca_cert=settings.ca_file,
+                    cert_cert=settings.cert_file,
+                    cert_key=settings.key_file,
+                    api_path="/v3/",  # etcd >= 3.4: no version round trip
+                )
+            )
+        self._current = 0
+        self._lock = threading.Lock()
+
+    def client(self) -> Etcd3Client:
+        with self._lock:
+            return self._clients[self._current]
+
+    def _fail_over(self, failed: Etcd3Client) -> None:
+        with self._lock:
+            if self._clients[self._current] is failed:
+                self._current = (self._current + 1) % len(self._clients)
+
+    def post(self, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """One request; :class:`CommitTimeout` when no endpoint answered within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        for _ in range(len(self._clients)):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            client = self.client()
+            try:
+                response = client.session.post(client.get_url(path), json=body, timeout=remaining)
+            except requests.Timeout as exc:
+                last = exc
+                self._fail_over(client)
+                continue
+            except requests.RequestException as exc:
+                last = exc
+                self._fail_over(client)
+                continue
+            if response.status_code != 200:
+                if response.status_code >= 500:
+                    last = etcd_errors.Etcd3Exception(response.text, response.reason)
+                    self._fail_over(client)
+                    continue
+                raise StoreError(f"etcd {path}: {response.status_code} {response.text[:200]}")
+            try:
+                result: dict[str, Any] = response.json()
+            except ValueError as exc:
+                raise StoreError(f"etcd {path}: not JSON: {exc}") from exc
+            return result
+        raise CommitTimeout(f"etcd {path}: no answer within {timeout:.3f} s ({last})")
+
+    def stream(self, body: dict[str, Any], connect_timeout: float) -> requests.Response:
+        """A watch stream (one JSON object per chunk)."""
+        client = self.client()
+        try:
+            return client.session.post(
+                client.get_url("/watch"), json=body, stream=True, timeout=(connect_timeout, None)
+            )
+        except requests.RequestException as exc:
+            self._fail_over(client)
+            raise StoreError(f"etcd watch: {exc}") from exc
+
+    def read_prefix(
+        self, prefix: str, timeout: float, page: int = 1000
+    ) -> tuple[int, list[tuple[str, str, int]]]:
+        """All keys under ``prefix`` at one revision, ``page`` keys per request."""
+        end = b64(prefix_end(prefix))
+        key = prefix
+        revision = 0
+        out: list[tuple[str, str, int]] = []
+        while True:
+            body: dict[str, Any] = {"key": b64(key), "range_end": end, "limit": page}
+            if revision:
+                body["revision"] = revision
+            reply = self.post("/kv/range", body, timeout)
+            if not revision:
+                revision = int(reply["header"]["revision"])
+            kvs = reply.get("kvs", [])
+            for kv in kvs:
+                out.append((unb64(kv["key"]), unb64(kv.get("value", "")), int(kv["mod_revision"])))
+            if not reply.get("more") or not kvs:
+                return revision, out
+            key = out[-1][0] + "\0"
