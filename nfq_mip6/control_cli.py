@@ -26,7 +26,6 @@ from nfq_mip6.control import (
     ControlError,
     request,
 )
-from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
 
 __all__ = [
     "format_bul",
@@ -52,6 +51,10 @@ def default_control_socket() -> Path:
 
 def format_statistics(stats: dict[str, Any]) -> list[str]:
     """``mipdiag -s``: the title and the 19 MIPL counters, ``Name<pad to 26>: value``."""
+    # imported here: the core's dataclasses cost every other command (e.g. keepalived's
+    # ``cluster status``) their start-up time for nothing
+    from nfq_mip6.mobility.stats import MIPL_COUNTER_NAMES
+
     counters = stats.get("counters", {})
     lines = ["Mobile IPv6 Statistics"]
     for name in MIPL_COUNTER_NAMES:
