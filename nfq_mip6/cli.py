@@ -1,5 +1,5 @@
-"""Command line: ``nfq-mip6`` (run, testbed, demo, stats, cache, bul, ro, cluster) and
-``mipdiag``.
+"""Command line: ``nfq-mip6`` (run, testbed, demo, stats, cache, bul, ro, cluster,
+radvd-config) and ``mipdiag``.
 
 Each subcommand lives in the module that owns its concern; this file only wires argparse.
 A module contributes subcommands through a ``register(subparsers)`` function that sets
@@ -26,6 +26,7 @@ SUBCOMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "nfq_mip6.control_cli": ("stats", "cache", "bul", "ro", "cluster"),
     "nfq_mip6.testbed.cli": ("testbed",),
     "nfq_mip6.demo": ("demo",),
+    "nfq_mip6.radvd_cli": ("radvd-config",),
 }
 
 

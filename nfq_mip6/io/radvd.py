@@ -1,8 +1,11 @@
 """radvd, the Router Advertisement daemon: its configuration text and its process.
 
-Two users: the test bed's routers (the HA and the access routers, ``testbed/radvd.py`` holds
-their HOWTO configurations) and the mobile router, whose agent advertises its mobile network
-on its LAN (RFC 3963 §5.6, :func:`mobile_network_config`). Both start it the same way
+Its users: a home agent's Router Advertisements (:func:`home_agent_config`: the H flag and
+the Home Agent Information option with the HA's preference, RFC 6275 §7.4; rendered for an
+agent's configuration by ``nfq-mip6 radvd-config``, e.g. for a virtual HA's active member,
+docs/cluster.md), the test bed's routers (``testbed/radvd.py`` holds their HOWTO
+configurations) and the mobile router, whose agent advertises its mobile network on its LAN
+(RFC 3963 §5.6, :func:`mobile_network_config`). They all start it the same way
 (:class:`Radvd`): the configuration, pid file and log in one directory, ``radvd -n`` in the
 foreground of its own session, ready once it has written its pid file.
 
@@ -29,6 +32,9 @@ from typing import Final
 from nfq_mip6.errors import DataplaneError
 
 __all__ = [
+    "DEFAULT_HOME_AGENT_LIFETIME",
+    "HOME_AGENT_LIFETIME_MAX",
+    "HOME_AGENT_PREFERENCE_MAX",
     "LAN_MAX_RTR_ADV_INTERVAL",
     "LAN_MIN_RTR_ADV_INTERVAL",
     "MAX_RTR_ADV_INTERVAL",
@@ -36,6 +42,7 @@ __all__ = [
     "MIN_RTR_ADV_INTERVAL",
     "Radvd",
     "advertised_lan_prefixes",
+    "home_agent_config",
     "mobile_network_config",
 ]
 
@@ -46,6 +53,12 @@ MIN_DELAY_BETWEEN_RAS: Final = "0.05"
 # RFC 4861 §6.2.1: MaxRtrAdvInterval 4 .. 1800 s, MinRtrAdvInterval 3 s .. 0.75 × Max.
 LAN_MIN_RTR_ADV_INTERVAL: Final = "3"
 LAN_MAX_RTR_ADV_INTERVAL: Final = "4"
+# RFC 6275 §7.4 Home Agent Information option: preference unsigned 16 bits (0xffff highest),
+# lifetime in seconds, at most 18.2 hours (the 16-bit field);
+# when absent the lifetime is the Router Lifetime: we always give it.
+HOME_AGENT_PREFERENCE_MAX: Final = 0xFFFF
+HOME_AGENT_LIFETIME_MAX: Final = 0xFFFF
+DEFAULT_HOME_AGENT_LIFETIME: Final = 1800
 SLAAC_PREFIX_LENGTH: Final = 64  # RFC 4862 §5.5.3 with the RFC 4291 interface identifiers
 
 
@@ -88,6 +101,73 @@ interface {interface}
     MaxRtrAdvInterval {LAN_MAX_RTR_ADV_INTERVAL};
 {blocks}}};
 """
+
+
+def home_agent_config(
+    interface: str,
+    address: IPv6Interface,
+    *,
+    preference: int = 0,
+    lifetime: int = DEFAULT_HOME_AGENT_LIFETIME,
+    router_lifetime: int | None = None,
+    retrans_timer_ms: int | None = None,
+    prefix_lifetimes: tuple[int, int] | None = None,
+    heading: str = "Home Agent (RFC 6275 §7.4), written by nfq-mip6",
+) -> str:
+    """The Router Advertisements of a home agent on its home link (RFC 6275 §7.4, §7.5).
+
+    * ``AdvHomeAgentFlag`` (H) and the Home Agent Information option with ``preference``
+      and ``lifetime``: the other home agents on the link keep this one in their Home Agents
+      List by that preference (§10.5.1) and their DHAAD replies rank it accordingly; its own
+      agent ranks itself by the same value (it hears its own RA). Giving each virtual HA its
+      own preference spreads new mobile nodes: DHAAD replies list the preferred one first.
+    * the home prefix with the Router Address flag set (§7.2): ``address`` is the HA's global
+      address with the home prefix length, which is how the others learn the address to list.
+    * the fast intervals of §7.5 and the Advertisement Interval option (§7.3).
+    * ``router_lifetime`` (``AdvDefaultLifetime``): None = radvd's default (the HA is a
+      default router); 0 when another router serves the link and the HA must not become a
+      default router (a virtual HA behind the home router): the Home Agent Information
+      option's own lifetime keeps the HA listed (§7.4).
+    * ``retrans_timer_ms``: the link's RetransTimer (its proxy DAD waits that long, §10.4.1);
+      ``prefix_lifetimes``: (preferred, valid) seconds of the prefix, None = radvd's.
+
+    ValueError when a value is outside what the option carries.
+    """
+    if not 0 <= preference <= HOME_AGENT_PREFERENCE_MAX:
+        raise ValueError(f"home agent preference {preference} is not in 0..65535")
+    if not 1 <= lifetime <= HOME_AGENT_LIFETIME_MAX:
+        raise ValueError(f"home agent lifetime {lifetime} is not in 1..{HOME_AGENT_LIFETIME_MAX}")
+    if router_lifetime is not None and not 0 <= router_lifetime <= 9000:
+        raise ValueError(f"router lifetime {router_lifetime} is not in 0..9000 (RFC 4861 §6.2.1)")
+    lines = [f"# {heading}", f"interface {interface}", "{", "    AdvSendAdvert on;"]
+    lines += [
+        f"    MinRtrAdvInterval {MIN_RTR_ADV_INTERVAL};",
+        f"    MaxRtrAdvInterval {MAX_RTR_ADV_INTERVAL};",
+        f"    MinDelayBetweenRAs {MIN_DELAY_BETWEEN_RAS};",
+        "    AdvIntervalOpt on;",
+        "    AdvHomeAgentFlag on;",
+    ]
+    if router_lifetime is not None:
+        lines.append(f"    AdvDefaultLifetime {router_lifetime};")
+    if retrans_timer_ms is not None:
+        lines.append(f"    AdvRetransTimer {retrans_timer_ms};")
+    lines += [
+        f"    HomeAgentLifetime {lifetime};",
+        f"    HomeAgentPreference {preference};",
+        "    AdvHomeAgentInfo on;",
+        f"    prefix {address.with_prefixlen}",
+        "    {",
+        "        AdvRouterAddr on;",
+        "        AdvOnLink on;",
+        "        AdvAutonomous on;",
+    ]
+    if prefix_lifetimes is not None:
+        lines += [
+            f"        AdvPreferredLifetime {prefix_lifetimes[0]};",
+            f"        AdvValidLifetime {prefix_lifetimes[1]};",
+        ]
+    lines += ["    };", "};"]
+    return "\n".join(lines) + "\n"
 
 
 class Radvd:

@@ -10,8 +10,13 @@ radvd of the project is (:class:`nfq_mip6.io.radvd.Radvd`).
 
 from __future__ import annotations
 
+from ipaddress import IPv6Interface
+from typing import Final
+
 from nfq_mip6.io.radvd import MAX_RTR_ADV_INTERVAL, MIN_DELAY_BETWEEN_RAS, MIN_RTR_ADV_INTERVAL
+from nfq_mip6.io.radvd import home_agent_config as radvd_home_agent_config
 from nfq_mip6.testbed.topology import (
+    HA_ADDRESS,
     HOME_LINK_RETRANS_TIMER_MS,
     HOME_PREFIX,
     VISITNET2_PREFIX,
@@ -19,46 +24,39 @@ from nfq_mip6.testbed.topology import (
 )
 
 __all__ = [
+    "HOWTO_HOME_AGENT_PREFERENCE",
     "access_router_config",
     "home_agent_config",
     "home_router_config",
     "radvd_config",
 ]
 
+HOWTO_HOME_AGENT_PREFERENCE: Final = 20  # HOWTO §4.2.4 HomeAgentPreference
 
-def home_agent_config(interface: str = "eth0") -> str:
+
+def home_agent_config(
+    interface: str = "eth0",
+    address: str = HA_ADDRESS,
+    preference: int = HOWTO_HOME_AGENT_PREFERENCE,
+) -> str:
     """HOWTO §4.2.4: the HA advertises the home prefix with the Home Agent (H) flag.
 
     ``AdvIntervalOpt`` is on (the HOWTO has it off): the Advertisement Interval option
     (RFC 6275 §7.3) is what lets the MN notice quickly that it has left home (HOWTO FAQ 10).
     ``AdvRetransTimer`` (the HOWTO leaves it unspecified, hosts then use 1 s) is the home
     link's RetransTimer, which the HA's home interface uses too: its proxy DAD before a first
-    registration (RFC 6275 §10.3.1) waits that long.
+    registration (RFC 6275 §10.3.1) waits that long. ``address`` and ``preference``: another
+    home agent on the same link (tests add one).
     """
-    return f"""\
-# Home Agent (Linux Mobile IPv6 HOWTO §4.2.4), fast intervals of RFC 6275 §7.5
-interface {interface}
-{{
-    AdvSendAdvert on;
-    MinRtrAdvInterval {MIN_RTR_ADV_INTERVAL};
-    MaxRtrAdvInterval {MAX_RTR_ADV_INTERVAL};
-    MinDelayBetweenRAs {MIN_DELAY_BETWEEN_RAS};
-    AdvIntervalOpt on;
-    AdvHomeAgentFlag on;
-    AdvRetransTimer {HOME_LINK_RETRANS_TIMER_MS};
-    HomeAgentLifetime 10000;
-    HomeAgentPreference 20;
-    AdvHomeAgentInfo on;
-    prefix fec0:106:2700::2/64
-    {{
-        AdvRouterAddr on;
-        AdvOnLink on;
-        AdvAutonomous on;
-        AdvPreferredLifetime 10000;
-        AdvValidLifetime 12000;
-    }};
-}};
-"""
+    return radvd_home_agent_config(
+        interface,
+        IPv6Interface(f"{address}/64"),
+        preference=preference,
+        lifetime=10000,
+        retrans_timer_ms=HOME_LINK_RETRANS_TIMER_MS,
+        prefix_lifetimes=(10000, 12000),
+        heading="Home Agent (Linux Mobile IPv6 HOWTO §4.2.4), fast intervals of RFC 6275 §7.5",
+    )
 
 
 def _router_config(heading: str, interface: str, prefix: str, *, extra: str = "") -> str:

@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("io", "dataplane", "control", "metrics", "statedir"),
     ("config",),  # the operator's typed configuration (adapters take plain values)
     ("runtime",),  # one runtime per role: bytes -> events, actions -> I/O
-    ("agent", "control_cli", "testbed"),  # programs: the agent loop, mipdiag, the test bed
+    ("agent", "control_cli", "radvd_cli", "testbed"),  # programs: agent, mipdiag, radvd, test bed
     ("demo",),  # the HOWTO walk-through on the test bed
     ("cli",),  # the ``nfq-mip6`` command, dispatching to the programs above
     ("__main__",),  # ``python -m nfq_mip6``
