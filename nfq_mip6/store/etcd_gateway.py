@@ -7,7 +7,8 @@
   Mesg-ID timestamp under ``auth/<spi>``. No key material is ever written.
 * :class:`KeyState`: bindings and timestamps parsed from key/values, with each key's
   ``mod_revision``.
-* :class:`Gateway`: one ``etcd3gw`` client per endpoint, failing over on connection errors.
+* :class:`Gateway`: requests to the current endpoint over a persistent connection per thread,
+  failing over to the next endpoint on connection errors.
 
 docs/cluster.md has the design.
 """
@@ -15,8 +16,12 @@ docs/cluster.md has the design.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import logging
+import select
+import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,7 +30,6 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import requests
-from etcd3gw import exceptions as etcd_errors
 from etcd3gw.client import Etcd3Client
 
 from nfq_mip6.errors import StoreError
@@ -51,6 +55,7 @@ log = logging.getLogger("nfq_mip6.store.etcd")
 
 KEY_ROOT: Final = "/nfq-mip6/v1/"
 ROLE: Final = "ha"
+_HEADERS: Final = {"Content-Type": "application/json"}
 UNKNOWN: Final = -1
 """Revision of a key whose last commit timed out: never equal, the next commit re-reads."""
 
@@ -78,6 +83,9 @@ class EtcdSettings:
     batch_window: float = 0.001
     max_batch: int = 64
     probe_interval: float = 1.0
+    connect_timeout: float = 0.25
+    """At most this long to open a connection to one endpoint (capped by the request's own
+    deadline), so a dead member leaves time to fail over to the next one."""
     """Idle store thread: read the store's revision this often (health, ``cluster status``)."""
     max_in_flight: int = 2
     """Transactions on their way to etcd at once (distinct keys; etcd syncs overlapping ones
@@ -184,64 +192,120 @@ class KeyState:
 
 
 class Gateway:
+    """etcd's JSON gateway at each endpoint: ``post`` over a persistent HTTP/1.1 connection
+    per endpoint and thread (``http.client``), ``stream`` (watches) over ``etcd3gw``'s
+    ``requests`` session. A connection error, a timeout or a 5xx answer moves on to the next
+    endpoint; the one that answered stays current."""
+
     def __init__(self, settings: EtcdSettings) -> None:
         if not settings.endpoints:
             raise StoreError("etcd: no endpoints")
-        self._clients: list[Etcd3Client] = []
+        self._settings = settings
+        self._endpoints: list[tuple[str, str, int]] = []
         for url in settings.endpoints:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
                 raise StoreError(f"etcd endpoint {url!r}: expected http(s)://host:port")
-            self._clients.append(
-                Etcd3Client(
-                    host=parts.hostname,
-                    port=parts.port,
-                    protocol=parts.scheme,
-                    ca_cert=settings.ca_file,
-                    cert_cert=settings.cert_file,
-                    cert_key=settings.key_file,
-                    api_path="/v3/",  # etcd >= 3.4: no version round trip
-                )
-            )
+            self._endpoints.append((parts.scheme, parts.hostname, parts.port))
+        self._clients: list[Etcd3Client] | None = None
+        self._tls: ssl.SSLContext | None = None
+        if any(scheme == "https" for scheme, _, _ in self._endpoints):
+            self._tls = ssl.create_default_context(cafile=settings.ca_file)
+            if settings.cert_file:
+                self._tls.load_cert_chain(settings.cert_file, settings.key_file)
+        self._local = threading.local()
         self._current = 0
         self._lock = threading.Lock()
 
     def client(self) -> Etcd3Client:
+        """The current endpoint's ``etcd3gw`` client (watch streams)."""
         with self._lock:
+            if self._clients is None:
+                self._clients = [
+                    Etcd3Client(
+                        host=host,
+                        port=port,
+                        protocol=scheme,
+                        ca_cert=self._settings.ca_file,
+                        cert_cert=self._settings.cert_file,
+                        cert_key=self._settings.key_file,
+                        api_path="/v3/",  # etcd >= 3.4: no version round trip
+                    )
+                    for scheme, host, port in self._endpoints
+                ]
             return self._clients[self._current]
 
-    def _fail_over(self, failed: Etcd3Client) -> None:
+    def _fail_over(self, index: int) -> None:
         with self._lock:
-            if self._clients[self._current] is failed:
-                self._current = (self._current + 1) % len(self._clients)
+            if self._current == index:
+                self._current = (index + 1) % len(self._endpoints)
+
+    def _connections(self) -> dict[int, http.client.HTTPConnection]:
+        conns: dict[int, http.client.HTTPConnection] | None = getattr(self._local, "conns", None)
+        if conns is None:
+            conns = self._local.conns = {}
+        return conns
+
+    def _connection(self, index: int, timeout: float) -> http.client.HTTPConnection:
+        """This thread's connection to endpoint ``index``: the open one unless the server
+        closed it meanwhile (readable while idle), else a new one, connected within
+        ``min(timeout, connect_timeout)``."""
+        conns = self._connections()
+        conn = conns.get(index)
+        if conn is not None and conn.sock is not None:
+            if not select.select([conn.sock], [], [], 0)[0]:
+                return conn
+            conn.close()
+        scheme, host, port = self._endpoints[index]
+        connect = min(timeout, self._settings.connect_timeout)
+        conn = (
+            http.client.HTTPSConnection(host, port, timeout=connect, context=self._tls)
+            if scheme == "https"
+            else http.client.HTTPConnection(host, port, timeout=connect)
+        )
+        conn.connect()
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conns[index] = conn
+        return conn
+
+    def _drop(self, index: int) -> None:
+        conn = self._connections().pop(index, None)
+        if conn is not None:
+            conn.close()
 
     def post(self, path: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
         """One request; :class:`CommitTimeout` when no endpoint answered within ``timeout``."""
         deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        for _ in range(len(self._clients)):
+        data = json.dumps(body, separators=(",", ":")).encode()
+        last: Exception | str | None = None
+        for _ in range(len(self._endpoints)):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            client = self.client()
+            with self._lock:
+                index = self._current
             try:
-                response = client.session.post(client.get_url(path), json=body, timeout=remaining)
-            except requests.Timeout as exc:
+                conn = self._connection(index, remaining)
+                conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
+                conn.request("POST", "/v3" + path, data, _HEADERS)
+                response = conn.getresponse()
+                payload = response.read()
+                if response.will_close:
+                    self._drop(index)
+            except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
                 last = exc
-                self._fail_over(client)
+                self._drop(index)
+                self._fail_over(index)
                 continue
-            except requests.RequestException as exc:
-                last = exc
-                self._fail_over(client)
-                continue
-            if response.status_code != 200:
-                if response.status_code >= 500:
-                    last = etcd_errors.Etcd3Exception(response.text, response.reason)
-                    self._fail_over(client)
+            if response.status != 200:
+                text = payload.decode(errors="replace")
+                if response.status >= 500:
+                    last = f"{response.status} {text[:200]}"
+                    self._fail_over(index)
                     continue
-                raise StoreError(f"etcd {path}: {response.status_code} {response.text[:200]}")
+                raise StoreError(f"etcd {path}: {response.status} {text[:200]}")
             try:
-                result: dict[str, Any] = response.json()
+                result: dict[str, Any] = json.loads(payload)
             except ValueError as exc:
                 raise StoreError(f"etcd {path}: not JSON: {exc}") from exc
             return result
@@ -250,12 +314,14 @@ class Gateway:
     def stream(self, body: dict[str, Any], connect_timeout: float) -> requests.Response:
         """A watch stream (one JSON object per chunk)."""
         client = self.client()
+        with self._lock:
+            index = self._current
         try:
             return client.session.post(
                 client.get_url("/watch"), json=body, stream=True, timeout=(connect_timeout, None)
             )
         except requests.RequestException as exc:
-            self._fail_over(client)
+            self._fail_over(index)
             raise StoreError(f"etcd watch: {exc}") from exc
 
     def read_prefix(
