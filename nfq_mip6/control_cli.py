@@ -370,6 +370,15 @@ def format_drain(answer: dict[str, Any]) -> list[str]:
         lines = ["not draining"]
     listed = drain.get("home_agents") or []
     lines.append(f"home agents listed: {', '.join(listed) or 'none (the mobile nodes run DHAAD)'}")
+    heard = [
+        f"{', '.join(row.get('addresses') or [row.get('link_local', '?')])} "
+        f"(preference {row.get('preference')})"
+        for row in drain.get("home_agents_list") or []
+    ]
+    if "preference" in drain:
+        lines.append(
+            f"preference {drain['preference']}; home agents heard: {'; '.join(heard) or 'none'}"
+        )
     lines.append(
         f"switch messages: sent {drain.get('switch_sent', 0)}, "
         f"retransmitted {drain.get('switch_retransmitted', 0)}, "

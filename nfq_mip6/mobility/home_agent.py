@@ -1177,6 +1177,18 @@ class HomeAgent:
         drain = self._drain
         status: dict[str, object] = {"draining": drain is not None, **self.drain_counters}
         status["home_agents"] = [str(a) for a in self._switch_home_agents(now)]
+        # §10.5.1: what DHAAD replies and the switch's list are ranked by (§7.4 preference)
+        status["preference"] = self.preference
+        status["home_agents_list"] = [
+            {
+                "link_local": str(row.link_local),
+                "preference": row.preference,
+                "lifetime": row.lifetime_remaining,
+                "addresses": [str(a) for a in row.addresses],
+            }
+            for row in self.home_agent_list_rows(now)
+            if row.lifetime_remaining > 0
+        ]
         if drain is not None:
             status["rate"] = round(1.0 / drain.interval, 3)
             status["queued"] = len(drain.queue)

@@ -711,11 +711,15 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         """Our own RA (radvd, looped back) gives the home prefix lifetimes (§10.3.1 caps,
         §10.6.1) and our advertised Home Agent Information preference (§7.4); another
         router's RA with the H bit maintains the Home Agents List (§10.5.1, for DHAAD
-        replies)."""
+        replies). Ours: from one of the interface's link-local addresses at start, or
+        carrying our HA address with the Router Address flag (§7.2): a virtual HA's RA comes
+        from its VRRP link-local, which a member that started as a standby did not have."""
         if self.ctx is None or self.link is None:
             return
         now = self.ctx.clock()
-        if source in self._own_link_locals:
+        if source in self._own_link_locals or any(
+            info.router_address and info.prefix == self._address for info in ra.prefixes
+        ):
             if ra.home_agent_information is not None:
                 self._feed(OwnHomeAgentInformation(ra.home_agent_information.preference), now)
             for info in ra.prefixes:

@@ -26,7 +26,7 @@ from nfq_mip6.control import request
 from nfq_mip6.testbed import Testbed, care_of_address
 from nfq_mip6.testbed.netns import ip, sysctl
 from nfq_mip6.testbed.node import Node
-from nfq_mip6.testbed.radvd import home_agent_config
+from nfq_mip6.testbed.radvd import HOWTO_HOME_AGENT_PREFERENCE, home_agent_config
 from nfq_mip6.testbed.topology import (
     HA_ADDRESS,
     MN_HOME_ADDRESS,
@@ -44,14 +44,20 @@ HA1, HA2, HOA = IPv6Address(HA_ADDRESS), IPv6Address(HA2_ADDRESS), IPv6Address(M
 
 
 @contextlib.contextmanager
-def second_home_agent(bed: Testbed, run_dir: Path) -> Iterator[Node]:
-    """A namespace on the home link with the HA's sysctls, ``HA2_ADDRESS`` on eth0, a default
-    route through the home router and radvd advertising it as a home agent (H flag, its
-    address in the prefix option: the other HA learns it for its Home Agents List)."""
+def second_home_agent(
+    bed: Testbed,
+    run_dir: Path,
+    name: str = "ha2",
+    preference: int = HOWTO_HOME_AGENT_PREFERENCE,
+) -> Iterator[Node]:
+    """A namespace ``name`` on the home link with the HA's sysctls, ``HA2_ADDRESS`` on eth0, a
+    default route through the home router and radvd advertising it as a home agent (H flag,
+    ``preference`` in the Home Agent Information option, its address in the prefix option:
+    the other HA learns it for its Home Agents List)."""
     spec = next(s for s in NODES if s.name == "ha")
-    node = Node("ha2", bed.netns_name("ha2"))
+    node = Node(name, bed.netns_name(name))
     switch = bed.switch.netns
-    port = "ha2-eth0"
+    port = f"{name}-eth0"
     radvd: subprocess.Popen[str] | None = None
     subprocess.run(["ip", "netns", "add", node.netns], check=True)
     try:
@@ -64,11 +70,12 @@ def second_home_agent(bed: Testbed, run_dir: Path) -> Iterator[Node]:
         ip("link", "set", "eth0", "up", netns=node.netns)
         ip("link", "set", port, "master", "homenet", "up", netns=switch)
         ip("-6", "route", "add", "default", "via", R_HOME_ADDRESS, netns=node.netns)
-        conf = run_dir / "ha2-radvd.conf"
-        conf.write_text(home_agent_config().replace(f"{HA_ADDRESS}/64", f"{HA2_ADDRESS}/64"))
+        conf = run_dir / f"{name}-radvd.conf"
+        conf.write_text(home_agent_config(address=HA2_ADDRESS, preference=preference))
         conf.chmod(0o644)
+        pidfile = run_dir / f"{name}-radvd.pid"
         radvd = node.popen(
-            ["radvd", "-n", "-C", str(conf), "-p", str(run_dir / "ha2-radvd.pid"), "-m", "stderr"],
+            ["radvd", "-n", "-C", str(conf), "-p", str(pidfile), "-m", "stderr"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

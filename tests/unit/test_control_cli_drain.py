@@ -19,6 +19,15 @@ STATUS: dict[str, Any] = {
     "awaiting": 1,
     "registered": 4,
     "home_agents": ["fec0:106:2700::3"],
+    "preference": 100,
+    "home_agents_list": [
+        {
+            "link_local": "fe80::3",
+            "preference": 10,
+            "lifetime": 1799,
+            "addresses": ["fec0:106:2700::3"],
+        },
+    ],
     "switch_sent": 1,
     "switch_retransmitted": 0,
     "switch_followed": 0,
@@ -46,6 +55,7 @@ def test_drain_sends_the_rate_and_the_listed_home_agents(
     out = capsys.readouterr().out
     assert "draining at 5.0 Home Agent Switch messages/s: 3 queued, 1 awaiting" in out
     assert "home agents listed: fec0:106:2700::3" in out
+    assert "preference 100; home agents heard: fec0:106:2700::3 (preference 10)" in out
     assert json.loads(out[out.index("{") :])["drain"]["switch_sent"] == 1
 
 

@@ -12,6 +12,7 @@ from nfq_mip6.mobility.events import (
     HomeAgentDrainRequested,
     MessageDiscarded,
     MobilityMessageReceived,
+    OwnHomeAgentInformation,
     RouterAdvertisementReceived,
     SendDhaadReply,
     SendMobilityMessage,
@@ -105,6 +106,27 @@ def test_switch_lists_the_other_home_agents_by_preference() -> None:
     assert send.message == HomeAgentSwitch((HA3, HA2))
 
 
+def test_status_shows_the_home_agents_list_with_the_advertised_preferences() -> None:
+    """RFC 6275 §10.5.1: the list DHAAD replies are ranked by, with this HA's own §7.4
+    preference (configured, then what its own RA says), so an operator sees how new MNs
+    will spread across (virtual) home agents."""
+    ha = registered(1, preference=100)
+    other_home_agent(ha, "fe80::2", HA2, 5)
+    other_home_agent(ha, "fe80::3", HA3, 200)
+    status = ha.drain_status(10.0)
+    assert status["preference"] == 100
+    assert status["home_agents_list"] == [
+        {"link_local": "fe80::2", "preference": 5, "lifetime": 1790, "addresses": [str(HA2)]},
+        {"link_local": "fe80::3", "preference": 200, "lifetime": 1790, "addresses": [str(HA3)]},
+    ]
+    assert ha.home_agent_addresses(10.0) == [HA3, HA, HA2]  # the DHAAD reply's order
+    assert status["home_agents"] == [str(HA3), str(HA2)]  # a switch never lists itself
+    ha.handle(OwnHomeAgentInformation(preference=1), 11.0)  # its own RA says otherwise
+    assert ha.drain_status(11.0)["preference"] == 1
+    assert ha.home_agent_addresses(11.0) == [HA3, HA2, HA]
+    assert ha.drain_status(1801.0)["home_agents_list"] == []  # expired entries are not shown
+
+
 def test_configured_home_agents_win_over_the_home_agents_list() -> None:
     ha = registered(1, switch_home_agents=(HA2, HA))
     other_home_agent(ha, "fe80::3", HA3, 10)
@@ -174,7 +196,13 @@ def test_stop_ends_the_drain_and_keeps_the_counters() -> None:
     ha.handle(HomeAgentDrainRequested(1.0, stop=True), 0.2)
     assert not ha.draining
     assert switches(ha.handle_timer(5.0)) == []
-    assert ha.drain_status(5.0) == {"draining": False, **ha.drain_counters, "home_agents": []}
+    assert ha.drain_status(5.0) == {
+        "draining": False,
+        **ha.drain_counters,
+        "home_agents": [],
+        "preference": 0,
+        "home_agents_list": [],
+    }
     assert ha.drain_counters["switch_sent"] == 1
 
 

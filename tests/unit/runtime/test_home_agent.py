@@ -360,3 +360,28 @@ def test_own_router_advertisement_sets_the_dhaad_preference(
         ),
     )
     assert rt.core.preference == 10  # another home agent's RA changes only its own entry
+
+
+def test_virtual_ha_router_advertisement_is_recognised_by_the_ha_address(
+    runtime: tuple[HomeAgentRuntime, FakeDataplane, list[bytes]],
+) -> None:
+    """A virtual HA's RA (radvd on the active member's VRRP interface) comes from the VRRP
+    link-local, unknown when the member started as a standby: the HA address in the prefix
+    option (Router Address flag, RFC 6275 §7.2) makes it ours, not another home agent."""
+    from nfq_mip6.wire.icmp import (
+        HomeAgentInformation,
+        PrefixInformation,
+        RAFlags,
+        RouterAdvertisement,
+    )
+
+    rt, _fake, _sent = runtime
+    assert rt.core is not None and rt.link is not None
+    ra = RouterAdvertisement(
+        flags=RAFlags.HOME_AGENT,
+        home_agent_information=HomeAgentInformation(100, 1800),
+        prefixes=(PrefixInformation(rt._address, 64, router_address=True),),
+    )
+    rt._on_router_advertisement(IPv6Address("fe80::2"), ra)
+    assert rt.core.preference == 100
+    assert rt.core.home_agent_list_rows(rt.ctx.clock() if rt.ctx else 0.0) == []
