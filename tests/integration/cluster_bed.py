@@ -4,6 +4,7 @@ Mobility Header traffic on its link (docs/cluster.md)."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -18,6 +19,7 @@ from typing import IO, Any
 from nfq_mip6.control import ControlError, request
 from nfq_mip6.testbed import Testbed, unique_prefix
 from nfq_mip6.testbed import cluster_processes as cluster
+from nfq_mip6.testbed.cluster import VHA_NAME, VMAC, cluster_hosts
 from nfq_mip6.testbed.netns import netns_pids
 from nfq_mip6.testbed.topology import MN_HOME_ADDRESS
 
@@ -60,6 +62,12 @@ def cached(bed: Testbed, host: str) -> list[tuple[str, str]]:
     return [(b["home_address"], b["care_of_address"]) for b in bindings]
 
 
+def cache_rows(bed: Testbed, host: str) -> list[dict[str, Any]]:
+    """The host agent's binding cache as ``nfq-mip6 cache --json`` lists it."""
+    rows: list[dict[str, Any]] = control(bed, host, "cache")["bindings"]
+    return rows
+
+
 def tunnel_route(bed: Testbed, host: str) -> bool:
     routes = bed.node(host).run(["ip", "-6", "route", "show", "table", "all", MN_HOME_ADDRESS])
     return "encap seg6" in routes.stdout
@@ -93,6 +101,135 @@ def etcd_pid(bed: Testbed, host: str) -> int:
 
 def pause(pid: int, paused: bool) -> None:
     os.kill(pid, signal.SIGSTOP if paused else signal.SIGCONT)
+
+
+def agent_pid(bed: Testbed, host: str) -> int:
+    """The PID of the HA agent (``nfq-mip6 run``) on ``host``."""
+    for pid in netns_pids(bed.netns_name(host)):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"nfq_mip6" in argv and b"run" in argv:
+                return pid
+    raise AssertionError(f"no HA agent runs on {host}")
+
+
+# ------------------------------------------------------------------------------------------
+# etcd as the hosts see it (etcdctl in a host's namespace, on its own member)
+# ------------------------------------------------------------------------------------------
+
+BINDING_PREFIX = f"/nfq-mip6/v1/{VHA_NAME}/b/"
+
+
+def etcdctl(bed: Testbed, host: str, *args: str, timeout: float = 20.0) -> str:
+    url = next(h.etcd_client_url for h in cluster_hosts(bed.cluster_size) if h.name == host)
+    done = bed.node(host).run(
+        ["env", "ETCDCTL_API=3", "etcdctl", "--endpoints", url, *args],
+        check=False,
+        timeout=timeout,
+    )
+    return done.stdout
+
+
+def etcd_bindings(bed: Testbed, host: str) -> dict[str, dict[str, Any]]:
+    """The binding records in etcd now: home address -> record (coa, seq, exp, w...)."""
+    out = etcdctl(bed, host, "get", "--prefix", BINDING_PREFIX, "-w", "json")
+    kvs = json.loads(out or "{}").get("kvs", [])
+    return {
+        _unb64(kv["key"]).removeprefix(BINDING_PREFIX): json.loads(_unb64(kv["value"]))
+        for kv in kvs
+    }
+
+
+@dataclass(frozen=True)
+class KeyEvent:
+    """One revision of a key: the record put there, or ``None`` for a deletion."""
+
+    revision: int
+    record: dict[str, Any] | None
+
+
+def key_history(bed: Testbed, host: str, key: str, listen: float = 2.0) -> list[KeyEvent]:
+    """Every change of ``key`` since revision 1 (etcd's watch from revision 1, read for
+    ``listen`` seconds), in revision order. Nothing here compacts the test bed's etcd."""
+    done = bed.node(host).run(
+        ["timeout", str(listen), "env", "ETCDCTL_API=3", "etcdctl", "--endpoints",
+         next(h.etcd_client_url for h in cluster_hosts(bed.cluster_size) if h.name == host),
+         "watch", "--rev=1", key, "-w", "json"],
+        check=False,
+        timeout=listen + 10.0,
+    )  # fmt: skip
+    events = []
+    for line in done.stdout.splitlines():
+        if not line.startswith("{"):
+            continue
+        reply = json.loads(line)
+        assert not reply.get("CompactRevision"), reply
+        for event in reply.get("Events") or []:
+            kv = event["kv"]
+            deleted = event.get("type") == 1  # mvccpb.DELETE
+            record = None if deleted else json.loads(_unb64(kv["value"]))
+            events.append(KeyEvent(int(kv["mod_revision"]), record))
+    return sorted(events, key=lambda e: e.revision)
+
+
+def _unb64(text: str) -> str:
+    return base64.b64decode(text).decode()
+
+
+# ------------------------------------------------------------------------------------------
+# VRRP and the home link's switch
+# ------------------------------------------------------------------------------------------
+
+
+def drop_vrrp(bed: Testbed, host: str, dropped: bool, *, check: bool = True) -> None:
+    """The host's kernel drops (or again accepts) every VRRP advertisement it receives
+    (IPv6 next header 112, RFC 5798 §5.1): its keepalived hears no other router."""
+    op = "-I" if dropped else "-D"
+    rule = ["PREROUTING", "-p", "112", "-j", "DROP"]
+    bed.node(host).run(["ip6tables", "-w", "-t", "raw", op, *rule], check=check)
+
+
+def _home_ports(bed: Testbed) -> list[str]:
+    return [f"{h.name}-eth0" for h in cluster_hosts(bed.cluster_size)]
+
+
+def _vmac_entries(bed: Testbed) -> list[str]:
+    """The home bridge's ports where it has an entry for the virtual MAC."""
+    out = ip_switch(bed, ["bridge", "-j", "fdb", "show", "br", "homenet"])
+    return [e["ifname"] for e in json.loads(out or "[]") if e.get("mac") == VMAC]
+
+
+def ip_switch(bed: Testbed, argv: list[str]) -> str:
+    done = subprocess.run(
+        ["ip", "netns", "exec", bed.netns_name("sw"), *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=10.0,
+    )
+    return done.stdout
+
+
+def home_link_delivers_vmac(bed: Testbed, host: str | None) -> None:
+    """Where the home link's switch sends frames to the virtual MAC: to ``host``'s port
+    only (a static entry), or, with ``None``, to every HA host's port (no entry: unknown
+    unicast is flooded). Learning is off on the HA hosts' ports meanwhile, so the hosts'
+    own frames from the virtual MAC do not move it; :func:`home_link_learns` undoes this."""
+    for port in _home_ports(bed):
+        ip_switch(bed, ["bridge", "link", "set", "dev", port, "learning", "off"])
+    for port in _vmac_entries(bed):
+        ip_switch(bed, ["bridge", "fdb", "del", VMAC, "dev", port, "master"])
+    if host is not None:
+        ip_switch(bed, ["bridge", "fdb", "replace", VMAC, "dev", f"{host}-eth0", "master",
+                        "static"])  # fmt: skip
+
+
+def home_link_learns(bed: Testbed) -> None:
+    """The switch learns again (no entry for the virtual MAC until a host sends from it)."""
+    for port in _vmac_entries(bed):
+        ip_switch(bed, ["bridge", "fdb", "del", VMAC, "dev", port, "master"])
+    for port in _home_ports(bed):
+        ip_switch(bed, ["bridge", "link", "set", "dev", port, "learning", "on"])
 
 
 # A sniffer on the MN's eth0 (run inside the MN's namespace): one JSON line per Mobility
