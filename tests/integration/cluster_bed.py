@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from nfq_mip6.control import ControlError, request
+from nfq_mip6.dataplane import TUNNEL_TABLE
 from nfq_mip6.testbed import Testbed, unique_prefix
 from nfq_mip6.testbed import cluster_processes as cluster
 from nfq_mip6.testbed.cluster import VHA_NAME, VMAC, cluster_hosts
@@ -306,3 +307,65 @@ class MobilitySniffer:
         self.proc.kill()
         self.proc.wait()
         self._out.close()
+
+
+# ------------------------------------------------------------------------------------------
+# Many bindings at once: preloaded through the group-commit store
+# ------------------------------------------------------------------------------------------
+
+# Preloaded home addresses: fec0:106:2700::1:0 and up on the home prefix (the bed's own
+# addresses are below ::1:0); care-of addresses cycle through 1 000 on visitnet's prefix.
+PRELOAD_HOA_BASE = "fec0:106:2700::1:0"
+PRELOAD_COA_BASE = "fec0:106:1100::1:0"
+
+_PRELOAD = r"""
+import json, select, sys, time
+from ipaddress import IPv6Address
+from nfq_mip6.store import BindingCommit, StoredBinding
+from nfq_mip6.store.etcd import EtcdBindingStore
+from nfq_mip6.store.etcd_gateway import EtcdSettings
+count, name, hoa, coa, lifetime = sys.argv[1:6]
+count, lifetime = int(count), int(lifetime)
+store = EtcdBindingStore(EtcdSettings(tuple(sys.argv[6:]), name, commit_timeout=120.0))
+started = time.perf_counter()
+expiry = time.time() + lifetime
+for i in range(count):
+    row = StoredBinding("ha", IPv6Address(int(IPv6Address(hoa)) + i),
+                        IPv6Address(int(IPv6Address(coa)) + i % 1000), 1, 0xC000, lifetime, expiry)
+    store.submit(BindingCommit((row,)), i)
+done = 0
+while done < count:
+    select.select([store.completions()], [], [], 1.0)
+    results = store.completions().drain()
+    failed = [str(error) for _token, error in results if error is not None]
+    if failed:
+        raise SystemExit("preload failed: " + failed[0])
+    done += len(results)
+store.close()
+print(json.dumps({"bindings": count, "seconds": time.perf_counter() - started}))
+"""
+
+
+def preload_bindings(bed: Testbed, host: str, count: int, lifetime: int = 400) -> float:
+    """Commit ``count`` home bindings (sequence 1, ``lifetime`` s) to the virtual HA's store
+    from ``host``'s namespace through the group-commit path, as if an active host had
+    accepted them; the standbys follow. Returns the seconds it took."""
+    hosts = cluster_hosts(bed.cluster_size)
+    ordered = [h for h in hosts if h.name == host] + [h for h in hosts if h.name != host]
+    done = bed.node(host).run(
+        [sys.executable, "-c", _PRELOAD, str(count), VHA_NAME, PRELOAD_HOA_BASE,
+         PRELOAD_COA_BASE, str(lifetime), *(h.etcd_client_url for h in ordered)],
+        timeout=300.0,
+    )  # fmt: skip
+    return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
+
+
+def kernel_entries(bed: Testbed, host: str) -> tuple[int, int]:
+    """(tunnel routes in the agent's table, proxy ND entries) in ``host``'s kernel."""
+    node = bed.node(host)
+    routes = node.run(["ip", "-6", "route", "show", "table", str(TUNNEL_TABLE)], timeout=60.0)
+    proxies = node.run(["ip", "-6", "neigh", "show", "proxy"], timeout=60.0)
+    return (
+        sum(1 for line in routes.stdout.splitlines() if line.strip()),
+        sum(1 for line in proxies.stdout.splitlines() if line.strip()),
+    )
