@@ -549,6 +549,7 @@ class HomeAgentCluster:
         assert rt.core is not None and rt.dataplane is not None
         caught_up = False
         replica = self.replica
+        steps = [time.perf_counter()]
         if replica is not None:
             try:
                 revision = self.store.current_revision()
@@ -557,12 +558,15 @@ class HomeAgentCluster:
                 log.error(
                     "cluster %s: cannot read the store's revision: %s", self.settings.name, exc
                 )
+            steps.append(time.perf_counter())
             replica.stop()
             self._apply_replica(replica, now, kernel=True)
             self.store.seed_revisions(replica.key_revisions())
             self._stop_replica()
+        else:
+            steps.append(steps[0])
         self.role = ACTIVE
-        steps = [time.perf_counter()]
+        steps.append(time.perf_counter())
         failed = rt.dataplane.add_proxies(self._proxied())
         self.counters["proxy_errors"] += failed
         steps.append(time.perf_counter())
@@ -574,9 +578,9 @@ class HomeAgentCluster:
                 if entry.prefixes:
                     rt.sources.install(entry.home_address, entry.care_of_address, entry.prefixes)
         steps.append(time.perf_counter())
+        parts = ("catch_up", "replica_stop", "proxy_nd", "direct_delivery_rules")
         self.last_takeover_steps_ms = {
-            "proxy_nd": round((steps[1] - steps[0]) * 1000, 3),
-            "direct_delivery_rules": round((steps[2] - steps[1]) * 1000, 3),
+            part: round((steps[i + 1] - steps[i]) * 1000, 3) for i, part in enumerate(parts)
         }
         return caught_up
 
