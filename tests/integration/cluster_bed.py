@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from ipaddress import IPv6Address
 from pathlib import Path
 from typing import IO, Any
 
@@ -360,12 +361,20 @@ def preload_bindings(bed: Testbed, host: str, count: int, lifetime: int = 400) -
     return float(json.loads(done.stdout.strip().splitlines()[-1])["seconds"])
 
 
-def kernel_entries(bed: Testbed, host: str) -> tuple[int, int]:
-    """(tunnel routes in the agent's table, proxy ND entries) in ``host``'s kernel."""
+def preloaded_home_addresses(count: int) -> set[str]:
+    base = int(IPv6Address(PRELOAD_HOA_BASE))
+    return {str(IPv6Address(base + i)) for i in range(count)}
+
+
+def kernel_entries(bed: Testbed, host: str) -> tuple[set[str], set[str]]:
+    """(destinations of the tunnel routes in the agent's table, proxied addresses) in
+    ``host``'s kernel."""
     node = bed.node(host)
     routes = node.run(["ip", "-6", "route", "show", "table", str(TUNNEL_TABLE)], timeout=60.0)
     proxies = node.run(["ip", "-6", "neigh", "show", "proxy"], timeout=60.0)
-    return (
-        sum(1 for line in routes.stdout.splitlines() if line.strip()),
-        sum(1 for line in proxies.stdout.splitlines() if line.strip()),
-    )
+
+    def first_words(text: str) -> set[str]:
+        return {str(IPv6Address(line.split()[0].split("/")[0])) for line in text.splitlines()
+                if line.strip() and ":" in line.split()[0]}  # fmt: skip
+
+    return first_words(routes.stdout), first_words(proxies.stdout)
