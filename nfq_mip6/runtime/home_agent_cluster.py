@@ -59,6 +59,7 @@ from nfq_mip6.store.database import StoredBinding
 from nfq_mip6.store.home_agent import binding_commit
 from nfq_mip6.wire import home_agents_anycast
 from nfq_mip6.wire.mh import BindingUpdate
+from nfq_mip6.wire.options import AuthenticationOption, MessageIdentifier
 
 if TYPE_CHECKING:
     from nfq_mip6.runtime.home_agent import HomeAgentRuntime
@@ -123,6 +124,20 @@ def _bu_home_address(event: HomeAgentInput) -> IPv6Address | None:
     if isinstance(event, MobilityMessageReceived) and isinstance(event.message, BindingUpdate):
         return event.home_address if event.home_address is not None else event.src
     return None
+
+
+def _bu_mesg_id(event: HomeAgentInput) -> tuple[int, int] | None:
+    """(SPI, Mesg-ID) of an RFC 4285 authenticated BU."""
+    if not isinstance(event, MobilityMessageReceived):
+        return None
+    message = event.message
+    if not isinstance(message, BindingUpdate):
+        return None
+    spi = next((o.spi for o in message.options if isinstance(o, AuthenticationOption)), None)
+    mesg_id = next(
+        (o.identifier for o in message.options if isinstance(o, MessageIdentifier)), None
+    )
+    return None if spi is None or mesg_id is None else (spi, mesg_id)
 
 
 class HomeAgentCluster:
@@ -289,9 +304,13 @@ class HomeAgentCluster:
         unsaved = guard.unsaved_timestamps() if guard is not None else {}
         mesg_ids = {spi: ts for spi, ts in unsaved.items() if self._inflight_spis.get(spi) != ts}
         change = binding_commit(rt.core.cache, actions, now, self._wall(), mesg_ids)
-        if not change:
+        if not change or event is None:
+            # No binding change, or the timer's (expiry, RFC 6275 §10.3.2): a binding past its
+            # lifetime is torn down at once, whether or not its deletion can be committed.
             rt._perform(actions, now)
-            return
+            if not change:
+                return
+            actions = []
         for hoa in change.home_addresses():
             self._inflight[hoa] += 1
         self._inflight_spis.update(change.mesg_ids)
@@ -343,9 +362,11 @@ class HomeAgentCluster:
                     {spi: fresh_ts.get(spi) for spi in change.mesg_ids},
                     now,
                 )
+                self._forget_unstarted_dad(token, now)
                 if token.event is not None and _bu_home_address(token.event) is not None:
                     if token.attempt + 1 < MAX_REDECISIONS and self.role == ACTIVE:
                         self.counters["redecided"] += 1
+                        self._accept_own_mesg_id_again(token.event)
                         self.feed(token.event, now, token.attempt + 1)
                     else:
                         self.counters["redecisions_exhausted"] += 1
@@ -358,13 +379,45 @@ class HomeAgentCluster:
                     "commit of %d binding change(s) failed, no BA sent: %s",
                     len(change.upserts) + len(change.deletions), error,
                 )  # fmt: skip
-                # Undo the decision: the last committed state goes back into the core.
-                self._load(
-                    {hoa: self._committed.get(hoa) for hoa in change.home_addresses()},
-                    {spi: self._committed_ts.get(spi) for spi in change.mesg_ids},
-                    now,
-                )
+                if token.event is None:
+                    # An expiry, carried out already: a binding past its lifetime is gone
+                    # whatever the store holds (its record says it expired).
+                    for hoa in change.deletions:
+                        self._committed.pop(hoa, None)
+                else:
+                    # Undo the decision: the last committed state goes back into the core.
+                    self._load(
+                        {hoa: self._committed.get(hoa) for hoa in change.home_addresses()},
+                        {spi: self._committed_ts.get(spi) for spi in change.mesg_ids},
+                        now,
+                    )
+                    self._forget_unstarted_dad(token, now)
             self._release_held(change.home_addresses(), now)
+
+    def _forget_unstarted_dad(self, token: _Commit, now: float) -> None:
+        """A BU that starts a proxy DAD commits only its Mesg-ID first, and the DAD starts
+        once that is committed. When that commit fails, the core's pending registration (it
+        answers the MN's retransmissions with "DAD in progress") goes, with the DAD that never
+        ran: the next BU is decided again, from the last committed state."""
+        if token.event is None or not any(isinstance(a, StartProxyDad) for a in token.actions):
+            return
+        hoa = _bu_home_address(token.event)
+        if hoa is None or hoa in token.change.home_addresses():
+            return
+        self._dad_started.pop(hoa, None)
+        self._load({hoa: self._committed.get(hoa)}, {}, now)
+
+    def _accept_own_mesg_id_again(self, event: HomeAgentInput) -> None:
+        """A BU decided again after a conflict is not a replay of itself (RFC 4285 §6): when
+        the verifier's last Mesg-ID for its SPI is this BU's own (committed before, with the
+        proxy DAD it started), it is set just below it for this decision."""
+        guard = self.runtime.guard
+        mesg = _bu_mesg_id(event)
+        if guard is None or guard.verifier is None or mesg is None:
+            return
+        spi, mesg_id = mesg
+        if guard.verifier.last_timestamps().get(spi) == mesg_id:
+            guard.verifier.reload_timestamps({spi: (mesg_id - 1) % (1 << 64)})
 
     def _release_held(self, home_addresses: set[IPv6Address], now: float) -> None:
         for hoa in home_addresses:
@@ -394,6 +447,8 @@ class HomeAgentCluster:
         wall = self._wall()
         actions: list[Action] = []
         for hoa, row in bindings.items():
+            if row is not None and row.expires_wall <= wall:
+                row = None  # expired: no binding, whatever the store still holds
             stored = (
                 None
                 if row is None

@@ -79,6 +79,14 @@ def mn_events(mn_socket: Path) -> list[str]:
     return [what for _t, what in request(mn_socket, {"cmd": "stats"})["mobile_node"]["events"]]
 
 
+def mn_timed_events(mn_socket: Path) -> list[tuple[float, str]]:
+    """The MN's events with their times (its monotonic clock, as ``time.monotonic()``)."""
+    return [
+        (float(t), what)
+        for t, what in request(mn_socket, {"cmd": "stats"})["mobile_node"]["events"]
+    ]
+
+
 def last_bu_sequence(events: list[str]) -> int:
     return max(int(e.split()[1].removeprefix("seq=")) for e in events if e.startswith("bu seq="))
 

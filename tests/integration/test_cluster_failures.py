@@ -18,6 +18,7 @@ One bed for the module, the scenarios in order (docs/cluster.md):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from cluster_bed import (
     etcd_pid,
     last_bu_sequence,
     mn_events,
+    mn_timed_events,
     pause,
     role,
     start_mn,
@@ -178,3 +180,73 @@ def test_quorum_loss(registered: Registered) -> None:
         f"({len(sent)} BUs in all); CN->HoA {result.summary()}"
     )
     assert result.received > 0, result.summary()
+
+
+def test_quorum_loss_longer_than_the_binding(registered: Registered) -> None:
+    """The quorum loss outlasts the binding (12 s on this bed): the active host tears it down
+    at its lifetime (RFC 6275 §10.3.2; the CN's pings stop getting replies), the MN's BUs get
+    no BA meanwhile; once etcd answers again, the MN's next BU is registered (status 0) with
+    no BU discarded as "DAD in progress" and no proxy DAD timing out (docs/cluster.md)."""
+    bed, mn_socket = registered.bed, registered.mn_socket
+    active = cluster.active_host(bed)
+    assert active in HOSTS[1:], active
+    standby = next(h for h in HOSTS[1:] if h != active)
+    member = etcd_pid(bed, standby)
+    log_path = cluster.host_dir(bed, active) / "agent.log"
+
+    def log_since(offset: int) -> str:
+        return log_path.read_text(errors="replace")[offset:]
+
+    def answered(sequence: int) -> bool:
+        return f"ba seq={sequence} status=0" in mn_events(mn_socket)
+
+    with bed.ping_stream("cn", MN_HOME_ADDRESS, rate_pps=20) as stream:
+        sequence = last_bu_sequence(mn_events(mn_socket))
+        assert wait_until(lambda: answered(last_bu_sequence(mn_events(mn_socket))), 20.0)
+        assert wait_until(lambda: last_bu_sequence(mn_events(mn_socket)) > sequence, 20.0)
+        assert wait_until(lambda: answered(last_bu_sequence(mn_events(mn_socket))), 20.0)
+        start = len(log_path.read_text(errors="replace"))
+        pause(member, True)
+        try:
+            # the binding's lifetime ends on the active host: torn down there
+            assert wait_until(lambda: "expired" in log_since(start), 30.0), log_since(start)
+            expired_at = last_bu_sequence(mn_events(mn_socket))
+            assert cached(bed, active) == []
+            # a BU after the expiry: no BA (its commit times out)
+            assert wait_until(lambda: last_bu_sequence(mn_events(mn_socket)) > expired_at, 30.0)
+            assert role(bed, active) == "active"
+        finally:
+            pause(member, False)
+        resumed_at = time.monotonic()
+        assert wait_until(lambda: bool(cluster_status(bed, active)["store_reachable"]), 20.0)
+        resumed = len(log_path.read_text(errors="replace"))
+        before = last_bu_sequence(mn_events(mn_socket))
+        # the first BU the MN sends once the store answers again is registered
+        assert wait_until(lambda: last_bu_sequence(mn_events(mn_socket)) > before, 60.0)
+        first = min(
+            int(e.split()[1].removeprefix("seq="))
+            for e in mn_events(mn_socket)
+            if e.startswith("bu seq=") and int(e.split()[1].removeprefix("seq=")) > before
+        )
+        assert wait_until(lambda: answered(first), 20.0), "\n".join(
+            [*mn_events(mn_socket), log_since(start)]
+        )
+        after = log_since(resumed)
+        assert "dad-in-progress" not in after and "proxy-dad-timeout" not in after, after
+        assert cached(bed, active) == [(MN_HOME_ADDRESS, registered.coa)]
+        replies = stream.replies_so_far
+        assert wait_until(lambda: stream.replies_so_far >= replies + 20, 10.0)
+        result = stream.stop()
+    events = mn_events(mn_socket)
+    unanswered = [
+        e for e in events if e.startswith("bu seq=") and sequence < int(e.split()[1][4:]) < first
+    ]
+    timed = dict((what, at) for at, what in mn_timed_events(mn_socket))
+    bu_at = next(at for what, at in timed.items() if what.startswith(f"bu seq={first} "))
+    ba_at = timed[f"ba seq={first} status=0"]
+    print(
+        f"\nquorum lost longer than the binding on {active}: {len(unanswered)} BU(s) without "
+        f"a BA; BU seq {first}, the first after etcd answered again "
+        f"({bu_at - resumed_at:.1f} s after SIGCONT), answered 0 {1000 * (ba_at - bu_at):.0f} ms "
+        f"after it was sent; CN->HoA {result.summary()}"
+    )
