@@ -94,6 +94,7 @@ log = logging.getLogger(__name__)
 
 Request = tuple[int, int, bytes]  # (message type, extra flags, body) of rtnl.py
 BATCH_CHUNK: Final = 50000  # lines per `ip -batch` process
+NETLINK_BATCH: Final = 1000  # route requests per sendmsg (~120 kB, under the socket's buffer)
 
 
 def detect_tunnel_backend(requested: str = "auto") -> str:
@@ -328,6 +329,36 @@ class NetlinkDataplane:
 
         self._enomem.rounds(requests, attempt)
 
+    def _transact_many(
+        self, requests: list[tuple[int, int, bytes]], what: str, *, ignore_missing: bool = False
+    ) -> int:
+        """Send ``requests`` in batches of :data:`NETLINK_BATCH` per ``sendmsg``; retry the
+        ENOMEM ones; return how many still failed (counted, the first few logged). With
+        ``ignore_missing`` a delete of something absent is fine."""
+        failed = 0
+
+        def attempt(
+            pending: list[tuple[int, int, bytes]], final: bool
+        ) -> list[tuple[int, int, bytes]]:
+            nonlocal failed
+            retry = []
+            for start in range(0, len(pending), NETLINK_BATCH):
+                chunk = pending[start : start + NETLINK_BATCH]
+                for request, code in zip(chunk, self._rtnl.transact(chunk), strict=True):
+                    if code == 0 or (ignore_missing and code in MISSING_ERRNOS):
+                        continue
+                    if code == errno.ENOMEM and not final:
+                        retry.append(request)
+                        continue
+                    if failed < 5:
+                        log.warning("%s: %s", what, os.strerror(code))
+                    failed += 1
+            return retry
+
+        self._enomem.rounds(requests, attempt)
+        self.counters.errors += failed
+        return failed
+
     def _add_decap(self, coa: IPv6Address) -> None:
         # RFC 6275 §10.4.5: only a registered CoA may reverse-tunnel to the HA.
         self._retry(
@@ -502,24 +533,35 @@ class NetlinkDataplane:
                 except DataplaneError:
                     failed += 1
             return failed
-        new_coas = set(bindings.values()) - set(self._coa_of.values())
-        lines = [self._decap_line(coa) for coa in sorted(new_coas)]
-        lines += [self._encap_line(hoa, coa) for hoa, coa in bindings.items()]
-        failed = self.run_batch(lines)
+        # _coa_refs (a Counter: 0 when absent) instead of sets over every tunnel: a standby
+        # calls this for a few bindings at a time with 10k+ tunnels installed
+        new_coas = {coa for coa in bindings.values() if not self._coa_refs[coa]}
+        if self.per_request_pyroute2:
+            lines = [self._decap_line(coa) for coa in sorted(new_coas)]
+            lines += [self._encap_line(hoa, coa) for hoa, coa in bindings.items()]
+            failed = self.run_batch(lines)
+        else:
+            # netlink requests in sendmsg batches: no `ip` process per call (a standby
+            # applies a few bindings at a time) and 10k routes in ~0.1 s
+            requests = [self._decap_request(coa) for coa in sorted(new_coas)]
+            requests += [
+                seg6_encap_red_route(
+                    hoa, coa, oif=self._ifindex, table=TUNNEL_TABLE, proto=RT_PROTO_NFQ_MIP6
+                )
+                for hoa, coa in bindings.items()
+            ]
+            failed = self._transact_many(requests, "tunnel install")
         old = {h: self._coa_of[h] for h in bindings if h in self._coa_of}
         for hoa, coa in bindings.items():
             if hoa in old:
                 self.counters.tunnel_replacements += old[hoa] != coa
             else:
                 self.counters.tunnel_installs += 1
-            self._coa_of[hoa] = coa
-        self._resync_refs()
-        still_used = set(self._coa_of.values())
-        stale = {coa for coa in old.values() if coa not in still_used}
+            self._track(hoa, coa)
+        stale = {coa for coa in old.values() if not self._coa_refs[coa]}
         if stale:
-            failed += self.run_batch(
-                [self._decap_line(c).replace("route replace", "route del", 1) for c in stale],
-                ignore_missing=True,
+            failed += self._transact_many(
+                [self._decap_delete(c) for c in stale], "decap removal", ignore_missing=True
             )
         if failed:
             self._coa_of = self.tunnels()  # the kernel is the truth after partial failure
@@ -532,21 +574,14 @@ class NetlinkDataplane:
             for hoa in hoas:
                 self.remove_tunnel(hoa)
             return 0
-        lines = [
-            f"route del {_a(hoa)}/128 table {TUNNEL_TABLE} proto {RT_PROTO_NFQ_MIP6}"
-            for hoa in hoas
-        ]
         known = [h for h in hoas if h in self._coa_of]
-        released = {self._coa_of.pop(h) for h in known}
-        self._resync_refs()
+        released = {self._coa_of[h] for h in known}
+        for hoa in known:
+            self._track(hoa, None)
         self.counters.tunnel_removals += len(known)
-        still_used = set(self._coa_of.values())
-        lines += [
-            self._decap_line(c).replace("route replace", "route del", 1)
-            for c in released
-            if c not in still_used
-        ]
-        return self.run_batch(lines, ignore_missing=True)
+        requests = [route_delete(hoa, table=TUNNEL_TABLE, proto=RT_PROTO_NFQ_MIP6) for hoa in hoas]
+        requests += [self._decap_delete(c) for c in released if not self._coa_refs[c]]
+        return self._transact_many(requests, "tunnel removal", ignore_missing=True)
 
     # -- reading the kernel ----------------------------------------------------------------
     def _routes(self, table: int) -> Iterator[_RouteLine]:

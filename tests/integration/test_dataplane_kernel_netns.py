@@ -92,3 +92,50 @@ def test_rules_local_rule_and_tunnel_source_on_a_real_kernel(netns: str) -> None
         ["ip", "-n", netns, "-6", "rule", "show"], capture_output=True, text=True, check=True
     ).stdout
     assert "fwmark 0x6275 lookup local" in rules
+
+
+TUNNELS = r"""
+import json, subprocess
+from ipaddress import IPv6Address as A, IPv6Network as N
+from nfq_mip6.dataplane.netlink import NetlinkDataplane
+
+def count(table):
+    out = subprocess.run(["ip", "-6", "route", "show", "table", str(table)],
+                         capture_output=True, text=True, check=True).stdout
+    return len([line for line in out.splitlines() if line.strip()])
+
+hoa = lambda i: A(int(A("2001:db8:a::1:0")) + i)
+coa = lambda i: A(int(A("2001:db8:b::1:0")) + i)
+d = NetlinkDataplane("t0", A("2001:db8:a::1"), N("2001:db8:a::/64"))
+out = {"failed": d.install_tunnels({hoa(i): coa(i % 10) for i in range(2500)})}
+out["installed"] = [count(6275), count(6276)]
+out["failed"] += d.install_tunnels({hoa(i): coa(10) for i in range(1000)})  # CoAs 0-9 kept
+out["moved"] = [count(6275), count(6276), str(d.tunnels()[hoa(0)]), str(d.tunnels()[hoa(1500)])]
+out["failed"] += d.install_tunnels({hoa(i): coa(11) for i in range(2500)})  # one CoA left
+out["one_coa"] = [count(6275), count(6276)]
+out["failed"] += d.remove_tunnels([hoa(i) for i in range(2500)] + [hoa(9999)])
+out["removed"] = [count(6275), count(6276), len(d.tunnels())]
+print(json.dumps(out))
+"""
+
+
+def test_tunnels_in_netlink_batches_on_a_real_kernel(netns: str) -> None:
+    """2 500 tunnel routes (three sendmsg batches) with their decap routes, one per CoA; a
+    CoA change of 1 000; every HoA to one CoA (the others' decap routes go); all removed
+    (an absent one is fine)."""
+    subprocess.run(
+        ["ip", "-n", netns, "link", "add", "t0", "type", "veth", "peer", "name", "t1"], check=True
+    )
+    for dev in ("t0", "t1"):
+        subprocess.run(["ip", "-n", netns, "link", "set", dev, "up"], check=True)
+    done = subprocess.run(
+        ["ip", "netns", "exec", netns, sys.executable, "-c", TUNNELS],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["failed"] == 0
+    assert out["installed"] == [2500, 10]
+    assert out["moved"] == [2500, 11, "2001:db8:b::1:a", "2001:db8:b::1:0"]
+    assert out["one_coa"] == [2500, 1]
+    assert out["removed"] == [0, 0, 0]
