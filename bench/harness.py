@@ -17,18 +17,24 @@ from tests.support.processes import terminate
 
 
 def start_etcd(
-    data_dir: Path, client_port: int, peer_port: int, netns: str | None = None
+    data_dir: Path,
+    client_port: int,
+    peer_port: int,
+    netns: str | None = None,
+    also_listen: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
-    """A single-member etcd on loopback (in ``netns`` if given), once it reports healthy."""
+    """A single-member etcd on loopback (in ``netns`` if given; clients also on the
+    addresses ``also_listen``), once it reports healthy."""
     binary = shutil.which("etcd")
     if binary is None:
         raise SystemExit("etcd not installed (scripts/bootstrap.sh installs etcd-server)")
     in_netns = ["ip", "netns", "exec", netns] if netns else []
     url, peer = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+    listen = ",".join([url, *(f"http://{host}:{client_port}" for host in also_listen)])
     log = (data_dir.parent / "etcd.log").open("ab")
     proc = subprocess.Popen(
         [*in_netns, binary, "--name", "b", "--data-dir", str(data_dir),
-         "--listen-client-urls", url, "--advertise-client-urls", url,
+         "--listen-client-urls", listen, "--advertise-client-urls", url,
          "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
          "--initial-cluster", f"b={peer}", "--log-level", "warn"],
         stdout=log, stderr=log,

@@ -821,6 +821,8 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
         action = request.get("action", "status")
         if action == "status":
             return {"ok": True, **self.cluster.status()}
+        if action == "timeline":
+            return {"ok": True, **self.cluster.timeline()}
         if action in (ACTIVE, STANDBY):
             return self.cluster.set_role(str(action), now)
         return {"ok": False, "error": f"unknown cluster action {action!r}"}

@@ -74,6 +74,8 @@ log = logging.getLogger("nfq_mip6.ha.cluster")
 ACTIVE: Final = "active"
 STANDBY: Final = "standby"
 MAX_REDECISIONS: Final = 3
+TIMELINE_LENGTH: Final = 100_000
+"""Revisions kept in the commit and apply timelines (for replication-lag measurements)."""
 """A BU decided again this many times on fresh state and still conflicting is dropped
 (another writer keeps changing it; the MN retransmits)."""
 
@@ -186,6 +188,13 @@ class HomeAgentCluster:
         )
         self.last_takeover_ms: float | None = None
         self.last_takeover_steps_ms: dict[str, float] = {}
+        self._standby_tunnels: dict[IPv6Address, IPv6Address] = {}
+        """Standby: the HoA -> CoA tunnel routes it installed (a refresh with the same CoA
+        costs no netlink request)."""
+        self.applied_log: deque[tuple[int, float, float]] = deque(maxlen=TIMELINE_LENGTH)
+        """Standby: ``(revision, received, applied)`` (``time.monotonic()``) of the latest
+        revisions: when the replica got the watch event, when its change was in the core's
+        cache and the kernel. Read with ``nfq-mip6``'s ``cluster timeline`` request."""
 
     # --------------------------------------------------------------------------------------
     # Start and stop
@@ -488,16 +497,19 @@ class HomeAgentCluster:
             return
         dataplane = rt.dataplane
         assert dataplane is not None
+        installed = self._standby_tunnels
         installs: dict[IPv6Address, IPv6Address] = {}
         removals: list[IPv6Address] = []
         one_by_one: list[Action] = []
         for action in actions:
             if isinstance(action, InstallHomeTunnel):
                 if action.prefixes or action.withdrawn:
+                    installed.pop(action.home_address, None)
                     one_by_one.append(action)
-                else:
+                elif installed.get(action.home_address) != action.care_of_address:
                     installs[action.home_address] = action.care_of_address
             elif isinstance(action, RemoveHomeTunnel):
+                installed.pop(action.home_address, None)
                 if action.prefixes:
                     one_by_one.append(action)
                 else:
@@ -515,6 +527,8 @@ class HomeAgentCluster:
                 failed = dataplane.install_tunnels(installs)
                 if failed:
                     rt.counters["dataplane_errors"] += failed
+                else:
+                    installed.update(installs)
         except DataplaneError as exc:
             rt.counters["dataplane_errors"] += 1
             log.error("standby tunnel routes: %s", exc)
@@ -559,6 +573,9 @@ class HomeAgentCluster:
         self.counters["replica_changes"] += len(bindings) + len(mesg_ids)
         self.replica_revision = changes.revision
         self._load(bindings, mesg_ids, now, kernel=kernel)
+        if changes.received:
+            applied = time.monotonic()
+            self.applied_log.extend((rev, got, applied) for rev, got in changes.received)
 
     # --------------------------------------------------------------------------------------
     # Role switch (nfq-mip6 cluster active|standby)
@@ -621,6 +638,7 @@ class HomeAgentCluster:
         else:
             steps.append(steps[0])
         self.role = ACTIVE
+        self._standby_tunnels.clear()
         steps.append(time.perf_counter())
         failed = rt.dataplane.add_proxies(self._proxied())
         self.counters["proxy_errors"] += failed
@@ -655,6 +673,16 @@ class HomeAgentCluster:
         store = self.store
         horizon = 3 * self.settings.probe_interval + self.settings.commit_timeout
         return bool(store.reachable) and time.monotonic() - store.checked_at <= horizon
+
+    def timeline(self) -> dict[str, Any]:
+        """When each recent revision was committed here (active: etcd's answer reached the
+        store thread) and applied here (standby: in the cache and the kernel), on
+        ``time.monotonic()``, which every process of one host shares."""
+        committed = getattr(self.store, "commit_log", ())
+        return {
+            "committed": [list(entry) for entry in list(committed)],
+            "applied": [list(entry) for entry in list(self.applied_log)],
+        }
 
     def status(self) -> dict[str, Any]:
         store = self.store

@@ -138,6 +138,9 @@ class EtcdBindingStore:
         """Whether the last request (commit or probe) got an answer; ``None`` = none yet."""
         self.checked_at = 0.0
         """``time.monotonic()`` of that answer or failure."""
+        self.commit_log: deque[tuple[int, float]] = deque(maxlen=100_000)
+        """``(revision, time.monotonic())`` of each successful transaction when etcd's answer
+        arrived (the start of a standby's replication lag)."""
         self._control_gateway: Gateway | None = None
         # transactions in flight (worker threads) and the keys they hold
         self._flight_lock = threading.Lock()
@@ -434,6 +437,7 @@ class EtcdBindingStore:
                 self._finish(pending, exc)
             return
         if ok:
+            self.commit_log.append((revision, time.monotonic()))
             if len(batch) > 1:
                 self.counters["batched"] += len(batch)
             for pending in batch:

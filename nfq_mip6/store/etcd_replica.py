@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from ipaddress import IPv6Address
@@ -47,6 +48,9 @@ class ReplicaChanges:
     bindings: dict[IPv6Address, StoredBinding | None]
     mesg_ids: dict[int, int | None]
     full: bool = False
+    received: tuple[tuple[int, float], ...] = ()
+    """``(revision, time.monotonic())`` of each revision in this set when its watch event
+    reached the replica (the start of its apply path; a bootstrap carries none)."""
 
     def __bool__(self) -> bool:
         return self.full or bool(self.bindings or self.mesg_ids)
@@ -84,6 +88,7 @@ class EtcdReplica:
         # becomes readable when there is something (a selectors loop watches it).
         self._changed_bindings: dict[IPv6Address, StoredBinding | None] = {}
         self._changed_mesg_ids: dict[int, int | None] = {}
+        self._received: list[tuple[int, float]] = []
         self._full = False
         self._notify_r, self._notify_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
@@ -111,6 +116,7 @@ class EtcdReplica:
             self._full = True
             self._changed_bindings.clear()
             self._changed_mesg_ids.clear()
+            self._received.clear()
             self._lock.notify_all()
         self._notify()
         return revision
@@ -139,11 +145,15 @@ class EtcdReplica:
                 )
             else:
                 changes = ReplicaChanges(
-                    self.revision, self._changed_bindings, self._changed_mesg_ids
+                    self.revision,
+                    self._changed_bindings,
+                    self._changed_mesg_ids,
+                    received=tuple(self._received),
                 )
             self._full = False
             self._changed_bindings = {}
             self._changed_mesg_ids = {}
+            self._received = []
         return changes
 
     def key_revisions(self) -> dict[str, int]:
@@ -258,10 +268,14 @@ class EtcdReplica:
         while not self._stop.is_set():
             try:
                 for revision, batch in self.watch(self.revision + 1):
+                    received = time.monotonic()
                     with self._lock:
                         for key, value, mod in batch:
                             self._state.apply(self.prefix, key, value, mod)
                             self._record_change(key)
+                        self._received.extend(
+                            (mod, received) for mod in sorted({mod for _k, _v, mod in batch})
+                        )
                         self.events += len(batch)
                         self.revision = max(self.revision, revision)
                         self._lock.notify_all()

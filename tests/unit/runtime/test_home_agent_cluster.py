@@ -104,7 +104,10 @@ class FakeReplica:
 
     def push(self, hoa: IPv6Address, row: StoredBinding | None, revision: int) -> None:
         self.revision = revision
-        self.pending = ReplicaChanges(revision, {**self.pending.bindings, hoa: row}, {})
+        received = (*self.pending.received, (revision, time.monotonic()))
+        self.pending = ReplicaChanges(
+            revision, {**self.pending.bindings, hoa: row}, {}, received=received
+        )
 
     def wait_for(self, revision: int, timeout: float) -> bool:
         return self.revision >= revision
@@ -271,6 +274,28 @@ def test_standby_follows_answers_nothing_then_takes_over(tmp_path: Path) -> None
         # and back to standby: proxies go, routes stay
         assert rt.handle_control({"cmd": "cluster", "action": "standby"})["role"] == "standby"
         assert fake.proxies() == set() and fake.tunnels() == {HOA: COA2}
+    finally:
+        rt.stop()
+
+
+def test_standby_refresh_costs_no_route_and_is_timed(tmp_path: Path) -> None:
+    """A refresh with the same CoA changes the cache, not the kernel; each applied revision
+    is in the timeline (received, then applied) that the replication benchmark reads."""
+    store = FakeStore(BindingSnapshot((), {}, 40))
+    replica = FakeReplica({HOA: row(7)}, 40)
+    rt, fake, _sent = start(tmp_path, store, role="standby", replica=replica)
+    try:
+        replica.push(HOA, row(8, COA2), 41)
+        rt.cluster.on_replica()
+        installs = [entry for entry in fake.log if entry[0] == "install"]
+        replica.push(HOA, row(9, COA2), 42)
+        replica.push(HOA, row(10, COA2), 43)
+        rt.cluster.on_replica()
+        assert rt.core.cache.get(HOA).sequence == 10 and fake.tunnels() == {HOA: COA2}
+        assert [entry for entry in fake.log if entry[0] == "install"] == installs
+        applied = rt.handle_control({"cmd": "cluster", "action": "timeline"})["applied"]
+        assert [revision for revision, _got, _done in applied] == [41, 42, 43]
+        assert all(got <= done for _revision, got, done in applied)
     finally:
         rt.stop()
 
