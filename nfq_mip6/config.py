@@ -128,6 +128,8 @@ class ClusterConfig:
     cert_file: Path | None = None  # TLS client certificate + key (etcd --client-cert-auth)
     key_file: Path | None = None
     role: str = "active"  # at start: "active" answers, "standby" follows (nfq-mip6 cluster)
+    max_in_flight: int = 2  # commit transactions on their way to etcd at once (distinct keys)
+    connect_timeout_ms: int = 250  # opening a connection to one endpoint; then the next one
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -473,6 +475,8 @@ _CLUSTER_KEYS: Final[dict[str, Callable[[object], Any]]] = {
     "cert_file": _parse_existing_file,
     "key_file": _parse_existing_file,
     "role": _choice_parser(("active", "standby")),
+    "max_in_flight": _int_parser(1, 16),
+    "connect_timeout_ms": _int_parser(10, 60_000),
 }
 _SECTIONS: Final[dict[str, dict[str, Callable[[object], Any]]]] = {
     "ha": _HA_KEYS,

@@ -108,6 +108,8 @@ def etcd_settings(config: ClusterConfig) -> EtcdSettings:
         ca_file=str(config.ca_file) if config.ca_file else None,
         cert_file=str(config.cert_file) if config.cert_file else None,
         key_file=str(config.key_file) if config.key_file else None,
+        max_in_flight=config.max_in_flight,
+        connect_timeout=config.connect_timeout_ms / 1000.0,
     )
 
 

@@ -57,6 +57,31 @@ def test_environment_overrides_cluster_keys(tmp_path: Path) -> None:
     assert config.cluster.commit_timeout_ms == 250
 
 
+def test_commit_path_knobs_from_file_and_environment(tmp_path: Path) -> None:
+    """max_in_flight (transactions overlapping on distinct keys) and connect_timeout_ms (per
+    endpoint, then the next one) reach the store's settings; defaults 2 and 250 ms."""
+    pytest.importorskip("etcd3gw", reason="optional extra nfq-mip6[cluster] not installed")
+    from nfq_mip6.runtime.home_agent_cluster import etcd_settings
+
+    default = load_config(write(tmp_path, HA + CLUSTER), environ={}).cluster
+    assert default is not None
+    assert (default.max_in_flight, default.connect_timeout_ms) == (2, 250)
+    text = HA + CLUSTER + "max_in_flight = 1\nconnect_timeout_ms = 100\n"
+    cluster = load_config(write(tmp_path, text), environ={}).cluster
+    assert cluster is not None
+    settings = etcd_settings(cluster)
+    assert (settings.max_in_flight, settings.connect_timeout) == (1, 0.1)
+    cluster = load_config(
+        write(tmp_path, text),
+        environ={
+            "NFQ_MIP6_CLUSTER__MAX_IN_FLIGHT": "4",
+            "NFQ_MIP6_CLUSTER__CONNECT_TIMEOUT_MS": "500",
+        },
+    ).cluster
+    assert cluster is not None
+    assert (cluster.max_in_flight, cluster.connect_timeout_ms) == (4, 500)
+
+
 def test_tls_files(tmp_path: Path) -> None:
     for name in ("ca.pem", "client.pem", "client.key"):
         (tmp_path / name).write_text("x")
@@ -84,6 +109,9 @@ def test_tls_files(tmp_path: Path) -> None:
         (HA + CLUSTER + "lease = 5\n", {}, "cluster.lease"),
         (HA + CLUSTER, {"NFQ_MIP6_CLUSTER__ENDPOINTS": "nope"}, "NFQ_MIP6_CLUSTER__ENDPOINTS"),
         ('role = "cn"\n' + CLUSTER, {}, "cluster.backend"),
+        (HA + CLUSTER + "max_in_flight = 0\n", {}, "cluster.max_in_flight"),
+        (HA + CLUSTER, {"NFQ_MIP6_CLUSTER__MAX_IN_FLIGHT": "x"}, "NFQ_MIP6_CLUSTER__MAX_IN_FLIGHT"),
+        (HA + CLUSTER + "connect_timeout_ms = 5\n", {}, "cluster.connect_timeout_ms"),
     ],
 )
 def test_bad_cluster_config_names_the_key(
