@@ -11,7 +11,8 @@ need one namespace per virtual HA on every host, which the bed does not build (d
   ``nfq-mip6 radvd-config`` writes for that member's agent configuration at preference 100
   (as deploy/cluster's notify script does on MASTER). Each one's Home Agents List shows the
   other with the preference its RA carried; the active member takes the virtual HA's RA as
-  its own (it ranks itself at 100 in its DHAAD replies).
+  its own (it ranks itself at 100). A DHAAD Request from the CN to the home agents anycast
+  address gets a reply listing the virtual HA first, whichever of the two answers.
 * ``nfq-mip6 cluster drain`` on the active member: the MN gets a Home Agent Switch listing the
   plain HA, de-registers from the virtual HA (every member drops the binding: the deletion
   goes through etcd), registers with the plain HA (status 0), and the CN's pings to the home
@@ -48,7 +49,7 @@ from nfq_mip6.io.radvd import Radvd
 from nfq_mip6.testbed import Testbed, care_of_address
 from nfq_mip6.testbed import cluster_processes as cluster
 from nfq_mip6.testbed.cluster import MN_SPI, VMAC_INTERFACE, cluster_hosts
-from nfq_mip6.testbed.topology import HA_ADDRESS, MN_HOME_ADDRESS
+from nfq_mip6.testbed.topology import CN_ADDRESS, HA_ADDRESS, HOME_PREFIX, MN_HOME_ADDRESS
 
 pytestmark = pytest.mark.netns
 pytest.importorskip("etcd3gw", reason="optional extra nfq-mip6[cluster] not installed")
@@ -99,6 +100,40 @@ def virtual_ha_radvd_config(bed: Testbed, host: str) -> str:
     return done.stdout
 
 
+# A DHAAD Request (RFC 6275 §6.5) from the CN to the home agents anycast address of the home
+# prefix, through a raw ICMPv6 socket (the kernel fills the checksum); prints the Reply's
+# source and home agents as JSON.
+_DHAAD = r"""
+import json, socket, sys
+from ipaddress import IPv6Address, IPv6Network
+from nfq_mip6.wire.icmp import (DhaadReply, DhaadRequest, build_icmpv6, home_agents_anycast,
+                               parse_icmpv6)
+src, prefix = IPv6Address(sys.argv[1]), IPv6Network(sys.argv[2])
+anycast = home_agents_anycast(prefix)
+sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+sock.bind((str(src), 0))
+sock.settimeout(3.0)
+sock.sendto(build_icmpv6(DhaadRequest(0x5151), src, anycast), (str(anycast), 0))
+while True:
+    data, address = sock.recvfrom(2048)
+    message = parse_icmpv6(data)
+    if isinstance(message, DhaadReply) and message.identifier == 0x5151:
+        print(json.dumps([address[0], [str(a) for a in message.home_agents]]))
+        break
+"""
+
+
+def dhaad_reply(bed: Testbed) -> tuple[str, list[str]] | None:
+    """Who answered the CN's DHAAD Request, and the home agents it listed (None: no reply)."""
+    done = bed.node("cn").run(
+        [sys.executable, "-c", _DHAAD, CN_ADDRESS, HOME_PREFIX], check=False, timeout=10
+    )
+    if done.returncode != 0:
+        return None
+    source, listed = json.loads(done.stdout)
+    return str(source), list(listed)
+
+
 def heard(socket_path: Path, address: str) -> int | None:
     """The preference the agent's Home Agents List holds for ``address`` (None: not heard)."""
     for row in drain_status(socket_path).get("home_agents_list", []):  # type: ignore[union-attr]
@@ -147,6 +182,11 @@ def test_virtual_ha_drained_to_a_plain_home_agent(bed: Testbed, tmp_path: Path) 
                 lambda: drain_status(active_socket)["preference"] == VIRTUAL_HA_PREFERENCE, 5.0
             ), drain_status(active_socket)
             assert heard(active_socket, HA_ADDRESS) is None
+            # DHAAD (§10.5): whichever home agent answers, the preferred one comes first
+            assert wait_until(lambda: dhaad_reply(bed) is not None, 10.0), "no DHAAD reply"
+            reply = dhaad_reply(bed)
+            assert reply is not None and reply[0] in (HA_ADDRESS, HA2_ADDRESS), reply
+            assert reply[1] == [HA_ADDRESS, HA2_ADDRESS], reply
 
             stream = bed.ping_stream("cn", MN_HOME_ADDRESS, rate_pps=100)
             stream.start()
@@ -189,6 +229,7 @@ def test_virtual_ha_drained_to_a_plain_home_agent(bed: Testbed, tmp_path: Path) 
                     {
                         "test": "cluster_drain",
                         "hosts": HOSTS,
+                        "dhaad_reply": {"from": reply[0], "home_agents": reply[1]},
                         "ping_100pps": {
                             "sent": result.sent,
                             "received": result.received,
