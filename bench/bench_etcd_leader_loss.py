@@ -101,7 +101,15 @@ def run_summary(record: LoadRecord) -> dict[str, Any]:
 
 
 def one_round(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    bed = EtcdLoadBed(unique_prefix("eb"), tmp, args.mobile_nodes, log_level="warning")
+    etcd_args: tuple[str, ...] = ()
+    if args.election_timeout_ms:
+        heartbeat = max(10, args.election_timeout_ms // 10)
+        etcd_args = ("--election-timeout", str(args.election_timeout_ms),
+                     "--heartbeat-interval", str(heartbeat))  # fmt: skip
+    bed = EtcdLoadBed(
+        unique_prefix("eb"), tmp, args.mobile_nodes, log_level="warning",
+        commit_timeout_ms=args.commit_timeout_ms, etcd_args=etcd_args,
+    )  # fmt: skip
     result: dict[str, Any] = {}
     try:
         bed.build()
@@ -150,6 +158,11 @@ def main() -> int:
     parser.add_argument("--mobile-nodes", type=int, default=400)
     parser.add_argument("--kill-at", type=float, default=2.0, help="s into the killed run")
     parser.add_argument("--rounds", type=int, default=1, help="fresh beds, one after another")
+    parser.add_argument("--commit-timeout-ms", type=int, default=1000, help="the agents' deadline")
+    parser.add_argument(
+        "--election-timeout-ms", type=int, default=0,
+        help="etcd --election-timeout (heartbeat a tenth of it); 0 = etcd's default, 1000 ms",
+    )  # fmt: skip
     args = parser.parse_args()
     load_before = os.getloadavg()
     rounds = []
@@ -163,10 +176,31 @@ def main() -> int:
             "seconds": args.seconds,
             "mobile_nodes": args.mobile_nodes,
             "kill_at_s": args.kill_at,
-            "commit_timeout_ms": 1000,
+            "commit_timeout_ms": args.commit_timeout_ms,
+            "etcd_election_timeout_ms": args.election_timeout_ms or 1000,
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
             "target_stall_s": 2.0,
+            "summary": {
+                "stall_ms": [r["leader_killed"]["longest_gap_without_ba_ms"] for r in rounds],
+                "baseline_longest_gap_ms": [
+                    r["baseline"]["longest_gap_without_ba_ms"] for r in rounds
+                ],
+                "new_leader_after_s": [r["leader_killed"]["new_leader_after_s"] for r in rounds],
+                "late_bas": [r["leader_killed"]["late_bas"] for r in rounds],
+                "baseline_late_bas": [r["baseline"]["late_bas"] for r in rounds],
+                "within_target": sum(
+                    r["leader_killed"]["longest_gap_without_ba_ms"] <= 2000 for r in rounds
+                ),
+                "all_consistent": all(
+                    r["store_equals_mns"]
+                    and r["active_equals_store"]
+                    and r["standby_equals_store"]
+                    and r["leader_killed"]["bas_answered_twice"] == 0
+                    and r["leader_killed"]["mns_last_bu_unanswered"] == 0
+                    for r in rounds
+                ),
+            },
             "rounds": rounds,
         }
     )

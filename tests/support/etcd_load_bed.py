@@ -68,6 +68,9 @@ class EtcdLoadBed:
     tmp: Path
     mobile_nodes: int
     log_level: str = "info"
+    commit_timeout_ms: int = 1000
+    etcd_args: tuple[str, ...] = ()
+    """Extra arguments of every etcd member (e.g. ``--election-timeout``)."""
     etcd: EtcdCluster = field(init=False)
     agents: dict[str, Agent] = field(default_factory=dict)
     created: list[str] = field(default_factory=list)
@@ -114,7 +117,7 @@ class EtcdLoadBed:
             self._ip("-n", e, "link", "set", f"m-{name}", "master", "mgmt", "up")
             self._ip("-n", self.ns(name), "addr", "add", f"{MGMT[name]}/24", "dev", "mgmt0")
             self._ip("-n", self.ns(name), "link", "set", "mgmt0", "up")
-        self.etcd = EtcdCluster(self.tmp, ETCD_HOSTS, e)
+        self.etcd = EtcdCluster(self.tmp, ETCD_HOSTS, e, extra_args=self.etcd_args)
         self.etcd.start()
 
     def _agent(self, name: str, endpoints: Sequence[str], standby: bool) -> Agent:
@@ -131,7 +134,7 @@ class EtcdLoadBed:
             f"[ha]\nmax_binding_lifetime = 1000\nmax_tunnel_nr = {self.mobile_nodes + 10}\n"
             f"require_authentication = false\n{given}"
             f'[cluster]\nendpoints = {json.dumps(list(endpoints))}\nname = "{NAME}"\n'
-            "commit_timeout_ms = 1000\n"
+            f"commit_timeout_ms = {self.commit_timeout_ms}\n"
         )
         log_path = directory / "agent.log"
         extra = ["--cluster-role", "standby"] if standby else []
