@@ -259,6 +259,12 @@ class HomeAgentCluster:
             return
         self._apply_replica(replica, now, kernel=False)
         replica.start_following()
+        # The store's revision and reachability now, not after the store thread's first idle
+        # probe: `cluster status` (keepalived's track_script) is right from the start.
+        try:
+            self.store.current_revision()
+        except StoreError as exc:
+            log.warning("cluster %s: store revision: %s", self.settings.name, exc)
         log.info(
             "cluster %s: standby, %d binding(s) at revision %d",
             self.settings.name, len(self.runtime.core.cache) if self.runtime.core else 0,
