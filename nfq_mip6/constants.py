@@ -52,6 +52,10 @@ HOME_AGENT_SWITCH_RETRANSMISSIONS: Final = 3
 # RFC 5142 §6.1, our choice: the MN stops waiting for the old HA's answer to its
 # de-registration when the retransmission delay reaches this (BUs at 0, 1 and 3 s; left at 7 s).
 HOME_AGENT_SWITCH_DEREGISTRATION_GIVE_UP: Final = 4.0
+# Our choice: a restarted MN registers with the home agent a Home Agent Switch sent it to
+# (RFC 5142) and falls back to the configured one (or DHAAD) when that one has not answered
+# by the time the retransmission delay reaches this (BUs at 0, 1 and 3 s; left at 7 s).
+RESTORED_HOME_AGENT_GIVE_UP: Final = 4.0
 # ``nfq-mip6 cluster drain`` without --rate: Home Agent Switch messages per second (each MN's
 # move costs its new HA a first registration with proxy DAD).
 DEFAULT_DRAIN_RATE: Final = 10.0

@@ -69,6 +69,7 @@ from nfq_mip6.constants import (
     MAX_LIFETIME_UNITS,
     MAX_RR_BINDING_LIFETIME,
     MAX_UPDATE_RATE,
+    RESTORED_HOME_AGENT_GIVE_UP,
 )
 from nfq_mip6.mobility import mn_return_routability as mn_rr
 from nfq_mip6.mobility.binding import seq_next
@@ -300,6 +301,8 @@ class MobileNode:
         self._sequence_floor: dict[IPv6Address, int] = {}
         self._ha_switch: _HomeAgentSwitch | None = None
         self.switch_counters: dict[str, int] = dict.fromkeys(SWITCH_COUNTERS, 0)
+        self._restored_home_agent: IPv6Address | None = None
+        """The home agent a previous run was switched to (RFC 5142), until it answers."""
 
     # ----------------------------------------------------------------------------------------
     # Driving the core
@@ -378,6 +381,50 @@ class MobileNode:
                     BindingUpdateListRecord(destination, hoa, hoa, sequence, home, "none", 0, 0.0)
                 )
         return records
+
+    def restore_home_agent(self, home_agent: IPv6Address) -> None:
+        """A previous run followed a Home Agent Switch (RFC 5142 §6.2) to ``home_agent`` and
+        was registered with it: this run registers with it too, not with the configured one
+        (call once, before :meth:`restore_binding_update_list`). Until it answers a BU, the
+        configured home agent (DHAAD without one) is the fallback: when it refuses the
+        registration, or does not answer by the time the retransmission delay reaches
+        ``RESTORED_HOME_AGENT_GIVE_UP`` (BUs at 0, 1 and 3 s, left at 7 s)."""
+        if home_agent == self.home_agent:
+            return
+        self.home_agent = home_agent
+        self._restored_home_agent = home_agent
+
+    @property
+    def registered_home_agent(self) -> IPv6Address | None:
+        """The home agent whose BA accepted the current home registration (what a restart
+        registers with again), ``None`` when no home registration is in force."""
+        entry = self.home_entry
+        if entry is None or not entry.bound_once or entry.state not in IN_FORCE:
+            return None
+        return entry.destination
+
+    def _restored_home_agent_failed(self, now: float) -> list[Action]:
+        """The home agent restored from the previous run refused or did not answer: its
+        entry goes (its sequence number stays the floor) and the MN registers with the
+        configured home agent, or runs DHAAD."""
+        failed = self._restored_home_agent
+        assert failed is not None
+        self._restored_home_agent = None
+        hoa = self.config.home_address
+        actions: list[Action] = []
+        entry = self.bul.pop(failed, None)
+        if entry is not None:
+            self._sequence_floor[failed] = entry.sequence
+            actions += self._home_agent_indirect()
+            if entry.route_installed:
+                actions.append(RemoveReverseTunnel(hoa))
+            actions.append(BindingDeleted(hoa, failed, True))
+        self.home_agent = self.config.home_agent
+        if self.location is not Location.AWAY or self.care_of_address is None:
+            return actions
+        if self.home_agent is None:
+            return actions + self._dhaad_start(now)
+        return actions + self._start_home_registration(now)
 
     def restore_binding_update_list(
         self, records: Iterable[BindingUpdateListRecord], now: float
@@ -599,6 +646,13 @@ class MobileNode:
             if self.bul.get(entry.destination) is not entry:
                 return actions
         if entry.state in AWAITING_ACK and entry.next_retransmit_at <= now:
+            if (
+                entry.home_registration
+                and entry.destination == self._restored_home_agent
+                and entry.state is not BulState.DEREGISTERING
+                and entry.retransmit_delay >= RESTORED_HOME_AGENT_GIVE_UP
+            ):
+                return actions + self._restored_home_agent_failed(now)
             if (
                 entry.state is BulState.DEREGISTERING
                 and self._switching_from(entry.destination)
@@ -990,6 +1044,8 @@ class MobileNode:
         status = ba.status
         if status == BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW:
             # §11.7.3: resend with the HA's/CN's last accepted sequence number + 1.
+            if entry.destination == self._restored_home_agent:
+                self._restored_home_agent = None  # it answers: it is this MN's home agent
             entry.sequence = ba.sequence
             entry.sequence_unknown = False
             entry.outstanding.clear()  # all answered by this rejection
@@ -1043,6 +1099,13 @@ class MobileNode:
     ) -> list[Action]:
         status = ba.status
         hoa = self.config.home_address
+        if entry.destination == self._restored_home_agent:
+            if status >= 128 and entry.state is not BulState.DEREGISTERING:
+                return [
+                    BindingRejected(hoa, entry.destination, True, status),
+                    *self._restored_home_agent_failed(now),
+                ]
+            self._restored_home_agent = None  # it answers: it is this MN's home agent
         if entry.state is BulState.DEREGISTERING and self._switching_from(entry.destination):
             return self._switch_deregistered(entry, status, now)
         if entry.state is BulState.DEREGISTERING:

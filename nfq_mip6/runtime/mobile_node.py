@@ -419,6 +419,7 @@ class MobileNodeRuntime(RoleRuntime):
         except StoreError as exc:
             LOG.warning("state store unavailable; the BUL will not survive a restart: %s", exc)
             return
+        self._restore_home_agent(ctx)
         restored = self._core.restore_binding_update_list(self.persistence.load(), ctx.clock())
         self.restored_bindings = len(restored)
         self._restored_ro = {
@@ -436,12 +437,36 @@ class MobileNodeRuntime(RoleRuntime):
         if self.authenticator is not None:
             self.authenticator.restore(*self.persistence.load_auth())
 
+    def _restore_home_agent(self, ctx: RuntimeContext) -> None:
+        """RFC 5142: the previous run was switched to another home agent and registered with
+        it; this one registers with it again (the core falls back to the configured one when
+        it does not answer). Not when the configuration names another home agent since."""
+        assert self.persistence is not None
+        configured = ctx.config.mn.home_agent if ctx.config.mn is not None else None
+        stored = self.persistence.load_home_agent()
+        if stored is None or configured is None:
+            return
+        home_agent, configured_then = stored
+        if home_agent == configured or configured_then != configured:
+            return
+        self._core.restore_home_agent(home_agent)
+        LOG.info(
+            "home agent %s (followed a Home Agent Switch in the previous run; configured: %s, "
+            "the fallback)",
+            home_agent,
+            configured,
+        )
+
     def _persist(self, now: float) -> None:
         """Commit the BUL (and the Mesg-ID state) before the actions of a core call are
         carried out; nothing is written when nothing changed (MobileNodePersistence.save)."""
         if self.persistence is None or self.core is None:
             return
         self.persistence.save(self.core.binding_update_list_records(now))
+        registered = self.core.registered_home_agent
+        if registered is not None:
+            mn = self.ctx.config.mn if self.ctx is not None else None
+            self.persistence.save_home_agent(registered, mn.home_agent if mn else None)
         if self.authenticator is not None:
             self.persistence.save_auth(
                 self.authenticator.last_sent, self.authenticator.clock_offset

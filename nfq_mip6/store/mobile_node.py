@@ -1,7 +1,9 @@
 """The Mobile Node's mapper: core Binding Update List (and the RFC 4285 Mesg-ID state) <->
 the state database, so that a restarted MN continues its sequence numbers (RFC 6275 §11.7.1)
 and keeps its correspondent bindings: the keygen tokens of each correspondent binding in
-force (§5.2.5) are kept under the key ``mn.ro``, their ages as wall-clock receive times.
+force (§5.2.5) are kept under the key ``mn.ro``, their ages as wall-clock receive times;
+the home agent the MN is registered with under ``mn.home_agent``, so that a restart after an
+RFC 5142 Home Agent Switch registers with the new home agent, not the configured one.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class MobileNodePersistence:
 
     AUTH_KEY: Final = "mn.auth"
     RO_KEY: Final = "mn.ro"
+    HOME_AGENT_KEY: Final = "mn.home_agent"
 
     def __init__(self, store: StateStore, wall_clock: Callable[[], float] = time.time) -> None:
         self.store = store
@@ -45,6 +48,7 @@ class MobileNodePersistence:
         self._last: list[StoredBulEntry] | None = None
         self._last_auth: dict[str, Any] | None = None
         self._last_ro: dict[str, Any] | None = None
+        self._last_home_agent: dict[str, Any] | None = None
         self.errors = 0
 
     def __repr__(self) -> str:
@@ -192,4 +196,38 @@ class MobileNodePersistence:
             log.warning("ignoring the stored Mesg-ID state: %s", exc)
             return (0, 0.0)
         self._last_auth = {"last_mesg_id": result[0], "clock_offset": result[1]}
+        return result
+
+    def save_home_agent(self, home_agent: IPv6Address, configured: IPv6Address | None) -> None:
+        """The home agent whose BA accepted the MN's home registration, with the configured
+        one at that time (a restart with another configured home agent ignores it)."""
+        value = {
+            "home_agent": str(home_agent),
+            "configured": str(configured) if configured is not None else None,
+        }
+        if value == self._last_home_agent:
+            return
+        try:
+            self.store.set_value(self.HOME_AGENT_KEY, value)
+        except StoreError as exc:
+            self.errors += 1
+            log.error("could not persist the home agent: %s", exc)
+            return
+        self._last_home_agent = value
+
+    def load_home_agent(self) -> tuple[IPv6Address, IPv6Address | None] | None:
+        """(home agent registered with, the configured one then); ``None`` when none is
+        stored or the value is unreadable."""
+        try:
+            value = self.store.get_value(self.HOME_AGENT_KEY, None)
+            if value is None:
+                return None
+            home_agent = IPv6Address(value["home_agent"])
+            configured = value.get("configured")
+            result = (home_agent, IPv6Address(configured) if configured else None)
+        except (StoreError, AttributeError, KeyError, TypeError, ValueError) as exc:
+            self.errors += 1
+            log.warning("ignoring the stored home agent: %s", exc)
+            return None
+        self._last_home_agent = dict(value)
         return result
