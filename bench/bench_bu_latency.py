@@ -32,15 +32,9 @@ from pathlib import Path
 from harness import print_result, wait_for_socket
 
 from nfq_mip6.control import request
-from nfq_mip6.wire import (
-    BindingUpdate,
-    BUFlags,
-    build_icmpv6_packet,
-    build_ipv6_packet,
-    build_mh,
-)
+from nfq_mip6.wire import build_icmpv6_packet
 from nfq_mip6.wire.icmp import UnknownICMPv6
-from nfq_mip6.wire.mh import IPPROTO_MH
+from tests.support.bu_load import ba_fields, bu_packet
 
 TAG = f"{os.getpid()}"
 NS_M, NS_H = f"nfqbl-m-{TAG}", f"nfqbl-h-{TAG}"
@@ -110,9 +104,7 @@ Probe = tuple[Key, bytes]
 
 
 def bu_probe(hoa: IPv6Address, sequence: int, coa: IPv6Address) -> Probe:
-    mh = build_mh(BindingUpdate(sequence & 0xFFFF, BUFlags.A | BUFlags.H, 250), hoa, HA)
-    packet = build_ipv6_packet(coa, HA, IPPROTO_MH, mh, home_address=hoa)
-    return (hoa.packed, sequence & 0xFFFF), packet
+    return (hoa.packed, sequence & 0xFFFF), bu_packet(HA, hoa, coa, sequence)
 
 
 def echo_probe(sequence: int) -> Probe:
@@ -160,10 +152,8 @@ class Wire:
 
 
 def ba_key(data: bytes) -> Key | None:
-    # IPv6 (40) + RH2 (24, HoA at 48..64) + MH: type +2, status +6, sequence +8 (§6.1.8).
-    if len(data) >= 40 + 24 + 12 and data[6] == 43 and data[40] == 135 and data[64 + 2] == 6:
-        return data[48:64], int.from_bytes(data[64 + 8 : 64 + 10], "big")
-    return None
+    fields = ba_fields(data)  # (home address from the RH2, status, sequence)
+    return (fields[0], fields[2]) if fields is not None else None
 
 
 def echo_key(data: bytes) -> Key | None:
