@@ -203,7 +203,7 @@ def _home_ports(bed: Testbed) -> list[str]:
     return [f"{h.name}-eth0" for h in cluster_hosts(bed.cluster_size)]
 
 
-def _vmac_entries(bed: Testbed) -> list[str]:
+def vmac_ports(bed: Testbed) -> list[str]:
     """The home bridge's ports where it has an entry for the virtual MAC."""
     out = ip_switch(bed, ["bridge", "-j", "fdb", "show", "br", "homenet"])
     return [e["ifname"] for e in json.loads(out or "[]") if e.get("mac") == VMAC]
@@ -227,7 +227,7 @@ def home_link_delivers_vmac(bed: Testbed, host: str | None) -> None:
     own frames from the virtual MAC do not move it; :func:`home_link_learns` undoes this."""
     for port in _home_ports(bed):
         ip_switch(bed, ["bridge", "link", "set", "dev", port, "learning", "off"])
-    for port in _vmac_entries(bed):
+    for port in vmac_ports(bed):
         ip_switch(bed, ["bridge", "fdb", "del", VMAC, "dev", port, "master"])
     if host is not None:
         ip_switch(bed, ["bridge", "fdb", "replace", VMAC, "dev", f"{host}-eth0", "master",
@@ -236,7 +236,7 @@ def home_link_delivers_vmac(bed: Testbed, host: str | None) -> None:
 
 def home_link_learns(bed: Testbed) -> None:
     """The switch learns again (no entry for the virtual MAC until a host sends from it)."""
-    for port in _vmac_entries(bed):
+    for port in vmac_ports(bed):
         ip_switch(bed, ["bridge", "fdb", "del", VMAC, "dev", port, "master"])
     for port in _home_ports(bed):
         ip_switch(bed, ["bridge", "link", "set", "dev", port, "learning", "on"])
