@@ -93,6 +93,11 @@ ETCD_PEER_PORT: Final = 2380
 MN_SPI: Final = 2600
 MN_KEY_HEX: Final = "6e66712d6d697036206d6e31206b6579"  # 16 octets
 ADVERT_INTERVAL_S: Final = 0.1
+# The master announces the virtual MAC again (unsolicited NAs from vrrp.51) this often: a
+# host leaving MASTER sends MLD reports from vrrp.51 as its addresses and proxy entries go,
+# and the switch then delivers the virtual MAC to it until the master sends from it again
+# (seen when a VRRP split brain heals, docs/cluster.md).
+GARP_MASTER_REFRESH_S: Final = 1
 # keepalived's track script: each run starts the Python CLI (0.4 s of CPU, 1-3 s on this
 # loaded 2-core machine), so it runs every 5 s with 5 s to answer, and 2 failures in a row
 # move the virtual HA. A dead host is VRRP's business (3 missed adverts, ~0.35 s), not this.
@@ -249,8 +254,10 @@ def keepalived_config(
 
     ``use_vmac`` puts the addresses on ``vrrp.51`` with the virtual MAC; ``vmac_xmit_base``
     sends the adverts from ``eth0``; ``nopreempt`` keeps a recovered host from taking the
-    virtual HA back (a second outage); ``accept`` lets the active host receive packets for
-    the HA address (VRRPv3's default non-owner "no accept" would drop the Binding Updates).
+    virtual HA back (a second outage); ``garp_master_refresh`` has the master announce the
+    virtual MAC every second (the switch forgets a host that left MASTER); ``accept`` lets
+    the active host receive packets for the HA address (VRRPv3's default non-owner "no
+    accept" would drop the Binding Updates).
     Without ``track_command`` there is no track script.
     """
     track = ""
@@ -285,6 +292,7 @@ global_defs {{
     priority {host.priority}
     advert_int {ADVERT_INTERVAL_S}
     nopreempt
+    garp_master_refresh {GARP_MASTER_REFRESH_S}
     accept
     use_vmac {VMAC_INTERFACE}
     vmac_xmit_base

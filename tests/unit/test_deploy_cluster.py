@@ -27,6 +27,7 @@ def test_keepalived_instance_is_vrrpv3_ipv6_with_the_virtual_mac() -> None:
         "vmac_xmit_base",
         f"virtual_router_id {VRID}",
         "nopreempt",
+        "garp_master_refresh 1",
         "accept ",
         "advert_int 0.1",
         "cluster status --agent-only --control-socket /run/nfq-mip6/ha.sock",

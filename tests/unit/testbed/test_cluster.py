@@ -72,6 +72,7 @@ def test_keepalived_instance(tmp_path: Path) -> None:
         "priority 150",
         "advert_int 0.1",
         "nopreempt",
+        "garp_master_refresh 1",
         "accept",
         f"{HA_ADDRESS}/64",
         'script "status-cmd"',
