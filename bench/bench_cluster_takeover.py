@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,7 +33,7 @@ from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any
 
-from harness import print_result, start_etcd, stop_process
+from harness import print_result, start_etcd, stop_process, wait_for_socket
 
 from nfq_mip6.control import ControlError, request
 from nfq_mip6.store import BindingCommit, StoredBinding
@@ -54,7 +55,9 @@ def count_lines(*argv: str) -> int:
     return len([line for line in sh(*argv).splitlines() if line.strip()])
 
 
-def preload(count: int) -> float:
+def preload(count: int) -> tuple[float, int, float]:
+    """``count`` bindings through the group commit: (seconds, the last revision, the
+    ``time.monotonic()`` of etcd's answer to it)."""
     from nfq_mip6.store.etcd import EtcdBindingStore
     from nfq_mip6.store.etcd_gateway import EtcdSettings
 
@@ -83,9 +86,10 @@ def preload(count: int) -> float:
             if failed:
                 raise RuntimeError(f"preload failed: {failed[0]}")
             done += len(results)
+        last_revision, last_commit = max(store.commit_log)
     finally:
         store.close()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, last_revision, last_commit
 
 
 def start_agent(tmp: Path, role: str) -> subprocess.Popen[bytes]:
@@ -131,6 +135,35 @@ def wait_complete(
     raise RuntimeError("the agent did not get every binding in time")
 
 
+def wait_applied(sock: Path, revision: int, timeout: float = 120) -> float | None:
+    """When the standby had ``revision`` in its cache and kernel (its own timeline)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if control(sock, {"cmd": "cluster"}).get("applied_revision", 0) >= revision:
+            timeline = control(sock, {"cmd": "cluster", "action": "timeline"})
+            done = [at for rev, _got, at in timeline.get("applied", []) if rev >= revision]
+            return min(done) if done else None
+        time.sleep(0.05)
+    return None
+
+
+def profile(agent: subprocess.Popen[bytes], prefix: str | None, name: str) -> Any:
+    """py-spy on ``agent`` into ``<prefix>-<name>.txt`` (collapsed stacks) if asked."""
+    if not prefix:
+        return None
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw", "--threads",
+         "--rate", "250", "-o", f"{prefix}-{name}.txt", "--pid", str(agent.pid)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def stop_profile(profiler: Any) -> None:
+    if profiler is not None:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(timeout=60)
+
+
 def flush_kernel() -> None:
     for table in ("6275", "6276"):
         subprocess.run(["ip", "-6", "route", "flush", "table", table], check=False)
@@ -140,12 +173,17 @@ def flush_kernel() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bindings", type=int, default=10000)
+    parser.add_argument("--profile", default=None, help="py-spy the standbys (file prefix)")
     args = parser.parse_args()
     count = args.bindings
     sh("ip", "netns", "add", NS)
     etcd: subprocess.Popen[bytes] | None = None
     agent: subprocess.Popen[bytes] | None = None
-    result: dict[str, Any] = {"benchmark": "cluster_takeover", "bindings": count}
+    result: dict[str, Any] = {
+        "benchmark": "cluster_takeover",
+        "bindings": count,
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+    }
     try:
         from pyroute2 import netns
 
@@ -159,12 +197,33 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmpdir:
             tmp = Path(tmpdir)
             etcd = start_etcd(tmp / "etcd", ETCD_CLIENT, ETCD_PEER)
-            result["preload_s"] = round(preload(count), 3)
-            # warm standby, then the takeover
+            # a standby following while the bindings are committed
+            agent = start_agent(tmp / "following", "standby")
+            wait_for_socket(agent, tmp / "following" / "ha.sock")
+            profiler = profile(agent, args.profile, "following")
+            took, last_revision, last_commit = preload(count)
+            result["preload_s"] = round(took, 3)
+            applied = wait_applied(tmp / "following" / "ha.sock", last_revision)
+            result["following_standby_complete_after_last_commit_s"] = (
+                None if applied is None else round(applied - last_commit, 3)
+            )
+            result["following_standby_holds"] = {
+                "bindings": control(tmp / "following" / "ha.sock", {"cmd": "cluster"}).get(
+                    "bindings"
+                ),
+                "routes": count_lines("ip", "-6", "route", "show", "table", "6275"),
+            }
+            stop_profile(profiler)
+            stop_process(agent, timeout=20)
+            agent = None
+            flush_kernel()
+            # a standby started on the stored bindings, then the takeover
             started = time.monotonic()
             agent = start_agent(tmp / "standby", "standby")
+            profiler = profile(agent, args.profile, "started")
             sock = tmp / "standby" / "ha.sock"
             complete = wait_complete(agent, sock, count, proxies=False)
+            stop_profile(profiler)
             result["standby_complete_s"] = round(complete - started, 3)
             result["standby_proxies"] = count_lines("ip", "-6", "neigh", "show", "proxy")
             answer = control(sock, {"cmd": "cluster", "action": "active"})
@@ -186,6 +245,7 @@ def main() -> int:
         stop_process(agent, timeout=20)
         stop_process(etcd, timeout=20)
         subprocess.run(["ip", "netns", "del", NS], check=False)
+    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return print_result(result)
 
 

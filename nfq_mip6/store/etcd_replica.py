@@ -29,6 +29,7 @@ from nfq_mip6.store.etcd_gateway import (
     KeyState,
     WatchCompacted,
     b64,
+    ipv6,
     prefix_end,
     unb64,
 )
@@ -166,7 +167,7 @@ class EtcdReplica:
         kind, _, name = key[len(self.prefix) :].partition("/")
         try:
             if kind == "b":
-                hoa = IPv6Address(name)
+                hoa = ipv6(name)
                 self._changed_bindings[hoa] = self._state.bindings.get(hoa)
             elif kind == "auth":
                 spi = int(name)

@@ -14,7 +14,14 @@ pytest.importorskip("etcd3gw", reason="optional extra nfq-mip6[cluster] not inst
 
 from nfq_mip6.store import BindingCommit, StoredBinding
 from nfq_mip6.store.etcd import EtcdBindingStore, _Pending
-from nfq_mip6.store.etcd_gateway import EtcdSettings, binding_value, parse_binding, prefix_end
+from nfq_mip6.store.etcd_gateway import (
+    EtcdSettings,
+    KeyState,
+    binding_value,
+    ipv6,
+    parse_binding,
+    prefix_end,
+)
 
 HOA = IPv6Address("2001:db8::1")
 ROW = StoredBinding(
@@ -27,6 +34,20 @@ def test_binding_record_round_trips_as_compact_json_without_secrets() -> None:
     value = binding_value(ROW, "host-a/42")
     assert " " not in value and json.loads(value)["w"] == "host-a/42"
     assert parse_binding(str(HOA), value) == ROW
+
+
+def test_addresses_parse_as_ipaddress_does_and_bad_records_are_counted() -> None:
+    for text in ("2001:db8::1", "::", "fe80::1:2:3:4", "::ffff:192.0.2.1", "2001:DB8::A"):
+        assert ipv6(text) == IPv6Address(text)
+    for bad in ("2001:db8::g", "1.2.3.4", "", "fe80::1%eth0", "2001:db8:::1"):
+        with pytest.raises(ValueError):
+            ipv6(bad)
+    state = KeyState()
+    state.apply("/p/", "/p/b/2001:db8::zz", '{"coa":"2001:db8::1"}', 5)
+    state.apply(
+        "/p/", "/p/b/2001:db8::1", '{"coa":"nope","seq":1,"flags":0,"lifetime":1,"exp":1}', 6
+    )
+    assert state.bad == 2 and state.bindings == {}
 
 
 def test_prefix_end_covers_exactly_the_prefix() -> None:
