@@ -148,6 +148,22 @@ def test_keepalived_and_the_agent_agree() -> None:
     assert interface is not None and init["command"][-2:] == [interface.group(1), "51"]
 
 
+def directives(text: str) -> set[str]:
+    """The configuration lines of a keepalived.conf, comments and spacing dropped."""
+    lines = (" ".join(line.partition("#")[0].split()) for line in text.splitlines())
+    return {line for line in lines if line}
+
+
+def test_keepalived_has_every_setting_of_the_host_configuration() -> None:
+    """The hosts' deploy/cluster/keepalived.conf is where settings are tuned (and tested on
+    the test bed); the ConfigMap's must not fall behind. Paths, the host's priority and its
+    router_id differ by design."""
+    differ = ("priority", "router_id", "script", "notify_", "interface")
+    hosts = directives((DEPLOY / "keepalived.conf").read_text())
+    shared = [d for d in hosts if not d.startswith(differ)]
+    assert [d for d in shared if d not in directives(CONFIG_MAP["keepalived.conf"])] == []
+
+
 def test_the_agent_runs_with_two_capabilities_and_is_scraped() -> None:
     agent = CONTAINERS["home-agent"]
     assert POD["spec"]["hostNetwork"] is True
