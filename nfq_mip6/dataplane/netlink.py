@@ -447,7 +447,7 @@ class NetlinkDataplane:
     def prefix_routes(self) -> dict[IPv6Network, IPv6Address]:
         return {
             IPv6Network((route.dst, route.dst_len)): route.segment
-            for route in self._routes(TUNNEL_TABLE)
+            for route in self._routes(TUNNEL_TABLE, prefixes_only=True)
             if route.dst_len < 128 and route.segment is not None
         }
 
@@ -584,9 +584,11 @@ class NetlinkDataplane:
         return self._transact_many(requests, "tunnel removal", ignore_missing=True)
 
     # -- reading the kernel ----------------------------------------------------------------
-    def _routes(self, table: int) -> Iterator[_RouteLine]:
+    def _routes(self, table: int, *, prefixes_only: bool = False) -> Iterator[_RouteLine]:
         """The HA's routes of ``table``, parsed from ``ip -6 route show`` text as it streams
-        (100k routes: no 20 MB JSON document and its object tree in memory)."""
+        (100k routes: no 20 MB JSON document and its object tree in memory).
+        ``prefixes_only``: host routes (``ip`` prints them without ``/128``) are skipped
+        unparsed (a restart's prefix check among 10k tunnel routes)."""
         proc = subprocess.Popen(
             ["ip", "-6", "route", "show", "table", str(table), "proto", str(RT_PROTO_NFQ_MIP6)],
             stdout=subprocess.PIPE,
@@ -596,6 +598,8 @@ class NetlinkDataplane:
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
+                if prefixes_only and "/" not in line.partition(" ")[0]:
+                    continue
                 route = _parse_route_line(line)
                 if route is not None:
                     yield route
