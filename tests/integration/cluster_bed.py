@@ -23,14 +23,28 @@ from nfq_mip6.testbed import Testbed, unique_prefix
 from nfq_mip6.testbed import cluster_processes as cluster
 from nfq_mip6.testbed.cluster import VHA_NAME, VMAC, cluster_hosts
 from nfq_mip6.testbed.netns import netns_pids
-from nfq_mip6.testbed.topology import MN_HOME_ADDRESS
+from nfq_mip6.testbed.topology import HA_ADDRESS, MN_HOME_ADDRESS
+from tests.support.bu_load import LoadRecord
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
-def cluster_testbed(size: int = 3) -> Iterator[Testbed]:
+def cluster_testbed(size: int = 3, agent_env: dict[str, str] | None = None) -> Iterator[Testbed]:
+    """The bed, up; ``agent_env`` (``NFQ_MIP6_HA__...`` overrides) is in the environment of
+    the processes it starts, and only theirs."""
     testbed = Testbed(unique_prefix("c"), cluster=size)
+    saved = {key: os.environ.get(key) for key in agent_env or {}}
     try:
-        testbed.up(timeout=30.0)
+        os.environ.update(agent_env or {})
+        try:
+            testbed.up(timeout=30.0)
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         yield testbed
     finally:
         testbed.down()
@@ -154,17 +168,21 @@ def etcd_bindings(bed: Testbed, host: str) -> dict[str, dict[str, Any]]:
 class KeyEvent:
     """One revision of a key: the record put there, or ``None`` for a deletion."""
 
+    key: str
     revision: int
     record: dict[str, Any] | None
 
 
-def key_history(bed: Testbed, host: str, key: str, listen: float = 2.0) -> list[KeyEvent]:
-    """Every change of ``key`` since revision 1 (etcd's watch from revision 1, read for
-    ``listen`` seconds), in revision order. Nothing here compacts the test bed's etcd."""
+def key_history(
+    bed: Testbed, host: str, key: str, *, prefix: bool = False, listen: float = 2.0
+) -> list[KeyEvent]:
+    """Every change of ``key`` (of every key under it with ``prefix``) since revision 1
+    (etcd's watch from revision 1, read for ``listen`` seconds), in revision order. Nothing
+    here compacts the test bed's etcd."""
+    url = next(h.etcd_client_url for h in cluster_hosts(bed.cluster_size) if h.name == host)
     done = bed.node(host).run(
-        ["timeout", str(listen), "env", "ETCDCTL_API=3", "etcdctl", "--endpoints",
-         next(h.etcd_client_url for h in cluster_hosts(bed.cluster_size) if h.name == host),
-         "watch", "--rev=1", key, "-w", "json"],
+        ["timeout", str(listen), "env", "ETCDCTL_API=3", "etcdctl", "--endpoints", url,
+         "watch", "--rev=1", *(["--prefix"] if prefix else []), key, "-w", "json"],
         check=False,
         timeout=listen + 10.0,
     )  # fmt: skip
@@ -178,7 +196,7 @@ def key_history(bed: Testbed, host: str, key: str, listen: float = 2.0) -> list[
             kv = event["kv"]
             deleted = event.get("type") == 1  # mvccpb.DELETE
             record = None if deleted else json.loads(_unb64(kv["value"]))
-            events.append(KeyEvent(int(kv["mod_revision"]), record))
+            events.append(KeyEvent(_unb64(kv["key"]), int(kv["mod_revision"]), record))
     return sorted(events, key=lambda e: e.revision)
 
 
@@ -386,3 +404,52 @@ def kernel_entries(bed: Testbed, host: str) -> tuple[set[str], set[str]]:
                 if line.strip() and ":" in line.split()[0]}  # fmt: skip
 
     return first_words(routes.stdout), first_words(proxies.stdout)
+
+
+# ------------------------------------------------------------------------------------------
+# Scripted MNs (tests/support/bu_load.py) on the CN's link
+# ------------------------------------------------------------------------------------------
+
+# Their home addresses on the home prefix from fec0:106:2700::2:0, their care-of addresses on
+# the CN's link (internet, fec0:106:2300::/64) from ::3:0, added to the CN's eth0.
+SCRIPTED_HOA_BASE = IPv6Address("fec0:106:2700::2:0")
+SCRIPTED_COA_BASE = IPv6Address("fec0:106:2300::3:0")
+
+
+def scripted_load(
+    bed: Testbed,
+    count: int,
+    *,
+    rate: float,
+    seconds: float,
+    register: bool,
+    first_sequence: int = 0,
+) -> LoadRecord:
+    """``count`` scripted MNs on the CN's link (unauthenticated BUs: the bed's agents must run
+    with ``require_authentication = false``): their first registrations if ``register``, then
+    ``seconds`` of refreshes at ``rate`` BU/s, then retransmissions until every MN's last BU
+    is answered. The record of what they sent and received."""
+    cn = bed.node("cn")
+    have = set(cn.ipv6_addresses("eth0"))
+    lines = [
+        f"addr add {SCRIPTED_COA_BASE + i}/64 dev eth0 nodad"
+        for i in range(count)
+        if str(SCRIPTED_COA_BASE + i) not in have
+    ]
+    if lines:
+        cn.run(["ip", "-6", "-batch", "-"], input_text="\n".join(lines) + "\n")
+    argv = [
+        sys.executable, "-m", "tests.support.bu_load", "--ha", HA_ADDRESS,
+        "--hoa-base", str(SCRIPTED_HOA_BASE), "--coa-base", str(SCRIPTED_COA_BASE),
+        "--interface", "eth0", "--mobile-nodes", str(count), "--rate", str(rate),
+        "--seconds", str(seconds), "--first-sequence", str(first_sequence),
+    ]  # fmt: skip
+    if not register:
+        argv.append("--no-register")
+    done = subprocess.run(
+        cn.argv(argv), cwd=REPO, capture_output=True, text=True, check=False,
+        timeout=seconds + 120, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise AssertionError(f"the scripted MNs failed: {done.stderr[-3000:]}")
+    return LoadRecord.from_json(json.loads(done.stdout))

@@ -20,6 +20,12 @@ the MN's next BU is answered 0 by ha1 and every host's binding cache equals etcd
 Throughout, etcd's history of the binding's key (a watch from revision 1) is one line: no
 deletion, the sequence number only grows (RFC 6275 §9.5.1, modulo 2**16), and every status 0
 the MN received is one record of that history.
+
+The second test does the same with 20 scripted MNs (tests/support/bu_load.py: other home
+addresses, unauthenticated BUs, so the bed's agents run with ``require_authentication =
+false``) refreshing at 40 BU/s while every BU is flooded to the three active hosts: one
+status 0 per BU, the other answers refusals, one linear history per home address, and after
+the heal every member's cache equals etcd.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 import pytest
 from cluster_bed import (
     BINDING_PREFIX,
+    SCRIPTED_HOA_BASE,
     MobilitySniffer,
     agent_log,
     agent_pid,
@@ -47,6 +54,7 @@ from cluster_bed import (
     last_bu_sequence,
     mn_events,
     role,
+    scripted_load,
     start_mn,
     vmac_ports,
 )
@@ -57,6 +65,7 @@ from nfq_mip6.testbed import cluster_processes as cluster
 from nfq_mip6.testbed.cluster import cluster_hosts
 from nfq_mip6.testbed.topology import MN_HOME_ADDRESS, MnLink
 from nfq_mip6.wire import BAStatus
+from tests.support.bu_load import analyse
 
 pytestmark = pytest.mark.netns
 pytest.importorskip("etcd3gw", reason="optional extra nfq-mip6[cluster] not installed")
@@ -67,7 +76,8 @@ REFUSED = {BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW, BAStatus.MIPV6_ID_MISMATCH}
 
 @pytest.fixture(scope="module")
 def bed() -> Iterator[Testbed]:
-    with cluster_testbed(3) as testbed:
+    # The scripted MNs send unauthenticated BUs (the real MN still authenticates its own).
+    with cluster_testbed(3, {"NFQ_MIP6_HA__REQUIRE_AUTHENTICATION": "false"}) as testbed:
         yield testbed
 
 
@@ -250,3 +260,91 @@ def test_split_brain_one_history(bed: Testbed, tmp_path: Path) -> None:
             terminate(mn)
         sniffer.close()
         log.close()
+
+
+SCRIPTED = 20
+
+
+def test_split_brain_scripted_mns(bed: Testbed) -> None:
+    """20 scripted MNs (other home addresses, their own care-of addresses on the CN's link)
+    register through ha1; then, with the brain split and every BU flooded to the three active
+    hosts, they refresh at 40 BU/s for 3 s (RFC 6275 §11.8 retransmissions included); then
+    the advertisements flow again."""
+    assert wait_until(lambda: holders(bed) == ["ha1"], 10.0), holders(bed)
+    registered = scripted_load(bed, SCRIPTED, rate=40, seconds=0.5, register=True)
+    assert not analyse(registered).last_unanswered, analyse(registered).summary()
+    homes = [str(SCRIPTED_HOA_BASE + i) for i in range(SCRIPTED)]
+    before = {h: conflicts(bed, h) for h in HOSTS}
+    try:
+        for host in HOSTS:
+            drop_vrrp(bed, host, True)
+        assert wait_until(lambda: holders(bed) == HOSTS, 10.0), holders(bed)
+        for host in HOSTS:
+            assert wait_until(lambda h=host: role(bed, h) == "active", 15.0), agent_log(bed, host)
+        home_link_delivers_vmac(bed, None)
+        record = scripted_load(
+            bed,
+            SCRIPTED,
+            rate=40,
+            seconds=3.0,
+            register=False,
+            first_sequence=max(registered.last_sequence) + 1,
+        )
+    finally:
+        for host in HOSTS:
+            drop_vrrp(bed, host, False, check=False)
+        home_link_learns(bed)
+    assert wait_until(lambda: holders(bed) == ["ha1"], 10.0), holders(bed)
+    assert wait_until(
+        lambda: [role(bed, h) for h in HOSTS] == ["active", "standby", "standby"], 15.0
+    )
+    seen = analyse(record)
+    # Every BU answered 0 at most once; the others' answers are refusals.
+    accepted = Counter((i, seq) for i, seq, status, _t in record.received if status == 0)
+    assert all(n == 1 for n in accepted.values()), [k for k, n in accepted.items() if n > 1]
+    assert set(seen.statuses) <= {0, *REFUSED}, seen.statuses
+    assert not seen.last_unanswered, seen.summary()
+    assert not seen.unmatched, seen.unmatched
+    # The losers' commits conflicted.
+    grew = [h for h in HOSTS if conflicts(bed, h) > before[h]]
+    assert len(grew) >= 2, {h: cluster_status(bed, h)["counters"] for h in HOSTS}
+    # One linear history per home address; every status 0 is a revision of it.
+    history = key_history(bed, "ha2", BINDING_PREFIX, prefix=True)
+    per_home: dict[str, list[int]] = {}
+    for event in history:
+        home = event.key.removeprefix(BINDING_PREFIX)
+        if home in homes:
+            assert event.record is not None, event  # no expiry, no deletion
+            per_home.setdefault(home, []).append(int(str(event.record["seq"])))
+    for home, sequences in per_home.items():
+        assert all(newer(a, b) for a, b in pairwise(sequences)), (home, sequences)
+    for index, sequence in accepted:
+        assert sequence in per_home[homes[index]], (homes[index], sequence)
+
+    # After the heal, every member's cache equals etcd.
+    def members_equal_store() -> bool:
+        stored = etcd_bindings(bed, "ha2")
+        want = sorted((h, str(r["coa"]), int(str(r["seq"]))) for h, r in stored.items())
+        return all(
+            sorted(
+                (str(r["home_address"]), str(r["care_of_address"]), int(str(r["sequence"])))
+                for r in cache_rows(bed, h)
+            )
+            == want
+            for h in HOSTS
+        )
+
+    assert wait_until(members_equal_store, 10.0), [(h, len(cache_rows(bed, h))) for h in HOSTS]
+    hosts_by_pid = {str(agent_pid(bed, h)): h for h in HOSTS}
+    writers = Counter(
+        hosts_by_pid.get(str(e.record["w"]).split("/")[-1], "?")
+        for e in history
+        if e.record and e.key.removeprefix(BINDING_PREFIX) in homes
+    )
+    print(
+        f"\nsplit brain, {SCRIPTED} scripted MNs flooded to 3 active hosts: "
+        f"{seen.summary()}; {len(accepted)} BUs accepted, "
+        f"{sum(len(v) for v in per_home.values())} revisions of their bindings, strictly "
+        f"growing per home address, written by {dict(writers)}; conflicts "
+        f"{ {h: conflicts(bed, h) - before[h] for h in HOSTS} }"
+    )
