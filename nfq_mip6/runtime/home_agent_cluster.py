@@ -466,6 +466,10 @@ class HomeAgentCluster:
         for hoa, row in bindings.items():
             if row is not None and row.expires_wall <= wall:
                 row = None  # expired: no binding, whatever the store still holds
+                entry = rt.core.cache.get(hoa)
+                if self.role == ACTIVE and entry is not None:
+                    # e.g. a refresh undone after the lifetime it replaced ended
+                    log.info("binding for %s expired (its stored lifetime ended)", hoa)
             stored = (
                 None
                 if row is None

@@ -14,6 +14,10 @@ One bed for the module, the scenarios in order (docs/cluster.md):
    on through the active host's tunnel; the MN's next BU gets no BA and the active host's
    ``cluster status`` counts commit timeouts; once the member runs again, the MN's
    retransmitted BU is answered with status 0.
+3. **Quorum loss longer than the binding.** The same, until the active host's binding has
+   reached its lifetime: its tunnel route goes (RFC 6275 §10.3.2), BUs get no BA; once etcd
+   answers again, the MN's next BU is registered with status 0, no BU discarded as "DAD in
+   progress" and no proxy DAD timing out.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ the next BU is registered (status 0) although every key's revision is unknown (c
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -202,7 +203,9 @@ def test_the_next_bu_after_the_outage_is_registered(member: Member) -> None:
     assert m.rt.cluster.counters["redecided"] == 2
 
 
-def test_undoing_a_refresh_after_the_lifetime_ended_removes_the_binding(member: Member) -> None:
+def test_undoing_a_refresh_after_the_lifetime_ended_removes_the_binding(
+    member: Member, caplog: pytest.LogCaptureFixture
+) -> None:
     """The refresh's commit times out after the binding's lifetime ended: the last committed
     state is an expired binding, i.e. none."""
     m = member
@@ -210,6 +213,8 @@ def test_undoing_a_refresh_after_the_lifetime_ended_removes_the_binding(member: 
     m.statuses()
     m.bu(2, 112.0)
     m.at(112.9)  # the commit is answered after the lifetime (112.2)
-    m.finish(CommitTimeout("etcd: no answer"))
+    with caplog.at_level(logging.INFO, logger="nfq_mip6.ha.cluster"):
+        m.finish(CommitTimeout("etcd: no answer"))
     assert HOA not in m.rt.core.cache and m.fake.tunnels() == {}
     assert m.statuses() == []
+    assert f"binding for {HOA} expired" in caplog.text
