@@ -57,6 +57,8 @@ log = logging.getLogger("nfq_mip6.store.etcd")
 KEY_ROOT: Final = "/nfq-mip6/v1/"
 ROLE: Final = "ha"
 _HEADERS: Final = {"Content-Type": "application/json"}
+_LEADER_POLL: Final = 0.02
+"""How often a member's status is read while waiting for a new leader (s)."""
 UNKNOWN: Final = -1
 """Revision of a key whose last commit timed out: never equal, the next commit re-reads."""
 
@@ -226,6 +228,11 @@ class Gateway:
         self._local = threading.local()
         self._current = 0
         self._lock = threading.Lock()
+        self._member_ids: list[str | None] = [None] * len(self._endpoints)
+        """Each endpoint's etcd member id, from the header of its last answer."""
+        self._gone: set[str] = set()
+        """Members whose process was found gone (connection refused or reset): until another
+        member names a leader that is not one of them, no request goes out (below)."""
 
     def client(self) -> Etcd3Client:
         """The current endpoint's ``etcd3gw`` client (watch streams)."""
@@ -295,31 +302,98 @@ class Gateway:
             with self._lock:
                 index = self._current
             try:
-                conn = self._connection(index, remaining)
-                conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
-                conn.request("POST", "/v3" + path, data, _HEADERS)
-                response = conn.getresponse()
-                payload = response.read()
-                if response.will_close:
-                    self._drop(index)
+                if self._gone and not self._await_leader(index, deadline):
+                    last = "no leader elected yet after a member's process was found gone"
+                    break
+                status, payload = self._exchange(index, "/v3" + path, data, deadline)
             except (OSError, http.client.HTTPException) as exc:  # timeouts are OSErrors
                 last = exc
                 self._drop(index)
+                member = self._member_ids[index]
+                if isinstance(exc, ConnectionError) and member is not None:
+                    with self._lock:  # refused or reset: the member's process is gone
+                        self._gone.add(member)
                 self._fail_over(index)
                 continue
-            if response.status != 200:
+            if status != 200:
                 text = payload.decode(errors="replace")
-                if response.status >= 500:
-                    last = f"{response.status} {text[:200]}"
+                if status >= 500:
+                    last = f"{status} {text[:200]}"
                     self._fail_over(index)
                     continue
-                raise StoreError(f"etcd {path}: {response.status} {text[:200]}")
+                raise StoreError(f"etcd {path}: {status} {text[:200]}")
             try:
                 result: dict[str, Any] = json.loads(payload)
             except ValueError as exc:
                 raise StoreError(f"etcd {path}: not JSON: {exc}") from exc
+            self._note_member(index, result)
             return result
         raise CommitTimeout(f"etcd {path}: no answer within {timeout:.3f} s ({last})")
+
+    def _exchange(self, index: int, path: str, data: bytes, deadline: float) -> tuple[int, bytes]:
+        """One POST to endpoint ``index`` on this thread's connection: (status, body)."""
+        conn = self._connection(index, deadline - time.monotonic())
+        conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
+        conn.request("POST", path, data, _HEADERS)
+        response = conn.getresponse()
+        payload = response.read()
+        if response.will_close:
+            self._drop(index)
+        return response.status, payload
+
+    def _note_member(self, index: int, answer: dict[str, Any]) -> None:
+        header = answer.get("header")
+        if isinstance(header, dict) and header.get("member_id") is not None:
+            self._member_ids[index] = str(header["member_id"])
+
+    def _answers(self, member: str, deadline: float) -> bool:
+        """The endpoint of ``member`` answers its status (its process runs after all)."""
+        for index, known in enumerate(self._member_ids):
+            if known == member:
+                try:
+                    status, _ = self._exchange(
+                        index,
+                        "/v3/maintenance/status",
+                        b"{}",
+                        min(deadline, time.monotonic() + 0.1),
+                    )
+                except (OSError, http.client.HTTPException):
+                    self._drop(index)
+                    return False
+                return status == 200
+        return False
+
+    def _await_leader(self, index: int, deadline: float) -> bool:
+        """After a member's process was found gone: wait (within ``deadline``) until endpoint
+        ``index`` names a leader that is none of the gone members.
+
+        A follower still takes a dead leader for alive until its election timeout and
+        forwards a write (or a linearizable read) to it, where it is lost: the request would
+        hang until our deadline, holding a store worker, and commits submitted during the
+        election would time out although a new leader came soon enough. The member's status
+        (``/v3/maintenance/status``) is answered locally, without the leader. Only a refused
+        or reset connection marks a member gone (its process is not running), never a
+        timeout: a member we cannot reach may well be a live leader for the others.
+        OSError from the status request propagates (the caller fails over)."""
+        while True:
+            status, payload = self._exchange(index, "/v3/maintenance/status", b"{}", deadline)
+            try:
+                answer = json.loads(payload) if status == 200 else None
+            except ValueError:
+                answer = None
+            if isinstance(answer, dict):
+                self._note_member(index, answer)
+                leader = str(answer.get("leader", "0"))
+                if leader in self._gone and self._answers(leader, deadline):
+                    with self._lock:  # it was not gone after all (a reset of another kind)
+                        self._gone.discard(leader)
+                with self._lock:
+                    if leader != "0" and leader not in self._gone:
+                        self._gone.clear()  # an elected leader: the gone ones are followers now
+                        return True
+            if time.monotonic() + _LEADER_POLL >= deadline:
+                return False
+            time.sleep(_LEADER_POLL)
 
     def stream(self, body: dict[str, Any], connect_timeout: float) -> requests.Response:
         """A watch stream (one JSON object per chunk)."""
