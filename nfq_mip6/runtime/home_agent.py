@@ -290,17 +290,16 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             )
             self.rules.load()
         self.egress = HomeAgentEgress(ctx.queue_num, rules=self._load_rules)
+        self.egress.install_many(
+            (action.home_address, action.care_of_address)
+            for action in self.core.route_optimizations()
+        )
         self.sources = MobileNetworkSourceCheck(
             link.address, rules=self._load_rules, mss=tunnel_mss(link.mtu)
         )
-        if self._answering:  # a cluster standby installs both at its takeover
-            self.egress.install_many(
-                (action.home_address, action.care_of_address)
-                for action in self.core.route_optimizations()
-            )
-            for entry in self.core.cache:
-                if entry.state is BindingState.REGISTERED and entry.prefixes:
-                    self.sources.install(entry.home_address, entry.care_of_address, entry.prefixes)
+        for entry in self.core.cache:
+            if entry.state is BindingState.REGISTERED and entry.prefixes:
+                self.sources.install(entry.home_address, entry.care_of_address, entry.prefixes)
         log.info(
             "home agent %s on %s serving %s (%s backend, %d binding(s) restored)",
             link.address, link.interface, link.prefix, self.dataplane.backend,

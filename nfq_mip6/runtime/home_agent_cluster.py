@@ -190,6 +190,7 @@ class HomeAgentCluster:
         )
         self.last_takeover_ms: float | None = None
         self.last_takeover_steps_ms: dict[str, float] = {}
+        self._standby_egress: dict[IPv6Address, IPv6Address] = {}
         self._standby_tunnels: dict[IPv6Address, IPv6Address] = {}
         """Standby: the HoA -> CoA tunnel routes it installed (a refresh with the same CoA
         costs no netlink request)."""
@@ -501,8 +502,9 @@ class HomeAgentCluster:
 
     def _apply_kernel(self, actions: list[Action], now: float) -> None:
         """The kernel side of loaded state. Active: as any action (proxy ND included). A
-        standby: tunnel routes only, in one batch each way (no proxy ND; direct delivery of
-        the HA's own packets comes with the takeover)."""
+        standby: tunnel routes in one netlink batch each way, only where the CoA changed (no
+        proxy ND); the direct delivery rules of new home addresses follow in one
+        ``ip6tables-restore`` once the change is applied, so a takeover finds them."""
         rt = self.runtime
         if self.role == ACTIVE:
             rt._perform(actions, now)
@@ -527,11 +529,14 @@ class HomeAgentCluster:
                 else:
                     removals.append(action.home_address)
             elif isinstance(action, RemoveRouteOptimization):
+                self._standby_egress.pop(action.home_address, None)
                 one_by_one.append(action)
             elif isinstance(action, StartProxyNeighbor | StopProxyNeighbor):
                 continue  # a standby proxies nothing
             elif isinstance(action, InstallRouteOptimization):
-                continue  # installed for all at the takeover
+                # direct delivery (RFC 6275 §9.3.2 for the HA's own packets): ready for a
+                # takeover, installed once the change is in the tunnel table
+                self._standby_egress[action.home_address] = action.care_of_address
         try:
             if removals:
                 dataplane.remove_tunnels(removals)
@@ -588,6 +593,9 @@ class HomeAgentCluster:
         if changes.received:
             applied = time.monotonic()
             self.applied_log.extend((rev, got, applied) for rev, got in changes.received)
+        egress, self._standby_egress = self._standby_egress, {}
+        if egress and rt.egress is not None:  # new home addresses only: one restore
+            rt.egress.install_many(egress.items())
 
     # --------------------------------------------------------------------------------------
     # Role switch (nfq-mip6 cluster active|standby)
