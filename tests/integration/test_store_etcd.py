@@ -88,6 +88,28 @@ def test_a_stale_writer_gets_a_conflict_with_the_fresh_state(settings: EtcdSetti
         stale.close()
 
 
+def test_a_commit_applied_although_its_answer_was_lost_counts_as_committed(
+    settings: EtcdSettings,
+) -> None:
+    """A transaction retried after its answer was lost (a timeout, then the next endpoint)
+    finds etcd holding exactly its own values: committed, not a conflict (deciding the BU
+    again on its own result would answer 135). Any other value is still a conflict."""
+    store = EtcdBindingStore(settings, writer="a")
+    try:
+        change = BindingCommit((row(0, 5),), (), {777: 1000})
+        store.commit(change)
+        for key in store._keys(change):  # as if the answer had never arrived
+            store._revisions[key] = 0
+        store.commit(change)
+        assert store.counters["already_applied"] == 1 and store.counters["conflicts"] == 0
+        for key in store._keys(change):
+            store._revisions[key] = 0
+        with pytest.raises(CommitConflict):
+            store.commit(BindingCommit((row(0, 6),), (), {777: 1001}))
+    finally:
+        store.close()
+
+
 def test_group_commit_delivers_every_result_on_the_completion_queue(
     settings: EtcdSettings,
 ) -> None:
