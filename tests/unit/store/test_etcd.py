@@ -84,8 +84,12 @@ def test_transactions_overlap_only_without_a_backlog() -> None:
     import select
     import threading
 
+    # a long batch window: the 20 commits of the backlog reach the store thread before it
+    # picks the first batch however slowly this process is scheduled
     store = EtcdBindingStore(
-        EtcdSettings(("http://127.0.0.1:9",), "vha1", max_batch=4, max_in_flight=2)
+        EtcdSettings(
+            ("http://127.0.0.1:9",), "vha1", max_batch=4, max_in_flight=2, batch_window=0.2
+        )
     )
     lock = threading.Lock()
     active = [0]
