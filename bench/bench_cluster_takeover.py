@@ -3,11 +3,15 @@ bindings in the same run.
 
 One private namespace ``h`` holds a home link (veth pair ``hh0``/``hh1``, the HA address on
 ``hh0``), one etcd 3.4 member on 127.0.0.1 (data on disk in a temporary directory) and the
-agent. ``--bindings`` records are committed to the store first (group commit). Then:
+agent. Then:
 
-* ``standby``: ``nfq-mip6 run`` with ``[cluster] role = "standby"``; measured: from the start
-  of the process until its binding cache and its kernel (tunnel table 6275) hold every
-  binding (bootstrap of the replica + batched routes), then ``nfq-mip6 cluster active``:
+* ``following``: a standby agent started on the empty store; ``--bindings`` records are
+  committed (group commit); measured: from etcd's answer to the last transaction until the
+  standby has that revision in its cache and tunnel table (its ``cluster timeline``);
+* ``standby``: the kernel flushed, ``nfq-mip6 run`` with ``[cluster] role = "standby"`` on
+  the stored bindings; measured: from the start of the process until its binding cache and
+  its kernel (tunnel table 6275) hold every binding (bootstrap of the replica + batched
+  routes), then ``nfq-mip6 cluster active``:
   the takeover time the agent reports (catch-up read, proxy ND entries in batches, direct
   delivery rules) and the proxy entries in the kernel;
 * baseline ``cold_active``: the agent stopped, its kernel state flushed, started again as
@@ -16,7 +20,7 @@ agent. ``--bindings`` records are committed to the store first (group commit). T
 
 Prints JSON. Needs root.
 
-    .venv/bin/python bench/bench_cluster_takeover.py --bindings 10000
+    .venv/bin/python bench/bench_cluster_takeover.py --bindings 10000 [--profile /tmp/standby]
 """
 
 from __future__ import annotations
