@@ -52,7 +52,10 @@ PRELOADED = int(os.environ.get("NFQ_MIP6_TAKEOVER_BINDINGS", "10000"))
 
 @pytest.fixture(scope="module")
 def bed() -> Iterator[Testbed]:
-    with cluster_testbed(3) as testbed:
+    # Room for every binding: a registration beyond max_tunnel_nr (64 by default) gets 130,
+    # while bindings loaded from the store are not counted against it.
+    capacity = {"NFQ_MIP6_HA__MAX_TUNNEL_NR": str(min(65535, PRELOADED + 64))}
+    with cluster_testbed(3, capacity) as testbed:
         yield testbed
 
 
@@ -102,14 +105,23 @@ def test_takeover_of_preloaded_bindings(bed: Testbed, tmp_path: Path) -> None:
 
         with bed.ping_stream("cn", MN_HOME_ADDRESS, rate_pps=100) as stream:
             assert wait_until(lambda: stream.replies_so_far >= 50, 10.0)
+            # Right after the MN's refresh is answered: its binding (12 s on this bed) then
+            # outlives the takeover, which keeps the new active's loop busy for seconds (a
+            # binding that ends meanwhile expires before its queued refresh is read:
+            # docs/cluster.md).
+            answered = f"ba seq={sequence + 1} status=0"
+            assert wait_until(lambda: answered in mn_events(mn_socket), 20.0), mn_events(mn_socket)
+            sequence += 1
             cluster.kill_host(bed, "ha1")
             assert wait_until(lambda: cluster.active_host(bed) is not None, 10.0)
             new_active = cluster.active_host(bed)
             assert new_active in HOSTS[1:], new_active
             assert wait_until(lambda: role(bed, new_active) == "active", 30.0)
             # Every home address proxied by the new active host, every tunnel route kept.
-            assert wait_until(lambda: kernel_entries(bed, new_active)[1] >= expected, 30.0), len(
-                kernel_entries(bed, new_active)[1]
+            assert wait_until(lambda: kernel_entries(bed, new_active)[1] >= expected, 30.0), (
+                sorted(expected - kernel_entries(bed, new_active)[1])[:5],
+                cluster_status(bed, new_active),
+                agent_log(bed, new_active, 40),
             )
             routes, proxies = kernel_entries(bed, new_active)
             assert routes >= expected, len(expected - routes)
