@@ -331,8 +331,12 @@ class Gateway:
         raise CommitTimeout(f"etcd {path}: no answer within {timeout:.3f} s ({last})")
 
     def _exchange(self, index: int, path: str, data: bytes, deadline: float) -> tuple[int, bytes]:
-        """One POST to endpoint ``index`` on this thread's connection: (status, body)."""
-        conn = self._connection(index, deadline - time.monotonic())
+        """One POST to endpoint ``index`` on this thread's connection: (status, body);
+        TimeoutError (an OSError) once ``deadline`` has passed."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline passed")
+        conn = self._connection(index, remaining)
         conn.sock.settimeout(max(0.001, deadline - time.monotonic()))
         conn.request("POST", path, data, _HEADERS)
         response = conn.getresponse()

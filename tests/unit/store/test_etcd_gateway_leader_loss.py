@@ -121,3 +121,19 @@ def test_a_member_that_answers_again_is_not_waited_for(
     gateway._gone.add("11")
     assert gateway.post("/kv/txn", {}, 2.0)["header"] == {"member_id": "11"}
     assert gateway._gone == set()
+
+
+def test_a_gone_member_probed_at_the_deadline_is_a_commit_timeout(
+    members: list[ThreadingHTTPServer],
+) -> None:
+    leader = _member("11", ["11"])
+    follower = _member("22", ["11"])
+    members.append(follower)
+    gateway = Gateway(EtcdSettings((_url(leader), _url(follower)), "vha1"))
+    gateway.post("/kv/range", {}, 2.0)
+    _kill(leader)
+    # deadlines that run out anywhere on the way (status, probe of the gone member, the
+    # request itself) end in CommitTimeout, never another exception
+    for timeout in (0.001, 0.005, 0.01, 0.02, 0.05):
+        with pytest.raises(CommitTimeout):
+            gateway.post("/kv/txn", {}, timeout)
