@@ -15,6 +15,7 @@ etcd 3.4 member, data on disk), plus ``s``: the standby agent on its own home li
 (veth ``hh0``/``hh1``, the HA address from its configuration) reaching etcd over a management
 veth (IPv4) from ``h``. The MNs register first (proxy DAD) and then refresh their bindings
 round robin at ``--rate`` BU/s for ``--seconds``; every accepted BU is one commit.
+``--preload N``: N more bindings committed before the agents start (both hold them).
 
 Baseline (same run): a bare watch on the same prefix in ``s`` (an ``EtcdReplica``'s watch
 stream, parsed, nothing applied): etcd's watch delivery plus the client's parse, the floor
@@ -34,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,36 @@ def bare_watch(ready: int, stop: int, out: int) -> None:
     os.write(out, json.dumps(received).encode())
 
 
+def preload(count: int) -> dict[str, Any]:
+    """In the standby's namespace: ``count`` more bindings (HoAs 2001:db8:a::2:0 + i) through
+    the group commit, before the agents start: the standby's cache and tunnel table hold them
+    while it follows the load."""
+    import select
+
+    from nfq_mip6.store import BindingCommit, StoredBinding
+    from nfq_mip6.store.etcd import EtcdBindingStore
+    from nfq_mip6.store.etcd_gateway import EtcdSettings
+
+    store = EtcdBindingStore(EtcdSettings((STANDBY_ENDPOINT,), "bench", commit_timeout=120.0))
+    started = time.perf_counter()
+    expiry = time.time() + 3600
+    base_hoa, base_coa = int(IPv6Address("2001:db8:a::2:0")), int(IPv6Address("2001:db8:c::"))
+    try:
+        for i in range(count):
+            row = StoredBinding(
+                "ha", IPv6Address(base_hoa + i), IPv6Address(base_coa + i), 1, 0xC000, 3600, expiry
+            )
+            store.submit(BindingCommit((row,)), i)
+        done = 0
+        while done < count:
+            select.select([store.completions()], [], [], 1.0)
+            results = store.completions().drain()
+            done += len(results)
+    finally:
+        store.close()
+    return {"bindings": count, "seconds": round(time.perf_counter() - started, 3)}
+
+
 def load(mns: list[Any], rate: float, rounds: int) -> dict[str, Any]:
     """In the MNs' namespace: first registrations, then refreshes at ``rate``."""
     wire = base.Wire()
@@ -162,6 +194,9 @@ def lags(
 def main() -> int:
     parser = base.load_arguments(__doc__)
     parser.set_defaults(rate=500.0, seconds=5.0)
+    parser.add_argument(
+        "--preload", type=int, default=0, help="bindings in the store before the agents start"
+    )
     parser.add_argument("--raw", default=None, help="write the joined timelines here (JSON)")
     parser.add_argument(
         "--profile", default=None, help="py-spy the standby agent into this file (collapsed)"
@@ -186,8 +221,18 @@ def main() -> int:
                 tmp / "etcd", cluster_bench.ETCD_CLIENT, cluster_bench.ETCD_PEER, base.NS_H,
                 also_listen=(MGMT_ACTIVE,),
             )  # fmt: skip
-            active = cluster_bench.start_agent(tmp / "active", len(mns), True)
-            standby = start_standby(tmp / "standby", len(mns))
+            if args.preload:
+                result["preload"] = in_child(NS_S, lambda: preload(args.preload))
+            size = len(mns) + args.preload
+            active = cluster_bench.start_agent(tmp / "active", size, True)
+            standby = start_standby(tmp / "standby", size)
+            deadline = time.monotonic() + 120
+            while (
+                request(tmp / "standby" / "ha.sock", {"cmd": "cluster"}).get("bindings", 0)
+                < args.preload
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.1)
             ready_r, ready_w = os.pipe()
             stop_r, stop_w = os.pipe()
             out_r, out_w = os.pipe()
@@ -235,6 +280,16 @@ def main() -> int:
             os.waitpid(watcher, 0)
             watched = {rev: at for rev, at in json.loads(data or b"[]")}
             standby_stats = request(tmp / "standby" / "ha.sock", {"cmd": "cluster"})
+            agent_stats = request(tmp / "standby" / "ha.sock", {"cmd": "stats"})
+            routes = subprocess.run(
+                ["ip", "-n", NS_S, "-6", "route", "show", "table", "6275"],
+                capture_output=True, text=True, check=False,
+            ).stdout  # fmt: skip
+            result["standby_holds"] = {
+                "bindings": standby_stats.get("bindings"),
+                "tunnel_routes": len(routes.splitlines()),
+                "dataplane_errors": agent_stats.get("counters", {}).get("dataplane_errors"),
+            }
             active_stats = request(tmp / "active" / "ha.sock", {"cmd": "cluster"})
         finally:
             stop_process(standby)

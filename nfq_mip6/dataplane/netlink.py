@@ -94,7 +94,13 @@ log = logging.getLogger(__name__)
 
 Request = tuple[int, int, bytes]  # (message type, extra flags, body) of rtnl.py
 BATCH_CHUNK: Final = 50000  # lines per `ip -batch` process
-NETLINK_BATCH: Final = 1000  # route requests per sendmsg (~120 kB, under the socket's buffer)
+NETLINK_BATCH: Final = 100
+"""Route requests per sendmsg. Each seg6 route takes per-CPU memory that the kernel refills
+in the background: 1 000 at once made thousands of ENOMEMs when two agents installed 10k
+routes together (100: a few hundred, and no slower)."""
+BULK_ENOMEM_RETRIES: Final = 50
+"""ENOMEM retries (10 ms apart) of a bulk install: thousands of routes can need several
+refills of that memory (8 retries left some of 20 000 routes out)."""
 
 
 def detect_tunnel_backend(requested: str = "auto") -> str:
@@ -142,6 +148,9 @@ class NetlinkDataplane:
         self.home_prefix = home_prefix
         self.counters = DataplaneCounters()
         self._enomem = EnomemRetry(sleep=sleep, on_retry=self._count_retries)
+        self._enomem_bulk = EnomemRetry(
+            sleep=sleep, on_retry=self._count_retries, retries=BULK_ENOMEM_RETRIES
+        )
         self._tunnel_source = TunnelSource()
         self._ipr: Any = IPRoute()
         links = self._ipr.link_lookup(ifname=interface)
@@ -355,7 +364,7 @@ class NetlinkDataplane:
                     failed += 1
             return retry
 
-        self._enomem.rounds(requests, attempt)
+        self._enomem_bulk.rounds(requests, attempt)
         self.counters.errors += failed
         return failed
 

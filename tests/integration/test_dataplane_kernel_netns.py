@@ -120,7 +120,7 @@ print(json.dumps(out))
 
 
 def test_tunnels_in_netlink_batches_on_a_real_kernel(netns: str) -> None:
-    """2 500 tunnel routes (three sendmsg batches) with their decap routes, one per CoA; a
+    """2 500 tunnel routes (many sendmsg batches) with their decap routes, one per CoA; a
     CoA change of 1 000; every HoA to one CoA (the others' decap routes go); all removed
     (an absent one is fine)."""
     subprocess.run(
