@@ -179,18 +179,27 @@ class Agent:
             now = self.clock()
             deadline = self.runtime.next_deadline()
             if deadline is not None and deadline <= now:
-                self.runtime.on_timer(now)
+                # What arrived while the loop was busy (a long callback, e.g. a cluster
+                # takeover adding thousands of proxy entries) is read before the timers that
+                # fell due meanwhile: a Binding Update queued before its binding's expiry
+                # refreshes it instead of finding it expired. Timers still run every round.
+                self._dispatch(0.0)
+                self.runtime.on_timer(self.clock())
                 continue
             timeout = MAX_SLEEP_S if deadline is None else min(MAX_SLEEP_S, deadline - now)
-            for key, _mask in self.selector.select(max(0.0, timeout)):
-                callback = key.data
-                try:
-                    callback()
-                except Exception:
-                    log.exception("fd callback %r failed", callback)
+            self._dispatch(max(0.0, timeout))
             if self._reload_requested:
                 self._reload_requested = False
                 self.reload()
+
+    def _dispatch(self, timeout: float) -> None:
+        """Run the callback of every fd readable within ``timeout`` seconds."""
+        for key, _mask in self.selector.select(timeout):
+            callback = key.data
+            try:
+                callback()
+            except Exception:
+                log.exception("fd callback %r failed", callback)
 
     def reload(self) -> dict[str, Any]:
         """SIGHUP: re-read the configuration file and environment; take the reloadable

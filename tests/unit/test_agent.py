@@ -93,3 +93,48 @@ def test_the_common_stats_block_and_role_defaults(tmp_path: Path) -> None:
     assert runtime.handle_control({"cmd": "bul"}) == {"ok": True, "entries": []}
     assert runtime.handle_control({"cmd": "ro", "set": True})["ok"] is False  # no switch
     assert runtime.handle_control({"cmd": "nope"})["ok"] is False
+
+
+class BusyRuntime(RecordingRuntime):
+    """A timer that fell due while the loop was busy, and input that arrived before it."""
+
+    def __init__(self, agent_stop: list[Agent]) -> None:
+        super().__init__()
+        self.order: list[str] = []
+        self.deadline: float | None = 0.0  # long past
+        self._agent_stop = agent_stop
+
+    def next_deadline(self) -> float | None:
+        return self.deadline
+
+    def on_timer(self, now: float) -> None:
+        self.order.append("timer")
+        self.deadline = None
+        self._agent_stop[0].request_stop()
+
+
+def test_input_that_waited_is_read_before_the_timers_that_fell_due(tmp_path: Path) -> None:
+    """A BU queued before its binding's expiry, read after a long callback, must be decided
+    before the expiry timer (docs/cluster.md: a long takeover)."""
+    import socket
+
+    conf = tmp_path / "nfq-mip6.toml"
+    conf.write_text('role = "cn"\n')
+    holder: list[Agent] = []
+    runtime = BusyRuntime(holder)
+    agent = Agent(load_config(conf, environ={}), runtime)
+    holder.append(agent)
+    reader, writer = socket.socketpair()
+    try:
+        writer.send(b"bu")
+
+        def on_input() -> None:
+            reader.recv(16)
+            runtime.order.append("input")
+
+        agent.add_reader(reader.fileno(), on_input)
+        agent.run_forever()
+    finally:
+        reader.close()
+        writer.close()
+    assert runtime.order == ["input", "timer"]
