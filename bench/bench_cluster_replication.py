@@ -288,7 +288,7 @@ def main() -> int:
             result["standby_holds"] = {
                 "bindings": standby_stats.get("bindings"),
                 "tunnel_routes": len(routes.splitlines()),
-                "dataplane_errors": agent_stats.get("counters", {}).get("dataplane_errors"),
+                "dataplane": agent_stats.get("dataplane"),
             }
             active_stats = request(tmp / "active" / "ha.sock", {"cmd": "cluster"})
         finally:

@@ -74,7 +74,7 @@ log = logging.getLogger("nfq_mip6.ha.cluster")
 ACTIVE: Final = "active"
 STANDBY: Final = "standby"
 MAX_REDECISIONS: Final = 3
-TIMELINE_LENGTH: Final = 100_000
+TIMELINE_LENGTH: Final = 20_000
 """Revisions kept in the commit and apply timelines (for replication-lag measurements)."""
 """A BU decided again this many times on fresh state and still conflicting is dropped
 (another writer keeps changing it; the MN retransmits)."""

@@ -139,7 +139,7 @@ class EtcdBindingStore:
         """Whether the last request (commit or probe) got an answer; ``None`` = none yet."""
         self.checked_at = 0.0
         """``time.monotonic()`` of that answer or failure."""
-        self.commit_log: deque[tuple[int, float]] = deque(maxlen=100_000)
+        self.commit_log: deque[tuple[int, float]] = deque(maxlen=20_000)
         """``(revision, time.monotonic())`` of each successful transaction when etcd's answer
         arrived (the start of a standby's replication lag)."""
         self._control_gateway: Gateway | None = None
