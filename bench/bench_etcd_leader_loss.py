@@ -10,7 +10,8 @@ for ``--seconds``. Per round, on a fresh bed:
 * ``baseline``: the same load, nothing killed (the same-run baseline);
 * ``leader_killed``: the same load again, the leader's etcd process SIGKILLed ``--kill-at``
   seconds into it; the remaining two members keep quorum and elect a new leader (polled
-  every 50 ms from here through ``/v3/maintenance/status``).
+  every 50 ms from here through ``/v3/maintenance/status``). ``--agents-on follower``: the
+  agents talk to a follower first (nothing fails on their side when the leader dies).
 
 Reported per run: the longest time in which the MNs received no BA at all (the commit stall
 as a user sees it: no BA leaves before its commit is confirmed), where it started relative
@@ -114,8 +115,12 @@ def one_round(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     try:
         bed.build()
         leader = bed.etcd.wait_leader()
-        bed.start_agents(first=leader)
+        first = leader
+        if args.agents_on == "follower":
+            first = next(m for m in bed.etcd.members if m is not leader)
+        bed.start_agents(first=first)
         result["killed_member"] = leader.name
+        result["agents_talk_to"] = first.name
         before = counters(bed)
         baseline = bed.run_load(rate=args.rate, seconds=args.seconds)
         mid = counters(bed)
@@ -160,6 +165,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1, help="fresh beds, one after another")
     parser.add_argument("--commit-timeout-ms", type=int, default=1000, help="the agents' deadline")
     parser.add_argument(
+        "--agents-on", choices=("leader", "follower"), default="leader",
+        help="the member the agents talk to first: the one killed, or a follower",
+    )  # fmt: skip
+    parser.add_argument(
         "--election-timeout-ms", type=int, default=0,
         help="etcd --election-timeout (heartbeat a tenth of it); 0 = etcd's default, 1000 ms",
     )  # fmt: skip
@@ -177,6 +186,7 @@ def main() -> int:
             "mobile_nodes": args.mobile_nodes,
             "kill_at_s": args.kill_at,
             "commit_timeout_ms": args.commit_timeout_ms,
+            "agents_on": args.agents_on,
             "etcd_election_timeout_ms": args.election_timeout_ms or 1000,
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
