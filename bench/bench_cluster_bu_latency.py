@@ -12,8 +12,10 @@ on the MN side). Two agents run one after the other in ``h``:
   e.g. /dev/shm): every accepted BU is committed (compare-and-swap, group commit) before
   its BA leaves.
 
-Prints JSON: p50/p90/p99/max per phase and agent, the cluster agent's commit counters, and
-the replication lag a standby would see: an ``EtcdReplica`` in the HA's namespace follows
+Prints JSON: p50/p90/p99/max per phase and agent, the cluster agent's commit counters, the
+CPU time each agent and etcd used per BU (the 2 CPUs are shared: where the cost is), etcd's
+own WAL fsync and backend commit times, the load average around the run, and the
+replication lag a standby would see: an ``EtcdReplica`` in the HA's namespace follows
 the store during the cluster run; per binding change, the time from the active's decision
 (the record's expiry minus its lifetime) to the replica holding it.
 
@@ -63,6 +65,43 @@ def commit_latency() -> dict[str, Any]:
                     None if le == "+Inf" else round(float(le) * 1000, 1)
                 )
                 break
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def etcd_disk_times() -> dict[str, Any]:
+    """etcd's own histograms (its /metrics): WAL fsync and backend commit, p50/p99 as bucket
+    upper bounds in ms, with their counts."""
+    done = subprocess.run(
+        ["ip", "netns", "exec", base.NS_H, "curl", "-s", "-m", "2",
+         f"http://127.0.0.1:{ETCD_CLIENT}/metrics"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    out: dict[str, Any] = {}
+    for name in (
+        "etcd_disk_wal_fsync_duration_seconds",
+        "etcd_disk_backend_commit_duration_seconds",
+    ):
+        buckets = [
+            (line.split('le="', 1)[1].split('"', 1)[0], float(line.rsplit(" ", 1)[1]))
+            for line in done.stdout.splitlines()
+            if line.startswith(name + "_bucket")
+        ]
+        total = buckets[-1][1] if buckets else 0.0
+        entry: dict[str, Any] = {"count": int(total)}
+        for q in (0.5, 0.99):
+            for le, cumulative in buckets:
+                if total and cumulative >= q * total:
+                    entry[f"p{int(q * 100)}_at_most_ms"] = (
+                        None if le == "+Inf" else round(float(le) * 1000, 1)
+                    )
+                    break
+        out[name.removeprefix("etcd_disk_").removesuffix("_duration_seconds")] = entry
     return out
 
 
@@ -155,6 +194,7 @@ def main() -> int:
     rounds = max(1, count // len(mns))
     results: dict[str, Any] = {}
     cluster_stats: dict[str, Any] = {}
+    load_before = os.getloadavg()
     agent: subprocess.Popen[bytes] | None = None
     etcd: subprocess.Popen[bytes] | None = None
     with (
@@ -170,6 +210,8 @@ def main() -> int:
             # one agent after the other; the sender, a child, lives in the MN namespace
             for name, cluster in (("single_node", False), ("cluster", True)):
                 agent = start_agent(tmp / name, len(mns), cluster)
+                agent_cpu = cpu_seconds(agent.pid)
+                etcd_cpu = cpu_seconds(etcd.pid)
                 follower = None
                 if cluster and not args.no_replica:  # a standby's replica (etcd's loopback)
                     ready_r, ready_w = os.pipe()
@@ -208,9 +250,15 @@ def main() -> int:
                     os.waitpid(follower, 0)
                     results[name]["replica_lag"] = json.loads(lag or b"{}")
                 stats = request(tmp / name / "ha.sock", {"cmd": "stats"})
+                bus = len(mns) * (rounds + 1)  # first registrations and refreshes
+                results[name]["cpu_ms_per_bu"] = {
+                    "agent": round((cpu_seconds(agent.pid) - agent_cpu) / bus * 1000, 3),
+                    "etcd": round((cpu_seconds(etcd.pid) - etcd_cpu) / bus * 1000, 3),
+                }
                 if cluster:
                     cluster_stats = stats.get("cluster", {})
                     results[name]["agent_commit_latency"] = commit_latency()
+                    results[name]["etcd_disk"] = etcd_disk_times()
                 stop_process(agent)
                 agent = None
         finally:
@@ -226,6 +274,7 @@ def main() -> int:
         "sent_per_phase": rounds * len(mns),
         "mobile_nodes": len(mns),
         "etcd_data": "tmpfs" if args.etcd_dir and args.etcd_dir.startswith("/dev/shm") else "disk",
+        "load_average": {"before": load_before, "after": os.getloadavg()},
         "single_node_sqlite": results.get("single_node"),
         "cluster_etcd": results.get("cluster"),
         "cluster_counters": cluster_stats.get("counters"),
