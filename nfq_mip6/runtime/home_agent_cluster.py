@@ -180,6 +180,7 @@ class HomeAgentCluster:
                 "redecided",
                 "redecisions_exhausted",
                 "held",
+                "superseded",
                 "replica_changes",
                 "replica_resyncs",
                 "takeovers",
@@ -438,8 +439,17 @@ class HomeAgentCluster:
             guard.verifier.reload_timestamps({spi: (mesg_id - 1) % (1 << 64)})
 
     def _release_held(self, home_addresses: set[IPv6Address], now: float) -> None:
+        """Decide the BUs that waited for a commit on their home address. Of several, only
+        the last one that arrived: the MN takes only a BA for its most recent BU (RFC 6275
+        §11.7.3), so deciding and committing the older ones one after the other would only
+        make an overloaded store fall further behind (counted ``superseded``)."""
         for hoa in home_addresses:
             queue = self._held.get(hoa)
+            if queue is not None and len(queue) > 1 and not self._inflight[hoa]:
+                self.counters["superseded"] += len(queue) - 1
+                latest = queue[-1]
+                queue.clear()
+                queue.append(latest)
             while queue and not self._inflight[hoa]:
                 event = queue.popleft()
                 if self.role == ACTIVE:

@@ -233,6 +233,26 @@ def test_second_bu_waits_for_the_first_commit(active: Any) -> None:
     assert answer(sent)[0].sequence == 2
 
 
+def test_of_several_waiting_bus_only_the_latest_is_decided(active: Any) -> None:
+    """Two more BUs arrive while the first one's commit is in flight: once it is committed,
+    only the most recent one is decided and committed (the MN takes only a BA for its most
+    recent BU); the one in between is counted superseded and gets no BA."""
+    rt, _fake, sent, store = active
+    register(rt, 1)
+    rt.on_queued_packet(QueuedPacket(bu(2, coa=COA2)), 101.1)
+    rt.on_queued_packet(QueuedPacket(bu(3, coa=COA2)), 101.2)
+    assert rt.cluster.counters["held"] == 2
+    store.finish()
+    rt.cluster.on_commits()
+    assert answer(sent)[0].sequence == 1
+    ((change, _token),) = store.submitted
+    assert change.upserts[0].sequence == 3 and rt.cluster.counters["superseded"] == 1
+    sent.clear()
+    store.finish()
+    rt.cluster.on_commits()
+    assert len(sent) == 1 and answer(sent)[0].sequence == 3
+
+
 def test_active_restores_from_the_snapshot(tmp_path: Path) -> None:
     store = FakeStore(BindingSnapshot((row(7),), {}, 30))
     rt, fake, _sent = start(tmp_path, store)
