@@ -72,6 +72,7 @@ __all__ = [
     "mn_config",
     "notify_script",
     "vmac_sysctls",
+    "vmac_unspecified_drop",
 ]
 
 MGMT_LINK: Final[LinkName] = "mgmt"
@@ -186,6 +187,16 @@ def vmac_sysctls() -> dict[str, str]:
         f"{neigh}.retrans_time_ms": str(HOME_LINK_RETRANS_TIMER_MS),
         f"{neigh}.proxy_delay": "0",
     }
+
+
+def vmac_unspecified_drop() -> list[str]:
+    """The ip6tables rule that keeps a host that is not MASTER from sending from the virtual
+    MAC: ``vrrp.51`` has an address only on the master, so whatever else leaves it carries
+    the unspecified source address. That is the MLD reports (RFC 3810 §5.2.13) the kernel
+    sends when a host leaves MASTER and its addresses and proxy entries go, and the home
+    link's switch would learn the virtual MAC at that host's port from them."""
+    return ["ip6tables", "-w", "-I", "OUTPUT", "-o", VMAC_INTERFACE, "-s", "::/128",
+            "-j", "DROP"]  # fmt: skip
 
 
 def etcd_argv(

@@ -36,6 +36,7 @@ from nfq_mip6.testbed.cluster import (
     mn_config,
     notify_script,
     vmac_sysctls,
+    vmac_unspecified_drop,
 )
 from nfq_mip6.testbed.netns import TestbedError, ip, netns_pids, pid_alive, sysctl
 from nfq_mip6.testbed.node import Node
@@ -124,6 +125,7 @@ def _add_vmac_interface(node: Node) -> None:
        "type", "macvlan", "mode", "private", netns=ns)  # fmt: skip
     ip("link", "set", VMAC_INTERFACE, "addrgenmode", "none", netns=ns)
     sysctl(ns, vmac_sysctls())
+    node.run(vmac_unspecified_drop())
     ip("link", "set", VMAC_INTERFACE, "up", netns=ns)
 
 

@@ -172,3 +172,14 @@ def test_notify_runs_radvd_on_the_master_only(tmp_path: Path) -> None:
     conf.unlink()  # no radvd.conf: the agent is still made active, no RAs
     assert notify("MASTER") == [f"nfq-mip6 cluster active --control-socket {tmp_path}/ha.sock"]
     assert not pidfile.exists()
+
+
+def test_vmac_script_sends_nothing_from_the_unspecified_address() -> None:
+    """The test bed's rule (``vmac_unspecified_drop``) is the deploy script's rule."""
+    from nfq_mip6.testbed.cluster import vmac_unspecified_drop
+
+    text = (DEPLOY / "nfq-mip6-vmac").read_text()
+    rule = vmac_unspecified_drop()
+    assert rule[:4] == ["ip6tables", "-w", "-I", "OUTPUT"]
+    assert rule[4:] == ["-o", VMAC_INTERFACE, "-s", "::/128", "-j", "DROP"]
+    assert 'ip6tables -w -I OUTPUT -o "$name" -s ::/128 -j DROP' in text
