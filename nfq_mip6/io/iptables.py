@@ -36,6 +36,7 @@ __all__ = [
     "mobile_node_tunnel_counters",
     "rules_path",
     "run_ip6tables",
+    "unspecified_source_drop",
 ]
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,12 @@ class DestinationRules:
     def forget(self) -> None:
         """Forget the rules without touching the kernel (they went with the chain)."""
         self.installed.clear()
+
+
+def unspecified_source_drop(interface: str) -> list[str]:
+    """The ip6tables command line (to run in the namespace that owns ``interface``) that
+    drops every packet leaving ``interface`` from the unspecified address ``::``."""
+    return ["ip6tables", "-w", "-I", "OUTPUT", "-o", interface, "-s", "::/128", "-j", "DROP"]
 
 
 def run_ip6tables(args: Sequence[str], *, stdin: str | None = None, quiet: bool = False) -> int:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
+from nfq_mip6.io.iptables import unspecified_source_drop
 from nfq_mip6.testbed.topology import (
     HA_ADDRESS,
     HOME_LINK_RETRANS_TIMER_MS,
@@ -195,8 +196,7 @@ def vmac_unspecified_drop() -> list[str]:
     the unspecified source address. That is the MLD reports (RFC 3810 §5.2.13) the kernel
     sends when a host leaves MASTER and its addresses and proxy entries go, and the home
     link's switch would learn the virtual MAC at that host's port from them."""
-    return ["ip6tables", "-w", "-I", "OUTPUT", "-o", VMAC_INTERFACE, "-s", "::/128",
-            "-j", "DROP"]  # fmt: skip
+    return unspecified_source_drop(VMAC_INTERFACE)
 
 
 def etcd_argv(
