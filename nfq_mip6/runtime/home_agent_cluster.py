@@ -74,6 +74,10 @@ log = logging.getLogger("nfq_mip6.ha.cluster")
 ACTIVE: Final = "active"
 STANDBY: Final = "standby"
 MAX_REDECISIONS: Final = 3
+EGRESS_DELAY: Final = 1.0
+EGRESS_BATCH: Final = 1000
+"""A standby installs new home addresses' direct delivery rules once this many wait or the
+oldest has waited EGRESS_DELAY seconds."""
 TIMELINE_LENGTH: Final = 20_000
 """Revisions kept in the commit and apply timelines (for replication-lag measurements)."""
 """A BU decided again this many times on fresh state and still conflicting is dropped
@@ -192,6 +196,7 @@ class HomeAgentCluster:
         self.last_takeover_ms: float | None = None
         self.last_takeover_steps_ms: dict[str, float] = {}
         self._standby_egress: dict[IPv6Address, IPv6Address] = {}
+        self._egress_since: float | None = None
         self._standby_tunnels: dict[IPv6Address, IPv6Address] = {}
         """Standby: the HoA -> CoA tunnel routes it installed (a refresh with the same CoA
         costs no netlink request)."""
@@ -513,8 +518,8 @@ class HomeAgentCluster:
     def _apply_kernel(self, actions: list[Action], now: float) -> None:
         """The kernel side of loaded state. Active: as any action (proxy ND included). A
         standby: tunnel routes in one netlink batch each way, only where the CoA changed (no
-        proxy ND); the direct delivery rules of new home addresses follow in one
-        ``ip6tables-restore`` once the change is applied, so a takeover finds them."""
+        proxy ND); the direct delivery rules of new home addresses are collected for
+        :meth:`_flush_standby_egress`, so a takeover finds them."""
         rt = self.runtime
         if self.role == ACTIVE:
             rt._perform(actions, now)
@@ -603,9 +608,23 @@ class HomeAgentCluster:
         if changes.received:
             applied = time.monotonic()
             self.applied_log.extend((rev, got, applied) for rev, got in changes.received)
-        egress, self._standby_egress = self._standby_egress, {}
-        if egress and rt.egress is not None:  # new home addresses only: one restore
-            rt.egress.install_many(egress.items())
+        self._flush_standby_egress()
+
+    def _flush_standby_egress(self, *, force: bool = False) -> None:
+        """The direct delivery rules of new home addresses, at most one ``ip6tables-restore``
+        a second (a process each time would hold back the next change sets); what is left
+        when the standby takes over is installed with everything else then."""
+        egress = self._standby_egress
+        if not egress:
+            return
+        now = time.monotonic()
+        if self._egress_since is None:
+            self._egress_since = now
+        if not force and len(egress) < EGRESS_BATCH and now - self._egress_since < EGRESS_DELAY:
+            return
+        self._standby_egress, self._egress_since = {}, None
+        if self.runtime.egress is not None:
+            self.runtime.egress.install_many(egress.items())
 
     # --------------------------------------------------------------------------------------
     # Role switch (nfq-mip6 cluster active|standby)
@@ -669,6 +688,7 @@ class HomeAgentCluster:
             steps.append(steps[0])
         self.role = ACTIVE
         self._standby_tunnels.clear()
+        self._standby_egress, self._egress_since = {}, None  # all of them come just below
         steps.append(time.perf_counter())
         failed = rt.dataplane.add_proxies(self._proxied())
         self.counters["proxy_errors"] += failed

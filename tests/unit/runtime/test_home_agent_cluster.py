@@ -313,10 +313,12 @@ def test_standby_refresh_costs_no_route_and_is_timed(tmp_path: Path) -> None:
         rt.cluster.on_replica()
         assert rt.core.cache.get(HOA).sequence == 10 and fake.tunnels() == {HOA: COA2}
         assert [entry for entry in fake.log if entry[0] == "install"] == installs
-        assert rt.egress is not None and rt.egress.bindings == {HOA.packed: COA2.packed}
         applied = rt.handle_control({"cmd": "cluster", "action": "timeline"})["applied"]
         assert [revision for revision, _got, _done in applied] == [41, 42, 43]
         assert all(got <= done for _revision, got, done in applied)
+        # direct delivery for the takeover: at the latest with it
+        assert rt.handle_control({"cmd": "cluster", "action": "active"})["ok"]
+        assert rt.egress is not None and rt.egress.bindings == {HOA.packed: COA2.packed}
     finally:
         rt.stop()
 
