@@ -105,7 +105,9 @@ def etcd_disk_times() -> dict[str, Any]:
     return out
 
 
-def start_agent(tmp: Path, max_bindings: int, cluster: bool) -> subprocess.Popen[bytes]:
+def start_agent(
+    tmp: Path, max_bindings: int, cluster: bool, max_in_flight: int | None = None
+) -> subprocess.Popen[bytes]:
     tmp.mkdir(parents=True, exist_ok=True)
     config = tmp / "ha.toml"
     text = (
@@ -120,6 +122,8 @@ def start_agent(tmp: Path, max_bindings: int, cluster: bool) -> subprocess.Popen
             f'[cluster]\nendpoints = ["http://127.0.0.1:{ETCD_CLIENT}"]\nname = "bench"\n'
             "commit_timeout_ms = 2000\n"
         )
+        if max_in_flight is not None:
+            text += f"max_in_flight = {max_in_flight}\n"
     config.write_text(text)
     proc = subprocess.Popen(
         ["ip", "netns", "exec", base.NS_H, sys.executable, "-m", "nfq_mip6", "run",
@@ -184,6 +188,9 @@ def main() -> int:
     parser = base.load_arguments(__doc__)
     parser.add_argument("--etcd-dir", default=None, help="parent of etcd's data directory")
     parser.add_argument(
+        "--max-in-flight", type=int, default=None, help="[cluster] max_in_flight (default: its)"
+    )
+    parser.add_argument(
         "--no-replica",
         action="store_true",
         help="no standby replica during the cluster run (it shares the CPUs with the agent)",
@@ -209,7 +216,7 @@ def main() -> int:
 
             # one agent after the other; the sender, a child, lives in the MN namespace
             for name, cluster in (("single_node", False), ("cluster", True)):
-                agent = start_agent(tmp / name, len(mns), cluster)
+                agent = start_agent(tmp / name, len(mns), cluster, args.max_in_flight)
                 agent_cpu = cpu_seconds(agent.pid)
                 etcd_cpu = cpu_seconds(etcd.pid)
                 follower = None
@@ -275,6 +282,7 @@ def main() -> int:
         "mobile_nodes": len(mns),
         "etcd_data": "tmpfs" if args.etcd_dir and args.etcd_dir.startswith("/dev/shm") else "disk",
         "load_average": {"before": load_before, "after": os.getloadavg()},
+        "max_in_flight": args.max_in_flight,
         "single_node_sqlite": results.get("single_node"),
         "cluster_etcd": results.get("cluster"),
         "cluster_counters": cluster_stats.get("counters"),

@@ -128,7 +128,7 @@ class ClusterConfig:
     cert_file: Path | None = None  # TLS client certificate + key (etcd --client-cert-auth)
     key_file: Path | None = None
     role: str = "active"  # at start: "active" answers, "standby" follows (nfq-mip6 cluster)
-    max_in_flight: int = 2  # commit transactions on their way to etcd at once (distinct keys)
+    max_in_flight: int = 1  # commit transactions on their way to etcd at once (distinct keys)
     connect_timeout_ms: int = 250  # opening a connection to one endpoint; then the next one
 
 

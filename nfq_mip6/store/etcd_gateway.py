@@ -86,14 +86,15 @@ class EtcdSettings:
     batch_window: float = 0.001
     max_batch: int = 64
     probe_interval: float = 1.0
+    """Idle store thread: read the store's revision this often (health, ``cluster status``)."""
     connect_timeout: float = 0.25
     """At most this long to open a connection to one endpoint (capped by the request's own
     deadline), so a dead member leaves time to fail over to the next one."""
-    """Idle store thread: read the store's revision this often (health, ``cluster status``)."""
-    max_in_flight: int = 2
+    max_in_flight: int = 1
     """Transactions on their way to etcd at once (distinct keys; etcd syncs overlapping ones
     together) while fewer than ``max_batch`` commits wait; with a full batch waiting, one at
-    a time (bigger batches: more commits/s). docs/cluster.md has the measurements."""
+    a time (bigger batches: more commits/s). 1 (the default, measured best on a 2-CPU host
+    shared with etcd: docs/cluster.md) sends from the store thread itself."""
 
     @property
     def prefix(self) -> str:

@@ -59,18 +59,18 @@ def test_environment_overrides_cluster_keys(tmp_path: Path) -> None:
 
 def test_commit_path_knobs_from_file_and_environment(tmp_path: Path) -> None:
     """max_in_flight (transactions overlapping on distinct keys) and connect_timeout_ms (per
-    endpoint, then the next one) reach the store's settings; defaults 2 and 250 ms."""
+    endpoint, then the next one) reach the store's settings; defaults 1 and 250 ms."""
     pytest.importorskip("etcd3gw", reason="optional extra nfq-mip6[cluster] not installed")
     from nfq_mip6.runtime.home_agent_cluster import etcd_settings
 
     default = load_config(write(tmp_path, HA + CLUSTER), environ={}).cluster
     assert default is not None
-    assert (default.max_in_flight, default.connect_timeout_ms) == (2, 250)
-    text = HA + CLUSTER + "max_in_flight = 1\nconnect_timeout_ms = 100\n"
+    assert (default.max_in_flight, default.connect_timeout_ms) == (1, 250)
+    text = HA + CLUSTER + "max_in_flight = 2\nconnect_timeout_ms = 100\n"
     cluster = load_config(write(tmp_path, text), environ={}).cluster
     assert cluster is not None
     settings = etcd_settings(cluster)
-    assert (settings.max_in_flight, settings.connect_timeout) == (1, 0.1)
+    assert (settings.max_in_flight, settings.connect_timeout) == (2, 0.1)
     cluster = load_config(
         write(tmp_path, text),
         environ={
