@@ -12,8 +12,10 @@ agent. Then:
   the stored bindings; measured: from the start of the process until its binding cache and
   its kernel (tunnel table 6275) hold every binding (bootstrap of the replica + batched
   routes), then ``nfq-mip6 cluster active``:
-  the takeover time the agent reports (catch-up read, proxy ND entries in batches, direct
-  delivery rules) and the proxy entries in the kernel;
+  the takeover time the agent reports (catch-up read, direct delivery rules, proxy ND entries
+  in chunks, one per loop turn, after it answers again), when a second request sent 5 ms
+  after ``cluster active`` is answered (the loop that reads BUs serves again), the longest
+  round trip of requests while proxy entries are pending, and the proxy entries in the kernel;
 * baseline ``cold_active``: the agent stopped, its kernel state flushed, started again as
   active: from the start of the process until cache, routes and proxy entries are complete
   (snapshot read, reconcile, proxies) — what a host without a warm standby would pay.
@@ -32,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from ipaddress import IPv6Address
 from pathlib import Path
@@ -151,6 +154,43 @@ def wait_applied(sock: Path, revision: int, timeout: float = 120) -> float | Non
     return None
 
 
+def take_over(sock: Path) -> dict[str, Any]:
+    """``cluster active``, and from a second connection 5 ms later a status request: when the
+    agent loop (which reads the BUs too) answers again. Then status requests every 10 ms
+    until no proxy entry is pending; their longest round trip is the longest a BU waited."""
+    answers: list[dict[str, Any]] = []
+    started = time.monotonic()
+    switch = threading.Thread(
+        target=lambda: answers.append(control(sock, {"cmd": "cluster", "action": "active"}))
+    )
+    switch.start()
+    time.sleep(0.005)
+    first = control(sock, {"cmd": "cluster"})
+    first_answer = time.monotonic() - started
+    longest = 0.0
+    polls = 0
+    while first.get("proxy_pending") and time.monotonic() - started < 60:
+        time.sleep(0.01)
+        sent = time.monotonic()
+        first = control(sock, {"cmd": "cluster"})
+        longest = max(longest, time.monotonic() - sent)
+        polls += 1
+    complete = time.monotonic() - started
+    switch.join()
+    final = control(sock, {"cmd": "cluster"})
+    answer = answers[0] if answers else {}
+    return {
+        "takeover_first_answer_after_active_s": round(first_answer, 3),
+        "takeover_active_answered_pending_proxies": answer.get("proxy_pending"),
+        "takeover_complete_s": round(complete, 3),
+        "takeover_polls_while_pending": polls,
+        "takeover_longest_poll_while_pending_ms": round(longest * 1000, 1),
+        "takeover_caught_up": answer.get("caught_up"),
+        "takeover_ms": final.get("last_takeover_ms"),
+        "takeover_steps_ms": final.get("last_takeover_steps_ms"),
+    }
+
+
 def profile(agent: subprocess.Popen[bytes], prefix: str | None, name: str) -> Any:
     """py-spy on ``agent`` into ``<prefix>-<name>.txt`` (collapsed stacks) if asked."""
     if not prefix:
@@ -230,10 +270,7 @@ def main() -> int:
             stop_profile(profiler)
             result["standby_complete_s"] = round(complete - started, 3)
             result["standby_proxies"] = count_lines("ip", "-6", "neigh", "show", "proxy")
-            answer = control(sock, {"cmd": "cluster", "action": "active"})
-            result["takeover_ms"] = answer.get("last_takeover_ms")
-            result["takeover_caught_up"] = answer.get("caught_up")
-            result["takeover_steps_ms"] = answer.get("last_takeover_steps_ms")
+            result.update(take_over(sock))
             result["proxies_after_takeover"] = count_lines("ip", "-6", "neigh", "show", "proxy")
             stop_process(agent, timeout=20)
             agent = None

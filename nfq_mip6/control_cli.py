@@ -138,6 +138,8 @@ def format_cluster(status: dict[str, Any]) -> list[str]:
         lines.append(f"{name.replace('_', ' ').capitalize():<26}: {counters.get(name, 0)}")
     if status.get("last_takeover_ms") is not None:
         lines.append(f"Last takeover             : {status['last_takeover_ms']} ms")
+    if status.get("proxy_pending"):
+        lines.append(f"Proxy entries to add      : {status['proxy_pending']}")
     if "caught_up" in status:
         lines.append(f"Caught up with the store  : {'yes' if status['caught_up'] else 'no'}")
     return lines

@@ -651,6 +651,8 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             for address in (action.home_address, action.link_local):
                 if address is None:
                     continue
+                if self.cluster is not None:  # a takeover's pending add comes no later
+                    self.cluster.proxy_settled(address)
                 self.dataplane.add_proxy(address)
                 if self.nd is not None:
                     self.nd.announce(address, self._address, now)
@@ -658,6 +660,8 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             for address in (action.home_address, action.link_local):
                 if address is None:
                     continue
+                if self.cluster is not None:  # no takeover chunk re-adds it afterwards
+                    self.cluster.proxy_settled(address)
                 self.dataplane.remove_proxy(address)
                 if self.nd is not None:
                     self.nd.cancel_announcements(address)
@@ -757,6 +761,8 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             deadlines.append(self.core.next_deadline())
         if self.nd is not None:
             deadlines.append(self.nd.next_deadline())
+        if self.cluster is not None and self.cluster.proxy_pending:
+            deadlines.append(0.0)  # a takeover's proxy entries: a chunk per loop turn
         present = [d for d in deadlines if d is not None]
         return min(present) if present else None
 
@@ -767,6 +773,7 @@ class HomeAgentRuntime(MobilityHeaderEndpoint):
             for result in self.nd.poll(now):
                 self._feed(ProxyDadCompleted(result.home_address, result.duplicate), now)
         if self.cluster is not None:
+            self.cluster.add_pending_proxies()
             if self.cluster.role == ACTIVE:  # expiry: CAS deletes from the stored expiry
                 self.cluster.commit_then_perform(None, self.core.handle_timer(now), now)
             return

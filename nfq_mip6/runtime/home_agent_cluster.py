@@ -76,6 +76,12 @@ STANDBY: Final = "standby"
 MAX_REDECISIONS: Final = 3
 EGRESS_DELAY: Final = 1.0
 EGRESS_BATCH: Final = 1000
+PROXY_CHUNK: Final = 250
+"""Proxy ND entries a takeover adds on the agent loop's first turn after it (then as many as
+fit :data:`PROXY_TURN_S`, between :data:`PROXY_CHUNK_MIN` and this): 10 000 entries take
+0.5-3 s in the kernel (slower per entry as its table fills), during which BUs would wait."""
+PROXY_CHUNK_MIN: Final = 16
+PROXY_TURN_S: Final = 0.02
 """A standby installs new home addresses' direct delivery rules once this many wait or the
 oldest has waited EGRESS_DELAY seconds."""
 TIMELINE_LENGTH: Final = 20_000
@@ -195,6 +201,13 @@ class HomeAgentCluster:
         )
         self.last_takeover_ms: float | None = None
         self.last_takeover_steps_ms: dict[str, float] = {}
+        self._proxy_pending: dict[IPv6Address, None] = {}
+        """Active after a takeover: proxy ND entries still to add, in order, a chunk per loop
+        turn (:meth:`add_pending_proxies`); the loop's own proxy add or remove of an address
+        takes it out first (:meth:`proxy_settled`), so no chunk re-adds a removed one."""
+        self._proxy_started = 0.0
+        self._proxy_chunk = PROXY_CHUNK
+        self._takeover_started = 0.0
         self._standby_egress: dict[IPv6Address, IPv6Address] = {}
         self._egress_since: float | None = None
         self._standby_tunnels: dict[IPv6Address, IPv6Address] = {}
@@ -638,11 +651,15 @@ class HomeAgentCluster:
         if role == ACTIVE:
             caught_up = self._take_over(now)
             self.counters["takeovers"] += 1
+            # Until the last proxy chunk is in: the time to serving (then the whole takeover)
             self.last_takeover_ms = round((time.perf_counter() - started) * 1000, 3)
+            self.last_takeover_steps_ms["serving"] = self.last_takeover_ms
             log.info(
-                "cluster %s: active (caught up: %s) in %.1f ms, %d binding(s)",
+                "cluster %s: active (caught up: %s), serving after %.1f ms, %d binding(s), "
+                "%d proxy entries to add",
                 self.settings.name, caught_up, self.last_takeover_ms,
                 len(self.runtime.core.cache) if self.runtime.core else 0,
+                len(self._proxy_pending),
             )  # fmt: skip
             return {"ok": True, "changed": True, "caught_up": caught_up, **self.status()}
         self._step_down(now)
@@ -690,9 +707,6 @@ class HomeAgentCluster:
         self._standby_tunnels.clear()
         self._standby_egress, self._egress_since = {}, None  # all of them come just below
         steps.append(time.perf_counter())
-        failed = rt.dataplane.add_proxies(self._proxied())
-        self.counters["proxy_errors"] += failed
-        steps.append(time.perf_counter())
         registered = [e for e in rt.core.cache if e.state is BindingState.REGISTERED]
         if rt.egress is not None:
             rt.egress.install_many((e.home_address, e.care_of_address) for e in registered)
@@ -701,17 +715,70 @@ class HomeAgentCluster:
                 if entry.prefixes:
                     rt.sources.install(entry.home_address, entry.care_of_address, entry.prefixes)
         steps.append(time.perf_counter())
-        parts = ("catch_up", "replica_stop", "proxy_nd", "direct_delivery_rules")
+        parts = ("catch_up", "replica_stop", "direct_delivery_rules")
         self.last_takeover_steps_ms = {
             part: round((steps[i + 1] - steps[i]) * 1000, 3) for i, part in enumerate(parts)
         }
+        # The proxy entries: a chunk per loop turn from here on, BUs served in between (the
+        # router's entries for the home addresses already point at the virtual MAC, so
+        # traffic flows meanwhile). A home address registered meanwhile gets its entry at once.
+        self._proxy_pending = dict.fromkeys(self._proxied())
+        self._proxy_chunk = PROXY_CHUNK
+        self._takeover_started = steps[0]
+        self._proxy_started = time.perf_counter()
         return caught_up
+
+    @property
+    def proxy_pending(self) -> int:
+        return len(self._proxy_pending)
+
+    def proxy_settled(self, address: IPv6Address) -> None:
+        """The loop adds or removes ``address``'s proxy entry itself (a registration, a
+        de-registration, an expiry): the takeover's pending add of it is dropped, so the
+        loop's operation is the last one."""
+        self._proxy_pending.pop(address, None)
+
+    def add_pending_proxies(self) -> None:
+        """One chunk of the takeover's proxy entries (the agent loop calls it while
+        :attr:`proxy_pending`); the last one completes ``last_takeover_steps_ms``."""
+        pending = self._proxy_pending
+        if not pending:
+            return
+        chunk = []
+        for address in pending:
+            chunk.append(address)
+            if len(chunk) >= self._proxy_chunk:
+                break
+        for address in chunk:
+            del pending[address]
+        rt = self.runtime
+        assert rt.dataplane is not None
+        began = time.perf_counter()
+        try:
+            self.counters["proxy_errors"] += rt.dataplane.add_proxies(chunk)
+        except DataplaneError as exc:
+            self.counters["proxy_errors"] += len(chunk)
+            log.error("cluster %s: takeover proxy entries: %s", self.settings.name, exc)
+        done = time.perf_counter()
+        # the next chunk: what fits one turn at this chunk's cost per entry
+        per_entry = (done - began) / len(chunk)
+        fits = int(PROXY_TURN_S / per_entry) if per_entry > 0 else PROXY_CHUNK
+        self._proxy_chunk = max(PROXY_CHUNK_MIN, min(PROXY_CHUNK, fits))
+        if not pending:
+            self.last_takeover_steps_ms["proxy_nd"] = round((done - self._proxy_started) * 1000, 3)
+            self.last_takeover_ms = round((done - self._takeover_started) * 1000, 3)
+            log.info(
+                "cluster %s: takeover complete in %.1f ms (proxy ND entries %.1f ms)",
+                self.settings.name, self.last_takeover_ms,
+                self.last_takeover_steps_ms["proxy_nd"],
+            )  # fmt: skip
 
     def _step_down(self, now: float) -> None:
         rt = self.runtime
         assert rt.dataplane is not None
         self.role = STANDBY
-        failed = rt.dataplane.remove_proxies(self._proxied())
+        pending, self._proxy_pending = self._proxy_pending, {}
+        failed = rt.dataplane.remove_proxies(a for a in self._proxied() if a not in pending)
         self.counters["proxy_errors"] += failed
         self._start_replica(now, kernel=True)
 
@@ -755,5 +822,6 @@ class HomeAgentCluster:
             "bindings": len(self.runtime.core.cache) if self.runtime.core else 0,
             "last_takeover_ms": self.last_takeover_ms,
             "last_takeover_steps_ms": self.last_takeover_steps_ms,
+            "proxy_pending": len(self._proxy_pending),
             "counters": {**self.counters, **{f"store_{k}": v for k, v in store.counters.items()}},
         }

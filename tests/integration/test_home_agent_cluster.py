@@ -257,8 +257,11 @@ def test_cluster_bu_takeover_and_store_loss(
     assert takeover.returncode == 0, takeover.stderr
     answer = json.loads(takeover.stdout)
     assert answer["role"] == "active" and answer["caught_up"] is True
-    proxies = cluster.standby_node.run(["ip", "-6", "neigh", "show", "proxy"]).stdout
-    assert str(HOA) in proxies
+    # the proxy entries go in on the agent loop's next turns (BUs are served meanwhile)
+    assert wait_until(
+        lambda: str(HOA) in cluster.standby_node.run(["ip", "-6", "neigh", "show", "proxy"]).stdout,
+        5.0,
+    )
 
     # 4. The MN's next BU (sequence + 1): status 0 from the new active, a refresh of the
     #    replicated binding (no new registration: no proxy DAD, no DHAAD).

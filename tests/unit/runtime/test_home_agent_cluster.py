@@ -19,6 +19,7 @@ from nfq_mip6.errors import StoreError
 from nfq_mip6.io.host import HomeLinkAddressing
 from nfq_mip6.io.nfqueue import QueuedPacket
 from nfq_mip6.runtime.home_agent import HomeAgentRuntime
+from nfq_mip6.runtime.home_agent_cluster import PROXY_CHUNK
 from nfq_mip6.store.binding_store import (
     BindingCommit,
     BindingSnapshot,
@@ -27,7 +28,15 @@ from nfq_mip6.store.binding_store import (
 )
 from nfq_mip6.store.database import StoredBinding
 from nfq_mip6.store.etcd_replica import ReplicaChanges
-from nfq_mip6.wire import BAStatus, home_agents_anycast
+from nfq_mip6.wire import (
+    BAStatus,
+    BindingUpdate,
+    BUFlags,
+    build_ipv6_packet,
+    build_mh,
+    home_agents_anycast,
+)
+from nfq_mip6.wire.mh import IPPROTO_MH
 from tests.support import howto
 from tests.support.factories import runtime_context
 from tests.unit.runtime.test_home_agent import COA, COA2, FakeND, answer, bu
@@ -137,6 +146,7 @@ def start(
     *,
     role: str = "active",
     replica: FakeReplica | None = None,
+    max_tunnel_nr: int = 64,
 ) -> tuple[HomeAgentRuntime, FakeDataplane, list[bytes]]:
     fake = FakeDataplane()
     sent: list[bytes] = []
@@ -152,7 +162,7 @@ def start(
         role=Role.HA,
         source=tmp_path / "ha.toml",
         state_dir=tmp_path,
-        ha=HomeAgentConfig(max_binding_lifetime=400),
+        ha=HomeAgentConfig(max_binding_lifetime=400, max_tunnel_nr=max_tunnel_nr),
         cluster=ClusterConfig(endpoints=("http://127.0.0.1:2379",), name="vha1", role=role),
     )
     runtime.start(runtime_context(config, sent.append, lambda: 100.0))
@@ -282,11 +292,14 @@ def test_standby_follows_answers_nothing_then_takes_over(tmp_path: Path) -> None
         assert sent == [] and store.submitted == []
         assert rt.cluster.counters["standby_dropped"] == 1
         assert rt.next_deadline() is None
-        # takeover: caught up, proxies added, answering
+        # takeover: caught up, answering, proxies added on the loop's next turn
         answer_ = rt.handle_control({"cmd": "cluster", "action": "active"})
         assert answer_["ok"] and answer_["role"] == "active" and answer_["caught_up"]
         assert replica.stopped and store.seeded
+        assert answer_["proxy_pending"] == 2 and rt.next_deadline() == 0.0
+        rt.on_timer(100.0)
         assert fake.proxies() == {HOA, home_agents_anycast(howto.PREFIX)}
+        assert rt.handle_control({"cmd": "cluster"})["proxy_pending"] == 0
         rt.on_queued_packet(QueuedPacket(bu(9, coa=COA2)), 101.0)
         store.finish()
         rt.cluster.on_commits()
@@ -294,6 +307,64 @@ def test_standby_follows_answers_nothing_then_takes_over(tmp_path: Path) -> None
         # and back to standby: proxies go, routes stay
         assert rt.handle_control({"cmd": "cluster", "action": "standby"})["role"] == "standby"
         assert fake.proxies() == set() and fake.tunnels() == {HOA: COA2}
+    finally:
+        rt.stop()
+
+
+def bu_for(hoa: IPv6Address, sequence: int, lifetime: int = 0xFFFF) -> bytes:
+    mh = build_mh(BindingUpdate(sequence, BUFlags.A | BUFlags.H, lifetime), hoa, howto.HA)
+    return build_ipv6_packet(COA, howto.HA, IPPROTO_MH, mh, home_address=hoa)
+
+
+def test_takeover_answers_bus_while_its_proxy_entries_are_added(tmp_path: Path) -> None:
+    """The takeover's proxy ND entries go in chunks, one per loop turn: a BU is answered
+    while some are still pending, a de-registration during them is not undone by a later
+    chunk, and a home address registered meanwhile gets its entry at once."""
+    others = [howto.PREFIX[0x1000 + i] for i in range(2 * PROXY_CHUNK + 100)]
+    rows: dict[IPv6Address, StoredBinding | None] = {
+        hoa: StoredBinding("ha", hoa, COA, 1, 0xC000, 400, time.time() + 300) for hoa in others
+    }
+    rows[HOA] = row(7)  # the MN's, proxied last
+    store = FakeStore(BindingSnapshot((), {}, 40))
+    replica = FakeReplica(rows, 40)
+    rt, fake, sent = start(tmp_path, store, role="standby", replica=replica, max_tunnel_nr=1000)
+    try:
+        answer_ = rt.handle_control({"cmd": "cluster", "action": "active"})
+        assert answer_["role"] == "active" and answer_["proxy_pending"] == len(rows) + 1
+        assert fake.proxies() == set() and "proxy_nd" not in answer_["last_takeover_steps_ms"]
+        rt.on_timer(100.0)  # the loop's first turn: one chunk
+        assert len(fake.proxies()) == PROXY_CHUNK
+        # the MN's refresh (sequence + 1) is answered 0 with entries still pending
+        rt.on_queued_packet(QueuedPacket(bu(8)), 100.0)
+        store.finish()
+        rt.cluster.on_commits()
+        assert answer(sent)[0].status == BAStatus.ACCEPTED
+        assert rt.cluster.proxy_pending > 0
+        # a de-registration of a home address whose entry is still pending
+        gone = others[-1]
+        assert gone not in fake.proxies()
+        rt.on_queued_packet(QueuedPacket(bu_for(gone, 2, lifetime=0)), 100.0)
+        store.finish()
+        rt.cluster.on_commits()
+        assert answer(sent)[0].status == BAStatus.ACCEPTED and gone not in rt.core.cache
+        # a new home address registered meanwhile: its entry at once (after its proxy DAD)
+        new = howto.PREFIX[0x9999]
+        rt.on_queued_packet(QueuedPacket(bu_for(new, 1)), 100.0)
+        rt.on_timer(101.0)  # the DAD ends (and one more chunk goes in)
+        store.finish()
+        rt.cluster.on_commits()
+        assert answer(sent)[0].status == BAStatus.ACCEPTED
+        assert new in fake.proxies() and rt.cluster.proxy_pending > 0
+        while rt.next_deadline() == 0.0:
+            rt.on_timer(102.0)
+        expected = {home_agents_anycast(howto.PREFIX), HOA, new, *others} - {gone}
+        assert fake.proxies() == expected
+        # no chunk added an address after the loop removed it
+        ops = [entry[0] for entry in fake.log if entry[1:] == (str(gone),)]
+        assert [op for op in ops if op in ("proxy", "unproxy")] == ["unproxy"], ops
+        status = rt.handle_control({"cmd": "cluster"})
+        assert status["proxy_pending"] == 0 and status["last_takeover_steps_ms"]["proxy_nd"] > 0
+        assert status["last_takeover_ms"] >= status["last_takeover_steps_ms"]["serving"]
     finally:
         rt.stop()
 
