@@ -117,6 +117,8 @@ def test_takeover_of_preloaded_bindings(bed: Testbed, tmp_path: Path) -> None:
             new_active = cluster.active_host(bed)
             assert new_active in HOSTS[1:], new_active
             assert wait_until(lambda: role(bed, new_active) == "active", 30.0)
+            # the agent answers (its loop serves) while proxy entries are still going in
+            pending_seen = cluster_status(bed, new_active).get("proxy_pending")
             # Every home address proxied by the new active host, every tunnel route kept.
             assert wait_until(lambda: kernel_entries(bed, new_active)[1] >= expected, 30.0), (
                 sorted(expected - kernel_entries(bed, new_active)[1])[:5],
@@ -144,7 +146,8 @@ def test_takeover_of_preloaded_bindings(bed: Testbed, tmp_path: Path) -> None:
         print(
             f"\n{PRELOADED} preloaded bindings (+ the MN's): preload {preload_s:.2f} s, standbys "
             f"warm {warm_s:.2f} s after it; ha1 killed, {new_active} took over in "
-            f"{status['last_takeover_ms']} ms, steps {status['last_takeover_steps_ms']}; "
+            f"{status['last_takeover_ms']} ms, steps {status['last_takeover_steps_ms']} "
+            f"(answering with {pending_seen} proxy entries pending); "
             f"{len(proxies)} proxy entries, {len(routes)} tunnel routes; next BU seq "
             f"{sequence + 1} answered 0; CN->HoA {result.summary()}"
         )
