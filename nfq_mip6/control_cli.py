@@ -140,6 +140,8 @@ def format_cluster(status: dict[str, Any]) -> list[str]:
         lines.append(f"Last takeover             : {status['last_takeover_ms']} ms")
     if status.get("proxy_pending"):
         lines.append(f"Proxy entries to add      : {status['proxy_pending']}")
+    if status.get("over_capacity"):
+        lines.append(f"Over max_tunnel_nr        : yes ({status.get('max_bindings')})")
     if "caught_up" in status:
         lines.append(f"Caught up with the store  : {'yes' if status['caught_up'] else 'no'}")
     return lines

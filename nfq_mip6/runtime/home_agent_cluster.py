@@ -205,6 +205,7 @@ class HomeAgentCluster:
         """Active after a takeover: proxy ND entries still to add, in order, a chunk per loop
         turn (:meth:`add_pending_proxies`); the loop's own proxy add or remove of an address
         takes it out first (:meth:`proxy_settled`), so no chunk re-adds a removed one."""
+        self._over_capacity = False
         self._proxy_started = 0.0
         self._proxy_chunk = PROXY_CHUNK
         self._takeover_started = 0.0
@@ -517,6 +518,7 @@ class HomeAgentCluster:
                 self._committed.pop(hoa, None)
             else:
                 self._committed[hoa] = row
+        self._check_capacity()
         if mesg_ids:
             if rt.guard is not None:
                 rt.guard.reload_timestamps(mesg_ids)
@@ -527,6 +529,24 @@ class HomeAgentCluster:
                     self._committed_ts[spi] = ts
         if kernel and actions:
             self._apply_kernel(actions, now)
+
+    def _check_capacity(self) -> None:
+        """Bindings loaded from the store are all kept, beyond ``[ha] max_tunnel_nr`` too: each
+        was accepted by a member of this virtual HA, and dropping it would cut its MN off
+        at a takeover. The limit refuses new registrations (130) against all of them, as on
+        the member that accepted them. More than the limit means the members' limits
+        differ: logged once per crossing, shown as ``over_capacity`` in the status."""
+        core = self.runtime.core
+        assert core is not None
+        limit = core.config.max_bindings
+        over = limit is not None and len(core.cache) > limit
+        if over and not self._over_capacity:
+            log.warning(
+                "cluster %s: %d bindings from the store, more than [ha] max_tunnel_nr %s; "
+                "all are kept, new registrations get 130 (give every member the same limit)",
+                self.settings.name, len(core.cache), limit,
+            )  # fmt: skip
+        self._over_capacity = over
 
     def _apply_kernel(self, actions: list[Action], now: float) -> None:
         """The kernel side of loaded state. Active: as any action (proxy ND included). A
@@ -823,5 +843,7 @@ class HomeAgentCluster:
             "last_takeover_ms": self.last_takeover_ms,
             "last_takeover_steps_ms": self.last_takeover_steps_ms,
             "proxy_pending": len(self._proxy_pending),
+            "max_bindings": self.runtime.core.config.max_bindings if self.runtime.core else None,
+            "over_capacity": self._over_capacity,
             "counters": {**self.counters, **{f"store_{k}": v for k, v in store.counters.items()}},
         }

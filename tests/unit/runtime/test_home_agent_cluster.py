@@ -369,6 +369,36 @@ def test_takeover_answers_bus_while_its_proxy_entries_are_added(tmp_path: Path) 
         rt.stop()
 
 
+def test_bindings_from_the_store_are_kept_beyond_max_tunnel_nr(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A member with a smaller ``max_tunnel_nr`` than the one that accepted the bindings keeps
+    every one of them (its MN keeps its binding at a takeover), says so, and refuses new
+    registrations with 130 while refreshes of the loaded ones are accepted."""
+    others = [howto.PREFIX[0x1000 + i] for i in range(2)]
+    rows: dict[IPv6Address, StoredBinding | None] = {
+        hoa: StoredBinding("ha", hoa, COA, 1, 0xC000, 400, time.time() + 300) for hoa in others
+    }
+    rows[HOA] = row(7)
+    store = FakeStore(BindingSnapshot((), {}, 40))
+    replica = FakeReplica(rows, 40)
+    rt, _fake, sent = start(tmp_path, store, role="standby", replica=replica, max_tunnel_nr=2)
+    try:
+        assert len(rt.core.cache) == 3
+        assert "more than [ha] max_tunnel_nr 2" in caplog.text
+        status = rt.handle_control({"cmd": "cluster", "action": "active"})
+        assert status["over_capacity"] is True and status["max_bindings"] == 2
+        rt.on_queued_packet(QueuedPacket(bu(8)), 100.0)  # a refresh: accepted
+        store.finish()
+        rt.cluster.on_commits()
+        assert answer(sent)[0].status == BAStatus.ACCEPTED
+        rt.on_queued_packet(QueuedPacket(bu_for(howto.PREFIX[0x9999], 1)), 100.0)
+        assert answer(sent)[0].status == BAStatus.INSUFFICIENT_RESOURCES  # a new one: 130
+        assert len(rt.core.cache) == 3
+    finally:
+        rt.stop()
+
+
 def test_standby_refresh_costs_no_route_and_is_timed(tmp_path: Path) -> None:
     """A refresh with the same CoA changes the cache, not the kernel; each applied revision
     is in the timeline (received, then applied) that the replication benchmark reads."""
