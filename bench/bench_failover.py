@@ -9,9 +9,9 @@ Per failure mode, on a freshly built bed (``nfq-mip6 testbed up --cluster 3``, h
   loss;
 * **failover**: the same stream; after ``--before`` seconds the active host ha1 dies, the
   stream runs ``--after`` seconds more: longest gap, loss, outages; when keepalived made
-  another host MASTER (its notify script's timestamp) and how long its agent's takeover
-  took (its log); the MN's next BU (its refresh, sequence + 1): its status and when it was
-  answered after the kill;
+  another host MASTER (its notify script's timestamp) and its agent's takeover (its log:
+  until it serves BUs, and until its last proxy ND entry is in); the MN's next BU (its
+  refresh, sequence + 1): its status and when it was answered after the kill;
 * **replication**: for an MN refresh before the failure (both standbys) and for the BU
   after it (the remaining standby), how long after the MN received the BA the standby's
   binding cache showed the new sequence number (polled every 10 ms over the control
@@ -123,13 +123,18 @@ def stream_report(result: PingResult) -> dict[str, Any]:
     }
 
 
-def takeover_ms(bed: Testbed, host: str) -> float | None:
-    """The agent's own takeover time (its log: 'active (caught up: ...) in N ms')."""
+def takeover_ms(bed: Testbed, host: str) -> dict[str, float | None]:
+    """The agent's own takeover times from its log: serving (``active (caught up: ...),
+    serving after N ms``: it answers BUs from here) and complete (``takeover complete in N
+    ms``: the last proxy ND entry is in)."""
     path = cluster.host_dir(bed, host) / "agent.log"
+    times: dict[str, float | None] = {"serving": None, "complete": None}
     for line in path.read_text(errors="replace").splitlines():
-        if ": active (caught up" in line and " in " in line:
-            return float(line.rsplit(" in ", 1)[1].split()[0])
-    return None
+        if ": active (caught up" in line and "serving after " in line:
+            times["serving"] = float(line.split("serving after ", 1)[1].split()[0])
+        elif "takeover complete in " in line:
+            times["complete"] = float(line.split("takeover complete in ", 1)[1].split()[0])
+    return times
 
 
 def run_mode(mode: str, rate: int, before: float, after: float) -> dict[str, Any]:
