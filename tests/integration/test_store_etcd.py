@@ -5,6 +5,7 @@ commit rate next to a same-run baseline of one blocking commit at a time."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterator
@@ -113,7 +114,11 @@ def test_a_commit_applied_although_its_answer_was_lost_counts_as_committed(
 def test_group_commit_delivers_every_result_on_the_completion_queue(
     settings: EtcdSettings,
 ) -> None:
-    store = EtcdBindingStore(settings, writer="a")
+    # 2 000 commits submitted at once take about a second here, queueing included; the
+    # commit deadline counts from submit(), so the 1 s of the other tests would turn the
+    # last ones into CommitTimeouts (the intended overload behaviour, docs/cluster.md):
+    # this test is about every result arriving and the per-key order.
+    store = EtcdBindingStore(dataclasses.replace(settings, commit_timeout=30.0), writer="a")
     count = 2000
     try:
         # Baseline in the same run: one blocking commit at a time.
@@ -134,7 +139,8 @@ def test_group_commit_delivers_every_result_on_the_completion_queue(
             for token, error in completions.drain():
                 results[token] = error
         grouped = count / (time.perf_counter() - start)
-        assert all(error is None for error in results.values())
+        failed = {token: error for token, error in results.items() if error is not None}
+        assert not failed, (len(failed), list(failed.items())[:3])
         bindings = {b.home_address: b.sequence for b in store.snapshot().bindings}
         assert all(bindings[hoa(n)] == 2 for n in range(count // 2))  # the later commit won
         print(json.dumps({"bench": "etcd_group_commit", "commits": count,
