@@ -59,6 +59,9 @@ RESTORED_HOME_AGENT_GIVE_UP: Final = 4.0
 # ``nfq-mip6 cluster drain`` without --rate: Home Agent Switch messages per second (each MN's
 # move costs its new HA a first registration with proxy DAD).
 DEFAULT_DRAIN_RATE: Final = 10.0
+# Our choice: revisions a cluster member keeps in its commit (active) and apply (standby)
+# timelines for replication-lag measurements (minutes at 500 BU/s, about 2 MB).
+CLUSTER_TIMELINE_LENGTH: Final = 20_000
 
 # §6.5: a DHAAD reply is truncated to fit 1280 octets: (1280 − 40 − 8) / 16 = 77 addresses.
 DHAAD_REPLY_MAX_ADDRESSES: Final = 77

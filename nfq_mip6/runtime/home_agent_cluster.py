@@ -26,6 +26,7 @@ node:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections import Counter, deque
@@ -35,6 +36,7 @@ from ipaddress import IPv6Address
 from typing import TYPE_CHECKING, Any, Final
 
 from nfq_mip6.config import ClusterConfig
+from nfq_mip6.constants import CLUSTER_TIMELINE_LENGTH
 from nfq_mip6.dataplane import DataplaneError
 from nfq_mip6.errors import ConfigurationError
 from nfq_mip6.logsetup import LogThrottle
@@ -74,20 +76,18 @@ log = logging.getLogger("nfq_mip6.ha.cluster")
 ACTIVE: Final = "active"
 STANDBY: Final = "standby"
 MAX_REDECISIONS: Final = 3
-EGRESS_DELAY: Final = 1.0
+"""A BU decided again this many times on fresh state and still conflicting is dropped
+(another writer keeps changing it; the MN retransmits)."""
 EGRESS_BATCH: Final = 1000
+EGRESS_DELAY: Final = 1.0
+"""A standby installs new home addresses' direct delivery rules once EGRESS_BATCH wait or the
+oldest has waited this many seconds."""
 PROXY_CHUNK: Final = 250
 """Proxy ND entries a takeover adds on the agent loop's first turn after it (then as many as
 fit :data:`PROXY_TURN_S`, between :data:`PROXY_CHUNK_MIN` and this): 10 000 entries take
 0.5-3 s in the kernel (slower per entry as its table fills), during which BUs would wait."""
 PROXY_CHUNK_MIN: Final = 16
 PROXY_TURN_S: Final = 0.02
-"""A standby installs new home addresses' direct delivery rules once this many wait or the
-oldest has waited EGRESS_DELAY seconds."""
-TIMELINE_LENGTH: Final = 20_000
-"""Revisions kept in the commit and apply timelines (for replication-lag measurements)."""
-"""A BU decided again this many times on fresh state and still conflicting is dropped
-(another writer keeps changing it; the MN retransmits)."""
 
 
 def _require_etcd_client() -> None:
@@ -214,7 +214,7 @@ class HomeAgentCluster:
         self._standby_tunnels: dict[IPv6Address, IPv6Address] = {}
         """Standby: the HoA -> CoA tunnel routes it installed (a refresh with the same CoA
         costs no netlink request)."""
-        self.applied_log: deque[tuple[int, float, float]] = deque(maxlen=TIMELINE_LENGTH)
+        self.applied_log: deque[tuple[int, float, float]] = deque(maxlen=CLUSTER_TIMELINE_LENGTH)
         """Standby: ``(revision, received, applied)`` (``time.monotonic()``) of the latest
         revisions: when the replica got the watch event, when its change was in the core's
         cache and the kernel. Read with ``nfq-mip6``'s ``cluster timeline`` request."""
@@ -764,11 +764,7 @@ class HomeAgentCluster:
         pending = self._proxy_pending
         if not pending:
             return
-        chunk = []
-        for address in pending:
-            chunk.append(address)
-            if len(chunk) >= self._proxy_chunk:
-                break
+        chunk = list(itertools.islice(pending, self._proxy_chunk))
         for address in chunk:
             del pending[address]
         rt = self.runtime

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from ipaddress import IPv6Address
 from typing import Any, Final
 
+from nfq_mip6.constants import CLUSTER_TIMELINE_LENGTH
 from nfq_mip6.errors import StoreError
 from nfq_mip6.store.binding_store import (
     BindingCommit,
@@ -139,7 +140,7 @@ class EtcdBindingStore:
         """Whether the last request (commit or probe) got an answer; ``None`` = none yet."""
         self.checked_at = 0.0
         """``time.monotonic()`` of that answer or failure."""
-        self.commit_log: deque[tuple[int, float]] = deque(maxlen=20_000)
+        self.commit_log: deque[tuple[int, float]] = deque(maxlen=CLUSTER_TIMELINE_LENGTH)
         """``(revision, time.monotonic())`` of each successful transaction when etcd's answer
         arrived (the start of a standby's replication lag)."""
         self._control_gateway: Gateway | None = None

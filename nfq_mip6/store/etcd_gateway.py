@@ -200,7 +200,7 @@ class KeyState:
 
 
 # --------------------------------------------------------------------------------------------
-# The gateway: etcd3gw clients, one per endpoint, failover on connection errors
+# The gateway: http.client per endpoint and thread (watches: etcd3gw), failover
 # --------------------------------------------------------------------------------------------
 
 
