@@ -46,9 +46,8 @@ class MobileNodePersistence:
         self.store = store
         self._wall = wall_clock
         self._last: list[StoredBulEntry] | None = None
-        self._last_auth: dict[str, Any] | None = None
-        self._last_ro: dict[str, Any] | None = None
-        self._last_home_agent: dict[str, Any] | None = None
+        self._saved: dict[str, Any] = {}
+        """Key -> the value last written or read under it (an equal one is not written)."""
         self.errors = 0
 
     def __repr__(self) -> str:
@@ -109,16 +108,21 @@ class MobileNodePersistence:
         self._last = rows
         return True
 
-    def _save_tokens(self, tokens: dict[str, Any]) -> None:
-        if tokens == self._last_ro:
+    def _set_value(self, key: str, value: dict[str, Any], what: str) -> None:
+        """Write ``value`` under ``key`` unless it equals the last one; a failure is counted
+        and logged (the next save tries again)."""
+        if key in self._saved and self._saved[key] == value:
             return
         try:
-            self.store.set_value(self.RO_KEY, tokens)
+            self.store.set_value(key, value)
         except StoreError as exc:
             self.errors += 1
-            log.error("could not persist the correspondent bindings' tokens: %s", exc)
+            log.error("could not persist %s: %s", what, exc)
             return
-        self._last_ro = tokens
+        self._saved[key] = value
+
+    def _save_tokens(self, tokens: dict[str, Any]) -> None:
+        self._set_value(self.RO_KEY, tokens, "the correspondent bindings' tokens")
 
     def _load_tokens(self) -> dict[IPv6Address, ReturnRoutabilityRecord]:
         """The stored tokens; a malformed value is ignored (RR runs again)."""
@@ -126,7 +130,8 @@ class MobileNodePersistence:
         found: dict[IPv6Address, ReturnRoutabilityRecord] = {}
         try:
             value = self.store.get_value(self.RO_KEY, {})
-            self._last_ro = value if isinstance(value, dict) else None
+            if isinstance(value, dict):
+                self._saved[self.RO_KEY] = value
             for recipient, t in (value or {}).items():
                 careof = t.get("careof_token")
                 coa = t.get("careof_token_coa")
@@ -176,15 +181,7 @@ class MobileNodePersistence:
         """RFC 4285 §6: the last Mesg-ID timestamp sent and the clock offset learnt from
         the HA, so that a restarted MN keeps its timestamps increasing and in the window."""
         value = {"last_mesg_id": int(last_mesg_id), "clock_offset": float(clock_offset)}
-        if value == self._last_auth:
-            return
-        try:
-            self.store.set_value(self.AUTH_KEY, value)
-        except StoreError as exc:
-            self.errors += 1
-            log.error("could not persist the Mesg-ID state: %s", exc)
-            return
-        self._last_auth = value
+        self._set_value(self.AUTH_KEY, value, "the Mesg-ID state")
 
     def load_auth(self) -> tuple[int, float]:
         """(last Mesg-ID timestamp sent, clock offset); (0, 0.0) when none is stored."""
@@ -195,7 +192,7 @@ class MobileNodePersistence:
             self.errors += 1
             log.warning("ignoring the stored Mesg-ID state: %s", exc)
             return (0, 0.0)
-        self._last_auth = {"last_mesg_id": result[0], "clock_offset": result[1]}
+        self._saved[self.AUTH_KEY] = {"last_mesg_id": result[0], "clock_offset": result[1]}
         return result
 
     def save_home_agent(self, home_agent: IPv6Address, configured: IPv6Address | None) -> None:
@@ -205,15 +202,7 @@ class MobileNodePersistence:
             "home_agent": str(home_agent),
             "configured": str(configured) if configured is not None else None,
         }
-        if value == self._last_home_agent:
-            return
-        try:
-            self.store.set_value(self.HOME_AGENT_KEY, value)
-        except StoreError as exc:
-            self.errors += 1
-            log.error("could not persist the home agent: %s", exc)
-            return
-        self._last_home_agent = value
+        self._set_value(self.HOME_AGENT_KEY, value, "the home agent")
 
     def load_home_agent(self) -> tuple[IPv6Address, IPv6Address | None] | None:
         """(home agent registered with, the configured one then); ``None`` when none is
@@ -229,5 +218,5 @@ class MobileNodePersistence:
             self.errors += 1
             log.warning("ignoring the stored home agent: %s", exc)
             return None
-        self._last_home_agent = dict(value)
+        self._saved[self.HOME_AGENT_KEY] = dict(value)
         return result
